@@ -1,0 +1,63 @@
+# The two commands a fresh machine needs: `make synth` and `make test`. Both set up what they need first;
+# set-up is stamp-based, so it does nothing when requirements and the npm lock are unchanged.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+export PATH := $(CURDIR)/$(VENV)/bin:$(CURDIR)/node_modules/.bin:$(PATH)
+export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
+export PYTHONDONTWRITEBYTECODE := 1
+CDK := npx --no-install cdk
+ENV ?= staging
+STACK = credmate-lambda-$(ENV)
+
+.PHONY: setup synth test lint typecheck unit diff deploy bench local-invoke diagram wait-deployments clean
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt apps/backend-api/requirements.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	@touch $@
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+setup: $(VENV)/.installed node_modules/.installed
+
+synth: setup
+	$(CDK) synth --quiet
+	@ls cdk.out/*.template.json
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: setup
+	$(VENV)/bin/mypy .
+
+unit: setup
+	$(VENV)/bin/pytest
+
+test: lint typecheck unit
+
+diff: setup
+	$(PY) scripts/pr_diff.py $(if $(BASE),--base $(BASE))
+
+deploy: setup
+	$(PY) scripts/deploy_guard.py $(STACK) $(CDK_ARGS)
+	$(CDK) deploy $(STACK) $(STACK)-policy --require-approval never $(CDK_ARGS)
+
+wait-deployments: setup
+	$(PY) scripts/wait_deployments.py --stack $(STACK)
+
+bench: setup
+	$(PY) scripts/bench.py
+
+local-invoke: setup
+	$(PY) scripts/local_invoke.py --function $(FUNCTION) --event $(EVENT)
+
+diagram: synth
+	$(PY) scripts/diagram.py --out docs/architecture.svg
+
+clean:
+	rm -rf cdk.out .cache

@@ -1,0 +1,133 @@
+"""Verify at synth that every handler imports from the built bundle, as Lambda would import it.
+
+Each handler is imported in its own `python3.X -I -S` process (Lambda starts one runtime per function, so
+one handler's imports must not hide another's missing module). Failures become one `BundlingError` that
+names the function, the handler, the exception and a hint pointing at the file to fix.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from stacks.constructs.bundling import BundleResult, BundleSpec, BundlingError, HandlerCheck
+
+VERIFY_SCRIPT = Path(__file__).with_name("verify_in_bundle.py")
+VERIFY_TIMEOUT_SECONDS = 120
+
+
+@dataclass(frozen=True)
+class VerificationFailure:
+    function: str
+    handler: str
+    error: str
+    hint: str
+
+    def __str__(self) -> str:
+        return f"function {self.function} (handler {self.handler}): {self.error}\n    hint: {self.hint}"
+
+
+def target_interpreter(spec: BundleSpec) -> str:
+    """The target Python (python3.11 for runtime python3.11), found on PATH; never silently another one."""
+    name = f"python{spec.python_version}"
+    found = shutil.which(name)
+    if not found:
+        raise BundlingError(
+            f"cannot verify the bundle: {name} (the {spec.runtime} runtime's interpreter) is not on PATH. "
+            f"Install it, or skip verification loudly with -c skip_bundle_verification=true"
+        )
+    return found
+
+
+def _requirement_names(requirements: Path) -> set[str]:
+    names = set()
+    for line in requirements.read_text().splitlines():
+        match = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)", line)
+        if match and not line.lstrip().startswith(("#", "-")):
+            names.add(re.sub(r"[-_.]+", "_", match.group(1)).lower())
+    return names
+
+
+def hint_for(result: Mapping[str, object], spec: BundleSpec) -> str:
+    kind, message = str(result.get("type")), str(result.get("message"))
+    name = result.get("name")
+    handler = str(result.get("handler"))
+    if kind == "ModuleNotFoundError" and isinstance(name, str):
+        top = name.split(".")[0]
+        if (spec.source_dir / top).exists() or (spec.source_dir / f"{top}.py").exists():
+            return f"'{name}' is missing inside {spec.source_dir / top}: check the package's files"
+        if re.sub(r"[-_.]+", "_", top).lower() in _requirement_names(spec.requirements):
+            return f"{top} is listed in {spec.requirements} but no module '{top}' was installed for {spec.runtime}"
+        return f"{top} is not in {spec.requirements}: add it there (pinned)"
+    if kind == "ImportError":
+        match = re.search(r"cannot import name '([^']+)' from '([^']+)'", message)
+        if match:
+            symbol, module = match.groups()
+            return (f"module {module} no longer exports {symbol}: restore it in "
+                    f"{spec.source_dir / module.replace('.', '/')} or update the importers")
+    if kind in ("SyntaxError", "IndentationError", "TabError"):
+        filename = str(result.get("filename") or "")
+        local = filename.replace(str(result.get("bundle", "")), "")
+        return f"fix the syntax error at {Path(local).name or filename} line {result.get('lineno')}"
+    if kind == "AttributeError" and result.get("stage") == "attribute":
+        module, _, attr = handler.rpartition(".")
+        return f"module {module} has no attribute {attr}: fix the handler setting of this function or define it"
+    if result.get("stage") == "health":
+        return "GET /health through the handler did not answer 200 healthy: run the backend tests"
+    return "see the traceback above; the bundle's handler must import cleanly in a fresh interpreter"
+
+
+def verify_bundle(
+    bundle: BundleResult,
+    spec: BundleSpec,
+    checks: Sequence[HandlerCheck],
+    *,
+    environment: Mapping[str, str] | None = None,
+    interpreter: str | None = None,
+) -> None:
+    """Raise BundlingError listing every handler that does not import (or answer /health) from the bundle."""
+    python = interpreter or target_interpreter(spec)
+    # No database, no AWS: the handlers must import and answer /health lazily without either.
+    env = {"PATH": os.environ.get("PATH", ""), "AWS_REGION": "us-east-1", "AWS_DEFAULT_REGION": "us-east-1",
+           "PYTHONDONTWRITEBYTECODE": "1", "PYTHONHASHSEED": "0", **(environment or {})}
+    procs = [
+        (check, subprocess.Popen([python, "-I", "-S", "-B", str(VERIFY_SCRIPT), str(bundle.directory),
+                                  json.dumps({"function": check.function, "handler": check.handler,
+                                              "http_health": check.http_health})],
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                 env={**env, **dict(check.environment)},
+                                 cwd=bundle.directory))
+        for check in checks
+    ]
+    failures = []
+    for check, proc in procs:
+        try:
+            out, err = proc.communicate(timeout=VERIFY_TIMEOUT_SECONDS)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            failures.append(VerificationFailure(check.function, check.handler,
+                                                f"import did not finish within {VERIFY_TIMEOUT_SECONDS}s",
+                                                "a handler module must not block at import"))
+            continue
+        lines = [ln for ln in out.splitlines() if ln.startswith("{")]
+        if not lines:
+            failures.append(VerificationFailure(check.function, check.handler,
+                                                f"the verifier crashed (exit {proc.returncode}): {err[-1500:]}",
+                                                "a handler module must not exit the interpreter at import"))
+            continue
+        result = json.loads(lines[-1])
+        if not result["ok"]:
+            result["bundle"] = str(bundle.directory)
+            error = f"{result['type']}: {result['message']}"
+            failures.append(VerificationFailure(check.function, check.handler, error, hint_for(result, spec)))
+    if failures:
+        raise BundlingError(
+            "bundle verification failed (the bundle would not run on Lambda):\n  "
+            + "\n  ".join(str(f) for f in failures)
+        )

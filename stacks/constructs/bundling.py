@@ -1,0 +1,427 @@
+"""Bundles a Python Lambda straight from its source folder, without Docker, and proves it imports.
+
+Why not `PythonFunction` or SAM: both reuse build caches keyed on less than every input (the second outage
+shipped code seven migrations old) and both need Docker to target the Lambda platform. Here:
+
+* the **input hash** covers every file under the source folder (minus the documented excludes), the
+  requirements (or lock) content, runtime, architecture, installer and bundler version and every option;
+  it is both the cache key and the CDK asset hash, so any change gives a new asset (a new Lambda version
+  and a canary) and no change gives the same one, with no rebuild;
+* dependencies come from manylinux wheels for the target Python and architecture (`uv`, or pip when uv is
+  absent), so the host OS does not matter;
+* the zip is written here, entries sorted, timestamps and permissions fixed, so two clean builds are byte
+  identical (CDK uploads a .zip asset as is);
+* `verify_bundle` imports every handler from the built bundle in an isolated interpreter (`-I -S`: only the
+  bundle and the standard library on sys.path, as on Lambda) and drives `GET /health` through the API
+  handler; a failure stops synth with the function, handler, exception and a hint.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import json
+import os
+import re
+import shutil
+import stat
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+# Bump when the bundle layout or any build step changes: it is part of every input hash.
+BUNDLER_VERSION = "3"
+
+# What Lambda never needs. Patterns match a path relative to the source folder or any single path part.
+DEFAULT_EXCLUDES: tuple[str, ...] = (
+    "__pycache__",
+    "*.pyc",
+    "*.pyo",
+    "tests",
+    "test",
+    "conftest.py",
+    ".pytest_cache",
+    ".mypy_cache",
+    ".ruff_cache",
+    ".git",
+    ".venv",
+    ".DS_Store",
+    "*.swp",
+    "*~",
+    ".idea",
+    ".vscode",
+    "build_info.json",  # written by the bundler; a stale copy in the source tree must never win
+)
+
+# Lambda's direct-upload limit is for the zip, the deployment limit for the unzipped size.
+ZIP_LIMIT_BYTES = 50 * 1024 * 1024
+UNZIPPED_LIMIT_BYTES = 250 * 1024 * 1024
+NEAR_LIMIT_FRACTION = 0.8
+
+_FIXED_ZIP_DATE = (1980, 1, 1, 0, 0, 0)
+_PLATFORMS = {"x86_64": ("x86_64-manylinux2014", "manylinux2014_x86_64"),
+              "arm64": ("aarch64-manylinux2014", "manylinux2014_aarch64")}
+
+
+class BundlingError(RuntimeError):
+    """Bundling or verification failed; the message names what to fix."""
+
+
+class MissingWheelError(BundlingError):
+    def __init__(self, package: str, platform: str, detail: str) -> None:
+        self.package = package
+        super().__init__(
+            f"package '{package}' has no wheel for {platform}; without Docker it cannot be built for "
+            f"Lambda. Pin a version that ships a manylinux wheel, or run with a Docker daemon.\n{detail}"
+        )
+
+
+@dataclass(frozen=True)
+class HandlerCheck:
+    """One function whose handler must import from the bundle."""
+
+    function: str
+    handler: str  # "module.attr", as in Lambda's Handler setting
+    http_health: bool = False  # drive GET /health through it as an API Gateway proxy event
+    environment: tuple[tuple[str, str], ...] = ()  # the function's own variables that affect import
+
+
+@dataclass(frozen=True)
+class BundleSpec:
+    source_dir: Path
+    requirements: Path
+    cache_dir: Path
+    runtime: str = "python3.11"
+    architecture: Literal["x86_64", "arm64"] = "x86_64"
+    excludes: tuple[str, ...] = DEFAULT_EXCLUDES
+    # Files copied into the bundle root: (name in bundle, source file).
+    extra_files: tuple[tuple[str, Path], ...] = ()
+    compile_bytecode: bool = True
+    # Folder (relative to source_dir) whose Alembic revisions give build_info.json's schema_head.
+    migrations_dir: str | None = "migrations/versions"
+    installer: Literal["auto", "uv", "pip"] = "auto"
+
+    @property
+    def python_version(self) -> str:
+        return self.runtime.removeprefix("python")
+
+
+@dataclass(frozen=True)
+class BundleResult:
+    directory: Path  # the unzipped bundle (what /var/task will hold)
+    zip_path: Path
+    asset_hash: str
+    tool: str
+    cache_hit: bool
+    seconds: float
+    unzipped_bytes: int
+    zipped_bytes: int
+    bytecode: bool
+    notices: tuple[str, ...] = ()
+
+    def summary(self, functions: Sequence[str]) -> str:
+        action = "cache hit" if self.cache_hit else "built"
+        return (f"[bundle] {', '.join(functions)}: {self.tool}, {action} in {self.seconds:.1f}s, "
+                f"{self.unzipped_bytes / 1e6:.1f} MB unzipped, {self.zipped_bytes / 1e6:.1f} MB zipped, "
+                f"bytecode {'yes' if self.bytecode else 'no'}, asset {self.asset_hash[:12]}")
+
+    def limit_warnings(self) -> list[str]:
+        out = []
+        if self.zipped_bytes > NEAR_LIMIT_FRACTION * ZIP_LIMIT_BYTES:
+            out.append(f"zip is {self.zipped_bytes / 1e6:.1f} MB, near Lambda's 50 MB direct-upload limit")
+        if self.unzipped_bytes > NEAR_LIMIT_FRACTION * UNZIPPED_LIMIT_BYTES:
+            out.append(f"bundle is {self.unzipped_bytes / 1e6:.1f} MB unzipped, near Lambda's 250 MB limit")
+        return out
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Inputs and their hash
+
+
+def is_excluded(relative: str, excludes: Iterable[str]) -> bool:
+    parts = relative.split("/")
+    return any(fnmatch.fnmatch(relative, pattern) or any(fnmatch.fnmatch(p, pattern) for p in parts)
+               for pattern in excludes)
+
+
+def source_files(source_dir: Path, excludes: Iterable[str]) -> list[tuple[str, Path]]:
+    """Every file the bundle takes from the source folder, sorted by relative POSIX path."""
+    if not source_dir.is_dir():
+        raise BundlingError(f"source folder {source_dir} does not exist (backend_root must hold src/)")
+    excludes = tuple(excludes)
+    found = []
+    for path in source_dir.rglob("*"):
+        relative = path.relative_to(source_dir).as_posix()
+        if path.is_file() and not is_excluded(relative, excludes):
+            found.append((relative, path))
+    return sorted(found)
+
+
+def requirements_file(spec: BundleSpec) -> Path:
+    """The file dependencies install from: a hashed lock beside requirements.txt wins when present."""
+    lock = spec.requirements.with_name("requirements.lock")
+    chosen = lock if lock.is_file() else spec.requirements
+    if not chosen.is_file():
+        raise BundlingError(f"requirements file {spec.requirements} is missing: a Lambda without its "
+                            "dependencies fails every request (No module named 'mangum'). Create it.")
+    lines = [ln.strip() for ln in chosen.read_text().splitlines()]
+    if not any(ln and not ln.startswith("#") for ln in lines):
+        raise BundlingError(f"requirements file {chosen} lists no packages: refusing to bundle a Lambda "
+                            "without dependencies. Add the backend's packages (fastapi, mangum, ...).")
+    return chosen
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def installer_identity(spec: BundleSpec) -> tuple[str, list[str]]:
+    """(name and version, command prefix) of the tool that installs dependencies."""
+    if spec.installer in ("auto", "uv"):
+        uv = shutil.which("uv") or str(Path(sys.executable).with_name("uv"))
+        if Path(uv).exists():
+            version = subprocess.run([uv, "--version"], capture_output=True, text=True, check=True).stdout
+            # The host triple in "(x86_64-unknown-linux-gnu)" must not reach the hash: a laptop and CI agree.
+            return version.split(" (")[0].strip(), [uv]
+        if spec.installer == "uv":
+            raise BundlingError("installer 'uv' requested but uv is not installed (pip install uv)")
+    version = subprocess.run([sys.executable, "-m", "pip", "--version"], capture_output=True, text=True,
+                             check=True).stdout.split(" from ")[0]
+    return version.strip(), [sys.executable, "-m", "pip"]
+
+
+def host_can_compile(spec: BundleSpec) -> bool:
+    return f"{sys.version_info.major}.{sys.version_info.minor}" == spec.python_version
+
+
+def input_hash(spec: BundleSpec, tool: str) -> str:
+    """One digest of every input that can change the bundle."""
+    digest = hashlib.sha256()
+
+    def add(label: str, value: str | bytes) -> None:
+        data = value.encode() if isinstance(value, str) else value
+        digest.update(f"{label}:{len(data)}:".encode())
+        digest.update(data)
+
+    add("bundler", BUNDLER_VERSION)
+    add("tool", tool)
+    add("runtime", spec.runtime)
+    add("architecture", spec.architecture)
+    add("excludes", json.dumps(sorted(spec.excludes)))
+    add("bytecode", str(spec.compile_bytecode and host_can_compile(spec)))
+    add("migrations", spec.migrations_dir or "")
+    req = requirements_file(spec)
+    add("requirements-name", req.name)
+    add("requirements", req.read_bytes())
+    for relative, path in source_files(spec.source_dir, spec.excludes):
+        add("file", relative)
+        add("content", path.read_bytes())
+    for name, path in sorted(spec.extra_files):
+        if not path.is_file():
+            raise BundlingError(f"extra bundle file {path} (for {name}) does not exist")
+        add("extra", name)
+        add("content", path.read_bytes())
+    return digest.hexdigest()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Build steps
+
+_NO_WHEEL_PATTERNS = (
+    re.compile(r"(?:only|no) (?:source distribution|wheels?)[^\n]*?for `?([A-Za-z0-9_.-]+)", re.I),
+    re.compile(r"Because ([A-Za-z0-9_.-]+)(?:==[^ ]+)? has no wheels", re.I),
+    re.compile(r"`?([A-Za-z0-9_.-]+)`?(?:==\S+)? .*?can't be installed because it doesn't have a wheel", re.I),
+    re.compile(r"No matching distribution found for ([A-Za-z0-9_.-]+)", re.I),
+)
+
+
+def _no_wheel_package(output: str) -> str | None:
+    for pattern in _NO_WHEEL_PATTERNS:
+        match = pattern.search(output)
+        if match:
+            return match.group(1)
+    return None
+
+
+def install_dependencies(spec: BundleSpec, command: list[str], target: Path, cache: Path) -> None:
+    req = requirements_file(spec)
+    uv_platform, pip_platform = _PLATFORMS[spec.architecture]
+    hashes = ["--require-hashes"] if req.name == "requirements.lock" else []
+    if command[0].endswith("uv"):
+        args = [*command, "pip", "install", "--target", str(target), "--python-platform", uv_platform,
+                "--python-version", spec.python_version, "--only-binary", ":all:", "--no-compile",
+                "--link-mode", "copy", "--no-progress", "--quiet", *hashes, "-r", str(req)]
+        env = {**os.environ, "UV_CACHE_DIR": str(cache / "uv"), "UV_NO_CONFIG": "1"}
+        platform = uv_platform
+    else:
+        args = [*command, "install", "--target", str(target), "--platform", pip_platform, "--implementation",
+                "cp", "--python-version", spec.python_version, "--only-binary=:all:", "--no-compile",
+                "--no-deps" if hashes else "--upgrade", "--quiet", *hashes, "-r", str(req)]
+        env = dict(os.environ)
+        platform = pip_platform
+    proc = subprocess.run(args, capture_output=True, text=True, env=env, check=False)
+    if proc.returncode != 0:
+        output = proc.stdout + proc.stderr
+        package = _no_wheel_package(output)
+        if package:
+            raise MissingWheelError(package, f"{platform}/cp{spec.python_version.replace('.', '')}", output[-2000:])
+        raise BundlingError(f"installing {req} for {spec.runtime}/{spec.architecture} failed:\n{output[-3000:]}")
+
+
+def _prune_installed(target: Path) -> None:
+    """Drop what the installer writes that Lambda never reads and that would differ between hosts."""
+    shutil.rmtree(target / "bin", ignore_errors=True)  # console scripts: host-specific shebangs
+    for record in target.glob("*.dist-info/RECORD"):
+        # RECORD lists install-time paths; importlib.metadata and the runtime never need it.
+        record.unlink()
+    for cache in target.rglob("__pycache__"):
+        shutil.rmtree(cache, ignore_errors=True)
+
+
+def schema_head(source_dir: Path, migrations_dir: str | None) -> str | None:
+    """The Alembic head revision from the migration scripts, read as text (nothing is imported)."""
+    if not migrations_dir or not (source_dir / migrations_dir).is_dir():
+        return None
+    revisions: dict[str, tuple[str, ...]] = {}
+    rev_re = re.compile(r"^revision(?:\s*:\s*str)?\s*=\s*['\"]([^'\"]+)['\"]", re.M)
+    down_re = re.compile(r"^down_revision(?:\s*:[^=]+)?\s*=\s*(.+)$", re.M)
+    for script in sorted((source_dir / migrations_dir).glob("*.py")):
+        text = script.read_text()
+        rev = rev_re.search(text)
+        down = down_re.search(text)
+        if rev:
+            parents = tuple(re.findall(r"['\"]([^'\"]+)['\"]", down.group(1))) if down else ()
+            revisions[rev.group(1)] = parents
+    referenced = {p for parents in revisions.values() for p in parents}
+    heads = sorted(set(revisions) - referenced)
+    if len(heads) > 1:
+        raise BundlingError(f"{source_dir / migrations_dir} has several Alembic heads {heads}: merge them "
+                            "(alembic merge) before deploying")
+    return heads[0] if heads else None
+
+
+def git_commit(paths: Sequence[Path]) -> tuple[str | None, bool]:
+    """The last commit that touched the inputs, and whether they have uncommitted changes.
+
+    Informational only (build_info.json), never part of the hash: a new commit that leaves the inputs as they
+    were must not produce a new Lambda version.
+    """
+    try:
+        top = subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=paths[0], capture_output=True,
+                             text=True, check=True).stdout.strip()
+        names = [str(p) for p in paths]
+        commit = subprocess.run(["git", "log", "-1", "--format=%H", "--", *names], cwd=top,
+                                capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", *names], cwd=top, capture_output=True,
+                               text=True, check=True).stdout.strip()
+        return commit or None, bool(dirty)
+    except (OSError, subprocess.CalledProcessError):
+        return None, False
+
+
+def compile_bytecode(directory: Path) -> None:
+    """Unchecked-hash .pyc: Lambda's /var/task is read-only, so without these every cold start compiles.
+
+    unchecked-hash pycs are used without comparing source mtimes (which the zip resets anyway); paths are
+    rewritten to /var/task so tracebacks and co_filename are what Lambda shows and the bytes do not depend on
+    the build folder.
+    """
+    subprocess.run(
+        [sys.executable, "-m", "compileall", "-q", "-j", "0", "--invalidation-mode", "unchecked-hash",
+         "-s", str(directory), "-p", "/var/task", str(directory)],
+        check=True, capture_output=True, env={**os.environ, "PYTHONHASHSEED": "0"},
+    )
+
+
+def write_zip(directory: Path, zip_path: Path) -> None:
+    """A byte-reproducible zip: sorted entries, fixed dates, normalised permissions."""
+    files = sorted(p for p in directory.rglob("*") if p.is_file())
+    with zipfile.ZipFile(zip_path, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=6) as archive:
+        for path in files:
+            info = zipfile.ZipInfo(path.relative_to(directory).as_posix(), date_time=_FIXED_ZIP_DATE)
+            executable = path.stat().st_mode & stat.S_IXUSR
+            info.external_attr = ((0o100755 if executable else 0o100644) & 0xFFFF) << 16
+            info.compress_type = zipfile.ZIP_DEFLATED
+            archive.writestr(info, path.read_bytes(), compresslevel=6)
+
+
+def _tree_size(directory: Path) -> int:
+    return sum(p.stat().st_size for p in directory.rglob("*") if p.is_file())
+
+
+def build_bundle(spec: BundleSpec, *, log: Callable[[str], None] = lambda _m: None) -> BundleResult:
+    """Return the bundle for `spec`, building it only when no complete bundle exists for its input hash."""
+    started = time.monotonic()
+    tool, command = installer_identity(spec)
+    asset_hash = input_hash(spec, tool)
+    final = spec.cache_dir / "bundles" / asset_hash
+    meta_path = final / "meta.json"
+    if meta_path.is_file():
+        meta = json.loads(meta_path.read_text())
+        return BundleResult(directory=final / "bundle", zip_path=final / "bundle.zip", asset_hash=asset_hash,
+                            tool=tool, cache_hit=True, seconds=time.monotonic() - started,
+                            unzipped_bytes=meta["unzipped_bytes"], zipped_bytes=meta["zipped_bytes"],
+                            bytecode=meta["bytecode"])
+
+    notices = []
+    final.parent.mkdir(parents=True, exist_ok=True)
+    # Built beside its final place and renamed in one step: an interrupted build never looks complete.
+    work = Path(tempfile.mkdtemp(prefix=f".{asset_hash[:12]}-", dir=final.parent))
+    try:
+        bundle = work / "bundle"
+        bundle.mkdir()
+        install_dependencies(spec, command, bundle, spec.cache_dir)
+        _prune_installed(bundle)
+        for relative, path in source_files(spec.source_dir, spec.excludes):
+            dest = bundle / relative
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, dest)
+        for name, path in spec.extra_files:
+            shutil.copyfile(path, bundle / name)
+        commit, dirty = git_commit([spec.source_dir, spec.requirements])
+        req = requirements_file(spec)
+        info = {
+            "code_version": asset_hash[:12],
+            "bundle_hash": asset_hash,
+            "source_hash": _sha256(b"".join(
+                rel.encode() + b"\0" + _sha256(p.read_bytes()).encode()
+                for rel, p in source_files(spec.source_dir, spec.excludes)))[:12],
+            "requirements_hash": _sha256(req.read_bytes())[:12],
+            "schema_head": schema_head(spec.source_dir, spec.migrations_dir),
+            "git_commit": commit,
+            "git_dirty": dirty,
+            "runtime": spec.runtime,
+            "architecture": spec.architecture,
+            "installer": tool,
+        }
+        (bundle / "build_info.json").write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
+        bytecode = spec.compile_bytecode and host_can_compile(spec)
+        if bytecode:
+            compile_bytecode(bundle)
+        elif spec.compile_bytecode:
+            notices.append(f"no precompiled bytecode: host Python is {sys.version_info.major}."
+                           f"{sys.version_info.minor}, target is {spec.python_version}")
+        write_zip(bundle, work / "bundle.zip")
+        meta = {"unzipped_bytes": _tree_size(bundle), "zipped_bytes": (work / "bundle.zip").stat().st_size,
+                "bytecode": bytecode, "tool": tool}
+        (work / "meta.json").write_text(json.dumps(meta, sort_keys=True))
+        if final.exists():  # a concurrent synth finished first; its bundle has the same inputs
+            shutil.rmtree(work)
+        else:
+            os.replace(work, final)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    for notice in notices:
+        log(f"[bundle] notice: {notice}")
+    return BundleResult(directory=final / "bundle", zip_path=final / "bundle.zip", asset_hash=asset_hash,
+                        tool=tool, cache_hit=False, seconds=time.monotonic() - started,
+                        unzipped_bytes=meta["unzipped_bytes"], zipped_bytes=meta["zipped_bytes"],
+                        bytecode=bytecode, notices=tuple(notices))
+

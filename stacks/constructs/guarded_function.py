@@ -1,0 +1,98 @@
+"""One backend function: its log group, its versions and the `live` alias every event source targets.
+
+The Lambda handler is the probe wrapper (`credmate_probe.handler`), which imports the real handler at init
+exactly as production would and answers deploy-time probe events without running business logic; the real
+handler is named in `CREDMATE_REAL_HANDLER`. See lambda_src/probe/credmate_probe.py.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from constructs import Construct
+
+PROBE_HANDLER = "credmate_probe.handler"
+LIVE_ALIAS = "live"
+
+R = logs.RetentionDays
+RETENTION_BY_DAYS = {
+    1: R.ONE_DAY, 3: R.THREE_DAYS, 5: R.FIVE_DAYS, 7: R.ONE_WEEK, 14: R.TWO_WEEKS, 30: R.ONE_MONTH,
+    60: R.TWO_MONTHS, 90: R.THREE_MONTHS, 120: R.FOUR_MONTHS, 150: R.FIVE_MONTHS, 180: R.SIX_MONTHS,
+    365: R.ONE_YEAR, 400: R.THIRTEEN_MONTHS, 545: R.EIGHTEEN_MONTHS, 731: R.TWO_YEARS, 1096: R.THREE_YEARS,
+    1827: R.FIVE_YEARS, 2192: R.SIX_YEARS, 2557: R.SEVEN_YEARS, 2922: R.EIGHT_YEARS, 3288: R.NINE_YEARS,
+    3653: R.TEN_YEARS,
+}
+
+
+@dataclass(frozen=True)
+class FunctionSpec:
+    label: str  # BackendApi, Worker, CampaignScheduler: also the construct ID, so never rename it
+    real_handler: str  # "module.attr" inside the bundle
+    description: str
+    memory_mb: int
+    timeout: Duration
+    environment: Mapping[str, str]
+    probe_imports: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class NetworkPlacement:
+    vpc: ec2.IVpc
+    subnets: Sequence[ec2.ISubnet]
+    security_groups: Sequence[ec2.ISecurityGroup]
+
+
+class GuardedFunction(Construct):
+    """A function whose traffic only ever reaches a published version through the `live` alias."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        spec: FunctionSpec,
+        code: lambda_.Code,
+        runtime: lambda_.Runtime,
+        architecture: lambda_.Architecture,
+        log_retention_days: int,
+        network: NetworkPlacement | None = None,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.label = spec.label
+        self.timeout = spec.timeout
+        self.log_group = logs.LogGroup(
+            self, "Logs", retention=RETENTION_BY_DAYS[log_retention_days], removal_policy=RemovalPolicy.RETAIN
+        )
+        environment = {
+            **spec.environment,
+            "CREDMATE_REAL_HANDLER": spec.real_handler,
+            "CREDMATE_FUNCTION_LABEL": spec.label,
+        }
+        if spec.probe_imports:
+            environment["CREDMATE_PROBE_IMPORTS"] = ",".join(spec.probe_imports)
+        self.function = lambda_.Function(
+            self,
+            "Function",
+            code=code,
+            handler=PROBE_HANDLER,
+            runtime=runtime,
+            architecture=architecture,
+            memory_size=spec.memory_mb,
+            timeout=spec.timeout,
+            description=spec.description,
+            environment=environment,
+            log_group=self.log_group,
+            tracing=lambda_.Tracing.ACTIVE,
+            vpc=network.vpc if network else None,
+            vpc_subnets=ec2.SubnetSelection(subnets=list(network.subnets)) if network else None,
+            security_groups=list(network.security_groups) if network else None,
+        )
+        # current_version's logical ID hashes the code and configuration: a new version exactly when they
+        # change, which is what starts a CodeDeploy deployment of the alias.
+        self.version = self.function.current_version
+        self.alias = lambda_.Alias(self, "LiveAlias", alias_name=LIVE_ALIAS, version=self.version)
