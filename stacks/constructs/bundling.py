@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Literal
 
 # Bump when the bundle layout or any build step changes: it is part of every input hash.
-BUNDLER_VERSION = "3"
+BUNDLER_VERSION = "4"
 
 # What Lambda never needs. Patterns match a path relative to the source folder or any single path part.
 DEFAULT_EXCLUDES: tuple[str, ...] = (
@@ -235,7 +235,7 @@ def input_hash(spec: BundleSpec, tool: str) -> str:
 
 _NO_WHEEL_PATTERNS = (
     re.compile(r"(?:only|no) (?:source distribution|wheels?)[^\n]*?for `?([A-Za-z0-9_.-]+)", re.I),
-    re.compile(r"Because ([A-Za-z0-9_.-]+)(?:==[^ ]+)? has no wheels", re.I),
+    re.compile(r"Because ([A-Za-z0-9_.-]+)(?:==[^ ]+)? has no (?:usable |compatible )?wheels", re.I),
     re.compile(r"`?([A-Za-z0-9_.-]+)`?(?:==\S+)? .*?can't be installed because it doesn't have a wheel", re.I),
     re.compile(r"No matching distribution found for ([A-Za-z0-9_.-]+)", re.I),
 )
@@ -277,6 +277,7 @@ def install_dependencies(spec: BundleSpec, command: list[str], target: Path, cac
 def _prune_installed(target: Path) -> None:
     """Drop what the installer writes that Lambda never reads and that would differ between hosts."""
     shutil.rmtree(target / "bin", ignore_errors=True)  # console scripts: host-specific shebangs
+    (target / ".lock").unlink(missing_ok=True)  # uv's install lock file
     for record in target.glob("*.dist-info/RECORD"):
         # RECORD lists install-time paths; importlib.metadata and the runtime never need it.
         record.unlink()
@@ -330,21 +331,22 @@ def compile_bytecode(directory: Path) -> None:
 
     unchecked-hash pycs are used without comparing source mtimes (which the zip resets anyway); paths are
     rewritten to /var/task so tracebacks and co_filename are what Lambda shows and the bytes do not depend on
-    the build folder.
+    the build folder. Files that do not compile are skipped, not fatal: some wheels ship modules for other
+    Python versions, and a syntax error in the backend is reported by verification with its function.
     """
     subprocess.run(
         [sys.executable, "-m", "compileall", "-q", "-j", "0", "--invalidation-mode", "unchecked-hash",
          "-s", str(directory), "-p", "/var/task", str(directory)],
-        check=True, capture_output=True, env={**os.environ, "PYTHONHASHSEED": "0"},
+        check=False, capture_output=True, env={**os.environ, "PYTHONHASHSEED": "0"},
     )
 
 
 def write_zip(directory: Path, zip_path: Path) -> None:
     """A byte-reproducible zip: sorted entries, fixed dates, normalised permissions."""
-    files = sorted(p for p in directory.rglob("*") if p.is_file())
+    files = sorted((p.relative_to(directory).as_posix(), p) for p in directory.rglob("*") if p.is_file())
     with zipfile.ZipFile(zip_path, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=6) as archive:
-        for path in files:
-            info = zipfile.ZipInfo(path.relative_to(directory).as_posix(), date_time=_FIXED_ZIP_DATE)
+        for name, path in files:
+            info = zipfile.ZipInfo(name, date_time=_FIXED_ZIP_DATE)
             executable = path.stat().st_mode & stat.S_IXUSR
             info.external_attr = ((0o100755 if executable else 0o100644) & 0xFFFF) << 16
             info.compress_type = zipfile.ZIP_DEFLATED

@@ -1,0 +1,30 @@
+"""Shared fixtures. Expensive things (bundles, full-app synths) are built once per session."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+MINI_BACKEND = REPO_ROOT / "tests" / "fixtures" / "mini_backend"
+
+os.environ.setdefault("JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION", "1")
+
+
+@pytest.fixture(scope="session")
+def shared_cache() -> Path:
+    """The repo's bundle cache: uv's wheel cache in it makes repeated test runs fast (CI starts empty)."""
+    path = REPO_ROOT / ".cache"
+    path.mkdir(exist_ok=True)
+    return path
+
+
+@pytest.fixture
+def mini_backend(tmp_path: Path) -> Path:
+    """A writable copy of a small backend (src/ + requirements.txt) that a test may break."""
+    dest = tmp_path / "backend"
+    shutil.copytree(MINI_BACKEND, dest, ignore=shutil.ignore_patterns("__pycache__"))
+    return dest
