@@ -69,15 +69,19 @@ def hint_for(result: Mapping[str, object], spec: BundleSpec) -> str:
         match = re.search(r"cannot import name '([^']+)' from '([^']+)'", message)
         if match:
             symbol, module = match.groups()
-            return (f"module {module} no longer exports {symbol}: restore it in "
-                    f"{spec.source_dir / module.replace('.', '/')} or update the importers")
+            return (
+                f"module {module} no longer exports {symbol}: restore it in "
+                f"{spec.source_dir / module.replace('.', '/')} or update the importers"
+            )
     if kind in ("SyntaxError", "IndentationError", "TabError"):
         filename = str(result.get("filename") or "")
         local = filename.replace(str(result.get("bundle", "")), "")
         return f"fix the syntax error at {Path(local).name or filename} line {result.get('lineno')}"
     if kind == "AttributeError" and result.get("stage") == "attribute":
         module, _, attr = handler.rpartition(".")
-        return f"module {module} has no attribute {attr}: fix the handler setting of this function or define it"
+        return (
+            f"module {module} has no attribute {attr}: fix the handler setting of this function or define it"
+        )
     if result.get("stage") == "health":
         return "GET /health through the handler did not answer 200 healthy: run the backend tests"
     return "see the traceback above; the bundle's handler must import cleanly in a fresh interpreter"
@@ -94,15 +98,40 @@ def verify_bundle(
     """Raise BundlingError listing every handler that does not import (or answer /health) from the bundle."""
     python = interpreter or target_interpreter(spec)
     # No database, no AWS: the handlers must import and answer /health lazily without either.
-    env = {"PATH": os.environ.get("PATH", ""), "AWS_REGION": "us-east-1", "AWS_DEFAULT_REGION": "us-east-1",
-           "PYTHONDONTWRITEBYTECODE": "1", "PYTHONHASHSEED": "0", **(environment or {})}
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "AWS_REGION": "us-east-1",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "PYTHONHASHSEED": "0",
+        **(environment or {}),
+    }
     procs = [
-        (check, subprocess.Popen([python, "-I", "-S", "-B", str(VERIFY_SCRIPT), str(bundle.directory),
-                                  json.dumps({"function": check.function, "handler": check.handler,
-                                              "http_health": check.http_health})],
-                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                 env={**env, **dict(check.environment)},
-                                 cwd=bundle.directory))
+        (
+            check,
+            subprocess.Popen(
+                [
+                    python,
+                    "-I",
+                    "-S",
+                    "-B",
+                    str(VERIFY_SCRIPT),
+                    str(bundle.directory),
+                    json.dumps(
+                        {
+                            "function": check.function,
+                            "handler": check.handler,
+                            "http_health": check.http_health,
+                        }
+                    ),
+                ],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                env={**env, **dict(check.environment)},
+                cwd=bundle.directory,
+            ),
+        )
         for check in checks
     ]
     failures = []
@@ -111,15 +140,25 @@ def verify_bundle(
             out, err = proc.communicate(timeout=VERIFY_TIMEOUT_SECONDS)
         except subprocess.TimeoutExpired:
             proc.kill()
-            failures.append(VerificationFailure(check.function, check.handler,
-                                                f"import did not finish within {VERIFY_TIMEOUT_SECONDS}s",
-                                                "a handler module must not block at import"))
+            failures.append(
+                VerificationFailure(
+                    check.function,
+                    check.handler,
+                    f"import did not finish within {VERIFY_TIMEOUT_SECONDS}s",
+                    "a handler module must not block at import",
+                )
+            )
             continue
         lines = [ln for ln in out.splitlines() if ln.startswith("{")]
         if not lines:
-            failures.append(VerificationFailure(check.function, check.handler,
-                                                f"the verifier crashed (exit {proc.returncode}): {err[-1500:]}",
-                                                "a handler module must not exit the interpreter at import"))
+            failures.append(
+                VerificationFailure(
+                    check.function,
+                    check.handler,
+                    f"the verifier crashed (exit {proc.returncode}): {err[-1500:]}",
+                    "a handler module must not exit the interpreter at import",
+                )
+            )
             continue
         result = json.loads(lines[-1])
         if not result["ok"]:

@@ -65,8 +65,10 @@ UNZIPPED_LIMIT_BYTES = 250 * 1024 * 1024
 NEAR_LIMIT_FRACTION = 0.8
 
 _FIXED_ZIP_DATE = (1980, 1, 1, 0, 0, 0)
-_PLATFORMS = {"x86_64": ("x86_64-manylinux2014", "manylinux2014_x86_64"),
-              "arm64": ("aarch64-manylinux2014", "manylinux2014_aarch64")}
+_PLATFORMS = {
+    "x86_64": ("x86_64-manylinux2014", "manylinux2014_x86_64"),
+    "arm64": ("aarch64-manylinux2014", "manylinux2014_aarch64"),
+}
 
 
 class BundlingError(RuntimeError):
@@ -127,9 +129,11 @@ class BundleResult:
 
     def summary(self, functions: Sequence[str]) -> str:
         action = "cache hit" if self.cache_hit else "built"
-        return (f"[bundle] {', '.join(functions)}: {self.tool}, {action} in {self.seconds:.1f}s, "
-                f"{self.unzipped_bytes / 1e6:.1f} MB unzipped, {self.zipped_bytes / 1e6:.1f} MB zipped, "
-                f"bytecode {'yes' if self.bytecode else 'no'}, asset {self.asset_hash[:12]}")
+        return (
+            f"[bundle] {', '.join(functions)}: {self.tool}, {action} in {self.seconds:.1f}s, "
+            f"{self.unzipped_bytes / 1e6:.1f} MB unzipped, {self.zipped_bytes / 1e6:.1f} MB zipped, "
+            f"bytecode {'yes' if self.bytecode else 'no'}, asset {self.asset_hash[:12]}"
+        )
 
     def limit_warnings(self) -> list[str]:
         out = []
@@ -146,8 +150,10 @@ class BundleResult:
 
 def is_excluded(relative: str, excludes: Iterable[str]) -> bool:
     parts = relative.split("/")
-    return any(fnmatch.fnmatch(relative, pattern) or any(fnmatch.fnmatch(p, pattern) for p in parts)
-               for pattern in excludes)
+    return any(
+        fnmatch.fnmatch(relative, pattern) or any(fnmatch.fnmatch(p, pattern) for p in parts)
+        for pattern in excludes
+    )
 
 
 def source_files(source_dir: Path, excludes: Iterable[str]) -> list[tuple[str, Path]]:
@@ -168,12 +174,16 @@ def requirements_file(spec: BundleSpec) -> Path:
     lock = spec.requirements.with_name("requirements.lock")
     chosen = lock if lock.is_file() else spec.requirements
     if not chosen.is_file():
-        raise BundlingError(f"requirements file {spec.requirements} is missing: a Lambda without its "
-                            "dependencies fails every request (No module named 'mangum'). Create it.")
+        raise BundlingError(
+            f"requirements file {spec.requirements} is missing: a Lambda without its "
+            "dependencies fails every request (No module named 'mangum'). Create it."
+        )
     lines = [ln.strip() for ln in chosen.read_text().splitlines()]
     if not any(ln and not ln.startswith("#") for ln in lines):
-        raise BundlingError(f"requirements file {chosen} lists no packages: refusing to bundle a Lambda "
-                            "without dependencies. Add the backend's packages (fastapi, mangum, ...).")
+        raise BundlingError(
+            f"requirements file {chosen} lists no packages: refusing to bundle a Lambda "
+            "without dependencies. Add the backend's packages (fastapi, mangum, ...)."
+        )
     return chosen
 
 
@@ -191,8 +201,9 @@ def installer_identity(spec: BundleSpec) -> tuple[str, list[str]]:
             return version.split(" (")[0].strip(), [uv]
         if spec.installer == "uv":
             raise BundlingError("installer 'uv' requested but uv is not installed (pip install uv)")
-    version = subprocess.run([sys.executable, "-m", "pip", "--version"], capture_output=True, text=True,
-                             check=True).stdout.split(" from ")[0]
+    version = subprocess.run(
+        [sys.executable, "-m", "pip", "--version"], capture_output=True, text=True, check=True
+    ).stdout.split(" from ")[0]
     return version.strip(), [sys.executable, "-m", "pip"]
 
 
@@ -236,7 +247,9 @@ def input_hash(spec: BundleSpec, tool: str) -> str:
 _NO_WHEEL_PATTERNS = (
     re.compile(r"(?:only|no) (?:source distribution|wheels?)[^\n]*?for `?([A-Za-z0-9_.-]+)", re.I),
     re.compile(r"Because ([A-Za-z0-9_.-]+)(?:==[^ ]+)? has no (?:usable |compatible )?wheels", re.I),
-    re.compile(r"`?([A-Za-z0-9_.-]+)`?(?:==\S+)? .*?can't be installed because it doesn't have a wheel", re.I),
+    re.compile(
+        r"`?([A-Za-z0-9_.-]+)`?(?:==\S+)? .*?can't be installed because it doesn't have a wheel", re.I
+    ),
     re.compile(r"No matching distribution found for ([A-Za-z0-9_.-]+)", re.I),
 )
 
@@ -254,15 +267,49 @@ def install_dependencies(spec: BundleSpec, command: list[str], target: Path, cac
     uv_platform, pip_platform = _PLATFORMS[spec.architecture]
     hashes = ["--require-hashes"] if req.name == "requirements.lock" else []
     if command[0].endswith("uv"):
-        args = [*command, "pip", "install", "--target", str(target), "--python-platform", uv_platform,
-                "--python-version", spec.python_version, "--only-binary", ":all:", "--no-compile",
-                "--link-mode", "copy", "--no-progress", "--quiet", *hashes, "-r", str(req)]
+        args = [
+            *command,
+            "pip",
+            "install",
+            "--target",
+            str(target),
+            "--python-platform",
+            uv_platform,
+            "--python-version",
+            spec.python_version,
+            "--only-binary",
+            ":all:",
+            "--no-compile",
+            "--link-mode",
+            "copy",
+            "--no-progress",
+            "--quiet",
+            *hashes,
+            "-r",
+            str(req),
+        ]
         env = {**os.environ, "UV_CACHE_DIR": str(cache / "uv"), "UV_NO_CONFIG": "1"}
         platform = uv_platform
     else:
-        args = [*command, "install", "--target", str(target), "--platform", pip_platform, "--implementation",
-                "cp", "--python-version", spec.python_version, "--only-binary=:all:", "--no-compile",
-                "--no-deps" if hashes else "--upgrade", "--quiet", *hashes, "-r", str(req)]
+        args = [
+            *command,
+            "install",
+            "--target",
+            str(target),
+            "--platform",
+            pip_platform,
+            "--implementation",
+            "cp",
+            "--python-version",
+            spec.python_version,
+            "--only-binary=:all:",
+            "--no-compile",
+            "--no-deps" if hashes else "--upgrade",
+            "--quiet",
+            *hashes,
+            "-r",
+            str(req),
+        ]
         env = dict(os.environ)
         platform = pip_platform
     proc = subprocess.run(args, capture_output=True, text=True, env=env, check=False)
@@ -270,8 +317,12 @@ def install_dependencies(spec: BundleSpec, command: list[str], target: Path, cac
         output = proc.stdout + proc.stderr
         package = _no_wheel_package(output)
         if package:
-            raise MissingWheelError(package, f"{platform}/cp{spec.python_version.replace('.', '')}", output[-2000:])
-        raise BundlingError(f"installing {req} for {spec.runtime}/{spec.architecture} failed:\n{output[-3000:]}")
+            raise MissingWheelError(
+                package, f"{platform}/cp{spec.python_version.replace('.', '')}", output[-2000:]
+            )
+        raise BundlingError(
+            f"installing {req} for {spec.runtime}/{spec.architecture} failed:\n{output[-3000:]}"
+        )
 
 
 def _prune_installed(target: Path) -> None:
@@ -302,8 +353,10 @@ def schema_head(source_dir: Path, migrations_dir: str | None) -> str | None:
     referenced = {p for parents in revisions.values() for p in parents}
     heads = sorted(set(revisions) - referenced)
     if len(heads) > 1:
-        raise BundlingError(f"{source_dir / migrations_dir} has several Alembic heads {heads}: merge them "
-                            "(alembic merge) before deploying")
+        raise BundlingError(
+            f"{source_dir / migrations_dir} has several Alembic heads {heads}: merge them "
+            "(alembic merge) before deploying"
+        )
     return heads[0] if heads else None
 
 
@@ -314,13 +367,24 @@ def git_commit(paths: Sequence[Path]) -> tuple[str | None, bool]:
     were must not produce a new Lambda version.
     """
     try:
-        top = subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=paths[0], capture_output=True,
-                             text=True, check=True).stdout.strip()
+        top = subprocess.run(
+            ["git", "rev-parse", "--show-toplevel"], cwd=paths[0], capture_output=True, text=True, check=True
+        ).stdout.strip()
         names = [str(p) for p in paths]
-        commit = subprocess.run(["git", "log", "-1", "--format=%H", "--", *names], cwd=top,
-                                capture_output=True, text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", *names], cwd=top, capture_output=True,
-                               text=True, check=True).stdout.strip()
+        commit = subprocess.run(
+            ["git", "log", "-1", "--format=%H", "--", *names],
+            cwd=top,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", *names],
+            cwd=top,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
         return commit or None, bool(dirty)
     except (OSError, subprocess.CalledProcessError):
         return None, False
@@ -335,9 +399,24 @@ def compile_bytecode(directory: Path) -> None:
     Python versions, and a syntax error in the backend is reported by verification with its function.
     """
     subprocess.run(
-        [sys.executable, "-m", "compileall", "-q", "-j", "0", "--invalidation-mode", "unchecked-hash",
-         "-s", str(directory), "-p", "/var/task", str(directory)],
-        check=False, capture_output=True, env={**os.environ, "PYTHONHASHSEED": "0"},
+        [
+            sys.executable,
+            "-m",
+            "compileall",
+            "-q",
+            "-j",
+            "0",
+            "--invalidation-mode",
+            "unchecked-hash",
+            "-s",
+            str(directory),
+            "-p",
+            "/var/task",
+            str(directory),
+        ],
+        check=False,
+        capture_output=True,
+        env={**os.environ, "PYTHONHASHSEED": "0"},
     )
 
 
@@ -366,10 +445,17 @@ def build_bundle(spec: BundleSpec, *, log: Callable[[str], None] = lambda _m: No
     meta_path = final / "meta.json"
     if meta_path.is_file():
         meta = json.loads(meta_path.read_text())
-        return BundleResult(directory=final / "bundle", zip_path=final / "bundle.zip", asset_hash=asset_hash,
-                            tool=tool, cache_hit=True, seconds=time.monotonic() - started,
-                            unzipped_bytes=meta["unzipped_bytes"], zipped_bytes=meta["zipped_bytes"],
-                            bytecode=meta["bytecode"])
+        return BundleResult(
+            directory=final / "bundle",
+            zip_path=final / "bundle.zip",
+            asset_hash=asset_hash,
+            tool=tool,
+            cache_hit=True,
+            seconds=time.monotonic() - started,
+            unzipped_bytes=meta["unzipped_bytes"],
+            zipped_bytes=meta["zipped_bytes"],
+            bytecode=meta["bytecode"],
+        )
 
     notices = []
     final.parent.mkdir(parents=True, exist_ok=True)
@@ -391,9 +477,12 @@ def build_bundle(spec: BundleSpec, *, log: Callable[[str], None] = lambda _m: No
         info = {
             "code_version": asset_hash[:12],
             "bundle_hash": asset_hash,
-            "source_hash": _sha256(b"".join(
-                rel.encode() + b"\0" + _sha256(p.read_bytes()).encode()
-                for rel, p in source_files(spec.source_dir, spec.excludes)))[:12],
+            "source_hash": _sha256(
+                b"".join(
+                    rel.encode() + b"\0" + _sha256(p.read_bytes()).encode()
+                    for rel, p in source_files(spec.source_dir, spec.excludes)
+                )
+            )[:12],
             "requirements_hash": _sha256(req.read_bytes())[:12],
             "schema_head": schema_head(spec.source_dir, spec.migrations_dir),
             "git_commit": commit,
@@ -407,11 +496,17 @@ def build_bundle(spec: BundleSpec, *, log: Callable[[str], None] = lambda _m: No
         if bytecode:
             compile_bytecode(bundle)
         elif spec.compile_bytecode:
-            notices.append(f"no precompiled bytecode: host Python is {sys.version_info.major}."
-                           f"{sys.version_info.minor}, target is {spec.python_version}")
+            notices.append(
+                f"no precompiled bytecode: host Python is {sys.version_info.major}."
+                f"{sys.version_info.minor}, target is {spec.python_version}"
+            )
         write_zip(bundle, work / "bundle.zip")
-        meta = {"unzipped_bytes": _tree_size(bundle), "zipped_bytes": (work / "bundle.zip").stat().st_size,
-                "bytecode": bytecode, "tool": tool}
+        meta = {
+            "unzipped_bytes": _tree_size(bundle),
+            "zipped_bytes": (work / "bundle.zip").stat().st_size,
+            "bytecode": bytecode,
+            "tool": tool,
+        }
         (work / "meta.json").write_text(json.dumps(meta, sort_keys=True))
         if final.exists():  # a concurrent synth finished first; its bundle has the same inputs
             shutil.rmtree(work)
@@ -422,8 +517,15 @@ def build_bundle(spec: BundleSpec, *, log: Callable[[str], None] = lambda _m: No
         raise
     for notice in notices:
         log(f"[bundle] notice: {notice}")
-    return BundleResult(directory=final / "bundle", zip_path=final / "bundle.zip", asset_hash=asset_hash,
-                        tool=tool, cache_hit=False, seconds=time.monotonic() - started,
-                        unzipped_bytes=meta["unzipped_bytes"], zipped_bytes=meta["zipped_bytes"],
-                        bytecode=bytecode, notices=tuple(notices))
-
+    return BundleResult(
+        directory=final / "bundle",
+        zip_path=final / "bundle.zip",
+        asset_hash=asset_hash,
+        tool=tool,
+        cache_hit=False,
+        seconds=time.monotonic() - started,
+        unzipped_bytes=meta["unzipped_bytes"],
+        zipped_bytes=meta["zipped_bytes"],
+        bytecode=bytecode,
+        notices=tuple(notices),
+    )

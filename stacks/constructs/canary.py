@@ -24,8 +24,13 @@ from stacks.constructs.guarded_function import LIVE_ALIAS, GuardedFunction
 
 HOOKS_SRC = Path(__file__).resolve().parents[2] / "lambda_src" / "hooks"
 HOOK_TIMEOUT = Duration.minutes(3)
-TRIGGER_EVENTS = ("DeploymentStart", "DeploymentSuccess", "DeploymentFailure", "DeploymentStop",
-                  "DeploymentRollback")
+TRIGGER_EVENTS = (
+    "DeploymentStart",
+    "DeploymentSuccess",
+    "DeploymentFailure",
+    "DeploymentStop",
+    "DeploymentRollback",
+)
 
 
 @dataclass(frozen=True)
@@ -40,14 +45,20 @@ class PostTrafficChecks:
 
 def deployment_config(scope: Construct, setting: str | CustomCanary) -> codedeploy.ILambdaDeploymentConfig:
     if isinstance(setting, CustomCanary):
-        traffic = (codedeploy.TrafficRouting.time_based_canary(
-            interval=Duration.minutes(setting.interval_minutes), percentage=setting.percent)
-            if setting.kind == "canary" else codedeploy.TrafficRouting.time_based_linear(
-            interval=Duration.minutes(setting.interval_minutes), percentage=setting.percent))
+        traffic = (
+            codedeploy.TrafficRouting.time_based_canary(
+                interval=Duration.minutes(setting.interval_minutes), percentage=setting.percent
+            )
+            if setting.kind == "canary"
+            else codedeploy.TrafficRouting.time_based_linear(
+                interval=Duration.minutes(setting.interval_minutes), percentage=setting.percent
+            )
+        )
         # No deployment_config_name: CloudFormation names it, so no physical name is fixed here.
         return codedeploy.LambdaDeploymentConfig(scope, "DeploymentConfig", traffic_routing=traffic)
     return codedeploy.LambdaDeploymentConfig.from_lambda_deployment_config_name(
-        scope, "DeploymentConfig", f"CodeDeployDefault.Lambda{setting}")
+        scope, "DeploymentConfig", f"CodeDeployDefault.Lambda{setting}"
+    )
 
 
 class CanaryDeployment(Construct):
@@ -69,7 +80,9 @@ class CanaryDeployment(Construct):
         super().__init__(scope, construct_id)
         fn = target.function
         self.pre_traffic_hook = self._hook(
-            "PreTrafficHook", hooks_code, "pre_traffic.handler",
+            "PreTrafficHook",
+            hooks_code,
+            "pre_traffic.handler",
             {
                 "TARGET_FUNCTION_NAME": fn.function_name,
                 "TARGET_ALIAS": LIVE_ALIAS,
@@ -84,7 +97,9 @@ class CanaryDeployment(Construct):
         self.post_traffic_hook: lambda_.Function | None = None
         if post_traffic:
             self.post_traffic_hook = self._hook(
-                "PostTrafficHook", hooks_code, "post_traffic.handler",
+                "PostTrafficHook",
+                hooks_code,
+                "post_traffic.handler",
                 {
                     "API_URL": post_traffic.api_url,
                     "ALLOWED_ORIGIN": post_traffic.allowed_origin,
@@ -109,16 +124,27 @@ class CanaryDeployment(Construct):
         # hears of every start, success, failure, stop and rollback.
         cfn_group = self.deployment_group.node.default_child
         assert isinstance(cfn_group, codedeploy.CfnDeploymentGroup)
-        cfn_group.add_property_override("TriggerConfigurations", [{
-            "TriggerEvents": list(TRIGGER_EVENTS),
-            "TriggerName": f"{target.label}-deployments",
-            "TriggerTargetArn": topic.topic_arn,
-        }])
+        cfn_group.add_property_override(
+            "TriggerConfigurations",
+            [
+                {
+                    "TriggerEvents": list(TRIGGER_EVENTS),
+                    "TriggerName": f"{target.label}-deployments",
+                    "TriggerTargetArn": topic.topic_arn,
+                }
+            ],
+        )
         topic.grant_publish(self.deployment_group.role)
 
-    def _hook(self, construct_id: str, code: lambda_.Code, handler: str, env: dict[str, str]) -> lambda_.Function:
-        log_group = logs.LogGroup(self, f"{construct_id}Logs", retention=logs.RetentionDays.ONE_MONTH,
-                                  removal_policy=RemovalPolicy.RETAIN)
+    def _hook(
+        self, construct_id: str, code: lambda_.Code, handler: str, env: dict[str, str]
+    ) -> lambda_.Function:
+        log_group = logs.LogGroup(
+            self,
+            f"{construct_id}Logs",
+            retention=logs.RetentionDays.ONE_MONTH,
+            removal_policy=RemovalPolicy.RETAIN,
+        )
         return lambda_.Function(
             self,
             construct_id,
@@ -137,5 +163,6 @@ class CanaryDeployment(Construct):
 def stage_url(rest_api_id: str, stage_name: str) -> str:
     """The stage URL built from the API ID only: referencing the Stage would create a dependency cycle
     (alias -> post-traffic hook -> stage -> deployment -> methods -> alias)."""
-    return Fn.join("", ["https://", rest_api_id, ".execute-api.", Aws.REGION, ".", Aws.URL_SUFFIX, "/",
-                        stage_name, "/"])
+    return Fn.join(
+        "", ["https://", rest_api_id, ".execute-api.", Aws.REGION, ".", Aws.URL_SUFFIX, "/", stage_name, "/"]
+    )

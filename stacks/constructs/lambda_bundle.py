@@ -51,27 +51,39 @@ def verified_bundle(
     if verify:
         _verify_once(spec, result, checks, log)
     else:
-        log("[bundle] WARNING: handler verification SKIPPED (skip_bundle_verification): nothing proves "
-            "this bundle imports; the pre-traffic hook is the only remaining check")
-    code = lambda_.Code.from_asset(str(result.zip_path), asset_hash=result.asset_hash,
-                                   asset_hash_type=AssetHashType.CUSTOM)
+        log(
+            "[bundle] WARNING: handler verification SKIPPED (skip_bundle_verification): nothing proves "
+            "this bundle imports; the pre-traffic hook is the only remaining check"
+        )
+    code = lambda_.Code.from_asset(
+        str(result.zip_path), asset_hash=result.asset_hash, asset_hash_type=AssetHashType.CUSTOM
+    )
     return VerifiedBundle(result=result, code=code, verified=verify)
 
 
-def _verify_once(spec: BundleSpec, result: BundleResult, checks: Sequence[HandlerCheck],
-                 log: Callable[[str], None]) -> None:
+def _verify_once(
+    spec: BundleSpec, result: BundleResult, checks: Sequence[HandlerCheck], log: Callable[[str], None]
+) -> None:
     target = result
     if spec.architecture != _HOST_ARCH:
         # Native wheels for another architecture cannot load here. Verify a twin built from the same
         # source and requirements for this host: it catches every failure of the three outages
         # (missing dependency, broken export, stale code), which are not architecture-specific.
         target = build_bundle(replace(spec, architecture=_HOST_ARCH), log=log)  # type: ignore[arg-type]
-        log(f"[bundle] verifying a {_HOST_ARCH} twin of the {spec.architecture} bundle (host cannot load "
-            f"{spec.architecture} native code)")
+        log(
+            f"[bundle] verifying a {_HOST_ARCH} twin of the {spec.architecture} bundle (host cannot load "
+            f"{spec.architecture} native code)"
+        )
     interpreter = target_interpreter(spec)
-    key = hashlib.sha256(json.dumps(
-        [target.asset_hash, interpreter, [[c.function, c.handler, c.http_health, list(c.environment)]
-                                          for c in checks]]).encode()).hexdigest()[:16]
+    key = hashlib.sha256(
+        json.dumps(
+            [
+                target.asset_hash,
+                interpreter,
+                [[c.function, c.handler, c.http_health, list(c.environment)] for c in checks],
+            ]
+        ).encode()
+    ).hexdigest()[:16]
     marker = target.directory.parent / f"verified-{key}"
     if marker.exists():
         return  # the same bundle already passed the same checks in the same interpreter

@@ -1,0 +1,1 @@
+"""CredentialMate backend: FastAPI app, models, database access and the logic behind the three handlers."""

@@ -1,0 +1,337 @@
+"""CodeDeploy AfterAllowTraffic hook for BackendApi: the incident runbook's four checks on the public API.
+
+Handler `post_traffic.handler`. Environment: API_URL (the stage URL), ALLOWED_ORIGIN (one browser origin the
+API must allow), CORS_METHODS and CORS_HEADERS (comma-separated, what a preflight must allow), optionally
+LOGIN_PATH (default /api/v1/auth/login) and LOGIN_BODY (`json`, default, or `form`).
+
+1. health: GET /health answers 200 with {"status": "healthy"};
+2. cors_get: that response carries Access-Control-Allow-Origin for ALLOWED_ORIGIN;
+3. cors_preflight: OPTIONS on the login path from ALLOWED_ORIGIN allows every configured method and header
+   (OPTIONS itself need not be listed: browsers never preflight a preflight);
+4. login_rejects_bad_credentials: POST LOGIN_PATH with credentials that cannot exist answers 401, not 5xx.
+
+HTTP with urllib only (no third-party dependency in the hook asset); the same reporting guarantee as the
+pre-traffic hook (hook_core.run_hook).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import hook_core
+from hook_core import (
+    Budget,
+    CheckResult,
+    ConfigError,
+    DeadlineExceeded,
+    HookIds,
+    HookLog,
+    Runtime,
+    env_list,
+    env_required,
+    remaining,
+    run_hook,
+)
+
+USER_AGENT = "credmate-post-traffic-hook"
+MAX_REQUEST_SECONDS = 15.0
+
+
+@dataclass(frozen=True)
+class PostTrafficConfig:
+    api_url: str
+    allowed_origin: str
+    cors_methods: tuple[str, ...]
+    cors_headers: tuple[str, ...]
+    login_path: str = "/api/v1/auth/login"
+    login_body: Literal["json", "form"] = "json"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> PostTrafficConfig:
+        api_url = env_required(environ, "API_URL")
+        if urllib.parse.urlsplit(api_url).scheme not in ("http", "https"):
+            raise ConfigError(f"environment variable API_URL={api_url!r} must be an http(s) URL")
+        body = environ.get("LOGIN_BODY", "json").strip().lower() or "json"
+        if body not in ("json", "form"):
+            raise ConfigError(f"environment variable LOGIN_BODY={body!r} must be 'json' or 'form'")
+        return cls(
+            api_url=api_url,
+            allowed_origin=env_required(environ, "ALLOWED_ORIGIN"),
+            cors_methods=tuple(m.upper() for m in env_list(environ, "CORS_METHODS")),
+            cors_headers=env_list(environ, "CORS_HEADERS"),
+            login_path=environ.get("LOGIN_PATH", "").strip() or "/api/v1/auth/login",
+            login_body="form" if body == "form" else "json",
+        )
+
+    def url(self, path: str) -> str:
+        return self.api_url.rstrip("/") + "/" + path.lstrip("/")
+
+
+@dataclass(frozen=True)
+class HttpResponse:
+    status: int
+    headers: Mapping[str, str]  # lower-cased names
+    body: bytes
+
+    def header(self, name: str) -> str | None:
+        return self.headers.get(name.lower())
+
+    def json(self) -> Any:
+        try:
+            return json.loads(self.body.decode("utf-8"))
+        except ValueError:
+            return None
+
+    def excerpt(self) -> str:
+        return self.body[:300].decode("utf-8", errors="replace")
+
+
+def http_request(
+    method: str, url: str, *, headers: Mapping[str, str], body: bytes | None, timeout: float
+) -> HttpResponse:
+    """One request; an HTTP error status is a response, not an exception (the checks judge it)."""
+    request = urllib.request.Request(
+        url, data=body, method=method, headers={"User-Agent": USER_AGENT, **headers}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return HttpResponse(
+                response.status, {k.lower(): v for k, v in response.headers.items()}, response.read()
+            )
+    except urllib.error.HTTPError as error:
+        return HttpResponse(error.code, {k.lower(): v for k, v in error.headers.items()}, error.read())
+
+
+def request_with_retry(
+    method: str,
+    url: str,
+    *,
+    headers: Mapping[str, str],
+    body: bytes | None,
+    deadline: float,
+    runtime: Runtime,
+) -> HttpResponse:
+    """Retries only what says nothing about the new code: connection failures and API Gateway throttling."""
+
+    class _Throttled(Exception):
+        pass
+
+    def attempt() -> HttpResponse:
+        timeout = min(MAX_REQUEST_SECONDS, remaining(deadline, runtime))
+        if timeout <= 0:
+            raise DeadlineExceeded(f"{method} {url}: no time left")
+        response = http_request(method, url, headers=headers, body=body, timeout=timeout)
+        if response.status == 429:
+            raise _Throttled(f"{method} {url} was throttled (429)")
+        return response
+
+    def retryable(exc: BaseException) -> bool:
+        return isinstance(exc, _Throttled) or (
+            isinstance(exc, urllib.error.URLError) and not isinstance(exc, urllib.error.HTTPError)
+        )
+
+    return hook_core.call_with_retry(
+        attempt, what=f"{method} {url}", deadline=deadline, runtime=runtime, retryable=retryable
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The four checks, as pure functions of responses
+
+
+def health_check(response: HttpResponse) -> CheckResult:
+    parsed = response.json()
+    status = parsed.get("status") if isinstance(parsed, Mapping) else None
+    if response.status != 200:
+        return CheckResult("health", False, f"GET /health returned {response.status}: {response.excerpt()}")
+    if status != "healthy":
+        return CheckResult(
+            "health",
+            False,
+            f"GET /health returned 200 with status {status!r}, not 'healthy': {response.excerpt()}",
+        )
+    return CheckResult("health", True, "GET /health: 200 healthy")
+
+
+def _origin_allowed(value: str | None, origin: str) -> bool:
+    return value is not None and value.strip() in (origin, "*")
+
+
+def cors_get_check(response: HttpResponse, origin: str) -> CheckResult:
+    allowed = response.header("Access-Control-Allow-Origin")
+    if not _origin_allowed(allowed, origin):
+        return CheckResult(
+            "cors_get",
+            False,
+            f"GET /health from origin {origin}: Access-Control-Allow-Origin is "
+            f"{allowed!r}; browsers at {origin} would be blocked",
+        )
+    return CheckResult("cors_get", True, f"GET /health allows origin {origin} ({allowed})")
+
+
+def _listed(value: str | None) -> set[str]:
+    return {part.strip().lower() for part in (value or "").split(",") if part.strip()}
+
+
+def cors_preflight_check(response: HttpResponse, config: PostTrafficConfig) -> CheckResult:
+    path = config.login_path
+    if not 200 <= response.status < 300:
+        return CheckResult(
+            "cors_preflight",
+            False,
+            f"OPTIONS {path} (preflight) returned {response.status}: {response.excerpt()}",
+        )
+    problems = []
+    allowed_origin = response.header("Access-Control-Allow-Origin")
+    if not _origin_allowed(allowed_origin, config.allowed_origin):
+        problems.append(f"Access-Control-Allow-Origin is {allowed_origin!r}, not {config.allowed_origin}")
+    methods = _listed(response.header("Access-Control-Allow-Methods"))
+    missing_methods = [m for m in config.cors_methods if m != "OPTIONS" and m.lower() not in methods]
+    if missing_methods and "*" not in methods:
+        problems.append(f"Access-Control-Allow-Methods lacks {', '.join(missing_methods)}")
+    headers = _listed(response.header("Access-Control-Allow-Headers"))
+    missing_headers = [h for h in config.cors_headers if h.lower() not in headers]
+    if missing_headers and "*" not in headers:
+        problems.append(f"Access-Control-Allow-Headers lacks {', '.join(missing_headers)}")
+    if problems:
+        return CheckResult(
+            "cors_preflight",
+            False,
+            f"preflight OPTIONS {path} from {config.allowed_origin}: " + "; ".join(problems),
+        )
+    return CheckResult(
+        "cors_preflight",
+        True,
+        f"preflight OPTIONS {path} allows {config.allowed_origin}, "
+        f"methods {','.join(config.cors_methods)}, headers "
+        f"{','.join(config.cors_headers)}",
+    )
+
+
+def login_check(response: HttpResponse, path: str) -> CheckResult:
+    if response.status == 401:
+        return CheckResult("login_rejects_bad_credentials", True, f"POST {path} with bad credentials: 401")
+    kind = "server error" if response.status >= 500 else "unexpected status"
+    return CheckResult(
+        "login_rejects_bad_credentials",
+        False,
+        f"POST {path} with bad credentials returned "
+        f"{response.status} ({kind}, expected 401): "
+        f"{response.excerpt()}",
+    )
+
+
+def login_request_body(config: PostTrafficConfig) -> tuple[bytes, str]:
+    # A random address at example.com (reserved by RFC 2606, and unlike .invalid accepted by e-mail
+    # validators, so the answer is about credentials, not a 422) and a random password: no account matches.
+    email = f"credmate-canary-{secrets.token_hex(4)}@example.com"
+    password = secrets.token_urlsafe(24)
+    if config.login_body == "form":
+        return urllib.parse.urlencode({"username": email, "password": password}).encode(), (
+            "application/x-www-form-urlencoded"
+        )
+    return json.dumps({"email": email, "username": email, "password": password}).encode(), "application/json"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The hook
+
+
+def post_traffic_checks(
+    ids: HookIds, budget: Budget, *, environ: Mapping[str, str], log: HookLog, runtime: Runtime
+) -> list[CheckResult]:
+    try:
+        config = PostTrafficConfig.from_env(environ)
+    except ConfigError as exc:
+        return [log.result(CheckResult("config", False, str(exc)))]
+    origin = {"Origin": config.allowed_origin}
+
+    def guarded(check: str, run: Any) -> CheckResult:
+        try:
+            return log.result(run())
+        except Exception as exc:
+            return log.result(CheckResult(check, False, f"request failed: {hook_core.describe(exc)}"))
+
+    def health_pair() -> tuple[CheckResult, CheckResult]:
+        try:
+            response = request_with_retry(
+                "GET",
+                config.url("/health"),
+                headers={**origin, "Accept": "application/json"},
+                body=None,
+                deadline=budget.checks,
+                runtime=runtime,
+            )
+        except Exception as exc:
+            reason = f"GET /health failed: {hook_core.describe(exc)}"
+            return CheckResult("health", False, reason), CheckResult("cors_get", False, reason)
+        return health_check(response), cors_get_check(response, config.allowed_origin)
+
+    health, cors_get = health_pair()
+    results = [log.result(health), log.result(cors_get)]
+    results.append(
+        guarded(
+            "cors_preflight",
+            lambda: cors_preflight_check(
+                request_with_retry(
+                    "OPTIONS",
+                    config.url(config.login_path),
+                    headers={
+                        **origin,
+                        "Access-Control-Request-Method": "POST",
+                        "Access-Control-Request-Headers": ",".join(config.cors_headers).lower(),
+                    },
+                    body=None,
+                    deadline=budget.checks,
+                    runtime=runtime,
+                ),
+                config,
+            ),
+        )
+    )
+    body, content_type = login_request_body(config)
+    results.append(
+        guarded(
+            "login_rejects_bad_credentials",
+            lambda: login_check(
+                request_with_retry(
+                    "POST",
+                    config.url(config.login_path),
+                    headers={**origin, "Content-Type": content_type, "Accept": "application/json"},
+                    body=body,
+                    deadline=budget.checks,
+                    runtime=runtime,
+                ),
+                config.login_path,
+            ),
+        )
+    )
+    return results
+
+
+def run_post_traffic(
+    event: object, context: object, *, environ: Mapping[str, str], runtime: Runtime
+) -> dict[str, Any]:
+    log = HookLog(hook="post_traffic", function=environ.get("TARGET_FUNCTION_NAME"))
+    return run_hook(
+        event,
+        context,
+        log=log,
+        runtime=runtime,
+        codedeploy_factory=lambda: hook_core.client("codedeploy", read_timeout=20),
+        checks=lambda ids, budget: post_traffic_checks(
+            ids, budget, environ=environ, log=log, runtime=runtime
+        ),
+    )
+
+
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return run_post_traffic(event, context, environ=os.environ, runtime=Runtime())

@@ -1,0 +1,223 @@
+"""Probe wrapper: the Lambda handler of every backend function (`credmate_probe.handler`).
+
+Like APM vendors' Lambda wrappers, this module is set as the function's handler and names the real one in
+the environment (`CREDMATE_REAL_HANDLER=handler.lambda_handler`). The bundler copies it to the bundle root.
+
+* **Init** (module import): the real handler's module is imported here, with `importlib.import_module`,
+  exactly as Lambda's runtime imports a handler. So a bundle that cannot import fails *init*, as it would
+  without the wrapper. Observed with awslambdaric 4.2.2 under aws-lambda-rie (tests/harness): an
+  `ImportError` raised while importing this module is reported as `Runtime.ImportModuleError` with the
+  message `Unable to import module 'credmate_probe': No module named 'mangum' ...`; a `SyntaxError` as
+  `Runtime.UserCodeSyntaxError`; any other exception with its own class as errorType (`KeyError`, ...), as
+  for an unwrapped handler. Two failures would change their signal because of the wrapper: a missing
+  handler attribute (Lambda: `Runtime.HandlerNotFound`, here it would be an `AttributeError`) and a missing
+  or malformed `CREDMATE_REAL_HANDLER`. Both raise `ProbeConfigError`, an `ImportError`, so they surface as
+  `Runtime.ImportModuleError` and trip the same init-error alarm, with a message naming what to fix.
+* **Probe event** `{"credmate_probe": {"imports": ["optional", "modules"]}}` is answered here and never
+  reaches business logic: handler, code version, schema head and database schema version (from the
+  function named in `CREDMATE_PROBE_VERSIONS`, default `app.versions:report`; without that module, from
+  build_info.json), plus an import sweep of `CREDMATE_PROBE_IMPORTS` (comma-separated) and the event's
+  `imports`: packages handlers import lazily, which init does not prove. Only direct `lambda:Invoke` can
+  send this shape: API Gateway, SQS and EventBridge events never carry a top-level `credmate_probe` key.
+* **Every other event** goes to the real handler unchanged.
+
+Standard library only: this file runs inside every bundle, before anything else is known to import.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import re
+import sys
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+REAL_HANDLER_ENV = "CREDMATE_REAL_HANDLER"
+VERSIONS_ENV = "CREDMATE_PROBE_VERSIONS"
+IMPORTS_ENV = "CREDMATE_PROBE_IMPORTS"
+LABEL_ENV = "CREDMATE_FUNCTION_LABEL"
+DEFAULT_VERSIONS = "app.versions:report"
+PROBE_KEY = "credmate_probe"
+BUILD_INFO = Path(__file__).resolve().with_name("build_info.json")
+
+_DOTTED = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+
+Handler = Callable[[Any, Any], Any]
+
+
+class ProbeConfigError(ImportError):
+    """The wrapper's configuration is wrong. An ImportError, so Lambda reports Runtime.ImportModuleError."""
+
+
+def parse_handler_setting(value: str | None) -> tuple[str, str]:
+    """Split `module.attr` (Lambda's handler syntax, `dir/module.attr` allowed) into module and attribute."""
+    if value is None or not value.strip():
+        raise ProbeConfigError(
+            f"environment variable {REAL_HANDLER_ENV} is not set: it must name the real handler as "
+            "'module.function' (e.g. handler.lambda_handler)"
+        )
+    module, _, attr = value.strip().rpartition(".")
+    module = module.replace("/", ".")
+    if not module or not _DOTTED.match(module) or not attr.isidentifier():
+        raise ProbeConfigError(
+            f"environment variable {REAL_HANDLER_ENV}={value!r} is not a handler: expected "
+            "'module.function' (e.g. handler.lambda_handler)"
+        )
+    return module, attr
+
+
+def load_real_handler(setting: str | None) -> Handler:
+    """Import the real handler as Lambda's runtime would; import errors propagate unchanged."""
+    module_name, attr = parse_handler_setting(setting)
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        # Same type and the same "No module named 'x'" text (metric filters match it); the suffix says which
+        # handler needed it, since Lambda names this wrapper module in its message.
+        raise ModuleNotFoundError(
+            f"{exc} (while importing the real handler module '{module_name}' named in {REAL_HANDLER_ENV})",
+            name=exc.name,
+            path=exc.path,
+        ) from exc
+    handler = getattr(module, attr, None)
+    if handler is None or not callable(handler):
+        what = "is not callable" if handler is not None else "is missing"
+        raise ProbeConfigError(
+            f"handler '{attr}' {what} on module '{module_name}' ({REAL_HANDLER_ENV}={setting}): define it or "
+            "fix the function's CREDMATE_REAL_HANDLER setting"
+        )
+    return handler
+
+
+def is_probe_event(event: object) -> bool:
+    return isinstance(event, dict) and PROBE_KEY in event
+
+
+def split_modules(value: str | None) -> list[str]:
+    return [part.strip() for part in (value or "").split(",") if part.strip()]
+
+
+def import_sweep(modules: Iterable[str]) -> tuple[list[str], list[dict[str, str]]]:
+    """Import each module; return the ones checked and {"module", "error"} for each that failed."""
+    checked: list[str] = []
+    failures: list[dict[str, str]] = []
+    for name in dict.fromkeys(modules):  # de-duplicated, order kept
+        checked.append(name)
+        if not _DOTTED.match(name):
+            failures.append({"module": name, "error": "ValueError: not a module name"})
+            continue
+        try:
+            importlib.import_module(name)
+        except BaseException as exc:  # an import may raise anything, SystemExit included
+            failures.append({"module": name, "error": f"{type(exc).__name__}: {exc}"})
+    return checked, failures
+
+
+def read_build_info(path: Path = BUILD_INFO) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _is_absent(exc: ModuleNotFoundError, module_name: str) -> bool:
+    """True when the versions module itself (or a parent package) does not exist, not one of its imports."""
+    parts = module_name.split(".")
+    return exc.name in {".".join(parts[: i + 1]) for i in range(len(parts))}
+
+
+def read_versions(setting: str, build_info: Mapping[str, Any]) -> tuple[dict[str, Any], str, str | None]:
+    """(versions, source, error). build_info.json fills what the versions function does not report."""
+    versions: dict[str, Any] = {
+        "code_version": build_info.get("code_version"),
+        "schema_head": build_info.get("schema_head"),
+        "db_version": None,
+    }
+    module_name, sep, attr = setting.partition(":")
+    if not sep or not _DOTTED.match(module_name) or not attr.isidentifier():
+        return (
+            versions,
+            "build_info.json",
+            (f"{VERSIONS_ENV}={setting!r} is not 'module:function' (e.g. {DEFAULT_VERSIONS})"),
+        )
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if _is_absent(exc, module_name):
+            return versions, "build_info.json", None
+        return (
+            versions,
+            setting,
+            f"importing {module_name} ({VERSIONS_ENV}) failed: {type(exc).__name__}: {exc}",
+        )
+    except BaseException as exc:
+        return (
+            versions,
+            setting,
+            f"importing {module_name} ({VERSIONS_ENV}) failed: {type(exc).__name__}: {exc}",
+        )
+    report = getattr(module, attr, None)
+    if not callable(report):
+        return versions, setting, f"{module_name} has no function {attr} ({VERSIONS_ENV}={setting})"
+    try:
+        reported = report()
+    except BaseException as exc:
+        return versions, setting, f"{setting}() raised {type(exc).__name__}: {exc}"
+    if not isinstance(reported, Mapping):
+        return versions, setting, f"{setting}() returned {type(reported).__name__}, expected a dict"
+    for key in ("code_version", "schema_head", "db_version"):
+        if reported.get(key) is not None:
+            versions[key] = str(reported[key])
+    return versions, setting, None
+
+
+def answer_probe(
+    event: Mapping[str, Any], environ: Mapping[str, str], handler_setting: str
+) -> dict[str, Any]:
+    """The probe response. Never raises: a broken probe must be a readable "failed", not a FunctionError."""
+    errors: list[str] = []
+    request = event.get(PROBE_KEY)
+    requested: list[str] = []
+    if request is not None and not isinstance(request, Mapping):
+        errors.append(f"probe event's '{PROBE_KEY}' must be an object, got {type(request).__name__}")
+    elif isinstance(request, Mapping):
+        imports = request.get("imports", [])
+        if isinstance(imports, list) and all(isinstance(i, str) for i in imports):
+            requested = imports
+        else:
+            errors.append(f"probe event's '{PROBE_KEY}.imports' must be a list of module names")
+    versions, source, version_error = read_versions(
+        environ.get(VERSIONS_ENV) or DEFAULT_VERSIONS, read_build_info()
+    )
+    if version_error:
+        errors.append(version_error)
+    checked, failures = import_sweep([*split_modules(environ.get(IMPORTS_ENV)), *requested])
+    errors.extend(f"import {f['module']}: {f['error']}" for f in failures)
+    return {
+        "probe": "failed" if errors else "ok",
+        "handler": handler_setting,
+        "function": environ.get(LABEL_ENV),
+        **versions,
+        "versions_source": source,
+        "imports_checked": checked,
+        "import_failures": failures,
+        "errors": errors,
+        "python": ".".join(map(str, sys.version_info[:3])),
+    }
+
+
+# Lambda init: fails exactly when the real handler fails to import.
+_HANDLER_SETTING = os.environ.get(REAL_HANDLER_ENV)
+_REAL_HANDLER = load_real_handler(_HANDLER_SETTING)
+
+
+def handler(event: Any, context: Any) -> Any:
+    if is_probe_event(event):
+        result = answer_probe(event, os.environ, _HANDLER_SETTING or "")
+        print(json.dumps({"credmate_probe": result["probe"], "errors": result["errors"]}), flush=True)
+        return result
+    return _REAL_HANDLER(event, context)

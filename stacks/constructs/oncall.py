@@ -1,0 +1,133 @@
+"""Where alarms go: two encrypted SNS topics per environment, one that notifies and one that pages.
+
+Two topics rather than one with a severity tag, because a paging service bills and wakes people per message
+and cannot filter on an alarm's description: only the composite "service unhealthy" alarm publishes to
+`paging_topic` (HTTPS pager + email + Slack); every other alarm publishes to `topic` (email + Slack). Each
+alarm's description still starts with its severity ([notify] / [page]) so a human reading email or Slack
+sees it at once. Both topics share one customer-managed key (rotation on): one key policy to review and pay.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from aws_cdk import Annotations, Aws, Names
+from aws_cdk import aws_chatbot as chatbot
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_sns as sns
+from aws_cdk import aws_sns_subscriptions as subs
+from constructs import Construct
+
+# Services that publish to the topics: CloudWatch (alarm actions), CodeDeploy (deployment triggers) and
+# EventBridge (out-of-band change rules). SNS encrypts with the caller's rights, so each needs the key.
+PUBLISHING_SERVICES = ("cloudwatch.amazonaws.com", "codedeploy.amazonaws.com", "events.amazonaws.com")
+# Read-only ceiling for anything typed in the Slack channel: the channel only receives notifications.
+SLACK_GUARDRAIL_POLICY = "CloudWatchReadOnlyAccess"
+_EMAIL_RE = re.compile(r"[^@\s]+@[^@\s]+\.[A-Za-z]{2,}")
+_SLACK_TEAM_RE = re.compile(r"T[A-Z0-9]{6,}")
+_SLACK_CHANNEL_RE = re.compile(r"[CG][A-Z0-9]{6,}")
+
+
+@dataclass(frozen=True)
+class OnCallConfig:
+    emails: tuple[str, ...]
+    slack_workspace_id: str | None
+    slack_channel_id: str | None
+    paging_url: str | None
+
+    def __post_init__(self) -> None:
+        where = "OnCallConfig (cdk.json context environments.<env>.alarms)"
+        for email in self.emails:
+            if not _EMAIL_RE.fullmatch(email):
+                raise ValueError(f"{where}.emails: {email!r} is not an email address")
+        if (self.slack_workspace_id is None) != (self.slack_channel_id is None):
+            raise ValueError(f"{where}: set slack_workspace_id and slack_channel_id together, or neither")
+        if self.slack_workspace_id is not None and not _SLACK_TEAM_RE.fullmatch(self.slack_workspace_id):
+            raise ValueError(
+                f"{where}.slack_workspace_id: {self.slack_workspace_id!r} is not a Slack team ID"
+            )
+        if self.slack_channel_id is not None and not _SLACK_CHANNEL_RE.fullmatch(self.slack_channel_id):
+            raise ValueError(f"{where}.slack_channel_id: {self.slack_channel_id!r} is not a Slack channel ID")
+        if self.paging_url is not None and not self.paging_url.startswith("https://"):
+            raise ValueError(f"{where}.paging_url: {self.paging_url!r} must be an https:// URL")
+
+    @property
+    def has_slack(self) -> bool:
+        return self.slack_workspace_id is not None and self.slack_channel_id is not None
+
+
+class OnCallTopic(Construct):
+    """`.topic` notifies (every alarm, ALARM and OK); `.paging_topic` pages (the composite alarm only)."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, config: OnCallConfig) -> None:
+        super().__init__(scope, construct_id)
+        self.config = config
+        self.key = kms.Key(
+            self,
+            "Key",
+            enable_key_rotation=True,
+            description="Encrypts the CredentialMate on-call SNS topics (alarms, deployments, change alerts)",
+        )
+        # AWS's documented statement for CloudWatch alarms on an encrypted topic, extended to the other
+        # publishers. No aws:SourceAccount condition here: SNS calls KMS on the publisher's behalf and the key
+        # is reachable only through these two topics, whose own policies carry the account condition below.
+        self.key.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="AllowAlarmPublishersToUseKey",
+                principals=[iam.ServicePrincipal(s) for s in PUBLISHING_SERVICES],
+                actions=["kms:Decrypt", "kms:GenerateDataKey*"],
+                resources=["*"],
+            )
+        )
+        self.topic = self._topic("Topic", "CredentialMate alerts")
+        self.paging_topic = self._topic("PagingTopic", "CredentialMate PAGE")
+
+        for email in config.emails:
+            self.topic.add_subscription(subs.EmailSubscription(email))
+            self.paging_topic.add_subscription(subs.EmailSubscription(email))
+        if config.paging_url:
+            # Only the paging topic reaches the pager: one page per "service unhealthy", not one per alarm.
+            self.paging_topic.add_subscription(
+                subs.UrlSubscription(config.paging_url, protocol=sns.SubscriptionProtocol.HTTPS)
+            )
+        self.slack: chatbot.SlackChannelConfiguration | None = None
+        if config.has_slack:
+            assert config.slack_workspace_id is not None and config.slack_channel_id is not None
+            self.slack = chatbot.SlackChannelConfiguration(
+                self,
+                "Slack",
+                # The L2 requires a name (CloudFormation's ConfigurationName is mandatory and unique per
+                # account). Derived from the construct path, so it is deterministic, differs between the
+                # staging and prod stacks even in one account, and changes only if this construct moves.
+                slack_channel_configuration_name=Names.unique_resource_name(
+                    self, max_length=128, separator="-"
+                ),
+                slack_workspace_id=config.slack_workspace_id,
+                slack_channel_id=config.slack_channel_id,
+                notification_topics=[self.topic, self.paging_topic],
+                guardrail_policies=[iam.ManagedPolicy.from_aws_managed_policy_name(SLACK_GUARDRAIL_POLICY)],
+            )
+        if not config.emails and not config.has_slack and not config.paging_url:
+            Annotations.of(self).add_warning_v2(
+                "credmate:oncall-no-subscribers",
+                "OnCall: no emails, Slack channel or paging_url configured "
+                "(cdk.json context environments.<env>.alarms): alarms will reach nobody.",
+            )
+
+    def _topic(self, construct_id: str, display_name: str) -> sns.Topic:
+        topic = sns.Topic(
+            self, construct_id, master_key=self.key, enforce_ssl=True, display_name=display_name
+        )
+        # The explicit topic policy (enforce_ssl) replaces the default one, so say who may publish.
+        topic.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="AllowAlarmPublishers",
+                principals=[iam.ServicePrincipal(s) for s in PUBLISHING_SERVICES],
+                actions=["sns:Publish"],
+                resources=[topic.topic_arn],
+                conditions={"StringEquals": {"aws:SourceAccount": Aws.ACCOUNT_ID}},
+            )
+        )
+        return topic

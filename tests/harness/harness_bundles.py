@@ -1,0 +1,141 @@
+"""Build the backend bundle as the stack does, and break copies of it the way past outages broke production.
+
+The bundler precompiles `.pyc` files with unchecked hashes (Lambda's /var/task is read-only): Python then
+uses them without looking at the source. Every mutation here therefore deletes the bytecode of what it
+edits, or the edit would silently not take effect.
+"""
+
+from __future__ import annotations
+
+import ast
+import shutil
+from collections.abc import Mapping
+from pathlib import Path
+
+from stacks.constructs.bundling import BundleResult, BundleSpec, build_bundle
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+PROBE_MODULE = REPO_ROOT / "lambda_src" / "probe" / "credmate_probe.py"
+BACKEND_STACK = REPO_ROOT / "stacks" / "backend_stack.py"
+
+
+def backend_spec(backend_root: Path, cache_dir: Path, architecture: str = "x86_64") -> BundleSpec:
+    """The stack's bundle spec for this host: the backend's src/ and requirements plus the probe wrapper."""
+    return BundleSpec(
+        source_dir=backend_root / "src",
+        requirements=backend_root / "requirements.txt",
+        cache_dir=cache_dir,
+        architecture="arm64" if architecture == "arm64" else "x86_64",
+        extra_files=(("credmate_probe.py", PROBE_MODULE),),
+    )
+
+
+def build_backend_bundle(backend_root: Path, cache_dir: Path, architecture: str) -> BundleResult:
+    return build_bundle(backend_spec(backend_root, cache_dir, architecture))
+
+
+# What stacks/backend_stack.py sets as each function's CREDMATE_REAL_HANDLER (checked by a harness test).
+FUNCTION_HANDLERS = {
+    "BackendApi": "handler.lambda_handler",
+    "Worker": "worker.lambda_handler",
+    "CampaignScheduler": "campaign_scheduler.lambda_handler",
+}
+
+
+def stack_handlers() -> dict[str, str]:
+    """The stack's `labels` mapping (function label -> real handler), read from its source, not imported."""
+    for node in ast.walk(ast.parse(BACKEND_STACK.read_text())):
+        if isinstance(node, ast.Assign) and any(
+            isinstance(t, ast.Name) and t.id == "labels" for t in node.targets
+        ):
+            value = ast.literal_eval(node.value)
+            if isinstance(value, dict):
+                return {str(k): str(v) for k, v in value.items()}
+    return {}
+
+
+def function_environment(label: str, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The probe-related environment the stack gives function `label` (plus `extra`)."""
+    if label not in FUNCTION_HANDLERS:
+        raise KeyError(f"unknown function {label!r}: expected one of {', '.join(FUNCTION_HANDLERS)}")
+    return {
+        "CREDMATE_REAL_HANDLER": FUNCTION_HANDLERS[label],
+        "CREDMATE_FUNCTION_LABEL": label,
+        "CREDMATE_PROBE_IMPORTS": ",".join(stack_probe_imports()),
+        **(extra or {}),
+    }
+
+
+def stack_probe_imports() -> tuple[str, ...]:
+    """PROBE_IMPORTS as the stack sets them, read from its source (importing it would start jsii)."""
+    try:
+        tree = ast.parse(BACKEND_STACK.read_text())
+    except (OSError, SyntaxError):
+        return ()
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(
+            isinstance(t, ast.Name) and t.id == "PROBE_IMPORTS" for t in node.targets
+        ):
+            value = ast.literal_eval(node.value)
+            return tuple(str(v) for v in value)
+    return ()
+
+
+def copy_bundle(bundle: Path, dest: Path) -> Path:
+    shutil.copytree(bundle, dest, symlinks=True)
+    return dest
+
+
+def purge_bytecode(source: Path) -> None:
+    """Delete the cached bytecode of one source file (module.py or package/__init__.py)."""
+    for pyc in (source.parent / "__pycache__").glob(f"{source.stem}.*.pyc"):
+        pyc.unlink()
+
+
+def remove_distribution(bundle: Path, import_name: str) -> list[Path]:
+    """Remove an installed package (its import folder or module and its .dist-info), as a bad build would."""
+    removed = []
+    normalized = import_name.replace("-", "_").lower()
+    for path in sorted(bundle.iterdir()):
+        name = path.name.lower()
+        if name in (normalized, f"{normalized}.py") or (
+            name.startswith(f"{normalized}-") and name.endswith(".dist-info")
+        ):
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+            removed.append(path)
+    if not removed:
+        raise FileNotFoundError(f"{import_name} is not installed in {bundle}")
+    return removed
+
+
+def find_module(bundle: Path, name: str) -> Path:
+    """The one source file of module `name` (dotted path, or a bare name found anywhere in the backend)."""
+    direct = bundle / name.replace(".", "/")
+    for candidate in (direct.with_suffix(".py"), direct / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    leaf = name.rpartition(".")[2]
+    found = sorted(
+        p
+        for p in [*bundle.rglob(f"{leaf}.py"), *bundle.rglob(f"{leaf}/__init__.py")]
+        if not any(part.endswith(".dist-info") for part in p.relative_to(bundle).parts)
+    )
+    if len(found) != 1:
+        raise FileNotFoundError(
+            f"expected exactly one module named {name} in {bundle}, found {found or 'none'}"
+        )
+    return found[0]
+
+
+def drop_export(bundle: Path, module: str, symbol: str) -> Path:
+    """Make `module` stop exporting `symbol` (a refactor that renamed or moved it), importers unchanged."""
+    source = find_module(bundle, module)
+    text = source.read_text()
+    if symbol not in text:
+        raise ValueError(f"{source} does not mention {symbol}: nothing to break")
+    source.write_text(
+        text + f"\n\n# harness: {symbol} no longer exported\ndel {symbol}\n"
+        f"if '__all__' in globals():\n    __all__ = [n for n in __all__ if n != {symbol!r}]\n"
+    )
+    purge_bytecode(source)
+    return source

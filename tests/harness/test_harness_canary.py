@@ -1,0 +1,226 @@
+# mypy: allow-untyped-defs, allow-incomplete-defs
+# (pyproject relaxes tests.* like this, but mypy names these files without the tests. prefix)
+"""The real pre-traffic hook against real bundles running under the Lambda Runtime Interface Emulator.
+
+Per test: the old version (6) is the good bundle, the new version (7) is the bundle under test, both served
+by a local fake of the Lambda Invoke API (tests/harness/fake_lambda.py) that the hook reaches through
+AWS_ENDPOINT_URL_LAMBDA, exactly as it would reach Lambda. CodeDeploy is faked with botocore's Stubber
+(GetDeployment returns an AppSpec naming CurrentVersion 6 and TargetVersion 7; the one
+PutLifecycleEventHookExecutionStatus is asserted). Because version 6 is always healthy, a Failed result
+also proves that the hook tested version 7.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from botocore.stub import Stubber
+from fake_lambda import FakeLambdaService
+from harness_bundles import (
+    FUNCTION_HANDLERS,
+    copy_bundle,
+    drop_export,
+    function_environment,
+    remove_distribution,
+    stack_handlers,
+    stack_probe_imports,
+)
+from harness_fixtures import (
+    DEPLOYMENT_ID,
+    EXECUTION_ID,
+    HOOK_EVENT,
+    FakeContext,
+    appspec_yaml,
+    hook_core,
+    log_lines,
+    make_client,
+    pre_traffic,
+)
+from rie import LambdaEmulator
+
+pytestmark = pytest.mark.harness
+pytest_plugins = ["harness_fixtures"]
+
+FUNCTION = "credmate-harness-BackendApiFunction"
+OLD, NEW = "6", "7"
+
+
+def function_env(label: str, extra: dict[str, str] | None = None) -> dict[str, str]:
+    return function_environment(label, {"ENVIRONMENT": "harness", **(extra or {})})
+
+
+def sqlite_database(path: Path, revision: str | None) -> str:
+    """A database at an Alembic revision (the backend reads it through DATABASE_URL)."""
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL PRIMARY KEY)")
+        if revision:
+            db.execute("INSERT INTO alembic_version VALUES (?)", (revision,))
+    return f"sqlite:///{path}"
+
+
+def schema_head(bundle: Path) -> str:
+    head = json.loads((bundle / "build_info.json").read_text())["schema_head"]
+    assert head, f"{bundle}/build_info.json has no schema_head: the backend must ship its migrations"
+    return str(head)
+
+
+@dataclass
+class Outcome:
+    status: str
+    reported: list[str]
+    qualifiers: list[str | None]
+    lines: list[dict[str, Any]]
+
+    def reason(self, check: str) -> str:
+        return " | ".join(line["reason"] for line in self.lines if line["check"] == check)
+
+
+@pytest.fixture
+def deploy(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], rie_binary: Path
+) -> Iterator[Callable[..., Outcome]]:
+    """Run one CodeDeploy pre-traffic hook execution of version NEW, old and new bundles under the RIE."""
+    stack = ExitStack()
+
+    def run(
+        *,
+        old: Path,
+        new: Path,
+        label: str = "BackendApi",
+        old_env: dict[str, str] | None = None,
+        new_env: dict[str, str] | None = None,
+        schema_mismatch: str = "fail",
+    ) -> Outcome:
+        emulators = {
+            (FUNCTION, version): stack.enter_context(
+                LambdaEmulator(
+                    bundle=bundle,
+                    environment=function_env(label, env),
+                    function_name=FUNCTION,
+                    rie=rie_binary,
+                )
+            )
+            for version, bundle, env in ((OLD, old, old_env), (NEW, new, new_env))
+        }
+        fake = stack.enter_context(FakeLambdaService(emulators))
+        codedeploy = make_client("codedeploy")
+        stubber = stack.enter_context(Stubber(codedeploy))
+        stubber.add_response(
+            "get_deployment",
+            {
+                "deploymentInfo": {
+                    "deploymentId": DEPLOYMENT_ID,
+                    "revision": {
+                        "revisionType": "AppSpecContent",
+                        "appSpecContent": {"content": appspec_yaml(target=NEW, current=OLD, name=FUNCTION)},
+                    },
+                }
+            },
+            {"deploymentId": DEPLOYMENT_ID},
+        )
+        statuses: list[str] = []
+        # One response only: a second report would fail the test (Stubber raises on an unqueued call).
+        stubber.add_response(
+            "put_lifecycle_event_hook_execution_status", {"lifecycleEventHookExecutionId": EXECUTION_ID}
+        )
+        codedeploy.meta.events.register(
+            "provide-client-params.codedeploy.PutLifecycleEventHookExecutionStatus",
+            lambda params, **_: statuses.append(params["status"]),
+        )
+        real_client = hook_core.client
+        monkeypatch.setattr(
+            hook_core,
+            "client",
+            lambda service, **kw: codedeploy if service == "codedeploy" else real_client(service, **kw),
+        )
+        for name, value in {
+            "AWS_ENDPOINT_URL_LAMBDA": fake.endpoint,
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+        }.items():
+            monkeypatch.setenv(name, value)
+        for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS"):
+            monkeypatch.delenv(name, raising=False)
+        environ = {
+            "TARGET_FUNCTION_NAME": FUNCTION,
+            "TARGET_ALIAS": "live",
+            "FALLBACK_TARGET_VERSION_ARN": f"arn:aws:lambda:us-east-1:000000000000:function:{FUNCTION}:{NEW}",
+            "CHECK_HTTP_HEALTH": "true" if label == "BackendApi" else "false",
+            "SCHEMA_MISMATCH": schema_mismatch,
+        }
+        capsys.readouterr()
+        result = pre_traffic.run_pre_traffic(
+            HOOK_EVENT, FakeContext(120_000), environ=environ, runtime=hook_core.Runtime()
+        )
+        lines = log_lines(capsys.readouterr().out)
+        return Outcome(result["status"], statuses, [i.qualifier for i in fake.invocations], lines)
+
+    with stack:
+        yield run
+
+
+def test_good_bundle_succeeds(deploy, backend_bundle, tmp_path):
+    database = sqlite_database(tmp_path / "db.sqlite", schema_head(backend_bundle))
+    outcome = deploy(old=backend_bundle, new=backend_bundle, new_env={"DATABASE_URL": database})
+    assert outcome.status == "Succeeded", outcome.lines
+    assert outcome.reported == ["Succeeded"]
+    assert outcome.qualifiers == [NEW, NEW]  # the probe, then GET /health, both on the new version only
+    assert "matches the database" in outcome.reason("schema")
+
+
+@pytest.mark.parametrize("label", ["Worker", "CampaignScheduler"])
+def test_good_bundle_succeeds_for_the_non_http_functions(deploy, backend_bundle, label):
+    outcome = deploy(old=backend_bundle, new=backend_bundle, label=label)
+    assert (outcome.status, outcome.reported, outcome.qualifiers) == ("Succeeded", ["Succeeded"], [NEW])
+    assert "no database version" in outcome.reason("schema")  # no DATABASE_URL: a warning only
+
+
+def test_missing_dependency_fails_with_import_module_error(deploy, backend_bundle, tmp_path):
+    broken = copy_bundle(backend_bundle, tmp_path / "no-mangum")
+    remove_distribution(broken, "mangum")
+    outcome = deploy(old=backend_bundle, new=broken)
+    assert (outcome.status, outcome.reported) == ("Failed", ["Failed"])
+    assert f"version {NEW} raised Runtime.ImportModuleError: " in outcome.reason("probe")
+    assert "No module named 'mangum'" in outcome.reason("probe")
+
+
+def test_broken_shared_export_fails_naming_it(deploy, backend_bundle, tmp_path):
+    broken = copy_bundle(backend_bundle, tmp_path / "no-export")
+    drop_export(broken, "goals_common", "GoalValidationError")
+    outcome = deploy(old=backend_bundle, new=broken)
+    assert (outcome.status, outcome.reported) == ("Failed", ["Failed"])
+    assert f"version {NEW} raised Runtime.ImportModuleError: " in outcome.reason("probe")
+    assert "GoalValidationError" in outcome.reason("probe")
+
+
+def test_failing_health_fails(deploy, backend_bundle, tmp_path):
+    # A database the function cannot open: /health must say so (and the old version is never consulted).
+    unreachable = f"sqlite:///{tmp_path / 'missing-dir' / 'db.sqlite'}"
+    outcome = deploy(
+        old=backend_bundle, new=backend_bundle, new_env={"DATABASE_URL": unreachable}, schema_mismatch="warn"
+    )
+    assert (outcome.status, outcome.reported) == ("Failed", ["Failed"])
+    assert "GET /health on version 7 returned 503" in outcome.reason("http_health")
+
+
+def test_schema_mismatch_fails(deploy, backend_bundle, tmp_path):
+    database = sqlite_database(tmp_path / "old.sqlite", "0000_an_older_revision")
+    outcome = deploy(old=backend_bundle, new=backend_bundle, new_env={"DATABASE_URL": database})
+    assert (outcome.status, outcome.reported) == ("Failed", ["Failed"])
+    assert (
+        f"code expects Alembic head {schema_head(backend_bundle)}, database is at 0000_an_older_revision"
+        in (outcome.reason("schema"))
+    )
+
+
+def test_harness_configures_functions_as_the_stack_does():
+    assert stack_handlers() == FUNCTION_HANDLERS
+    assert "sqlalchemy" in stack_probe_imports()

@@ -1,0 +1,211 @@
+"""Fakes for the hook tests: Stubber-backed AWS clients (no network), a fake clock, a Lambda context.
+
+CodeDeploy is always faked with botocore's Stubber: moto 5.2.5 lacks PutLifecycleEventHookExecutionStatus.
+Use it as a pytest plugin (`pytest_plugins = ["hook_fakes"]`) for its fixtures. Importing it puts the hook
+asset (lambda_src/hooks) and the probe (lambda_src/probe) on sys.path, as Lambda's /var/task would, and
+re-exports the hook modules, so test modules import them from here whatever the import order.
+(No conftest.py here: several conftest.py files are one module name too many for mypy.)
+PYTEST_DONT_REWRITE: test modules import this before pytest loads it as a plugin; it asserts nothing.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import random
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from botocore.response import StreamingBody
+from botocore.stub import ANY, Stubber
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+for _path in (REPO_ROOT / "lambda_src" / "hooks", REPO_ROOT / "lambda_src" / "probe"):
+    if str(_path) not in sys.path:
+        sys.path.insert(0, str(_path))
+
+# `import x as x`: explicit re-exports for the test modules.
+import hook_core as hook_core  # noqa: E402
+import post_traffic as post_traffic  # noqa: E402
+import pre_traffic as pre_traffic  # noqa: E402
+
+DEPLOYMENT_ID = "d-CANARY123"
+EXECUTION_ID = "exec-0001"
+FUNCTION = "credmate-staging-BackendApiFunction-AbC123"
+REGION = "us-east-1"
+HOOK_EVENT = {"DeploymentId": DEPLOYMENT_ID, "LifecycleEventHookExecutionId": EXECUTION_ID}
+
+
+def version_arn(version: str, function: str = FUNCTION) -> str:
+    return f"arn:aws:lambda:{REGION}:123456789012:function:{function}:{version}"
+
+
+def appspec_yaml(target: str, current: str = "6", name: str = FUNCTION, alias: str = "live") -> str:
+    return f"""version: 0.0
+Resources:
+  - OtherFunction:
+      Type: AWS::Lambda::Function
+      Properties:
+        Name: credmate-staging-WorkerFunction-Zz9
+        Alias: live
+        CurrentVersion: "40"
+        TargetVersion: "41"
+  - {name.split("-")[-1]}:
+      Type: AWS::Lambda::Function
+      Properties:
+        Name: "{name}"  # as CodeDeploy writes it
+        Alias: "{alias}"
+        CurrentVersion: "{current}"
+        TargetVersion: "{target}"
+Hooks:
+  - BeforeAllowTraffic: "credmate-staging-PreTrafficHook"
+"""
+
+
+class FakeClock:
+    """Monotonic time that only moves when the code sleeps."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.sleeps: list[float] = []
+
+    def clock(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        assert seconds >= 0
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+@dataclass
+class FakeContext:
+    remaining_ms: int = 180_000
+
+    def get_remaining_time_in_millis(self) -> int:
+        return self.remaining_ms
+
+
+def streaming(payload: Any) -> StreamingBody:
+    raw = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+    return StreamingBody(io.BytesIO(raw), len(raw))
+
+
+@dataclass
+class StubbedAws:
+    """One Stubber-backed client per service, handed to the hooks in place of hook_core.client."""
+
+    codedeploy: Any
+    lambda_: Any
+    codedeploy_stub: Stubber
+    lambda_stub: Stubber
+    calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+
+    def record(self, service: str) -> Callable[..., None]:
+        def hook(params: dict[str, Any], model: Any, **_: Any) -> None:
+            self.calls.append((f"{service}.{model.name}", params))
+
+        return hook
+
+    def operations(self, name: str) -> list[dict[str, Any]]:
+        return [params for op, params in self.calls if op.endswith(f".{name}")]
+
+    # -- CodeDeploy
+    def get_deployment(self, appspec: str | None, deployment_id: str = DEPLOYMENT_ID) -> None:
+        info: dict[str, Any] = {"deploymentId": deployment_id, "status": "InProgress"}
+        if appspec is not None:
+            info["revision"] = {"revisionType": "AppSpecContent", "appSpecContent": {"content": appspec}}
+        self.codedeploy_stub.add_response(
+            "get_deployment", {"deploymentInfo": info}, {"deploymentId": deployment_id}
+        )
+
+    def get_deployment_error(self, code: str, status: int = 400) -> None:
+        self.codedeploy_stub.add_client_error(
+            "get_deployment", service_error_code=code, http_status_code=status
+        )
+
+    def put_status(self, status: str) -> None:
+        self.codedeploy_stub.add_response(
+            "put_lifecycle_event_hook_execution_status",
+            {"lifecycleEventHookExecutionId": EXECUTION_ID},
+            {"deploymentId": DEPLOYMENT_ID, "lifecycleEventHookExecutionId": EXECUTION_ID, "status": status},
+        )
+
+    def put_error(self, code: str, status: int = 400) -> None:
+        self.codedeploy_stub.add_client_error(
+            "put_lifecycle_event_hook_execution_status", service_error_code=code, http_status_code=status
+        )
+
+    # -- Lambda
+    def invoke(
+        self,
+        version: str,
+        payload: Any,
+        *,
+        function_error: str | None = None,
+        executed_version: str | None = None,
+    ) -> None:
+        response: dict[str, Any] = {
+            "StatusCode": 200,
+            "Payload": streaming(payload),
+            "ExecutedVersion": executed_version or version,
+        }
+        if function_error:
+            response["FunctionError"] = function_error
+        self.lambda_stub.add_response(
+            "invoke",
+            response,
+            {
+                "FunctionName": FUNCTION,
+                "Qualifier": version,
+                "InvocationType": "RequestResponse",
+                "Payload": ANY,
+            },
+        )
+
+    def invoke_error(self, code: str, status: int) -> None:
+        self.lambda_stub.add_client_error("invoke", service_error_code=code, http_status_code=status)
+
+    def invoked_events(self) -> list[tuple[str, dict[str, Any]]]:
+        return [(p["Qualifier"], json.loads(p["Payload"])) for p in self.operations("Invoke")]
+
+
+def make_client(service: str) -> Any:
+    return boto3.client(
+        service,
+        region_name=REGION,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+
+
+@pytest.fixture
+def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[StubbedAws]:
+    codedeploy, lambda_ = make_client("codedeploy"), make_client("lambda")
+    stubbed = StubbedAws(codedeploy, lambda_, Stubber(codedeploy), Stubber(lambda_))
+    codedeploy.meta.events.register("provide-client-params.codedeploy", stubbed.record("codedeploy"))
+    lambda_.meta.events.register("provide-client-params.lambda", stubbed.record("lambda"))
+    clients = {"codedeploy": codedeploy, "lambda": lambda_}
+    monkeypatch.setattr(hook_core, "client", lambda service, **_: clients[service])
+    with stubbed.codedeploy_stub, stubbed.lambda_stub:
+        yield stubbed
+
+
+@pytest.fixture
+def fake_clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def runtime(fake_clock: FakeClock) -> hook_core.Runtime:
+    return hook_core.Runtime(clock=fake_clock.clock, sleep=fake_clock.sleep, rng=random.Random(7))
+
+
+def log_lines(output: str) -> list[dict[str, Any]]:
+    """The hooks' structured log lines from captured stdout."""
+    return [json.loads(line) for line in output.splitlines() if line.startswith("{") and '"check"' in line]

@@ -1,0 +1,179 @@
+# mypy: allow-untyped-defs, allow-incomplete-defs
+# (pyproject relaxes tests.* like this, but mypy names these files without the tests. prefix)
+"""Post-traffic hook against a local HTTP server on 127.0.0.1 as the deployed API (CodeDeploy: Stubber)."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+from hook_fakes import HOOK_EVENT, FakeContext, StubbedAws, log_lines, post_traffic
+
+pytest_plugins = ["hook_fakes"]
+
+ORIGIN = "https://app.credentialmate.com"
+METHODS = "GET,POST,PUT,PATCH,DELETE,OPTIONS"
+HEADERS = "Authorization,Content-Type"
+
+
+@dataclass
+class ApiBehaviour:
+    health_status: int = 200
+    health_body: dict[str, Any] = field(default_factory=lambda: {"status": "healthy"})
+    cors: bool = True
+    preflight_headers: str = HEADERS
+    login_status: int = 401
+    requests: list[tuple[str, str, dict[str, str], bytes]] = field(default_factory=list)
+
+
+def _server(behaviour: ApiBehaviour) -> ThreadingHTTPServer:
+    class Api(BaseHTTPRequestHandler):
+        def log_message(self, *_: Any) -> None:  # keep pytest output clean
+            pass
+
+        def _record(self) -> bytes:
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length) if length else b""
+            behaviour.requests.append((self.command, self.path, dict(self.headers), body))
+            return body
+
+        def _send(self, status: int, body: dict[str, Any] | None, headers: dict[str, str]) -> None:
+            raw = json.dumps(body).encode() if body is not None else b""
+            self.send_response(status)
+            for key, value in headers.items():
+                self.send_header(key, value)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(raw)))
+            self.end_headers()
+            self.wfile.write(raw)
+
+        def _cors(self) -> dict[str, str]:
+            origin = self.headers.get("Origin")
+            return {"Access-Control-Allow-Origin": origin} if behaviour.cors and origin == ORIGIN else {}
+
+        def do_GET(self) -> None:
+            self._record()
+            if self.path == "/v1/health":
+                self._send(behaviour.health_status, behaviour.health_body, self._cors())
+            else:
+                self._send(404, {"detail": "Not Found"}, self._cors())
+
+        def do_OPTIONS(self) -> None:
+            self._record()
+            headers = self._cors()
+            if headers:
+                headers |= {
+                    "Access-Control-Allow-Methods": METHODS,
+                    "Access-Control-Allow-Headers": behaviour.preflight_headers,
+                }
+            self._send(200 if headers else 400, None, headers)
+
+        def do_POST(self) -> None:
+            body = self._record()
+            if self.path == "/v1/api/v1/auth/login":
+                json.loads(body)  # a JSON body, as the backend expects
+                detail = "Invalid credentials" if behaviour.login_status == 401 else "Internal Server Error"
+                self._send(behaviour.login_status, {"detail": detail}, self._cors())
+            else:
+                self._send(404, {"detail": "Not Found"}, self._cors())
+
+    return ThreadingHTTPServer(("127.0.0.1", 0), Api)
+
+
+@pytest.fixture
+def api() -> Iterator[tuple[str, ApiBehaviour]]:
+    behaviour = ApiBehaviour()
+    server = _server(behaviour)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/v1/", behaviour
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def env(url: str) -> dict[str, str]:
+    return {"API_URL": url, "ALLOWED_ORIGIN": ORIGIN, "CORS_METHODS": METHODS, "CORS_HEADERS": HEADERS}
+
+
+def run(aws: StubbedAws, runtime: Any, environ: dict[str, str], expected: str) -> list[dict[str, Any]]:
+    aws.put_status(expected)
+    result = post_traffic.run_post_traffic(HOOK_EVENT, FakeContext(60_000), environ=environ, runtime=runtime)
+    assert result["status"] == expected
+    assert [p["status"] for p in aws.operations("PutLifecycleEventHookExecutionStatus")] == [expected]
+    return []
+
+
+def checks(output: str) -> dict[str, dict[str, Any]]:
+    return {line["check"]: line for line in log_lines(output)}
+
+
+def test_good_api_passes_all_four_checks(aws, runtime, api, capsys):
+    url, behaviour = api
+    run(aws, runtime, env(url), "Succeeded")
+    lines = checks(capsys.readouterr().out)
+    assert all(
+        lines[c]["ok"] for c in ("health", "cors_get", "cors_preflight", "login_rejects_bad_credentials")
+    )
+    methods = [(m, p) for m, p, _, _ in behaviour.requests]
+    assert methods == [
+        ("GET", "/v1/health"),
+        ("OPTIONS", "/v1/api/v1/auth/login"),
+        ("POST", "/v1/api/v1/auth/login"),
+    ]
+    preflight = behaviour.requests[1][2]
+    assert preflight["Origin"] == ORIGIN and preflight["Access-Control-Request-Method"] == "POST"
+    login_body = json.loads(behaviour.requests[2][3])
+    assert login_body["email"].endswith("@example.com") and len(login_body["password"]) >= 24
+
+
+def test_login_5xx_fails(aws, runtime, api, capsys):
+    url, behaviour = api
+    behaviour.login_status = 500
+    run(aws, runtime, env(url), "Failed")
+    login = checks(capsys.readouterr().out)["login_rejects_bad_credentials"]
+    assert not login["ok"] and "returned 500 (server error, expected 401)" in login["reason"]
+
+
+def test_missing_cors_fails_both_cors_checks(aws, runtime, api, capsys):
+    url, behaviour = api
+    behaviour.cors = False
+    run(aws, runtime, env(url), "Failed")
+    lines = checks(capsys.readouterr().out)
+    assert lines["health"]["ok"]
+    assert (
+        not lines["cors_get"]["ok"] and "Access-Control-Allow-Origin is None" in lines["cors_get"]["reason"]
+    )
+    assert not lines["cors_preflight"]["ok"]
+
+
+def test_preflight_missing_a_configured_header_fails_naming_it(aws, runtime, api, capsys):
+    url, behaviour = api
+    behaviour.preflight_headers = "Content-Type"
+    run(aws, runtime, env(url), "Failed")
+    preflight = checks(capsys.readouterr().out)["cors_preflight"]
+    assert "Access-Control-Allow-Headers lacks Authorization" in preflight["reason"]
+
+
+def test_unhealthy_api_fails(aws, runtime, api, capsys):
+    url, behaviour = api
+    behaviour.health_status, behaviour.health_body = 503, {"status": "unhealthy"}
+    run(aws, runtime, env(url), "Failed")
+    assert "GET /health returned 503" in checks(capsys.readouterr().out)["health"]["reason"]
+
+
+def test_unreachable_api_fails_in_time_and_still_reports(aws, runtime, capsys):
+    # A port nothing listens on: connection refused, retried until the budget ends, then Failed.
+    run(aws, runtime, env("http://127.0.0.1:9/v1/"), "Failed")
+    assert not checks(capsys.readouterr().out)["health"]["ok"]
+
+
+def test_bad_api_url_is_a_config_failure(aws, runtime, capsys):
+    run(aws, runtime, {**env("ftp://example.invalid"), "ALLOWED_ORIGIN": ORIGIN}, "Failed")
+    assert "API_URL" in checks(capsys.readouterr().out)["config"]["reason"]

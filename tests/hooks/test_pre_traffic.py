@@ -1,0 +1,447 @@
+# mypy: allow-untyped-defs, allow-incomplete-defs
+# (pyproject relaxes tests.* like this, but mypy names these files without the tests. prefix)
+"""Pre-traffic hook against Stubber fakes of CodeDeploy and Lambda (no network, no AWS account).
+
+Each test queues the exact AWS calls it expects; Stubber fails on any call not queued, so "reported exactly
+once" and "invoked exactly this version" are enforced by the stubs, and checked again on the recorded calls.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from botocore.exceptions import ReadTimeoutError
+from hook_fakes import (
+    DEPLOYMENT_ID,
+    FUNCTION,
+    HOOK_EVENT,
+    FakeClock,
+    FakeContext,
+    StubbedAws,
+    appspec_yaml,
+    hook_core,
+    log_lines,
+    pre_traffic,
+    version_arn,
+)
+
+pytest_plugins = ["hook_fakes"]
+
+PROBE_OK = {
+    "probe": "ok",
+    "handler": "handler.lambda_handler",
+    "code_version": "abc123",
+    "schema_head": "0007",
+    "db_version": "0007",
+    "imports_checked": ["sqlalchemy"],
+    "import_failures": [],
+    "errors": [],
+}
+HEALTHY = {
+    "statusCode": 200,
+    "headers": {"content-type": "application/json"},
+    "body": '{"status": "healthy"}',
+}
+
+
+def env(**overrides: str) -> dict[str, str]:
+    base = {
+        "TARGET_FUNCTION_NAME": FUNCTION,
+        "TARGET_ALIAS": "live",
+        "FALLBACK_TARGET_VERSION_ARN": version_arn("7"),
+        "CHECK_HTTP_HEALTH": "false",
+        "SCHEMA_MISMATCH": "fail",
+    }
+    return {**base, **overrides}
+
+
+def run(runtime: hook_core.Runtime, environ: dict[str, str], context: Any = None) -> dict[str, Any]:
+    return pre_traffic.run_pre_traffic(HOOK_EVENT, context or FakeContext(), environ=environ, runtime=runtime)
+
+
+def reported(aws: StubbedAws) -> list[str]:
+    return [p["status"] for p in aws.operations("PutLifecycleEventHookExecutionStatus")]
+
+
+def failed_reasons(output: str) -> list[str]:
+    return [f"{line['check']}: {line['reason']}" for line in log_lines(output) if not line["ok"]]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Which version is tested
+
+
+def test_appspec_target_version_is_the_one_invoked(aws, runtime, capsys):
+    # GIVEN an AppSpec whose TargetVersion (8) differs from the fallback (7) and from CurrentVersion (6)
+    aws.get_deployment(appspec_yaml(target="8", current="6"))
+    aws.invoke("8", PROBE_OK)
+    aws.put_status("Succeeded")
+    # WHEN the hook runs
+    result = run(runtime, env())
+    # THEN it invoked version 8 only, with the probe event, and reported Succeeded once
+    assert result["status"] == "Succeeded"
+    assert aws.invoked_events() == [("8", {"credmate_probe": {"deployment_id": DEPLOYMENT_ID}})]
+    assert reported(aws) == ["Succeeded"]
+    lines = log_lines(capsys.readouterr().out)
+    assert {line["check"] for line in lines} >= {"target_version", "probe", "schema", "report"}
+    assert all(line["deployment_id"] == DEPLOYMENT_ID and line["function"] == FUNCTION for line in lines)
+    assert all(line["version"] == "8" for line in lines if line["check"] != "target_version" or line["ok"])
+
+
+def test_appspec_in_json_is_read_too(aws, runtime):
+    appspec = json.dumps(
+        {
+            "version": 0.0,
+            "Resources": [
+                {
+                    "Api": {
+                        "Type": "AWS::Lambda::Function",
+                        "Properties": {
+                            "Name": version_arn("live"),
+                            "Alias": "live",
+                            "CurrentVersion": "3",
+                            "TargetVersion": "4",
+                        },
+                    }
+                }
+            ],
+        }
+    )
+    aws.get_deployment(appspec)
+    aws.invoke("4", PROBE_OK)
+    aws.put_status("Succeeded")
+    assert run(runtime, env())["status"] == "Succeeded"
+    assert [q for q, _ in aws.invoked_events()] == ["4"]
+
+
+@pytest.mark.parametrize("appspec", [None, "version: 0.0\nResources: []\n", "{not json"])
+def test_fallback_version_arn_when_the_appspec_is_unusable(aws, runtime, capsys, appspec):
+    # GIVEN a deployment without a usable AppSpec entry for this function
+    aws.get_deployment(appspec)
+    aws.invoke("7", PROBE_OK)
+    aws.put_status("Succeeded")
+    # WHEN the hook runs THEN it tests the version in FALLBACK_TARGET_VERSION_ARN, and says why
+    assert run(runtime, env())["status"] == "Succeeded"
+    assert [q for q, _ in aws.invoked_events()] == ["7"]
+    target_line = next(
+        line for line in log_lines(capsys.readouterr().out) if line["check"] == "target_version"
+    )
+    assert "fallback" in target_line["reason"] and target_line["level"] == "WARN"
+
+
+def test_fallback_when_get_deployment_is_denied(aws, runtime):
+    aws.get_deployment_error("AccessDeniedException")
+    aws.invoke("7", PROBE_OK)
+    aws.put_status("Succeeded")
+    assert run(runtime, env())["status"] == "Succeeded"
+    assert [q for q, _ in aws.invoked_events()] == ["7"]
+
+
+@pytest.mark.parametrize(
+    ("target", "current", "fallback", "expected"),
+    [
+        ("$LATEST", "6", None, "$LATEST is never tested"),
+        ("live", "6", None, "not a published version number"),
+        ("6", "6", version_arn("6"), "is the CurrentVersion"),
+        ("$LATEST", "6", version_arn("$LATEST"), "$LATEST is never tested"),
+        ("$LATEST", "6", version_arn("3", function="some-other-function"), "is not a version of"),
+    ],
+)
+def test_refuses_latest_alias_and_current_version(aws, runtime, capsys, target, current, fallback, expected):
+    # GIVEN only versions that are not the new one
+    aws.get_deployment(appspec_yaml(target=target, current=current))
+    aws.put_status("Failed")
+    environ = env()
+    environ.pop("FALLBACK_TARGET_VERSION_ARN")
+    if fallback:
+        environ["FALLBACK_TARGET_VERSION_ARN"] = fallback
+    # WHEN the hook runs THEN nothing is invoked and Failed is reported, with the reason
+    assert run(runtime, environ)["status"] == "Failed"
+    assert aws.operations("Invoke") == []
+    assert reported(aws) == ["Failed"]
+    assert any(expected in reason for reason in failed_reasons(capsys.readouterr().out))
+
+
+def test_refuses_an_appspec_target_that_is_the_current_version_and_uses_no_stale_fallback(aws, runtime):
+    # The fallback may not silently test the old version either: CurrentVersion comes from the AppSpec.
+    aws.get_deployment(appspec_yaml(target="6", current="6"))
+    aws.put_status("Failed")
+    assert run(runtime, env(FALLBACK_TARGET_VERSION_ARN=version_arn("6")))["status"] == "Failed"
+    assert aws.operations("Invoke") == []
+
+
+def test_executed_version_must_match(aws, runtime, capsys):
+    aws.get_deployment(appspec_yaml(target="8"))
+    aws.invoke("8", PROBE_OK, executed_version="6")
+    aws.put_status("Failed")
+    assert run(runtime, env())["status"] == "Failed"
+    assert any("ran version 6, not 8" in r for r in failed_reasons(capsys.readouterr().out))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# What the invocation says
+
+
+def test_import_error_fails_with_error_type_and_message(aws, runtime, capsys):
+    aws.get_deployment(appspec_yaml(target="8"))
+    aws.invoke(
+        "8",
+        {
+            "errorType": "Runtime.ImportModuleError",
+            "errorMessage": "Unable to import module 'credmate_probe': No module named 'mangum'",
+            "stackTrace": [],
+        },
+        function_error="Unhandled",
+    )
+    aws.put_status("Failed")
+    assert run(runtime, env())["status"] == "Failed"
+    reasons = failed_reasons(capsys.readouterr().out)
+    assert any(
+        "Runtime.ImportModuleError: Unable to import module 'credmate_probe': No module named 'mangum'" in r
+        for r in reasons
+    )
+    assert reported(aws) == ["Failed"]
+
+
+def test_probe_import_sweep_failure_fails(aws, runtime, capsys):
+    failed = {
+        **PROBE_OK,
+        "probe": "failed",
+        "import_failures": [
+            {"module": "psycopg2", "error": "ModuleNotFoundError: No module named 'psycopg2'"}
+        ],
+        "errors": ["import psycopg2: ModuleNotFoundError: No module named 'psycopg2'"],
+    }
+    aws.get_deployment(appspec_yaml(target="8"))
+    aws.invoke("8", failed)
+    aws.put_status("Failed")
+    assert run(runtime, env())["status"] == "Failed"
+    assert any("No module named 'psycopg2'" in r for r in failed_reasons(capsys.readouterr().out))
+
+
+@pytest.mark.parametrize("payload", [None, "just text", {"statusCode": 200}, [1, 2]])
+def test_malformed_probe_response_fails(aws, runtime, payload):
+    aws.get_deployment(appspec_yaml(target="8"))
+    aws.invoke("8", payload if payload != "just text" else b"just text")
+    aws.put_status("Failed")
+    assert run(runtime, env())["status"] == "Failed"
+
+
+@pytest.mark.parametrize(
+    ("health", "expected"),
+    [
+        ({"statusCode": 503, "body": '{"status": "unhealthy", "database": "down"}'}, "returned 503"),
+        ({"statusCode": 200, "body": '{"status": "degraded"}'}, "status 'degraded'"),
+        ({"statusCode": 200, "body": "<html>"}, "status None"),
+    ],
+)
+def test_unhealthy_http_health_fails(aws, runtime, capsys, health, expected):
+    aws.get_deployment(appspec_yaml(target="8"))
+    aws.invoke("8", PROBE_OK)
+    aws.invoke("8", health)
+    aws.put_status("Failed")
+    assert run(runtime, env(CHECK_HTTP_HEALTH="true"))["status"] == "Failed"
+    qualifiers_and_paths = [(q, e.get("path")) for q, e in aws.invoked_events()]
+    assert qualifiers_and_paths == [("8", None), ("8", "/health")]
+    assert any(expected in r for r in failed_reasons(capsys.readouterr().out))
+
+
+def test_healthy_http_health_succeeds_and_sends_an_api_gateway_proxy_event(aws, runtime):
+    aws.get_deployment(appspec_yaml(target="8"))
+    aws.invoke("8", PROBE_OK)
+    aws.invoke("8", HEALTHY)
+    aws.put_status("Succeeded")
+    assert run(runtime, env(CHECK_HTTP_HEALTH="true"))["status"] == "Succeeded"
+    event = aws.invoked_events()[1][1]
+    assert event["httpMethod"] == "GET" and event["path"] == "/health" and "requestContext" in event
+
+
+def test_schema_mismatch_fails_in_fail_mode(aws, runtime, capsys):
+    aws.get_deployment(appspec_yaml(target="8"))
+    aws.invoke("8", {**PROBE_OK, "schema_head": "0008", "db_version": "0007"})
+    aws.put_status("Failed")
+    assert run(runtime, env(SCHEMA_MISMATCH="fail"))["status"] == "Failed"
+    assert any(
+        "code expects Alembic head 0008, database is at 0007" in r
+        for r in failed_reasons(capsys.readouterr().out)
+    )
+
+
+def test_schema_mismatch_only_warns_in_warn_mode(aws, runtime, capsys):
+    aws.get_deployment(appspec_yaml(target="8"))
+    aws.invoke("8", {**PROBE_OK, "schema_head": "0008", "db_version": "0007"})
+    aws.put_status("Succeeded")
+    assert run(runtime, env(SCHEMA_MISMATCH="warn"))["status"] == "Succeeded"
+    schema = next(line for line in log_lines(capsys.readouterr().out) if line["check"] == "schema")
+    assert schema["ok"] and schema["level"] == "WARN" and "0008" in schema["reason"]
+
+
+def test_no_database_version_is_a_warning_not_a_failure(aws, runtime, capsys):
+    aws.get_deployment(appspec_yaml(target="8"))
+    aws.invoke("8", {**PROBE_OK, "db_version": None})
+    aws.put_status("Succeeded")
+    assert run(runtime, env(SCHEMA_MISMATCH="fail"))["status"] == "Succeeded"
+    schema = next(line for line in log_lines(capsys.readouterr().out) if line["check"] == "schema")
+    assert schema["level"] == "WARN"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Throttling, deadlines, exceptions, permissions: always exactly one report
+
+
+def test_throttled_invoke_is_retried_with_backoff_then_succeeds(aws, runtime, fake_clock: FakeClock):
+    aws.get_deployment(appspec_yaml(target="8"))
+    aws.invoke_error("TooManyRequestsException", 429)
+    aws.invoke_error("TooManyRequestsException", 429)
+    aws.invoke("8", PROBE_OK)
+    aws.put_status("Succeeded")
+    assert run(runtime, env())["status"] == "Succeeded"
+    assert len(fake_clock.sleeps) == 2
+    # full jitter under an exponential cap: 0.25 * 2**attempt
+    assert fake_clock.sleeps[0] <= 0.5 and fake_clock.sleeps[1] <= 1.0
+
+
+def test_throttled_until_the_deadline_reports_failed_in_time(aws, runtime, fake_clock: FakeClock, capsys):
+    # GIVEN Lambda throttles every invoke and the hook has 20 s left
+    aws.get_deployment(appspec_yaml(target="8"))
+    for _ in range(200):
+        aws.invoke_error("TooManyRequestsException", 429)
+    aws.put_status("Failed")
+    start = fake_clock.now
+    # WHEN the hook runs
+    result = run(runtime, env(), FakeContext(remaining_ms=20_000))
+    # THEN it gave up before the checks' deadline and still reported Failed before its own timeout
+    assert result["status"] == "Failed"
+    assert reported(aws) == ["Failed"]
+    assert fake_clock.now - start < 20 * 0.75
+    assert any(
+        "still failing" in r and "TooManyRequestsException" in r
+        for r in failed_reasons(capsys.readouterr().out)
+    )
+
+
+def test_access_denied_on_invoke_fails(aws, runtime, capsys):
+    aws.get_deployment(appspec_yaml(target="8"))
+    aws.invoke_error("AccessDeniedException", 403)
+    aws.put_status("Failed")
+    assert run(runtime, env())["status"] == "Failed"
+    assert any("AccessDeniedException" in r for r in failed_reasons(capsys.readouterr().out))
+
+
+class _TimingOutLambda:
+    def invoke(self, **_: Any) -> Any:
+        raise ReadTimeoutError(endpoint_url="https://lambda.us-east-1.amazonaws.com")
+
+
+def test_invoke_timeout_fails(aws, runtime, monkeypatch, capsys):
+    clients = {"codedeploy": aws.codedeploy, "lambda": _TimingOutLambda()}
+    monkeypatch.setattr(hook_core, "client", lambda service, **_: clients[service])
+    aws.get_deployment(appspec_yaml(target="8"))
+    aws.put_status("Failed")
+    assert run(runtime, env())["status"] == "Failed"
+    assert any("timed out" in r for r in failed_reasons(capsys.readouterr().out))
+
+
+def test_unexpected_exception_in_checks_reports_failed_exactly_once(aws, runtime, monkeypatch, capsys):
+    def boom(*_: Any, **__: Any) -> Any:
+        raise RuntimeError("something nobody planned for")
+
+    monkeypatch.setattr(pre_traffic, "choose_target_version", boom)
+    aws.get_deployment(appspec_yaml(target="8"))
+    aws.put_status("Failed")
+    assert run(runtime, env())["status"] == "Failed"
+    assert reported(aws) == ["Failed"]
+    assert "hook: checks stopped by an unexpected error: RuntimeError: something nobody planned for" in (
+        failed_reasons(capsys.readouterr().out)
+    )
+
+
+def test_missing_configuration_reports_failed_naming_the_variable(aws, runtime, capsys):
+    aws.put_status("Failed")
+    environ = env()
+    environ.pop("TARGET_FUNCTION_NAME")
+    assert run(runtime, environ)["status"] == "Failed"
+    assert "config: environment variable TARGET_FUNCTION_NAME is not set" in failed_reasons(
+        capsys.readouterr().out
+    )
+
+
+def test_reporting_is_retried_when_throttled(aws, runtime, fake_clock):
+    aws.get_deployment(appspec_yaml(target="8"))
+    aws.invoke("8", PROBE_OK)
+    aws.put_error("ThrottlingException")
+    aws.put_error("InternalFailure", 500)
+    aws.put_status("Succeeded")
+    assert run(runtime, env())["status"] == "Succeeded"
+    assert len(aws.operations("PutLifecycleEventHookExecutionStatus")) == 3
+    assert len(fake_clock.sleeps) == 2
+
+
+def test_reporting_that_never_succeeds_is_logged_and_raised(aws, runtime, capsys):
+    aws.get_deployment(appspec_yaml(target="8"))
+    aws.invoke("8", PROBE_OK)
+    for _ in range(200):
+        aws.put_error("ThrottlingException")
+    with pytest.raises(hook_core.DeadlineExceeded):
+        run(runtime, env(), FakeContext(remaining_ms=20_000))
+    assert any(
+        r.startswith("report: could not report Succeeded") for r in failed_reasons(capsys.readouterr().out)
+    )
+
+
+def test_reporting_denied_is_logged_and_raised_without_waiting(aws, runtime, fake_clock, capsys):
+    aws.get_deployment(appspec_yaml(target="8"))
+    aws.invoke("8", PROBE_OK)
+    aws.put_error("AccessDeniedException", 403)
+    with pytest.raises(Exception, match="AccessDenied"):
+        run(runtime, env())
+    assert fake_clock.sleeps == []
+    assert any("AccessDeniedException" in r for r in failed_reasons(capsys.readouterr().out))
+
+
+def test_an_already_completed_lifecycle_event_counts_as_reported(aws, runtime, capsys):
+    aws.get_deployment(appspec_yaml(target="8"))
+    aws.invoke("8", PROBE_OK)
+    aws.put_error("LifecycleEventAlreadyCompletedException")
+    assert run(runtime, env())["status"] == "Succeeded"
+
+
+@pytest.mark.parametrize("event", [{}, {"DeploymentId": "d-1"}, "not an event", None])
+def test_an_event_without_ids_raises_without_reporting(aws, runtime, event):
+    with pytest.raises(hook_core.HookEventError):
+        pre_traffic.run_pre_traffic(event, FakeContext(), environ=env(), runtime=runtime)
+    assert aws.calls == []
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Pure parts
+
+
+def test_appspec_yaml_subset_parses_like_yaml():
+    document = pre_traffic.parse_appspec(appspec_yaml(target="8", current="6"))
+    targets = pre_traffic.appspec_targets(document)
+    assert [(t.name, t.alias, t.current_version, t.target_version) for t in targets] == [
+        ("credmate-staging-WorkerFunction-Zz9", "live", "40", "41"),
+        (FUNCTION, "live", "6", "8"),
+    ]
+    assert document["Hooks"] == [{"BeforeAllowTraffic": "credmate-staging-PreTrafficHook"}]
+
+
+def test_flow_style_appspec_is_rejected_with_a_reason():
+    with pytest.raises(pre_traffic.AppSpecError, match="flow-style"):
+        pre_traffic.parse_appspec("Resources: [a, b]\n")
+
+
+def test_function_names_match_across_arns_and_names():
+    assert pre_traffic.function_name_of(version_arn("3")) == FUNCTION
+    assert pre_traffic.function_name_of(f"{FUNCTION}:live") == FUNCTION
+    assert pre_traffic.version_of(version_arn("3")) == "3"
+
+
+def test_budget_leaves_time_to_report():
+    clock = FakeClock()
+    budget = hook_core.budget_from_context(FakeContext(180_000), hook_core.Runtime(clock=clock.clock))
+    assert budget.checks - clock.now == pytest.approx(147.0)
+    assert budget.report - clock.now == pytest.approx(177.0)

@@ -1,0 +1,218 @@
+# mypy: allow-untyped-defs, allow-incomplete-defs
+# (pyproject relaxes tests.* like this, but mypy names these files without the tests. prefix)
+"""The probe wrapper (lambda_src/probe/credmate_probe.py), imported in-process from a throwaway bundle folder.
+
+Each test builds a tiny bundle in tmp_path (the wrapper copied to its root, as the bundler does), sets the
+environment, and imports the wrapper under a fresh module name, which is what Lambda's init does.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import itertools
+import json
+import shutil
+import sys
+import textwrap
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+PROBE_SRC = REPO_ROOT / "lambda_src" / "probe" / "credmate_probe.py"
+_counter = itertools.count()
+
+
+@pytest.fixture
+def bundle(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., Path]]:
+    """Writes modules into a fresh bundle folder on sys.path; the modules are forgotten afterwards."""
+    root = tmp_path / "bundle"
+    root.mkdir()
+    shutil.copyfile(PROBE_SRC, root / "credmate_probe.py")
+    # Only the bundle and the standard library, as on Lambda: the repo root (on sys.path for the tests) holds
+    # the CDK app's app.py, which would shadow the backend's `app` package.
+    kept = [p for p in sys.path if p not in ("", ".") and Path(p).resolve() != REPO_ROOT]
+    monkeypatch.setattr(sys, "path", [str(root), *kept])
+    before = set(sys.modules)
+    for name in ("CREDMATE_REAL_HANDLER", "CREDMATE_PROBE_VERSIONS", "CREDMATE_PROBE_IMPORTS"):
+        monkeypatch.delenv(name, raising=False)
+
+    def write(files: dict[str, str]) -> Path:
+        for relative, text in files.items():
+            path = root / relative
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(textwrap.dedent(text))
+        importlib.invalidate_caches()
+        return root
+
+    yield write
+    for name in set(sys.modules) - before:
+        del sys.modules[name]
+
+
+def load_probe(root: Path) -> ModuleType:
+    """Import the wrapper as Lambda's init would, under a unique name so every test gets a fresh init."""
+    name = f"credmate_probe_{next(_counter)}"
+    spec = importlib.util.spec_from_file_location(name, root / "credmate_probe.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+HANDLER = """
+    CALLS = []
+    def lambda_handler(event, context):
+        CALLS.append(event)
+        return {"real": True, "event": event}
+"""
+
+
+def test_init_imports_the_real_handler_and_passes_other_events_through(bundle, monkeypatch):
+    root = bundle({"realmod.py": HANDLER})
+    monkeypatch.setenv("CREDMATE_REAL_HANDLER", "realmod.lambda_handler")
+    probe = load_probe(root)
+    event = {"Records": [{"body": "x"}]}
+    assert probe.handler(event, None) == {"real": True, "event": event}
+    assert [event] == sys.modules["realmod"].CALLS
+
+
+def test_probe_event_never_reaches_business_logic(bundle, monkeypatch):
+    # GIVEN a bundle with build_info.json and no app.versions module
+    root = bundle(
+        {
+            "realmod.py": HANDLER,
+            "build_info.json": json.dumps({"code_version": "c0ffee", "schema_head": "0042"}),
+        }
+    )
+    monkeypatch.setenv("CREDMATE_REAL_HANDLER", "realmod.lambda_handler")
+    monkeypatch.setenv("CREDMATE_FUNCTION_LABEL", "Worker")
+    probe = load_probe(root)
+    # WHEN a probe event arrives
+    result = probe.handler({"credmate_probe": {}}, None)
+    # THEN the wrapper answers it from build_info.json and the real handler never ran
+    assert sys.modules["realmod"].CALLS == []
+    assert result["probe"] == "ok"
+    assert (result["handler"], result["function"]) == ("realmod.lambda_handler", "Worker")
+    assert (result["code_version"], result["schema_head"], result["db_version"]) == ("c0ffee", "0042", None)
+    assert result["versions_source"] == "build_info.json"
+
+
+def test_versions_come_from_the_configured_function(bundle, monkeypatch):
+    root = bundle(
+        {
+            "realmod.py": HANDLER,
+            "build_info.json": json.dumps({"code_version": "c0ffee", "schema_head": "0042"}),
+            "app/__init__.py": "",
+            "app/versions.py": """
+            def report():
+                return {"code_version": "c0ffee", "schema_head": "0042", "db_version": "0041"}
+        """,
+        }
+    )
+    monkeypatch.setenv("CREDMATE_REAL_HANDLER", "realmod.lambda_handler")
+    result = load_probe(root).handler({"credmate_probe": None}, None)
+    assert (result["schema_head"], result["db_version"], result["versions_source"]) == (
+        "0042",
+        "0041",
+        "app.versions:report",
+    )
+    assert result["probe"] == "ok"  # judging the mismatch is the hook's job (fail or warn)
+
+
+def test_a_broken_versions_function_fails_the_probe(bundle, monkeypatch):
+    root = bundle(
+        {
+            "realmod.py": HANDLER,
+            "app/__init__.py": "",
+            "app/versions.py": """
+        import sqlalchemy_missing_for_this_test
+        def report():
+            return {}
+    """,
+        }
+    )
+    monkeypatch.setenv("CREDMATE_REAL_HANDLER", "realmod.lambda_handler")
+    result = load_probe(root).handler({"credmate_probe": {}}, None)
+    assert result["probe"] == "failed"
+    assert "No module named 'sqlalchemy_missing_for_this_test'" in result["errors"][0]
+
+
+def test_import_sweep_from_environment_and_event(bundle, monkeypatch):
+    root = bundle({"realmod.py": HANDLER, "lazy_ok.py": "X = 1\n"})
+    monkeypatch.setenv("CREDMATE_REAL_HANDLER", "realmod.lambda_handler")
+    monkeypatch.setenv("CREDMATE_PROBE_IMPORTS", "lazy_ok, json")
+    probe = load_probe(root)
+    ok = probe.handler({"credmate_probe": {"imports": ["email.mime.text"]}}, None)
+    assert ok["probe"] == "ok" and ok["imports_checked"] == ["lazy_ok", "json", "email.mime.text"]
+    failed = probe.handler({"credmate_probe": {"imports": ["x_not_installed"]}}, None)
+    assert failed["probe"] == "failed"
+    assert failed["import_failures"] == [
+        {"module": "x_not_installed", "error": "ModuleNotFoundError: No module named 'x_not_installed'"}
+    ]
+
+
+def test_malformed_probe_request_fails_without_running_the_handler(bundle, monkeypatch):
+    root = bundle({"realmod.py": HANDLER})
+    monkeypatch.setenv("CREDMATE_REAL_HANDLER", "realmod.lambda_handler")
+    result = load_probe(root).handler({"credmate_probe": {"imports": "sqlalchemy"}}, None)
+    assert result["probe"] == "failed" and "must be a list" in result["errors"][0]
+    assert sys.modules["realmod"].CALLS == []
+
+
+def test_missing_dependency_fails_init_with_module_not_found(bundle, monkeypatch):
+    root = bundle({"realmod.py": "import mangum_not_here_for_test\n" + textwrap.dedent(HANDLER)})
+    monkeypatch.setenv("CREDMATE_REAL_HANDLER", "realmod.lambda_handler")
+    with pytest.raises(ModuleNotFoundError, match="No module named 'mangum_not_here_for_test'") as info:
+        load_probe(root)
+    # An ImportError keeps Lambda's Runtime.ImportModuleError signal; the message names the real module.
+    assert info.value.name == "mangum_not_here_for_test"
+    assert "real handler module 'realmod'" in str(info.value)
+
+
+def test_broken_shared_export_fails_init_with_import_error(bundle, monkeypatch):
+    root = bundle(
+        {
+            "shared/__init__.py": "class Other(Exception): pass\n",
+            "realmod.py": "from shared import GoalValidationError\n" + textwrap.dedent(HANDLER),
+        }
+    )
+    monkeypatch.setenv("CREDMATE_REAL_HANDLER", "realmod.lambda_handler")
+    with pytest.raises(ImportError, match="cannot import name 'GoalValidationError'"):
+        load_probe(root)
+
+
+def test_other_init_exceptions_propagate_unchanged(bundle, monkeypatch):
+    root = bundle({"realmod.py": "raise KeyError('DATABASE_URL')\n"})
+    monkeypatch.setenv("CREDMATE_REAL_HANDLER", "realmod.lambda_handler")
+    with pytest.raises(KeyError, match="DATABASE_URL"):
+        load_probe(root)
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        (None, "CREDMATE_REAL_HANDLER is not set"),
+        ("", "CREDMATE_REAL_HANDLER is not set"),
+        ("lambda_handler", "is not a handler"),
+        ("realmod.", "is not a handler"),
+        ("realmod.not_there", "handler 'not_there' is missing on module 'realmod'"),
+        ("realmod.CALLS", "handler 'CALLS' is not callable"),
+    ],
+)
+def test_bad_real_handler_setting_fails_init_naming_the_variable(bundle, monkeypatch, setting: Any, message):
+    root = bundle({"realmod.py": HANDLER})
+    if setting is not None:
+        monkeypatch.setenv("CREDMATE_REAL_HANDLER", setting)
+    with pytest.raises(ImportError, match=message) as info:
+        load_probe(root)
+    assert "CREDMATE_REAL_HANDLER" in str(info.value)
+
+
+def test_slash_handler_paths_work_as_in_lambda(bundle, monkeypatch):
+    root = bundle({"pkg/__init__.py": "", "pkg/realmod.py": HANDLER})
+    monkeypatch.setenv("CREDMATE_REAL_HANDLER", "pkg/realmod.lambda_handler")
+    assert load_probe(root).handler({"a": 1}, None)["real"] is True

@@ -1,0 +1,769 @@
+# mypy: allow-untyped-defs, allow-incomplete-defs
+# (pyproject relaxes tests.* like this, but mypy names these files without the tests. prefix)
+"""On-call topics, alarms, composite alarm and dashboard, proven on synthesized templates.
+
+A small test stack (three dummy functions with `live` aliases and log groups, a queue with its DLQ, a REST
+API) gets the constructs the real stack uses. Synths are shared per module: one with cdk-nag, one per
+environment's thresholds from cdk.json, and one per single-threshold change.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import http.server
+import json
+import re
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import aws_cdk as cdk
+import pytest
+from aws_cdk import aws_apigateway as apigw
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_sns as sns
+from aws_cdk import aws_sqs as sqs
+from cdk_nag import AwsSolutionsChecks, HIPAASecurityChecks
+
+from stacks.constructs.alarms import (
+    API_KEYS,
+    CATALOGUE,
+    DLQ_KEYS,
+    FUNCTION_KEYS,
+    HEALTH_CHECK_SOURCE,
+    LOG_PATTERNS,
+    SCHEDULER_KEYS,
+    SPECS,
+    AlarmThresholds,
+    ApiAlarms,
+    FunctionAlarms,
+    ServiceHealthAlarm,
+)
+from stacks.constructs.dashboard import ServiceDashboard
+from stacks.constructs.oncall import PUBLISHING_SERVICES, OnCallConfig, OnCallTopic
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT / "scripts"))
+
+from alarm_table import END, START, main, render_table, thresholds_from_cdk_json  # noqa: E402
+
+STACK_NAME = "credmate-alarm-test"
+LABELS = ("BackendApi", "Worker", "CampaignScheduler")
+TIMEOUT = cdk.Duration.seconds(60)
+WINDOW = cdk.Duration.hours(2)
+RUNBOOK = "https://example.com/runbook.md"
+EMAILS = ("oncall@example.com", "lead@example.com")
+PAGING_URL = "https://events.pagerduty.com/integration/abc123/enqueue"
+FULL_ONCALL = OnCallConfig(
+    emails=EMAILS, slack_workspace_id="T0123ABCD", slack_channel_id="C0123ABCD", paging_url=PAGING_URL
+)
+
+
+@dataclasses.dataclass
+class Fn:
+    """Stands in for GuardedFunction (what FunctionAlarms and ServiceDashboard read of it)."""
+
+    label: str
+    function: lambda_.Function
+    alias: lambda_.Alias
+    log_group: logs.LogGroup
+    timeout: cdk.Duration
+
+
+class Synth:
+    def __init__(self, outdir: Path, thresholds: AlarmThresholds, *, nag: bool = False) -> None:
+        app = cdk.App(outdir=str(outdir))
+        self.stack = stack = cdk.Stack(app, "AlarmTest", stack_name=STACK_NAME)
+        self.thresholds = thresholds
+        self.outdir = outdir
+        self.oncall = OnCallTopic(stack, "OnCall", config=FULL_ONCALL)
+        self.dlq = sqs.Queue(stack, "Dlq", enforce_ssl=True)
+        self.queue = sqs.Queue(
+            stack,
+            "Queue",
+            enforce_ssl=True,
+            dead_letter_queue=sqs.DeadLetterQueue(queue=self.dlq, max_receive_count=3),
+        )
+        self.fns: dict[str, Fn] = {}
+        for label in LABELS:
+            log_group = logs.LogGroup(stack, f"{label}Logs")
+            fn = lambda_.Function(
+                stack,
+                label,
+                code=lambda_.Code.from_inline("def h(event, context):\n    return 1\n"),
+                handler="index.h",
+                runtime=lambda_.Runtime.PYTHON_3_11,
+                timeout=TIMEOUT,
+                log_group=log_group,
+            )
+            alias = lambda_.Alias(stack, f"{label}Live", alias_name="live", version=fn.current_version)
+            self.fns[label] = Fn(label, fn, alias, log_group, TIMEOUT)
+        self.function_alarms = {
+            f.label: FunctionAlarms(
+                stack,
+                f"{f.label}Alarms",
+                label=f.label,
+                function=f.function,
+                alias=f.alias,
+                log_group=f.log_group,
+                timeout=f.timeout,
+                thresholds=thresholds,
+                topic=self.oncall.topic,
+                runbook_url=RUNBOOK,
+                dlq=self.dlq if f.label == "Worker" else None,
+                expected_invocation_window=WINDOW if f.label == "CampaignScheduler" else None,
+            )
+            for f in self.fns.values()
+        }
+        self.api = apigw.LambdaRestApi(stack, "Api", handler=self.fns["BackendApi"].alias)
+        self.api_alarms = ApiAlarms(
+            stack,
+            "ApiAlarms",
+            api=self.api,
+            health_url=f"{self.api.url}health",
+            thresholds=thresholds,
+            topic=self.oncall.topic,
+            runbook_url=RUNBOOK,
+        )
+        key_alarms = [a for fa in self.function_alarms.values() for a in fa.deployment_alarms]
+        self.service = ServiceHealthAlarm(
+            stack,
+            "ServiceHealth",
+            alarms=[*key_alarms, *self.api_alarms.key_alarms],
+            topic=self.oncall.paging_topic,
+            runbook_url=RUNBOOK,
+        )
+        self.dashboard = ServiceDashboard(
+            stack,
+            "Dashboard",
+            functions=list(self.fns.values()),
+            api=self.api,
+            queue=self.queue,
+            dlq=self.dlq,
+            alarms=[self.service.alarm],
+            thresholds=thresholds,
+        )
+        self.report: dict[str, Any] = {"pluginReports": []}
+        if nag:
+            cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app), HIPAASecurityChecks(app))
+        try:
+            app.synth()
+        except RuntimeError as err:  # nag findings on the scaffolding fail validation; files are written
+            assert nag and "ValidationFailed" in str(err), err
+        self.template: dict[str, Any] = json.loads((outdir / "AlarmTest.template.json").read_text())
+        report = outdir / "validation-report.json"
+        if report.exists():
+            self.report = json.loads(report.read_text())
+
+    @property
+    def resources(self) -> dict[str, Any]:
+        return self.template["Resources"]
+
+    def id_of(self, construct: Any) -> str:
+        return self.stack.resolve(construct.node.default_child.logical_id)  # honours logical-ID overrides
+
+    def props(self, construct: Any) -> dict[str, Any]:
+        return self.resources[self.id_of(construct)]["Properties"]
+
+    def of_type(self, type_: str) -> dict[str, Any]:
+        return {k: v for k, v in self.resources.items() if v["Type"] == type_}
+
+    def alarm_construct(self, owner: str, key: str) -> Any:
+        group = self.api_alarms if owner == "API" else self.function_alarms[owner]
+        return group.alarms_by_key[key]
+
+    def alarm(self, owner: str, key: str) -> dict[str, Any]:
+        return self.props(self.alarm_construct(owner, key))
+
+
+@pytest.fixture(scope="module")
+def synth(tmp_path_factory: pytest.TempPathFactory) -> Synth:
+    return Synth(tmp_path_factory.mktemp("alarms-cdk-out"), AlarmThresholds(), nag=True)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Helpers that read an alarm's metric back out of the template
+
+
+def ref(logical_id: str) -> dict[str, str]:
+    return {"Ref": logical_id}
+
+
+def live(fn_id: str) -> dict[str, Any]:
+    return {"Fn::Join": ["", [ref(fn_id), ":live"]]}
+
+
+def metric_stat(
+    namespace: str, name: str, dims: dict[str, Any] | None, stat: str, period: int
+) -> dict[str, Any]:
+    metric: dict[str, Any] = {"Namespace": namespace, "MetricName": name}
+    if dims:
+        metric["Dimensions"] = [{"Name": k, "Value": v} for k, v in dims.items()]
+    return {"Metric": metric, "Period": period, "Stat": stat}
+
+
+def metrics_of(alarm: dict[str, Any]) -> dict[str, Any]:
+    """{"expression": str | None, "stats": {id: MetricStat}} for single-metric and metric-math alarms."""
+    if "Metrics" not in alarm:
+        metric = {"Namespace": alarm["Namespace"], "MetricName": alarm["MetricName"]}
+        if alarm.get("Dimensions"):
+            metric["Dimensions"] = alarm["Dimensions"]
+        stat = alarm.get("Statistic") or alarm.get("ExtendedStatistic")
+        return {
+            "expression": None,
+            "stats": {"m": {"Metric": metric, "Period": alarm["Period"], "Stat": stat}},
+        }
+    expressions = [m for m in alarm["Metrics"] if "Expression" in m]
+    if not expressions:  # one labelled metric
+        (single,) = alarm["Metrics"]
+        assert single["ReturnData"] is True
+        single["MetricStat"]["Metric"].pop("Label", None)
+        return {"expression": None, "stats": {"m": single["MetricStat"]}}
+    (expression,) = expressions
+    assert expression["ReturnData"] is True
+    stats = {m["Id"]: m["MetricStat"] for m in alarm["Metrics"] if "MetricStat" in m}
+    assert all(m.get("ReturnData") is False for m in alarm["Metrics"] if "MetricStat" in m)
+    for stat in stats.values():
+        stat["Metric"].pop("Label", None)
+    return {"expression": expression["Expression"], "stats": stats}
+
+
+NS = f"CredentialMate/{STACK_NAME}"
+
+
+def expected(s: Synth, owner: str, key: str) -> dict[str, Any]:
+    """What each alarm must watch: metric(s), statistic, period, threshold, evaluation, missing data."""
+    t = s.thresholds
+    if owner != "API":
+        fn_id = s.id_of(s.fns[owner].function)
+        alias_dims = {"FunctionName": ref(fn_id), "Resource": live(fn_id)}
+        fn_dims = {"FunctionName": ref(fn_id)}
+    dlq_dims = {"QueueName": {"Fn::GetAtt": [s.id_of(s.dlq), "QueueName"]}}
+    api_dims = {"ApiName": "Api"}
+    table: dict[str, tuple[Any, ...]] = {
+        # key: (expression, {id: (namespace, name, dims, stat, period)}, threshold, comparison,
+        #       evaluation periods, missing data)
+        "ErrorRate": ("100 * errors / invocations",
+                      {"errors": ("AWS/Lambda", "Errors", "alias", "Sum", 300),
+                       "invocations": ("AWS/Lambda", "Invocations", "alias", "Sum", 300)},
+                      t.error_rate_percent, "GreaterThanThreshold", 1, "notBreaching"),
+        "InitErrors": (None, {"m": (NS, f"{owner}InitErrors", None, "Sum", 300)},
+                       t.init_errors, "GreaterThanOrEqualToThreshold", 1, "notBreaching"),
+        "Throttles": (None, {"m": ("AWS/Lambda", "Throttles", "fn", "Sum", 300)},
+                      t.throttles, "GreaterThanOrEqualToThreshold", 1, "notBreaching"),
+        "TimeoutRate": ("100 * FILL(timeouts, 0) / invocations",
+                        {"timeouts": (NS, f"{owner}Timeouts", None, "Sum", 300),
+                         "invocations": ("AWS/Lambda", "Invocations", "fn", "Sum", 300)},
+                        t.timeout_rate_percent, "GreaterThanThreshold", 1, "notBreaching"),
+        "DurationP99": (None, {"m": ("AWS/Lambda", "Duration", "alias", "p99", 300)},
+                        t.duration_p99_fraction_of_timeout * 60_000, "GreaterThanThreshold", 3,
+                        "notBreaching"),
+        "DlqDepth": (None, {"m": ("AWS/SQS", "ApproximateNumberOfMessagesVisible", "dlq", "Maximum", 300)},
+                     t.dlq_depth, "GreaterThanThreshold", 1, "notBreaching"),
+        "DlqOldestAge": (None, {"m": ("AWS/SQS", "ApproximateAgeOfOldestMessage", "dlq", "Maximum", 300)},
+                         t.dlq_oldest_age_seconds, "GreaterThanThreshold", 1, "notBreaching"),
+        "MissedRuns": (None, {"m": ("AWS/Lambda", "Invocations", "alias", "Sum", 7200)},
+                       t.scheduler_min_invocations, "LessThanThreshold", 1, "breaching"),
+        "Api5xxCount": (None, {"m": ("AWS/ApiGateway", "5XXError", "api", "Sum", 300)},
+                        t.api_5xx_count, "GreaterThanThreshold", 1, "notBreaching"),
+        "Api5xxRate": ("100 * errors / requests",
+                       {"errors": ("AWS/ApiGateway", "5XXError", "api", "Sum", 300),
+                        "requests": ("AWS/ApiGateway", "Count", "api", "Sum", 300)},
+                       t.api_5xx_rate_percent, "GreaterThanThreshold", 1, "notBreaching"),
+        "ApiLatencyP99": (None, {"m": ("AWS/ApiGateway", "Latency", "api", "p99", 300)},
+                          t.api_latency_p99_ms, "GreaterThanThreshold", 3, "notBreaching"),
+        "HealthCheck": (None, {"m": ("AWS/Lambda", "Errors", "health", "Sum", 300)},
+                        t.health_check_failures, "GreaterThanOrEqualToThreshold", 1, "notBreaching"),
+    }  # fmt: skip
+    expression, stats, threshold, comparison, periods, missing = table[key]
+    dims = {"alias": alias_dims if owner != "API" else None, "fn": fn_dims if owner != "API" else None,
+            "dlq": dlq_dims, "api": api_dims, None: None,
+            "health": {"FunctionName": ref(s.id_of(s.api_alarms.health_check))}}  # fmt: skip
+    return {
+        "metrics": {
+            "expression": expression,
+            "stats": {
+                i: metric_stat(ns, name, dims[d], stat, p) for i, (ns, name, d, stat, p) in stats.items()
+            },
+        },
+        "Threshold": threshold,
+        "ComparisonOperator": comparison,
+        "EvaluationPeriods": periods,
+        "DatapointsToAlarm": periods,
+        "TreatMissingData": missing,
+    }
+
+
+ALARMS = [
+    *((label, key) for label in LABELS for key in FUNCTION_KEYS),
+    *(("Worker", key) for key in DLQ_KEYS),
+    *(("CampaignScheduler", key) for key in SCHEDULER_KEYS),
+    *(("API", key) for key in API_KEYS),
+]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Alarms: metric, threshold, period, evaluation, comparison, missing data, actions
+
+
+@pytest.mark.parametrize(("owner", "key"), ALARMS, ids=[f"{o}-{k}" for o, k in ALARMS])
+def test_alarm_watches_the_right_metric_with_the_configured_threshold(synth, owner, key):
+    alarm = synth.alarm(owner, key)
+    want = expected(synth, owner, key)
+    assert metrics_of(alarm) == want.pop("metrics")
+    assert {k: alarm[k] for k in want} == want
+
+
+@pytest.mark.parametrize(("owner", "key"), ALARMS, ids=[f"{o}-{k}" for o, k in ALARMS])
+def test_alarm_and_ok_go_to_the_notify_topic_and_description_is_actionable(synth, owner, key):
+    alarm = synth.alarm(owner, key)
+    topic = [ref(synth.id_of(synth.oncall.topic))]
+    assert alarm["AlarmActions"] == topic
+    assert alarm["OKActions"] == topic
+    assert "InsufficientDataActions" not in alarm
+    assert "AlarmName" not in alarm  # no physical names
+    text = json.dumps(alarm["AlarmDescription"])
+    for part in ("[notify]", "What broke:", "Likely cause:", "First: ", f"Runbook: {RUNBOOK}#{key.lower()}"):
+        assert part in text, part
+    if SPECS[key].first_command.startswith("aws logs tail"):
+        assert ref(synth.id_of(synth.fns[owner].log_group)) in alarm["AlarmDescription"]["Fn::Join"][1]
+
+
+def test_descriptions_fit_cloudwatchs_limit_once_names_are_filled_in(synth):
+    alarms = [
+        *synth.of_type("AWS::CloudWatch::Alarm").values(),
+        *synth.of_type("AWS::CloudWatch::CompositeAlarm").values(),
+    ]
+    for alarm in alarms:
+        description = alarm["Properties"]["AlarmDescription"]
+        parts = description["Fn::Join"][1] if isinstance(description, dict) else [description]
+        # A resolved token (log group name, queue URL, API URL) is well under 150 characters.
+        length = sum(len(p) if isinstance(p, str) else 150 for p in parts)
+        assert length <= 1024, (length, parts[0][:60])
+
+
+def test_every_alarm_in_the_template_comes_from_the_catalogue(synth):
+    built = {synth.id_of(a) for fa in synth.function_alarms.values() for a in fa.alarms}
+    built |= {synth.id_of(a) for a in synth.api_alarms.alarms}
+    assert set(synth.of_type("AWS::CloudWatch::Alarm")) == built
+    assert len(built) == len(ALARMS) == 3 * len(FUNCTION_KEYS) + 2 + 1 + 4
+    assert {k for _, k in ALARMS} | {"ServiceUnhealthy"} == {s.key for s in CATALOGUE}
+
+
+def test_metric_filters_carry_exactly_the_tested_patterns(synth):
+    for label in LABELS:
+        log_group = ref(synth.id_of(synth.fns[label].log_group))
+        for kind, patterns in LOG_PATTERNS.items():
+            filters = [
+                f["Properties"]
+                for f in synth.of_type("AWS::Logs::MetricFilter").values()
+                if f["Properties"]["MetricTransformations"][0]["MetricName"] == f"{label}{kind}"
+            ]
+            assert sorted(f["FilterPattern"] for f in filters) == sorted(patterns)
+            for f in filters:
+                assert f["LogGroupName"] == log_group
+                assert f["MetricTransformations"] == [
+                    {
+                        "MetricName": f"{label}{kind}",
+                        "MetricNamespace": NS,
+                        "MetricValue": "1",
+                        "DefaultValue": 0,
+                    }
+                ]
+
+
+def test_deployment_alarms_are_error_rate_and_init_errors(synth):
+    for label, fa in synth.function_alarms.items():
+        assert [synth.id_of(a) for a in fa.deployment_alarms] == [
+            synth.id_of(fa.alarms_by_key["ErrorRate"]),
+            synth.id_of(fa.alarms_by_key["InitErrors"]),
+        ], label
+
+
+def test_composite_pages_on_any_key_alarm(synth):
+    composite = synth.props(synth.service.alarm)
+    paging = [ref(synth.id_of(synth.oncall.paging_topic))]
+    assert composite["AlarmActions"] == paging
+    assert composite["OKActions"] == paging
+    assert "AlarmName" not in composite
+    rule = composite["AlarmRule"]["Fn::Join"][1]
+    children = [part["Fn::GetAtt"][0] for part in rule if isinstance(part, dict)]
+    keys = [(label, k) for label in LABELS for k in ("ErrorRate", "InitErrors")]
+    keys += [("API", k) for k in ("Api5xxCount", "Api5xxRate", "HealthCheck")]
+    assert sorted(children) == sorted(
+        synth.id_of((synth.api_alarms if o == "API" else synth.function_alarms[o]).alarms_by_key[k])
+        for o, k in keys
+    )
+    assert all(p == '") OR ALARM("' for p in rule[1:-1] if isinstance(p, str))
+    assert composite["AlarmDescription"].startswith("[page] ")
+
+
+def test_health_check_runs_every_five_minutes_against_the_api_url(synth):
+    fn = synth.props(synth.api_alarms.health_check)
+    assert fn["Environment"]["Variables"]["HEALTH_URL"]["Fn::Join"][1][-1].endswith("/health")
+    assert fn["ReservedConcurrentExecutions"] == 1
+    rules = [r["Properties"] for r in synth.of_type("AWS::Events::Rule").values()]
+    (rule,) = [
+        r
+        for r in rules
+        if r["Targets"][0]["Arn"] == {"Fn::GetAtt": [synth.id_of(synth.api_alarms.health_check), "Arn"]}
+    ]
+    assert rule["ScheduleExpression"] == "rate(5 minutes)"
+    assert rule["Targets"][0]["RetryPolicy"]["MaximumRetryAttempts"] == 0
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Thresholds from configuration: each environment, and one change at a time
+
+
+@pytest.fixture(scope="module")
+def env_synths(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Synth]:
+    thresholds = thresholds_from_cdk_json(REPO_ROOT / "cdk.json")
+    assert set(thresholds) == {"staging", "prod"}
+    return {env: Synth(tmp_path_factory.mktemp(f"alarms-{env}"), t) for env, t in thresholds.items()}
+
+
+@pytest.mark.parametrize("env", ["staging", "prod"])
+def test_each_environments_thresholds_reach_its_alarms(env_synths, env):
+    s = env_synths[env]
+    for owner, key in ALARMS:
+        want = expected(s, owner, key)
+        assert s.alarm(owner, key)["Threshold"] == want["Threshold"], (env, owner, key)
+
+
+def changed_resources(a: Synth, b: Synth) -> dict[str, set[str]]:
+    assert a.resources.keys() == b.resources.keys()
+    out = {}
+    for rid, resource in a.resources.items():
+        other = b.resources[rid]
+        if resource != other:
+            keys = set(resource["Properties"]) | set(other["Properties"])
+            out[rid] = {k for k in keys if resource["Properties"].get(k) != other["Properties"].get(k)}
+    return out
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "owners", "dashboard_changes"),
+    [
+        ("api_5xx_count", 25.0, [("API", "Api5xxCount")], True),
+        ("init_errors", 3.0, [(label, "InitErrors") for label in LABELS], False),
+    ],
+)
+def test_changing_one_threshold_changes_only_that_alarm(
+    synth, tmp_path_factory, field, value, owners, dashboard_changes
+):
+    changed = Synth(
+        tmp_path_factory.mktemp(f"alarms-{field}"), dataclasses.replace(AlarmThresholds(), **{field: value})
+    )
+    diff = changed_resources(synth, changed)
+    expected_ids = {synth.id_of(synth.alarm_construct(o, k)) for o, k in owners}
+    if dashboard_changes:  # the threshold line drawn on the graph
+        expected_ids.add(synth.id_of(synth.dashboard.dashboard))
+    assert set(diff) == expected_ids
+    for o, k in owners:
+        rid = synth.id_of(synth.alarm_construct(o, k))
+        assert diff[rid] == {"Threshold", "AlarmDescription"}
+        assert changed.alarm(o, k)["Threshold"] == value
+
+
+# ---------------------------------------------------------------------------------------------------------
+# On-call topics
+
+
+def test_topics_are_encrypted_with_a_rotating_customer_managed_key(synth):
+    key_id = synth.id_of(synth.oncall.key)
+    key = synth.resources[key_id]["Properties"]
+    assert key["EnableKeyRotation"] is True
+    (statement,) = [
+        s for s in key["KeyPolicy"]["Statement"] if s.get("Sid") == "AllowAlarmPublishersToUseKey"
+    ]
+    assert sorted(statement["Principal"]["Service"]) == sorted(PUBLISHING_SERVICES)
+    assert set(PUBLISHING_SERVICES) == {
+        "cloudwatch.amazonaws.com",
+        "codedeploy.amazonaws.com",
+        "events.amazonaws.com",
+    }
+    assert statement["Action"] == ["kms:Decrypt", "kms:GenerateDataKey*"]
+    for topic in (synth.oncall.topic, synth.oncall.paging_topic):
+        assert synth.props(topic)["KmsMasterKeyId"] == {"Fn::GetAtt": [key_id, "Arn"]}
+
+
+def test_topics_enforce_ssl_and_let_only_this_accounts_services_publish(synth):
+    policies = synth.of_type("AWS::SNS::TopicPolicy").values()
+    by_topic = {
+        p["Properties"]["Topics"][0]["Ref"]: p["Properties"]["PolicyDocument"]["Statement"] for p in policies
+    }
+    for topic in (synth.oncall.topic, synth.oncall.paging_topic):
+        statements = by_topic[synth.id_of(topic)]
+        deny = [s for s in statements if s["Effect"] == "Deny"]
+        assert deny and deny[0]["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+        (allow,) = [s for s in statements if s.get("Sid") == "AllowAlarmPublishers"]
+        assert allow["Condition"] == {"StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}}
+        assert sorted(allow["Principal"]["Service"]) == sorted(PUBLISHING_SERVICES)
+
+
+def subscriptions(s: Synth) -> set[tuple[str, str, str]]:
+    topics = {s.id_of(s.oncall.topic): "notify", s.id_of(s.oncall.paging_topic): "page"}
+    return {
+        (topics[p["Properties"]["TopicArn"]["Ref"]], p["Properties"]["Protocol"], p["Properties"]["Endpoint"])
+        for p in s.of_type("AWS::SNS::Subscription").values()
+    }
+
+
+def test_subscriptions_email_both_topics_and_page_only_from_the_paging_topic(synth):
+    assert subscriptions(synth) == {
+        *(("notify", "email", e) for e in EMAILS),
+        *(("page", "email", e) for e in EMAILS),
+        ("page", "https", PAGING_URL),
+    }
+
+
+def test_slack_channel_receives_both_topics_with_a_read_only_guardrail(synth):
+    (slack,) = [r["Properties"] for r in synth.of_type("AWS::Chatbot::SlackChannelConfiguration").values()]
+    assert slack["SlackWorkspaceId"] == "T0123ABCD"
+    assert slack["SlackChannelId"] == "C0123ABCD"
+    assert slack["SnsTopicArns"] == [
+        ref(synth.id_of(synth.oncall.topic)),
+        ref(synth.id_of(synth.oncall.paging_topic)),
+    ]
+    assert re.fullmatch(r"[A-Za-z0-9_-]{1,128}", slack["ConfigurationName"])
+    assert slack["ConfigurationName"].startswith(
+        STACK_NAME.replace("-", "")
+    )  # unique per stack, deterministic
+    assert "CloudWatchReadOnlyAccess" in json.dumps(slack["GuardrailPolicies"])
+
+
+def test_without_slack_or_pager_only_emails_are_created(tmp_path):
+    app = cdk.App(outdir=str(tmp_path))
+    stack = cdk.Stack(app, "Minimal")
+    OnCallTopic(stack, "OnCall", config=OnCallConfig(emails=EMAILS[:1], slack_workspace_id=None,
+                                                     slack_channel_id=None, paging_url=None))  # fmt: skip
+    template = app.synth().get_stack_by_name("Minimal").template
+    types = [r["Type"] for r in template["Resources"].values()]
+    assert "AWS::Chatbot::SlackChannelConfiguration" not in types
+    protocols = [
+        r["Properties"]["Protocol"]
+        for r in template["Resources"].values()
+        if r["Type"] == "AWS::SNS::Subscription"
+    ]
+    assert protocols == ["email", "email"]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"emails": ("not-an-email",)}, "emails"),
+        ({"slack_workspace_id": "T0123ABCD"}, "together"),
+        ({"slack_workspace_id": "workspace", "slack_channel_id": "C0123ABCD"}, "slack_workspace_id"),
+        ({"paging_url": "http://pager.example.com"}, "paging_url"),
+    ],
+)
+def test_bad_oncall_config_names_the_key(kwargs, message):
+    base = {"emails": (), "slack_workspace_id": None, "slack_channel_id": None, "paging_url": None}
+    with pytest.raises(ValueError, match=message):
+        OnCallConfig(**{**base, **kwargs})
+
+
+def test_defaults_are_the_incident_write_ups_numbers():
+    assert dataclasses.asdict(AlarmThresholds()) == {
+        "error_rate_percent": 5.0,
+        "throttles": 1.0,
+        "timeout_rate_percent": 1.0,
+        "init_errors": 1.0,
+        "duration_p99_fraction_of_timeout": 0.8,
+        "dlq_depth": 0.0,
+        "dlq_oldest_age_seconds": 86400.0,
+        "scheduler_min_invocations": 1.0,
+        "api_5xx_count": 10.0,
+        "api_5xx_rate_percent": 5.0,
+        "api_latency_p99_ms": 5000.0,
+        "health_check_failures": 1.0,
+    }
+    assert {s.threshold_field for s in CATALOGUE} - {None} == {
+        f.name for f in dataclasses.fields(AlarmThresholds)
+    }
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"error_rate_percent": -1}, "error_rate_percent.*>= 0"),
+        ({"duration_p99_fraction_of_timeout": 1.5}, "duration_p99_fraction_of_timeout"),
+        ({"throttles": "1"}, "throttles.*not a number"),
+        ({"api_latency_p99_ms": float("nan")}, "api_latency_p99_ms"),
+    ],
+)
+def test_bad_thresholds_name_the_field(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        AlarmThresholds(**kwargs)
+
+
+def test_an_impossible_scheduler_window_names_the_setting():
+    stack = cdk.Stack(cdk.App(), "Window")
+    log_group = logs.LogGroup(stack, "Logs")
+    fn = lambda_.Function(stack, "Fn", code=lambda_.Code.from_inline("x = 1"), handler="index.h",
+                          runtime=lambda_.Runtime.PYTHON_3_11, log_group=log_group)  # fmt: skip
+    alias = lambda_.Alias(stack, "Live", alias_name="live", version=fn.current_version)
+    with pytest.raises(ValueError, match=r"expected_invocation_window.*campaign_schedule"):
+        FunctionAlarms(
+            stack,
+            "Alarms",
+            label="CampaignScheduler",
+            function=fn,
+            alias=alias,
+            log_group=log_group,
+            timeout=TIMEOUT,
+            thresholds=AlarmThresholds(),
+            topic=sns.Topic(stack, "Topic"),
+            runbook_url=RUNBOOK,
+            expected_invocation_window=cdk.Duration.days(2),
+        )
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Dashboard
+
+
+def test_dashboard_shows_alias_versions_and_per_version_invocations(synth):
+    dashboard = synth.props(synth.dashboard.dashboard)
+    assert "DashboardName" not in dashboard
+    body = json.dumps(dashboard["DashboardBody"])
+    for label in LABELS:
+        assert f"| {label} | `live` \\u2192 version " in body or f"| {label} | `live` → version " in body
+        assert f"{label}: invocations by version" in body
+        version_id = synth.id_of(synth.fns[label].function.current_version)
+        assert json.dumps({"Fn::GetAtt": [version_id, "Version"]}) in body
+    assert "{AWS/Lambda,ExecutedVersion,FunctionName,Resource}" in body
+    assert json.dumps({"Fn::GetAtt": [synth.id_of(synth.service.alarm), "Arn"]}) in body  # alarm status
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Compliance
+
+
+def test_synthesized_template_has_no_cfn_lint_errors(synth):
+    done = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "cfn-lint"),
+            "--format",
+            "json",
+            str(synth.outdir / "AlarmTest.template.json"),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    errors = [m for m in json.loads(done.stdout or "[]") if m["Level"] == "Error"]
+    assert errors == [], errors
+
+
+def findings_under(report: dict[str, Any], prefixes: tuple[str, ...]) -> list[str]:
+    return [
+        f"{v['ruleName']} at {c['constructPath']}"
+        for plugin in report["pluginReports"]
+        for v in plugin["violations"]
+        for c in v["violatingConstructs"]
+        if c["constructPath"].startswith(prefixes)
+    ]
+
+
+def test_constructs_pass_cdk_nag_aws_solutions_and_hipaa(synth):
+    mine = tuple(f"AlarmTest/{c}/" for c in ("OnCall", *(f"{x}Alarms" for x in LABELS), "ApiAlarms",
+                                             "ServiceHealth", "Dashboard"))  # fmt: skip
+    assert findings_under(synth.report, mine) == []
+    plugins = {p["pluginName"] for p in synth.report["pluginReports"]}
+    assert plugins == {"AwsSolutions", "HIPAA.Security"}
+    assert findings_under(synth.report, ("AlarmTest/BackendApi/",)), "the scaffolding should have findings"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The health check's inline code, run against a local HTTP server
+
+
+@pytest.fixture
+def health_server() -> Iterator[tuple[str, list[int]]]:
+    statuses: list[int] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            status = statuses.pop(0) if statuses else 200
+            self.send_response(status)
+            self.end_headers()
+            self.wfile.write(b"{}")
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}/v1/health", statuses
+    server.shutdown()
+
+
+def health_handler(monkeypatch: pytest.MonkeyPatch, url: str) -> Any:
+    monkeypatch.setenv("HEALTH_URL", url)
+    monkeypatch.setenv("RETRY_DELAY_SECONDS", "0")
+    monkeypatch.setenv("ATTEMPT_TIMEOUT_SECONDS", "2")
+    namespace: dict[str, Any] = {}
+    exec(compile(HEALTH_CHECK_SOURCE, "index.py", "exec"), namespace)
+    return namespace["handler"]
+
+
+def test_health_check_passes_on_200(health_server, monkeypatch):
+    url, _ = health_server
+    assert health_handler(monkeypatch, url)({}, None) == {"healthy": True, "status": 200}
+
+
+def test_health_check_retries_once_then_passes(health_server, monkeypatch):
+    url, statuses = health_server
+    statuses.extend([502])
+    assert health_handler(monkeypatch, url)({}, None)["status"] == 200
+
+
+def test_health_check_fails_the_invocation_on_persistent_502(health_server, monkeypatch):
+    url, statuses = health_server
+    statuses.extend([502, 502])
+    with pytest.raises(RuntimeError, match="502"):
+        health_handler(monkeypatch, url)({}, None)
+
+
+def test_health_check_fails_when_nothing_listens(monkeypatch):
+    with pytest.raises(RuntimeError, match="health check failed"):
+        health_handler(monkeypatch, "http://127.0.0.1:9/health")({}, None)
+
+
+def test_health_check_source_fits_cloudformation_inline_limit():
+    assert len(HEALTH_CHECK_SOURCE.encode()) < 4096
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The README table, generated from the catalogue
+
+
+def test_table_has_a_row_per_catalogue_alarm_and_thresholds_per_environment():
+    table = render_table({"staging": AlarmThresholds(), "prod": AlarmThresholds(api_5xx_count=3)})
+    lines = table.splitlines()
+    assert lines[0].startswith("| Alarm | Applies to | Meaning | Threshold (staging) | Threshold (prod) |")
+    assert len(lines) == 2 + len(CATALOGUE)
+    (row,) = [line for line in lines if line.startswith("| `Api5xxCount`")]
+    assert "> 10 5XX responses in 5 min | > 3 5XX responses in 5 min" in row
+    (page,) = [line for line in lines if line.startswith("| `ServiceUnhealthy`")]
+    assert "paging topic" in page
+
+
+def test_readme_check_and_write(tmp_path, capsys):
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# x\n{START}\nold\n{END}\nafter\n")
+    assert main(["--check", str(readme)]) == 1
+    assert main(["--write", str(readme)]) == 0
+    assert main(["--check", str(readme)]) == 0
+    text = readme.read_text()
+    assert text.endswith(f"{END}\nafter\n") and "| `InitErrors` |" in text
+    readme.write_text("no markers")
+    assert main(["--check", str(readme)]) == 2
+    assert "alarm-table:start" in capsys.readouterr().err

@@ -1,0 +1,763 @@
+# mypy: allow-untyped-defs, allow-incomplete-defs
+# (pyproject relaxes tests.* like this, but mypy names these files without the tests. prefix)
+"""scripts/diff_summary.py on fixture template pairs (tests/fixtures/diff), and scripts/pr_diff.py's
+argument handling, worktree lifecycle and report writing with fake synth/diff commands (no CDK, no AWS).
+
+Fixtures: base.template.json is a trimmed synth of credmate-lambda-prod; each <case>.template.json is the
+same stack after one kind of change; sg_broadening has its own old template (a VPC-placed variant)."""
+
+from __future__ import annotations
+
+import copy
+import json
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+import diff_summary as ds
+import pr_diff
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "diff"
+STACK = "credmate-lambda-prod"
+FUNCTIONS = {
+    "BackendApi/Function": "BackendApiFunction1069C09C",
+    "Worker/Function": "WorkerFunctionACE6A4B0",
+    "CampaignScheduler/Function": "CampaignSchedulerFunction5D8E2A11",
+}
+OLD_ASSET = "3f1c9a0d5b7e4c2a8f6d1e0b9c7a5d3e2f1a0b9c8d7e6f5a4b3c2d1e0f9a8b7c"
+NEW_ASSET = "c4d5e6f7a8b9c0d1e2f3a4b5c6d7e8f9a0b1c2d3e4f5a6b7c8d9e0f1a2b3c4d5"
+
+
+def load(name: str) -> dict[str, Any]:
+    return json.loads((FIXTURES / f"{name}.template.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def policy() -> dict[str, Any]:
+    return json.loads((FIXTURES / "stack-policy.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def base() -> dict[str, Any]:
+    return load("base")
+
+
+def diff_of(case: str, policy: dict[str, Any] | None, **kwargs: Any) -> ds.StackDiff:
+    return ds.diff_templates(load("base"), load(case), policy=policy, stack=STACK, **kwargs)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The fixture cases
+
+
+def test_backend_source_change_gives_three_new_versions_and_canaries(policy):
+    # GIVEN one new backend asset: the three functions' S3Key and their Version logical IDs change
+    diff = diff_of("backend_source", policy)
+    # THEN all three get a new version through CodeDeploy, for a source/requirements reason
+    assert {v.label for v in diff.versions} == set(FUNCTIONS)
+    assert all(v.canary for v in diff.versions)
+    assert all("CodeDeployDefault.LambdaCanary10Percent5Minutes" in v.detail for v in diff.versions)
+    assert all(v.reasons == ("source/requirements (asset 3f1c9a0d → c4d5e6f7)",) for v in diff.versions)
+    # the old versions go and new ones come: expected churn, nothing replaced or blocked
+    assert {c.type for c in diff.of_kind("added")} == {"AWS::Lambda::Version"}
+    assert len(diff.of_kind("removed")) == 3 and not diff.of_kind("replaced") and not diff.blocked
+    assert not diff.code_without_version and not diff.iam and not diff.alarms
+    md = ds.render_markdown(diff)
+    assert md.count("a canary deployment will run") == 3
+    assert "3 canary deployment(s) will run" in md
+    for fn_id in FUNCTIONS.values():
+        assert fn_id in md
+    assert ds.BLOCKED not in md
+
+
+def _asset_infos(old_source: str, new_source: str, old_req: str, new_req: str) -> dict[str, dict[str, str]]:
+    return {
+        OLD_ASSET: {"source_hash": old_source, "requirements_hash": old_req, "runtime": "python3.11"},
+        NEW_ASSET: {"source_hash": new_source, "requirements_hash": new_req, "runtime": "python3.11"},
+    }
+
+
+@pytest.mark.parametrize(
+    ("infos", "reason"),
+    [
+        (_asset_infos("s1", "s2", "r1", "r1"), "source changed"),
+        (_asset_infos("s1", "s1", "r1", "r2"), "requirements changed"),
+        (_asset_infos("s1", "s2", "r1", "r2"), "source and requirements changed"),
+        (_asset_infos("s1", "s1", "r1", "r1"), "bundle inputs (bundler version"),
+    ],
+)
+def test_build_info_tells_source_from_requirements(policy, infos, reason):
+    diff = diff_of("backend_source", policy, assets=infos)
+    assert all(v.reasons[0].startswith(reason) for v in diff.versions), [v.reasons for v in diff.versions]
+
+
+def test_alarm_threshold_change_names_the_alarm(policy):
+    diff = diff_of("alarm_threshold", policy)
+    assert len(diff.alarms) == 1
+    alarm = diff.alarms[0]
+    assert alarm.logical_id == "BackendApiAlarmsErrors7E2B1F40"
+    assert alarm.kind == "modified"
+    assert alarm.name.startswith("BackendApi: errors on the live alias")
+    assert "Threshold: 1 → 5" in alarm.details
+    assert "EvaluationPeriods: 1 → 3" in alarm.details
+    assert not diff.versions and not diff.blocked
+    md = ds.render_markdown(diff)
+    assert "#### Alarms" in md and "BackendApiAlarmsErrors7E2B1F40" in md and "Threshold: 1 → 5" in md
+
+
+def test_alarm_added_removed_and_actions(base):
+    new = copy.deepcopy(base)
+    res = new["Resources"]
+    gone = res.pop("WorkerAlarmsErrors38D8F738")
+    res["WorkerAlarmsThrottles1A2B3C4D"] = {
+        **copy.deepcopy(gone),
+        "Properties": {
+            **gone["Properties"],
+            "MetricName": "Throttles",
+            "AlarmDescription": "Worker: throttles",
+        },
+    }
+    res["BackendApiAlarmsErrors7E2B1F40"]["Properties"]["AlarmActions"] = []
+    by_id = {a.logical_id: a for a in ds.alarm_changes(base, new)}
+    assert by_id["WorkerAlarmsErrors38D8F738"].kind == "removed"
+    assert by_id["WorkerAlarmsThrottles1A2B3C4D"].kind == "added"
+    assert by_id["WorkerAlarmsThrottles1A2B3C4D"].name == "Worker: throttles"
+    assert "Sum Throttles >= 1 over 1 x 60s" in by_id["WorkerAlarmsThrottles1A2B3C4D"].details
+    assert by_id["BackendApiAlarmsErrors7E2B1F40"].details == ("AlarmActions: -`${OnCallTopic0F5E2B9A}`",)
+
+
+def test_api_logical_id_change_is_removal_and_blocked(policy):
+    # GIVEN the REST API moved into another construct: new logical ID for it and its children
+    diff = diff_of("api_replaced", policy)
+    removed = {c.logical_id: c for c in diff.of_kind("removed")}
+    added = {c.logical_id: c for c in diff.of_kind("added")}
+    # THEN the protected API's removal is refused by the policy, its twin is an addition
+    assert removed["ApiF70053CD"].blocked_by == "Update:Delete"
+    assert removed["ApiF70053CD"].looks_like == "PublicApiRestApi8C2F4A1B"
+    assert added["PublicApiRestApi8C2F4A1B"].looks_like == "ApiF70053CD"
+    assert [c.logical_id for c in diff.blocked] == ["ApiF70053CD"]
+    md = ds.render_markdown(diff)
+    assert "[!CAUTION]" in md and f"1 change(s) {ds.BLOCKED}" in md
+    assert md.index(ds.BLOCKED) < md.index("| Change | Count |")  # the warning comes first
+
+
+def test_without_policy_nothing_is_blocked_and_it_says_so():
+    diff = diff_of("api_replaced", None)
+    assert not diff.blocked
+    assert "No stack policy given" in ds.render_markdown(diff)
+
+
+def test_property_replacement_cascades_through_references(base, policy):
+    # GIVEN the worker queue gets a physical name (QueueName requires replacement)
+    new = copy.deepcopy(base)
+    new["Resources"]["WorkerQueueE3D427EB"]["Properties"]["QueueName"] = "credmate-worker"
+    diff = ds.diff_templates(base, new, policy=policy, stack=STACK)
+    replaced = {c.logical_id: c for c in diff.of_kind("replaced")}
+    # THEN the queue is replaced and blocked; the event source mapping follows (its EventSourceArn changes)
+    assert replaced["WorkerQueueE3D427EB"].reasons == ("QueueName changed",)
+    assert replaced["WorkerQueueE3D427EB"].blocked_by == "Update:Replace"
+    mapping = replaced["WorkerLiveAliasSqsEventSourcecredmatelambdaprodWorkerQueue4F2A9C10"]
+    assert mapping.reasons == ("EventSourceArn refers to replaced WorkerQueueE3D427EB",)
+    assert mapping.blocked_by is None  # not protected
+    md = ds.render_markdown(diff)
+    assert "#### Replaced" in md and "QueueName changed" in md
+
+
+def test_function_rename_replaces_its_alias_and_both_are_blocked(base, policy):
+    new = copy.deepcopy(base)
+    new["Resources"]["WorkerFunctionACE6A4B0"]["Properties"]["FunctionName"] = "credmate-worker"
+    replaced = {c.logical_id: c for c in ds.resource_changes(base, new, policy)}
+    assert replaced["WorkerFunctionACE6A4B0"].kind == "replaced"
+    assert replaced["WorkerLiveAlias38D8F738"].kind == "replaced"
+    assert replaced["WorkerLiveAlias38D8F738"].reasons == (
+        "FunctionName refers to replaced WorkerFunctionACE6A4B0",
+    )
+    assert replaced["WorkerLiveAlias38D8F738"].blocked_by == "Update:Replace"
+
+
+def test_modification_of_protected_resource_is_allowed(base, policy):
+    new = copy.deepcopy(base)
+    new["Resources"]["WorkerQueueE3D427EB"]["Properties"]["VisibilityTimeout"] = 720
+    (change,) = ds.resource_changes(base, new, policy)
+    assert (change.kind, change.changed, change.blocked_by) == ("modified", ("VisibilityTimeout",), None)
+
+
+def test_iam_broadening(policy):
+    diff = diff_of("iam_broadening", policy)
+    by_id = {f.logical_id: f for f in diff.iam}
+    wildcard = by_id["WorkerFunctionServiceRoleDefaultPolicy07D8276A"]
+    assert wildcard.severe and "`s3:*` on `*`" in wildcard.message
+    assert "wildcard action" in wildcard.message and "ALL resources" in wildcard.message
+    trust = by_id["CampaignSchedulerFunctionServiceRole9C4E7B22"]
+    assert trust.message.startswith("trust widened") and "Service:events.amazonaws.com" in trust.message
+    managed = by_id["BackendApiFunctionServiceRole7E2B1F40"]
+    assert managed.severe and "AmazonS3FullAccess" in managed.message
+    assert len(diff.iam) == 3  # the unchanged SQS grants are not reported
+    assert "#### IAM broadening" in ds.render_markdown(diff)
+
+
+def test_iam_reordering_and_merging_statements_is_not_broadening(base):
+    new = copy.deepcopy(base)
+    doc = new["Resources"]["WorkerFunctionServiceRoleDefaultPolicy07D8276A"]["Properties"]["PolicyDocument"]
+    (statement,) = doc["Statement"]
+    doc["Statement"] = [{**statement, "Action": [a]} for a in reversed(statement["Action"])]
+    assert ds.iam_findings(base, new) == []
+
+
+def test_iam_public_permission_deny_removed_and_boundary(base):
+    old = copy.deepcopy(base)
+    new = copy.deepcopy(base)
+    role = "WorkerFunctionServiceRole38D8F738"
+    old["Resources"][role]["Properties"]["PermissionsBoundary"] = "arn:aws:iam::123456789012:policy/boundary"
+    old["Resources"][role]["Properties"]["Policies"] = [
+        {
+            "PolicyName": "guard",
+            "PolicyDocument": {
+                "Statement": [{"Effect": "Deny", "Action": "lambda:UpdateFunctionCode", "Resource": "*"}]
+            },
+        }
+    ]
+    new["Resources"][role]["Properties"]["Policies"] = [
+        {"PolicyName": "guard", "PolicyDocument": {"Statement": []}}
+    ]
+    new["Resources"]["PublicInvoke1A2B3C4D"] = {
+        "Type": "AWS::Lambda::Permission",
+        "Properties": {
+            "Action": "lambda:InvokeFunction",
+            "FunctionName": {"Ref": "WorkerLiveAlias38D8F738"},
+            "Principal": "*",
+        },
+    }
+    messages = {f.message: f.severe for f in ds.iam_findings(old, new)}
+    assert messages["permissions boundary removed"] is True
+    assert messages["inline policy guard: Deny removed: `lambda:UpdateFunctionCode` on `*`"] is True
+    public = next(m for m in messages if "InvokeFunction" in m)
+    assert "ANY principal" in public and messages[public] is True
+
+
+def test_security_group_broadening(policy):
+    old = load("sg_broadening.old")
+    diff = ds.diff_templates(old, load("sg_broadening"), policy=policy, stack=STACK)
+    messages = [f.message for f in diff.security_groups]
+    assert len(messages) == 2
+    internet = next(m for m in messages if "tcp 22" in m)
+    assert "OPEN TO THE INTERNET" in internet
+    wide = next(m for m in messages if "0-65535" in m)
+    assert "wider ports than before (tcp 443)" in wide and "wider source than before (10.20.0.0/24)" in wide
+    assert all(f.severe for f in diff.security_groups)
+    assert "#### Security-group broadening" in ds.render_markdown(diff)
+
+
+def test_security_group_narrowing_is_not_reported():
+    old, new = load("sg_broadening"), load("sg_broadening.old")
+    assert ds.security_group_findings(old, new) == []
+
+
+def test_config_change_gives_new_versions_for_config(policy):
+    diff = diff_of("config_memory", policy)
+    assert {v.label for v in diff.versions} == set(FUNCTIONS)
+    assert all(v.canary and v.reasons == ("config: MemorySize 1024 → 2048",) for v in diff.versions)
+    assert "config: MemorySize 1024 → 2048" in ds.render_markdown(diff)
+
+
+def test_environment_change_lists_variable_names_only(base):
+    new = copy.deepcopy(base)
+    fn = new["Resources"]["WorkerFunctionACE6A4B0"]["Properties"]
+    fn["Environment"]["Variables"]["LOG_LEVEL"] = "DEBUG"
+    fn["Environment"]["Variables"]["CORS_ALLOWED_ORIGINS"] = "https://evil.example"
+    old_version = "WorkerFunctionCurrentVersion38D8F7382826b8f89cb6328c0419eeb1317d251d"
+    new["Resources"]["WorkerFunctionCurrentVersion38D8F738ffff"] = new["Resources"].pop(old_version)
+    new["Resources"]["WorkerLiveAlias38D8F738"]["Properties"]["FunctionVersion"] = {
+        "Fn::GetAtt": ["WorkerFunctionCurrentVersion38D8F738ffff", "Version"]
+    }
+    versions, _ = ds.function_versions(base, new, {})
+    assert [(v.label, v.reasons) for v in versions] == [
+        ("Worker/Function", ("config: Environment (+LOG_LEVEL, ~CORS_ALLOWED_ORIGINS)",))
+    ]
+    assert "evil" not in ds.summarize(base, new)
+
+
+def test_hook_code_change_without_version_is_no_canary(base):
+    new = copy.deepcopy(base)
+    for res in new["Resources"].values():
+        if res["Properties"].get("Handler") == "pre_traffic.handler":
+            res["Properties"]["Code"]["S3Key"] = "0123.zip"
+    versions, in_place = ds.function_versions(base, new, {})
+    assert versions == []
+    assert len(in_place) == 3 and not any(v.canary for v in in_place)
+    assert all("no new version" in v.detail for v in in_place)
+
+
+def test_new_function_and_alias_without_codedeploy(base):
+    new = copy.deepcopy(base)
+    res = new["Resources"]
+    res["ReportsFunction5A5A5A5A"] = copy.deepcopy(res["WorkerFunctionACE6A4B0"])
+    res["ReportsFunctionCurrentVersion5A5A5A5Aabc"] = {
+        "Type": "AWS::Lambda::Version",
+        "Properties": {"FunctionName": {"Ref": "ReportsFunction5A5A5A5A"}},
+    }
+    # the worker alias loses its CodeDeploy update policy and moves to a new version
+    del res["WorkerLiveAlias38D8F738"]["UpdatePolicy"]
+    res["WorkerFunctionACE6A4B0"]["Properties"]["Timeout"] = 90
+    res["WorkerFunctionCurrentVersion38D8F738new"] = res.pop(
+        "WorkerFunctionCurrentVersion38D8F7382826b8f89cb6328c0419eeb1317d251d"
+    )
+    res["WorkerLiveAlias38D8F738"]["Properties"]["FunctionVersion"] = {
+        "Fn::GetAtt": ["WorkerFunctionCurrentVersion38D8F738new", "Version"]
+    }
+    versions = {v.function_id: v for v in ds.function_versions(base, new, {})[0]}
+    assert versions["ReportsFunction5A5A5A5A"].canary is False
+    assert versions["ReportsFunction5A5A5A5A"].reasons == ("new function",)
+    worker = versions["WorkerFunctionACE6A4B0"]
+    assert worker.canary is False and "no CodeDeploy update policy" in worker.detail
+    assert worker.reasons == ("config: Timeout 60 → 90",)
+
+
+def test_no_change(base, policy):
+    diff = ds.diff_templates(base, copy.deepcopy(base), policy=policy, stack=STACK)
+    assert not diff.has_changes and not diff.versions and not diff.iam and not diff.alarms
+    md = ds.render_markdown(diff)
+    assert "No changes." in md and "| Change |" not in md
+
+
+def test_metadata_only_change_is_no_change(base):
+    new = copy.deepcopy(base)
+    for res in new["Resources"].values():
+        res.setdefault("Metadata", {})["aws:cdk:path"] = "moved/elsewhere/Resource"
+    assert not ds.diff_templates(base, new).has_changes
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Stack policy evaluation and template values
+
+
+@pytest.mark.parametrize(
+    ("statements", "action", "lid", "rtype", "denied"),
+    [
+        (
+            [{"Effect": "Allow", "Action": "Update:*", "Resource": "*"}],
+            "Update:Delete",
+            "A",
+            "X::Y::Z",
+            False,
+        ),
+        ([], "Update:Modify", "A", "X::Y::Z", True),  # nothing allowed: everything denied
+        (
+            [
+                {"Effect": "Allow", "Action": "Update:*", "Resource": "*"},
+                {"Effect": "Deny", "Action": "Update:*", "Resource": "LogicalResourceId/Prod*"},
+            ],
+            "Update:Modify",
+            "ProdDb",
+            "X::Y::Z",
+            True,
+        ),
+        (
+            [
+                {"Effect": "Allow", "Action": "Update:*", "Resource": "*"},
+                {"Effect": "Deny", "Action": "Update:Replace", "NotResource": "LogicalResourceId/Keep"},
+            ],
+            "Update:Replace",
+            "Keep",
+            "X::Y::Z",
+            False,
+        ),
+        (
+            [
+                {"Effect": "Allow", "Action": "Update:*", "Resource": "*"},
+                {
+                    "Effect": "Deny",
+                    "Action": "Update:Delete",
+                    "Resource": "*",
+                    "Condition": {"StringEquals": {"ResourceType": ["AWS::Logs::LogGroup"]}},
+                },
+            ],
+            "Update:Delete",
+            "Any",
+            "AWS::Logs::LogGroup",
+            True,
+        ),
+        (
+            [
+                {"Effect": "Allow", "Action": "Update:*", "Resource": "*"},
+                {
+                    "Effect": "Deny",
+                    "Action": "Update:Delete",
+                    "Resource": "*",
+                    "Condition": {"StringEquals": {"ResourceType": ["AWS::Logs::LogGroup"]}},
+                },
+            ],
+            "Update:Delete",
+            "Any",
+            "AWS::SQS::Queue",
+            False,
+        ),
+        (
+            [{"Effect": "Allow", "NotAction": "Update:Delete", "Resource": "*"}],
+            "Update:Delete",
+            "A",
+            "X",
+            True,
+        ),
+    ],
+)
+def test_policy_denies(statements, action, lid, rtype, denied):
+    assert ds.policy_denies({"Statement": statements}, action, lid, rtype) is denied
+
+
+def test_render_and_references():
+    value = {"Fn::Join": ["", ["arn:", {"Ref": "AWS::Partition"}, ":x:", {"Fn::GetAtt": ["Queue1", "Arn"]}]]}
+    assert ds.render(value) == "arn:${AWS::Partition}:x:${Queue1.Arn}"
+    assert ds.references(value) == {"Queue1"}
+    assert ds.references({"Fn::Sub": ["${Fn1.Arn}/${AWS::Region}/${Var}", {"Var": {"Ref": "Topic1"}}]}) == {
+        "Fn1",
+        "Var",
+        "Topic1",
+    }
+    assert ds.references({"Fn::GetAtt": "Role1.Arn"}) == {"Role1"}
+
+
+# ---------------------------------------------------------------------------------------------------------
+# CLI and files
+
+
+def test_cli_prints_markdown(capsys):
+    code = ds.main(
+        [
+            "--old",
+            str(FIXTURES / "base.template.json"),
+            "--new",
+            str(FIXTURES / "api_replaced.template.json"),
+            "--policy",
+            str(FIXTURES / "stack-policy.json"),
+            "--stack",
+            STACK,
+        ]
+    )
+    out = capsys.readouterr().out
+    assert code == 0
+    assert out.startswith(f"### `{STACK}`") and ds.BLOCKED in out
+
+
+def _asset_zip(folder: Path, key: str, info: dict[str, str]) -> None:
+    with zipfile.ZipFile(folder / f"asset.{key}.zip", "w") as archive:
+        archive.writestr("build_info.json", json.dumps(info))
+        archive.writestr("handler.py", "")
+
+
+def test_cli_reads_build_info_from_asset_zips(tmp_path, capsys):
+    old_out, new_out = tmp_path / "old", tmp_path / "new"
+    old_out.mkdir()
+    new_out.mkdir()
+    _asset_zip(old_out, OLD_ASSET, {"source_hash": "a", "requirements_hash": "r"})
+    _asset_zip(new_out, NEW_ASSET, {"source_hash": "a", "requirements_hash": "r2"})
+    code = ds.main(
+        [
+            "--old",
+            str(FIXTURES / "base.template.json"),
+            "--new",
+            str(FIXTURES / "backend_source.template.json"),
+            "--old-assets",
+            str(old_out),
+            "--new-assets",
+            str(new_out),
+        ]
+    )
+    out = capsys.readouterr().out
+    assert code == 0
+    assert out.count("requirements changed (asset 3f1c9a0d → c4d5e6f7)") == 3
+    assert "### `backend_source`" in out  # stack name from the file name
+
+
+@pytest.mark.parametrize(
+    ("content", "flag", "expected"),
+    [
+        (None, "--old", "old template {path}: file not found"),
+        ("{not json", "--old", "old template {path}: not valid JSON (line 1, column 2"),
+        ('{"version": "55.0.0"}', "--new", "new template {path}: no 'Resources' object"),
+        (
+            '{"Resources": {"A": {"Properties": {}}}}',
+            "--new",
+            "new template {path}: resource 'A' has no 'Type'",
+        ),
+        ('{"Statement": [{"Effect": "Maybe"}]}', "--policy", "stack policy {path}: expected"),
+    ],
+)
+def test_cli_errors_name_the_file(tmp_path, capsys, content, flag, expected):
+    bad = tmp_path / "bad.json"
+    if content is not None:
+        bad.write_text(content)
+    args = {"--old": str(FIXTURES / "base.template.json"), "--new": str(FIXTURES / "base.template.json")}
+    args[flag] = str(bad)
+    argv = [x for pair in args.items() for x in pair]
+    assert ds.main(argv) == 2
+    err = capsys.readouterr().err
+    assert expected.format(path=bad) in err
+
+
+def test_cli_assets_folder_must_exist(tmp_path, capsys):
+    base = str(FIXTURES / "base.template.json")
+    assert ds.main(["--old", base, "--new", base, "--new-assets", str(tmp_path / "nope")]) == 2
+    assert "assets folder" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------------------------------------
+# scripts/pr_diff.py: arguments and mode
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "mode"),
+    [
+        ([], {}, "offline"),
+        ([], {"AWS_PROFILE": "ci"}, "deployed"),
+        ([], {"AWS_ACCESS_KEY_ID": "AKIA", "AWS_SECRET_ACCESS_KEY": "s"}, "deployed"),
+        ([], {"AWS_ROLE_ARN": "arn:aws:iam::1:role/r", "AWS_WEB_IDENTITY_TOKEN_FILE": "/t"}, "deployed"),
+        (["--offline"], {"AWS_PROFILE": "ci"}, "offline"),
+        (["--base", "origin/main"], {"AWS_PROFILE": "ci"}, "offline"),
+        ([], {"AWS_PROFILE": ""}, "offline"),
+    ],
+)
+def test_mode(argv, env, mode):
+    assert pr_diff.choose_mode(pr_diff.parse_args(argv), env) == mode
+
+
+def test_parse_args():
+    options = pr_diff.parse_args(["--base", "origin/main", "--stacks", "a, b,", "--out", "/tmp/x"])
+    assert (options.base, options.stacks, options.out_dir) == ("origin/main", ("a", "b"), Path("/tmp/x"))
+    with pytest.raises(pr_diff.UsageError, match="--base: empty git ref"):
+        pr_diff.parse_args(["--base", " "])
+    assert pr_diff.main(["--base", ""]) == 2
+
+
+def _assembly(
+    folder: Path, templates: dict[str, dict[str, Any]], policy: dict[str, Any] | None = None
+) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    artifacts = {}
+    for stack, template in templates.items():
+        (folder / f"{stack}.template.json").write_text(json.dumps(template))
+        artifacts[stack] = {
+            "type": "aws:cloudformation:stack",
+            "properties": {"templateFile": f"{stack}.template.json"},
+        }
+        if policy is not None:
+            (folder / f"{stack}.stack-policy.json").write_text(json.dumps(policy))
+    artifacts["credmate-lambda-prod-policy"] = {"type": "aws:cloudformation:stack"}
+    artifacts["credmate-lambda-prod.assets"] = {"type": "cdk:asset-manifest"}
+    (folder / "manifest.json").write_text(json.dumps({"version": "55.0.0", "artifacts": artifacts}))
+
+
+def test_environment_stacks_skip_policy_stacks_and_assets(tmp_path):
+    _assembly(
+        tmp_path, {"credmate-lambda-prod": {"Resources": {}}, "credmate-lambda-staging": {"Resources": {}}}
+    )
+    stacks = pr_diff.environment_stacks(tmp_path)
+    assert stacks == ["credmate-lambda-prod", "credmate-lambda-staging"]
+    assert pr_diff.select_stacks(stacks, ["credmate-lambda-prod"]) == ["credmate-lambda-prod"]
+    with pytest.raises(
+        pr_diff.UsageError, match=r"--stacks: credmate-lambda-dev not in .*available: credmate"
+    ):
+        pr_diff.select_stacks(stacks, ["credmate-lambda-dev"])
+    with pytest.raises(pr_diff.PrDiffError, match=r"manifest\.json: cannot read"):
+        pr_diff.environment_stacks(tmp_path / "missing")
+
+
+def test_compose_report_cuts_long_diff_output():
+    report = pr_diff.compose_report("s", "### `s`\n\nNo changes.", "x" * 100_000 + "```", "the base")
+    assert report.startswith("<!-- credmate-lambda diff: s -->")
+    assert "No changes." in report and "cut at 45000 characters" in report
+    assert len(report) < 60_000
+    assert report.count("```") == 2  # the output cannot close the code fence
+
+
+# ---------------------------------------------------------------------------------------------------------
+# scripts/pr_diff.py: worktree and offline flow, on a throwaway git repository with fake cdk commands
+
+
+def _git(repo: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", "-c", "user.name=t", "-c", "user.email=t@example.com", *args],
+        cwd=repo,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+
+
+@pytest.fixture
+def repo(tmp_path) -> Path:
+    path = tmp_path / "repo"
+    path.mkdir()
+    _git(path, "init", "--quiet", "--initial-branch=main")
+    (path / "app.py").write_text("print('base')\n")
+    _git(path, "add", "app.py")
+    _git(path, "commit", "--quiet", "-m", "base")
+    (path / "app.py").write_text("print('head')\n")  # uncommitted head change
+    for shared in pr_diff.SHARED_DIRS:
+        (path / shared).mkdir()
+    return path
+
+
+def _worktrees(repo: Path) -> list[str]:
+    return [
+        ln for ln in _git(repo, "worktree", "list", "--porcelain").splitlines() if ln.startswith("worktree ")
+    ]
+
+
+def test_base_worktree_borrows_shared_dirs_and_is_always_removed(repo):
+    with (
+        pytest.raises(RuntimeError, match="boom"),
+        pr_diff.base_worktree(repo, "main", pr_diff.run_process) as wt,
+    ):
+        assert (wt / "app.py").read_text() == "print('base')\n"
+        for shared in pr_diff.SHARED_DIRS:
+            assert (wt / shared).is_symlink() and (wt / shared).resolve() == (repo / shared).resolve()
+        assert len(_worktrees(repo)) == 2
+        raise RuntimeError("boom")
+    assert not wt.exists()
+    assert len(_worktrees(repo)) == 1
+
+
+def test_base_worktree_unknown_ref(repo):
+    with (
+        pytest.raises(pr_diff.PrDiffError, match="base ref 'nope' not found"),
+        pr_diff.base_worktree(repo, "nope", pr_diff.run_process),
+    ):
+        pass
+    assert len(_worktrees(repo)) == 1
+
+
+class FakeCdk:
+    """Delegates git to the real runner; `cdk synth` writes a fixture assembly, `cdk diff` returns text."""
+
+    def __init__(
+        self, repo: Path, head: dict[str, Any], base: dict[str, Any] | None, fail_base: bool = False
+    ):
+        self.repo, self.head, self.base, self.fail_base = repo, head, base, fail_base
+        self.calls: list[tuple[str, Path]] = []
+
+    def __call__(self, command, cwd):
+        if command[0] == "git":
+            return pr_diff.run_process(command, cwd)
+        verb = command[1]
+        self.calls.append((verb, cwd))
+        if verb == "synth":
+            out = Path(command[command.index("--output") + 1])
+            if cwd == self.repo:
+                _assembly(out, {STACK: self.head})
+            else:
+                assert (cwd / ".venv").is_symlink(), "the base synth must borrow the head's .venv"
+                if self.fail_base:
+                    raise pr_diff.PrDiffError("`cdk synth` failed: ModuleNotFoundError: stacks.alarms")
+                _assembly(
+                    out,
+                    {STACK: self.base} if self.base else {},
+                    json.loads((FIXTURES / "stack-policy.json").read_text()),
+                )
+            return ""
+        if verb == "diff":
+            assert "--template" in command and "--app" in command
+            return f"Stack {command[4]}\n\x1b[31m[-] AWS::ApiGateway::RestApi ApiF70053CD destroy\x1b[0m\n"
+        raise AssertionError(command)
+
+
+def test_offline_run_writes_one_report_per_stack_and_removes_the_worktree(repo, tmp_path):
+    fake = FakeCdk(repo, head=load("api_replaced"), base=load("base"))
+    options = pr_diff.Options(base="main", stacks=(), out_dir=tmp_path / "diff", repo=repo)
+    (report,) = pr_diff.run_offline(options, fake)
+    text = report.read_text()
+    assert report == tmp_path / "diff" / f"{STACK}.md"
+    assert ds.BLOCKED in text  # the base's stack policy was applied
+    assert "Compared with: a synth of `main`" in text
+    assert "[-] AWS::ApiGateway::RestApi ApiF70053CD destroy" in text and "\x1b[" not in text
+    assert json.loads((tmp_path / "diff" / "base" / f"{STACK}.template.json").read_text()) == load("base")
+    assert [verb for verb, _ in fake.calls] == ["synth", "synth", "diff"]
+    assert fake.calls[0][1] == repo and fake.calls[1][1] != repo
+    assert not fake.calls[1][1].exists() and len(_worktrees(repo)) == 1
+
+
+def test_offline_stack_missing_at_base_is_all_new(repo, tmp_path):
+    fake = FakeCdk(repo, head=load("base"), base=None)
+    options = pr_diff.Options(base="main", out_dir=tmp_path / "diff", repo=repo)
+    (report,) = pr_diff.run_offline(options, fake)
+    text = report.read_text()
+    assert f"`{STACK}` does not exist at main: everything is new." in text
+    assert "checked against the head's stack policy" not in text
+
+
+def test_offline_base_synth_failure_is_reported_and_cleaned_up(repo, tmp_path):
+    fake = FakeCdk(repo, head=load("base"), base=load("base"), fail_base=True)
+    options = pr_diff.Options(base="main", out_dir=tmp_path / "diff", repo=repo)
+    with pytest.raises(pr_diff.PrDiffError, match=r"synthesizing the base ref 'main' .* stacks\.alarms"):
+        pr_diff.run_offline(options, fake)
+    assert len(_worktrees(repo)) == 1
+
+
+def test_default_base_prefers_origin_main_then_main(repo):
+    assert pr_diff.default_base(repo, pr_diff.run_process) == "main"
+    _git(repo, "update-ref", "refs/remotes/origin/main", "HEAD")
+    assert pr_diff.default_base(repo, pr_diff.run_process) == "origin/main"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# scripts/pr_diff.py: deployed mode, CloudFormation faked with botocore's Stubber (no AWS)
+
+
+@pytest.fixture
+def cloudformation():
+    import boto3
+    from botocore.stub import Stubber
+
+    client = boto3.client(
+        "cloudformation",
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    with Stubber(client) as stubber:
+        yield client, stubber
+        stubber.assert_no_pending_responses()
+
+
+def test_fetch_deployed_template_and_policy(cloudformation, base, policy):
+    client, stubber = cloudformation
+    stubber.add_response(
+        "get_template", {"TemplateBody": json.dumps(base)}, {"StackName": STACK, "TemplateStage": "Original"}
+    )
+    stubber.add_response("get_stack_policy", {"StackPolicyBody": json.dumps(policy)}, {"StackName": STACK})
+    assert pr_diff.fetch_deployed(client, STACK) == (base, policy)
+
+
+def test_fetch_deployed_missing_stack(cloudformation):
+    client, stubber = cloudformation
+    stubber.add_client_error(
+        "get_template",
+        service_error_code="ValidationError",
+        service_message=f"Stack with id {STACK} does not exist",
+    )
+    assert pr_diff.fetch_deployed(client, STACK) == (None, None)
+
+
+def test_fetch_deployed_other_errors_name_the_call(cloudformation):
+    client, stubber = cloudformation
+    stubber.add_client_error("get_template", service_error_code="AccessDenied", service_message="not allowed")
+    with pytest.raises(pr_diff.PrDiffError, match=f"GetTemplate {STACK}: .*not allowed"):
+        pr_diff.fetch_deployed(client, STACK)
+
+
+def test_deployed_run_compares_with_the_deployed_template(cloudformation, repo, tmp_path):
+    client, stubber = cloudformation
+    stubber.add_response("get_template", {"TemplateBody": json.dumps(load("base"))})
+    stubber.add_response("get_stack_policy", {})
+    fake = FakeCdk(repo, head=load("backend_source"), base=None)
+    options = pr_diff.Options(out_dir=tmp_path / "diff", repo=repo)
+    (report,) = pr_diff.run_deployed(options, fake, client)
+    text = report.read_text()
+    assert "Compared with: the deployed stack" in text
+    assert "The deployed stack has no stack policy" in text
+    assert text.count("a canary deployment will run") == 3
