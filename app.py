@@ -8,10 +8,13 @@ from pathlib import Path
 from typing import Any
 
 import aws_cdk as cdk
+from cdk_nag import AwsSolutionsChecks, HIPAASecurityChecks
 
 from stacks.backend_stack import BackendStack, BackendStackProps
 from stacks.config import ConfigError, EnvironmentConfig, parse_environments
 from stacks.constructs.bundling import BundlingError
+from stacks.constructs.stack_policy import protect
+from stacks.policy_stack import StackPolicyStack
 
 REPO_ROOT = Path(__file__).resolve().parent
 DEFAULT_BACKEND_ROOT = "apps/backend-api"
@@ -32,37 +35,65 @@ def backend_root(app: cdk.App) -> Path:
     root = root if root.is_absolute() else (REPO_ROOT / root)
     for needed in ("src", "requirements.txt"):
         if not (root / needed).exists():
-            raise ConfigError(f"cdk context backend_root={raw!r}: {root / needed} does not exist; "
-                              "backend_root must be a folder holding src/ and requirements.txt")
+            raise ConfigError(
+                f"cdk context backend_root={raw!r}: {root / needed} does not exist; "
+                "backend_root must be a folder holding src/ and requirements.txt"
+            )
     return root.resolve()
 
 
-def build_app(app: cdk.App) -> dict[str, BackendStack]:
+def build_app(app: cdk.App) -> tuple[dict[str, BackendStack], dict[str, StackPolicyStack]]:
     environments: dict[str, EnvironmentConfig] = parse_environments(app.node.try_get_context("environments"))
     props_common: dict[str, Any] = {
         "backend_root": backend_root(app),
         "cache_dir": REPO_ROOT / ".cache",
         "verify_bundle": not _flag(app, "skip_bundle_verification"),
     }
-    stacks = {}
+    stacks: dict[str, BackendStack] = {}
+    policies: dict[str, StackPolicyStack] = {}
     for name, config in environments.items():
         env = cdk.Environment(account=config.account, region=config.region) if config.account else None
-        stack = BackendStack(app, config.stack_name, props=BackendStackProps(config=config, **props_common),
-                             env=env, stack_name=config.stack_name)
-        cdk.Tags.of(stack).add("project", "credmate-lambda")
-        cdk.Tags.of(stack).add("environment", name)
+        stack = BackendStack(
+            app,
+            config.stack_name,
+            props=BackendStackProps(config=config, **props_common),
+            env=env,
+            stack_name=config.stack_name,
+        )
+        policy = StackPolicyStack(
+            app,
+            f"{config.stack_name}-policy",
+            target=stack,
+            policy=protect(stack, stack.protected_resources),
+            env=env,
+            stack_name=f"{config.stack_name}-policy",
+        )
+        for tagged in (stack, policy):
+            cdk.Tags.of(tagged).add("project", "credmate-lambda")
+            cdk.Tags.of(tagged).add("environment", name)
         stacks[name] = stack
-    return stacks
+        policies[name] = policy
+    # Compliance on every synth: findings fail synth; acknowledgements carry their reasons in the code that
+    # needs them. CredentialMate holds health-care credentials, hence the HIPAA Security pack.
+    cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app), HIPAASecurityChecks(app))
+    return stacks, policies
 
 
 def main() -> None:
     app = cdk.App()
     try:
-        build_app(app)
+        _stacks, policies = build_app(app)
     except (ConfigError, BundlingError) as err:
         print(f"\ncredmate-lambda: synth stopped.\n{err}\n", file=sys.stderr)
         sys.exit(1)
-    app.synth()
+    assembly = app.synth()
+    write_policies(Path(assembly.directory), policies)
+
+
+def write_policies(outdir: Path, policies: dict[str, StackPolicyStack]) -> None:
+    """The stack policy each deploy applies, beside its template, for `make diff` and reviewers."""
+    for policy in policies.values():
+        (outdir / f"{policy.target_name}.stack-policy.json").write_text(policy.body + "\n")
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
+from stacks.compliance import acknowledge_backend
 from stacks.config import EnvironmentConfig
 from stacks.constructs.alarms import AlarmThresholds, ApiAlarms, FunctionAlarms, ServiceHealthAlarm
 from stacks.constructs.bundling import DEFAULT_EXCLUDES, BundleSpec, HandlerCheck
@@ -61,23 +62,42 @@ class BackendStackProps:
 
 
 class BackendStack(Stack):
-    def __init__(self, scope: Construct, construct_id: str, *, props: BackendStackProps, **kwargs: object) -> None:
+    def __init__(
+        self, scope: Construct, construct_id: str, *, props: BackendStackProps, **kwargs: object
+    ) -> None:
         config = props.config
-        super().__init__(scope, construct_id, termination_protection=config.termination_protection,
-                         description=f"CredentialMate backend ({config.name}): API, worker, campaign scheduler",
-                         **kwargs)  # type: ignore[arg-type]
+        super().__init__(
+            scope,
+            construct_id,
+            termination_protection=config.termination_protection,
+            description=f"CredentialMate backend ({config.name}): API, worker, campaign scheduler",
+            **kwargs,
+        )  # type: ignore[arg-type]
         fn_cfg = config.function
         runtime = lambda_.Runtime(fn_cfg.runtime, lambda_.RuntimeFamily.PYTHON)
-        architecture = lambda_.Architecture.ARM_64 if fn_cfg.architecture == "arm64" else lambda_.Architecture.X86_64
+        architecture = (
+            lambda_.Architecture.ARM_64 if fn_cfg.architecture == "arm64" else lambda_.Architecture.X86_64
+        )
 
-        oncall = OnCallTopic(self, "OnCall", config=OnCallConfig(
-            emails=config.alarms.emails, slack_workspace_id=config.alarms.slack_workspace_id,
-            slack_channel_id=config.alarms.slack_channel_id, paging_url=config.alarms.paging_url))
+        oncall = OnCallTopic(
+            self,
+            "OnCall",
+            config=OnCallConfig(
+                emails=config.alarms.emails,
+                slack_workspace_id=config.alarms.slack_workspace_id,
+                slack_channel_id=config.alarms.slack_channel_id,
+                paging_url=config.alarms.paging_url,
+            ),
+        )
         self.topic = oncall.topic
+        self.oncall = oncall
 
         # ---- one bundle, verified, shared by the three functions
-        labels = {"BackendApi": "handler.lambda_handler", "Worker": "worker.lambda_handler",
-                  "CampaignScheduler": "campaign_scheduler.lambda_handler"}
+        labels = {
+            "BackendApi": "handler.lambda_handler",
+            "Worker": "worker.lambda_handler",
+            "CampaignScheduler": "campaign_scheduler.lambda_handler",
+        }
         spec = BundleSpec(
             source_dir=props.backend_root / "src",
             requirements=props.backend_root / "requirements.txt",
@@ -87,19 +107,32 @@ class BackendStack(Stack):
             excludes=DEFAULT_EXCLUDES,
             extra_files=(("credmate_probe.py", PROBE_MODULE),),
         )
-        checks = [HandlerCheck(function=label, handler=PROBE_HANDLER, http_health=label == "BackendApi",
-                               environment=(("CREDMATE_REAL_HANDLER", real),))
-                  for label, real in labels.items()]
+        checks = [
+            HandlerCheck(
+                function=label,
+                handler=PROBE_HANDLER,
+                http_health=label == "BackendApi",
+                environment=(("CREDMATE_REAL_HANDLER", real),),
+            )
+            for label, real in labels.items()
+        ]
         self.bundle = verified_bundle(spec, checks=checks, verify=props.verify_bundle)
 
         # ---- queue, network, shared settings
-        dlq = sqs.Queue(self, "WorkerDeadLetterQueue", retention_period=Duration.days(14),
-                        encryption=sqs.QueueEncryption.SQS_MANAGED, enforce_ssl=True)
+        dlq = sqs.Queue(
+            self,
+            "WorkerDeadLetterQueue",
+            retention_period=Duration.days(14),
+            encryption=sqs.QueueEncryption.SQS_MANAGED,
+            enforce_ssl=True,
+        )
         queue = sqs.Queue(
-            self, "WorkerQueue",
+            self,
+            "WorkerQueue",
             # Six times the function timeout, as Lambda's SQS guidance asks, so retries never overlap.
             visibility_timeout=Duration.seconds(fn_cfg.timeout_seconds * 6),
-            encryption=sqs.QueueEncryption.SQS_MANAGED, enforce_ssl=True,
+            encryption=sqs.QueueEncryption.SQS_MANAGED,
+            enforce_ssl=True,
             dead_letter_queue=sqs.DeadLetterQueue(queue=dlq, max_receive_count=3),
         )
         network = self._network(config)
@@ -109,35 +142,62 @@ class BackendStack(Stack):
 
         def guarded(label: str, description: str, extra_env: dict[str, str]) -> GuardedFunction:
             return GuardedFunction(
-                self, label,
-                spec=FunctionSpec(label=label, real_handler=labels[label], description=description,
-                                  memory_mb=fn_cfg.memory_mb, timeout=Duration.seconds(fn_cfg.timeout_seconds),
-                                  environment={**common_env, **extra_env}, probe_imports=PROBE_IMPORTS),
-                code=self.bundle.code, runtime=runtime, architecture=architecture,
-                log_retention_days=config.log_retention_days, network=network)
+                self,
+                label,
+                spec=FunctionSpec(
+                    label=label,
+                    real_handler=labels[label],
+                    description=description,
+                    memory_mb=fn_cfg.memory_mb,
+                    timeout=Duration.seconds(fn_cfg.timeout_seconds),
+                    environment={**common_env, **extra_env},
+                    probe_imports=PROBE_IMPORTS,
+                ),
+                code=self.bundle.code,
+                runtime=runtime,
+                architecture=architecture,
+                log_retention_days=config.log_retention_days,
+                network=network,
+            )
 
         api_fn = guarded("BackendApi", "CredentialMate REST API (FastAPI via Mangum)", {})
         worker = guarded("Worker", "CredentialMate document processing (SQS)", {})
-        scheduler = guarded("CampaignScheduler", "CredentialMate renewal campaigns (schedule)",
-                            {"WORKER_QUEUE_URL": queue.queue_url})
+        scheduler = guarded(
+            "CampaignScheduler",
+            "CredentialMate renewal campaigns (schedule)",
+            {"WORKER_QUEUE_URL": queue.queue_url},
+        )
         self.functions = (api_fn, worker, scheduler)
         queue.grant_send_messages(scheduler.function)
         if config.secret_arn:
             for g in self.functions:
-                g.function.add_to_role_policy(iam.PolicyStatement(
-                    actions=["secretsmanager:GetSecretValue"], resources=[config.secret_arn]))
+                g.function.add_to_role_policy(
+                    iam.PolicyStatement(
+                        actions=["secretsmanager:GetSecretValue"], resources=[config.secret_arn]
+                    )
+                )
 
         # ---- event sources: always the `live` alias, never the bare function
-        worker.alias.add_event_source(sources.SqsEventSource(queue, batch_size=10, report_batch_item_failures=True))
-        schedule_rule = events.Rule(self, "CampaignSchedule",
-                                    schedule=events.Schedule.expression(config.campaign_schedule),
-                                    description="Starts the CredentialMate renewal campaign run")
+        worker.alias.add_event_source(
+            sources.SqsEventSource(queue, batch_size=10, report_batch_item_failures=True)
+        )
+        schedule_rule = events.Rule(
+            self,
+            "CampaignSchedule",
+            schedule=events.Schedule.expression(config.campaign_schedule),
+            description="Starts the CredentialMate renewal campaign run",
+        )
         schedule_rule.add_target(targets.LambdaFunction(scheduler.alias, retry_attempts=2))
 
-        access_logs = logs.LogGroup(self, "ApiAccessLogs", retention=RETENTION_BY_DAYS[config.log_retention_days],
-                                    removal_policy=RemovalPolicy.RETAIN)
+        access_logs = logs.LogGroup(
+            self,
+            "ApiAccessLogs",
+            retention=RETENTION_BY_DAYS[config.log_retention_days],
+            removal_policy=RemovalPolicy.RETAIN,
+        )
         self.api = apigw.LambdaRestApi(
-            self, "Api",
+            self,
+            "Api",
             handler=api_fn.alias,
             proxy=True,
             description=f"CredentialMate API ({config.name})",
@@ -146,15 +206,26 @@ class BackendStack(Stack):
                 stage_name=API_STAGE,
                 access_log_destination=apigw.LogGroupLogDestination(access_logs),
                 access_log_format=apigw.AccessLogFormat.json_with_standard_fields(
-                    caller=False, http_method=True, ip=True, protocol=True, request_time=True,
-                    resource_path=True, response_length=True, status=True, user=False),
+                    caller=False,
+                    http_method=True,
+                    ip=True,
+                    protocol=True,
+                    request_time=True,
+                    resource_path=True,
+                    response_length=True,
+                    status=True,
+                    user=False,
+                ),
                 logging_level=apigw.MethodLoggingLevel.ERROR,
                 tracing_enabled=True,
                 metrics_enabled=True,
             ),
             default_cors_preflight_options=apigw.CorsOptions(
-                allow_origins=list(config.cors_origins), allow_methods=list(CORS_METHODS),
-                allow_headers=list(CORS_HEADERS), max_age=Duration.hours(1)),
+                allow_origins=list(config.cors_origins),
+                allow_methods=list(CORS_METHODS),
+                allow_headers=list(CORS_HEADERS),
+                max_age=Duration.hours(1),
+            ),
         )
 
         # ---- alarms, canary deployments, dashboard
@@ -165,38 +236,98 @@ class BackendStack(Stack):
         self.canaries: dict[str, CanaryDeployment] = {}
         for g in self.functions:
             alarms = FunctionAlarms(
-                self, f"{g.label}Alarms", label=g.label, function=g.function, alias=g.alias,
-                log_group=g.log_group, timeout=g.timeout, thresholds=thresholds, topic=self.topic,
-                runbook_url=RUNBOOK_URL, dlq=dlq if g is worker else None,
-                expected_invocation_window=_window(config.campaign_schedule) if g is scheduler else None)
+                self,
+                f"{g.label}Alarms",
+                label=g.label,
+                function=g.function,
+                alias=g.alias,
+                log_group=g.log_group,
+                timeout=g.timeout,
+                thresholds=thresholds,
+                topic=self.topic,
+                runbook_url=RUNBOOK_URL,
+                dlq=dlq if g is worker else None,
+                expected_invocation_window=_window(config.campaign_schedule) if g is scheduler else None,
+            )
             self.function_alarms[g.label] = alarms
             self.canaries[g.label] = CanaryDeployment(
-                self, f"{g.label}Canary", target=g, application=application,
-                config=config.deployment.config, alarms=alarms.deployment_alarms, topic=self.topic,
-                hooks_code=hooks_code, check_http_health=g is api_fn,
+                self,
+                f"{g.label}Canary",
+                target=g,
+                application=application,
+                config=config.deployment.config,
+                alarms=alarms.deployment_alarms,
+                topic=self.topic,
+                hooks_code=hooks_code,
+                check_http_health=g is api_fn,
                 schema_mismatch=config.deployment.schema_mismatch,
                 post_traffic=PostTrafficChecks(
-                    api_url=stage_url(self.api.rest_api_id, API_STAGE), allowed_origin=config.cors_origins[0],
-                    cors_methods=CORS_METHODS, cors_headers=CORS_HEADERS) if g is api_fn else None)
+                    api_url=stage_url(self.api.rest_api_id, API_STAGE),
+                    allowed_origin=config.cors_origins[0],
+                    cors_methods=CORS_METHODS,
+                    cors_headers=CORS_HEADERS,
+                )
+                if g is api_fn
+                else None,
+            )
         api_url = stage_url(self.api.rest_api_id, API_STAGE)
-        self.api_alarms = ApiAlarms(self, "ApiAlarms", api=self.api, health_url=f"{api_url}health",
-                                    thresholds=thresholds, topic=self.topic, runbook_url=RUNBOOK_URL)
+        self.api_alarms = ApiAlarms(
+            self,
+            "ApiAlarms",
+            api=self.api,
+            health_url=f"{api_url}health",
+            thresholds=thresholds,
+            topic=self.topic,
+            runbook_url=RUNBOOK_URL,
+        )
         key_alarms = [a for fa in self.function_alarms.values() for a in fa.deployment_alarms]
-        self.service_health = ServiceHealthAlarm(self, "ServiceHealth", alarms=[*key_alarms,
-                                                 *self.api_alarms.key_alarms], topic=oncall.paging_topic,
-                                                 runbook_url=RUNBOOK_URL)
-        ServiceDashboard(self, "Dashboard", functions=self.functions, api=self.api, queue=queue, dlq=dlq)
+        self.service_health = ServiceHealthAlarm(
+            self,
+            "ServiceHealth",
+            alarms=[*key_alarms, *self.api_alarms.key_alarms],
+            topic=oncall.paging_topic,
+            runbook_url=RUNBOOK_URL,
+        )
+        ServiceDashboard(
+            self,
+            "Dashboard",
+            functions=self.functions,
+            api=self.api,
+            queue=queue,
+            dlq=dlq,
+            alarms=[self.service_health.alarm],
+            thresholds=thresholds,
+        )
 
         # ---- guardrails against change outside `cdk deploy`
-        OutOfBandChangeAlert(self, "OutOfBandChangeAlert", functions=[g.function for g in self.functions],
-                             topic=self.topic)
-        CodeDriftCheck(self, "CodeDriftCheck", targets=[(g.label, g.function, g.alias) for g in self.functions],
-                       stack=self, topic=self.topic,
-                       schedule=Duration.minutes(config.guardrails.drift_check_minutes))
+        OutOfBandChangeAlert(
+            self, "OutOfBandChangeAlert", functions=[g.function for g in self.functions], topic=self.topic
+        )
+        CodeDriftCheck(
+            self,
+            "CodeDriftCheck",
+            targets=[(g.label, g.function, g.alias) for g in self.functions],
+            stack=self,
+            topic=self.topic,
+            schedule=Duration.minutes(config.guardrails.drift_check_minutes),
+        )
         if config.guardrails.deny_direct_mutation_role_arns:
-            DirectMutationDenyPolicy(self, "DirectMutationDeny", functions=[g.function for g in self.functions],
-                                     role_arns=config.guardrails.deny_direct_mutation_role_arns)
+            DirectMutationDenyPolicy(
+                self,
+                "DirectMutationDeny",
+                functions=[g.function for g in self.functions],
+                role_arns=config.guardrails.deny_direct_mutation_role_arns,
+            )
         self.queue, self.dlq, self.schedule_rule, self.access_logs = queue, dlq, schedule_rule, access_logs
+        acknowledge_backend(
+            self,
+            functions=self.functions,
+            canaries=self.canaries.values(),
+            api=self.api,
+            access_logs=access_logs,
+            in_vpc=network is not None,
+            runtime=fn_cfg.runtime,
+        )
         self.application = application
 
     def _network(self, config: EnvironmentConfig) -> NetworkPlacement | None:
@@ -204,19 +335,34 @@ class BackendStack(Stack):
         if net is None:
             return None
         # Imported by ID with explicit zones: nothing is looked up at synth, so no credentials are needed.
-        vpc = ec2.Vpc.from_vpc_attributes(self, "Vpc", vpc_id=net.vpc_id,
-                                          availability_zones=list(net.availability_zones),
-                                          private_subnet_ids=list(net.subnet_ids))
-        subnets = [ec2.Subnet.from_subnet_attributes(self, f"Subnet{i}", subnet_id=s, availability_zone=az)
-                   for i, (s, az) in enumerate(zip(net.subnet_ids, net.availability_zones, strict=True))]
-        groups = [ec2.SecurityGroup.from_security_group_id(self, f"SecurityGroup{i}", g, mutable=False)
-                  for i, g in enumerate(net.security_group_ids)]
+        vpc = ec2.Vpc.from_vpc_attributes(
+            self,
+            "Vpc",
+            vpc_id=net.vpc_id,
+            availability_zones=list(net.availability_zones),
+            private_subnet_ids=list(net.subnet_ids),
+        )
+        subnets = [
+            ec2.Subnet.from_subnet_attributes(self, f"Subnet{i}", subnet_id=s, availability_zone=az)
+            for i, (s, az) in enumerate(zip(net.subnet_ids, net.availability_zones, strict=True))
+        ]
+        groups = [
+            ec2.SecurityGroup.from_security_group_id(self, f"SecurityGroup{i}", g, mutable=False)
+            for i, g in enumerate(net.security_group_ids)
+        ]
         return NetworkPlacement(vpc=vpc, subnets=subnets, security_groups=groups)
 
     @property
     def protected_resources(self) -> list[Construct]:
         """Resources a stack policy must never let CloudFormation replace or delete."""
-        out: list[Construct] = [self.api, self.topic, self.queue, self.dlq, self.access_logs, self.application]
+        out: list[Construct] = [
+            self.api,
+            self.topic,
+            self.queue,
+            self.dlq,
+            self.access_logs,
+            self.application,
+        ]
         for g in self.functions:
             out += [g.function, g.alias, g.log_group, self.canaries[g.label].deployment_group]
         return out

@@ -18,8 +18,30 @@ SchemaMismatchPolicy = Literal["fail", "warn"]
 ENVIRONMENT_NAMES = ("staging", "prod")
 SUPPORTED_RUNTIMES = ("python3.11", "python3.12", "python3.13")
 # CloudWatch Logs accepts only these retention periods (days).
-LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557,
-                      2922, 3288, 3653)
+LOG_RETENTION_DAYS = (
+    1,
+    3,
+    5,
+    7,
+    14,
+    30,
+    60,
+    90,
+    120,
+    150,
+    180,
+    365,
+    400,
+    545,
+    731,
+    1096,
+    1827,
+    2192,
+    2557,
+    2922,
+    3288,
+    3653,
+)
 PREDEFINED_DEPLOYMENT_CONFIGS = (
     "AllAtOnce",
     "Canary10Percent5Minutes",
@@ -84,7 +106,7 @@ class AlarmSettings:
 
 @dataclass(frozen=True)
 class GuardrailSettings:
-    # Roles (e.g. the human admin role) to which a policy denying direct mutation of the functions is attached.
+    # Roles (e.g. the human admin role) that get a policy denying direct mutation of the functions.
     deny_direct_mutation_role_arns: tuple[str, ...] = ()
     drift_check_minutes: int = 60
 
@@ -194,7 +216,9 @@ def _pattern(env: str, regex: str, what: str) -> Callable[[str, Any], str]:
     return check
 
 
-def _list_of(env: str, item: Callable[[str, Any], str], *, min_items: int = 0) -> Callable[[str, Any], tuple[str, ...]]:
+def _list_of(
+    env: str, item: Callable[[str, Any], str], *, min_items: int = 0
+) -> Callable[[str, Any], tuple[str, ...]]:
     def check(key: str, value: Any) -> tuple[str, ...]:
         if not isinstance(value, list) or len(value) < min_items:
             raise _fail(env, key, value, f"a list of at least {min_items} item(s)")
@@ -229,40 +253,64 @@ def _parse_network(r: _Reader) -> NetworkSettings | None:
     if not r.raw:
         return None
     e = r.env
-    vpc_id = r.get("vpc_id", "", _pattern(e, r"vpc-[0-9a-f]{8,17}", "a VPC ID like vpc-0123456789abcdef0"))
-    subnets = r.get("subnet_ids", (), _list_of(e, _pattern(e, r"subnet-[0-9a-f]{8,17}", "subnet-..."), min_items=1))
-    groups = r.get(
-        "security_group_ids", (), _list_of(e, _pattern(e, r"sg-[0-9a-f]{8,17}", "sg-..."), min_items=1)
+    vpc_id: str = r.get(
+        "vpc_id", "", _pattern(e, r"vpc-[0-9a-f]{8,17}", "a VPC ID like vpc-0123456789abcdef0")
     )
-    azs = r.get("availability_zones", (), _list_of(e, _pattern(e, r"[a-z]{2}-[a-z]+-\d[a-z]", "eu-west-1a"), min_items=1))
+    no_ids: tuple[str, ...] = ()
+    subnets = r.get(
+        "subnet_ids", no_ids, _list_of(e, _pattern(e, r"subnet-[0-9a-f]{8,17}", "subnet-..."), min_items=1)
+    )
+    groups = r.get(
+        "security_group_ids", no_ids, _list_of(e, _pattern(e, r"sg-[0-9a-f]{8,17}", "sg-..."), min_items=1)
+    )
+    azs = r.get(
+        "availability_zones",
+        no_ids,
+        _list_of(e, _pattern(e, r"[a-z]{2}-[a-z]+-\d[a-z]", "eu-west-1a"), min_items=1),
+    )
     r.finish([f.name for f in fields(NetworkSettings)])
-    for key, value in (("vpc_id", vpc_id), ("subnet_ids", subnets), ("security_group_ids", groups),
-                       ("availability_zones", azs)):
+    for key, value in (
+        ("vpc_id", vpc_id),
+        ("subnet_ids", subnets),
+        ("security_group_ids", groups),
+        ("availability_zones", azs),
+    ):
         if not value:
             raise _fail(e, r.key(key), None, "required when network is set")
     if len(subnets) != len(azs):
-        raise _fail(e, r.key("availability_zones"), list(azs), f"one zone per subnet ({len(subnets)} subnets)")
-    return NetworkSettings(vpc_id=vpc_id, subnet_ids=subnets, security_group_ids=groups, availability_zones=azs)
+        raise _fail(
+            e, r.key("availability_zones"), list(azs), f"one zone per subnet ({len(subnets)} subnets)"
+        )
+    return NetworkSettings(
+        vpc_id=vpc_id, subnet_ids=subnets, security_group_ids=groups, availability_zones=azs
+    )
 
 
 def _deployment_config(env: str) -> Callable[[str, Any], str | CustomCanary]:
-    allowed = (f"one of {', '.join(PREDEFINED_DEPLOYMENT_CONFIGS)}, or "
-               '{"type": "canary"|"linear", "percent": 1-99, "interval_minutes": 1-2880}')
+    allowed = (
+        f"one of {', '.join(PREDEFINED_DEPLOYMENT_CONFIGS)}, or "
+        '{"type": "canary"|"linear", "percent": 1-99, "interval_minutes": 1-2880}'
+    )
 
     def check(key: str, value: Any) -> str | CustomCanary:
         if isinstance(value, str) and value in PREDEFINED_DEPLOYMENT_CONFIGS:
             return value
         if isinstance(value, Mapping) and set(value) == {"type", "percent", "interval_minutes"}:
             kind, percent, minutes = value["type"], value["percent"], value["interval_minutes"]
-            if (kind in ("canary", "linear") and isinstance(percent, int) and 1 <= percent <= 99
-                    and isinstance(minutes, int) and 1 <= minutes <= 2880):
+            if (
+                kind in ("canary", "linear")
+                and isinstance(percent, int)
+                and 1 <= percent <= 99
+                and isinstance(minutes, int)
+                and 1 <= minutes <= 2880
+            ):
                 return CustomCanary(kind=kind, percent=percent, interval_minutes=minutes)
         raise _fail(env, key, value, allowed)
 
     return check
 
 
-def _parse_deployment(r: _Reader, default_config: str) -> DeploymentSettings:
+def _parse_deployment(r: _Reader, default_config: str | CustomCanary) -> DeploymentSettings:
     e = r.env
     result = DeploymentSettings(
         config=r.get("config", default_config, _deployment_config(e)),
@@ -292,15 +340,23 @@ def _parse_alarms(r: _Reader) -> AlarmSettings:
     e = r.env
     result = AlarmSettings(
         emails=r.get("emails", (), _list_of(e, _pattern(e, EMAIL_RE, "an email address"))),
-        slack_workspace_id=r.get("slack_workspace_id", None, _pattern(e, r"T[A-Z0-9]{6,}", "a Slack team ID like T0123ABCD")),
-        slack_channel_id=r.get("slack_channel_id", None, _pattern(e, r"[CG][A-Z0-9]{6,}", "a Slack channel ID like C0123ABCD")),
+        slack_workspace_id=r.get(
+            "slack_workspace_id", None, _pattern(e, r"T[A-Z0-9]{6,}", "a Slack team ID like T0123ABCD")
+        ),
+        slack_channel_id=r.get(
+            "slack_channel_id", None, _pattern(e, r"[CG][A-Z0-9]{6,}", "a Slack channel ID like C0123ABCD")
+        ),
         paging_url=r.get("paging_url", None, _pattern(e, r"https://\S+", "an https:// URL")),
         thresholds=r.get("thresholds", (), lambda key, value: _parse_thresholds(e, key, value)),
     )
     r.finish([f.name for f in fields(AlarmSettings)])
     if (result.slack_workspace_id is None) != (result.slack_channel_id is None):
-        raise _fail(e, r.key("slack_channel_id"), result.slack_channel_id,
-                    "slack_workspace_id and slack_channel_id set together (or neither)")
+        raise _fail(
+            e,
+            r.key("slack_channel_id"),
+            result.slack_channel_id,
+            "slack_workspace_id and slack_channel_id set together (or neither)",
+        )
     return result
 
 
@@ -319,7 +375,8 @@ def _parse_guardrails(r: _Reader) -> GuardrailSettings:
 def parse_environment(name: str, raw: Any) -> EnvironmentConfig:
     if name not in ENVIRONMENT_NAMES:
         raise ConfigError(
-            f"cdk.json context environments.{name}: unknown environment; allowed: {', '.join(ENVIRONMENT_NAMES)}"
+            f"cdk.json context environments.{name}: unknown environment; "
+            f"allowed: {', '.join(ENVIRONMENT_NAMES)}"
         )
     r = _Reader(name, "", raw if raw is not None else {})
     e = name
@@ -328,32 +385,48 @@ def parse_environment(name: str, raw: Any) -> EnvironmentConfig:
         name=name,
         account=r.get("account", None, _pattern(e, ACCOUNT_RE, "a 12-digit AWS account ID, or null")),
         region=r.get("region", None, _pattern(e, REGION_RE, "an AWS region like eu-west-1, or null")),
-        cors_origins=r.get("cors_origins", DEFAULT_CORS_ORIGINS,
-                           _list_of(e, _pattern(e, ORIGIN_RE, "an https:// origin without a path"), min_items=1)),
+        cors_origins=r.get(
+            "cors_origins",
+            DEFAULT_CORS_ORIGINS,
+            _list_of(e, _pattern(e, ORIGIN_RE, "an https:// origin without a path"), min_items=1),
+        ),
         function=_parse_function(r.child("function")),
         network=_parse_network(r.child("network")),
         secret_arn=r.get("secret_arn", None, _pattern(e, SECRET_ARN_RE, "a Secrets Manager secret ARN")),
         alarms=_parse_alarms(r.child("alarms")),
-        deployment=_parse_deployment(r.child("deployment"), "Canary10Percent5Minutes" if is_prod else "AllAtOnce"),
+        deployment=_parse_deployment(
+            r.child("deployment"), "Canary10Percent5Minutes" if is_prod else "AllAtOnce"
+        ),
         log_retention_days=r.get("log_retention_days", 30, _choice(e, LOG_RETENTION_DAYS)),
-        campaign_schedule=r.get("campaign_schedule", "rate(1 hour)",
-                                _pattern(e, SCHEDULE_RE, "rate(N minutes|hours|days) or cron(6 fields)")),
+        campaign_schedule=r.get(
+            "campaign_schedule",
+            "rate(1 hour)",
+            _pattern(e, SCHEDULE_RE, "rate(N minutes|hours|days) or cron(6 fields)"),
+        ),
         termination_protection=r.get("termination_protection", is_prod, _bool(e)),
         guardrails=_parse_guardrails(r.child("guardrails")),
     )
     r.finish([f.name for f in fields(EnvironmentConfig) if f.name != "name"])
     if (config.account is None) != (config.region is None):
-        raise _fail(e, "region" if config.region is None else "account", None,
-                    "account and region set together (or both null for an environment-agnostic synth)")
+        raise _fail(
+            e,
+            "region" if config.region is None else "account",
+            None,
+            "account and region set together (or both null for an environment-agnostic synth)",
+        )
     return config
 
 
 def parse_environments(raw: Any) -> dict[str, EnvironmentConfig]:
     if not isinstance(raw, Mapping):
-        raise ConfigError(f"cdk.json context environments: invalid value {raw!r}; allowed: an object with "
-                          f"one block per environment ({', '.join(ENVIRONMENT_NAMES)})")
+        raise ConfigError(
+            f"cdk.json context environments: invalid value {raw!r}; allowed: an object with "
+            f"one block per environment ({', '.join(ENVIRONMENT_NAMES)})"
+        )
     missing = [n for n in ENVIRONMENT_NAMES if n not in raw]
     if missing:
-        raise ConfigError(f"cdk.json context environments.{missing[0]}: missing; every environment "
-                          f"({', '.join(ENVIRONMENT_NAMES)}) needs a block (it may be empty: {{}})")
+        raise ConfigError(
+            f"cdk.json context environments.{missing[0]}: missing; every environment "
+            f"({', '.join(ENVIRONMENT_NAMES)}) needs a block (it may be empty: {{}})"
+        )
     return {name: parse_environment(name, block) for name, block in raw.items()}

@@ -147,3 +147,7 @@ class StackPolicyStack(Stack):
                 "at rest by CloudWatch Logs' default service-owned key",
             )
         )
+
+    @property
+    def target_name(self) -> str:
+        return self._target_name

@@ -49,6 +49,7 @@ def _mutations(backend: Path, extra: Path) -> dict[str, Callable[[BundleSpec], B
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(text)
             return spec
+
         return apply
 
     def rename(spec: BundleSpec) -> BundleSpec:
@@ -64,8 +65,9 @@ def _mutations(backend: Path, extra: Path) -> dict[str, Callable[[BundleSpec], B
         "new source file": edit(src / "shared_pkg" / "extra.py", "X = 1\n"),
         "renamed source file": rename,
         "deleted source file": delete,
-        "new migration": edit(src / "migrations" / "versions" / "0003_third.py",
-                              'revision = "0003"\ndown_revision = "0002"\n'),
+        "new migration": edit(
+            src / "migrations" / "versions" / "0003_third.py", 'revision = "0003"\ndown_revision = "0002"\n'
+        ),
         "requirements content": edit(backend / "requirements.txt", "fastapi==0.115.6\nmangum==0.18.0\n"),
         "lock file appears": edit(backend / "requirements.lock", "fastapi==0.115.6 --hash=sha256:00\n"),
         "runtime": lambda s: replace(s, runtime="python3.12"),
@@ -93,8 +95,9 @@ def test_every_kind_of_input_change_changes_the_hash(mini_backend: Path, tmp_pat
     assert input_hash(spec_for(mini_backend, tmp_path), "uv 0.14.0") != baseline, "installer version"
 
 
-def test_bundler_version_is_part_of_the_hash(mini_backend: Path, tmp_path: Path,
-                                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_bundler_version_is_part_of_the_hash(
+    mini_backend: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     before = input_hash(spec_for(mini_backend, tmp_path), TOOL)
     monkeypatch.setattr(bundling, "BUNDLER_VERSION", "999")
     assert input_hash(spec_for(mini_backend, tmp_path), TOOL) != before
@@ -129,8 +132,12 @@ def test_missing_or_empty_requirements_is_an_error(mini_backend: Path, tmp_path:
 def test_missing_source_folder_is_an_error(tmp_path: Path) -> None:
     (tmp_path / "requirements.txt").write_text("mangum==0.19.0\n")
     with pytest.raises(BundlingError, match=r"source folder .*src does not exist"):
-        input_hash(BundleSpec(source_dir=tmp_path / "src", requirements=tmp_path / "requirements.txt",
-                              cache_dir=tmp_path), TOOL)
+        input_hash(
+            BundleSpec(
+                source_dir=tmp_path / "src", requirements=tmp_path / "requirements.txt", cache_dir=tmp_path
+            ),
+            TOOL,
+        )
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -185,8 +192,9 @@ def test_two_clean_builds_are_byte_identical(built: bundling.BundleResult, tmp_p
     assert digest[0] == digest[1]
 
 
-def test_unchanged_inputs_are_a_cache_hit_without_installing(built: bundling.BundleResult,
-                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_unchanged_inputs_are_a_cache_hit_without_installing(
+    built: bundling.BundleResult, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from tests.conftest import MINI_BACKEND
 
     def boom(*_a: object, **_k: object) -> None:
@@ -215,7 +223,9 @@ def test_no_wheel_for_the_target_names_the_package(mini_backend: Path, shared_ca
     with pytest.raises(MissingWheelError) as caught:
         build_bundle(spec_for(mini_backend, shared_cache))
     assert caught.value.package == "pycrypto"
-    assert "no wheel for manylinux2014_x86_64" in str(caught.value) or "x86_64-manylinux2014" in str(caught.value)
+    assert "no wheel for manylinux2014_x86_64" in str(caught.value) or "x86_64-manylinux2014" in str(
+        caught.value
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -235,7 +245,9 @@ def test_good_bundle_verifies(built: bundling.BundleResult) -> None:
     verify_bundle(built, spec_for(MINI_BACKEND, built.directory.parents[2]), CHECKS)
 
 
-def test_missing_dependency_names_function_module_and_requirements(mini_backend: Path, shared_cache: Path) -> None:
+def test_missing_dependency_names_function_module_and_requirements(
+    mini_backend: Path, shared_cache: Path
+) -> None:
     (mini_backend / "requirements.txt").write_text("fastapi==0.115.6\n")
     message = _verify(mini_backend, shared_cache)
     assert "function BackendApi (handler handler.lambda_handler)" in message
@@ -245,7 +257,9 @@ def test_missing_dependency_names_function_module_and_requirements(mini_backend:
 
 
 def test_shared_module_missing_export_names_module_and_symbol(mini_backend: Path, shared_cache: Path) -> None:
-    (mini_backend / "src" / "shared_pkg" / "__init__.py").write_text("class OtherError(Exception):\n    pass\n")
+    (mini_backend / "src" / "shared_pkg" / "__init__.py").write_text(
+        "class OtherError(Exception):\n    pass\n"
+    )
     message = _verify(mini_backend, shared_cache)
     for function in ("BackendApi", "Worker", "CampaignScheduler"):
         assert f"function {function}" in message
@@ -262,7 +276,9 @@ def test_syntax_error_names_file_and_line(mini_backend: Path, shared_cache: Path
 
 
 def test_missing_handler_attribute_names_the_setting(mini_backend: Path, shared_cache: Path) -> None:
-    (mini_backend / "src" / "campaign_scheduler.py").write_text("def handler(event, context):\n    return 1\n")
+    (mini_backend / "src" / "campaign_scheduler.py").write_text(
+        "def handler(event, context):\n    return 1\n"
+    )
     message = _verify(mini_backend, shared_cache)
     assert "function CampaignScheduler (handler campaign_scheduler.lambda_handler): AttributeError" in message
     assert "module campaign_scheduler has no attribute lambda_handler" in message
@@ -270,7 +286,10 @@ def test_missing_handler_attribute_names_the_setting(mini_backend: Path, shared_
 
 def test_unhealthy_api_stops_synth(mini_backend: Path, shared_cache: Path) -> None:
     handler = mini_backend / "src" / "handler.py"
-    handler.write_text(handler.read_text().replace(
-        'return {"status": "healthy"', 'raise RuntimeError("db down")\n    return {"status": "healthy"'))
+    handler.write_text(
+        handler.read_text().replace(
+            'return {"status": "healthy"', 'raise RuntimeError("db down")\n    return {"status": "healthy"'
+        )
+    )
     message = _verify(mini_backend, shared_cache)
     assert "function BackendApi" in message and "GET /health returned 500" in message

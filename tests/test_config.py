@@ -51,13 +51,21 @@ def test_empty_block_takes_defaults_per_environment() -> None:
 
 
 def test_custom_canary_and_network_parse() -> None:
-    cfg = parse_environment("prod", {
-        "account": "123456789012", "region": "eu-west-1",
-        "deployment": {"config": {"type": "linear", "percent": 20, "interval_minutes": 3}},
-        "network": {"vpc_id": "vpc-0123456789abcdef0", "subnet_ids": ["subnet-0123456789abcdef0"],
-                    "security_group_ids": ["sg-0123456789abcdef0"], "availability_zones": ["eu-west-1a"]},
-        "alarms": {"thresholds": {"error_rate_percent": 2}},
-    })
+    cfg = parse_environment(
+        "prod",
+        {
+            "account": "123456789012",
+            "region": "eu-west-1",
+            "deployment": {"config": {"type": "linear", "percent": 20, "interval_minutes": 3}},
+            "network": {
+                "vpc_id": "vpc-0123456789abcdef0",
+                "subnet_ids": ["subnet-0123456789abcdef0"],
+                "security_group_ids": ["sg-0123456789abcdef0"],
+                "availability_zones": ["eu-west-1a"],
+            },
+            "alarms": {"thresholds": {"error_rate_percent": 2}},
+        },
+    )
     assert cfg.deployment.config == CustomCanary(kind="linear", percent=20, interval_minutes=3)
     assert cfg.network is not None and cfg.network.subnet_ids == ("subnet-0123456789abcdef0",)
     assert cfg.alarms.thresholds == (("error_rate_percent", 2.0),)
@@ -65,57 +73,125 @@ def test_custom_canary_and_network_parse() -> None:
 
 # Each case: (environment block overrides, text that must appear in the one error message)
 BAD_VALUES: list[tuple[str, dict[str, Any], list[str]]] = [
-    ("memory too small", {"function": {"memory_mb": 64}},
-     ["environments.prod.function.memory_mb", "64", "integer from 128 to 10240"]),
-    ("timeout above Lambda max", {"function": {"timeout_seconds": 901}},
-     ["function.timeout_seconds", "901", "1 to 900"]),
-    ("unsupported runtime", {"function": {"runtime": "python3.8"}},
-     ["function.runtime", "python3.8", "python3.11"]),
+    (
+        "memory too small",
+        {"function": {"memory_mb": 64}},
+        ["environments.prod.function.memory_mb", "64", "integer from 128 to 10240"],
+    ),
+    (
+        "timeout above Lambda max",
+        {"function": {"timeout_seconds": 901}},
+        ["function.timeout_seconds", "901", "1 to 900"],
+    ),
+    (
+        "unsupported runtime",
+        {"function": {"runtime": "python3.8"}},
+        ["function.runtime", "python3.8", "python3.11"],
+    ),
     ("bad architecture", {"function": {"architecture": "arm"}}, ["function.architecture", "'arm'", "arm64"]),
-    ("account not 12 digits", {"account": "1234", "region": "eu-west-1"}, ["prod.account", "'1234'", "12-digit"]),
-    ("region malformed", {"account": "123456789012", "region": "Europe"}, ["prod.region", "'Europe'", "eu-west-1"]),
+    (
+        "account not 12 digits",
+        {"account": "1234", "region": "eu-west-1"},
+        ["prod.account", "'1234'", "12-digit"],
+    ),
+    (
+        "region malformed",
+        {"account": "123456789012", "region": "Europe"},
+        ["prod.region", "'Europe'", "eu-west-1"],
+    ),
     ("account without region", {"account": "123456789012"}, ["prod.region", "together"]),
-    ("CORS origin with path", {"cors_origins": ["https://credentialmate.com/app"]},
-     ["cors_origins[0]", "https://credentialmate.com/app", "origin"]),
+    (
+        "CORS origin with path",
+        {"cors_origins": ["https://credentialmate.com/app"]},
+        ["cors_origins[0]", "https://credentialmate.com/app", "origin"],
+    ),
     ("CORS origin list empty", {"cors_origins": []}, ["cors_origins", "at least 1"]),
     ("retention not a CloudWatch value", {"log_retention_days": 10}, ["log_retention_days", "10", "365"]),
-    ("unknown deployment config", {"deployment": {"config": "Canary50Percent"}},
-     ["deployment.config", "Canary50Percent", "Canary10Percent5Minutes"]),
-    ("custom canary percent 0", {"deployment": {"config": {"type": "canary", "percent": 0, "interval_minutes": 5}}},
-     ["deployment.config", "percent", "1-99"]),
-    ("schema mismatch policy", {"deployment": {"schema_mismatch": "ignore"}},
-     ["deployment.schema_mismatch", "ignore", "fail, warn"]),
+    (
+        "unknown deployment config",
+        {"deployment": {"config": "Canary50Percent"}},
+        ["deployment.config", "Canary50Percent", "Canary10Percent5Minutes"],
+    ),
+    (
+        "custom canary percent 0",
+        {"deployment": {"config": {"type": "canary", "percent": 0, "interval_minutes": 5}}},
+        ["deployment.config", "percent", "1-99"],
+    ),
+    (
+        "schema mismatch policy",
+        {"deployment": {"schema_mismatch": "ignore"}},
+        ["deployment.schema_mismatch", "ignore", "fail, warn"],
+    ),
     ("bad email", {"alarms": {"emails": ["oncall"]}}, ["alarms.emails[0]", "'oncall'", "email address"]),
-    ("paging URL not https", {"alarms": {"paging_url": "http://pager.example.com"}},
-     ["alarms.paging_url", "http://pager.example.com", "https://"]),
-    ("slack channel without workspace", {"alarms": {"slack_channel_id": "C0123ABCD"}},
-     ["alarms.slack_channel_id", "together"]),
-    ("unknown threshold", {"alarms": {"thresholds": {"error_rate": 5}}},
-     ["alarms.thresholds.error_rate", "known threshold", "error_rate_percent"]),
-    ("negative threshold", {"alarms": {"thresholds": {"error_rate_percent": -1}}},
-     ["alarms.thresholds.error_rate_percent", "-1", ">= 0"]),
-    ("schedule not rate/cron", {"campaign_schedule": "every hour"}, ["campaign_schedule", "every hour", "rate("]),
-    ("termination protection not bool", {"termination_protection": "yes"},
-     ["termination_protection", "'yes'", "true or false"]),
+    (
+        "paging URL not https",
+        {"alarms": {"paging_url": "http://pager.example.com"}},
+        ["alarms.paging_url", "http://pager.example.com", "https://"],
+    ),
+    (
+        "slack channel without workspace",
+        {"alarms": {"slack_channel_id": "C0123ABCD"}},
+        ["alarms.slack_channel_id", "together"],
+    ),
+    (
+        "unknown threshold",
+        {"alarms": {"thresholds": {"error_rate": 5}}},
+        ["alarms.thresholds.error_rate", "known threshold", "error_rate_percent"],
+    ),
+    (
+        "negative threshold",
+        {"alarms": {"thresholds": {"error_rate_percent": -1}}},
+        ["alarms.thresholds.error_rate_percent", "-1", ">= 0"],
+    ),
+    (
+        "schedule not rate/cron",
+        {"campaign_schedule": "every hour"},
+        ["campaign_schedule", "every hour", "rate("],
+    ),
+    (
+        "termination protection not bool",
+        {"termination_protection": "yes"},
+        ["termination_protection", "'yes'", "true or false"],
+    ),
     ("secret ARN malformed", {"secret_arn": "my-secret"}, ["secret_arn", "my-secret", "Secrets Manager"]),
-    ("VPC ID malformed", {"network": {"vpc_id": "vpc-1", "subnet_ids": ["subnet-0123456789abcdef0"],
-                                      "security_group_ids": ["sg-0123456789abcdef0"],
-                                      "availability_zones": ["eu-west-1a"]}},
-     ["network.vpc_id", "vpc-1", "VPC ID"]),
-    ("subnets and zones mismatch", {"network": {"vpc_id": "vpc-0123456789abcdef0",
-                                                "subnet_ids": ["subnet-0123456789abcdef0", "subnet-0123456789abcdef1"],
-                                                "security_group_ids": ["sg-0123456789abcdef0"],
-                                                "availability_zones": ["eu-west-1a"]}},
-     ["network.availability_zones", "one zone per subnet"]),
+    (
+        "VPC ID malformed",
+        {
+            "network": {
+                "vpc_id": "vpc-1",
+                "subnet_ids": ["subnet-0123456789abcdef0"],
+                "security_group_ids": ["sg-0123456789abcdef0"],
+                "availability_zones": ["eu-west-1a"],
+            }
+        },
+        ["network.vpc_id", "vpc-1", "VPC ID"],
+    ),
+    (
+        "subnets and zones mismatch",
+        {
+            "network": {
+                "vpc_id": "vpc-0123456789abcdef0",
+                "subnet_ids": ["subnet-0123456789abcdef0", "subnet-0123456789abcdef1"],
+                "security_group_ids": ["sg-0123456789abcdef0"],
+                "availability_zones": ["eu-west-1a"],
+            }
+        },
+        ["network.availability_zones", "one zone per subnet"],
+    ),
     ("unknown top-level key", {"memory": 512}, ["environments.prod.memory", "unknown key", "allowed keys"]),
     ("unknown nested key", {"function": {"memory": 512}}, ["function.memory", "unknown key", "memory_mb"]),
-    ("deny role not an ARN", {"guardrails": {"deny_direct_mutation_role_arns": ["admin"]}},
-     ["guardrails.deny_direct_mutation_role_arns[0]", "admin", "IAM role ARN"]),
+    (
+        "deny role not an ARN",
+        {"guardrails": {"deny_direct_mutation_role_arns": ["admin"]}},
+        ["guardrails.deny_direct_mutation_role_arns[0]", "admin", "IAM role ARN"],
+    ),
 ]
 
 
 @pytest.mark.parametrize(("case", "block", "expected"), BAD_VALUES, ids=[c[0] for c in BAD_VALUES])
-def test_each_bad_value_gets_its_own_clear_error(case: str, block: dict[str, Any], expected: list[str]) -> None:
+def test_each_bad_value_gets_its_own_clear_error(
+    case: str, block: dict[str, Any], expected: list[str]
+) -> None:
     # GIVEN the committed prod block with one bad value
     envs = real_environments()
     prod = copy.deepcopy(envs["prod"])

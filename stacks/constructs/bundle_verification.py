@@ -63,7 +63,10 @@ def hint_for(result: Mapping[str, object], spec: BundleSpec) -> str:
         if (spec.source_dir / top).exists() or (spec.source_dir / f"{top}.py").exists():
             return f"'{name}' is missing inside {spec.source_dir / top}: check the package's files"
         if re.sub(r"[-_.]+", "_", top).lower() in _requirement_names(spec.requirements):
-            return f"{top} is listed in {spec.requirements} but no module '{top}' was installed for {spec.runtime}"
+            return (
+                f"{top} is listed in {spec.requirements} but no module '{top}' was installed "
+                f"for {spec.runtime}"
+            )
         return f"{top} is not in {spec.requirements}: add it there (pinned)"
     if kind == "ImportError":
         match = re.search(r"cannot import name '([^']+)' from '([^']+)'", message)

@@ -14,6 +14,7 @@ from pathlib import Path
 from aws_cdk import Aws, Duration, Fn, RemovalPolicy
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_codedeploy as codedeploy
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sns as sns
@@ -79,6 +80,7 @@ class CanaryDeployment(Construct):
     ) -> None:
         super().__init__(scope, construct_id)
         fn = target.function
+        self.target_function = fn
         self.pre_traffic_hook = self._hook(
             "PreTrafficHook",
             hooks_code,
@@ -135,6 +137,14 @@ class CanaryDeployment(Construct):
             ],
         )
         topic.grant_publish(self.deployment_group.role)
+        # The hook reads its own deployment's AppSpec to learn the exact TargetVersion CodeDeploy will shift to.
+        for hook in filter(None, (self.pre_traffic_hook, self.post_traffic_hook)):
+            hook.add_to_role_policy(
+                iam.PolicyStatement(
+                    actions=["codedeploy:GetDeployment"],
+                    resources=[self.deployment_group.deployment_group_arn],
+                )
+            )
 
     def _hook(
         self, construct_id: str, code: lambda_.Code, handler: str, env: dict[str, str]

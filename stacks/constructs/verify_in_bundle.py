@@ -24,7 +24,7 @@ class _Context:
         return 30_000
 
 
-def health_event() -> dict:
+def health_event() -> dict[str, object]:
     return {
         "resource": "/{proxy+}",
         "path": "/health",
