@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from aws_cdk import Duration, RemovalPolicy, Stack
 from aws_cdk import aws_apigateway as apigw
@@ -63,7 +64,7 @@ class BackendStackProps:
 
 class BackendStack(Stack):
     def __init__(
-        self, scope: Construct, construct_id: str, *, props: BackendStackProps, **kwargs: object
+        self, scope: Construct, construct_id: str, *, props: BackendStackProps, **kwargs: Any
     ) -> None:
         config = props.config
         super().__init__(
@@ -72,7 +73,7 @@ class BackendStack(Stack):
             termination_protection=config.termination_protection,
             description=f"CredentialMate backend ({config.name}): API, worker, campaign scheduler",
             **kwargs,
-        )  # type: ignore[arg-type]
+        )
         fn_cfg = config.function
         runtime = lambda_.Runtime(fn_cfg.runtime, lambda_.RuntimeFamily.PYTHON)
         architecture = (

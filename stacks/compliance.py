@@ -106,7 +106,7 @@ def acknowledge_backend(
                     ),
                     (
                         f"{AS}-IAM5[Resource::<{_stack_local_ref(stack, c.target_function)}.Arn>:*]",
-                        "invoke rights on the target function's versions only: the version is known only at deploy",
+                        "invoke rights on the target function's versions only (new each deploy)",
                     ),
                 ],
             )

@@ -137,7 +137,7 @@ class CanaryDeployment(Construct):
             ],
         )
         topic.grant_publish(self.deployment_group.role)
-        # The hook reads its own deployment's AppSpec to learn the exact TargetVersion CodeDeploy will shift to.
+        # The hook reads its deployment's AppSpec for the exact TargetVersion CodeDeploy will shift to.
         for hook in filter(None, (self.pre_traffic_hook, self.post_traffic_hook)):
             hook.add_to_role_policy(
                 iam.PolicyStatement(
