@@ -359,6 +359,7 @@ class BackendStack(Stack):
         out: list[Construct] = [
             self.api,
             self.topic,
+            self.oncall.key,
             self.queue,
             self.dlq,
             self.access_logs,

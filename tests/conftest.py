@@ -28,3 +28,21 @@ def mini_backend(tmp_path: Path) -> Path:
     dest = tmp_path / "backend"
     shutil.copytree(MINI_BACKEND, dest, ignore=shutil.ignore_patterns("__pycache__"))
     return dest
+
+
+@pytest.fixture(scope="session")
+def synthesized(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
+    """The full app with the committed cdk.json, synthesized once per test session (cdk-nag included)."""
+    import json
+
+    import aws_cdk as cdk
+
+    from app import build_app, write_policies
+
+    context = json.loads((REPO_ROOT / "cdk.json").read_text())["context"]
+    outdir = tmp_path_factory.mktemp("cdk-out")
+    app = cdk.App(context=context, outdir=str(outdir))
+    stacks, policies = build_app(app)
+    app.synth()  # raises when cdk-nag finds anything unacknowledged
+    write_policies(outdir, policies)
+    return {"outdir": outdir, "stacks": stacks, "policies": policies}

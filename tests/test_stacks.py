@@ -1,0 +1,260 @@
+"""The synthesized staging and prod stacks: what must hold for a canary deployment to be safe."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aws_cdk.assertions import Template
+
+ENVS = ("staging", "prod")
+BACKEND = ("BackendApi", "Worker", "CampaignScheduler")
+REAL_HANDLERS = {
+    "BackendApi": "handler.lambda_handler",
+    "Worker": "worker.lambda_handler",
+    "CampaignScheduler": "campaign_scheduler.lambda_handler",
+}
+# Resources that must never be replaced: their logical IDs are part of the contract with live stacks.
+PROTECTED_IDS = {
+    "ApiF70053CD",
+    "ApiAccessLogsE9DF007D",
+    "OnCallKey6DF8E67A",
+    "OnCallTopic2FB15ED5",
+    "WorkerQueueE3D427EB",
+    "WorkerDeadLetterQueue1A7FDBB6",
+    "BackendApiFunction3EB85A5D",
+    "BackendApiLiveAlias5A421A23",
+    "BackendApiCanaryDeploymentGroup3592B64A",
+    "WorkerFunctionAF8A26AF",
+    "WorkerLiveAliasB1B87D8B",
+    "WorkerCanaryDeploymentGroup954CC464",
+    "CampaignSchedulerFunction117DAFC8",
+    "CampaignSchedulerLiveAlias9EEA7A08",
+    "CampaignSchedulerCanaryDeploymentGroup7F655AC5",
+}
+
+
+def template(synthesized: dict[str, Any], env: str) -> dict[str, Any]:
+    path = Path(synthesized["outdir"]) / f"credmate-lambda-{env}.template.json"
+    return json.loads(path.read_text())
+
+
+def resources(tpl: dict[str, Any], type_: str) -> dict[str, Any]:
+    return {k: v for k, v in tpl["Resources"].items() if v["Type"] == type_}
+
+
+def logical_id(tpl: dict[str, Any], type_: str, prefix: str) -> str:
+    (found,) = [k for k in resources(tpl, type_) if k.startswith(prefix)]
+    return found
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_protected_logical_ids_never_change(synthesized: dict[str, Any], env: str) -> None:
+    tpl = template(synthesized, env)
+    missing = PROTECTED_IDS - set(tpl["Resources"])
+    assert not missing, f"renamed or removed (CloudFormation would replace them): {sorted(missing)}"
+    policy = json.loads(
+        (Path(synthesized["outdir"]) / f"credmate-lambda-{env}.stack-policy.json").read_text()
+    )
+    (deny,) = [s for s in policy["Statement"] if s["Effect"] == "Deny"]
+    denied = {r.removeprefix("LogicalResourceId/") for r in deny["Resource"]}
+    assert denied >= PROTECTED_IDS
+    assert denied <= set(tpl["Resources"]), "the policy names only IDs in the template"
+
+
+def test_stack_names_and_termination_protection(synthesized: dict[str, Any]) -> None:
+    stacks = synthesized["stacks"]
+    assert stacks["prod"].stack_name == "credmate-lambda-prod"
+    assert stacks["staging"].stack_name == "credmate-lambda-staging"
+    assert stacks["prod"].termination_protection is True
+    assert stacks["staging"].termination_protection is False
+    assert synthesized["policies"]["prod"].dependencies == [stacks["prod"]]
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_backend_functions_share_one_verified_bundle_behind_the_probe(
+    synthesized: dict[str, Any], env: str
+) -> None:
+    tpl = template(synthesized, env)
+    keys = set()
+    for label in BACKEND:
+        fn = tpl["Resources"][logical_id(tpl, "AWS::Lambda::Function", f"{label}Function")]["Properties"]
+        assert fn["Handler"] == "credmate_probe.handler"
+        assert fn["Runtime"] == "python3.11" and fn["MemorySize"] == 1024 and fn["Timeout"] == 60
+        assert fn["Environment"]["Variables"]["CREDMATE_REAL_HANDLER"] == REAL_HANDLERS[label]
+        keys.add(fn["Code"]["S3Key"])
+    assert len(keys) == 1 and next(iter(keys)).endswith(".zip")
+
+
+def _targets_alias(value: Any, label: str, alias_id: str) -> bool:
+    text = json.dumps(value)
+    return alias_id in text or (f"{label}Function" in text and ":live" in text)
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_event_sources_target_the_live_alias(synthesized: dict[str, Any], env: str) -> None:
+    t = Template.from_json(template(synthesized, env))
+    tpl = template(synthesized, env)
+    worker_alias = logical_id(tpl, "AWS::Lambda::Alias", "WorkerLiveAlias")
+    sched_alias = logical_id(tpl, "AWS::Lambda::Alias", "CampaignSchedulerLiveAlias")
+    api_alias = logical_id(tpl, "AWS::Lambda::Alias", "BackendApiLiveAlias")
+    (mapping,) = resources(tpl, "AWS::Lambda::EventSourceMapping").values()
+    assert _targets_alias(mapping["Properties"]["FunctionName"], "Worker", worker_alias)
+    assert mapping["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    t.has_resource_properties("AWS::Events::Rule", {"ScheduleExpression": "rate(1 hour)"})
+    rule_targets = [
+        r["Properties"]["Targets"]
+        for r in resources(tpl, "AWS::Events::Rule").values()
+        if r["Properties"].get("ScheduleExpression") == "rate(1 hour)"
+    ]
+    assert any(
+        _targets_alias(target["Arn"], "CampaignScheduler", sched_alias)
+        for targets in rule_targets
+        for target in targets
+    )
+    integration_uri = json.dumps(
+        [
+            m["Properties"]["Integration"]
+            for m in resources(tpl, "AWS::ApiGateway::Method").values()
+            if m["Properties"].get("HttpMethod") == "ANY"
+        ]
+    )
+    assert api_alias in integration_uri
+    for alias in resources(tpl, "AWS::Lambda::Alias").values():
+        assert alias["Properties"]["Name"] == "live"
+
+
+@pytest.mark.parametrize(
+    ("env", "config"),
+    [
+        ("staging", "CodeDeployDefault.LambdaAllAtOnce"),
+        ("prod", "CodeDeployDefault.LambdaCanary10Percent5Minutes"),
+    ],
+)
+def test_alias_update_policy_points_at_hooks_with_rollback(
+    synthesized: dict[str, Any], env: str, config: str
+) -> None:
+    tpl = template(synthesized, env)
+    topic = logical_id(tpl, "AWS::SNS::Topic", "OnCallTopic")
+    for label in BACKEND:
+        alias = tpl["Resources"][logical_id(tpl, "AWS::Lambda::Alias", f"{label}LiveAlias")]
+        update = alias["UpdatePolicy"]["CodeDeployLambdaAliasUpdate"]
+        group_id = logical_id(tpl, "AWS::CodeDeploy::DeploymentGroup", f"{label}CanaryDeploymentGroup")
+        assert update["DeploymentGroupName"] == {"Ref": group_id}
+        assert update["BeforeAllowTrafficHook"] == {
+            "Ref": logical_id(tpl, "AWS::Lambda::Function", f"{label}CanaryPreTrafficHook")
+        }
+        if label == "BackendApi":
+            assert update["AfterAllowTrafficHook"] == {
+                "Ref": logical_id(tpl, "AWS::Lambda::Function", "BackendApiCanaryPostTrafficHook")
+            }
+        else:
+            assert "AfterAllowTrafficHook" not in update
+        group = tpl["Resources"][group_id]["Properties"]
+        assert group["DeploymentConfigName"] == config
+        assert set(group["AutoRollbackConfiguration"]["Events"]) == {
+            "DEPLOYMENT_FAILURE",
+            "DEPLOYMENT_STOP_ON_REQUEST",
+            "DEPLOYMENT_STOP_ON_ALARM",
+        }
+        assert group["AlarmConfiguration"]["Enabled"] is True
+        alarm_names = json.dumps(group["AlarmConfiguration"]["Alarms"])
+        assert f"{label}AlarmsErrorRate" in alarm_names and f"{label}AlarmsInitErrors" in alarm_names
+        (trigger,) = group["TriggerConfigurations"]
+        assert trigger["TriggerTargetArn"] == {"Ref": topic}
+        assert {"DeploymentStart", "DeploymentSuccess", "DeploymentFailure", "DeploymentRollback"} <= set(
+            trigger["TriggerEvents"]
+        )
+
+
+def _role_statements(tpl: dict[str, Any], function_id: str) -> list[dict[str, Any]]:
+    role = tpl["Resources"][function_id]["Properties"]["Role"]["Fn::GetAtt"][0]
+    return [
+        s
+        for p in resources(tpl, "AWS::IAM::Policy").values()
+        if {"Ref": role} in p["Properties"]["Roles"]
+        for s in p["Properties"]["PolicyDocument"]["Statement"]
+    ]
+
+
+@pytest.mark.parametrize("label", BACKEND)
+def test_pre_traffic_hook_may_invoke_only_its_target_and_report_only_to_its_group(
+    synthesized: dict[str, Any], label: str
+) -> None:
+    tpl = template(synthesized, "prod")
+    hook = logical_id(tpl, "AWS::Lambda::Function", f"{label}CanaryPreTrafficHook")
+    target = logical_id(tpl, "AWS::Lambda::Function", f"{label}Function")
+    group = logical_id(tpl, "AWS::CodeDeploy::DeploymentGroup", f"{label}CanaryDeploymentGroup")
+    statements = _role_statements(tpl, hook)
+    invoke = [s for s in statements if "lambda:InvokeFunction" in json.dumps(s["Action"])]
+    assert invoke and all(target in json.dumps(s["Resource"]) for s in invoke)
+    others = [f for f in BACKEND if f != label]
+    assert not any(o + "Function" in json.dumps(invoke) for o in others)
+    report = [s for s in statements if "PutLifecycleEventHookExecutionStatus" in json.dumps(s["Action"])]
+    assert report and all(group in json.dumps(s["Resource"]) for s in report)
+    env = tpl["Resources"][hook]["Properties"]["Environment"]["Variables"]
+    assert env["TARGET_FUNCTION_NAME"] == {"Ref": target} and env["TARGET_ALIAS"] == "live"
+    assert env["SCHEMA_MISMATCH"] == "fail" and env["CHECK_HTTP_HEALTH"] == str(label == "BackendApi").lower()
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_cfn_lint_finds_no_errors(synthesized: dict[str, Any], env: str) -> None:
+    path = Path(synthesized["outdir"]) / f"credmate-lambda-{env}.template.json"
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "cfn-lint"), "--format", "json", str(path)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    findings = json.loads(done.stdout or "[]")
+    errors = [f for f in findings if f["Level"] == "Error"]
+    assert errors == [], errors
+
+
+def _context(backend_root: Path) -> dict[str, Any]:
+    from tests.conftest import REPO_ROOT
+
+    context = json.loads((REPO_ROOT / "cdk.json").read_text())["context"]
+    return {**context, "backend_root": str(backend_root)}
+
+
+def test_backend_root_points_the_app_at_another_backend(
+    synthesized: dict[str, Any], mini_backend: Path
+) -> None:
+    import aws_cdk as cdk
+
+    from app import build_app
+
+    stacks, _ = build_app(cdk.App(context=_context(mini_backend)))
+    default_hash = synthesized["stacks"]["prod"].bundle.result.asset_hash
+    other = stacks["prod"].bundle.result
+    assert other.asset_hash != default_hash
+    assert (other.directory / "shared_pkg").is_dir(), "the mini backend's own package is bundled"
+
+
+def test_backend_missing_mangum_stops_synth_naming_function(mini_backend: Path) -> None:
+    import aws_cdk as cdk
+
+    from app import build_app
+    from stacks.constructs.bundling import BundlingError
+
+    (mini_backend / "requirements.txt").write_text("fastapi==0.115.6\n")
+    with pytest.raises(BundlingError) as caught:
+        build_app(cdk.App(context=_context(mini_backend)))
+    message = str(caught.value)
+    assert "function BackendApi" in message and "No module named 'mangum'" in message
+    assert "mangum is not in" in message
+
+
+def test_bad_backend_root_is_a_config_error(tmp_path: Path) -> None:
+    import aws_cdk as cdk
+
+    from app import build_app
+    from stacks.config import ConfigError
+
+    with pytest.raises(ConfigError, match=r"backend_root=.*src does not exist"):
+        build_app(cdk.App(context=_context(tmp_path)))
