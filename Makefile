@@ -27,8 +27,8 @@ setup: $(VENV)/.installed node_modules/.installed
 synth: setup
 	$(CDK) synth --quiet
 	@# cdk-nag runs inside synth (it fails on findings); cfn-lint's report lands beside the templates.
-	$(VENV)/bin/cfn-lint --format parseable cdk.out/*.template.json > cdk.out/cfn-lint-report.txt || \
-	  { cat cdk.out/cfn-lint-report.txt; exit 1; }
+	@rc=0; $(VENV)/bin/cfn-lint --format parseable cdk.out/*.template.json > cdk.out/cfn-lint-report.txt || rc=$$?; \
+	  if [ $$((rc & 2)) -ne 0 ]; then grep ':E' cdk.out/cfn-lint-report.txt; echo "cfn-lint found errors"; exit 1; fi
 	@ls cdk.out/*.template.json
 
 lint: setup
