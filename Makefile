@@ -34,6 +34,7 @@ synth: setup
 lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(PY) scripts/alarm_table.py --check README.md
 
 typecheck: setup
 	$(VENV)/bin/mypy .
