@@ -33,7 +33,7 @@ import zipfile
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 # Bump when the bundle layout or any build step changes: it is part of every input hash.
 BUNDLER_VERSION = "4"
@@ -445,17 +445,7 @@ def build_bundle(spec: BundleSpec, *, log: Callable[[str], None] = lambda _m: No
     meta_path = final / "meta.json"
     if meta_path.is_file():
         meta = json.loads(meta_path.read_text())
-        return BundleResult(
-            directory=final / "bundle",
-            zip_path=final / "bundle.zip",
-            asset_hash=asset_hash,
-            tool=tool,
-            cache_hit=True,
-            seconds=time.monotonic() - started,
-            unzipped_bytes=meta["unzipped_bytes"],
-            zipped_bytes=meta["zipped_bytes"],
-            bytecode=meta["bytecode"],
-        )
+        return _result(final, asset_hash, tool, meta, cache_hit=True, started=started)
 
     notices = []
     final.parent.mkdir(parents=True, exist_ok=True)
@@ -517,15 +507,28 @@ def build_bundle(spec: BundleSpec, *, log: Callable[[str], None] = lambda _m: No
         raise
     for notice in notices:
         log(f"[bundle] notice: {notice}")
+    return _result(final, asset_hash, tool, meta, cache_hit=False, started=started, notices=tuple(notices))
+
+
+def _result(
+    final: Path,
+    asset_hash: str,
+    tool: str,
+    meta: dict[str, Any],
+    *,
+    cache_hit: bool,
+    started: float,
+    notices: tuple[str, ...] = (),
+) -> BundleResult:
     return BundleResult(
         directory=final / "bundle",
         zip_path=final / "bundle.zip",
         asset_hash=asset_hash,
         tool=tool,
-        cache_hit=False,
+        cache_hit=cache_hit,
         seconds=time.monotonic() - started,
         unzipped_bytes=meta["unzipped_bytes"],
         zipped_bytes=meta["zipped_bytes"],
-        bytecode=bytecode,
-        notices=tuple(notices),
+        bytecode=meta["bytecode"],
+        notices=notices,
     )
