@@ -233,6 +233,7 @@ class BackendStack(Stack):
         thresholds = AlarmThresholds(**dict(config.alarms.thresholds))
         application = codedeploy.LambdaApplication(self, "DeployApplication")
         hooks_code = lambda_.Code.from_asset(str(HOOKS_SRC), exclude=["__pycache__", "*.pyc"])
+        api_url = stage_url(self.api.rest_api_id, API_STAGE)
         self.function_alarms: dict[str, FunctionAlarms] = {}
         self.canaries: dict[str, CanaryDeployment] = {}
         for g in self.functions:
@@ -263,7 +264,7 @@ class BackendStack(Stack):
                 check_http_health=g is api_fn,
                 schema_mismatch=config.deployment.schema_mismatch,
                 post_traffic=PostTrafficChecks(
-                    api_url=stage_url(self.api.rest_api_id, API_STAGE),
+                    api_url=api_url,
                     allowed_origin=config.cors_origins[0],
                     cors_methods=CORS_METHODS,
                     cors_headers=CORS_HEADERS,
@@ -271,7 +272,6 @@ class BackendStack(Stack):
                 if g is api_fn
                 else None,
             )
-        api_url = stage_url(self.api.rest_api_id, API_STAGE)
         self.api_alarms = ApiAlarms(
             self,
             "ApiAlarms",

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +34,7 @@ from stacks.constructs.guardrails import (
     OutOfBandChangeAlert,
 )
 from stacks.constructs.stack_policy import logical_id_of
+from tests.cfn_lint import cfn_lint_errors
 
 STACK_NAME = "credmate-lambda-guardtest"
 ACCOUNT, REGION = "123456789012", "us-east-1"
@@ -614,16 +613,5 @@ def test_nag_packs_did_run(synth):
 
 
 def test_synthesized_template_has_no_cfn_lint_errors(synth):
-    done = subprocess.run(
-        [
-            str(Path(sys.executable).parent / "cfn-lint"),
-            "--format",
-            "json",
-            *map(str, [synth.outdir / "Guarded.template.json"]),
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    errors = [m for m in json.loads(done.stdout or "[]") if m["Level"] == "Error"]
+    errors = cfn_lint_errors(synth.outdir / "Guarded.template.json")
     assert errors == [], errors

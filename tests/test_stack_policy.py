@@ -10,8 +10,6 @@ report are read from the cloud assembly on disk.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +31,7 @@ from stacks.constructs.stack_policy import (
     protect,
 )
 from stacks.policy_stack import StackPolicyStack, policy_physical_id
+from tests.cfn_lint import cfn_lint_errors
 
 TARGET_NAME = "credmate-lambda-policytest"
 # The logical IDs of the protected resources of the fixed tree below. If this test fails, a construct ID or
@@ -321,16 +320,5 @@ def test_policy_stack_passes_cdk_nag_aws_solutions_and_hipaa(synth):
 
 
 def test_synthesized_template_has_no_cfn_lint_errors(synth):
-    done = subprocess.run(
-        [
-            str(Path(sys.executable).parent / "cfn-lint"),
-            "--format",
-            "json",
-            *map(str, [synth.outdir / "Target-policy.template.json"]),
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    errors = [m for m in json.loads(done.stdout or "[]") if m["Level"] == "Error"]
+    errors = cfn_lint_errors(synth.outdir / "Target-policy.template.json")
     assert errors == [], errors

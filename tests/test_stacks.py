@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 from aws_cdk.assertions import Template
+
+from tests.cfn_lint import cfn_lint_errors
 
 ENVS = ("staging", "prod")
 BACKEND = ("BackendApi", "Worker", "CampaignScheduler")
@@ -203,15 +203,7 @@ def test_pre_traffic_hook_may_invoke_only_its_target_and_report_only_to_its_grou
 
 @pytest.mark.parametrize("env", ENVS)
 def test_cfn_lint_finds_no_errors(synthesized: dict[str, Any], env: str) -> None:
-    path = Path(synthesized["outdir"]) / f"credmate-lambda-{env}.template.json"
-    done = subprocess.run(
-        [str(Path(sys.executable).parent / "cfn-lint"), "--format", "json", str(path)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    findings = json.loads(done.stdout or "[]")
-    errors = [f for f in findings if f["Level"] == "Error"]
+    errors = cfn_lint_errors(Path(synthesized["outdir"]) / f"credmate-lambda-{env}.template.json")
     assert errors == [], errors
 
 
