@@ -28,7 +28,7 @@ from constructs import Construct
 from stacks.compliance import acknowledge_backend
 from stacks.config import EnvironmentConfig
 from stacks.constructs.alarms import AlarmThresholds, ApiAlarms, FunctionAlarms, ServiceHealthAlarm
-from stacks.constructs.bundling import DEFAULT_EXCLUDES, BundleSpec, HandlerCheck
+from stacks.constructs.bundling import DEFAULT_EXCLUDES, BundleSpec, HandlerCheck, bytecode_modules_for
 from stacks.constructs.canary import CanaryDeployment, PostTrafficChecks, stage_url
 from stacks.constructs.dashboard import ServiceDashboard
 from stacks.constructs.guarded_function import (
@@ -107,6 +107,8 @@ class BackendStack(Stack):
             architecture=fn_cfg.architecture,
             excludes=DEFAULT_EXCLUDES,
             extra_files=(("credmate_probe.py", PROBE_MODULE),),
+            # Bytecode for what init imports: the probe and each real handler's module, and their imports.
+            bytecode_modules=bytecode_modules_for([PROBE_HANDLER, *labels.values()]),
         )
         checks = [
             HandlerCheck(

@@ -76,6 +76,9 @@ def _mutations(backend: Path, extra: Path) -> dict[str, Callable[[BundleSpec], B
         "bytecode option": lambda s: replace(s, compile_bytecode=False),
         "extra file added": lambda s: replace(s, extra_files=(("probe.py", extra),)),
         "migrations option": lambda s: replace(s, migrations_dir=None),
+        "bytecode modules option": lambda s: replace(s, bytecode_modules=("handler",)),
+        "dependency excludes option": lambda s: replace(s, dependency_excludes=()),
+        "strip option": lambda s: replace(s, strip_native=False),
     }
 
 
@@ -293,3 +296,189 @@ def test_unhealthy_api_stops_synth(mini_backend: Path, shared_cache: Path) -> No
     )
     message = _verify(mini_backend, shared_cache)
     assert "function BackendApi" in message and "GET /health returned 500" in message
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Size and speed: bytecode for what init imports, no dependency test suites, no debug sections, parallel zip
+
+
+def test_bytecode_covers_exactly_what_the_handlers_import(mini_backend: Path, shared_cache: Path) -> None:
+    # GIVEN a bundle whose bytecode is limited to what `handler` imports at init
+    result = build_bundle(spec_for(mini_backend, shared_cache, bytecode_modules=("handler",)))
+    root = result.directory
+    pycs = {p.relative_to(root).as_posix() for p in root.rglob("*.pyc")}
+    # THEN the handler, its own package and its dependencies have bytecode; the worker (not imported) has not
+    assert "__pycache__/handler.cpython-311.pyc" in pycs
+    assert "shared_pkg/__pycache__/__init__.cpython-311.pyc" in pycs
+    assert any(p.startswith("mangum/") for p in pycs) and any(p.startswith("fastapi/") for p in pycs)
+    assert "__pycache__/worker.cpython-311.pyc" not in pycs
+    assert "__pycache__/campaign_scheduler.cpython-311.pyc" not in pycs
+    assert result.bytecode_files == len(pycs)
+    # AND each file is an unchecked-hash pyc whose code says /var/task, as compileall would write it
+    data = (root / "__pycache__" / "handler.cpython-311.pyc").read_bytes()
+    assert int.from_bytes(data[4:8], "little") == 0b01
+    import marshal
+
+    assert marshal.loads(data[16:]).co_filename == "/var/task/handler.py"
+
+
+def test_precompiled_bytecode_is_what_lambda_runs(
+    mini_backend: Path, shared_cache: Path, tmp_path: Path
+) -> None:
+    import subprocess
+    import sys
+
+    result = build_bundle(spec_for(mini_backend, shared_cache, bytecode_modules=("handler",)))
+    # GIVEN a copy of the bundle whose handler source no longer parses (its .pyc is kept)
+    copy = tmp_path / "task"
+    shutil.copytree(result.directory, copy)
+    (copy / "handler.py").write_text("this is not python\n")
+    # WHEN a read-only style interpreter imports it, THEN the unchecked-hash .pyc is used: no source check
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-I",
+            "-S",
+            "-B",
+            "-c",
+            f"import sys; sys.path.insert(0, {str(copy)!r}); import handler",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_dependency_excludes_drop_test_suites_and_stubs(tmp_path: Path) -> None:
+    # GIVEN an installed tree as a wheel install leaves it
+    files = [
+        "passlib/tests/test_x.py",
+        "passlib/hash.py",
+        "greenlet/tests/_ext.so",
+        "pkg/mod.pyi",
+        "pkg/mod.py",
+        "pkg/testsuite.py",
+        "sqlalchemy/cyextension/util.pyx",
+        "pkg-1.0.dist-info/RECORD",
+        "pkg-1.0.dist-info/METADATA",
+        "pkg/__pycache__/mod.cpython-311.pyc",
+    ]
+    for name in files:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("x")
+    # WHEN it is pruned with the default dependency excludes
+    bundling._prune_installed(tmp_path, bundling.DEFAULT_DEPENDENCY_EXCLUDES)
+    left = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file())
+    # THEN only what runs is left
+    assert left == ["passlib/hash.py", "pkg-1.0.dist-info/METADATA", "pkg/mod.py", "pkg/testsuite.py"]
+
+
+def _reference_zip(directory: Path, zip_path: Path) -> None:
+    """The zip as `zipfile` writes it for the same entries: write_zip must produce these exact bytes."""
+    import stat
+
+    files = sorted((p.relative_to(directory).as_posix(), p) for p in directory.rglob("*") if p.is_file())
+    with zipfile.ZipFile(zip_path, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=6) as archive:
+        for name, path in files:
+            info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
+            executable = path.stat().st_mode & stat.S_IXUSR
+            info.external_attr = (0o100755 if executable else 0o100644) << 16
+            info.compress_type = zipfile.ZIP_DEFLATED
+            archive.writestr(info, path.read_bytes(), compresslevel=6)
+
+
+def test_parallel_zip_is_byte_identical_to_zipfile(tmp_path: Path) -> None:
+    import os
+
+    tree = tmp_path / "tree"
+    (tree / "pkg" / "sub").mkdir(parents=True)
+    (tree / "a.py").write_text("print('a')\n" * 500)
+    (tree / "pkg" / "sub" / "é-unicode.txt").write_text("non-ascii name")
+    (tree / "pkg" / "empty").write_bytes(b"")
+    (tree / "pkg" / "blob.bin").write_bytes(os.urandom(200_000))
+    (tree / "run.sh").write_text("#!/bin/sh\n")
+    (tree / "run.sh").chmod(0o755)
+    bundling.write_zip(tree, tmp_path / "ours.zip")
+    _reference_zip(tree, tmp_path / "reference.zip")
+    assert (tmp_path / "ours.zip").read_bytes() == (tmp_path / "reference.zip").read_bytes()
+    with zipfile.ZipFile(tmp_path / "ours.zip") as archive:
+        assert archive.testzip() is None
+        assert archive.read("pkg/sub/é-unicode.txt") == b"non-ascii name"
+        assert archive.getinfo("run.sh").external_attr >> 16 == 0o100755
+
+
+def test_real_bundle_zip_matches_zipfile(built: bundling.BundleResult, tmp_path: Path) -> None:
+    _reference_zip(built.directory, tmp_path / "reference.zip")
+    assert built.zip_path.read_bytes() == (tmp_path / "reference.zip").read_bytes()
+
+
+@pytest.fixture
+def debug_library(tmp_path: Path) -> Callable[[str, str], Path]:
+    """Compile a tiny shared library with debug sections (gcc -g), optionally with an auditwheel RUNPATH."""
+    import subprocess
+
+    gcc = shutil.which("gcc")
+    if not gcc:
+        pytest.skip("gcc is needed to build an ELF library with debug sections")
+    source = tmp_path / "lib.c"
+    source.write_text("int answer(void) { return 42; }\n")
+
+    def build(relative: str, runpath: str = "") -> Path:
+        out = tmp_path / "tree" / relative
+        out.parent.mkdir(parents=True, exist_ok=True)
+        args = [gcc, "-g", "-shared", "-fPIC", "-o", str(out), str(source)]
+        if runpath:
+            args.append(f"-Wl,-rpath,{runpath}")
+        subprocess.run(args, check=True)
+        return out
+
+    return build
+
+
+def test_strip_removes_debug_sections_only_where_safe(
+    debug_library: Callable[[str, str], Path], tmp_path: Path
+) -> None:
+    import ctypes
+    import platform
+
+    if platform.machine() != "x86_64":
+        pytest.skip("the test builds x86_64 libraries")
+    plain = debug_library("pkg/_ext.so", "")
+    vendored = debug_library("pkg.libs/libdep.so.1", "")
+    patched = debug_library("other/_ext.so", "$ORIGIN/../other.libs")
+    cache_copy = tmp_path / "uv-cache-entry.so"
+    os_link = __import__("os").link
+    os_link(plain, cache_copy)  # as uv's hard-link install leaves it
+    sizes = {p: p.stat().st_size for p in (plain, vendored, patched)}
+    # WHEN the tree is stripped for its own architecture
+    notices = bundling.strip_native_libraries(tmp_path / "tree", "x86_64")
+    # THEN the plain extension lost its debug sections and still loads; the others are untouched
+    assert notices == []
+    assert b".debug_" not in plain.read_bytes() and plain.stat().st_size < sizes[plain]
+    assert ctypes.CDLL(str(plain)).answer() == 42
+    assert vendored.stat().st_size == sizes[vendored], "auditwheel-vendored libraries are never stripped"
+    assert patched.stat().st_size == sizes[patched], "patchelf-edited extensions are never stripped"
+    # AND the hard-linked cache entry still has its debug sections: strip wrote a new file
+    assert b".debug_" in cache_copy.read_bytes()
+
+
+def test_strip_leaves_other_architectures_alone(
+    debug_library: Callable[[str, str], Path], tmp_path: Path
+) -> None:
+    library = debug_library("pkg/_ext.so", "")
+    before = library.read_bytes()
+    bundling.strip_native_libraries(tmp_path / "tree", "arm64")
+    assert library.read_bytes() == before
+
+
+def test_strip_tool_version_is_part_of_the_hash(
+    mini_backend: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spec = spec_for(mini_backend, tmp_path)
+    before = input_hash(spec, TOOL)
+    monkeypatch.setattr(bundling, "strip_identity", lambda: "GNU strip 9.99")
+    assert input_hash(spec, TOOL) != before
+    assert input_hash(replace(spec, strip_native=False), TOOL) == input_hash(
+        replace(spec, strip_native=False), TOOL
+    )

@@ -12,7 +12,7 @@ import shutil
 from collections.abc import Mapping
 from pathlib import Path
 
-from stacks.constructs.bundling import BundleResult, BundleSpec, build_bundle
+from stacks.constructs.bundling import BundleResult, BundleSpec, build_bundle, bytecode_modules_for
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PROBE_MODULE = REPO_ROOT / "lambda_src" / "probe" / "credmate_probe.py"
@@ -27,6 +27,7 @@ def backend_spec(backend_root: Path, cache_dir: Path, architecture: str = "x86_6
         cache_dir=cache_dir,
         architecture="arm64" if architecture == "arm64" else "x86_64",
         extra_files=(("credmate_probe.py", PROBE_MODULE),),
+        bytecode_modules=bytecode_modules_for(["credmate_probe.handler", *FUNCTION_HANDLERS.values()]),
     )
 
 
