@@ -30,6 +30,7 @@ from stacks.config import EnvironmentConfig
 from stacks.constructs.alarms import AlarmThresholds, ApiAlarms, FunctionAlarms, ServiceHealthAlarm
 from stacks.constructs.bundling import DEFAULT_EXCLUDES, BundleSpec, HandlerCheck, bytecode_modules_for
 from stacks.constructs.canary import CanaryDeployment, PostTrafficChecks, stage_url
+from stacks.constructs.custom_domain import ApiCustomDomain
 from stacks.constructs.dashboard import ServiceDashboard
 from stacks.constructs.guarded_function import (
     LIVE_ALIAS,
@@ -231,6 +232,20 @@ class BackendStack(Stack):
             ),
         )
 
+        # The public name (api.credentialmate.com) when configured; the hooks and the health check keep
+        # calling the stage URL, so they test this API even while the name still points elsewhere.
+        self.custom_domain = (
+            ApiCustomDomain(
+                self,
+                "CustomDomain",
+                settings=config.custom_domain,
+                api=self.api,
+                stage=self.api.deployment_stage,
+            )
+            if config.custom_domain
+            else None
+        )
+
         # ---- alarms, canary deployments, dashboard
         thresholds = AlarmThresholds(**dict(config.alarms.thresholds))
         application = codedeploy.LambdaApplication(self, "DeployApplication")
@@ -369,6 +384,8 @@ class BackendStack(Stack):
         ]
         for g in self.functions:
             out += [g.function, g.alias, g.log_group, self.canaries[g.label].deployment_group]
+        if self.custom_domain is not None:
+            out += [self.custom_domain.domain, self.custom_domain.mapping]
         return out
 
 

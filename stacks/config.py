@@ -112,6 +112,22 @@ class GuardrailSettings:
 
 
 @dataclass(frozen=True)
+class CustomDomainSettings:
+    """The API's public name (api.credentialmate.com), mapped at the root to the API's stage.
+
+    The domain and its mapping are retained when removed from the stack, so a config change or a stack
+    deletion never takes the public name down; docs/migration-from-sam.md moves it from the SAM stack.
+    """
+
+    domain_name: str
+    certificate_arn: str
+    endpoint_type: Literal["REGIONAL", "EDGE"] = "REGIONAL"
+    # Route 53 alias records (A and AAAA) for the name, when the stack owns the DNS record too.
+    hosted_zone_id: str | None = None
+    hosted_zone_name: str | None = None
+
+
+@dataclass(frozen=True)
 class EnvironmentConfig:
     name: str
     account: str | None = None
@@ -126,6 +142,7 @@ class EnvironmentConfig:
     campaign_schedule: str = "rate(1 hour)"
     termination_protection: bool = False
     guardrails: GuardrailSettings = field(default_factory=GuardrailSettings)
+    custom_domain: CustomDomainSettings | None = None
 
     @property
     def stack_name(self) -> str:
@@ -234,6 +251,9 @@ EMAIL_RE = r"[^@\s]+@[^@\s]+\.[a-z]{2,}"
 SCHEDULE_RE = r"rate\(\d+ (minute|minutes|hour|hours|day|days)\)|cron\(\S+ \S+ \S+ \S+ \S+ \S+\)"
 SECRET_ARN_RE = r"arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:[A-Za-z0-9/_+=.@-]+"
 ROLE_ARN_RE = r"arn:aws[a-z-]*:iam::\d{12}:role/[A-Za-z0-9/_+=,.@-]+"
+DOMAIN_RE = r"(?=.{4,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}"
+CERTIFICATE_ARN_RE = r"arn:aws[a-z-]*:acm:([a-z0-9-]+):\d{12}:certificate/[0-9a-f-]{36}"
+HOSTED_ZONE_RE = r"Z[A-Z0-9]{4,31}"
 
 
 def _parse_function(r: _Reader) -> FunctionSettings:
@@ -372,6 +392,53 @@ def _parse_guardrails(r: _Reader) -> GuardrailSettings:
     return result
 
 
+def _parse_custom_domain(r: _Reader, region: str | None) -> CustomDomainSettings | None:
+    if not r.raw:
+        return None
+    e = r.env
+    domain = r.get(
+        "domain_name", "", _pattern(e, DOMAIN_RE, "a lower-case DNS name like api.credentialmate.com")
+    )
+    certificate = r.get(
+        "certificate_arn", "", _pattern(e, CERTIFICATE_ARN_RE, "an ACM certificate ARN (arn:aws:acm:...)")
+    )
+    endpoint: Literal["REGIONAL", "EDGE"] = r.get(
+        "endpoint_type", "REGIONAL", _choice(e, ("REGIONAL", "EDGE"))
+    )
+    zone_id = r.get(
+        "hosted_zone_id", None, _pattern(e, HOSTED_ZONE_RE, "a Route 53 hosted zone ID like Z0123456789ABC")
+    )
+    zone_name = r.get("hosted_zone_name", None, _pattern(e, DOMAIN_RE, "the hosted zone's DNS name"))
+    r.finish([f.name for f in fields(CustomDomainSettings)])
+    for key, value in (("domain_name", domain), ("certificate_arn", certificate)):
+        if not value:
+            raise _fail(e, r.key(key), None, "required when custom_domain is set")
+    if (zone_id is None) != (zone_name is None):
+        raise _fail(
+            e,
+            r.key("hosted_zone_name"),
+            zone_name,
+            "hosted_zone_id and hosted_zone_name set together (or neither)",
+        )
+    if zone_name is not None and not (domain == zone_name or domain.endswith("." + zone_name)):
+        raise _fail(e, r.key("hosted_zone_name"), zone_name, f"a zone that contains {domain}")
+    # API Gateway takes an EDGE certificate from us-east-1 only, a REGIONAL one from the API's region only.
+    cert_region = re.fullmatch(CERTIFICATE_ARN_RE, certificate).group(1)  # type: ignore[union-attr]
+    if endpoint == "EDGE" and cert_region != "us-east-1":
+        raise _fail(
+            e, r.key("certificate_arn"), certificate, "a certificate in us-east-1 for an EDGE endpoint"
+        )
+    if endpoint == "REGIONAL" and region is not None and cert_region != region:
+        raise _fail(e, r.key("certificate_arn"), certificate, f"a certificate in the stack's region {region}")
+    return CustomDomainSettings(
+        domain_name=domain,
+        certificate_arn=certificate,
+        endpoint_type=endpoint,
+        hosted_zone_id=zone_id,
+        hosted_zone_name=zone_name,
+    )
+
+
 def parse_environment(name: str, raw: Any) -> EnvironmentConfig:
     if name not in ENVIRONMENT_NAMES:
         raise ConfigError(
@@ -405,6 +472,9 @@ def parse_environment(name: str, raw: Any) -> EnvironmentConfig:
         ),
         termination_protection=r.get("termination_protection", is_prod, _bool(e)),
         guardrails=_parse_guardrails(r.child("guardrails")),
+        custom_domain=_parse_custom_domain(
+            r.child("custom_domain"), r.get("region", None, _pattern(e, REGION_RE, "an AWS region"))
+        ),
     )
     r.finish([f.name for f in fields(EnvironmentConfig) if f.name != "name"])
     if (config.account is None) != (config.region is None):

@@ -25,6 +25,7 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import custom_resources as cr
 from constructs import Construct
 
+from stacks.constructs.nag import nag_stack_arn_pattern
 from stacks.constructs.stack_policy import StackPolicy, StackPolicyError
 
 
@@ -130,9 +131,7 @@ class StackPolicyStack(Stack):
                 reason="Calls only the CloudFormation API; handles no health-care data",
             ),
         )
-        stack_arn = (
-            f"arn:<AWS::Partition>:cloudformation:<AWS::Region>:<AWS::AccountId>:stack/{self._target_name}/*"
-        )
+        stack_arn = nag_stack_arn_pattern(self, self._target_name)
         Validations.of(self.managed_policy).acknowledge(
             Acknowledgment(
                 id=f"AwsSolutions::AwsSolutions-IAM5[Resource::{stack_arn}]",

@@ -14,6 +14,7 @@ from stacks.config import (
     LOG_RETENTION_DAYS,
     ConfigError,
     CustomCanary,
+    CustomDomainSettings,
     parse_environment,
     parse_environments,
 )
@@ -69,6 +70,25 @@ def test_custom_canary_and_network_parse() -> None:
     assert cfg.deployment.config == CustomCanary(kind="linear", percent=20, interval_minutes=3)
     assert cfg.network is not None and cfg.network.subnet_ids == ("subnet-0123456789abcdef0",)
     assert cfg.alarms.thresholds == (("error_rate_percent", 2.0),)
+
+
+CERT_EU = "arn:aws:acm:eu-west-1:123456789012:certificate/0b6c9e2e-5a8e-4b8e-9c1e-0123456789ab"
+CERT_US = "arn:aws:acm:us-east-1:123456789012:certificate/1c7d0f3f-6b9f-4c9f-8d2f-0123456789ab"
+
+
+def test_custom_domain_parses_with_defaults() -> None:
+    cfg = parse_environment(
+        "prod",
+        {
+            "account": "123456789012",
+            "region": "eu-west-1",
+            "custom_domain": {"domain_name": "api.credentialmate.com", "certificate_arn": CERT_EU},
+        },
+    )
+    assert cfg.custom_domain == CustomDomainSettings(
+        domain_name="api.credentialmate.com", certificate_arn=CERT_EU, endpoint_type="REGIONAL"
+    )
+    assert parse_environment("prod", {"custom_domain": None}).custom_domain is None
 
 
 # Each case: (environment block overrides, text that must appear in the one error message)
@@ -180,6 +200,69 @@ BAD_VALUES: list[tuple[str, dict[str, Any], list[str]]] = [
     ),
     ("unknown top-level key", {"memory": 512}, ["environments.prod.memory", "unknown key", "allowed keys"]),
     ("unknown nested key", {"function": {"memory": 512}}, ["function.memory", "unknown key", "memory_mb"]),
+    (
+        "custom domain without certificate",
+        {"custom_domain": {"domain_name": "api.credentialmate.com"}},
+        ["custom_domain.certificate_arn", "required when custom_domain is set"],
+    ),
+    (
+        "custom domain given as a URL",
+        {"custom_domain": {"domain_name": "https://api.credentialmate.com", "certificate_arn": CERT_EU}},
+        ["custom_domain.domain_name", "https://api.credentialmate.com", "DNS name"],
+    ),
+    (
+        "certificate not an ACM ARN",
+        {"custom_domain": {"domain_name": "api.credentialmate.com", "certificate_arn": "my-cert"}},
+        ["custom_domain.certificate_arn", "my-cert", "ACM certificate ARN"],
+    ),
+    (
+        "regional certificate from another region",
+        {
+            "account": "123456789012",
+            "region": "eu-west-1",
+            "custom_domain": {"domain_name": "api.credentialmate.com", "certificate_arn": CERT_US},
+        },
+        ["custom_domain.certificate_arn", "stack's region eu-west-1"],
+    ),
+    (
+        "edge certificate outside us-east-1",
+        {
+            "custom_domain": {
+                "domain_name": "api.credentialmate.com",
+                "certificate_arn": CERT_EU,
+                "endpoint_type": "EDGE",
+            }
+        },
+        ["custom_domain.certificate_arn", "us-east-1 for an EDGE endpoint"],
+    ),
+    (
+        "hosted zone that does not contain the name",
+        {
+            "custom_domain": {
+                "domain_name": "api.credentialmate.com",
+                "certificate_arn": CERT_EU,
+                "hosted_zone_id": "Z0123456789ABC",
+                "hosted_zone_name": "example.com",
+            }
+        },
+        ["custom_domain.hosted_zone_name", "example.com", "contains api.credentialmate.com"],
+    ),
+    (
+        "hosted zone ID without its name",
+        {
+            "custom_domain": {
+                "domain_name": "api.credentialmate.com",
+                "certificate_arn": CERT_EU,
+                "hosted_zone_id": "Z0123456789ABC",
+            }
+        },
+        ["custom_domain.hosted_zone_name", "together"],
+    ),
+    (
+        "unknown custom domain key",
+        {"custom_domain": {"domain": "api.credentialmate.com"}},
+        ["custom_domain.domain", "unknown key", "certificate_arn"],
+    ),
     (
         "deny role not an ARN",
         {"guardrails": {"deny_direct_mutation_role_arns": ["admin"]}},

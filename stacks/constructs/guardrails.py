@@ -29,6 +29,8 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
+from stacks.constructs.nag import nag_stack_arn_pattern
+
 DRIFT_CHECK_SRC = Path(__file__).resolve().parents[2] / "lambda_src" / "drift_check"
 METRIC_NAMESPACE = "CredentialMate/Guardrails"
 CLOUDFORMATION = "cloudformation.amazonaws.com"
@@ -453,10 +455,10 @@ class CodeDriftCheck(Construct):
             )
             for finding in _function_arn_findings(functions)
         ]
+        stack_arn = nag_stack_arn_pattern(Stack.of(self), self._stack_name)
         acks.append(
             Acknowledgment(
-                id="AwsSolutions::AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:cloudformation:<AWS::Region>:"
-                f"<AWS::AccountId>:stack/{self._stack_name}/*]",
+                id=f"AwsSolutions::AwsSolutions-IAM5[Resource::{stack_arn}]",
                 reason="The trailing /* is the stack's unique ID, unknown before it exists; the stack name "
                 "is fixed",
             )

@@ -1,0 +1,160 @@
+"""The custom-domain switch (api.credentialmate.com): config, template, stack policy.
+
+One full app is synthesized for this module with a custom domain in both environments: prod REGIONAL with
+its Route 53 records, staging EDGE with DNS managed elsewhere. The committed cdk.json has none.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aws_cdk.assertions import Match, Template
+
+from tests.cfn_lint import cfn_lint_errors
+
+PROD_CERT = "arn:aws:acm:eu-west-1:123456789012:certificate/0b6c9e2e-5a8e-4b8e-9c1e-0123456789ab"
+EDGE_CERT = "arn:aws:acm:us-east-1:123456789012:certificate/1c7d0f3f-6b9f-4c9f-8d2f-0123456789ab"
+# docs/migration-from-sam.md hands these to `cdk import`: renaming them breaks the documented migration.
+DOMAIN_ID = "CustomDomain50EDADAC"
+MAPPING_ID = "CustomDomainRootMapping376FA43B"
+
+
+@pytest.fixture(scope="module")
+def domain_app(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    import aws_cdk as cdk
+
+    from app import build_app, write_policies
+    from tests.conftest import REPO_ROOT
+
+    context = json.loads((REPO_ROOT / "cdk.json").read_text())["context"]
+    envs = context["environments"]
+    envs["prod"] = {
+        **envs["prod"],
+        "account": "123456789012",
+        "region": "eu-west-1",
+        "custom_domain": {
+            "domain_name": "api.credentialmate.com",
+            "certificate_arn": PROD_CERT,
+            "hosted_zone_id": "Z0123456789ABCDEFGHIJ",
+            "hosted_zone_name": "credentialmate.com",
+        },
+    }
+    envs["staging"] = {
+        **envs["staging"],
+        "custom_domain": {
+            "domain_name": "api.staging.credentialmate.com",
+            "certificate_arn": EDGE_CERT,
+            "endpoint_type": "EDGE",
+        },
+    }
+    outdir = tmp_path_factory.mktemp("cdk-out-domain")
+    app = cdk.App(context=context, outdir=str(outdir))
+    stacks, policies = build_app(app)
+    app.synth()  # cdk-nag included: a custom domain must not bring unacknowledged findings
+    write_policies(outdir, policies)
+    return {"outdir": outdir, "stacks": stacks}
+
+
+def _template(app: dict[str, Any], env: str) -> dict[str, Any]:
+    path = Path(app["outdir"]) / f"credmate-lambda-{env}.template.json"
+    return json.loads(path.read_text())
+
+
+def test_prod_maps_the_name_at_the_root_to_the_api_stage(domain_app: dict[str, Any]) -> None:
+    tpl = Template.from_json(_template(domain_app, "prod"))
+    # THEN a regional TLS 1.2 domain with the configured certificate, retained if it ever leaves the template
+    tpl.has_resource(
+        "AWS::ApiGateway::DomainName",
+        {
+            "Properties": {
+                "DomainName": "api.credentialmate.com",
+                "RegionalCertificateArn": PROD_CERT,
+                "EndpointConfiguration": {"Types": ["REGIONAL"]},
+                "SecurityPolicy": "TLS_1_2",
+            },
+            "DeletionPolicy": "Retain",
+            "UpdateReplacePolicy": "Retain",
+        },
+    )
+    # AND one root mapping (no base path: paths reach Mangum unprefixed) to this API's deployed stage
+    tpl.resource_count_is("AWS::ApiGateway::BasePathMapping", 1)
+    tpl.has_resource(
+        "AWS::ApiGateway::BasePathMapping",
+        {
+            "Properties": {
+                "DomainName": {"Ref": DOMAIN_ID},
+                "RestApiId": {"Ref": "ApiF70053CD"},
+                "Stage": {"Ref": Match.string_like_regexp("^ApiDeploymentStagev1")},
+                "BasePath": Match.absent(),
+            },
+            "DeletionPolicy": "Retain",
+        },
+    )
+
+
+def test_prod_owns_its_alias_records(domain_app: dict[str, Any]) -> None:
+    tpl = Template.from_json(_template(domain_app, "prod"))
+    for record_type in ("A", "AAAA"):
+        tpl.has_resource_properties(
+            "AWS::Route53::RecordSet",
+            {
+                "Name": "api.credentialmate.com.",
+                "Type": record_type,
+                "HostedZoneId": "Z0123456789ABCDEFGHIJ",
+                "AliasTarget": {
+                    "DNSName": {"Fn::GetAtt": [DOMAIN_ID, "RegionalDomainName"]},
+                    "HostedZoneId": {"Fn::GetAtt": [DOMAIN_ID, "RegionalHostedZoneId"]},
+                },
+            },
+        )
+    outputs = _template(domain_app, "prod")["Outputs"]
+    assert any(o.get("Value") == "https://api.credentialmate.com/" for o in outputs.values())
+
+
+def test_staging_edge_domain_leaves_dns_alone(domain_app: dict[str, Any]) -> None:
+    tpl = Template.from_json(_template(domain_app, "staging"))
+    tpl.has_resource_properties(
+        "AWS::ApiGateway::DomainName",
+        {
+            "DomainName": "api.staging.credentialmate.com",
+            "CertificateArn": EDGE_CERT,
+            "EndpointConfiguration": {"Types": ["EDGE"]},
+        },
+    )
+    tpl.resource_count_is("AWS::Route53::RecordSet", 0)
+    outputs = _template(domain_app, "staging")["Outputs"]
+    targets = [o for o in outputs.values() if "must point" in o.get("Description", "")]
+    assert targets and targets[0]["Value"] == {"Fn::GetAtt": [DOMAIN_ID, "DistributionDomainName"]}
+
+
+@pytest.mark.parametrize("env", ["staging", "prod"])
+def test_domain_and_mapping_keep_their_logical_ids_and_stack_policy(
+    domain_app: dict[str, Any], env: str
+) -> None:
+    tpl = _template(domain_app, env)
+    assert tpl["Resources"][DOMAIN_ID]["Type"] == "AWS::ApiGateway::DomainName"
+    assert tpl["Resources"][MAPPING_ID]["Type"] == "AWS::ApiGateway::BasePathMapping"
+    policy = json.loads((Path(domain_app["outdir"]) / f"credmate-lambda-{env}.stack-policy.json").read_text())
+    denied = {
+        r
+        for s in policy["Statement"]
+        if s["Effect"] == "Deny" and "Update:Replace" in s["Action"]
+        for r in s.get("Resource", [])
+    }
+    assert f"LogicalResourceId/{DOMAIN_ID}" in denied and f"LogicalResourceId/{MAPPING_ID}" in denied
+
+
+def test_domain_templates_pass_cfn_lint(domain_app: dict[str, Any]) -> None:
+    out = Path(domain_app["outdir"])
+    errors = cfn_lint_errors(*(out / f"credmate-lambda-{env}.template.json" for env in ("staging", "prod")))
+    assert errors == [], errors
+
+
+def test_committed_config_has_no_custom_domain(synthesized: dict[str, Any]) -> None:
+    for env in ("staging", "prod"):
+        tpl = json.loads((Path(synthesized["outdir"]) / f"credmate-lambda-{env}.template.json").read_text())
+        types = {r["Type"] for r in tpl["Resources"].values()}
+        assert "AWS::ApiGateway::DomainName" not in types and "AWS::ApiGateway::BasePathMapping" not in types
