@@ -9,9 +9,9 @@ export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 export PYTHONDONTWRITEBYTECODE := 1
 CDK := npx --no-install cdk
 ENV ?= staging
-STACK = credmate-lambda-$(ENV)
+STACK = credmate-backend-$(ENV)
 
-.PHONY: setup synth test lint typecheck unit diff deploy bench local-invoke diagram wait-deployments clean
+.PHONY: setup synth test lint typecheck unit diff deploy bench local-invoke diagram smoke wait-deployments clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt apps/backend-api/requirements.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -63,6 +63,9 @@ local-invoke: setup
 
 diagram: synth
 	$(PY) scripts/diagram.py --out docs/architecture.svg
+
+smoke: setup
+	$(PY) scripts/smoke_test.py --url $(URL)
 
 clean:
 	rm -rf cdk.out .cache

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Refuse deploy commands that bypass the canary for staging and prod. `make deploy` runs this first:
 
-    python scripts/deploy_guard.py STACK [CDK ARGS...]      # e.g. credmate-lambda-prod --hotswap -> refused
+    python scripts/deploy_guard.py STACK [CDK ARGS...]      # e.g. credmate-backend-prod --hotswap -> refused
 
 Why: `cdk deploy --hotswap`, `--hotswap-fallback`, `cdk watch` (and `cdk deploy --watch`, which hotswaps by
 default) and `sam sync` update Lambda code and configuration with direct Lambda API calls
@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 PROTECTED_ENVIRONMENTS = ("staging", "prod")
-STACK_PREFIX = "credmate-lambda-"
+STACK_PREFIX = "credmate-backend-"
 PROTECTED_STACKS = tuple(
     f"{STACK_PREFIX}{env}{suffix}" for env in PROTECTED_ENVIRONMENTS for suffix in ("", "-policy")
 )
@@ -112,7 +112,7 @@ def targeted_protected_stacks(words: Sequence[str], flags: Sequence[str]) -> lis
     if "--all" in flags or not stacks:
         return list(PROTECTED_STACKS)
     hits = [p for p in PROTECTED_STACKS for s in stacks if fnmatch.fnmatchcase(p, s)]
-    # Anything naming an environment, however spelled (e.g. a path like App/credmate-lambda-prod).
+    # Anything naming an environment, however spelled (e.g. a path like App/credmate-backend-prod).
     hits += [s for s in stacks if any(f"-{env}" in s for env in PROTECTED_ENVIRONMENTS)]
     return sorted(set(hits))
 

@@ -26,7 +26,7 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from stacks.compliance import acknowledge_backend
-from stacks.config import EnvironmentConfig
+from stacks.config import CORS_HEADERS, CORS_METHODS, EnvironmentConfig
 from stacks.constructs.alarms import AlarmThresholds, ApiAlarms, FunctionAlarms, ServiceHealthAlarm
 from stacks.constructs.bundling import DEFAULT_EXCLUDES, BundleSpec, HandlerCheck, bytecode_modules_for
 from stacks.constructs.canary import CanaryDeployment, PostTrafficChecks, stage_url
@@ -48,8 +48,6 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 PROBE_MODULE = REPO_ROOT / "lambda_src" / "probe" / "credmate_probe.py"
 HOOKS_SRC = REPO_ROOT / "lambda_src" / "hooks"
 API_STAGE = "v1"
-CORS_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
-CORS_HEADERS = ("Authorization", "Content-Type")
 RUNBOOK_URL = "https://github.com/credentialmate/credmate-lambda/blob/main/docs/runbook.md"
 # Packages the handlers import lazily; the probe imports them so a missing one fails the canary, not a user.
 PROBE_IMPORTS = ("sqlalchemy", "alembic", "psycopg2", "jose", "passlib", "httpx", "boto3")

@@ -54,6 +54,10 @@ PREDEFINED_DEPLOYMENT_CONFIGS = (
     "Linear10PercentEvery10Minutes",
 )
 DEFAULT_CORS_ORIGINS = ("https://credentialmate.com",)
+# What the API allows across origins (API Gateway preflight) and what the post-traffic hook and
+# scripts/smoke_test.py require of it.
+CORS_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+CORS_HEADERS = ("Authorization", "Content-Type")
 
 
 class ConfigError(ValueError):
@@ -146,7 +150,7 @@ class EnvironmentConfig:
 
     @property
     def stack_name(self) -> str:
-        return f"credmate-lambda-{self.name}"
+        return f"credmate-backend-{self.name}"
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -30,8 +30,8 @@ def test_committed_cdk_json_parses_with_the_documented_defaults() -> None:
     envs = parse_environments(real_environments())
     assert set(envs) == {"staging", "prod"}
     prod, staging = envs["prod"], envs["staging"]
-    assert prod.stack_name == "credmate-lambda-prod"
-    assert staging.stack_name == "credmate-lambda-staging"
+    assert prod.stack_name == "credmate-backend-prod"
+    assert staging.stack_name == "credmate-backend-staging"
     assert prod.termination_protection is True
     assert prod.deployment.config == "Canary10Percent5Minutes"
     assert staging.deployment.config == "AllAtOnce"

@@ -59,7 +59,7 @@ def domain_app(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 
 def _template(app: dict[str, Any], env: str) -> dict[str, Any]:
-    path = Path(app["outdir"]) / f"credmate-lambda-{env}.template.json"
+    path = Path(app["outdir"]) / f"credmate-backend-{env}.template.json"
     return json.loads(path.read_text())
 
 
@@ -137,7 +137,9 @@ def test_domain_and_mapping_keep_their_logical_ids_and_stack_policy(
     tpl = _template(domain_app, env)
     assert tpl["Resources"][DOMAIN_ID]["Type"] == "AWS::ApiGateway::DomainName"
     assert tpl["Resources"][MAPPING_ID]["Type"] == "AWS::ApiGateway::BasePathMapping"
-    policy = json.loads((Path(domain_app["outdir"]) / f"credmate-lambda-{env}.stack-policy.json").read_text())
+    policy = json.loads(
+        (Path(domain_app["outdir"]) / f"credmate-backend-{env}.stack-policy.json").read_text()
+    )
     denied = {
         r
         for s in policy["Statement"]
@@ -149,12 +151,12 @@ def test_domain_and_mapping_keep_their_logical_ids_and_stack_policy(
 
 def test_domain_templates_pass_cfn_lint(domain_app: dict[str, Any]) -> None:
     out = Path(domain_app["outdir"])
-    errors = cfn_lint_errors(*(out / f"credmate-lambda-{env}.template.json" for env in ("staging", "prod")))
+    errors = cfn_lint_errors(*(out / f"credmate-backend-{env}.template.json" for env in ("staging", "prod")))
     assert errors == [], errors
 
 
 def test_committed_config_has_no_custom_domain(synthesized: dict[str, Any]) -> None:
     for env in ("staging", "prod"):
-        tpl = json.loads((Path(synthesized["outdir"]) / f"credmate-lambda-{env}.template.json").read_text())
+        tpl = json.loads((Path(synthesized["outdir"]) / f"credmate-backend-{env}.template.json").read_text())
         types = {r["Type"] for r in tpl["Resources"].values()}
         assert "AWS::ApiGateway::DomainName" not in types and "AWS::ApiGateway::BasePathMapping" not in types

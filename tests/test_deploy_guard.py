@@ -19,15 +19,15 @@ SCRIPTS = Path(deploy_guard.__file__).parent
 @pytest.mark.parametrize(
     "argv",
     [
-        ["credmate-lambda-prod", "--hotswap"],
-        ["credmate-lambda-prod", "--hotswap-fallback"],
-        ["credmate-lambda-staging", "--hotswap=true"],
-        ["credmate-lambda-prod", "credmate-lambda-prod-policy", "--watch"],
-        ["watch", "credmate-lambda-prod"],
+        ["credmate-backend-prod", "--hotswap"],
+        ["credmate-backend-prod", "--hotswap-fallback"],
+        ["credmate-backend-staging", "--hotswap=true"],
+        ["credmate-backend-prod", "credmate-backend-prod-policy", "--watch"],
+        ["watch", "credmate-backend-prod"],
         ["deploy", "--all", "--hotswap"],
         ["--hotswap"],  # no stack named: cdk may deploy every stack, prod included
-        ["credmate-lambda-*", "--hotswap"],
-        ["--require-approval", "never", "credmate-lambda-prod", "--hotswap"],
+        ["credmate-backend-*", "--hotswap"],
+        ["--require-approval", "never", "credmate-backend-prod", "--hotswap"],
     ],
 )
 def test_bypass_modes_are_refused_for_staging_and_prod(argv):
@@ -39,13 +39,13 @@ def test_bypass_modes_are_refused_for_staging_and_prod(argv):
 @pytest.mark.parametrize(
     "argv",
     [
-        ["credmate-lambda-prod"],
-        ["credmate-lambda-prod", "credmate-lambda-prod-policy", "--require-approval", "never"],
-        ["credmate-lambda-staging", "--hotswap=false"],
-        ["credmate-lambda-dev", "--hotswap"],  # a personal dev stack may hotswap
-        ["watch", "credmate-lambda-dev"],
+        ["credmate-backend-prod"],
+        ["credmate-backend-prod", "credmate-backend-prod-policy", "--require-approval", "never"],
+        ["credmate-backend-staging", "--hotswap=false"],
+        ["credmate-backend-dev", "--hotswap"],  # a personal dev stack may hotswap
+        ["watch", "credmate-backend-dev"],
         # "--require-approval" takes a value: "never" is not a stack name, and the stack is dev.
-        ["--require-approval", "never", "credmate-lambda-dev", "--hotswap"],
+        ["--require-approval", "never", "credmate-backend-dev", "--hotswap"],
     ],
 )
 def test_normal_deploys_and_dev_stacks_are_allowed(argv):
@@ -53,24 +53,24 @@ def test_normal_deploys_and_dev_stacks_are_allowed(argv):
 
 
 def test_each_bypass_gets_its_own_reason_naming_the_stack():
-    reasons = [r.reason for r in deploy_guard.check(["watch", "credmate-lambda-prod", "--hotswap"])]
+    reasons = [r.reason for r in deploy_guard.check(["watch", "credmate-backend-prod", "--hotswap"])]
     assert len(reasons) == 2
-    assert reasons[0].startswith("--hotswap is not allowed for credmate-lambda-prod")
+    assert reasons[0].startswith("--hotswap is not allowed for credmate-backend-prod")
     assert "CodeDeploy canary" in reasons[0]
-    assert reasons[1].startswith("`cdk watch` is not allowed for credmate-lambda-prod")
+    assert reasons[1].startswith("`cdk watch` is not allowed for credmate-backend-prod")
 
 
 def test_main_exits_non_zero_with_a_message(capsys):
-    assert deploy_guard.main(["credmate-lambda-prod", "--hotswap"]) == 2
+    assert deploy_guard.main(["credmate-backend-prod", "--hotswap"]) == 2
     err = capsys.readouterr().err
     assert "refusing to deploy" in err and "docs/guardrails.md" in err
-    assert deploy_guard.main(["credmate-lambda-prod"]) == 0
+    assert deploy_guard.main(["credmate-backend-prod"]) == 0
 
 
 def test_the_make_target_invocation_blocks_before_cdk_runs():
     """As `make deploy ENV=prod CDK_ARGS=--hotswap` runs it: a separate process, non-zero exit."""
     done = subprocess.run(
-        [sys.executable, str(SCRIPTS / "deploy_guard.py"), "credmate-lambda-prod", "--hotswap"],
+        [sys.executable, str(SCRIPTS / "deploy_guard.py"), "credmate-backend-prod", "--hotswap"],
         capture_output=True,
         text=True,
         check=False,

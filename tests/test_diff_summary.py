@@ -3,7 +3,7 @@
 """scripts/diff_summary.py on fixture template pairs (tests/fixtures/diff), and scripts/pr_diff.py's
 argument handling, worktree lifecycle and report writing with fake synth/diff commands (no CDK, no AWS).
 
-Fixtures: base.template.json is a trimmed synth of credmate-lambda-prod; each <case>.template.json is the
+Fixtures: base.template.json is a trimmed synth of credmate-backend-prod; each <case>.template.json is the
 same stack after one kind of change; sg_broadening has its own old template (a VPC-placed variant)."""
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import diff_summary as ds
 import pr_diff
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "diff"
-STACK = "credmate-lambda-prod"
+STACK = "credmate-backend-prod"
 FUNCTIONS = {
     "BackendApi/Function": "BackendApiFunction1069C09C",
     "Worker/Function": "WorkerFunctionACE6A4B0",
@@ -547,22 +547,22 @@ def _assembly(
         }
         if policy is not None:
             (folder / f"{stack}.stack-policy.json").write_text(json.dumps(policy))
-    artifacts["credmate-lambda-prod-policy"] = {"type": "aws:cloudformation:stack"}
-    artifacts["credmate-lambda-prod.assets"] = {"type": "cdk:asset-manifest"}
+    artifacts["credmate-backend-prod-policy"] = {"type": "aws:cloudformation:stack"}
+    artifacts["credmate-backend-prod.assets"] = {"type": "cdk:asset-manifest"}
     (folder / "manifest.json").write_text(json.dumps({"version": "55.0.0", "artifacts": artifacts}))
 
 
 def test_environment_stacks_skip_policy_stacks_and_assets(tmp_path):
     _assembly(
-        tmp_path, {"credmate-lambda-prod": {"Resources": {}}, "credmate-lambda-staging": {"Resources": {}}}
+        tmp_path, {"credmate-backend-prod": {"Resources": {}}, "credmate-backend-staging": {"Resources": {}}}
     )
     stacks = pr_diff.environment_stacks(tmp_path)
-    assert stacks == ["credmate-lambda-prod", "credmate-lambda-staging"]
-    assert pr_diff.select_stacks(stacks, ["credmate-lambda-prod"]) == ["credmate-lambda-prod"]
+    assert stacks == ["credmate-backend-prod", "credmate-backend-staging"]
+    assert pr_diff.select_stacks(stacks, ["credmate-backend-prod"]) == ["credmate-backend-prod"]
     with pytest.raises(
-        pr_diff.UsageError, match=r"--stacks: credmate-lambda-dev not in .*available: credmate"
+        pr_diff.UsageError, match=r"--stacks: credmate-backend-dev not in .*available: credmate"
     ):
-        pr_diff.select_stacks(stacks, ["credmate-lambda-dev"])
+        pr_diff.select_stacks(stacks, ["credmate-backend-dev"])
     with pytest.raises(pr_diff.PrDiffError, match=r"manifest\.json: cannot read"):
         pr_diff.environment_stacks(tmp_path / "missing")
 

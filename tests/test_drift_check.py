@@ -21,8 +21,8 @@ from botocore.stub import Stubber
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lambda_src" / "drift_check"))
 import drift_check as dc
 
-STACK = "credmate-lambda-prod"
-FN = "credmate-lambda-prod-BackendApiFunction-ABC123"
+STACK = "credmate-backend-prod"
+FN = "credmate-backend-prod-BackendApiFunction-ABC123"
 V7 = f"arn:aws:lambda:us-east-1:123456789012:function:{FN}:7"
 SHA_DEPLOYED = "deployedsha256="
 SHA_OTHER = "handpatchedsha256="

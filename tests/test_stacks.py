@@ -39,7 +39,7 @@ PROTECTED_IDS = {
 
 
 def template(synthesized: dict[str, Any], env: str) -> dict[str, Any]:
-    path = Path(synthesized["outdir"]) / f"credmate-lambda-{env}.template.json"
+    path = Path(synthesized["outdir"]) / f"credmate-backend-{env}.template.json"
     return json.loads(path.read_text())
 
 
@@ -58,7 +58,7 @@ def test_protected_logical_ids_never_change(synthesized: dict[str, Any], env: st
     missing = PROTECTED_IDS - set(tpl["Resources"])
     assert not missing, f"renamed or removed (CloudFormation would replace them): {sorted(missing)}"
     policy = json.loads(
-        (Path(synthesized["outdir"]) / f"credmate-lambda-{env}.stack-policy.json").read_text()
+        (Path(synthesized["outdir"]) / f"credmate-backend-{env}.stack-policy.json").read_text()
     )
     (deny,) = [s for s in policy["Statement"] if s["Effect"] == "Deny"]
     denied = {r.removeprefix("LogicalResourceId/") for r in deny["Resource"]}
@@ -68,8 +68,8 @@ def test_protected_logical_ids_never_change(synthesized: dict[str, Any], env: st
 
 def test_stack_names_and_termination_protection(synthesized: dict[str, Any]) -> None:
     stacks = synthesized["stacks"]
-    assert stacks["prod"].stack_name == "credmate-lambda-prod"
-    assert stacks["staging"].stack_name == "credmate-lambda-staging"
+    assert stacks["prod"].stack_name == "credmate-backend-prod"
+    assert stacks["staging"].stack_name == "credmate-backend-staging"
     assert stacks["prod"].termination_protection is True
     assert stacks["staging"].termination_protection is False
     assert synthesized["policies"]["prod"].dependencies == [stacks["prod"]]
@@ -203,7 +203,7 @@ def test_pre_traffic_hook_may_invoke_only_its_target_and_report_only_to_its_grou
 
 @pytest.mark.parametrize("env", ENVS)
 def test_cfn_lint_finds_no_errors(synthesized: dict[str, Any], env: str) -> None:
-    errors = cfn_lint_errors(Path(synthesized["outdir"]) / f"credmate-lambda-{env}.template.json")
+    errors = cfn_lint_errors(Path(synthesized["outdir"]) / f"credmate-backend-{env}.template.json")
     assert errors == [], errors
 
 

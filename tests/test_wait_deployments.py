@@ -11,7 +11,7 @@ from botocore.stub import Stubber
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 import wait_deployments
 
-STACK = "credmate-lambda-prod"
+STACK = "credmate-backend-prod"
 
 
 def clients() -> tuple[object, Stubber, object, Stubber]:

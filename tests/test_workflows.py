@@ -138,7 +138,7 @@ def test_make_call_parser():
 
 def environment_stacks() -> list[str]:
     context = json.loads((REPO_ROOT / "cdk.json").read_text())["context"]
-    return [f"credmate-lambda-{env}" for env in context["environments"]]
+    return [f"credmate-backend-{env}" for env in context["environments"]]
 
 
 def test_pr_runs_tests_synth_and_diff():
