@@ -70,7 +70,9 @@ REPLACEMENT_PROPERTIES: dict[str, frozenset[str]] = {
     "AWS::ApiGateway::Deployment": frozenset({"RestApiId", "DeploymentCanarySettings"}),
     "AWS::ApiGateway::Resource": frozenset({"ParentId", "PathPart", "RestApiId"}),
     "AWS::ApiGateway::Method": frozenset({"RestApiId"}),
-    "AWS::ApiGateway::BasePathMapping": frozenset({"DomainName"}),
+    # RestApiId and Stage update in place (UpdateBasePathMapping): the custom-domain switch relies on it.
+    "AWS::ApiGateway::BasePathMapping": frozenset({"DomainName", "BasePath"}),
+    "AWS::Route53::RecordSet": frozenset({"Name", "HostedZoneId", "HostedZoneName"}),
     "AWS::ApiGateway::DomainName": frozenset({"DomainName"}),
     "AWS::IAM::Role": frozenset({"RoleName", "Path"}),
     "AWS::IAM::ManagedPolicy": frozenset({"ManagedPolicyName", "Path", "Description"}),

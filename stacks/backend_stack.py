@@ -187,6 +187,7 @@ class BackendStack(Stack):
             self,
             "CampaignSchedule",
             schedule=events.Schedule.expression(config.campaign_schedule),
+            enabled=config.campaign_schedule_enabled,
             description="Starts the CredentialMate renewal campaign run",
         )
         schedule_rule.add_target(targets.LambdaFunction(scheduler.alias, retry_attempts=2))
@@ -264,7 +265,11 @@ class BackendStack(Stack):
                 topic=self.topic,
                 runbook_url=RUNBOOK_URL,
                 dlq=dlq if g is worker else None,
-                expected_invocation_window=_window(config.campaign_schedule) if g is scheduler else None,
+                expected_invocation_window=(
+                    _window(config.campaign_schedule)
+                    if g is scheduler and config.campaign_schedule_enabled
+                    else None
+                ),
             )
             self.function_alarms[g.label] = alarms
             self.canaries[g.label] = CanaryDeployment(

@@ -116,6 +116,14 @@ class GuardrailSettings:
 
 
 @dataclass(frozen=True)
+class MappedApi:
+    """Another stack's REST API stage (the SAM stack's) that the name keeps serving during the migration."""
+
+    rest_api_id: str
+    stage: str
+
+
+@dataclass(frozen=True)
 class CustomDomainSettings:
     """The API's public name (api.credentialmate.com), mapped at the root to the API's stage.
 
@@ -129,6 +137,9 @@ class CustomDomainSettings:
     # Route 53 alias records (A and AAAA) for the name, when the stack owns the DNS record too.
     hosted_zone_id: str | None = None
     hosted_zone_name: str | None = None
+    # The migration switch (docs/migration-from-sam.md): set, the name serves that API; removed, this
+    # stack's. The mapping is the same resource either way, so the switch is an in-place update.
+    mapped_api: MappedApi | None = None
 
 
 @dataclass(frozen=True)
@@ -144,6 +155,9 @@ class EnvironmentConfig:
     deployment: DeploymentSettings = field(default_factory=DeploymentSettings)
     log_retention_days: int = 30
     campaign_schedule: str = "rate(1 hour)"
+    # False while another stack's scheduler still runs the campaigns (the SAM stack during the migration):
+    # two schedulers would send every renewal reminder twice. No MissedRuns alarm while off.
+    campaign_schedule_enabled: bool = True
     termination_protection: bool = False
     guardrails: GuardrailSettings = field(default_factory=GuardrailSettings)
     custom_domain: CustomDomainSettings | None = None
@@ -396,6 +410,19 @@ def _parse_guardrails(r: _Reader) -> GuardrailSettings:
     return result
 
 
+def _parse_mapped_api(r: _Reader) -> MappedApi | None:
+    if not r.raw:
+        return None
+    e = r.env
+    api_id = r.get("rest_api_id", "", _pattern(e, r"[a-z0-9]{10}", "a REST API ID like a1b2c3d4e5"))
+    stage = r.get("stage", "", _pattern(e, r"[A-Za-z0-9_-]{1,128}", "a stage name like Prod"))
+    r.finish([f.name for f in fields(MappedApi)])
+    for key, value in (("rest_api_id", api_id), ("stage", stage)):
+        if not value:
+            raise _fail(e, r.key(key), None, "required when mapped_api is set")
+    return MappedApi(rest_api_id=api_id, stage=stage)
+
+
 def _parse_custom_domain(r: _Reader, region: str | None) -> CustomDomainSettings | None:
     if not r.raw:
         return None
@@ -413,6 +440,7 @@ def _parse_custom_domain(r: _Reader, region: str | None) -> CustomDomainSettings
         "hosted_zone_id", None, _pattern(e, HOSTED_ZONE_RE, "a Route 53 hosted zone ID like Z0123456789ABC")
     )
     zone_name = r.get("hosted_zone_name", None, _pattern(e, DOMAIN_RE, "the hosted zone's DNS name"))
+    mapped = _parse_mapped_api(r.child("mapped_api"))
     r.finish([f.name for f in fields(CustomDomainSettings)])
     for key, value in (("domain_name", domain), ("certificate_arn", certificate)):
         if not value:
@@ -440,6 +468,7 @@ def _parse_custom_domain(r: _Reader, region: str | None) -> CustomDomainSettings
         endpoint_type=endpoint,
         hosted_zone_id=zone_id,
         hosted_zone_name=zone_name,
+        mapped_api=mapped,
     )
 
 
@@ -474,6 +503,7 @@ def parse_environment(name: str, raw: Any) -> EnvironmentConfig:
             "rate(1 hour)",
             _pattern(e, SCHEDULE_RE, "rate(N minutes|hours|days) or cron(6 fields)"),
         ),
+        campaign_schedule_enabled=r.get("campaign_schedule_enabled", True, _bool(e)),
         termination_protection=r.get("termination_protection", is_prod, _bool(e)),
         guardrails=_parse_guardrails(r.child("guardrails")),
         custom_domain=_parse_custom_domain(

@@ -259,6 +259,33 @@ BAD_VALUES: list[tuple[str, dict[str, Any], list[str]]] = [
         ["custom_domain.hosted_zone_name", "together"],
     ),
     (
+        "mapped API ID malformed",
+        {
+            "custom_domain": {
+                "domain_name": "api.credentialmate.com",
+                "certificate_arn": CERT_EU,
+                "mapped_api": {"rest_api_id": "SAM-API", "stage": "Prod"},
+            }
+        },
+        ["custom_domain.mapped_api.rest_api_id", "SAM-API", "REST API ID"],
+    ),
+    (
+        "mapped API without stage",
+        {
+            "custom_domain": {
+                "domain_name": "api.credentialmate.com",
+                "certificate_arn": CERT_EU,
+                "mapped_api": {"rest_api_id": "a1b2c3d4e5"},
+            }
+        },
+        ["custom_domain.mapped_api.stage", "required when mapped_api is set"],
+    ),
+    (
+        "schedule switch not bool",
+        {"campaign_schedule_enabled": "no"},
+        ["campaign_schedule_enabled", "'no'", "true or false"],
+    ),
+    (
         "unknown custom domain key",
         {"custom_domain": {"domain": "api.credentialmate.com"}},
         ["custom_domain.domain", "unknown key", "certificate_arn"],

@@ -6,6 +6,7 @@ its Route 53 records, staging EDGE with DNS managed elsewhere. The committed cdk
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 from typing import Any
@@ -44,10 +45,13 @@ def domain_app(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     }
     envs["staging"] = {
         **envs["staging"],
+        # Staging as prod looks mid-migration: the name still serves the SAM API, the schedule is off.
+        "campaign_schedule_enabled": False,
         "custom_domain": {
             "domain_name": "api.staging.credentialmate.com",
             "certificate_arn": EDGE_CERT,
             "endpoint_type": "EDGE",
+            "mapped_api": {"rest_api_id": "a1b2c3d4e5", "stage": "Prod"},
         },
     }
     outdir = tmp_path_factory.mktemp("cdk-out-domain")
@@ -160,3 +164,82 @@ def test_committed_config_has_no_custom_domain(synthesized: dict[str, Any]) -> N
         tpl = json.loads((Path(synthesized["outdir"]) / f"credmate-backend-{env}.template.json").read_text())
         types = {r["Type"] for r in tpl["Resources"].values()}
         assert "AWS::ApiGateway::DomainName" not in types and "AWS::ApiGateway::BasePathMapping" not in types
+
+
+def test_mid_migration_the_name_serves_the_mapped_api_and_the_schedule_is_off(
+    domain_app: dict[str, Any],
+) -> None:
+    tpl = _template(domain_app, "staging")
+    mapping = tpl["Resources"][MAPPING_ID]
+    assert mapping["Properties"]["RestApiId"] == "a1b2c3d4e5"
+    assert mapping["Properties"]["Stage"] == "Prod"
+    assert "BasePath" not in mapping["Properties"]
+    rules = [
+        r["Properties"]
+        for lid, r in tpl["Resources"].items()
+        if r["Type"] == "AWS::Events::Rule" and lid.startswith("CampaignSchedule")
+    ]
+    assert [r["State"] for r in rules] == ["DISABLED"], "two schedulers would send every campaign twice"
+    names = [lid for lid, r in tpl["Resources"].items() if r["Type"] == "AWS::CloudWatch::Alarm"]
+    assert not [n for n in names if "MissedRuns" in n], "no MissedRuns alarm while the schedule is off"
+    prod = _template(domain_app, "prod")
+    assert [lid for lid in prod["Resources"] if "MissedRuns" in lid], "prod keeps its MissedRuns alarm"
+
+
+def _domain_stack(mapped: bool) -> dict[str, Any]:
+    """Just the API and its custom domain in a small stack: the switch without a full synth."""
+    import aws_cdk as cdk
+    from aws_cdk import aws_apigateway as apigw
+
+    from stacks.config import CustomDomainSettings, MappedApi
+    from stacks.constructs.custom_domain import ApiCustomDomain
+
+    stack = cdk.Stack(cdk.App(), "switch", env=cdk.Environment(account="123456789012", region="eu-west-1"))
+    api = apigw.RestApi(stack, "Api", deploy_options=apigw.StageOptions(stage_name="v1"))
+    api.root.add_method("GET")
+    settings = CustomDomainSettings(
+        domain_name="api.credentialmate.com",
+        certificate_arn=PROD_CERT,
+        mapped_api=MappedApi(rest_api_id="a1b2c3d4e5", stage="Prod") if mapped else None,
+    )
+    ApiCustomDomain(stack, "CustomDomain", settings=settings, api=api, stage=api.deployment_stage)
+    return dict(Template.from_stack(stack).to_json())
+
+
+def test_removing_mapped_api_switches_the_name_in_place() -> None:
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+    import diff_summary as ds
+
+    # GIVEN the name mapped to the SAM API, WHEN mapped_api is removed from cdk.json
+    before, after = _domain_stack(mapped=True), _domain_stack(mapped=False)
+    changes = {c.logical_id: c for c in ds.resource_changes(before, after, None)}
+    # THEN the same mapping resource is modified in place (UpdateBasePathMapping: no gap), nothing is
+    # replaced or removed, and the domain itself is untouched
+    mapping = [lid for lid in changes if lid.startswith("CustomDomainRootMapping")]
+    assert len(mapping) == 1 and changes[mapping[0]].kind == "modified"
+    assert not [c for c in changes.values() if c.kind in ("replaced", "removed")]
+    assert not [lid for lid in changes if lid.startswith("CustomDomainDomain") or lid == DOMAIN_ID]
+    props = after["Resources"][mapping[0]]["Properties"]
+    assert props["RestApiId"] == {
+        "Ref": next(
+            k
+            for k in after["Resources"]
+            if k.startswith("Api") and after["Resources"][k]["Type"] == "AWS::ApiGateway::RestApi"
+        )
+    }
+
+
+def test_changing_the_base_path_would_be_a_replacement() -> None:
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+    import diff_summary as ds
+
+    before = _domain_stack(mapped=False)
+    after = copy.deepcopy(before)
+    (lid,) = [k for k, r in after["Resources"].items() if r["Type"] == "AWS::ApiGateway::BasePathMapping"]
+    after["Resources"][lid]["Properties"]["BasePath"] = "v2"
+    (change,) = [c for c in ds.resource_changes(before, after, None) if c.logical_id == lid]
+    assert change.kind == "replaced"

@@ -48,9 +48,24 @@ class ApiCustomDomain(Construct):
         self.domain.apply_removal_policy(RemovalPolicy.RETAIN)
         # The root mapping (no base path): paths reach the backend as they did under SAM, with no prefix
         # for Mangum to strip.
-        self.mapping = apigw.BasePathMapping(
-            self, "RootMapping", domain_name=self.domain, rest_api=api, stage=stage
-        )
+        mapped = settings.mapped_api
+        if mapped is None:
+            self.mapping = apigw.BasePathMapping(
+                self, "RootMapping", domain_name=self.domain, rest_api=api, stage=stage
+            )
+        else:
+            # Same construct ID, so the same logical ID: removing mapped_api is an in-place update of this
+            # mapping (API Gateway's UpdateBasePathMapping), which switches the name with no gap.
+            self.mapping = apigw.BasePathMapping(
+                self,
+                "RootMapping",
+                domain_name=self.domain,
+                rest_api=apigw.RestApi.from_rest_api_id(self, "MappedApi", mapped.rest_api_id),
+                attach_to_stage=False,
+            )
+            cfn_mapping = self.mapping.node.default_child
+            assert isinstance(cfn_mapping, apigw.CfnBasePathMapping)
+            cfn_mapping.stage = mapped.stage
         self.mapping.apply_removal_policy(RemovalPolicy.RETAIN)
         self.records: list[route53.RecordSet] = []
         if settings.hosted_zone_id and settings.hosted_zone_name:
