@@ -243,3 +243,19 @@ def test_changing_the_base_path_would_be_a_replacement() -> None:
     after["Resources"][lid]["Properties"]["BasePath"] = "v2"
     (change,) = [c for c in ds.resource_changes(before, after, None) if c.logical_id == lid]
     assert change.kind == "replaced"
+
+
+def test_migration_doc_names_the_real_logical_ids_keys_and_targets() -> None:
+    import re
+
+    from tests.conftest import REPO_ROOT
+
+    doc = (REPO_ROOT / "docs" / "migration-from-sam.md").read_text()
+    # `cdk import` needs exactly these IDs: a renamed construct would make the documented import fail.
+    assert DOMAIN_ID in doc and MAPPING_ID in doc
+    assert "credmate-lambda-prod" in doc and "credmate-backend-prod" in doc
+    for key in ("mapped_api", "campaign_schedule_enabled", "certificate_arn", "endpoint_type"):
+        assert f'"{key}"' in doc, key
+    targets = set(re.findall(r"^([a-z][a-z-]*):", (REPO_ROOT / "Makefile").read_text(), re.M))
+    used = set(re.findall(r"(?:^|`)make ([a-z][a-z-]*)", doc, re.M))
+    assert used and used <= targets, f"not Makefile targets: {sorted(used - targets)}"
