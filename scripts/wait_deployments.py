@@ -17,7 +17,16 @@ IN_PROGRESS = ["Created", "Queued", "InProgress", "Baking", "Ready"]
 
 def deployment_groups(cfn: Any, stack: str) -> list[tuple[str, str]]:
     """(application, deployment group) physical names of the stack's Lambda deployment groups."""
-    resources = cfn.describe_stack_resources(StackName=stack)["StackResources"]
+    # ListStackResources pages through every resource; DescribeStackResources stops at the first 100, and
+    # this stack has more, so it could silently miss deployment groups.
+    resources: list[dict[str, Any]] = []
+    token: str | None = None
+    while True:
+        page = cfn.list_stack_resources(StackName=stack, **({"NextToken": token} if token else {}))
+        resources += page["StackResourceSummaries"]
+        token = page.get("NextToken")
+        if not token:
+            break
     apps = [r["PhysicalResourceId"] for r in resources if r["ResourceType"] == "AWS::CodeDeploy::Application"]
     groups = [
         r["PhysicalResourceId"] for r in resources if r["ResourceType"] == "AWS::CodeDeploy::DeploymentGroup"

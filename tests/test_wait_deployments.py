@@ -28,20 +28,20 @@ def stack_resources(stub: Stubber) -> None:
             "LogicalResourceId": pid,
             "PhysicalResourceId": pid,
             "ResourceType": kind,
-            "Timestamp": "2026-11-22T00:00:00Z",
+            "LastUpdatedTimestamp": "2026-11-22T00:00:00Z",
             "ResourceStatus": "UPDATE_COMPLETE",
-            "StackName": STACK,
         }
 
+    # Two pages, the deployment group on the second: the stack has more than one page of resources.
     stub.add_response(
-        "describe_stack_resources",
-        {
-            "StackResources": [
-                res("AWS::CodeDeploy::Application", "app"),
-                res("AWS::CodeDeploy::DeploymentGroup", "grp"),
-            ]
-        },
+        "list_stack_resources",
+        {"StackResourceSummaries": [res("AWS::CodeDeploy::Application", "app")], "NextToken": "page-2"},
         {"StackName": STACK},
+    )
+    stub.add_response(
+        "list_stack_resources",
+        {"StackResourceSummaries": [res("AWS::CodeDeploy::DeploymentGroup", "grp")]},
+        {"StackName": STACK, "NextToken": "page-2"},
     )
 
 
