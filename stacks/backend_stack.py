@@ -250,6 +250,15 @@ class BackendStack(Stack):
         application = codedeploy.LambdaApplication(self, "DeployApplication")
         hooks_code = lambda_.Code.from_asset(str(HOOKS_SRC), exclude=["__pycache__", "*.pyc"])
         api_url = stage_url(self.api.rest_api_id, API_STAGE)
+        self.api_alarms = ApiAlarms(
+            self,
+            "ApiAlarms",
+            api=self.api,
+            health_url=f"{api_url}health",
+            thresholds=thresholds,
+            topic=self.topic,
+            runbook_url=RUNBOOK_URL,
+        )
         self.function_alarms: dict[str, FunctionAlarms] = {}
         self.canaries: dict[str, CanaryDeployment] = {}
         for g in self.functions:
@@ -278,7 +287,10 @@ class BackendStack(Stack):
                 target=g,
                 application=application,
                 config=config.deployment.config,
-                alarms=alarms.deployment_alarms,
+                alarms=[
+                    *alarms.deployment_alarms,
+                    *(self.api_alarms.deployment_alarms if g is api_fn else []),
+                ],
                 topic=self.topic,
                 hooks_code=hooks_code,
                 check_http_health=g is api_fn,
@@ -292,15 +304,6 @@ class BackendStack(Stack):
                 if g is api_fn
                 else None,
             )
-        self.api_alarms = ApiAlarms(
-            self,
-            "ApiAlarms",
-            api=self.api,
-            health_url=f"{api_url}health",
-            thresholds=thresholds,
-            topic=self.topic,
-            runbook_url=RUNBOOK_URL,
-        )
         key_alarms = [a for fa in self.function_alarms.values() for a in fa.deployment_alarms]
         self.service_health = ServiceHealthAlarm(
             self,

@@ -164,6 +164,10 @@ def test_alias_update_policy_points_at_hooks_with_rollback(
         assert group["AlarmConfiguration"]["Enabled"] is True
         alarm_names = json.dumps(group["AlarmConfiguration"]["Alarms"])
         assert f"{label}AlarmsErrorRate" in alarm_names and f"{label}AlarmsInitErrors" in alarm_names
+        # A route's exception is a 500 response to Mangum, not a failed invocation: only the API's 5XX rate
+        # sees it, so BackendApi's canary rolls back on that alarm as well.
+        assert ("ApiAlarmsApi5xxRate" in alarm_names) == (label == "BackendApi")
+        assert len(group["AlarmConfiguration"]["Alarms"]) == (3 if label == "BackendApi" else 2)
         (trigger,) = group["TriggerConfigurations"]
         assert trigger["TriggerTargetArn"] == {"Ref": topic}
         assert {"DeploymentStart", "DeploymentSuccess", "DeploymentFailure", "DeploymentRollback"} <= set(
@@ -250,3 +254,17 @@ def test_bad_backend_root_is_a_config_error(tmp_path: Path) -> None:
 
     with pytest.raises(ConfigError, match=r"backend_root=.*src does not exist"):
         build_app(cdk.App(context=_context(tmp_path)))
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_post_traffic_hook_checks_the_stage_url_and_names_its_function(
+    synthesized: dict[str, Any], env: str
+) -> None:
+    tpl = template(synthesized, env)
+    hook_id = logical_id(tpl, "AWS::Lambda::Function", "BackendApiCanaryPostTrafficHook")
+    variables = tpl["Resources"][hook_id]["Properties"]["Environment"]["Variables"]
+    fn_id = logical_id(tpl, "AWS::Lambda::Function", "BackendApiFunction")
+    # Its log lines name the function (on-call reads them after a rollback) and it calls this stack's API.
+    assert variables["TARGET_FUNCTION_NAME"] == {"Ref": fn_id}
+    assert "ApiF70053CD" in json.dumps(variables["API_URL"])
+    assert variables["ALLOWED_ORIGIN"].startswith("https://")

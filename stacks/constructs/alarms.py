@@ -245,6 +245,10 @@ CATALOGUE: tuple[AlarmSpec, ...] = (
         threshold_field="api_5xx_rate_percent",
         comparison=C.GREATER_THAN_THRESHOLD,
         missing_data=M.NOT_BREACHING,
+        # Mangum turns an exception in a route (the 'is_imlc' outage) into a 500 *response*: the invocation
+        # succeeds and the function's ErrorRate never moves. Only the API sees it, so BackendApi's canary
+        # rolls back on this alarm too (it counts both versions' requests: conservative, never blind).
+        rolls_back=True,
         in_composite=True,
     ),
     AlarmSpec(
@@ -573,6 +577,10 @@ class ApiAlarms(Construct):
 
         self.alarms_by_key: dict[str, cloudwatch.Alarm] = build.built
         self.alarms: list[cloudwatch.IAlarm] = list(build.built.values())
+        # Added to BackendApi's deployment group: CodeDeploy rolls its alias back while one is in ALARM.
+        self.deployment_alarms: list[cloudwatch.IAlarm] = [
+            a for k, a in build.built.items() if SPECS[k].rolls_back
+        ]
         # The ones the composite "service unhealthy" alarm pages on.
         self.key_alarms: list[cloudwatch.IAlarm] = [
             a for k, a in build.built.items() if SPECS[k].in_composite

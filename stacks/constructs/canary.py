@@ -103,6 +103,8 @@ class CanaryDeployment(Construct):
                 hooks_code,
                 "post_traffic.handler",
                 {
+                    # Only for its log lines: which function's deployment a failed check belongs to.
+                    "TARGET_FUNCTION_NAME": fn.function_name,
                     "API_URL": post_traffic.api_url,
                     "ALLOWED_ORIGIN": post_traffic.allowed_origin,
                     "CORS_METHODS": ",".join(post_traffic.cors_methods),
