@@ -49,20 +49,19 @@ class ApiCustomDomain(Construct):
         # The root mapping (no base path): paths reach the backend as they did under SAM, with no prefix
         # for Mangum to strip.
         mapped = settings.mapped_api
-        if mapped is None:
-            self.mapping = apigw.BasePathMapping(
-                self, "RootMapping", domain_name=self.domain, rest_api=api, stage=stage
-            )
-        else:
-            # Same construct ID, so the same logical ID: removing mapped_api is an in-place update of this
-            # mapping (API Gateway's UpdateBasePathMapping), which switches the name with no gap.
-            self.mapping = apigw.BasePathMapping(
-                self,
-                "RootMapping",
-                domain_name=self.domain,
-                rest_api=apigw.RestApi.from_rest_api_id(self, "MappedApi", mapped.rest_api_id),
-                attach_to_stage=False,
-            )
+        # One construct ID whichever API it points at, so one logical ID: removing mapped_api is an in-place
+        # update of this mapping (API Gateway's UpdateBasePathMapping), which switches the name with no gap.
+        self.mapping = apigw.BasePathMapping(
+            self,
+            "RootMapping",
+            domain_name=self.domain,
+            rest_api=api
+            if mapped is None
+            else apigw.RestApi.from_rest_api_id(self, "MappedApi", mapped.rest_api_id),
+            stage=stage if mapped is None else None,
+            attach_to_stage=mapped is None,
+        )
+        if mapped is not None:
             cfn_mapping = self.mapping.node.default_child
             assert isinstance(cfn_mapping, apigw.CfnBasePathMapping)
             cfn_mapping.stage = mapped.stage
