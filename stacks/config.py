@@ -481,10 +481,12 @@ def parse_environment(name: str, raw: Any) -> EnvironmentConfig:
     r = _Reader(name, "", raw if raw is not None else {})
     e = name
     is_prod = name == "prod"
+    # Read once: the custom domain's certificate must come from this region.
+    region = r.get("region", None, _pattern(e, REGION_RE, "an AWS region like eu-west-1, or null"))
     config = EnvironmentConfig(
         name=name,
         account=r.get("account", None, _pattern(e, ACCOUNT_RE, "a 12-digit AWS account ID, or null")),
-        region=r.get("region", None, _pattern(e, REGION_RE, "an AWS region like eu-west-1, or null")),
+        region=region,
         cors_origins=r.get(
             "cors_origins",
             DEFAULT_CORS_ORIGINS,
@@ -506,9 +508,7 @@ def parse_environment(name: str, raw: Any) -> EnvironmentConfig:
         campaign_schedule_enabled=r.get("campaign_schedule_enabled", True, _bool(e)),
         termination_protection=r.get("termination_protection", is_prod, _bool(e)),
         guardrails=_parse_guardrails(r.child("guardrails")),
-        custom_domain=_parse_custom_domain(
-            r.child("custom_domain"), r.get("region", None, _pattern(e, REGION_RE, "an AWS region"))
-        ),
+        custom_domain=_parse_custom_domain(r.child("custom_domain"), region),
     )
     r.finish([f.name for f in fields(EnvironmentConfig) if f.name != "name"])
     if (config.account is None) != (config.region is None):

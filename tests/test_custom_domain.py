@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,9 @@ import pytest
 from aws_cdk.assertions import Match, Template
 
 from tests.cfn_lint import cfn_lint_errors
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+import diff_summary as ds
 
 PROD_CERT = "arn:aws:acm:eu-west-1:123456789012:certificate/0b6c9e2e-5a8e-4b8e-9c1e-0123456789ab"
 EDGE_CERT = "arn:aws:acm:us-east-1:123456789012:certificate/1c7d0f3f-6b9f-4c9f-8d2f-0123456789ab"
@@ -207,11 +211,6 @@ def _domain_stack(mapped: bool) -> dict[str, Any]:
 
 
 def test_removing_mapped_api_switches_the_name_in_place() -> None:
-    import sys
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
-    import diff_summary as ds
-
     # GIVEN the name mapped to the SAM API, WHEN mapped_api is removed from cdk.json
     before, after = _domain_stack(mapped=True), _domain_stack(mapped=False)
     changes = {c.logical_id: c for c in ds.resource_changes(before, after, None)}
@@ -232,11 +231,6 @@ def test_removing_mapped_api_switches_the_name_in_place() -> None:
 
 
 def test_changing_the_base_path_would_be_a_replacement() -> None:
-    import sys
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
-    import diff_summary as ds
-
     before = _domain_stack(mapped=False)
     after = copy.deepcopy(before)
     (lid,) = [k for k, r in after["Resources"].items() if r["Type"] == "AWS::ApiGateway::BasePathMapping"]

@@ -363,6 +363,16 @@ class _AlarmBuilder:
         self.topic, self.runbook_url, self.names = topic, runbook_url, names
         self.built: dict[str, cloudwatch.Alarm] = {}
 
+    @property
+    def rolling_back(self) -> list[cloudwatch.IAlarm]:
+        """The built alarms CodeDeploy rolls an alias back on (AlarmSpec.rolls_back)."""
+        return [a for k, a in self.built.items() if SPECS[k].rolls_back]
+
+    @property
+    def in_composite(self) -> list[cloudwatch.IAlarm]:
+        """The built alarms the composite "service unhealthy" alarm pages on (AlarmSpec.in_composite)."""
+        return [a for k, a in self.built.items() if SPECS[k].in_composite]
+
     def __call__(
         self, key: str, metric: cloudwatch.IMetric, threshold: float | None = None
     ) -> cloudwatch.Alarm:
@@ -485,12 +495,8 @@ class FunctionAlarms(Construct):
 
         self.alarms_by_key: dict[str, cloudwatch.Alarm] = build.built
         self.alarms: list[cloudwatch.IAlarm] = list(build.built.values())
-        self.deployment_alarms: list[cloudwatch.IAlarm] = [
-            a for k, a in build.built.items() if SPECS[k].rolls_back
-        ]
-        self.key_alarms: list[cloudwatch.IAlarm] = [
-            a for k, a in build.built.items() if SPECS[k].in_composite
-        ]
+        self.deployment_alarms: list[cloudwatch.IAlarm] = build.rolling_back
+        self.key_alarms: list[cloudwatch.IAlarm] = build.in_composite
 
 
 # Runs in the health-check Lambda (inline code: no asset, no dependencies). Fails the invocation, which
@@ -578,13 +584,8 @@ class ApiAlarms(Construct):
         self.alarms_by_key: dict[str, cloudwatch.Alarm] = build.built
         self.alarms: list[cloudwatch.IAlarm] = list(build.built.values())
         # Added to BackendApi's deployment group: CodeDeploy rolls its alias back while one is in ALARM.
-        self.deployment_alarms: list[cloudwatch.IAlarm] = [
-            a for k, a in build.built.items() if SPECS[k].rolls_back
-        ]
-        # The ones the composite "service unhealthy" alarm pages on.
-        self.key_alarms: list[cloudwatch.IAlarm] = [
-            a for k, a in build.built.items() if SPECS[k].in_composite
-        ]
+        self.deployment_alarms: list[cloudwatch.IAlarm] = build.rolling_back
+        self.key_alarms: list[cloudwatch.IAlarm] = build.in_composite
 
     def _health_check(self, health_url: str) -> lambda_.Function:
         log_group = logs.LogGroup(self, "HealthCheckLogs", retention=logs.RetentionDays.ONE_MONTH)
