@@ -43,7 +43,9 @@ def backend_root(app: cdk.App) -> Path:
 
 
 def build_app(app: cdk.App) -> tuple[dict[str, BackendStack], dict[str, StackPolicyStack]]:
-    environments: dict[str, EnvironmentConfig] = parse_environments(app.node.try_get_context("environments"))
+    environments: dict[str, EnvironmentConfig] = parse_environments(
+        app.node.try_get_context("environments"), app.node.try_get_context("functions")
+    )
     props_common: dict[str, Any] = {
         "backend_root": backend_root(app),
         "cache_dir": REPO_ROOT / ".cache",

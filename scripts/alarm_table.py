@@ -23,8 +23,12 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from stacks.config import ConfigError, parse_environments  # noqa: E402
-from stacks.constructs.alarms import AUDIENCE_TEXT, CATALOGUE, AlarmThresholds  # noqa: E402
+from stacks.config import (  # noqa: E402
+    AlarmThresholds,
+    ConfigError,
+    parse_environments,
+)
+from stacks.constructs.alarms import AUDIENCE_TEXT, CATALOGUE  # noqa: E402
 
 START, END = "<!-- alarm-table:start -->", "<!-- alarm-table:end -->"
 
@@ -64,7 +68,7 @@ def thresholds_from_cdk_json(path: Path) -> dict[str, AlarmThresholds]:
     except (OSError, ValueError, KeyError) as err:
         raise ConfigError(f'{path}: cannot read its "context" object ({err})') from err
     environments = parse_environments(context.get("environments"))
-    return {name: AlarmThresholds(**dict(env.alarms.thresholds)) for name, env in environments.items()}
+    return {name: env.thresholds for name, env in environments.items()}
 
 
 def replace_between_markers(document: str, table: str, *, where: str) -> str:

@@ -53,8 +53,8 @@ def acknowledge_backend(
     *,
     functions: Iterable[GuardedFunction],
     canaries: Iterable[CanaryDeployment],
-    api: Construct,
-    access_logs: Construct,
+    api: Construct | None,
+    access_logs: Construct | None,
     in_vpc: bool,
     runtime: str,
 ) -> None:
@@ -137,6 +137,8 @@ def acknowledge_backend(
                 (f"{HIPAA}-IAMNoInlinePolicy", "CDK-generated policy scoped to this group's hooks and topic"),
             ],
         )
+    if api is None or access_logs is None:
+        return
     _ack(
         api,
         [

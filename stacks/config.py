@@ -7,9 +7,11 @@ environment, the key, the value and what is allowed. Stacks and constructs only 
 
 from __future__ import annotations
 
+import json
+import math
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, Literal, TypeVar
 
 Architecture = Literal["x86_64", "arm64"]
@@ -62,6 +64,31 @@ CORS_HEADERS = ("Authorization", "Content-Type")
 
 class ConfigError(ValueError):
     """A configuration value that must be fixed in cdk.json (or on the command line with -c)."""
+
+
+@dataclass(frozen=True)
+class AlarmThresholds:
+    """Alarm thresholds; `alarms.thresholds` (per environment) and `functions.<name>.alarms` (per function)
+    override any field by name. Values are validated by the parser, once."""
+
+    error_rate_percent: float = 5.0
+    throttles: float = 1.0
+    timeout_rate_percent: float = 1.0
+    init_errors: float = 1.0
+    duration_p99_fraction_of_timeout: float = 0.8
+    dlq_depth: float = 0.0
+    # Dead letters unhandled for a day: redrive or discard well before the queue's 14-day retention.
+    dlq_oldest_age_seconds: float = 86400.0
+    # Fewer invocations than this within a scheduled function's expected window means it missed its runs.
+    scheduler_min_invocations: float = 1.0
+    api_5xx_count: float = 10.0
+    api_5xx_rate_percent: float = 5.0
+    # API Gateway's integration limit is 29 s; a cold start of the backend bundle is about 2.5 s.
+    api_latency_p99_ms: float = 5000.0
+    health_check_failures: float = 1.0
+
+    def with_overrides(self, overrides: Sequence[tuple[str, float]]) -> AlarmThresholds:
+        return replace(self, **dict(overrides))
 
 
 @dataclass(frozen=True)
@@ -142,6 +169,89 @@ class CustomDomainSettings:
     mapped_api: MappedApi | None = None
 
 
+# ---------------------------------------------------------------------------------------------------------
+# The function catalog: context key `functions` (name -> spec), overridable per environment under
+# `environments.<env>.functions.<name>`. Adding a function is one catalog entry; every function gets its
+# alias, canary, hooks, alarms, dashboard row, stack-policy entries and drift check from it.
+
+
+@dataclass(frozen=True)
+class ApiTrigger:
+    """Invoked by the REST API: `paths` are the path prefixes routed to the function; none = the catch-all
+    proxy (at most one function per catalog)."""
+
+    paths: tuple[str, ...] = ()
+
+    @property
+    def catch_all(self) -> bool:
+        return not self.paths
+
+
+@dataclass(frozen=True)
+class SqsTrigger:
+    """Its own queue and dead-letter queue (`<name>Queue`, `<name>DeadLetterQueue`)."""
+
+    batch_size: int = 10
+
+
+@dataclass(frozen=True)
+class ScheduleTrigger:
+    expression: str
+    # False while another stack's copy of the function still runs on schedule (a migration): two schedulers
+    # would do every run twice. No MissedRuns alarm while off.
+    enabled: bool = True
+    # Construct ID of the EventBridge rule, default `<name>Schedule`; set it to keep an existing rule's
+    # logical ID (a replaced rule fires twice while old and new both exist).
+    rule_id: str | None = None
+
+
+@dataclass(frozen=True)
+class NoTrigger:
+    """Invoked by other code (`lambda:InvokeFunction` on the live alias)."""
+
+
+Trigger = ApiTrigger | SqsTrigger | ScheduleTrigger | NoTrigger
+TRIGGER_TYPES = ("api", "sqs", "schedule", "none")
+
+
+@dataclass(frozen=True)
+class PostTrafficSettings:
+    """The API function's extra post-traffic check: a request with credentials that cannot exist to
+    `login_path` must answer 401, not 5xx (the checks of /health and CORS always run)."""
+
+    login_path: str | None = None
+    login_body: Literal["json", "form"] = "json"
+
+
+@dataclass(frozen=True)
+class FunctionConfig:
+    """One function of the catalog, as one environment deploys it (defaults and overrides applied)."""
+
+    name: str
+    handler: str  # module.function inside the bundle (dotted modules allowed)
+    trigger: Trigger
+    description: str
+    memory_mb: int
+    timeout_seconds: int
+    reserved_concurrency: int | None
+    environment: tuple[tuple[str, str], ...]
+    # Environment variable -> SQS-triggered function whose queue URL it holds (send rights are granted).
+    queue_urls: tuple[tuple[str, str], ...]
+    health_path: str | None  # API functions only
+    uses_database: bool
+    deployment: DeploymentSettings
+    thresholds: AlarmThresholds
+    post_traffic: PostTrafficSettings | None  # API functions only
+
+    @property
+    def is_api(self) -> bool:
+        return isinstance(self.trigger, ApiTrigger)
+
+    @property
+    def handler_module(self) -> str:
+        return self.handler.rpartition(".")[0]
+
+
 @dataclass(frozen=True)
 class EnvironmentConfig:
     name: str
@@ -154,17 +264,29 @@ class EnvironmentConfig:
     alarms: AlarmSettings = field(default_factory=AlarmSettings)
     deployment: DeploymentSettings = field(default_factory=DeploymentSettings)
     log_retention_days: int = 30
-    campaign_schedule: str = "rate(1 hour)"
-    # False while another stack's scheduler still runs the campaigns (the SAM stack during the migration):
-    # two schedulers would send every renewal reminder twice. No MissedRuns alarm while off.
-    campaign_schedule_enabled: bool = True
     termination_protection: bool = False
     guardrails: GuardrailSettings = field(default_factory=GuardrailSettings)
     custom_domain: CustomDomainSettings | None = None
+    functions: tuple[FunctionConfig, ...] = ()
 
     @property
     def stack_name(self) -> str:
         return f"credmate-backend-{self.name}"
+
+    @property
+    def thresholds(self) -> AlarmThresholds:
+        """The environment's thresholds (per-function overrides live on each FunctionConfig)."""
+        return AlarmThresholds().with_overrides(self.alarms.thresholds)
+
+    @property
+    def api_functions(self) -> tuple[FunctionConfig, ...]:
+        return tuple(f for f in self.functions if f.is_api)
+
+    def function_named(self, name: str) -> FunctionConfig:
+        for f in self.functions:
+            if f.name == name:
+                return f
+        raise KeyError(name)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -359,8 +481,6 @@ def _parse_deployment(r: _Reader, default_config: str | CustomCanary) -> Deploym
 
 
 def _parse_thresholds(env: str, key: str, value: Any) -> tuple[tuple[str, float], ...]:
-    from stacks.constructs.alarms import AlarmThresholds  # the single source of threshold names
-
     known = {f.name for f in fields(AlarmThresholds)}
     if not isinstance(value, Mapping):
         raise _fail(env, key, value, "an object of threshold overrides")
@@ -368,8 +488,10 @@ def _parse_thresholds(env: str, key: str, value: Any) -> tuple[tuple[str, float]
     for name, number in value.items():
         if name not in known:
             raise _fail(env, f"{key}.{name}", number, f"a known threshold: {', '.join(sorted(known))}")
-        if isinstance(number, bool) or not isinstance(number, (int, float)) or number < 0:
-            raise _fail(env, f"{key}.{name}", number, "a number >= 0")
+        if isinstance(number, bool) or not isinstance(number, (int, float)) or not 0 <= number < math.inf:
+            raise _fail(env, f"{key}.{name}", number, "a finite number >= 0")
+        if name == "duration_p99_fraction_of_timeout" and not 0 < number <= 1:
+            raise _fail(env, f"{key}.{name}", number, "a fraction of the timeout in (0, 1]")
         out.append((name, float(number)))
     return tuple(sorted(out))
 
@@ -472,7 +594,337 @@ def _parse_custom_domain(r: _Reader, region: str | None) -> CustomDomainSettings
     )
 
 
-def parse_environment(name: str, raw: Any) -> EnvironmentConfig:
+# ---------------------------------------------------------------------------------------------------------
+# The function catalog's parser
+
+FUNCTION_NAME_RE = r"[A-Z][A-Za-z0-9]{0,47}"
+HANDLER_RE = r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+"
+API_PATH_RE = r"(/[A-Za-z0-9._~-]+)+"
+ENV_VAR_RE = r"[A-Za-z_][A-Za-z0-9_]*"
+# Set by the stack on every function: a catalog `environment` may not redefine them.
+RESERVED_ENV_VARS = ("ENVIRONMENT", "CORS_ALLOWED_ORIGINS", "COMBINED_SECRET_ARN")
+RESERVED_ENV_PREFIXES = ("CREDMATE_", "AWS_", "LAMBDA_", "_")
+FUNCTION_KEYS = (
+    "handler",
+    "trigger",
+    "description",
+    "memory_mb",
+    "timeout_seconds",
+    "reserved_concurrency",
+    "environment",
+    "queue_urls",
+    "health_path",
+    "uses_database",
+    "deployment",
+    "alarms",
+    "post_traffic",
+)
+TRIGGER_KEYS: Mapping[str, tuple[str, ...]] = {
+    "api": ("type", "paths"),
+    "sqs": ("type", "batch_size"),
+    "schedule": ("type", "expression", "enabled", "rule_id"),
+    "none": ("type",),
+}
+# Keys whose values are objects: an environment's override merges into them key by key.
+_MERGED_KEYS = ("trigger", "environment", "queue_urls", "deployment", "alarms", "post_traffic")
+
+
+def parse_catalog_context(raw: Any) -> Any:
+    """`-c functions='<JSON>'` arrives as a string; cdk.json gives an object."""
+    if isinstance(raw, str):
+        try:
+            return json.loads(raw)
+        except ValueError as exc:
+            raise ConfigError(
+                f"cdk context functions: not valid JSON ({exc}); pass an object like "
+                """-c functions='{"Api": {"handler": "handler.main", "trigger": {"type": "api"}}}'"""
+            ) from exc
+    return raw
+
+
+class _FunctionReader:
+    """Reads one function's spec as one environment deploys it, and names where a bad value came from."""
+
+    def __init__(self, env: str, name: str, base: Mapping[str, Any], override: Mapping[str, Any]) -> None:
+        self.env, self.name, self.override = env, name, override
+        merged: dict[str, Any] = dict(base)
+        for key, value in override.items():
+            if key in _MERGED_KEYS and isinstance(value, Mapping) and isinstance(base.get(key), Mapping):
+                merged[key] = {**base[key], **value}
+            else:
+                merged[key] = value
+        self.raw = merged
+
+    def where(self, *path: str) -> str:
+        node: Any = self.override
+        for part in path:
+            if not isinstance(node, Mapping) or part not in node:
+                return f"cdk.json context functions.{self.name}.{'.'.join(path)} (environment {self.env})"
+            node = node[part]
+        return f"cdk.json context environments.{self.env}.functions.{self.name}.{'.'.join(path)}"
+
+    def fail(self, path: Sequence[str], value: Any, allowed: str) -> ConfigError:
+        return ConfigError(f"{self.where(*path)}: invalid value {value!r}; allowed: {allowed}")
+
+    def value(self, *path: str) -> Any:
+        node: Any = self.raw
+        for part in path:
+            if not isinstance(node, Mapping):
+                return None
+            node = node.get(part)
+        return node
+
+    def int_in(self, path: Sequence[str], low: int, high: int, default: int | None) -> int | None:
+        value = self.value(*path)
+        if value is None:
+            return default
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise self.fail(path, value, f"an integer from {low} to {high}")
+        return value
+
+    def text(self, path: Sequence[str], regex: str, what: str, default: str | None) -> str | None:
+        value = self.value(*path)
+        if value is None:
+            return default
+        if not isinstance(value, str) or not re.fullmatch(regex, value):
+            raise self.fail(path, value, what)
+        return value
+
+    def flag(self, path: Sequence[str], default: bool) -> bool:
+        value = self.value(*path)
+        if value is None:
+            return default
+        if not isinstance(value, bool):
+            raise self.fail(path, value, "true or false")
+        return value
+
+    def obj(self, path: Sequence[str], allowed_keys: Sequence[str] | None) -> Mapping[str, Any]:
+        value = self.value(*path)
+        if value is None:
+            return {}
+        if not isinstance(value, Mapping):
+            raise self.fail(path, value, "an object")
+        if allowed_keys is not None:
+            unknown = sorted(set(value) - set(allowed_keys))
+            if unknown:
+                raise ConfigError(
+                    f"{self.where(*path, unknown[0])}: unknown key; allowed keys: {', '.join(allowed_keys)}"
+                )
+        return value
+
+
+def _parse_trigger(r: _FunctionReader) -> Trigger:
+    raw = r.value("trigger")
+    if not isinstance(raw, Mapping) or raw.get("type") not in TRIGGER_TYPES:
+        got = raw.get("type") if isinstance(raw, Mapping) else raw
+        raise r.fail(
+            ("trigger", "type") if isinstance(raw, Mapping) else ("trigger",),
+            got,
+            '{"type": "api"} (optional "paths"), {"type": "sqs", "batch_size": N}, '
+            '{"type": "schedule", "expression": "rate(...)|cron(...)"} or {"type": "none"}',
+        )
+    kind = raw["type"]
+    r.obj(("trigger",), TRIGGER_KEYS[kind])
+    if kind == "api":
+        paths = raw.get("paths") or []
+        if not isinstance(paths, list):
+            raise r.fail(("trigger", "paths"), paths, "a list of path prefixes like /goals")
+        for i, path in enumerate(paths):
+            if not isinstance(path, str) or not re.fullmatch(API_PATH_RE, path):
+                raise r.fail(
+                    ("trigger", "paths"), path, f"path prefixes like /goals or /api/v1/goals (item {i})"
+                )
+        if len(set(paths)) != len(paths):
+            raise r.fail(("trigger", "paths"), paths, "each path once")
+        return ApiTrigger(paths=tuple(paths))
+    if kind == "sqs":
+        # Above 10 Lambda needs a batching window; the backend's handlers report partial failures per batch.
+        return SqsTrigger(batch_size=r.int_in(("trigger", "batch_size"), 1, 10, 10) or 10)
+    if kind == "schedule":
+        expression = r.text(
+            ("trigger", "expression"), SCHEDULE_RE, "rate(N minutes|hours|days) or cron(6 fields)", None
+        )
+        if expression is None:
+            raise r.fail(("trigger", "expression"), None, "required for a schedule trigger")
+        return ScheduleTrigger(
+            expression=expression,
+            enabled=r.flag(("trigger", "enabled"), True),
+            rule_id=r.text(
+                ("trigger", "rule_id"), FUNCTION_NAME_RE, "a construct ID like NightlySchedule", None
+            ),
+        )
+    return NoTrigger()
+
+
+def _parse_function_environment(r: _FunctionReader) -> tuple[tuple[str, str], ...]:
+    raw = r.obj(("environment",), None)
+    out = []
+    for key, value in raw.items():
+        if not re.fullmatch(ENV_VAR_RE, key):
+            raise r.fail(("environment",), key, "environment variable names like DATABASE_POOL_SIZE")
+        if key in RESERVED_ENV_VARS or key.startswith(RESERVED_ENV_PREFIXES):
+            raise r.fail(
+                ("environment", key),
+                value,
+                f"a name the stack does not set itself (reserved: {', '.join(RESERVED_ENV_VARS)} and "
+                f"names starting with {', '.join(RESERVED_ENV_PREFIXES)})",
+            )
+        if not isinstance(value, str):
+            raise r.fail(("environment", key), value, "a string (Lambda environment values are strings)")
+        out.append((key, value))
+    return tuple(sorted(out))
+
+
+def _parse_catalog_entry(
+    env: str, name: str, base: Any, override: Any, defaults: FunctionSettings, env_config: EnvironmentConfig
+) -> FunctionConfig:
+    if not re.fullmatch(FUNCTION_NAME_RE, name):
+        raise ConfigError(
+            f"cdk.json context functions.{name}: invalid function name; allowed: a CamelCase construct ID "
+            "starting with a capital letter, letters and digits only (e.g. CreateGoal)"
+        )
+    if not isinstance(base, Mapping):
+        raise ConfigError(f"cdk.json context functions.{name}: invalid value {base!r}; allowed: an object")
+    if override is not None and not isinstance(override, Mapping):
+        raise ConfigError(
+            f"cdk.json context environments.{env}.functions.{name}: invalid value {override!r}; "
+            "allowed: an object of overrides"
+        )
+    r = _FunctionReader(env, name, base, override or {})
+    unknown = sorted(set(r.raw) - set(FUNCTION_KEYS))
+    if unknown:
+        raise ConfigError(f"{r.where(unknown[0])}: unknown key; allowed keys: {', '.join(FUNCTION_KEYS)}")
+    handler = r.text(("handler",), HANDLER_RE, "module.function, e.g. handlers.auth.main", None)
+    if handler is None:
+        raise r.fail(("handler",), None, "required: module.function, e.g. handlers.auth.main")
+    trigger = _parse_trigger(r)
+    is_api = isinstance(trigger, ApiTrigger)
+    health_path = r.text(("health_path",), API_PATH_RE, "a path like /health", None)
+    if health_path is not None and not is_api:
+        raise r.fail(("health_path",), health_path, "only for functions with an api trigger")
+    if is_api:
+        health_path = health_path or "/health"
+        paths = trigger.paths if isinstance(trigger, ApiTrigger) else ()
+        if paths and not any(health_path == p or health_path.startswith(p + "/") for p in paths):
+            raise r.fail(
+                ("health_path",),
+                health_path,
+                f"a path under this function's paths {list(paths)}, so the API routes it to this function",
+            )
+    post_raw = r.obj(("post_traffic",), [f.name for f in fields(PostTrafficSettings)])
+    if post_raw and not is_api:
+        raise r.fail(("post_traffic",), dict(post_raw), "only for functions with an api trigger")
+    post_traffic = (
+        PostTrafficSettings(
+            login_path=r.text(("post_traffic", "login_path"), API_PATH_RE, "a path like /auth/login", None),
+            login_body=r.text(("post_traffic", "login_body"), "json|form", "json or form", "json"),  # type: ignore[arg-type]
+        )
+        if is_api
+        else None
+    )
+    queue_urls = r.obj(("queue_urls",), None)
+    for var, target in queue_urls.items():
+        if not re.fullmatch(ENV_VAR_RE, var) or var.startswith(RESERVED_ENV_PREFIXES):
+            raise r.fail(("queue_urls",), var, "environment variable names like WORKER_QUEUE_URL")
+        if not isinstance(target, str):
+            raise r.fail(("queue_urls", var), target, "the name of a function with an sqs trigger")
+    deployment = (
+        _parse_deployment(
+            _Reader(env, f"functions.{name}.deployment.", r.obj(("deployment",), None)),
+            env_config.deployment.config,
+        )
+        if r.value("deployment")
+        else env_config.deployment
+    )
+    alarm_overrides = _parse_thresholds(env, f"functions.{name}.alarms", r.obj(("alarms",), None))
+    environment = _parse_function_environment(r)
+    clash = sorted(set(queue_urls) & {k for k, _ in environment})
+    if clash:
+        raise r.fail(("queue_urls", clash[0]), queue_urls[clash[0]], "a variable not also set in environment")
+    description = r.value("description")
+    if description is not None and (not isinstance(description, str) or not 0 < len(description) <= 256):
+        raise r.fail(("description",), description, "a text of 1 to 256 characters")
+    return FunctionConfig(
+        name=name,
+        handler=handler,
+        trigger=trigger,
+        description=description or f"{name} ({handler})",
+        memory_mb=r.int_in(("memory_mb",), 128, 10240, defaults.memory_mb) or defaults.memory_mb,
+        timeout_seconds=r.int_in(("timeout_seconds",), 1, 900, defaults.timeout_seconds)
+        or defaults.timeout_seconds,
+        reserved_concurrency=r.int_in(("reserved_concurrency",), 1, 1000, None),
+        environment=environment,
+        queue_urls=tuple(sorted(queue_urls.items())),
+        health_path=health_path,
+        uses_database=r.flag(("uses_database",), False),
+        deployment=deployment,
+        thresholds=env_config.thresholds.with_overrides(alarm_overrides),
+        post_traffic=post_traffic,
+    )
+
+
+def parse_functions(
+    catalog: Any, env_config: EnvironmentConfig, overrides: Any
+) -> tuple[FunctionConfig, ...]:
+    """The catalog as environment `env_config.name` deploys it; cross-function rules checked here."""
+    env = env_config.name
+    if not isinstance(catalog, Mapping) or not catalog:
+        raise ConfigError(
+            f"cdk context functions: invalid value {catalog!r}; allowed: an object with at least one "
+            "function, "
+            """e.g. {"Api": {"handler": "handler.main", "trigger": {"type": "api"}}}"""
+        )
+    overrides = overrides if overrides is not None else {}
+    if not isinstance(overrides, Mapping):
+        raise _fail(env, "functions", overrides, "an object of per-function overrides")
+    for name in overrides:
+        if name not in catalog:
+            raise ConfigError(
+                f"cdk.json context environments.{env}.functions.{name}: no function {name} in the catalog "
+                f"(context key functions: {', '.join(catalog)})"
+            )
+    functions = tuple(
+        _parse_catalog_entry(env, name, spec, overrides.get(name), env_config.function, env_config)
+        for name, spec in catalog.items()
+    )
+    by_name = {f.name: f for f in functions}
+    catch_all = [f.name for f in functions if isinstance(f.trigger, ApiTrigger) and f.trigger.catch_all]
+    if len(catch_all) > 1:
+        raise ConfigError(
+            f"cdk context functions.{catch_all[1]}.trigger (environment {env}): {catch_all[0]} already takes "
+            "the API's catch-all proxy; give this function `paths` (at most one api function has none)"
+        )
+    owner: dict[str, str] = {}
+    for f in functions:
+        for path in f.trigger.paths if isinstance(f.trigger, ApiTrigger) else ():
+            if path in owner:
+                raise ConfigError(
+                    f"cdk context functions.{f.name}.trigger.paths (environment {env}): {path} is already "
+                    f"routed to {owner[path]}; each path prefix goes to one function"
+                )
+            owner[path] = f.name
+        for var, target in f.queue_urls:
+            if target not in by_name or not isinstance(by_name[target].trigger, SqsTrigger):
+                sqs_names = [n for n, g in by_name.items() if isinstance(g.trigger, SqsTrigger)]
+                raise ConfigError(
+                    f"cdk context functions.{f.name}.queue_urls.{var} (environment {env}): invalid value "
+                    f"{target!r}; allowed: a function with an sqs trigger ({', '.join(sqs_names) or 'none'})"
+                )
+    rule_ids = [
+        f.trigger.rule_id or f"{f.name}Schedule" for f in functions if isinstance(f.trigger, ScheduleTrigger)
+    ]
+    if len(set(rule_ids)) != len(rule_ids):
+        raise ConfigError(
+            f"cdk context functions (environment {env}): two schedule rules share an ID {rule_ids}"
+        )
+    if env_config.custom_domain is not None and not any(f.is_api for f in functions):
+        raise _fail(
+            env, "custom_domain", env_config.custom_domain.domain_name, "null: no function has an api trigger"
+        )
+    return functions
+
+
+def parse_environment(name: str, raw: Any, catalog: Any = None) -> EnvironmentConfig:
     if name not in ENVIRONMENT_NAMES:
         raise ConfigError(
             f"cdk.json context environments.{name}: unknown environment; "
@@ -500,17 +952,12 @@ def parse_environment(name: str, raw: Any) -> EnvironmentConfig:
             r.child("deployment"), "Canary10Percent5Minutes" if is_prod else "AllAtOnce"
         ),
         log_retention_days=r.get("log_retention_days", 30, _choice(e, LOG_RETENTION_DAYS)),
-        campaign_schedule=r.get(
-            "campaign_schedule",
-            "rate(1 hour)",
-            _pattern(e, SCHEDULE_RE, "rate(N minutes|hours|days) or cron(6 fields)"),
-        ),
-        campaign_schedule_enabled=r.get("campaign_schedule_enabled", True, _bool(e)),
         termination_protection=r.get("termination_protection", is_prod, _bool(e)),
         guardrails=_parse_guardrails(r.child("guardrails")),
         custom_domain=_parse_custom_domain(r.child("custom_domain"), region),
     )
-    r.finish([f.name for f in fields(EnvironmentConfig) if f.name != "name"])
+    overrides = r.get("functions", None, lambda _key, value: value)
+    r.finish([*(f.name for f in fields(EnvironmentConfig) if f.name not in ("name",)), "functions"])
     if (config.account is None) != (config.region is None):
         raise _fail(
             e,
@@ -518,10 +965,13 @@ def parse_environment(name: str, raw: Any) -> EnvironmentConfig:
             None,
             "account and region set together (or both null for an environment-agnostic synth)",
         )
-    return config
+    if catalog is None:
+        return config
+    return replace(config, functions=parse_functions(parse_catalog_context(catalog), config, overrides))
 
 
-def parse_environments(raw: Any) -> dict[str, EnvironmentConfig]:
+def parse_environments(raw: Any, catalog: Any = None) -> dict[str, EnvironmentConfig]:
+    """Every environment with its function catalog (`catalog`: the context key `functions`)."""
     if not isinstance(raw, Mapping):
         raise ConfigError(
             f"cdk.json context environments: invalid value {raw!r}; allowed: an object with "
@@ -533,4 +983,4 @@ def parse_environments(raw: Any) -> dict[str, EnvironmentConfig]:
             f"cdk.json context environments.{missing[0]}: missing; every environment "
             f"({', '.join(ENVIRONMENT_NAMES)}) needs a block (it may be empty: {{}})"
         )
-    return {name: parse_environment(name, block) for name, block in raw.items()}
+    return {name: parse_environment(name, block, catalog) for name, block in raw.items()}

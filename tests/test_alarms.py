@@ -29,6 +29,7 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sqs as sqs
 from cdk_nag import AwsSolutionsChecks, HIPAASecurityChecks
 
+from stacks.config import AlarmThresholds
 from stacks.constructs.alarms import (
     API_KEYS,
     CATALOGUE,
@@ -38,7 +39,6 @@ from stacks.constructs.alarms import (
     LOG_PATTERNS,
     SCHEDULER_KEYS,
     SPECS,
-    AlarmThresholds,
     ApiAlarms,
     FunctionAlarms,
     ServiceHealthAlarm,
@@ -142,8 +142,7 @@ class Synth:
             "Dashboard",
             functions=list(self.fns.values()),
             api=self.api,
-            queue=self.queue,
-            dlq=self.dlq,
+            queues=[("Worker", self.queue, self.dlq)],
             alarms=[self.service.alarm],
             thresholds=thresholds,
         )

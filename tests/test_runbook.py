@@ -27,8 +27,8 @@ from typing import Any
 import pytest
 
 from stacks.backend_stack import RUNBOOK_URL
-from stacks.config import CustomCanary, EnvironmentConfig, parse_environments
-from stacks.constructs.alarms import CATALOGUE, SPECS, AlarmSpec, AlarmThresholds, describe
+from stacks.config import AlarmThresholds, CustomCanary, EnvironmentConfig, parse_environments
+from stacks.constructs.alarms import CATALOGUE, SPECS, AlarmSpec, describe
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RUNBOOK = REPO_ROOT / "docs" / "runbook.md"

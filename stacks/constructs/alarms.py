@@ -19,9 +19,8 @@ for 3 periods, and the scheduler's missed-run alarm uses its expected window.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Literal
 
 from aws_cdk import Acknowledgment, CfnResource, Duration, Stack, Token, Validations
@@ -36,6 +35,8 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
+
+from stacks.config import AlarmThresholds
 
 PERIOD = Duration.minutes(5)
 Audience = Literal["notify", "page"]
@@ -57,40 +58,6 @@ LOG_PATTERNS: Mapping[str, tuple[str, ...]] = {
     ),
     "Timeouts": ('"Task timed out after"',),
 }
-
-
-@dataclass(frozen=True)
-class AlarmThresholds:
-    """Per-environment thresholds; cdk.json `alarms.thresholds` overrides any field by name (numbers)."""
-
-    error_rate_percent: float = 5.0
-    throttles: float = 1.0
-    timeout_rate_percent: float = 1.0
-    init_errors: float = 1.0
-    duration_p99_fraction_of_timeout: float = 0.8
-    dlq_depth: float = 0.0
-    # Dead letters unhandled for a day: redrive or discard well before the queue's 14-day retention.
-    dlq_oldest_age_seconds: float = 86400.0
-    # Fewer invocations than this within the scheduler's expected window means it missed its runs.
-    scheduler_min_invocations: float = 1.0
-    api_5xx_count: float = 10.0
-    api_5xx_rate_percent: float = 5.0
-    # API Gateway's integration limit is 29 s; a cold start of the backend bundle is about 2.5 s.
-    api_latency_p99_ms: float = 5000.0
-    health_check_failures: float = 1.0
-
-    def __post_init__(self) -> None:
-        where = "cdk.json context environments.<env>.alarms.thresholds"
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-                raise ValueError(f"AlarmThresholds.{f.name} ({where}.{f.name}): {value!r} is not a number")
-            if value < 0:
-                raise ValueError(f"AlarmThresholds.{f.name} ({where}.{f.name}): {value} must be >= 0")
-        fraction = self.duration_p99_fraction_of_timeout
-        if not 0 < fraction <= 1:
-            name = "duration_p99_fraction_of_timeout"
-            raise ValueError(f"AlarmThresholds.{name} ({where}.{name}): {fraction} is not in (0, 1]")
 
 
 @dataclass(frozen=True)

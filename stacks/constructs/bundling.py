@@ -100,6 +100,9 @@ class HandlerCheck:
     handler: str  # "module.attr", as in Lambda's Handler setting
     http_health: bool = False  # drive GET /health through it as an API Gateway proxy event
     environment: tuple[tuple[str, str], ...] = ()  # the function's own variables that affect import
+    health_path: str = "/health"
+    memory_mb: int = 1024
+    timeout_seconds: int = 60
 
 
 @dataclass(frozen=True)
@@ -122,6 +125,8 @@ class BundleSpec:
     # Folder (relative to source_dir) whose Alembic revisions give build_info.json's schema_head.
     migrations_dir: str | None = "migrations/versions"
     installer: Literal["auto", "uv", "pip"] = "auto"
+    # (function name, real handler `module.attr`) for every function the bundle serves.
+    handlers: tuple[tuple[str, str], ...] = ()
 
     @property
     def python_version(self) -> str:
@@ -248,6 +253,7 @@ def input_hash(spec: BundleSpec, tool: str) -> str:
     add("excludes", json.dumps(sorted(spec.excludes)))
     add("bytecode", str(spec.compile_bytecode and host_can_compile(spec)))
     add("bytecode-modules", json.dumps(list(spec.bytecode_modules)))
+    add("handlers", json.dumps([list(h) for h in spec.handlers]))
     add("dependency-excludes", json.dumps(sorted(spec.dependency_excludes)))
     add("strip", strip_identity() if spec.strip_native else "off")
     add("migrations", spec.migrations_dir or "")

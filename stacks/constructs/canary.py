@@ -42,6 +42,10 @@ class PostTrafficChecks:
     allowed_origin: str
     cors_methods: tuple[str, ...]
     cors_headers: tuple[str, ...]
+    health_path: str = "/health"
+    # A path that must answer 401 to credentials that cannot exist; None skips that check.
+    login_path: str | None = None
+    login_body: str = "json"
 
 
 def deployment_config(scope: Construct, setting: str | CustomCanary) -> codedeploy.ILambdaDeploymentConfig:
@@ -77,6 +81,8 @@ class CanaryDeployment(Construct):
         check_http_health: bool,
         schema_mismatch: str,
         post_traffic: PostTrafficChecks | None = None,
+        health_path: str = "/health",
+        uses_database: bool = False,
     ) -> None:
         super().__init__(scope, construct_id)
         fn = target.function
@@ -91,6 +97,8 @@ class CanaryDeployment(Construct):
                 # SAM's pattern, kept as the fallback when the deployment's AppSpec cannot be read.
                 "FALLBACK_TARGET_VERSION_ARN": target.version.function_arn,
                 "CHECK_HTTP_HEALTH": "true" if check_http_health else "false",
+                "HEALTH_PATH": health_path,
+                "USES_DATABASE": "true" if uses_database else "false",
                 "SCHEMA_MISMATCH": schema_mismatch,
             },
         )
@@ -109,6 +117,9 @@ class CanaryDeployment(Construct):
                     "ALLOWED_ORIGIN": post_traffic.allowed_origin,
                     "CORS_METHODS": ",".join(post_traffic.cors_methods),
                     "CORS_HEADERS": ",".join(post_traffic.cors_headers),
+                    "HEALTH_PATH": post_traffic.health_path,
+                    "LOGIN_PATH": post_traffic.login_path or "",
+                    "LOGIN_BODY": post_traffic.login_body,
                 },
             )
         self.deployment_group = codedeploy.LambdaDeploymentGroup(

@@ -18,7 +18,8 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from stacks.constructs.alarms import PERIOD, SPECS, AlarmThresholds, log_metric
+from stacks.config import AlarmThresholds
+from stacks.constructs.alarms import PERIOD, SPECS, log_metric
 
 WIDTH = 24  # dashboard grid width
 
@@ -51,9 +52,8 @@ class ServiceDashboard(Construct):
         construct_id: str,
         *,
         functions: Sequence[DashboardFunction],
-        api: apigw.RestApi,
-        queue: sqs.IQueue,
-        dlq: sqs.IQueue,
+        api: apigw.RestApi | None,
+        queues: Sequence[tuple[str, sqs.IQueue, sqs.IQueue]] = (),
         alarms: Sequence[cloudwatch.IAlarm] = (),
         thresholds: AlarmThresholds | None = None,
     ) -> None:
@@ -87,8 +87,10 @@ class ServiceDashboard(Construct):
         ]
         for f in functions:
             rows.append(self._function_row(f, t))
-        rows.append(self._api_row(api, t))
-        rows.append(self._queue_row(queue, dlq, t))
+        if api is not None:
+            rows.append(self._api_row(api, t))
+        for name, queue, dlq in queues:
+            rows.append(self._queue_row(name, queue, dlq, t))
         self.dashboard = cloudwatch.Dashboard(
             self, "Dashboard", default_interval=Duration.hours(6), widgets=[list(r) for r in rows]
         )
@@ -178,11 +180,13 @@ class ServiceDashboard(Construct):
         ]
 
     @staticmethod
-    def _queue_row(queue: sqs.IQueue, dlq: sqs.IQueue, t: AlarmThresholds) -> list[cloudwatch.IWidget]:
+    def _queue_row(
+        name: str, queue: sqs.IQueue, dlq: sqs.IQueue, t: AlarmThresholds
+    ) -> list[cloudwatch.IWidget]:
         width = WIDTH // 2
         return [
             cloudwatch.GraphWidget(
-                title="Worker queue: backlog and age",
+                title=f"{name} queue: backlog and age",
                 left=[
                     queue.metric_approximate_number_of_messages_visible(period=PERIOD, statistic="Maximum")
                 ],
@@ -190,7 +194,7 @@ class ServiceDashboard(Construct):
                 width=width,
             ),
             cloudwatch.GraphWidget(
-                title="Worker dead-letter queue",
+                title=f"{name} dead-letter queue",
                 left=[dlq.metric_approximate_number_of_messages_visible(period=PERIOD, statistic="Maximum")],
                 right=[dlq.metric_approximate_age_of_oldest_message(period=PERIOD, statistic="Maximum")],
                 right_annotations=[

@@ -2,7 +2,8 @@
 
 The Lambda handler is the probe wrapper (`credmate_probe.handler`), which imports the real handler at init
 exactly as production would and answers deploy-time probe events without running business logic; the real
-handler is named in `CREDMATE_REAL_HANDLER`. See lambda_src/probe/credmate_probe.py.
+handler is named in `CREDMATE_REAL_HANDLER`. See lambda_src/probe/credmate_probe.py and
+stacks/backend_bundle.py (the same variables reach synth-time verification).
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
-PROBE_HANDLER = "credmate_probe.handler"
+from stacks.backend_bundle import PROBE_HANDLER
+
 LIVE_ALIAS = "live"
 
 R = logs.RetentionDays
@@ -48,13 +50,13 @@ RETENTION_BY_DAYS = {
 
 @dataclass(frozen=True)
 class FunctionSpec:
-    label: str  # BackendApi, Worker, CampaignScheduler: also the construct ID, so never rename it
-    real_handler: str  # "module.attr" inside the bundle
+    label: str  # the catalog name: also the construct ID, so renaming a function replaces it
     description: str
     memory_mb: int
     timeout: Duration
+    # Everything the function sees, the probe wrapper's variables included (stacks/backend_bundle.py).
     environment: Mapping[str, str]
-    probe_imports: tuple[str, ...] = ()
+    reserved_concurrency: int | None = None
 
 
 @dataclass(frozen=True)
@@ -85,13 +87,6 @@ class GuardedFunction(Construct):
         self.log_group = logs.LogGroup(
             self, "Logs", retention=RETENTION_BY_DAYS[log_retention_days], removal_policy=RemovalPolicy.RETAIN
         )
-        environment = {
-            **spec.environment,
-            "CREDMATE_REAL_HANDLER": spec.real_handler,
-            "CREDMATE_FUNCTION_LABEL": spec.label,
-        }
-        if spec.probe_imports:
-            environment["CREDMATE_PROBE_IMPORTS"] = ",".join(spec.probe_imports)
         self.function = lambda_.Function(
             self,
             "Function",
@@ -102,7 +97,8 @@ class GuardedFunction(Construct):
             memory_size=spec.memory_mb,
             timeout=spec.timeout,
             description=spec.description,
-            environment=environment,
+            environment=dict(spec.environment),
+            reserved_concurrent_executions=spec.reserved_concurrency,
             log_group=self.log_group,
             tracing=lambda_.Tracing.ACTIVE,
             vpc=network.vpc if network else None,

@@ -1,0 +1,87 @@
+"""The backend bundle and its synth-time checks, derived from an environment's function catalog.
+
+No aws_cdk import on purpose: the stack, the local harness, `make local-invoke` and the benchmark all build
+the bundle from here, so they cannot disagree about what ships and what is verified, and the scripts do not
+pay for jsii's start-up.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+from stacks.config import EnvironmentConfig, FunctionConfig
+from stacks.constructs.bundling import DEFAULT_EXCLUDES, BundleSpec, HandlerCheck, bytecode_modules_for
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+PROBE_MODULE = REPO_ROOT / "lambda_src" / "probe" / "credmate_probe.py"
+# Every backend function's Lambda handler: the probe wrapper, which imports the real handler at init.
+PROBE_HANDLER = "credmate_probe.handler"
+REAL_HANDLER_ENV = "CREDMATE_REAL_HANDLER"
+FUNCTION_LABEL_ENV = "CREDMATE_FUNCTION_LABEL"
+# What a queue URL looks like to a handler at synth-time verification, where the queue does not exist yet.
+VERIFY_QUEUE_URL = "https://sqs.us-east-1.amazonaws.com/123456789012/credmate-verify-{name}"
+
+
+def wrapper_environment(fn: FunctionConfig) -> dict[str, str]:
+    """The variables the probe wrapper needs: which real handler to import, and which function it is."""
+    return {REAL_HANDLER_ENV: fn.handler, FUNCTION_LABEL_ENV: fn.name}
+
+
+def base_environment(config: EnvironmentConfig) -> dict[str, str]:
+    """What the stack sets on every function of the environment."""
+    env = {"ENVIRONMENT": config.name, "CORS_ALLOWED_ORIGINS": ",".join(config.cors_origins)}
+    if config.secret_arn:
+        env["COMBINED_SECRET_ARN"] = config.secret_arn
+    return env
+
+
+def verify_environment(config: EnvironmentConfig, fn: FunctionConfig) -> dict[str, str]:
+    """The function's environment as synth-time verification sees it: the deployed variables, with queue
+    URLs (tokens until deploy) replaced by well-formed placeholders."""
+    return {
+        **base_environment(config),
+        **dict(fn.environment),
+        **{var: VERIFY_QUEUE_URL.format(name=target.lower()) for var, target in fn.queue_urls},
+        **wrapper_environment(fn),
+    }
+
+
+def bundle_spec(
+    config: EnvironmentConfig,
+    *,
+    backend_root: Path,
+    cache_dir: Path,
+    extra_files: Mapping[str, Path] | None = None,
+) -> BundleSpec:
+    """One bundle of `backend_root/src` (plus the probe wrapper) serves every function of the catalog."""
+    fn_settings = config.function
+    return BundleSpec(
+        source_dir=backend_root / "src",
+        requirements=backend_root / "requirements.txt",
+        cache_dir=cache_dir,
+        runtime=fn_settings.runtime,
+        architecture=fn_settings.architecture,
+        excludes=DEFAULT_EXCLUDES,
+        extra_files=tuple(sorted({"credmate_probe.py": PROBE_MODULE, **(extra_files or {})}.items())),
+        # Bytecode for what init imports: the probe and each real handler's module, and their imports.
+        bytecode_modules=bytecode_modules_for([PROBE_HANDLER, *(f.handler for f in config.functions)]),
+        handlers=tuple((f.name, f.handler) for f in config.functions),
+    )
+
+
+def handler_checks(config: EnvironmentConfig) -> list[HandlerCheck]:
+    """Each function imports from the bundle through the probe wrapper, as Lambda will start it; API
+    functions also answer their health path through the real handler."""
+    return [
+        HandlerCheck(
+            function=f.name,
+            handler=PROBE_HANDLER,
+            http_health=f.is_api,
+            health_path=f.health_path or "/health",
+            memory_mb=f.memory_mb,
+            timeout_seconds=f.timeout_seconds,
+            environment=tuple(sorted(verify_environment(config, f).items())),
+        )
+        for f in config.functions
+    ]

@@ -1,0 +1,217 @@
+"""One catalog function and everything it gets: guarded function, trigger, alarms, canary with hooks.
+
+`FunctionUnit` is deliberately not a Construct: its resources keep the stack-level construct IDs of the stacks
+already running (`<name>` for the function and alias, `<name>Queue`, `<name>Alarms`, `<name>Canary`, ...).
+Nesting them under one scope would change every logical ID, and CloudFormation would replace the functions,
+aliases, queues and deployment groups. tests/test_stacks.py compares against the IDs of the live templates.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from aws_cdk import Duration, Stack
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_codedeploy as codedeploy
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_lambda_event_sources as sources
+from aws_cdk import aws_sns as sns
+from aws_cdk import aws_sqs as sqs
+from constructs import Construct
+
+from stacks.backend_bundle import base_environment, wrapper_environment
+from stacks.config import (
+    CORS_HEADERS,
+    CORS_METHODS,
+    EnvironmentConfig,
+    FunctionConfig,
+    ScheduleTrigger,
+    SqsTrigger,
+)
+from stacks.constructs.alarms import FunctionAlarms
+from stacks.constructs.canary import CanaryDeployment, PostTrafficChecks
+from stacks.constructs.guarded_function import FunctionSpec, GuardedFunction, NetworkPlacement
+
+
+@dataclass(frozen=True)
+class FunctionQueues:
+    queue: sqs.Queue
+    dlq: sqs.Queue
+
+
+def function_queues(stack: Stack, fn: FunctionConfig) -> FunctionQueues:
+    """An SQS-triggered function's queue and dead-letter queue, at stack level (`<name>Queue`)."""
+    dlq = sqs.Queue(
+        stack,
+        f"{fn.name}DeadLetterQueue",
+        retention_period=Duration.days(14),
+        encryption=sqs.QueueEncryption.SQS_MANAGED,
+        enforce_ssl=True,
+    )
+    queue = sqs.Queue(
+        stack,
+        f"{fn.name}Queue",
+        # Six times the function timeout, as Lambda's SQS guidance asks, so retries never overlap.
+        visibility_timeout=Duration.seconds(fn.timeout_seconds * 6),
+        encryption=sqs.QueueEncryption.SQS_MANAGED,
+        enforce_ssl=True,
+        dead_letter_queue=sqs.DeadLetterQueue(queue=dlq, max_receive_count=3),
+    )
+    return FunctionQueues(queue=queue, dlq=dlq)
+
+
+@dataclass(frozen=True)
+class SharedSettings:
+    """What every function of one environment shares."""
+
+    config: EnvironmentConfig
+    code: lambda_.Code
+    runtime: lambda_.Runtime
+    architecture: lambda_.Architecture
+    network: NetworkPlacement | None
+    queues: Mapping[str, FunctionQueues]
+
+
+@dataclass(frozen=True)
+class DeploySettings:
+    topic: sns.ITopic
+    application: codedeploy.ILambdaApplication
+    hooks_code: lambda_.Code
+    runbook_url: str
+    # The API stage URL (None without an API) and the API's alarms that roll back API functions.
+    api_url: str | None
+    api_deployment_alarms: Sequence[cloudwatch.IAlarm]
+
+
+class FunctionUnit:
+    """Built in two steps, because the API (which needs every API function's alias) sits in between:
+    the function with its trigger first, then its alarms and canary (which need the API's alarms and URL)."""
+
+    def __init__(self, stack: Stack, fn: FunctionConfig, *, shared: SharedSettings) -> None:
+        self.stack, self.config, self.environment_config = stack, fn, shared.config
+        queue_env = {var: shared.queues[target].queue.queue_url for var, target in fn.queue_urls}
+        self.guarded = GuardedFunction(
+            stack,
+            fn.name,
+            spec=FunctionSpec(
+                label=fn.name,
+                description=fn.description,
+                memory_mb=fn.memory_mb,
+                timeout=Duration.seconds(fn.timeout_seconds),
+                environment={
+                    **base_environment(shared.config),
+                    **dict(fn.environment),
+                    **queue_env,
+                    **wrapper_environment(fn),
+                },
+                reserved_concurrency=fn.reserved_concurrency,
+            ),
+            code=shared.code,
+            runtime=shared.runtime,
+            architecture=shared.architecture,
+            log_retention_days=shared.config.log_retention_days,
+            network=shared.network,
+        )
+        function = self.guarded.function
+        for _var, target in fn.queue_urls:
+            shared.queues[target].queue.grant_send_messages(function)
+        if shared.config.secret_arn:
+            function.add_to_role_policy(
+                iam.PolicyStatement(
+                    actions=["secretsmanager:GetSecretValue"], resources=[shared.config.secret_arn]
+                )
+            )
+        # Event sources: always the `live` alias, never the bare function.
+        self.queues: FunctionQueues | None = None
+        self.schedule_rule: events.Rule | None = None
+        trigger = fn.trigger
+        if isinstance(trigger, SqsTrigger):
+            self.queues = shared.queues[fn.name]
+            self.guarded.alias.add_event_source(
+                sources.SqsEventSource(
+                    self.queues.queue, batch_size=trigger.batch_size, report_batch_item_failures=True
+                )
+            )
+        elif isinstance(trigger, ScheduleTrigger):
+            self.schedule_rule = events.Rule(
+                stack,
+                trigger.rule_id or f"{fn.name}Schedule",
+                schedule=events.Schedule.expression(trigger.expression),
+                enabled=trigger.enabled,
+                description=f"Invokes {fn.name} ({fn.handler}) on its schedule",
+            )
+            self.schedule_rule.add_target(targets.LambdaFunction(self.guarded.alias, retry_attempts=2))
+
+    def deploy(self, settings: DeploySettings) -> None:
+        fn, g = self.config, self.guarded
+        trigger = fn.trigger
+        self.alarms = FunctionAlarms(
+            self.stack,
+            f"{fn.name}Alarms",
+            label=fn.name,
+            function=g.function,
+            alias=g.alias,
+            log_group=g.log_group,
+            timeout=g.timeout,
+            thresholds=fn.thresholds,
+            topic=settings.topic,
+            runbook_url=settings.runbook_url,
+            dlq=self.queues.dlq if self.queues else None,
+            expected_invocation_window=(
+                expected_window(trigger.expression)
+                if isinstance(trigger, ScheduleTrigger) and trigger.enabled
+                else None
+            ),
+        )
+        post_traffic = None
+        if fn.is_api and settings.api_url is not None:
+            config = self.environment_config
+            post_traffic = PostTrafficChecks(
+                api_url=settings.api_url,
+                allowed_origin=config.cors_origins[0],
+                cors_methods=CORS_METHODS,
+                cors_headers=CORS_HEADERS,
+                health_path=fn.health_path or "/health",
+                login_path=fn.post_traffic.login_path if fn.post_traffic else None,
+                login_body=fn.post_traffic.login_body if fn.post_traffic else "json",
+            )
+        self.canary = CanaryDeployment(
+            self.stack,
+            f"{fn.name}Canary",
+            target=g,
+            application=settings.application,
+            config=fn.deployment.config,
+            alarms=[*self.alarms.deployment_alarms, *(settings.api_deployment_alarms if fn.is_api else [])],
+            topic=settings.topic,
+            hooks_code=settings.hooks_code,
+            check_http_health=fn.is_api,
+            health_path=fn.health_path or "/health",
+            uses_database=fn.uses_database,
+            schema_mismatch=fn.deployment.schema_mismatch,
+            post_traffic=post_traffic,
+        )
+
+    @property
+    def protected(self) -> list[Construct]:
+        """Resources a stack policy must never let CloudFormation replace or delete."""
+        g = self.guarded
+        out: list[Construct] = [g.function, g.alias, g.log_group, self.canary.deployment_group]
+        if self.queues is not None:
+            out += [self.queues.queue, self.queues.dlq]
+        return out
+
+
+def expected_window(schedule: str) -> Duration:
+    """How long without an invocation means a scheduled function missed a run: twice its period (cron: a
+    day, the longest a cron expression's period is assumed to be)."""
+    match = re.fullmatch(r"rate\((\d+) (minute|minutes|hour|hours|day|days)\)", schedule)
+    if not match:
+        return Duration.days(1)
+    amount, unit = int(match.group(1)), match.group(2).rstrip("s")
+    minutes = amount * {"minute": 1, "hour": 60, "day": 1440}[unit]
+    return Duration.minutes(2 * minutes)
