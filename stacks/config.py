@@ -470,11 +470,13 @@ def _deployment_config(env: str) -> Callable[[str, Any], str | CustomCanary]:
     return check
 
 
-def _parse_deployment(r: _Reader, default_config: str | CustomCanary) -> DeploymentSettings:
+def _parse_deployment(
+    r: _Reader, default_config: str | CustomCanary, default_schema: SchemaMismatchPolicy = "fail"
+) -> DeploymentSettings:
     e = r.env
     result = DeploymentSettings(
         config=r.get("config", default_config, _deployment_config(e)),
-        schema_mismatch=r.get("schema_mismatch", "fail", _choice(e, ("fail", "warn"))),
+        schema_mismatch=r.get("schema_mismatch", default_schema, _choice(e, ("fail", "warn"))),
     )
     r.finish([f.name for f in fields(DeploymentSettings)])
     return result
@@ -656,12 +658,11 @@ class _FunctionReader:
         self.raw = merged
 
     def where(self, *path: str) -> str:
-        node: Any = self.override
-        for part in path:
-            if not isinstance(node, Mapping) or part not in node:
-                return f"cdk.json context functions.{self.name}.{'.'.join(path)} (environment {self.env})"
-            node = node[part]
-        return f"cdk.json context environments.{self.env}.functions.{self.name}.{'.'.join(path)}"
+        """Where to fix the value: the environment's override when it wrote (part of) that key, else the
+        catalog entry, with the environment named."""
+        if path and path[0] in self.override:
+            return f"cdk.json context environments.{self.env}.functions.{self.name}.{'.'.join(path)}"
+        return f"cdk.json context functions.{self.name}.{'.'.join(path)} (environment {self.env})"
 
     def fail(self, path: Sequence[str], value: Any, allowed: str) -> ConfigError:
         return ConfigError(f"{self.where(*path)}: invalid value {value!r}; allowed: {allowed}")
@@ -780,7 +781,8 @@ def _parse_catalog_entry(
 ) -> FunctionConfig:
     if not re.fullmatch(FUNCTION_NAME_RE, name):
         raise ConfigError(
-            f"cdk.json context functions.{name}: invalid function name; allowed: a CamelCase construct ID "
+            f"cdk.json context functions.{name} (environment {env}): invalid function name; allowed: a "
+            "CamelCase construct ID "
             "starting with a capital letter, letters and digits only (e.g. CreateGoal)"
         )
     if not isinstance(base, Mapping):
@@ -832,6 +834,7 @@ def _parse_catalog_entry(
         _parse_deployment(
             _Reader(env, f"functions.{name}.deployment.", r.obj(("deployment",), None)),
             env_config.deployment.config,
+            env_config.deployment.schema_mismatch,
         )
         if r.value("deployment")
         else env_config.deployment

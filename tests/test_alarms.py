@@ -587,27 +587,13 @@ def test_defaults_are_the_incident_write_ups_numbers():
     }
 
 
-@pytest.mark.parametrize(
-    ("kwargs", "message"),
-    [
-        ({"error_rate_percent": -1}, "error_rate_percent.*>= 0"),
-        ({"duration_p99_fraction_of_timeout": 1.5}, "duration_p99_fraction_of_timeout"),
-        ({"throttles": "1"}, "throttles.*not a number"),
-        ({"api_latency_p99_ms": float("nan")}, "api_latency_p99_ms"),
-    ],
-)
-def test_bad_thresholds_name_the_field(kwargs, message):
-    with pytest.raises(ValueError, match=message):
-        AlarmThresholds(**kwargs)
-
-
 def test_an_impossible_scheduler_window_names_the_setting():
     stack = cdk.Stack(cdk.App(), "Window")
     log_group = logs.LogGroup(stack, "Logs")
     fn = lambda_.Function(stack, "Fn", code=lambda_.Code.from_inline("x = 1"), handler="index.h",
                           runtime=lambda_.Runtime.PYTHON_3_11, log_group=log_group)  # fmt: skip
     alias = lambda_.Alias(stack, "Live", alias_name="live", version=fn.current_version)
-    with pytest.raises(ValueError, match=r"expected_invocation_window.*campaign_schedule"):
+    with pytest.raises(ValueError, match=r"expected_invocation_window.*trigger.expression"):
         FunctionAlarms(
             stack,
             "Alarms",

@@ -164,9 +164,9 @@ BAD_VALUES: list[tuple[str, dict[str, Any], list[str]]] = [
         ["alarms.thresholds.error_rate_percent", "-1", ">= 0"],
     ),
     (
-        "schedule not rate/cron",
-        {"campaign_schedule": "every hour"},
-        ["campaign_schedule", "every hour", "rate("],
+        "threshold fraction above 1",
+        {"alarms": {"thresholds": {"duration_p99_fraction_of_timeout": 1.5}}},
+        ["alarms.thresholds.duration_p99_fraction_of_timeout", "1.5", "(0, 1]"],
     ),
     (
         "termination protection not bool",
@@ -281,9 +281,14 @@ BAD_VALUES: list[tuple[str, dict[str, Any], list[str]]] = [
         ["custom_domain.mapped_api.stage", "required when mapped_api is set"],
     ),
     (
-        "schedule switch not bool",
-        {"campaign_schedule_enabled": "no"},
-        ["campaign_schedule_enabled", "'no'", "true or false"],
+        "threshold not a number",
+        {"alarms": {"thresholds": {"throttles": "1"}}},
+        ["alarms.thresholds.throttles", "'1'", "a finite number >= 0"],
+    ),
+    (
+        "threshold not finite",
+        {"alarms": {"thresholds": {"api_latency_p99_ms": float("nan")}}},
+        ["alarms.thresholds.api_latency_p99_ms", "nan", "a finite number >= 0"],
     ),
     (
         "unknown custom domain key",

@@ -50,7 +50,7 @@ def domain_app(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     envs["staging"] = {
         **envs["staging"],
         # Staging as prod looks mid-migration: the name still serves the SAM API, the schedule is off.
-        "campaign_schedule_enabled": False,
+        "functions": {"CampaignScheduler": {"trigger": {"enabled": False}}},
         "custom_domain": {
             "domain_name": "api.staging.credentialmate.com",
             "certificate_arn": EDGE_CERT,
@@ -248,7 +248,7 @@ def test_migration_doc_names_the_real_logical_ids_keys_and_targets() -> None:
     # `cdk import` needs exactly these IDs: a renamed construct would make the documented import fail.
     assert DOMAIN_ID in doc and MAPPING_ID in doc
     assert "credmate-lambda-prod" in doc and "credmate-backend-prod" in doc
-    for key in ("mapped_api", "campaign_schedule_enabled", "certificate_arn", "endpoint_type"):
+    for key in ("mapped_api", "enabled", "certificate_arn", "endpoint_type"):
         assert f'"{key}"' in doc, key
     targets = set(re.findall(r"^([a-z][a-z-]*):", (REPO_ROOT / "Makefile").read_text(), re.M))
     used = set(re.findall(r"(?:^|`)make ([a-z][a-z-]*)", doc, re.M))

@@ -154,10 +154,10 @@ CATALOGUE: tuple[AlarmSpec, ...] = (
     ),
     AlarmSpec(
         key="DlqDepth",
-        applies_to="Worker dead-letter queue",
+        applies_to="each SQS-triggered function's dead-letter queue",
         title="dead letters",
         meaning="messages failed processing three times and were moved to the dead-letter queue.",
-        likely_cause="a poison message or a persistent Worker failure.",
+        likely_cause="a poison message or a persistent failure of the function the queue feeds.",
         first_command="aws sqs get-queue-attributes --queue-url {queue_url} --attribute-names All",
         threshold="> {t.dlq_depth:g} message(s) visible",
         threshold_field="dlq_depth",
@@ -166,7 +166,7 @@ CATALOGUE: tuple[AlarmSpec, ...] = (
     ),
     AlarmSpec(
         key="DlqOldestAge",
-        applies_to="Worker dead-letter queue",
+        applies_to="each SQS-triggered function's dead-letter queue",
         title="dead letters unhandled",
         meaning="dead letters have waited too long; SQS deletes them at the end of their retention.",
         likely_cause="nobody redrove or discarded the messages after the dead-letter alarm.",
@@ -178,9 +178,9 @@ CATALOGUE: tuple[AlarmSpec, ...] = (
     ),
     AlarmSpec(
         key="MissedRuns",
-        applies_to="CampaignScheduler (live alias)",
+        applies_to="each scheduled function (live alias)",
         title="missed scheduled runs",
-        meaning="the scheduler was not invoked within its expected window: renewal campaigns are not sent.",
+        meaning="the function was not invoked within its expected window: its scheduled work is not done.",
         likely_cause="the EventBridge rule is disabled or its target lost permission to invoke the alias.",
         first_command=_TAIL.replace("15m", "3h"),
         threshold="< {t.scheduler_min_invocations:g} invocation(s) in twice the schedule period",
@@ -193,7 +193,7 @@ CATALOGUE: tuple[AlarmSpec, ...] = (
         applies_to="API Gateway",
         title="5XX responses",
         meaning="the API is returning server errors (502 = the Lambda integration failed).",
-        likely_cause="the BackendApi function failing or timing out; see its alarms.",
+        likely_cause="an API function failing or timing out; see its alarms.",
         first_command="curl -si {health_url}",
         threshold="> {t.api_5xx_count:g} 5XX responses in 5 min",
         threshold_field="api_5xx_count",
@@ -206,15 +206,15 @@ CATALOGUE: tuple[AlarmSpec, ...] = (
         applies_to="API Gateway",
         title="5XX rate",
         meaning="a share of API requests return server errors, even at low traffic.",
-        likely_cause="the BackendApi function failing or timing out; see its alarms.",
+        likely_cause="an API function failing or timing out; see its alarms.",
         first_command="curl -si {health_url}",
         threshold="> {t.api_5xx_rate_percent:g}% of requests in 5 min",
         threshold_field="api_5xx_rate_percent",
         comparison=C.GREATER_THAN_THRESHOLD,
         missing_data=M.NOT_BREACHING,
         # Mangum turns an exception in a route (the 'is_imlc' outage) into a 500 *response*: the invocation
-        # succeeds and the function's ErrorRate never moves. Only the API sees it, so BackendApi's canary
-        # rolls back on this alarm too (it counts both versions' requests: conservative, never blind).
+        # succeeds and the function's ErrorRate never moves. Only the API sees it, so each API function's
+        # canary rolls back on this alarm too (it counts both versions' requests: conservative, never blind).
         rolls_back=True,
         in_composite=True,
     ),
@@ -223,7 +223,7 @@ CATALOGUE: tuple[AlarmSpec, ...] = (
         applies_to="API Gateway",
         title="p99 latency",
         meaning="the slowest 1% of API requests are slow for 15 minutes.",
-        likely_cause="cold starts after a deploy, a slow database, or BackendApi close to its timeout.",
+        likely_cause="cold starts after a deploy, a slow database, or an API function close to its timeout.",
         first_command="curl -si -w '%{{time_total}}s\\n' -o /dev/null {health_url}",
         threshold="p99 > {t.api_latency_p99_ms:g} ms for 15 min",
         threshold_field="api_latency_p99_ms",
@@ -236,7 +236,7 @@ CATALOGUE: tuple[AlarmSpec, ...] = (
         applies_to="API /health (checked every 5 min)",
         title="/health check failing",
         meaning="GET /health did not return 200 after two attempts: users cannot use the API.",
-        likely_cause="BackendApi cannot start (import error) or cannot reach the database.",
+        likely_cause="the API function behind /health cannot start (import error) or reach the database.",
         first_command="curl -si {health_url}",
         threshold=">= {t.health_check_failures:g} failed check(s) in 5 min",
         threshold_field="health_check_failures",
@@ -456,7 +456,8 @@ class FunctionAlarms(Construct):
             if seconds % 60 or not 300 <= seconds <= 86400:
                 raise ValueError(
                     f"FunctionAlarms {label}: expected_invocation_window={seconds} s must be whole minutes "
-                    "between 5 minutes and 1 day (CloudWatch alarm period limits); check campaign_schedule"
+                    "between 5 minutes and 1 day (CloudWatch alarm period limits); check the function's "
+                    "trigger.expression in cdk.json"
                 )
             build("MissedRuns", alias.metric_invocations(period=expected_invocation_window, statistic="Sum"))
 
@@ -550,7 +551,8 @@ class ApiAlarms(Construct):
 
         self.alarms_by_key: dict[str, cloudwatch.Alarm] = build.built
         self.alarms: list[cloudwatch.IAlarm] = list(build.built.values())
-        # Added to BackendApi's deployment group: CodeDeploy rolls its alias back while one is in ALARM.
+        # Added to every API function's deployment group: CodeDeploy rolls its alias back while one is in
+        # ALARM.
         self.deployment_alarms: list[cloudwatch.IAlarm] = build.rolling_back
         self.key_alarms: list[cloudwatch.IAlarm] = build.in_composite
 

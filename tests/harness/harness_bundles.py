@@ -7,79 +7,48 @@ edits, or the edit would silently not take effect.
 
 from __future__ import annotations
 
-import ast
+import json
 import shutil
 from collections.abc import Mapping
+from dataclasses import replace
+from functools import cache
 from pathlib import Path
 
-from stacks.constructs.bundling import BundleResult, BundleSpec, build_bundle, bytecode_modules_for
+from stacks.backend_bundle import bundle_spec, wrapper_environment
+from stacks.config import EnvironmentConfig, parse_environments
+from stacks.constructs.bundling import BundleResult, BundleSpec, build_bundle
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-PROBE_MODULE = REPO_ROOT / "lambda_src" / "probe" / "credmate_probe.py"
-BACKEND_STACK = REPO_ROOT / "stacks" / "backend_stack.py"
+CDK_JSON = REPO_ROOT / "cdk.json"
+
+
+@cache
+def catalog_config(env: str = "prod") -> EnvironmentConfig:
+    """The environment as the stack sees it: cdk.json's environments and function catalog, parsed the same way
+    (stacks/config.py) without starting jsii."""
+    context = json.loads(CDK_JSON.read_text())["context"]
+    return parse_environments(context["environments"], context["functions"])[env]
 
 
 def backend_spec(backend_root: Path, cache_dir: Path, architecture: str = "x86_64") -> BundleSpec:
     """The stack's bundle spec for this host: the backend's src/ and requirements plus the probe wrapper."""
-    return BundleSpec(
-        source_dir=backend_root / "src",
-        requirements=backend_root / "requirements.txt",
-        cache_dir=cache_dir,
-        architecture="arm64" if architecture == "arm64" else "x86_64",
-        extra_files=(("credmate_probe.py", PROBE_MODULE),),
-        bytecode_modules=bytecode_modules_for(["credmate_probe.handler", *FUNCTION_HANDLERS.values()]),
-    )
+    spec = bundle_spec(catalog_config(), backend_root=backend_root, cache_dir=cache_dir)
+    return replace(spec, architecture="arm64" if architecture == "arm64" else "x86_64")
 
 
 def build_backend_bundle(backend_root: Path, cache_dir: Path, architecture: str) -> BundleResult:
     return build_bundle(backend_spec(backend_root, cache_dir, architecture))
 
 
-# What stacks/backend_stack.py sets as each function's CREDMATE_REAL_HANDLER (checked by a harness test).
-FUNCTION_HANDLERS = {
-    "BackendApi": "handler.lambda_handler",
-    "Worker": "worker.lambda_handler",
-    "CampaignScheduler": "campaign_scheduler.lambda_handler",
-}
-
-
-def stack_handlers() -> dict[str, str]:
-    """The stack's `labels` mapping (function label -> real handler), read from its source, not imported."""
-    for node in ast.walk(ast.parse(BACKEND_STACK.read_text())):
-        if isinstance(node, ast.Assign) and any(
-            isinstance(t, ast.Name) and t.id == "labels" for t in node.targets
-        ):
-            value = ast.literal_eval(node.value)
-            if isinstance(value, dict):
-                return {str(k): str(v) for k, v in value.items()}
-    return {}
+# Function name -> real handler, from the catalog (what the stack sets as CREDMATE_REAL_HANDLER).
+FUNCTION_HANDLERS = {f.name: f.handler for f in catalog_config().functions}
 
 
 def function_environment(label: str, extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The probe-related environment the stack gives function `label` (plus `extra`)."""
+    """The probe wrapper's environment the stack gives function `label` (plus `extra`)."""
     if label not in FUNCTION_HANDLERS:
         raise KeyError(f"unknown function {label!r}: expected one of {', '.join(FUNCTION_HANDLERS)}")
-    return {
-        "CREDMATE_REAL_HANDLER": FUNCTION_HANDLERS[label],
-        "CREDMATE_FUNCTION_LABEL": label,
-        "CREDMATE_PROBE_IMPORTS": ",".join(stack_probe_imports()),
-        **(extra or {}),
-    }
-
-
-def stack_probe_imports() -> tuple[str, ...]:
-    """PROBE_IMPORTS as the stack sets them, read from its source (importing it would start jsii)."""
-    try:
-        tree = ast.parse(BACKEND_STACK.read_text())
-    except (OSError, SyntaxError):
-        return ()
-    for node in tree.body:
-        if isinstance(node, ast.Assign) and any(
-            isinstance(t, ast.Name) and t.id == "PROBE_IMPORTS" for t in node.targets
-        ):
-            value = ast.literal_eval(node.value)
-            return tuple(str(v) for v in value)
-    return ()
+    return {**wrapper_environment(catalog_config().function_named(label)), **(extra or {})}
 
 
 def copy_bundle(bundle: Path, dest: Path) -> Path:

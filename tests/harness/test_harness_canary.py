@@ -25,12 +25,11 @@ from botocore.stub import Stubber
 from fake_lambda import FakeLambdaService
 from harness_bundles import (
     FUNCTION_HANDLERS,
+    REPO_ROOT,
     copy_bundle,
     drop_export,
     function_environment,
     remove_distribution,
-    stack_handlers,
-    stack_probe_imports,
 )
 from harness_fixtures import (
     DEPLOYMENT_ID,
@@ -221,6 +220,9 @@ def test_schema_mismatch_fails(deploy, backend_bundle, tmp_path):
     )
 
 
-def test_harness_configures_functions_as_the_stack_does():
-    assert stack_handlers() == FUNCTION_HANDLERS
-    assert "sqlalchemy" in stack_probe_imports()
+def test_harness_configures_functions_as_the_catalog_does():
+    catalog = json.loads((REPO_ROOT / "cdk.json").read_text())["context"]["functions"]
+    assert {name: spec["handler"] for name, spec in catalog.items()} == FUNCTION_HANDLERS
+    env = function_environment("Worker")
+    assert env["CREDMATE_REAL_HANDLER"] == catalog["Worker"]["handler"]
+    assert env["CREDMATE_FUNCTION_LABEL"] == "Worker"

@@ -1,0 +1,197 @@
+"""The catalog drives the stack: today's templates keep every logical ID, a new catalog entry gets the whole
+safety net with no code change, and a backend with another layout synthesizes and verifies as it is."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import REPO_ROOT
+
+ENVS = ("staging", "prod")
+FIXTURES = REPO_ROOT / "tests" / "fixtures"
+
+
+def _template(outdir: Path, env: str) -> dict[str, Any]:
+    return json.loads((outdir / f"credmate-backend-{env}.template.json").read_text())
+
+
+def _ids(tpl: dict[str, Any], type_: str, prefix: str) -> list[str]:
+    return sorted(k for k, v in tpl["Resources"].items() if v["Type"] == type_ and k.startswith(prefix))
+
+
+def _synth(tmp_path_factory: pytest.TempPathFactory, context: dict[str, Any], name: str) -> dict[str, Any]:
+    import aws_cdk as cdk
+
+    from app import build_app, write_policies
+
+    outdir = tmp_path_factory.mktemp(name)
+    app = cdk.App(context=context, outdir=str(outdir))
+    stacks, policies = build_app(app)
+    app.synth()  # cdk-nag included: a new function must not bring unacknowledged findings
+    write_policies(outdir, policies)
+    return {"outdir": outdir, "stacks": stacks}
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_default_catalog_keeps_every_logical_id_of_the_live_templates(
+    synthesized: dict[str, Any], env: str
+) -> None:
+    """GIVEN the templates deployed before the catalog existed (versions excluded: they change with code)
+    WHEN today's default catalog is synthesized
+    THEN every resource is still there under the same logical ID and type, so an upgrade replaces nothing."""
+    before = json.loads((FIXTURES / "logical_ids" / f"credmate-backend-{env}.json").read_text())
+    now = {k: v["Type"] for k, v in _template(Path(synthesized["outdir"]), env)["Resources"].items()}
+    missing = sorted(k for k in before if k not in now)
+    assert not missing, f"renamed or removed (CloudFormation would replace them): {missing}"
+    assert {k: now[k] for k in before} == before
+
+
+@pytest.fixture(scope="module")
+def four_functions(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    context = json.loads((REPO_ROOT / "cdk.json").read_text())["context"]
+    functions = copy.deepcopy(context["functions"])
+    # The fourth entry reuses a real handler of the sample: what matters is that no code names it.
+    functions["Reminders"] = {
+        "handler": "worker.lambda_handler",
+        "description": "Renewal reminders (SQS)",
+        "trigger": {"type": "sqs", "batch_size": 5},
+        "reserved_concurrency": 5,
+        "environment": {"REMINDER_BATCH": "50"},
+    }
+    return _synth(tmp_path_factory, {**context, "functions": json.dumps(functions)}, "four-functions")
+
+
+@pytest.mark.synth
+def test_a_fourth_catalog_entry_gets_the_whole_safety_net(four_functions: dict[str, Any]) -> None:
+    outdir = four_functions["outdir"]
+    tpl = _template(outdir, "prod")
+    res = tpl["Resources"]
+    (fn_id,) = _ids(tpl, "AWS::Lambda::Function", "RemindersFunction")
+    fn = res[fn_id]["Properties"]
+    assert fn["Handler"] == "credmate_probe.handler"
+    assert fn["Environment"]["Variables"]["CREDMATE_REAL_HANDLER"] == "worker.lambda_handler"
+    assert fn["Environment"]["Variables"]["REMINDER_BATCH"] == "50"
+    assert fn["ReservedConcurrentExecutions"] == 5
+    (alias_id,) = _ids(tpl, "AWS::Lambda::Alias", "RemindersLiveAlias")
+    alias = res[alias_id]
+    assert alias["Properties"]["Name"] == "live"
+    (group_id,) = _ids(tpl, "AWS::CodeDeploy::DeploymentGroup", "RemindersCanaryDeploymentGroup")
+    hooks = alias["UpdatePolicy"]["CodeDeployLambdaAliasUpdate"]
+    assert hooks["DeploymentGroupName"] == {"Ref": group_id}
+    (pre_hook,) = _ids(tpl, "AWS::Lambda::Function", "RemindersCanaryPreTrafficHook")
+    assert hooks["BeforeAllowTrafficHook"] == {"Ref": pre_hook}
+    group = res[group_id]["Properties"]
+    assert group["DeploymentConfigName"] == "CodeDeployDefault.LambdaCanary10Percent5Minutes"
+    assert set(group["AutoRollbackConfiguration"]["Events"]) >= {
+        "DEPLOYMENT_FAILURE",
+        "DEPLOYMENT_STOP_ON_ALARM",
+    }
+    rollback_alarms = json.dumps(group["AlarmConfiguration"]["Alarms"])
+    assert "RemindersAlarmsErrorRate" in rollback_alarms and "RemindersAlarmsInitErrors" in rollback_alarms
+    # Its own queue, dead-letter queue, event source on the alias, and their alarms.
+    assert _ids(tpl, "AWS::SQS::Queue", "RemindersQueue") and _ids(
+        tpl, "AWS::SQS::Queue", "RemindersDeadLetterQueue"
+    )
+    mappings = [m["Properties"] for m in res.values() if m["Type"] == "AWS::Lambda::EventSourceMapping"]
+    assert any(alias_id in json.dumps(m["FunctionName"]) and m["BatchSize"] == 5 for m in mappings)
+    alarms = _ids(tpl, "AWS::CloudWatch::Alarm", "RemindersAlarms")
+    for key in (
+        "ErrorRate",
+        "InitErrors",
+        "Throttles",
+        "TimeoutRate",
+        "DurationP99",
+        "DlqDepth",
+        "DlqOldestAge",
+    ):
+        assert any(a.startswith(f"RemindersAlarms{key}") for a in alarms), key
+    # Dashboard row, stack policy, drift check and out-of-band alert name it.
+    (dashboard,) = _ids(tpl, "AWS::CloudWatch::Dashboard", "Dashboard")
+    assert "Reminders" in json.dumps(res[dashboard]["Properties"]["DashboardBody"])
+    policy = json.loads((outdir / "credmate-backend-prod.stack-policy.json").read_text())
+    (deny,) = [s for s in policy["Statement"] if s["Effect"] == "Deny"]
+    denied = {r.removeprefix("LogicalResourceId/") for r in deny["Resource"]}
+    assert {fn_id, alias_id, group_id} <= denied
+    drift = [
+        r
+        for k, r in res.items()
+        if r["Type"] == "AWS::Lambda::Function" and k.startswith("CodeDriftCheckFunction")
+    ]
+    assert drift and fn_id in json.dumps(drift[0]["Properties"]["Environment"])
+    rules = [r["Properties"] for r in res.values() if r["Type"] == "AWS::Events::Rule"]
+    assert any("EventPattern" in r and fn_id in json.dumps(r["EventPattern"]) for r in rules)
+    # Nothing that already existed moved.
+    before = json.loads((FIXTURES / "logical_ids" / "credmate-backend-prod.json").read_text())
+    assert set(before) <= set(res)
+
+
+@pytest.fixture(scope="module")
+def layered_backend(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """A backend written for this test: handlers/ and contexts/ packages, its own handler names and an
+    environment variable that its modules read at import."""
+    context = json.loads((REPO_ROOT / "cdk.json").read_text())["context"]
+    functions = {
+        "Auth": {
+            "handler": "handlers.auth.main",
+            "trigger": {"type": "api"},
+            "health_path": "/healthz",
+            "environment": {"TENANT_ID": "credmate-test"},
+        },
+        "CreateGoal": {
+            "handler": "handlers.goals.create_goal.main",
+            "trigger": {"type": "none"},
+            "environment": {"TENANT_ID": "credmate-test"},
+            "memory_mb": 256,
+        },
+    }
+    return _synth(
+        tmp_path_factory,
+        {**context, "backend_root": str(FIXTURES / "layered_backend"), "functions": json.dumps(functions)},
+        "layered",
+    )
+
+
+@pytest.mark.synth
+def test_a_backend_with_another_layout_synthesizes_and_verifies(layered_backend: dict[str, Any]) -> None:
+    stack = layered_backend["stacks"]["prod"]
+    assert stack.bundle.verified
+    assert (stack.bundle.result.directory / "handlers" / "goals" / "create_goal.py").is_file()
+    tpl = _template(layered_backend["outdir"], "prod")
+    handlers = {
+        k: v["Properties"]["Environment"]["Variables"]["CREDMATE_REAL_HANDLER"]
+        for k, v in tpl["Resources"].items()
+        if v["Type"] == "AWS::Lambda::Function" and "CREDMATE_REAL_HANDLER" in json.dumps(v["Properties"])
+    }
+    assert sorted(handlers.values()) == ["handlers.auth.main", "handlers.goals.create_goal.main"]
+    assert tpl["Metadata"]["CredmateBundles"][0]["verified"] is True
+    # No queue, no schedule, no sample function: only what the catalog asked for.
+    assert not _ids(tpl, "AWS::SQS::Queue", "")
+    assert not _ids(tpl, "AWS::Lambda::Function", "BackendApi")
+
+
+def test_layered_backend_without_its_import_time_environment_stops_synth(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    from stacks.constructs.bundling import BundlingError
+
+    context = json.loads((REPO_ROOT / "cdk.json").read_text())["context"]
+    functions = {
+        "Auth": {"handler": "handlers.auth.main", "trigger": {"type": "api"}, "health_path": "/healthz"}
+    }
+    with pytest.raises(BundlingError) as caught:
+        _synth(
+            tmp_path_factory,
+            {
+                **context,
+                "backend_root": str(FIXTURES / "layered_backend"),
+                "functions": json.dumps(functions),
+            },
+            "layered-no-env",
+        )
+    message = str(caught.value)
+    assert "function Auth" in message and "TENANT_ID" in message
