@@ -143,6 +143,16 @@ class GuardrailSettings:
 
 
 @dataclass(frozen=True)
+class MigrationSettings:
+    """Alembic migrations run by the deploy, after the functions' new versions exist and before any alias
+    moves (expand/contract: docs/runbook.md). Off for backends without Alembic."""
+
+    enabled: bool = False
+    # The Alembic script folder, relative to the backend's src/ (where env.py and versions/ live).
+    directory: str = "migrations"
+
+
+@dataclass(frozen=True)
 class MappedApi:
     """Another stack's REST API stage (the SAM stack's) that the name keeps serving during the migration."""
 
@@ -267,6 +277,7 @@ class EnvironmentConfig:
     termination_protection: bool = False
     guardrails: GuardrailSettings = field(default_factory=GuardrailSettings)
     custom_domain: CustomDomainSettings | None = None
+    migrations: MigrationSettings = field(default_factory=MigrationSettings)
     functions: tuple[FunctionConfig, ...] = ()
 
     @property
@@ -531,6 +542,22 @@ def _parse_guardrails(r: _Reader) -> GuardrailSettings:
         drift_check_minutes=r.get("drift_check_minutes", 60, _int_in(e, 5, 1440)),
     )
     r.finish([f.name for f in fields(GuardrailSettings)])
+    return result
+
+
+def _parse_migrations(r: _Reader) -> MigrationSettings:
+    e = r.env
+    result = MigrationSettings(
+        enabled=r.get("enabled", False, _bool(e)),
+        directory=r.get(
+            "directory",
+            "migrations",
+            _pattern(e, r"[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*", "a folder relative to src/, like migrations"),
+        ),
+    )
+    r.finish([f.name for f in fields(MigrationSettings)])
+    if ".." in result.directory.split("/"):
+        raise _fail(e, r.key("directory"), result.directory, "a folder inside src/ (no ..)")
     return result
 
 
@@ -958,6 +985,7 @@ def parse_environment(name: str, raw: Any, catalog: Any = None) -> EnvironmentCo
         termination_protection=r.get("termination_protection", is_prod, _bool(e)),
         guardrails=_parse_guardrails(r.child("guardrails")),
         custom_domain=_parse_custom_domain(r.child("custom_domain"), region),
+        migrations=_parse_migrations(r.child("migrations")),
     )
     overrides = r.get("functions", None, lambda _key, value: value)
     r.finish([*(f.name for f in fields(EnvironmentConfig) if f.name not in ("name",)), "functions"])

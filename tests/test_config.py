@@ -286,6 +286,16 @@ BAD_VALUES: list[tuple[str, dict[str, Any], list[str]]] = [
         ["alarms.thresholds.throttles", "'1'", "a finite number >= 0"],
     ),
     (
+        "migrations switch not bool",
+        {"migrations": {"enabled": "yes"}},
+        ["migrations.enabled", "'yes'", "true or false"],
+    ),
+    (
+        "migrations folder outside src",
+        {"migrations": {"enabled": True, "directory": "../alembic"}},
+        ["migrations.directory", "../alembic", "inside src/"],
+    ),
+    (
         "threshold not finite",
         {"alarms": {"thresholds": {"api_latency_p99_ms": float("nan")}}},
         ["alarms.thresholds.api_latency_p99_ms", "nan", "a finite number >= 0"],
