@@ -83,7 +83,9 @@ class ImportProblem:
     functions: tuple[str, ...]  # () when the functions are not known (BundleSpec.handlers empty)
 
     def __str__(self) -> str:
-        where = "reached by " + ", ".join(self.functions) if self.functions else "every source file is checked"
+        where = (
+            "reached by " + ", ".join(self.functions) if self.functions else "every source file is checked"
+        )
         when = "inside a function" if self.site.lazy else "at module level"
         return f"{self.site.where}: {self.message} ({when}; {where})\n    hint: {self.hint}"
 

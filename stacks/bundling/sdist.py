@@ -42,7 +42,9 @@ _BUILD_TIMEOUT_SECONDS = 600
 
 # "Because docopt==0.6.2 has no usable wheels" (uv), "No matching distribution found for docopt==0.6.2" (pip)
 _NO_WHEEL = (
-    re.compile(r"Because ([A-Za-z0-9][A-Za-z0-9_.-]*)((?:[=<>!~]=?=?)[^\s,]+)? has no (?:usable |compatible )?wheels"),
+    re.compile(
+        r"Because ([A-Za-z0-9][A-Za-z0-9_.-]*)((?:[=<>!~]=?=?)[^\s,]+)? has no (?:usable |compatible )?wheels"
+    ),
     re.compile(r"Wheels are required for `([A-Za-z0-9][A-Za-z0-9_.-]*)`()"),
     re.compile(r"No matching distribution found for ([A-Za-z0-9][A-Za-z0-9_.-]*)((?:[=<>!~]=?=?)[^\s,;]+)?"),
 )
@@ -96,15 +98,15 @@ def _pinned(requirements: Path, package: str) -> str:
     """The specifier the requirements file gives `package` ("==1.2" ...), or ""."""
     wanted = _normalise(package)
     for line in requirements.read_text().splitlines():
-        match = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?\s*((?:[=<>!~]=?=?)\s*[^\s;#\\]+)?", line)
+        match = re.match(
+            r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?\s*((?:[=<>!~]=?=?)\s*[^\s;#\\]+)?", line
+        )
         if match and _normalise(match.group(1)) == wanted and match.group(2):
             return match.group(2).replace(" ", "")
     return ""
 
 
-def build_pure_wheel(
-    package: str, specifier: str, out: Path, *, use_uv: str | None
-) -> Path:
+def build_pure_wheel(package: str, specifier: str, out: Path, *, use_uv: str | None) -> Path:
     """Download `package specifier` as an sdist and build it into a wheel in `out`; return the wheel.
 
     Raises SdistError when the sdist cannot be had or built, or builds a platform-specific wheel."""
@@ -119,7 +121,6 @@ def build_pure_wheel(
                 "--no-binary",
                 ":all:",
                 "--no-deps",
-                "--no-build-isolation",  # download only: nothing is built or run here
                 "--quiet",
                 "--disable-pip-version-check",
                 "-d",
@@ -209,9 +210,7 @@ def prepare_wheelhouse(
             specifier = _pinned(requirements, package) or specifier
             log(f"[bundle] {package}{specifier} has no wheel: building its source distribution")
             try:
-                built[_normalise(package)] = build_pure_wheel(
-                    package, specifier, wheels_dir, use_uv=uv
-                )
+                built[_normalise(package)] = build_pure_wheel(package, specifier, wheels_dir, use_uv=uv)
             except SdistError as exc:
                 if exc.cacheable:
                     work.joinpath("manifest.json").write_text(
@@ -219,9 +218,7 @@ def prepare_wheelhouse(
                     )
                     _publish(work, directory)
                 raise
-        wheels = tuple(
-            (p.name, hashlib.sha256(p.read_bytes()).hexdigest()) for p in sorted(built.values())
-        )
+        wheels = tuple((p.name, hashlib.sha256(p.read_bytes()).hexdigest()) for p in sorted(built.values()))
         (work / "manifest.json").write_text(json.dumps({"wheels": [list(w) for w in wheels]}))
         _publish(work, directory)
         return Wheelhouse(directory / "wheels", wheels, built_now=bool(wheels))

@@ -717,7 +717,8 @@ def build_bundle(spec: BundleSpec, *, log: Callable[[str], None] = lambda _m: No
             "lazy_imports": closure.lazy_imports(),
             # Source files each function imports at init / reaches lazily (what a change to a file impacts).
             "closure": {
-                fn: {"init": closure.init_files[fn], "lazy": closure.lazy_files[fn]} for fn in closure.init_files
+                fn: {"init": closure.init_files[fn], "lazy": closure.lazy_files[fn]}
+                for fn in closure.init_files
             },
             "built_wheels": [name for name, _sha in wheelhouse.wheels],
         }
