@@ -106,7 +106,9 @@ def _pinned(requirements: Path, package: str) -> str:
     return ""
 
 
-def build_pure_wheel(package: str, specifier: str, out: Path, *, use_uv: str | None) -> Path:
+def build_pure_wheel(
+    package: str, specifier: str, out: Path, *, use_uv: str | None, uv_cache: Path | None = None
+) -> Path:
     """Download `package specifier` as an sdist and build it into a wheel in `out`; return the wheel.
 
     Raises SdistError when the sdist cannot be had or built, or builds a platform-specific wheel."""
@@ -148,6 +150,8 @@ def build_pure_wheel(package: str, specifier: str, out: Path, *, use_uv: str | N
                 "-w", str(work / "wheel"), str(sdists[0]),
             ]  # fmt: skip
         env = {**os.environ, "SOURCE_DATE_EPOCH": "315532800", "UV_NO_CONFIG": "1"}
+        if uv_cache is not None:
+            env["UV_CACHE_DIR"] = str(uv_cache)
         built = subprocess.run(
             args, capture_output=True, text=True, timeout=_BUILD_TIMEOUT_SECONDS, env=env, check=False
         )
@@ -210,7 +214,9 @@ def prepare_wheelhouse(
             specifier = _pinned(requirements, package) or specifier
             log(f"[bundle] {package}{specifier} has no wheel: building its source distribution")
             try:
-                built[_normalise(package)] = build_pure_wheel(package, specifier, wheels_dir, use_uv=uv)
+                built[_normalise(package)] = build_pure_wheel(
+                    package, specifier, wheels_dir, use_uv=uv, uv_cache=spec.cache_dir / "uv"
+                )
             except SdistError as exc:
                 if exc.cacheable:
                     work.joinpath("manifest.json").write_text(
