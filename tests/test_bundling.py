@@ -39,7 +39,10 @@ CHECKS = [
 
 def spec_for(backend: Path, cache: Path, **changes: object) -> BundleSpec:
     spec = BundleSpec(
-        source_dir=backend / "src", requirements=backend / "requirements.txt", cache_dir=cache, handlers=HANDLERS
+        source_dir=backend / "src",
+        requirements=backend / "requirements.txt",
+        cache_dir=cache,
+        handlers=HANDLERS,
     )
     return replace(spec, **changes)  # type: ignore[arg-type]
 
@@ -266,7 +269,7 @@ def test_missing_dependency_names_function_module_and_requirements(
     assert "Worker" not in message, "the worker does not import mangum"
     # Without the functions (BundleSpec.handlers empty), every source file is checked
     spec = spec_for(mini_backend, shared_cache, handlers=())
-    with pytest.raises(BundlingError, match="handler.py:2: No module named 'mangum'"):
+    with pytest.raises(BundlingError, match=r"handler\.py:2: No module named 'mangum'"):
         build_bundle(spec)
 
 

@@ -132,7 +132,8 @@ def _probe_in_bundle(bundle: Path, function: str, real: str) -> dict[str, object
     code = (
         "import json, sys; sys.path.insert(0, sys.argv[1]); import credmate_probe; "
         "r = credmate_probe.handler({'credmate_probe': {'imports': ['antigravity']}}, None); "
-        "r['loaded'] = sorted(m for m in ('docopt', 'antigravity', 'contexts.provider.registry') if m in sys.modules); "
+        "r['loaded'] = sorted(m for m in ('docopt', 'antigravity', 'contexts.provider.registry') "
+        "if m in sys.modules); "
         "print(json.dumps(r))"
     )
     env = {**dict(ENV), "CREDMATE_REAL_HANDLER": real, "CREDMATE_FUNCTION_LABEL": function}
@@ -150,6 +151,9 @@ def _probe_in_bundle(bundle: Path, function: str, real: str) -> dict[str, object
 def test_probe_imports_exactly_the_recorded_list(layout_built: BundleResult) -> None:
     create = _probe_in_bundle(layout_built.directory, "CreateGoal", "handlers.goals.create_goal.main")
     assert create["probe"] == "ok" and create["imports_checked"] == ["docopt"]
+    # no app.versions in this backend: versions come from build_info.json, without an error
+    info = json.loads((layout_built.directory / "build_info.json").read_text())
+    assert (create["versions_source"], create["code_version"]) == ("build_info.json", info["code_version"])
     assert create["loaded"] == ["docopt"], "the recorded module, never the event's"
     auth = _probe_in_bundle(layout_built.directory, "Auth", "handlers.auth.main")
     assert auth["imports_checked"] == [] and auth["loaded"] == []
@@ -272,7 +276,8 @@ def _analyze(
             "from ujson import Thing\n",
         ),
         (
-            "def f():\n    try:\n        from shared import gone\n    except ImportError:\n        return None\n",
+            "def f():\n    try:\n        from shared import gone\n    except ImportError:\n"
+            "        return None\n",
             "def f():\n    from shared import gone\n",
         ),
     ],
@@ -347,7 +352,8 @@ def test_relative_imports_resolve_from_the_package(tmp_path: Path) -> None:
 def test_runtime_provided_and_stdlib_modules_resolve_without_the_bundle(tmp_path: Path) -> None:
     closure = _analyze(
         {
-            "app.py": "import boto3, botocore.config, json, tomllib\ndef main(e, c):\n    import awslambdaric\n"
+            "app.py": "import boto3, botocore.config, json, tomllib\n"
+            "def main(e, c):\n    import awslambdaric\n"
         },
         tmp_path,
     )
@@ -405,7 +411,7 @@ def test_cached_wheelhouse_does_no_work(
         raise AssertionError("the wheelhouse was prepared again with unchanged requirements")
 
     monkeypatch.setattr(sdist, "build_pure_wheel", boom)
-    monkeypatch.setattr(bundling.subprocess, "run", boom)
+    monkeypatch.setattr(subprocess, "run", boom)
     tool = layout_built.tool
     monkeypatch.setattr(bundling, "installer_identity", lambda _s: (tool, ["uv"]))
     spec = layout_spec(layout_backend, REPO_ROOT / ".cache")
@@ -432,7 +438,8 @@ def _native_sdist(folder: Path) -> Path:
         "native.c": textwrap.dedent(
             """
             #include <Python.h>
-            static struct PyModuleDef mod = {PyModuleDef_HEAD_INIT, "credmate_native_fixture", NULL, -1, NULL};
+            static struct PyModuleDef mod = {
+                PyModuleDef_HEAD_INIT, "credmate_native_fixture", NULL, -1, NULL};
             PyMODINIT_FUNC PyInit_credmate_native_fixture(void) { return PyModule_Create(&mod); }
             """
         ),
@@ -457,7 +464,7 @@ def test_sdist_that_builds_native_code_stops_naming_the_package(
     _native_sdist(index)
     # pip download finds the sdist in the local folder (its build backend comes from the index)
     monkeypatch.setenv("PIP_FIND_LINKS", str(index))
-    tool, command = bundling.installer_identity(
+    _tool, command = bundling.installer_identity(
         BundleSpec(source_dir=tmp_path, requirements=tmp_path / "r", cache_dir=tmp_path)
     )
     uv = command[0] if command[0].endswith("uv") else None

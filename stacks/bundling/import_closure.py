@@ -174,7 +174,7 @@ class _Collector(ast.NodeVisitor):
         self.function_depth -= 1
         self.scope_depth -= 1
 
-    visit_AsyncFunctionDef = visit_FunctionDef  # type: ignore[assignment]  # noqa: N815
+    visit_AsyncFunctionDef = visit_FunctionDef
 
     def visit_Lambda(self, node: ast.Lambda) -> None:
         self.function_depth += 1
@@ -210,7 +210,7 @@ class _Collector(ast.NodeVisitor):
         self._define(_target_names(node.target))
         self.generic_visit(node)
 
-    visit_AsyncFor = visit_For  # type: ignore[assignment]  # noqa: N815
+    visit_AsyncFor = visit_For
 
     def visit_With(self, node: ast.With | ast.AsyncWith) -> None:
         for item in node.items:
@@ -218,7 +218,7 @@ class _Collector(ast.NodeVisitor):
                 self._define(_target_names(item.optional_vars))
         self.generic_visit(node)
 
-    visit_AsyncWith = visit_With  # type: ignore[assignment]  # noqa: N815
+    visit_AsyncWith = visit_With
 
     def visit_Global(self, node: ast.Global) -> None:
         # `global X` in a function makes its assignment a module attribute.
@@ -234,7 +234,7 @@ class _Collector(ast.NodeVisitor):
         for part in (*node.handlers, *node.orelse, *node.finalbody):
             self.visit(part)
 
-    visit_TryStar = visit_Try  # type: ignore[assignment]  # noqa: N815
+    visit_TryStar = visit_Try  # type: ignore[assignment]
 
     def visit_If(self, node: ast.If) -> None:
         self.visit(node.test)

@@ -18,6 +18,7 @@ names and sha256 are part of the bundle's input hash.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -197,7 +198,7 @@ def prepare_wheelhouse(
         if data.get("error"):
             error = data["error"]
             raise SdistError(error["package"], error["detail"])
-        return Wheelhouse(directory / "wheels", tuple(tuple(w) for w in data["wheels"]))  # type: ignore[misc]
+        return Wheelhouse(directory / "wheels", tuple((str(n), str(h)) for n, h in data["wheels"]))
     directory.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{key[:12]}-", dir=directory.parent))
     wheels_dir = work / "wheels"
@@ -236,7 +237,5 @@ def _publish(work: Path, directory: Path) -> None:
     """Rename the finished wheelhouse into place in one step; a concurrent synth's copy is as good."""
     if directory.exists():
         return
-    try:
+    with contextlib.suppress(OSError):
         os.replace(work, directory)
-    except OSError:
-        pass

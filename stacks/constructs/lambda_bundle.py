@@ -163,8 +163,10 @@ def _verify_once(
                 target.asset_hash,
                 interpreter,
                 [
-                    [c.function, c.handler, c.http_health, c.health_path, c.memory_mb, c.timeout_seconds]
-                    + [list(c.environment)]
+                    [
+                        *(c.function, c.handler, c.http_health, c.health_path, c.memory_mb),
+                        *(c.timeout_seconds, list(c.environment)),
+                    ]
                     for c in checks
                 ],
             ]

@@ -74,13 +74,13 @@ def health_event(path: str = "/health") -> dict[str, object]:
     }
 
 
-def lazy_failures(imports: list[list[object]]) -> list[dict[str, str]]:
+def lazy_failures(imports: list[tuple[str, list[str], str]]) -> list[dict[str, str]]:
     """Import each [module, [names], where]; for each name, an attribute or a submodule must exist."""
     failures = []
     for module_name, names, where in imports:
         try:
             module = importlib.import_module(str(module_name))
-            for name in names:  # type: ignore[union-attr]
+            for name in names:
                 if not hasattr(module, str(name)):
                     try:
                         importlib.import_module(f"{module_name}.{name}")
