@@ -264,12 +264,17 @@ def test_missing_dependency_names_function_module_and_requirements(
     (mini_backend / "requirements.txt").write_text("fastapi==0.115.6\n")
     message = _verify(mini_backend, shared_cache)
     # Stopped by the import closure at build, before any interpreter runs: file:line and the function
-    assert "handler.py:2: No module named 'mangum' (at module level; reached by BackendApi)" in message
+    assert (
+        "handler.py:2: No module named 'mangum' (at module level; reached by function BackendApi)" in message
+    )
     assert f"mangum is not in {mini_backend / 'requirements.txt'}: add it there (pinned)" in message
     assert "Worker" not in message, "the worker does not import mangum"
-    # Without the functions (BundleSpec.handlers empty), every source file is checked
+    # Without the functions (BundleSpec.handlers empty), imports inside functions of every file are checked
+    (mini_backend / "src" / "tool.py").write_text("def run():\n    import mangum\n")
     spec = spec_for(mini_backend, shared_cache, handlers=())
-    with pytest.raises(BundlingError, match=r"handler\.py:2: No module named 'mangum'"):
+    with pytest.raises(
+        BundlingError, match=r"tool\.py:2: No module named 'mangum' \(inside a function; functions"
+    ):
         build_bundle(spec)
 
 
@@ -280,7 +285,7 @@ def test_shared_module_missing_export_names_module_and_symbol(mini_backend: Path
     message = _verify(mini_backend, shared_cache)
     for file, line in (("handler.py", 3), ("worker.py", 1), ("campaign_scheduler.py", 1)):
         assert f"{file}:{line}: cannot import name 'SharedError' from 'shared_pkg'" in message
-    assert "reached by BackendApi)" in message and "reached by Worker)" in message
+    assert "reached by function BackendApi)" in message and "reached by function Worker)" in message
     assert "module shared_pkg (shared_pkg/__init__.py) no longer defines SharedError" in message
 
 

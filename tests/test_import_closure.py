@@ -192,7 +192,7 @@ def test_lazily_imported_package_missing_from_requirements_stops_synth(
     message = str(caught.value)
     assert (
         f"handlers/goals/create_goal.py:{line}: No module named 'passlib.context' "
-        "(inside a function; reached by CreateGoal)"
+        "(inside a function; reached by function CreateGoal)"
     ) in message
     assert f"passlib is not in {layout_backend / 'requirements.txt'}: add it there (pinned)" in message
     assert "Auth" not in message
@@ -209,7 +209,7 @@ def test_lazily_imported_name_no_longer_exported_stops_synth(
     message = str(caught.value)
     assert (
         f"handlers/goals/create_goal.py:{line}: cannot import name 'parse_goal' from "
-        "'contexts.provider.registry' (inside a function; reached by CreateGoal)"
+        "'contexts.provider.registry' (inside a function; reached by function CreateGoal)"
     ) in message
     assert "contexts/provider/registry.py) no longer defines parse_goal" in message
 
@@ -222,7 +222,7 @@ def test_name_lost_behind_star_imports_stops_synth(layout_backend: Path, shared_
         "class Lic:",
     )
     with pytest.raises(
-        BundlingError, match=r"handlers/auth.py:4: cannot import name 'License'.*reached by Auth\)"
+        BundlingError, match=r"handlers/auth.py:4: cannot import name 'License'.*reached by function Auth\)"
     ):
         build_bundle(layout_spec(layout_backend, shared_cache))
 

@@ -84,7 +84,9 @@ class ImportProblem:
 
     def __str__(self) -> str:
         where = (
-            "reached by " + ", ".join(self.functions) if self.functions else "every source file is checked"
+            "reached by " + ", ".join(f"function {fn}" for fn in self.functions)
+            if self.functions
+            else "functions not known: every source file is checked"
         )
         when = "inside a function" if self.site.lazy else "at module level"
         return f"{self.site.where}: {self.message} ({when}; {where})\n    hint: {self.hint}"
@@ -557,7 +559,8 @@ def analyze(
     """The closure of `files` (relative path, file) for `handlers` (function, `module.attr`).
 
     `installed` is the bundle's top-level names (None: source only, dependencies are not judged). Problems are
-    only reported for files some function reaches; without handlers, every file counts as reached.
+    only reported for files some function reaches. Without handlers, every file's imports inside functions
+    are checked (module-level ones are left to verification's handler imports) and recorded under "*".
     """
     modules = read_source(source_dir, files)
     resolver = _Resolver(modules, _source_dirs(files), stdlib_names(python_version), installed)
@@ -587,7 +590,9 @@ def analyze(
         if not functions and not all_files:
             continue
         for site in info.sites:
-            if site.optional:
+            if site.optional or (all_files and not site.lazy):
+                # Without the functions, which module-level imports run at init is unknown: those are left
+                # to verification, which imports each handler and names its function.
                 continue
             problem = _check(resolver, site, requirements, source_dir)
             if problem:
