@@ -89,6 +89,7 @@ def _mutations(backend: Path, extra: Path) -> dict[str, Callable[[BundleSpec], B
         "bytecode modules option": lambda s: replace(s, bytecode_modules=("handler",)),
         "dependency excludes option": lambda s: replace(s, dependency_excludes=()),
         "strip option": lambda s: replace(s, strip_native=False),
+        "handlers option": lambda s: replace(s, handlers=s.handlers[:1]),
     }
 
 

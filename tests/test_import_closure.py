@@ -326,7 +326,9 @@ def test_module_getattr_and_dependency_star_accept_any_name(tmp_path: Path) -> N
         {
             "lazy.py": "def __getattr__(name):\n    return name\n",
             "starred.py": "from somedep import *\n",
-            "app.py": "from lazy import anything\nfrom starred import whatever\ndef main(e, c): pass\n",
+            "dynamic.py": "for n in ('A', 'B'):\n    globals()[n] = n\n",
+            "app.py": "from lazy import anything\nfrom starred import whatever\nfrom dynamic import A\n"
+            "def main(e, c): pass\n",
         },
         tmp_path,
         installed={"somedep"},

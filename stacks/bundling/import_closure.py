@@ -71,7 +71,7 @@ class ModuleInfo:
     is_package: bool
     defined: set[str] = field(default_factory=set)
     stars: list[str] = field(default_factory=list)  # modules this one does `from X import *` from
-    has_getattr: bool = False
+    has_getattr: bool = False  # a module __getattr__ or module-level globals(): any name is accepted
     sites: list[ImportSite] = field(default_factory=list)
 
 
@@ -221,6 +221,13 @@ class _Collector(ast.NodeVisitor):
         self.generic_visit(node)
 
     visit_AsyncWith = visit_With
+
+    def visit_Call(self, node: ast.Call) -> None:
+        # `globals()[name] = ...` / `globals().update(...)` at module level defines names no parser can list:
+        # such a module is treated like one with a module __getattr__ (any name accepted).
+        if self.scope_depth == 0 and isinstance(node.func, ast.Name) and node.func.id == "globals":
+            self.info.has_getattr = True
+        self.generic_visit(node)
 
     def visit_Global(self, node: ast.Global) -> None:
         # `global X` in a function makes its assignment a module attribute.
