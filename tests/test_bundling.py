@@ -25,6 +25,11 @@ from stacks.constructs.bundling import (
 )
 
 TOOL = "uv 0.13.9"
+HANDLERS = (
+    ("BackendApi", "handler.lambda_handler"),
+    ("Worker", "worker.lambda_handler"),
+    ("CampaignScheduler", "campaign_scheduler.lambda_handler"),
+)
 CHECKS = [
     HandlerCheck(function="BackendApi", handler="handler.lambda_handler", http_health=True),
     HandlerCheck(function="Worker", handler="worker.lambda_handler"),
@@ -33,7 +38,12 @@ CHECKS = [
 
 
 def spec_for(backend: Path, cache: Path, **changes: object) -> BundleSpec:
-    spec = BundleSpec(source_dir=backend / "src", requirements=backend / "requirements.txt", cache_dir=cache)
+    spec = BundleSpec(
+        source_dir=backend / "src",
+        requirements=backend / "requirements.txt",
+        cache_dir=cache,
+        handlers=HANDLERS,
+    )
     return replace(spec, **changes)  # type: ignore[arg-type]
 
 
@@ -79,6 +89,7 @@ def _mutations(backend: Path, extra: Path) -> dict[str, Callable[[BundleSpec], B
         "bytecode modules option": lambda s: replace(s, bytecode_modules=("handler",)),
         "dependency excludes option": lambda s: replace(s, dependency_excludes=()),
         "strip option": lambda s: replace(s, strip_native=False),
+        "handlers option": lambda s: replace(s, handlers=s.handlers[:1]),
     }
 
 
@@ -253,10 +264,19 @@ def test_missing_dependency_names_function_module_and_requirements(
 ) -> None:
     (mini_backend / "requirements.txt").write_text("fastapi==0.115.6\n")
     message = _verify(mini_backend, shared_cache)
-    assert "function BackendApi (handler handler.lambda_handler)" in message
-    assert "ModuleNotFoundError: No module named 'mangum'" in message
-    assert f"mangum is not in {mini_backend / 'requirements.txt'}" in message
-    assert "function Worker" not in message, "the worker does not import mangum"
+    # Stopped by the import closure at build, before any interpreter runs: file:line and the function
+    assert (
+        "handler.py:2: No module named 'mangum' (at module level; reached by function BackendApi)" in message
+    )
+    assert f"mangum is not in {mini_backend / 'requirements.txt'}: add it there (pinned)" in message
+    assert "Worker" not in message, "the worker does not import mangum"
+    # Without the functions (BundleSpec.handlers empty), imports inside functions of every file are checked
+    (mini_backend / "src" / "tool.py").write_text("def run():\n    import mangum\n")
+    spec = spec_for(mini_backend, shared_cache, handlers=())
+    with pytest.raises(
+        BundlingError, match=r"tool\.py:2: No module named 'mangum' \(inside a function; functions"
+    ):
+        build_bundle(spec)
 
 
 def test_shared_module_missing_export_names_module_and_symbol(mini_backend: Path, shared_cache: Path) -> None:
@@ -264,10 +284,27 @@ def test_shared_module_missing_export_names_module_and_symbol(mini_backend: Path
         "class OtherError(Exception):\n    pass\n"
     )
     message = _verify(mini_backend, shared_cache)
-    for function in ("BackendApi", "Worker", "CampaignScheduler"):
-        assert f"function {function}" in message
-    assert "cannot import name 'SharedError' from 'shared_pkg'" in message
-    assert "module shared_pkg no longer exports SharedError" in message
+    for file, line in (("handler.py", 3), ("worker.py", 1), ("campaign_scheduler.py", 1)):
+        assert f"{file}:{line}: cannot import name 'SharedError' from 'shared_pkg'" in message
+    assert "reached by function BackendApi)" in message and "reached by function Worker)" in message
+    assert "module shared_pkg (shared_pkg/__init__.py) no longer defines SharedError" in message
+
+
+def test_verification_names_function_module_and_hint(built: bundling.BundleResult, tmp_path: Path) -> None:
+    # The interpreter check behind the static one: a bundle whose installed package went missing
+    from tests.conftest import MINI_BACKEND
+
+    copy = tmp_path / "bundle"
+    shutil.copytree(built.directory, copy)
+    shutil.rmtree(copy / "mangum")
+    broken = replace(built, directory=copy)
+    with pytest.raises(BundlingError) as caught:
+        verify_bundle(broken, spec_for(MINI_BACKEND, tmp_path), CHECKS)
+    message = str(caught.value)
+    assert "function BackendApi (handler handler.lambda_handler)" in message
+    assert "ModuleNotFoundError: No module named 'mangum'" in message
+    assert "mangum is listed in" in message
+    assert "function Worker" not in message, "the worker does not import mangum"
 
 
 def test_syntax_error_names_file_and_line(mini_backend: Path, shared_cache: Path) -> None:

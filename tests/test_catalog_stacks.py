@@ -131,37 +131,45 @@ def test_a_fourth_catalog_entry_gets_the_whole_safety_net(four_functions: dict[s
 
 
 @pytest.fixture(scope="module")
-def layered_backend(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+def layout_backend(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """A backend written for this test: handlers/ and contexts/ packages, its own handler names and an
     environment variable that its modules read at import."""
     context = json.loads((REPO_ROOT / "cdk.json").read_text())["context"]
     functions = {
         "Auth": {
             "handler": "handlers.auth.main",
-            "trigger": {"type": "api"},
-            "health_path": "/healthz",
-            "environment": {"TENANT_ID": "credmate-test"},
+            "trigger": {"type": "api", "paths": ["/auth"]},
+            "health_path": "/auth/health",
+            "memory_mb": 512,
+            "timeout_seconds": 20,
+            # Its health answer checks that verification passes the catalog's environment and a context
+            # object with this function's name, memory and timeout.
+            "environment": {
+                "LAYOUT_SERVICE_NAME": "credmate-test",
+                "LAYOUT_EXPECT_MEMORY": "512",
+                "LAYOUT_EXPECT_TIMEOUT_MS": "20000",
+            },
         },
         "CreateGoal": {
             "handler": "handlers.goals.create_goal.main",
             "trigger": {"type": "none"},
-            "environment": {"TENANT_ID": "credmate-test"},
+            "environment": {"LAYOUT_SERVICE_NAME": "credmate-test"},
             "memory_mb": 256,
         },
     }
     return _synth(
         tmp_path_factory,
-        {**context, "backend_root": str(FIXTURES / "layered_backend"), "functions": json.dumps(functions)},
-        "layered",
+        {**context, "backend_root": str(FIXTURES / "layout_backend"), "functions": json.dumps(functions)},
+        "layout",
     )
 
 
 @pytest.mark.synth
-def test_a_backend_with_another_layout_synthesizes_and_verifies(layered_backend: dict[str, Any]) -> None:
-    stack = layered_backend["stacks"]["prod"]
+def test_a_backend_with_another_layout_synthesizes_and_verifies(layout_backend: dict[str, Any]) -> None:
+    stack = layout_backend["stacks"]["prod"]
     assert stack.bundle.verified
     assert (stack.bundle.result.directory / "handlers" / "goals" / "create_goal.py").is_file()
-    tpl = _template(layered_backend["outdir"], "prod")
+    tpl = _template(layout_backend["outdir"], "prod")
     handlers = {
         k: v["Properties"]["Environment"]["Variables"]["CREDMATE_REAL_HANDLER"]
         for k, v in tpl["Resources"].items()
@@ -169,12 +177,21 @@ def test_a_backend_with_another_layout_synthesizes_and_verifies(layered_backend:
     }
     assert sorted(handlers.values()) == ["handlers.auth.main", "handlers.goals.create_goal.main"]
     assert tpl["Metadata"]["CredmateBundles"][0]["verified"] is True
-    # No queue, no schedule, no sample function: only what the catalog asked for.
+    # No queue, no schedule, no sample function: only what the catalog asked for. The API routes /auth
+    # (no catch-all function), and the lazily imported sdist-only dependency is recorded for the probe.
     assert not _ids(tpl, "AWS::SQS::Queue", "")
     assert not _ids(tpl, "AWS::Lambda::Function", "BackendApi")
+    paths = {
+        r["Properties"]["PathPart"]
+        for r in tpl["Resources"].values()
+        if r["Type"] == "AWS::ApiGateway::Resource"
+    }
+    assert paths == {"auth", "{proxy+}"}
+    build_info = json.loads((stack.bundle.result.directory / "build_info.json").read_text())
+    assert "docopt" in build_info["lazy_imports"]["CreateGoal"]
 
 
-def test_layered_backend_without_its_import_time_environment_stops_synth(
+def test_layout_backend_without_its_import_time_environment_stops_synth(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
     from stacks.constructs.bundling import BundlingError
@@ -188,7 +205,7 @@ def test_layered_backend_without_its_import_time_environment_stops_synth(
             tmp_path_factory,
             {
                 **context,
-                "backend_root": str(FIXTURES / "layered_backend"),
+                "backend_root": str(FIXTURES / "layout_backend"),
                 "functions": json.dumps(functions),
             },
             "layered-no-env",

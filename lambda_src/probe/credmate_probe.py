@@ -13,12 +13,14 @@ the environment (`CREDMATE_REAL_HANDLER=handler.lambda_handler`). The bundler co
   handler attribute (Lambda: `Runtime.HandlerNotFound`, here it would be an `AttributeError`) and a missing
   or malformed `CREDMATE_REAL_HANDLER`. Both raise `ProbeConfigError`, an `ImportError`, so they surface as
   `Runtime.ImportModuleError` and trip the same init-error alarm, with a message naming what to fix.
-* **Probe event** `{"credmate_probe": {"imports": ["optional", "modules"]}}` is answered here and never
-  reaches business logic: handler, code version, schema head and database schema version (from the
-  function named in `CREDMATE_PROBE_VERSIONS`, default `app.versions:report`; without that module, from
-  build_info.json), plus an import sweep of `CREDMATE_PROBE_IMPORTS` (comma-separated) and the event's
-  `imports`: packages handlers import lazily, which init does not prove. Only direct `lambda:Invoke` can
-  send this shape: API Gateway, SQS and EventBridge events never carry a top-level `credmate_probe` key.
+* **Probe event** `{"credmate_probe": {}}` is answered here and never reaches business logic: handler, code
+  version, schema head and database schema version (from the function named in `CREDMATE_PROBE_VERSIONS`,
+  default `app.versions:report`; without that module, from build_info.json), plus an import sweep of
+  exactly the dependency modules this function's code imports lazily (inside functions), which init does
+  not prove: the list the bundler's import closure recorded in build_info.json's `lazy_imports` under
+  `CREDMATE_FUNCTION_LABEL`. Nothing else is imported: module names in the event or the environment are
+  ignored, so a probe can never be made to import arbitrary code. Only direct `lambda:Invoke` can send this
+  shape: API Gateway, SQS and EventBridge events never carry a top-level `credmate_probe` key.
 * **Every other event** goes to the real handler unchanged.
 
 Standard library only: this file runs inside every bundle, before anything else is known to import.
@@ -37,7 +39,6 @@ from typing import Any
 
 REAL_HANDLER_ENV = "CREDMATE_REAL_HANDLER"
 VERSIONS_ENV = "CREDMATE_PROBE_VERSIONS"
-IMPORTS_ENV = "CREDMATE_PROBE_IMPORTS"
 LABEL_ENV = "CREDMATE_FUNCTION_LABEL"
 DEFAULT_VERSIONS = "app.versions:report"
 PROBE_KEY = "credmate_probe"
@@ -96,8 +97,15 @@ def is_probe_event(event: object) -> bool:
     return isinstance(event, dict) and PROBE_KEY in event
 
 
-def split_modules(value: str | None) -> list[str]:
-    return [part.strip() for part in (value or "").split(",") if part.strip()]
+def recorded_imports(build_info: Mapping[str, Any], label: str | None) -> list[str]:
+    """The lazily imported dependency modules build_info.json records for this function.
+
+    Keyed by function label; a bundle built without per-function closures records them all under "*"."""
+    recorded = build_info.get("lazy_imports")
+    if not isinstance(recorded, Mapping):
+        return []
+    modules = recorded.get(label or "", recorded.get("*", []))
+    return [m for m in modules if isinstance(m, str)] if isinstance(modules, list) else []
 
 
 def import_sweep(modules: Iterable[str]) -> tuple[list[str], list[dict[str, str]]]:
@@ -181,21 +189,13 @@ def answer_probe(
     """The probe response. Never raises: a broken probe must be a readable "failed", not a FunctionError."""
     errors: list[str] = []
     request = event.get(PROBE_KEY)
-    requested: list[str] = []
     if request is not None and not isinstance(request, Mapping):
         errors.append(f"probe event's '{PROBE_KEY}' must be an object, got {type(request).__name__}")
-    elif isinstance(request, Mapping):
-        imports = request.get("imports", [])
-        if isinstance(imports, list) and all(isinstance(i, str) for i in imports):
-            requested = imports
-        else:
-            errors.append(f"probe event's '{PROBE_KEY}.imports' must be a list of module names")
-    versions, source, version_error = read_versions(
-        environ.get(VERSIONS_ENV) or DEFAULT_VERSIONS, read_build_info()
-    )
+    build_info = read_build_info()
+    versions, source, version_error = read_versions(environ.get(VERSIONS_ENV) or DEFAULT_VERSIONS, build_info)
     if version_error:
         errors.append(version_error)
-    checked, failures = import_sweep([*split_modules(environ.get(IMPORTS_ENV)), *requested])
+    checked, failures = import_sweep(recorded_imports(build_info, environ.get(LABEL_ENV)))
     errors.extend(f"import {f['module']}: {f['error']}" for f in failures)
     return {
         "probe": "failed" if errors else "ok",

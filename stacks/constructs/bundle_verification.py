@@ -2,7 +2,9 @@
 
 Each handler is imported in its own `python3.X -I -S` process (Lambda starts one runtime per function, so
 one handler's imports must not hide another's missing module). Failures become one `BundlingError` that
-names the function, the handler, the exception and a hint pointing at the file to fix.
+names the function, the handler, the exception and a hint pointing at the file to fix. The same process then
+imports the dependencies the function's code imports lazily (recorded by the bundle's import closure in
+closure.json beside it), each reported with the file:line of its import.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from stacks.constructs.bundling import BundleResult, BundleSpec, BundlingError, HandlerCheck
+
+HEALTHY = ("healthy", "ok", "pass", "up")  # as verify_in_bundle.HEALTHY_STATUSES (that file runs standalone)
 
 VERIFY_SCRIPT = Path(__file__).with_name("verify_in_bundle.py")
 VERIFY_TIMEOUT_SECONDS = 120
@@ -86,8 +90,34 @@ def hint_for(result: Mapping[str, object], spec: BundleSpec) -> str:
             f"module {module} has no attribute {attr}: fix the handler setting of this function or define it"
         )
     if result.get("stage") == "health":
-        return "GET /health through the handler did not answer 200 healthy: run the backend tests"
+        return (
+            "the health GET through the handler did not answer 200 with a healthy status "
+            f"({', '.join(HEALTHY)}): run the backend tests"
+        )
     return "see the traceback above; the bundle's handler must import cleanly in a fresh interpreter"
+
+
+def lazy_imports_for(bundle: BundleResult) -> dict[str, list[list[object]]]:
+    """function -> [[module, [names], "file:line"], ...] from the bundle's closure.json ({} when absent)."""
+    path = bundle.directory.parent / "closure.json"
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _lazy_failure(check: HandlerCheck, failure: Mapping[str, str], spec: BundleSpec) -> VerificationFailure:
+    hint = hint_for(
+        {"type": failure["type"], "message": failure["message"], "name": failure["name"] or None}, spec
+    )
+    return VerificationFailure(
+        check.function,
+        check.handler,
+        f"{failure['where']}: lazy import of {failure['module']} failed: {failure['type']}: "
+        f"{failure['message']}",
+        hint,
+    )
 
 
 def verify_bundle(
@@ -100,6 +130,7 @@ def verify_bundle(
 ) -> None:
     """Raise BundlingError listing every handler that does not import (or answer /health) from the bundle."""
     python = interpreter or target_interpreter(spec)
+    lazy = lazy_imports_for(bundle)
     # No database, no AWS: the handlers must import and answer /health lazily without either.
     env = {
         "PATH": os.environ.get("PATH", ""),
@@ -125,6 +156,11 @@ def verify_bundle(
                             "function": check.function,
                             "handler": check.handler,
                             "http_health": check.http_health,
+                            "health_path": check.health_path,
+                            "memory_mb": check.memory_mb,
+                            "timeout_seconds": check.timeout_seconds,
+                            # Without per-function closures (no BundleSpec.handlers), every lazy import.
+                            "lazy": lazy.get(check.function, lazy.get("*", [])),
                         }
                     ),
                 ],
@@ -164,7 +200,9 @@ def verify_bundle(
             )
             continue
         result = json.loads(lines[-1])
-        if not result["ok"]:
+        if result.get("lazy_failures"):
+            failures.extend(_lazy_failure(check, f, spec) for f in result["lazy_failures"])
+        elif not result["ok"]:
             result["bundle"] = str(bundle.directory)
             error = f"{result['type']}: {result['message']}"
             failures.append(VerificationFailure(check.function, check.handler, error, hint_for(result, spec)))

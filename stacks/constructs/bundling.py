@@ -38,8 +38,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from stacks.bundling import import_closure, sdist
+from stacks.bundling.sdist import Wheelhouse
+
 # Bump when the bundle layout or any build step changes: it is part of every input hash.
-BUNDLER_VERSION = "5"
+BUNDLER_VERSION = "6"
 
 # What Lambda never needs. Patterns match a path relative to the source folder or any single path part.
 DEFAULT_EXCLUDES: tuple[str, ...] = (
@@ -100,9 +103,9 @@ class HandlerCheck:
     handler: str  # "module.attr", as in Lambda's Handler setting
     http_health: bool = False  # drive GET /health through it as an API Gateway proxy event
     environment: tuple[tuple[str, str], ...] = ()  # the function's own variables that affect import
-    health_path: str = "/health"
-    memory_mb: int = 1024
-    timeout_seconds: int = 60
+    health_path: str = "/health"  # the path of the GET driven through it when http_health is true
+    memory_mb: int = 1024  # the context object's memory_limit_in_mb
+    timeout_seconds: int = 60  # get_remaining_time_in_millis() counts down from this
 
 
 @dataclass(frozen=True)
@@ -125,7 +128,7 @@ class BundleSpec:
     # Folder (relative to source_dir) whose Alembic revisions give build_info.json's schema_head.
     migrations_dir: str | None = "migrations/versions"
     installer: Literal["auto", "uv", "pip"] = "auto"
-    # (function name, real handler `module.attr`) for every function the bundle serves.
+    # (function name, real handler `module.attr`): whose import closures are checked and recorded.
     handlers: tuple[tuple[str, str], ...] = ()
 
     @property
@@ -237,8 +240,8 @@ def host_can_compile(spec: BundleSpec) -> bool:
     return f"{sys.version_info.major}.{sys.version_info.minor}" == spec.python_version
 
 
-def input_hash(spec: BundleSpec, tool: str) -> str:
-    """One digest of every input that can change the bundle."""
+def input_hash(spec: BundleSpec, tool: str, wheels: Sequence[tuple[str, str]] = ()) -> str:
+    """One digest of every input that can change the bundle (`wheels`: locally built (name, sha256))."""
     digest = hashlib.sha256()
 
     def add(label: str, value: str | bytes) -> None:
@@ -253,10 +256,12 @@ def input_hash(spec: BundleSpec, tool: str) -> str:
     add("excludes", json.dumps(sorted(spec.excludes)))
     add("bytecode", str(spec.compile_bytecode and host_can_compile(spec)))
     add("bytecode-modules", json.dumps(list(spec.bytecode_modules)))
-    add("handlers", json.dumps([list(h) for h in spec.handlers]))
     add("dependency-excludes", json.dumps(sorted(spec.dependency_excludes)))
     add("strip", strip_identity() if spec.strip_native else "off")
     add("migrations", spec.migrations_dir or "")
+    add("handlers", json.dumps([list(h) for h in spec.handlers]))
+    if wheels:
+        add("built-wheels", json.dumps(sorted(list(w) for w in wheels)))
     req = requirements_file(spec)
     add("requirements-name", req.name)
     add("requirements", req.read_bytes())
@@ -292,10 +297,14 @@ def _no_wheel_package(output: str) -> str | None:
     return None
 
 
-def install_dependencies(spec: BundleSpec, command: list[str], target: Path, cache: Path) -> None:
+def _install_command(
+    spec: BundleSpec, command: list[str], target: Path, cache: Path, find_links: Path | None, dry_run: bool
+) -> tuple[list[str], dict[str, str], str]:
     req = requirements_file(spec)
     uv_platform, pip_platform = _PLATFORMS[spec.architecture]
     hashes = ["--require-hashes"] if req.name == "requirements.lock" else []
+    # Locally built pure-Python wheels (stacks/bundling/sdist.py), found beside the index.
+    extra = [*(["--find-links", str(find_links)] if find_links else []), *(["--dry-run"] if dry_run else [])]
     if command[0].endswith("uv"):
         args = [
             *command,
@@ -316,6 +325,7 @@ def install_dependencies(spec: BundleSpec, command: list[str], target: Path, cac
             "hardlink",
             "--no-progress",
             "--quiet",
+            *extra,
             *hashes,
             "-r",
             str(req),
@@ -338,12 +348,46 @@ def install_dependencies(spec: BundleSpec, command: list[str], target: Path, cac
             "--no-compile",
             "--no-deps" if hashes else "--upgrade",
             "--quiet",
+            *extra,
             *hashes,
             "-r",
             str(req),
         ]
         env = dict(os.environ)
         platform = pip_platform
+    return args, env, platform
+
+
+def prepare_wheelhouse(
+    spec: BundleSpec, tool: str, command: list[str], *, log: Callable[[str], None] = lambda _m: None
+) -> Wheelhouse:
+    """Pure-Python wheels built from the sdists the requirements need (usually none): cached, see sdist.py."""
+    req = requirements_file(spec)
+
+    def dry_run(find_links: Path | None) -> tuple[bool, str]:
+        with tempfile.TemporaryDirectory(prefix="credmate-dry-") as target:
+            args, env, _platform = _install_command(
+                spec, command, Path(target), spec.cache_dir, find_links, dry_run=True
+            )
+            proc = subprocess.run(args, capture_output=True, text=True, env=env, check=False)
+        return proc.returncode == 0, proc.stdout + proc.stderr
+
+    uv = command[0] if command[0].endswith("uv") else None
+    try:
+        return sdist.prepare_wheelhouse(spec, req, tool, dry_run, uv=uv, log=log)
+    except sdist.SdistError as exc:
+        uv_platform, pip_platform = _PLATFORMS[spec.architecture]
+        platform = uv_platform if uv else pip_platform
+        raise MissingWheelError(
+            exc.package, f"{platform}/cp{spec.python_version.replace('.', '')}", exc.detail
+        ) from None
+
+
+def install_dependencies(
+    spec: BundleSpec, command: list[str], target: Path, cache: Path, find_links: Path | None = None
+) -> None:
+    req = requirements_file(spec)
+    args, env, platform = _install_command(spec, command, target, cache, find_links, dry_run=False)
     proc = subprocess.run(args, capture_output=True, text=True, env=env, check=False)
     if proc.returncode != 0:
         output = proc.stdout + proc.stderr
@@ -614,6 +658,24 @@ def write_zip(directory: Path, zip_path: Path) -> None:
         out.write(_END.pack(0x06054B50, 0, 0, len(files), len(files), len(central), offset, 0))
 
 
+def check_import_closure(spec: BundleSpec, bundle: Path) -> import_closure.Closure:
+    """The static import closure of the source, resolved against the installed bundle; raises BundlingError
+    naming file:line, module or name, and the functions reaching the file (see import_closure.py)."""
+    files = source_files(spec.source_dir, spec.excludes)
+    tops = {rel.split("/")[0].removesuffix(".py") for rel, _p in files}
+    closure = import_closure.analyze(
+        spec.source_dir,
+        files,
+        spec.handlers,
+        installed=import_closure.installed_top_levels(bundle, tops),
+        python_version=spec.python_version,
+        requirements=spec.requirements,
+    )
+    if closure.problems:
+        raise BundlingError(import_closure.closure_error(closure.problems))
+    return closure
+
+
 def _tree_size(directory: Path) -> int:
     return sum(p.stat().st_size for p in directory.rglob("*") if p.is_file())
 
@@ -622,7 +684,8 @@ def build_bundle(spec: BundleSpec, *, log: Callable[[str], None] = lambda _m: No
     """Return the bundle for `spec`, building it only when no complete bundle exists for its input hash."""
     started = time.monotonic()
     tool, command = installer_identity(spec)
-    asset_hash = input_hash(spec, tool)
+    wheelhouse = prepare_wheelhouse(spec, tool, command, log=log)
+    asset_hash = input_hash(spec, tool, wheelhouse.wheels)
     final = spec.cache_dir / "bundles" / asset_hash
     meta_path = final / "meta.json"
     if meta_path.is_file():
@@ -636,7 +699,9 @@ def build_bundle(spec: BundleSpec, *, log: Callable[[str], None] = lambda _m: No
     try:
         bundle = work / "bundle"
         bundle.mkdir()
-        install_dependencies(spec, command, bundle, spec.cache_dir)
+        install_dependencies(
+            spec, command, bundle, spec.cache_dir, wheelhouse.directory if wheelhouse.wheels else None
+        )
         _prune_installed(bundle, spec.dependency_excludes)
         if spec.strip_native:
             notices.extend(strip_native_libraries(bundle, spec.architecture))
@@ -646,6 +711,24 @@ def build_bundle(spec: BundleSpec, *, log: Callable[[str], None] = lambda _m: No
             shutil.copyfile(path, dest)
         for name, path in spec.extra_files:
             shutil.copyfile(path, bundle / name)
+        closure = check_import_closure(spec, bundle)
+        closure_info = {
+            # What each function imports lazily from its dependencies: the probe imports exactly these.
+            "lazy_imports": closure.lazy_imports(),
+            # Source files each function imports at init / reaches lazily (what a change to a file impacts).
+            "closure": {
+                fn: {"init": closure.init_files[fn], "lazy": closure.lazy_files[fn]}
+                for fn in closure.init_files
+            },
+            "built_wheels": [name for name, _sha in wheelhouse.wheels],
+        }
+        # Beside the bundle (not in it): the lazy dependency imports, with file:line, for verification.
+        (work / "closure.json").write_text(
+            json.dumps(
+                {fn: [d.as_json() for d in deps] for fn, deps in sorted(closure.lazy_dependencies.items())},
+                sort_keys=True,
+            )
+        )
         commit, dirty = git_commit([spec.source_dir, spec.requirements])
         req = requirements_file(spec)
         info = {
@@ -664,6 +747,7 @@ def build_bundle(spec: BundleSpec, *, log: Callable[[str], None] = lambda _m: No
             "runtime": spec.runtime,
             "architecture": spec.architecture,
             "installer": tool,
+            **closure_info,
         }
         (bundle / "build_info.json").write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
         bytecode = spec.compile_bytecode and host_can_compile(spec)

@@ -162,7 +162,13 @@ def _verify_once(
             [
                 target.asset_hash,
                 interpreter,
-                [[c.function, c.handler, c.http_health, list(c.environment)] for c in checks],
+                [
+                    [
+                        *(c.function, c.handler, c.http_health, c.health_path, c.memory_mb),
+                        *(c.timeout_seconds, list(c.environment)),
+                    ]
+                    for c in checks
+                ],
             ]
         ).encode()
     ).hexdigest()[:16]

@@ -2,43 +2,67 @@
 
 `-I -S` leaves only the standard library on sys.path; this script adds the bundle, exactly what Lambda's
 /var/task gives a handler. It imports one handler (one process per handler, as Lambda does), optionally
-drives GET /health through it, and prints one JSON line. Standard library only.
+drives GET <health_path> through it with a Lambda-like context object, then imports the dependencies the
+function's code imports lazily (inside functions: init does not prove them), and prints one JSON line.
+Standard library only.
 """
 
 import importlib
 import json
 import sys
+import time
 import traceback
+
+# What /health may answer in a JSON "status" (case-insensitive); 200 is required in every case.
+HEALTHY_STATUSES = ("healthy", "ok", "pass", "up")
 
 
 class _Context:
-    function_name = "verify"
-    function_version = "$LATEST"
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:verify"
-    memory_limit_in_mb = "1024"
-    aws_request_id = "00000000-0000-0000-0000-000000000000"
-    log_group_name = "/aws/lambda/verify"
-    log_stream_name = "verify"
+    """The attributes Lambda's context object has, for the function being verified."""
+
+    def __init__(self, function: str, memory_mb: int, timeout_seconds: int) -> None:
+        self.function_name = function
+        self.function_version = "$LATEST"
+        self.invoked_function_arn = f"arn:aws:lambda:us-east-1:123456789012:function:{function}"
+        self.memory_limit_in_mb = str(memory_mb)
+        self.aws_request_id = "00000000-0000-0000-0000-000000000000"
+        self.log_group_name = f"/aws/lambda/{function}"
+        self.log_stream_name = "2026/01/01/[$LATEST]00000000000000000000000000000000"
+        self._deadline = time.monotonic() + timeout_seconds
 
     def get_remaining_time_in_millis(self) -> int:
-        return 30_000
+        return max(0, int((self._deadline - time.monotonic()) * 1000))
 
 
-def health_event() -> dict[str, object]:
+def is_healthy(status: object, body: object) -> bool:
+    """200, and a JSON body's "status" (when it has one) is one of HEALTHY_STATUSES."""
+    if status != 200:
+        return False
+    try:
+        data = json.loads(body) if isinstance(body, (str, bytes)) and body else None
+    except ValueError:
+        return True
+    if isinstance(data, dict) and "status" in data:
+        return str(data["status"]).lower() in HEALTHY_STATUSES
+    return True
+
+
+def health_event(path: str = "/health") -> dict[str, object]:
+    proxy = path.lstrip("/")
     return {
         "resource": "/{proxy+}",
-        "path": "/health",
+        "path": path,
         "httpMethod": "GET",
         "headers": {"Host": "verify.local", "Accept": "application/json"},
         "multiValueHeaders": {"Host": ["verify.local"], "Accept": ["application/json"]},
         "queryStringParameters": None,
         "multiValueQueryStringParameters": None,
-        "pathParameters": {"proxy": "health"},
+        "pathParameters": {"proxy": proxy},
         "stageVariables": None,
         "requestContext": {
             "resourcePath": "/{proxy+}",
             "httpMethod": "GET",
-            "path": "/prod/health",
+            "path": "/prod" + path,
             "stage": "prod",
             "requestId": "verify",
             "accountId": "123456789012",
@@ -48,6 +72,31 @@ def health_event() -> dict[str, object]:
         "body": None,
         "isBase64Encoded": False,
     }
+
+
+def lazy_failures(imports: list[tuple[str, list[str], str]]) -> list[dict[str, str]]:
+    """Import each [module, [names], where]; for each name, an attribute or a submodule must exist."""
+    failures = []
+    for module_name, names, where in imports:
+        try:
+            module = importlib.import_module(str(module_name))
+            for name in names:
+                if not hasattr(module, str(name)):
+                    try:
+                        importlib.import_module(f"{module_name}.{name}")
+                    except ModuleNotFoundError:
+                        raise ImportError(f"cannot import name '{name}' from '{module_name}'") from None
+        except BaseException as exc:  # an import may raise anything, SystemExit included
+            failures.append(
+                {
+                    "where": str(where),
+                    "module": str(module_name),
+                    "type": type(exc).__name__,
+                    "message": str(exc),
+                    "name": str(getattr(exc, "name", None) or ""),
+                }
+            )
+    return failures
 
 
 def main() -> None:
@@ -63,14 +112,20 @@ def main() -> None:
             raise TypeError(f"{check['handler']} is not callable")
         if check.get("http_health"):
             result["stage"] = "health"
-            response = handler(health_event(), _Context())
+            path = check.get("health_path") or "/health"
+            context = _Context(
+                check["function"], int(check.get("memory_mb", 1024)), int(check.get("timeout_seconds", 60))
+            )
+            response = handler(health_event(path), context)
             status = response.get("statusCode") if isinstance(response, dict) else None
             body = response.get("body") if isinstance(response, dict) else None
             result["status_code"] = status
-            result["body"] = (body or "")[:500]
-            if status != 200 or json.loads(body or "{}").get("status") != "healthy":
-                raise RuntimeError(f"GET /health returned {status}: {(body or '')[:300]}")
-        result["ok"] = True
+            result["body"] = str(body or "")[:500]
+            if not is_healthy(status, body):
+                raise RuntimeError(f"GET {path} returned {status}: {str(body or '')[:300]}")
+        result["stage"] = "lazy"
+        result["lazy_failures"] = lazy_failures(check.get("lazy", []))
+        result["ok"] = not result["lazy_failures"]
     except BaseException as exc:  # a handler may raise anything, SystemExit included
         result["type"] = type(exc).__name__
         result["message"] = str(exc)

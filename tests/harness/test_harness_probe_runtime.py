@@ -74,11 +74,15 @@ def test_init_failures_as_the_runtime_reports_them(tmp_path, rie_binary, modules
 
 
 def test_probe_and_pass_through_under_the_runtime(tmp_path, rie_binary):
-    bundle = tiny_bundle(tmp_path / "bundle", {"real.py": HANDLER})
+    # The sweep imports what the bundler recorded for the function, never names from the event
+    lazy = json.dumps({"lazy_imports": {"Worker": ["json", "not_installed_anywhere"]}})
+    bundle = tiny_bundle(tmp_path / "bundle", {"real.py": HANDLER, "build_info.json": lazy})
     with LambdaEmulator(
-        bundle=bundle, environment={"CREDMATE_REAL_HANDLER": "real.lambda_handler"}, rie=rie_binary
+        bundle=bundle,
+        environment={"CREDMATE_REAL_HANDLER": "real.lambda_handler", "CREDMATE_FUNCTION_LABEL": "Worker"},
+        rie=rie_binary,
     ) as function:
-        probe = function.invoke({"credmate_probe": {"imports": ["json", "not_installed_anywhere"]}})
+        probe = function.invoke({"credmate_probe": {"imports": ["antigravity"]}})
         passed = function.invoke({"Records": []})
     assert not probe.function_error and probe.payload["probe"] == "failed"
     assert probe.payload["import_failures"] == [

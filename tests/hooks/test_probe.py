@@ -141,25 +141,72 @@ def test_a_broken_versions_function_fails_the_probe(bundle, monkeypatch):
     assert "No module named 'sqlalchemy_missing_for_this_test'" in result["errors"][0]
 
 
-def test_import_sweep_from_environment_and_event(bundle, monkeypatch):
-    root = bundle({"realmod.py": HANDLER, "lazy_ok.py": "X = 1\n"})
+LAZY_INFO = {
+    "code_version": "c0ffee",
+    "lazy_imports": {"Worker": ["lazy_ok", "lazy_pkg.sub"], "BackendApi": ["x_not_installed"]},
+}
+
+
+def test_import_sweep_is_exactly_the_recorded_list_of_the_function(bundle, monkeypatch):
+    # GIVEN a bundle whose build_info.json records each function's lazily imported dependencies
+    root = bundle(
+        {
+            "realmod.py": HANDLER,
+            "lazy_ok.py": "X = 1\n",
+            "lazy_pkg/__init__.py": "",
+            "lazy_pkg/sub.py": "Y = 2\n",
+            "build_info.json": json.dumps(LAZY_INFO),
+        }
+    )
     monkeypatch.setenv("CREDMATE_REAL_HANDLER", "realmod.lambda_handler")
-    monkeypatch.setenv("CREDMATE_PROBE_IMPORTS", "lazy_ok, json")
-    probe = load_probe(root)
-    ok = probe.handler({"credmate_probe": {"imports": ["email.mime.text"]}}, None)
-    assert ok["probe"] == "ok" and ok["imports_checked"] == ["lazy_ok", "json", "email.mime.text"]
-    failed = probe.handler({"credmate_probe": {"imports": ["x_not_installed"]}}, None)
-    assert failed["probe"] == "failed"
+    monkeypatch.setenv("CREDMATE_FUNCTION_LABEL", "Worker")
+    monkeypatch.setenv("CREDMATE_PROBE_IMPORTS", "json")  # no longer read
+    ok = load_probe(root).handler({"credmate_probe": {}}, None)
+    # THEN the Worker's probe imports its list, and only it
+    assert ok["probe"] == "ok" and ok["imports_checked"] == ["lazy_ok", "lazy_pkg.sub"]
+    assert "lazy_pkg.sub" in sys.modules and "json" not in ok["imports_checked"]
+    # AND another function's list fails where a module is missing
+    monkeypatch.setenv("CREDMATE_FUNCTION_LABEL", "BackendApi")
+    failed = load_probe(root).handler({"credmate_probe": {}}, None)
+    assert failed["probe"] == "failed" and failed["imports_checked"] == ["x_not_installed"]
     assert failed["import_failures"] == [
         {"module": "x_not_installed", "error": "ModuleNotFoundError: No module named 'x_not_installed'"}
     ]
 
 
+def test_bundle_without_function_closures_sweeps_the_whole_list(bundle, monkeypatch):
+    root = bundle(
+        {
+            "realmod.py": HANDLER,
+            "lazy_ok.py": "",
+            "build_info.json": json.dumps({"lazy_imports": {"*": ["lazy_ok"]}}),
+        }
+    )
+    monkeypatch.setenv("CREDMATE_REAL_HANDLER", "realmod.lambda_handler")
+    monkeypatch.setenv("CREDMATE_FUNCTION_LABEL", "Worker")
+    assert load_probe(root).handler({"credmate_probe": {}}, None)["imports_checked"] == ["lazy_ok"]
+
+
+@pytest.mark.parametrize("requested", [["os; rm -rf"], ["antigravity"], "antigravity", ["lazy_ok", "this"]])
+def test_module_names_in_the_event_are_never_imported(bundle, monkeypatch, requested):
+    root = bundle(
+        {"realmod.py": HANDLER, "lazy_ok.py": "", "build_info.json": json.dumps({"code_version": "c"})}
+    )
+    monkeypatch.setenv("CREDMATE_REAL_HANDLER", "realmod.lambda_handler")
+    monkeypatch.delitem(sys.modules, "antigravity", raising=False)
+    monkeypatch.delitem(sys.modules, "this", raising=False)
+    result = load_probe(root).handler({"credmate_probe": {"imports": requested}}, None)
+    assert result["imports_checked"] == [] and result["import_failures"] == []
+    assert result["probe"] == "ok"
+    assert not {"antigravity", "this", "lazy_ok"} & set(sys.modules)
+    assert sys.modules["realmod"].CALLS == []
+
+
 def test_malformed_probe_request_fails_without_running_the_handler(bundle, monkeypatch):
     root = bundle({"realmod.py": HANDLER})
     monkeypatch.setenv("CREDMATE_REAL_HANDLER", "realmod.lambda_handler")
-    result = load_probe(root).handler({"credmate_probe": {"imports": "sqlalchemy"}}, None)
-    assert result["probe"] == "failed" and "must be a list" in result["errors"][0]
+    result = load_probe(root).handler({"credmate_probe": ["sqlalchemy"]}, None)
+    assert result["probe"] == "failed" and "must be an object" in result["errors"][0]
     assert sys.modules["realmod"].CALLS == []
 
 

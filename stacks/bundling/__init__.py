@@ -1,0 +1,1 @@
+"""Bundler parts that work on a built bundle or its inputs: the static import closure and sdist wheels."""

@@ -1,0 +1,241 @@
+"""Pure-Python source distributions, built into wheels locally, without Docker.
+
+The bundler installs wheels only (`--only-binary :all:`): a source build on this host could produce native
+code for the wrong platform. But many real requirement sets hold a package published only as an sdist that
+is pure Python (`docopt==0.6.2`, pulled in by notifications-python-client); `sam build` bundles those by
+building them locally. Here: ask the installer (a dry run, fast) whether every requirement has a wheel for
+the target; for each package it reports without one, download its sdist (`pip download --no-binary :all:
+--no-deps`), build a wheel (`uv build`, or `pip wheel`; build isolation, so its build backend comes from
+the index), and keep it in a wheelhouse only when its tag is `py3-none-any` (or `py2.py3-none-any`):
+installable on any platform. Then the dry run is repeated with `--find-links` to the wheelhouse, until it
+passes. An sdist whose build gives a platform-specific wheel, or that does not build, stops with
+`MissingWheelError` naming the package (the Docker fallback in lambda_bundle.py applies).
+
+The wheelhouse is cached under the bundle cache by the requirements content, runtime, architecture and
+installer: a synth with unchanged requirements reads its manifest and does nothing else. The built wheels'
+names and sha256 are part of the bundle's input hash.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from stacks.constructs.bundling import BundleSpec
+
+# Bump when the way wheels are built changes: part of the wheelhouse key.
+SDIST_BUILDER_VERSION = "1"
+_PURE_TAGS = ("-py3-none-any.whl", "-py2.py3-none-any.whl")
+_MAX_ROUNDS = 20
+_BUILD_TIMEOUT_SECONDS = 600
+
+# "Because docopt==0.6.2 has no usable wheels" (uv), "No matching distribution found for docopt==0.6.2" (pip)
+_NO_WHEEL = (
+    re.compile(
+        r"Because ([A-Za-z0-9][A-Za-z0-9_.-]*)((?:[=<>!~]=?=?)[^\s,]+)? has no (?:usable |compatible )?wheels"
+    ),
+    re.compile(r"Wheels are required for `([A-Za-z0-9][A-Za-z0-9_.-]*)`()"),
+    re.compile(r"No matching distribution found for ([A-Za-z0-9][A-Za-z0-9_.-]*)((?:[=<>!~]=?=?)[^\s,;]+)?"),
+)
+
+
+class SdistError(Exception):
+    """`package` has no wheel for the target and its sdist gives none that runs everywhere."""
+
+    def __init__(self, package: str, detail: str, *, cacheable: bool = True) -> None:
+        self.package = package
+        self.detail = detail
+        self.cacheable = cacheable  # False for a failed download, which may be passing
+        super().__init__(f"{package}: {detail}")
+
+
+@dataclass(frozen=True)
+class Wheelhouse:
+    directory: Path
+    wheels: tuple[tuple[str, str], ...]  # (wheel file name, sha256)
+    built_now: bool = False
+
+
+def _normalise(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def wheelhouse_key(spec: BundleSpec, requirements: Path, tool: str) -> str:
+    digest = hashlib.sha256()
+    for part in (
+        SDIST_BUILDER_VERSION,
+        tool,
+        spec.runtime,
+        spec.architecture,
+        requirements.name,
+    ):
+        digest.update(part.encode() + b"\0")
+    digest.update(requirements.read_bytes())
+    return digest.hexdigest()
+
+
+def no_wheel_requirement(output: str) -> tuple[str, str] | None:
+    """(package, version specifier or "") of the first package the installer found no wheel for."""
+    for pattern in _NO_WHEEL:
+        match = pattern.search(output)
+        if match:
+            return match.group(1), match.group(2) or ""
+    return None
+
+
+def _pinned(requirements: Path, package: str) -> str:
+    """The specifier the requirements file gives `package` ("==1.2" ...), or ""."""
+    wanted = _normalise(package)
+    for line in requirements.read_text().splitlines():
+        match = re.match(
+            r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?\s*((?:[=<>!~]=?=?)\s*[^\s;#\\]+)?", line
+        )
+        if match and _normalise(match.group(1)) == wanted and match.group(2):
+            return match.group(2).replace(" ", "")
+    return ""
+
+
+def build_pure_wheel(
+    package: str, specifier: str, out: Path, *, use_uv: str | None, uv_cache: Path | None = None
+) -> Path:
+    """Download `package specifier` as an sdist and build it into a wheel in `out`; return the wheel.
+
+    Raises SdistError when the sdist cannot be had or built, or builds a platform-specific wheel."""
+    with tempfile.TemporaryDirectory(prefix="credmate-sdist-") as tmp:
+        work = Path(tmp)
+        download = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--no-binary",
+                ":all:",
+                "--no-deps",
+                "--quiet",
+                "--disable-pip-version-check",
+                "-d",
+                str(work / "sdist"),
+                f"{package}{specifier}",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=_BUILD_TIMEOUT_SECONDS,
+            check=False,
+        )
+        sdists = sorted((work / "sdist").glob("*")) if (work / "sdist").is_dir() else []
+        if download.returncode != 0 or not sdists:
+            raise SdistError(
+                package,
+                f"no source distribution of {package}{specifier} could be downloaded either:\n"
+                f"{(download.stdout + download.stderr)[-1500:]}",
+                cacheable=False,
+            )
+        if use_uv:
+            args = [use_uv, "build", "--wheel", "--quiet", "--out-dir", str(work / "wheel"), str(sdists[0])]
+        else:
+            args = [
+                sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "--disable-pip-version-check",
+                "-w", str(work / "wheel"), str(sdists[0]),
+            ]  # fmt: skip
+        env = {**os.environ, "SOURCE_DATE_EPOCH": "315532800", "UV_NO_CONFIG": "1"}
+        if uv_cache is not None:
+            env["UV_CACHE_DIR"] = str(uv_cache)
+        built = subprocess.run(
+            args, capture_output=True, text=True, timeout=_BUILD_TIMEOUT_SECONDS, env=env, check=False
+        )
+        wheels = sorted((work / "wheel").glob("*.whl")) if (work / "wheel").is_dir() else []
+        if built.returncode != 0 or not wheels:
+            raise SdistError(
+                package,
+                f"its source distribution {sdists[0].name} did not build into a wheel:\n"
+                f"{(built.stdout + built.stderr)[-1500:]}",
+            )
+        wheel = wheels[0]
+        if not wheel.name.endswith(_PURE_TAGS):
+            raise SdistError(
+                package,
+                f"its source distribution {sdists[0].name} builds {wheel.name}, native code for this host, "
+                "not a pure-Python (py3-none-any) wheel",
+            )
+        out.mkdir(parents=True, exist_ok=True)
+        dest = out / wheel.name
+        shutil.copyfile(wheel, dest)
+        return dest
+
+
+def prepare_wheelhouse(
+    spec: BundleSpec,
+    requirements: Path,
+    tool: str,
+    dry_run: Callable[[Path | None], tuple[bool, str]],
+    *,
+    uv: str | None,
+    log: Callable[[str], None] = lambda _m: None,
+) -> Wheelhouse:
+    """The wheelhouse of locally built pure wheels these requirements need (often none), cached.
+
+    Raises SdistError naming the package when a needed sdist gives no pure wheel.
+    `dry_run(find_links)` asks the installer whether the requirements resolve with wheels only; it returns
+    (ok, output)."""
+    key = wheelhouse_key(spec, requirements, tool)
+    directory = spec.cache_dir / "wheelhouse" / key
+    manifest = directory / "manifest.json"
+    if manifest.is_file():
+        data = json.loads(manifest.read_text())
+        if data.get("error"):
+            error = data["error"]
+            raise SdistError(error["package"], error["detail"])
+        return Wheelhouse(directory / "wheels", tuple((str(n), str(h)) for n, h in data["wheels"]))
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{key[:12]}-", dir=directory.parent))
+    wheels_dir = work / "wheels"
+    built: dict[str, Path] = {}
+    try:
+        for _round in range(_MAX_ROUNDS):
+            ok, output = dry_run(wheels_dir if built else None)
+            if ok:
+                break
+            found = no_wheel_requirement(output)
+            if found is None or _normalise(found[0]) in built:
+                break  # another failure: the install reports it with its own message
+            package, specifier = found
+            specifier = _pinned(requirements, package) or specifier
+            log(f"[bundle] {package}{specifier} has no wheel: building its source distribution")
+            try:
+                built[_normalise(package)] = build_pure_wheel(
+                    package, specifier, wheels_dir, use_uv=uv, uv_cache=spec.cache_dir / "uv"
+                )
+            except SdistError as exc:
+                if exc.cacheable:
+                    work.joinpath("manifest.json").write_text(
+                        json.dumps({"error": {"package": exc.package, "detail": exc.detail}})
+                    )
+                    _publish(work, directory)
+                raise
+        wheels = tuple((p.name, hashlib.sha256(p.read_bytes()).hexdigest()) for p in sorted(built.values()))
+        (work / "manifest.json").write_text(json.dumps({"wheels": [list(w) for w in wheels]}))
+        _publish(work, directory)
+        return Wheelhouse(directory / "wheels", wheels, built_now=bool(wheels))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _publish(work: Path, directory: Path) -> None:
+    """Rename the finished wheelhouse into place in one step; a concurrent synth's copy is as good."""
+    if directory.exists():
+        return
+    with contextlib.suppress(OSError):
+        os.replace(work, directory)
