@@ -16,7 +16,7 @@ the environment (`CREDMATE_REAL_HANDLER=handler.lambda_handler`). The bundler co
 * **Probe event** `{"credmate_probe": {"imports": ["optional", "modules"]}}` is answered here and never
   reaches business logic: handler, code version, schema head and database schema version (from the
   function named in `CREDMATE_PROBE_VERSIONS`, default `app.versions:report`; without that module, from
-  build_info.json), plus an import sweep of `CREDMATE_PROBE_IMPORTS` (comma-separated) and the event's
+  build_info.json; its `db_error`/`schema_error`, when it reports one, are passed on), plus an import sweep of `CREDMATE_PROBE_IMPORTS` (comma-separated) and the event's
   `imports`: packages handlers import lazily, which init does not prove. Only direct `lambda:Invoke` can
   send this shape: API Gateway, SQS and EventBridge events never carry a top-level `credmate_probe` key.
 * **Every other event** goes to the real handler unchanged.
@@ -40,6 +40,8 @@ VERSIONS_ENV = "CREDMATE_PROBE_VERSIONS"
 IMPORTS_ENV = "CREDMATE_PROBE_IMPORTS"
 LABEL_ENV = "CREDMATE_FUNCTION_LABEL"
 DEFAULT_VERSIONS = "app.versions:report"
+# Keys the versions function sets when a version cannot be read (app.versions.report), passed on as given.
+VERSION_ERROR_KEYS = ("db_error", "schema_error")
 PROBE_KEY = "credmate_probe"
 BUILD_INFO = Path(__file__).resolve().with_name("build_info.json")
 
@@ -170,6 +172,11 @@ def read_versions(setting: str, build_info: Mapping[str, Any]) -> tuple[dict[str
     if not isinstance(reported, Mapping):
         return versions, setting, f"{setting}() returned {type(reported).__name__}, expected a dict"
     for key in ("code_version", "schema_head", "db_version"):
+        if reported.get(key) is not None:
+            versions[key] = str(reported[key])
+    # Why a version could not be read (a configured database that does not answer): data for the hook to
+    # judge per function, not a probe failure.
+    for key in VERSION_ERROR_KEYS:
         if reported.get(key) is not None:
             versions[key] = str(reported[key])
     return versions, setting, None
