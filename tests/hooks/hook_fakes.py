@@ -14,8 +14,11 @@ import io
 import json
 import random
 import sys
+import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +37,9 @@ for _path in (REPO_ROOT / "lambda_src" / "hooks", REPO_ROOT / "lambda_src" / "pr
 import hook_core as hook_core  # noqa: E402
 import post_traffic as post_traffic  # noqa: E402
 import pre_traffic as pre_traffic  # noqa: E402
+
+# The real factory, before any fixture replaces it: the loopback tests make real clients.
+REAL_CLIENT = hook_core.client
 
 DEPLOYMENT_ID = "d-CANARY123"
 EXECUTION_ID = "exec-0001"
@@ -276,6 +282,47 @@ def slow_aws(aws: StubbedAws, fake_clock: FakeClock, monkeypatch: pytest.MonkeyP
     slow = SlowAws(aws, fake_clock)
     monkeypatch.setattr(hook_core, "client", slow.client)
     return slow
+
+
+class HangingServer:
+    """An HTTP server on 127.0.0.1 that reads each request and never answers (until closed).
+
+    Stands in for a Lambda endpoint (boto3's endpoint_url) or an API whose requests hang: real sockets,
+    real timeouts. `hits` holds the monotonic time each request arrived.
+    """
+
+    def __init__(self) -> None:
+        self.hits: list[tuple[str, str, float]] = []
+        self._release = threading.Event()
+        owner = self
+
+        class Hang(BaseHTTPRequestHandler):
+            def log_message(self, *_: Any) -> None:
+                pass
+
+            def _hang(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                owner.hits.append((self.command, self.path, time.monotonic()))
+                owner._release.wait(30)
+
+            do_GET = do_POST = do_OPTIONS = _hang
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Hang)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def __enter__(self) -> HangingServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._release.set()
+        self._server.shutdown()
+        self._server.server_close()
 
 
 def log_lines(output: str) -> list[dict[str, Any]]:

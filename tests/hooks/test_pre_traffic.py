@@ -9,6 +9,7 @@ once" and "invoked exactly this version" are enforced by the stubs, and checked 
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import pytest
@@ -18,7 +19,9 @@ from hook_fakes import (
     FUNCTION,
     HOOK_EVENT,
     FakeClock,
+    REAL_CLIENT,
     FakeContext,
+    HangingServer,
     SlowAws,
     StubbedAws,
     appspec_yaml,
@@ -757,3 +760,51 @@ def test_report_deadline_always_ends_before_lambdas_timeout(left_ms):
     clock = FakeClock()
     budget = hook_core.budget_from_context(FakeContext(left_ms), hook_core.Runtime(clock=clock.clock))
     assert clock.now < budget.checks < budget.report < clock.now + left_ms / 1000
+
+
+def test_real_time_hanging_lambda_endpoint_reports_before_the_timeout(aws, monkeypatch, capsys):
+    # GIVEN real boto3 Lambda clients pointed at a loopback endpoint that never answers, and 6 s left
+    # (CodeDeploy stays a Stubber: its report is instant, so the time measured is the invoke's)
+    monkeypatch.setattr(
+        hook_core,
+        "client",
+        lambda service, **kw: aws.codedeploy if service == "codedeploy" else REAL_CLIENT(service, **kw),
+    )
+    for name, value in {
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+    }.items():
+        monkeypatch.setenv(name, value)
+    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS"):
+        monkeypatch.delenv(name, raising=False)
+    aws.get_deployment(appspec_yaml(target="8"))
+    aws.put_status("Failed")
+    left = 6.0
+    with HangingServer() as lambda_endpoint:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_LAMBDA", lambda_endpoint.url)
+        started = time.monotonic()
+        # WHEN the hook runs on the real clock
+        result = pre_traffic.run_pre_traffic(
+            HOOK_EVENT,
+            FakeContext(remaining_ms=int(left * 1000)),
+            environ=env(CHECK_HTTP_HEALTH="true"),
+            runtime=hook_core.Runtime(),
+        )
+        elapsed = time.monotonic() - started
+        hits = list(lambda_endpoint.hits)
+    # THEN it reported Failed before Lambda would have killed it, and botocore retried nothing on its own
+    assert result["status"] == "Failed" and reported(aws) == ["Failed"]
+    assert elapsed < left - 0.2, f"reported after {elapsed:.1f}s of {left}s"
+    assert 1 <= len(hits) <= 2  # the probe, and GET /health when time allowed: one request each
+    assert all(path.startswith("/2015-03-31/functions/") for _method, path, _at in hits)
+    assert any("timed out" in r for r in failed_reasons(capsys.readouterr().out))
+
+
+@pytest.mark.parametrize("seconds", [1.0, 4.5, 14.0, 170.0])
+def test_a_client_is_made_for_one_attempt_that_ends_within_its_seconds(monkeypatch, seconds):
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    config = REAL_CLIENT("lambda", timeout=seconds).meta.config
+    assert config.connect_timeout + config.read_timeout == pytest.approx(seconds)
+    assert 0 < config.connect_timeout <= hook_core.MAX_CONNECT_SECONDS
+    assert config.retries["total_max_attempts"] == 1
