@@ -16,7 +16,7 @@ the environment (`CREDMATE_REAL_HANDLER=handler.lambda_handler`). The bundler co
 * **Probe event** `{"credmate_probe": {"imports": ["optional", "modules"]}}` is answered here and never
   reaches business logic: handler, code version, schema head and database schema version (from the
   function named in `CREDMATE_PROBE_VERSIONS`, default `app.versions:report`; without that module, from
-  build_info.json; its `db_error`/`schema_error`, when it reports one, are passed on), plus an import sweep of `CREDMATE_PROBE_IMPORTS` (comma-separated) and the event's
+  build_info.json), plus an import sweep of `CREDMATE_PROBE_IMPORTS` (comma-separated) and the event's
   `imports`: packages handlers import lazily, which init does not prove. Only direct `lambda:Invoke` can
   send this shape: API Gateway, SQS and EventBridge events never carry a top-level `credmate_probe` key.
 * **Every other event** goes to the real handler unchanged.
@@ -133,7 +133,10 @@ def _is_absent(exc: ModuleNotFoundError, module_name: str) -> bool:
 
 
 def read_versions(setting: str, build_info: Mapping[str, Any]) -> tuple[dict[str, Any], str, str | None]:
-    """(versions, source, error). build_info.json fills what the versions function does not report."""
+    """(versions, source, error). build_info.json fills what the versions function does not report.
+
+    The function's `db_error`/`schema_error` (why a version could not be read) are passed on as reported.
+    """
     versions: dict[str, Any] = {
         "code_version": build_info.get("code_version"),
         "schema_head": build_info.get("schema_head"),

@@ -227,7 +227,8 @@ class SlowAws:
     """Makes the Stubber-backed clients' calls take time on the hook's fake clock.
 
     `delays["invoke"] = [30.0, 0.5]` makes the first Invoke take 30 s, the second 0.5 s (then 0 s);
-    `float("inf")` hangs; `fail_with[operation]` is raised by every call after its delay. A call slower than the attempt's time allowance the hook gave `hook_core.client`
+    `float("inf")` hangs; `fail_with[operation]` is raised by every call after its delay. A call slower
+    than the attempt's time allowance the hook gave `hook_core.client`
     (its connect plus read timeout) costs exactly that allowance and ends in ReadTimeoutError, as botocore
     does; the stub's queued answer is not consumed then. Every call is recorded with its timing.
     """

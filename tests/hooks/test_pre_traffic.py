@@ -18,8 +18,8 @@ from hook_fakes import (
     DEPLOYMENT_ID,
     FUNCTION,
     HOOK_EVENT,
-    FakeClock,
     REAL_CLIENT,
+    FakeClock,
     FakeContext,
     HangingServer,
     SlowAws,
@@ -438,8 +438,9 @@ def test_flow_style_appspec_parses_like_block_style():
     block = pre_traffic.parse_appspec(appspec_yaml(target="8", current="6"))
     flow = pre_traffic.parse_appspec(
         "{version: 0.0, Resources: ["
-        "{OtherFunction: {Type: 'AWS::Lambda::Function', Properties: {Name: credmate-staging-WorkerFunction-Zz9,"
-        " Alias: live, CurrentVersion: '40', TargetVersion: '41'}}},"
+        "{OtherFunction: {Type: 'AWS::Lambda::Function', Properties: {"
+        "Name: credmate-staging-WorkerFunction-Zz9, Alias: live, CurrentVersion: '40',"
+        " TargetVersion: '41'}}},"
         f" {{AbC123: {{Type: 'AWS::Lambda::Function', Properties: {{Name: {FUNCTION}, Alias: live,"
         " CurrentVersion: '6', TargetVersion: '8'}}}],"
         " Hooks: [{BeforeAllowTraffic: credmate-staging-PreTrafficHook}]}"
