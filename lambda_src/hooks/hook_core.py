@@ -110,8 +110,10 @@ DEFAULT_REMAINING_MS = 60_000  # when the context does not say (local runs): ass
 def budget_from_context(context: object, runtime: Runtime) -> Budget:
     """Split the remaining time: checks first, then a reserve for reporting, then a safety margin.
 
-    With the hooks' 3-minute timeout: checks get about 2.5 minutes, reporting (with its retries) about 30 s,
-    and 3 s remain for the last log line before Lambda would kill the process.
+    With a 3-minute timeout (the post-traffic hook's, and the pre-traffic hook's least: stacks/hook_budget.py
+    derives it from the target's timeout with these same reserves): checks get about 2.5 minutes,
+    reporting (with its retries) about 30 s, and 3 s remain for the last log line before Lambda would
+    kill the process.
     """
     getter = getattr(context, "get_remaining_time_in_millis", None)
     remaining_ms = getter() if callable(getter) else DEFAULT_REMAINING_MS

@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
-from hook_fakes import HOOK_EVENT, FakeContext, StubbedAws, log_lines, post_traffic
+from hook_fakes import HOOK_EVENT, FakeContext, HangingServer, StubbedAws, hook_core, log_lines, post_traffic
 
 pytest_plugins = ["hook_fakes"]
 
@@ -255,3 +256,26 @@ def test_paths_must_start_with_a_slash(aws, runtime, api, capsys, name, value):
     url, _behaviour = api
     run(aws, runtime, env(url, **{name: value}), "Failed")
     assert f"{name}='{value}' must start with '/'" in checks(capsys.readouterr().out)["config"]["reason"]
+
+
+def test_real_time_hanging_api_reports_failed_before_the_timeout(aws, capsys):
+    # GIVEN an API whose every request hangs, and 5 s left, on the real clock
+    aws.put_status("Failed")
+    left = 5.0
+    with HangingServer() as api:
+        started = time.monotonic()
+        result = post_traffic.run_post_traffic(
+            HOOK_EVENT,
+            FakeContext(int(left * 1000)),
+            environ=env(api.url + "/v1/"),
+            runtime=hook_core.Runtime(),
+        )
+        elapsed = time.monotonic() - started
+        hits = list(api.hits)
+    # THEN every check failed on time, no request started without time to finish, and Failed was reported
+    assert result["status"] == "Failed"
+    assert [p["status"] for p in aws.operations("PutLifecycleEventHookExecutionStatus")] == ["Failed"]
+    assert elapsed < left - 0.2, f"reported after {elapsed:.1f}s of {left}s"
+    assert hits and hits[0][:2] == ("GET", "/v1/health")
+    lines = checks(capsys.readouterr().out)
+    assert not any(lines[c]["ok"] for c in ("health", "cors_preflight", "login_rejects_bad_credentials"))
