@@ -389,7 +389,7 @@ def test_canary_deployment_configures_its_hooks_for_any_catalog_function(shared_
             health_path="/status",
         ),
     )
-    tpl = Template.from_stack(stack).to_json()
+    tpl = dict(Template.from_stack(stack).to_json())
     functions = resources(tpl, "AWS::Lambda::Function")
     pre = functions[logical_id(tpl, "AWS::Lambda::Function", "ReportsCanaryPreTrafficHook")]["Properties"]
     post = functions[logical_id(tpl, "AWS::Lambda::Function", "ReportsCanaryPostTrafficHook")]["Properties"]
