@@ -23,7 +23,7 @@ from stacks.backend_bundle import bundle_spec, handler_checks
 from stacks.compliance import acknowledge_backend
 from stacks.config import EnvironmentConfig, SqsTrigger
 from stacks.constructs.alarms import ApiAlarms, ServiceHealthAlarm
-from stacks.constructs.canary import stage_url
+from stacks.constructs.canary import hooks_code, stage_url
 from stacks.constructs.custom_domain import ApiCustomDomain
 from stacks.constructs.dashboard import ServiceDashboard
 from stacks.constructs.guarded_function import LIVE_ALIAS, NetworkPlacement
@@ -34,7 +34,6 @@ from stacks.constructs.rest_api import API_STAGE, access_log_group, rest_api
 from stacks.function_unit import DeploySettings, FunctionUnit, SharedSettings, function_queues
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-HOOKS_SRC = REPO_ROOT / "lambda_src" / "hooks"
 RUNBOOK_URL = "https://github.com/credentialmate/credmate-lambda/blob/main/docs/runbook.md"
 
 
@@ -150,7 +149,7 @@ class BackendStack(Stack):
         deploy = DeploySettings(
             topic=self.topic,
             application=self.application,
-            hooks_code=lambda_.Code.from_asset(str(HOOKS_SRC), exclude=["__pycache__", "*.pyc"]),
+            hooks_code=hooks_code(props.cache_dir, verify=props.verify_bundle),
             runbook_url=RUNBOOK_URL,
             api_url=api_url,
             api_deployment_alarms=self.api_alarms.deployment_alarms if self.api_alarms else [],

@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from aws_cdk import Acknowledgment, Stack, Validations
 from constructs import Construct
 
-from stacks.constructs.canary import CanaryDeployment
+from stacks.constructs.canary import HOOK_RUNTIME, CanaryDeployment
 from stacks.constructs.guarded_function import GuardedFunction
 
 AS, HIPAA = "AwsSolutions::AwsSolutions", "HIPAA.Security::HIPAA.Security"
@@ -92,7 +92,12 @@ def acknowledge_backend(
                 hook,
                 [
                     *LAMBDA_COMMON,
-                    (f"{AS}-L1", "hooks run the same pinned runtime as the backend (python3.11)"),
+                    (
+                        f"{AS}-L1",
+                        f"hooks run {HOOK_RUNTIME.name} (canary.HOOK_RUNTIME), the newest Python runtime "
+                        "this aws-cdk-lib knows, independent of the backend's runtime; a newer Lambda "
+                        "runtime is taken with the aws-cdk-lib that adds it",
+                    ),
                     (f"{HIPAA}-LambdaConcurrency", "invoked by CodeDeploy once per deployment"),
                     (
                         f"{HIPAA}-LambdaDLQ",

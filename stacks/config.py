@@ -14,6 +14,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, Literal, TypeVar
 
+from stacks.hook_budget import check_fits
+
 Architecture = Literal["x86_64", "arm64"]
 SchemaMismatchPolicy = Literal["fail", "warn"]
 
@@ -871,6 +873,15 @@ def _parse_catalog_entry(
     clash = sorted(set(queue_urls) & {k for k, _ in environment})
     if clash:
         raise r.fail(("queue_urls", clash[0]), queue_urls[clash[0]], "a variable not also set in environment")
+    timeout_seconds = (
+        r.int_in(("timeout_seconds",), 1, 900, defaults.timeout_seconds) or defaults.timeout_seconds
+    )
+    try:
+        # The pre-traffic hook invokes the new version (twice for an API function: probe and health) and
+        # must still report before its own 900 s limit.
+        check_fits(timeout_seconds, invokes=2 if is_api else 1)
+    except ValueError as exc:
+        raise r.fail(("timeout_seconds",), timeout_seconds, str(exc)) from exc
     description = r.value("description")
     if description is not None and (not isinstance(description, str) or not 0 < len(description) <= 256):
         raise r.fail(("description",), description, "a text of 1 to 256 characters")
@@ -880,8 +891,7 @@ def _parse_catalog_entry(
         trigger=trigger,
         description=description or f"{name} ({handler})",
         memory_mb=r.int_in(("memory_mb",), 128, 10240, defaults.memory_mb) or defaults.memory_mb,
-        timeout_seconds=r.int_in(("timeout_seconds",), 1, 900, defaults.timeout_seconds)
-        or defaults.timeout_seconds,
+        timeout_seconds=timeout_seconds,
         reserved_concurrency=r.int_in(("reserved_concurrency",), 1, 1000, None),
         environment=environment,
         queue_urls=tuple(sorted(queue_urls.items())),

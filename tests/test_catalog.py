@@ -188,6 +188,12 @@ BAD_CATALOGS: list[tuple[str, Any, dict[str, Any] | None, str]] = [
     ),
     ("memory", {"Api": {**API, "memory_mb": 64}}, None, "functions.Api.memory_mb"),
     ("timeout", {"Api": {**API, "timeout_seconds": 901}}, None, "functions.Api.timeout_seconds"),
+    (
+        "timeout the pre-traffic hook cannot wait for",
+        {"Api": {**API, "timeout_seconds": 600}},
+        None,
+        "functions.Api.timeout_seconds (environment",
+    ),
     ("concurrency", {"Api": {**API, "reserved_concurrency": 0}}, None, "functions.Api.reserved_concurrency"),
     (
         "environment value",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -268,3 +269,150 @@ def test_post_traffic_hook_checks_the_stage_url_and_names_its_function(
     assert variables["TARGET_FUNCTION_NAME"] == {"Ref": fn_id}
     assert "ApiF70053CD" in json.dumps(variables["API_URL"])
     assert variables["ALLOWED_ORIGIN"].startswith("https://")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Hooks: runtime, timeouts from their targets, configuration
+
+
+def _newest_python_runtime() -> str:
+    from aws_cdk import aws_lambda as lambda_
+
+    versions = [
+        tuple(int(part) for part in name.removeprefix("PYTHON_").split("_"))
+        for name in dir(lambda_.Runtime)
+        if name.startswith("PYTHON_")
+    ]
+    return "python" + ".".join(map(str, max(versions)))
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_hooks_and_check_lambdas_run_the_newest_python_runtime(synthesized: dict[str, Any], env: str) -> None:
+    tpl = template(synthesized, env)
+    newest = _newest_python_runtime()
+    functions = resources(tpl, "AWS::Lambda::Function")
+    tools = {
+        k: f["Properties"]["Runtime"]
+        for k, f in functions.items()
+        if any(part in k for part in ("PreTrafficHook", "PostTrafficHook", "CodeDriftCheck", "HealthCheck"))
+    }
+    assert len([k for k in tools if "PreTrafficHook" in k]) == len(BACKEND)
+    assert any("CodeDriftCheck" in k for k in tools) and any("HealthCheck" in k for k in tools)
+    assert set(tools.values()) == {newest}, tools
+    # The backend keeps its configured runtime: the hooks' runtime never moves it.
+    configured = json.loads((Path(__file__).resolve().parents[1] / "cdk.json").read_text())["context"]
+    runtime = configured["environments"][env]["function"]["runtime"]
+    for label in BACKEND:
+        target = functions[logical_id(tpl, "AWS::Lambda::Function", f"{label}Function")]
+        assert target["Properties"]["Runtime"] == runtime
+
+
+@pytest.mark.parametrize("label", BACKEND)
+def test_pre_traffic_hook_outlasts_its_targets_invokes(synthesized: dict[str, Any], label: str) -> None:
+    from stacks.hook_budget import hook_timeout_seconds
+
+    tpl = template(synthesized, "prod")
+    hook = tpl["Resources"][logical_id(tpl, "AWS::Lambda::Function", f"{label}CanaryPreTrafficHook")]
+    target = tpl["Resources"][logical_id(tpl, "AWS::Lambda::Function", f"{label}Function")]
+    variables = hook["Properties"]["Environment"]["Variables"]
+    invokes = 2 if variables["CHECK_HTTP_HEALTH"] == "true" else 1
+    expected = hook_timeout_seconds(target["Properties"]["Timeout"], invokes=invokes)
+    assert hook["Properties"]["Timeout"] == expected
+    assert expected > target["Properties"]["Timeout"] * invokes
+    assert variables["USES_DATABASE"] in ("true", "false")
+    assert variables["HEALTH_PATH"].startswith("/")
+
+
+def _canary_stack(hooks_code_: Any, *, function_timeout: int, **canary: Any) -> Any:
+    import aws_cdk as cdk
+    from aws_cdk import aws_cloudwatch as cloudwatch
+    from aws_cdk import aws_codedeploy as codedeploy
+    from aws_cdk import aws_lambda as lambda_
+    from aws_cdk import aws_sns as sns
+
+    from stacks.constructs.canary import CanaryDeployment
+    from stacks.constructs.guarded_function import FunctionSpec, GuardedFunction
+
+    stack = cdk.Stack(cdk.App(), "HookTest")
+    target = GuardedFunction(
+        stack,
+        "Reports",
+        spec=FunctionSpec(
+            label="Reports",
+            description="a catalog function",
+            memory_mb=512,
+            timeout=cdk.Duration.seconds(function_timeout),
+            environment={"CREDMATE_REAL_HANDLER": "reports.handler"},
+        ),
+        code=lambda_.Code.from_inline("def handler(event, context):\n    return None\n"),
+        runtime=lambda_.Runtime.PYTHON_3_11,
+        architecture=lambda_.Architecture.X86_64,
+        log_retention_days=30,
+    )
+    CanaryDeployment(
+        stack,
+        "ReportsCanary",
+        target=target,
+        application=codedeploy.LambdaApplication(stack, "App"),
+        config="AllAtOnce",
+        alarms=[
+            cloudwatch.Alarm(
+                stack, "Errors", metric=target.function.metric_errors(), threshold=1, evaluation_periods=1
+            )
+        ],
+        topic=sns.Topic(stack, "Topic"),
+        hooks_code=hooks_code_,
+        schema_mismatch="fail",
+        **canary,
+    )
+    return stack
+
+
+def test_canary_deployment_configures_its_hooks_for_any_catalog_function(shared_cache: Path) -> None:
+    from stacks.constructs.bundling import build_bundle
+    from stacks.constructs.canary import PostTrafficChecks, hooks_bundle_spec, hooks_code
+    from stacks.hook_budget import hook_timeout_seconds
+
+    # GIVEN a function with a 5-minute timeout, a database, its health route at /status and no login route
+    stack = _canary_stack(
+        hooks_code(shared_cache, log=lambda _m: None),
+        function_timeout=300,
+        check_http_health=True,
+        uses_database=True,
+        health_path="/status",
+        post_traffic=PostTrafficChecks(
+            api_url="https://example.invalid/v1/",
+            allowed_origin="https://app.example.com",
+            cors_methods=("GET",),
+            cors_headers=("Content-Type",),
+            health_path="/status",
+        ),
+    )
+    tpl = dict(Template.from_stack(stack).to_json())
+    functions = resources(tpl, "AWS::Lambda::Function")
+    pre = functions[logical_id(tpl, "AWS::Lambda::Function", "ReportsCanaryPreTrafficHook")]["Properties"]
+    post = functions[logical_id(tpl, "AWS::Lambda::Function", "ReportsCanaryPostTrafficHook")]["Properties"]
+    # THEN the pre-traffic hook outlasts two 300 s invokes, and both hooks are configured for this function
+    assert pre["Timeout"] == hook_timeout_seconds(300, invokes=2) > 600
+    assert pre["Environment"]["Variables"]["USES_DATABASE"] == "true"
+    assert pre["Environment"]["Variables"]["HEALTH_PATH"] == "/status"
+    assert post["Environment"]["Variables"]["HEALTH_PATH"] == "/status"
+    assert "LOGIN_PATH" not in post["Environment"]["Variables"]
+    assert post["Timeout"] == 180
+    # AND both run the bundler's hook asset (sources plus PyYAML), whose hash is the bundle's input hash
+    asset_hash = build_bundle(hooks_bundle_spec(shared_cache)).asset_hash
+    cdk_key = hashlib.sha256(asset_hash.encode()).hexdigest()  # CDK hashes a custom asset hash once more
+    for props in (pre, post):
+        assert props["Runtime"] == _newest_python_runtime()
+        assert props["Code"]["S3Key"] == f"{cdk_key}.zip"
+
+
+def test_canary_deployment_refuses_a_target_timeout_no_hook_can_wait_for() -> None:
+    from aws_cdk import aws_lambda as lambda_
+
+    with pytest.raises(ValueError, match=r"function Reports: function timeout 900 s is too long"):
+        _canary_stack(
+            lambda_.Code.from_inline("def handler(event, context):\n    return None\n"),
+            function_timeout=900,
+            check_http_health=True,
+        )

@@ -110,8 +110,10 @@ DEFAULT_REMAINING_MS = 60_000  # when the context does not say (local runs): ass
 def budget_from_context(context: object, runtime: Runtime) -> Budget:
     """Split the remaining time: checks first, then a reserve for reporting, then a safety margin.
 
-    With the hooks' 3-minute timeout: checks get about 2.5 minutes, reporting (with its retries) about 30 s,
-    and 3 s remain for the last log line before Lambda would kill the process.
+    With a 3-minute timeout (the post-traffic hook's, and the pre-traffic hook's least: stacks/hook_budget.py
+    derives it from the target's timeout with these same reserves): checks get about 2.5 minutes,
+    reporting (with its retries) about 30 s, and 3 s remain for the last log line before Lambda would
+    kill the process.
     """
     getter = getattr(context, "get_remaining_time_in_millis", None)
     remaining_ms = getter() if callable(getter) else DEFAULT_REMAINING_MS
@@ -145,8 +147,14 @@ def describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
+# No attempt starts with less time than this left: it could not finish, and nothing else would run instead.
+MIN_ATTEMPT_SECONDS = 1.0
+# Connecting to an AWS endpoint takes milliseconds; a connect that takes longer will not succeed in time.
+MAX_CONNECT_SECONDS = 3.0
+
+
 def call_with_retry(
-    operation: Callable[[], T],
+    operation: Callable[[float], T],
     *,
     what: str,
     deadline: float,
@@ -154,22 +162,38 @@ def call_with_retry(
     retryable: Callable[[BaseException], bool] = is_transient,
     base_delay: float = 0.25,
     max_delay: float = 8.0,
+    min_attempt: float = MIN_ATTEMPT_SECONDS,
+    max_attempt: float | None = None,
 ) -> T:
-    """Call `operation`, retrying retryable errors with exponential backoff and full jitter until `deadline`.
+    """Call `operation(seconds)`, retrying retryable errors with exponential backoff and full jitter.
 
-    A retry is only started if its delay ends before the deadline; otherwise DeadlineExceeded carries the
-    last error and the number of attempts, so the caller can still report in time.
+    `seconds` is the time this attempt may take: what is left before `deadline` (at most `max_attempt`),
+    measured when the attempt starts, so each attempt's timeouts come from the budget left at that moment.
+    An attempt only starts with at least `min_attempt` seconds left, and a retry's sleep only happens when
+    an attempt can still follow it; otherwise DeadlineExceeded carries the last error and the number of
+    attempts, so the caller can still report in time.
     """
     attempt = 0
+    last: BaseException | None = None
     while True:
+        left = deadline - runtime.clock()
+        if left < min_attempt:
+            detail = f": {describe(last)}" if last is not None else ""
+            raise DeadlineExceeded(
+                f"{what} not attempted: {max(0.0, left):.1f}s left of the time budget, less than the "
+                f"{min_attempt:.1f}s an attempt needs"
+                if attempt == 0
+                else f"{what} still failing after {attempt} attempt(s) when the time budget ran out{detail}"
+            ) from last
         attempt += 1
         try:
-            return operation()
+            return operation(left if max_attempt is None else min(left, max_attempt))
         except Exception as exc:
             if not retryable(exc):
                 raise
+            last = exc
             delay = runtime.rng.uniform(0.0, min(max_delay, base_delay * 2**attempt))
-            if runtime.clock() + delay >= deadline:
+            if runtime.clock() + delay + min_attempt > deadline:
                 raise DeadlineExceeded(
                     f"{what} still failing after {attempt} attempt(s) when the time budget ran out: "
                     f"{describe(exc)}"
@@ -177,15 +201,24 @@ def call_with_retry(
             runtime.sleep(delay)
 
 
-def client(service: str, *, read_timeout: float = 60.0) -> Any:
-    """A boto3 client that honours AWS_ENDPOINT_URL_<SERVICE>, with retries left to call_with_retry.
+def attempt_timeouts(seconds: float) -> tuple[float, float]:
+    """(connect, read) timeouts for one attempt that must be over within `seconds`."""
+    connect = min(MAX_CONNECT_SECONDS, seconds / 4)
+    return connect, max(0.1, seconds - connect)
 
-    botocore's own retries are off (one attempt) so that every wait happens inside this hook's time budget.
-    Tests replace this function to hand out Stubber-backed clients.
+
+def client(service: str, *, timeout: float) -> Any:
+    """A boto3 client for ONE attempt that must be over within `timeout` seconds.
+
+    botocore fixes a client's timeouts when the client is created, so every attempt gets its own client,
+    with timeouts from the budget left at that moment: a client made early never carries a timeout into a
+    later call that has less time. botocore's own retries are off (one attempt): every wait happens inside
+    this hook's budget (call_with_retry). Honours AWS_ENDPOINT_URL_<SERVICE>. Tests replace this function.
     """
+    connect, read = attempt_timeouts(timeout)
     config = Config(
-        connect_timeout=5,
-        read_timeout=max(1, int(read_timeout)),
+        connect_timeout=connect,
+        read_timeout=read,
         retries={"total_max_attempts": 1, "mode": "standard"},
     )
     return boto3.client(service, config=config)
@@ -257,13 +290,26 @@ def parse_hook_event(event: object) -> HookIds:
     return HookIds(deployment_id, execution_id)
 
 
-def report_status(
-    codedeploy: Any, ids: HookIds, status: Status, *, budget: Budget, runtime: Runtime, log: HookLog
-) -> None:
-    """PutLifecycleEventHookExecutionStatus, retried until the report deadline; raises if it never lands."""
+# One report attempt never waits longer than this: a slow answer is retried while the budget lasts.
+REPORT_ATTEMPT_SECONDS = 10.0
 
-    def put() -> Any:
-        return codedeploy.put_lifecycle_event_hook_execution_status(
+
+def report_status(
+    codedeploy_factory: Callable[[float], Any],
+    ids: HookIds,
+    status: Status,
+    *,
+    budget: Budget,
+    runtime: Runtime,
+    log: HookLog,
+) -> None:
+    """PutLifecycleEventHookExecutionStatus, retried until the report deadline; raises if it never lands.
+
+    `codedeploy_factory(seconds)` gives a client whose timeouts end the attempt within `seconds`.
+    """
+
+    def put(seconds: float) -> Any:
+        return codedeploy_factory(seconds).put_lifecycle_event_hook_execution_status(
             deploymentId=ids.deployment_id, lifecycleEventHookExecutionId=ids.execution_id, status=status
         )
 
@@ -278,6 +324,7 @@ def report_status(
             deadline=budget.report,
             runtime=runtime,
             retryable=retryable,
+            max_attempt=REPORT_ATTEMPT_SECONDS,
         )
     except ClientError as exc:
         if error_code(exc) == ALREADY_COMPLETED:
@@ -307,7 +354,7 @@ def run_hook(
     *,
     log: HookLog,
     checks: Callable[[HookIds, Budget], Sequence[CheckResult]],
-    codedeploy_factory: Callable[[], Any],
+    codedeploy_factory: Callable[[float], Any],
     runtime: Runtime,
 ) -> dict[str, Any]:
     """Run `checks` and report the outcome exactly once. Any exception in the checks means Failed."""
@@ -320,15 +367,36 @@ def run_hook(
     except Exception as exc:
         log.emit("hook", False, f"checks stopped by an unexpected error: {describe(exc)}")
     except BaseException:
-        report_status(codedeploy_factory(), ids, "Failed", budget=budget, runtime=runtime, log=log)
+        report_status(codedeploy_factory, ids, "Failed", budget=budget, runtime=runtime, log=log)
         raise
-    try:
-        codedeploy = codedeploy_factory()
-    except Exception as exc:
-        log.emit("report", False, f"could not create the CodeDeploy client: {describe(exc)}", status=status)
-        raise
-    report_status(codedeploy, ids, status, budget=budget, runtime=runtime, log=log)
+    report_status(codedeploy_factory, ids, status, budget=budget, runtime=runtime, log=log)
     return {"status": status, "deployment_id": ids.deployment_id}
+
+
+# What a health endpoint may say it is; any other "status" value (degraded, unhealthy, ...) is not healthy.
+HEALTHY_STATUSES = ("healthy", "ok", "pass", "up")
+
+
+def health_problem(status_code: object, body: str | bytes | None) -> str | None:
+    """None when a health response is healthy, else why not.
+
+    Healthy: HTTP 200 and, when the body is a JSON object with a "status" key, that value is one of
+    HEALTHY_STATUSES (any case). A 200 without a JSON status (plain text, another shape) is healthy: the
+    status code is the contract every health endpoint keeps, the status key is one some add.
+    """
+    text = body.decode("utf-8", errors="replace") if isinstance(body, bytes) else (body or "")
+    if status_code != 200:
+        return f"returned {status_code}: {text[:300]}"
+    try:
+        parsed = json.loads(text) if text else None
+    except ValueError:
+        return None
+    if not isinstance(parsed, Mapping) or "status" not in parsed:
+        return None
+    value = parsed["status"]
+    if isinstance(value, str) and value.strip().lower() in HEALTHY_STATUSES:
+        return None
+    return f"returned 200 with status {value!r}, not one of {', '.join(HEALTHY_STATUSES)}: {text[:300]}"
 
 
 def env_flag(environ: Mapping[str, str], name: str, default: bool = False) -> bool:

@@ -1,17 +1,19 @@
-"""CodeDeploy AfterAllowTraffic hook for BackendApi: the incident runbook's four checks on the public API.
+"""CodeDeploy AfterAllowTraffic hook for an API function: the incident runbook's checks on the public API.
 
 Handler `post_traffic.handler`. Environment: API_URL (the stage URL), ALLOWED_ORIGIN (one browser origin the
-API must allow), CORS_METHODS and CORS_HEADERS (comma-separated, what a preflight must allow), optionally
-LOGIN_PATH (default /api/v1/auth/login) and LOGIN_BODY (`json`, default, or `form`).
+API must allow), CORS_METHODS and CORS_HEADERS (comma-separated, what a preflight must allow), HEALTH_PATH
+(default /health), optionally LOGIN_PATH (no default: an API without a login route skips that check) and
+LOGIN_BODY (`json`, default, or `form`).
 
-1. health: GET /health answers 200 with {"status": "healthy"};
+1. health: GET HEALTH_PATH answers 200 and, if its JSON body has a "status", it is healthy/ok/pass/up;
 2. cors_get: that response carries Access-Control-Allow-Origin for ALLOWED_ORIGIN;
-3. cors_preflight: OPTIONS on the login path from ALLOWED_ORIGIN allows every configured method and header
-   (OPTIONS itself need not be listed: browsers never preflight a preflight);
-4. login_rejects_bad_credentials: POST LOGIN_PATH with credentials that cannot exist answers 401, not 5xx.
+3. cors_preflight: OPTIONS on the login path (the health path without one) from ALLOWED_ORIGIN allows every
+   configured method and header (OPTIONS itself need not be listed: browsers never preflight a preflight);
+4. login_rejects_bad_credentials: POST LOGIN_PATH with credentials that cannot exist answers 401, not 5xx;
+   skipped, with a log line, when LOGIN_PATH is not set.
 
-HTTP with urllib only (no third-party dependency in the hook asset); the same reporting guarantee as the
-pre-traffic hook (hook_core.run_hook).
+HTTP with urllib only; the same reporting guarantee as the pre-traffic hook (hook_core.run_hook): every
+request's timeout comes from the budget left when it starts, and none starts without time to finish.
 """
 
 from __future__ import annotations
@@ -31,13 +33,11 @@ from hook_core import (
     Budget,
     CheckResult,
     ConfigError,
-    DeadlineExceeded,
     HookIds,
     HookLog,
     Runtime,
     env_list,
     env_required,
-    remaining,
     run_hook,
 )
 
@@ -51,8 +51,9 @@ class PostTrafficConfig:
     allowed_origin: str
     cors_methods: tuple[str, ...]
     cors_headers: tuple[str, ...]
-    login_path: str = "/api/v1/auth/login"
+    login_path: str | None = None
     login_body: Literal["json", "form"] = "json"
+    health_path: str = "/health"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> PostTrafficConfig:
@@ -62,14 +63,24 @@ class PostTrafficConfig:
         body = environ.get("LOGIN_BODY", "json").strip().lower() or "json"
         if body not in ("json", "form"):
             raise ConfigError(f"environment variable LOGIN_BODY={body!r} must be 'json' or 'form'")
+        paths = {name: environ.get(name, "").strip() for name in ("HEALTH_PATH", "LOGIN_PATH")}
+        for name, value in paths.items():
+            if value and not value.startswith("/"):
+                raise ConfigError(f"environment variable {name}={value!r} must start with '/'")
         return cls(
             api_url=api_url,
             allowed_origin=env_required(environ, "ALLOWED_ORIGIN"),
             cors_methods=tuple(m.upper() for m in env_list(environ, "CORS_METHODS")),
             cors_headers=env_list(environ, "CORS_HEADERS"),
-            login_path=environ.get("LOGIN_PATH", "").strip() or "/api/v1/auth/login",
+            login_path=paths["LOGIN_PATH"] or None,
             login_body="form" if body == "form" else "json",
+            health_path=paths["HEALTH_PATH"] or "/health",
         )
+
+    @property
+    def preflight_path(self) -> str:
+        """Where the preflight goes: the login route a browser really preflights, else the health route."""
+        return self.login_path or self.health_path
 
     def url(self, path: str) -> str:
         return self.api_url.rstrip("/") + "/" + path.lstrip("/")
@@ -124,11 +135,8 @@ def request_with_retry(
     class _Throttled(Exception):
         pass
 
-    def attempt() -> HttpResponse:
-        timeout = min(MAX_REQUEST_SECONDS, remaining(deadline, runtime))
-        if timeout <= 0:
-            raise DeadlineExceeded(f"{method} {url}: no time left")
-        response = http_request(method, url, headers=headers, body=body, timeout=timeout)
+    def attempt(seconds: float) -> HttpResponse:
+        response = http_request(method, url, headers=headers, body=body, timeout=seconds)
         if response.status == 429:
             raise _Throttled(f"{method} {url} was throttled (429)")
         return response
@@ -139,7 +147,12 @@ def request_with_retry(
         )
 
     return hook_core.call_with_retry(
-        attempt, what=f"{method} {url}", deadline=deadline, runtime=runtime, retryable=retryable
+        attempt,
+        what=f"{method} {url}",
+        deadline=deadline,
+        runtime=runtime,
+        retryable=retryable,
+        max_attempt=MAX_REQUEST_SECONDS,
     )
 
 
@@ -147,34 +160,27 @@ def request_with_retry(
 # The four checks, as pure functions of responses
 
 
-def health_check(response: HttpResponse) -> CheckResult:
-    parsed = response.json()
-    status = parsed.get("status") if isinstance(parsed, Mapping) else None
-    if response.status != 200:
-        return CheckResult("health", False, f"GET /health returned {response.status}: {response.excerpt()}")
-    if status != "healthy":
-        return CheckResult(
-            "health",
-            False,
-            f"GET /health returned 200 with status {status!r}, not 'healthy': {response.excerpt()}",
-        )
-    return CheckResult("health", True, "GET /health: 200 healthy")
+def health_check(response: HttpResponse, path: str = "/health") -> CheckResult:
+    problem = hook_core.health_problem(response.status, response.body)
+    if problem:
+        return CheckResult("health", False, f"GET {path} {problem}")
+    return CheckResult("health", True, f"GET {path}: healthy (200)")
 
 
 def _origin_allowed(value: str | None, origin: str) -> bool:
     return value is not None and value.strip() in (origin, "*")
 
 
-def cors_get_check(response: HttpResponse, origin: str) -> CheckResult:
+def cors_get_check(response: HttpResponse, origin: str, path: str = "/health") -> CheckResult:
     allowed = response.header("Access-Control-Allow-Origin")
     if not _origin_allowed(allowed, origin):
         return CheckResult(
             "cors_get",
             False,
-            f"GET /health from origin {origin}: Access-Control-Allow-Origin is "
+            f"GET {path} from origin {origin}: Access-Control-Allow-Origin is "
             f"{allowed!r}; browsers at {origin} would be blocked",
         )
-    return CheckResult("cors_get", True, f"GET /health allows origin {origin} ({allowed})")
+    return CheckResult("cors_get", True, f"GET {path} allows origin {origin} ({allowed})")
 
 
 def _listed(value: str | None) -> set[str]:
@@ -182,7 +188,7 @@ def _listed(value: str | None) -> set[str]:
 
 
 def cors_preflight_check(response: HttpResponse, config: PostTrafficConfig) -> CheckResult:
-    path = config.login_path
+    path = config.preflight_path
     if not 200 <= response.status < 300:
         return CheckResult(
             "cors_preflight",
@@ -260,20 +266,24 @@ def post_traffic_checks(
         except Exception as exc:
             return log.result(CheckResult(check, False, f"request failed: {hook_core.describe(exc)}"))
 
+    health_path = config.health_path
+
     def health_pair() -> tuple[CheckResult, CheckResult]:
         try:
             response = request_with_retry(
                 "GET",
-                config.url("/health"),
+                config.url(health_path),
                 headers={**origin, "Accept": "application/json"},
                 body=None,
                 deadline=budget.checks,
                 runtime=runtime,
             )
         except Exception as exc:
-            reason = f"GET /health failed: {hook_core.describe(exc)}"
+            reason = f"GET {health_path} failed: {hook_core.describe(exc)}"
             return CheckResult("health", False, reason), CheckResult("cors_get", False, reason)
-        return health_check(response), cors_get_check(response, config.allowed_origin)
+        return health_check(response, health_path), cors_get_check(
+            response, config.allowed_origin, health_path
+        )
 
     health, cors_get = health_pair()
     results = [log.result(health), log.result(cors_get)]
@@ -283,7 +293,7 @@ def post_traffic_checks(
             lambda: cors_preflight_check(
                 request_with_retry(
                     "OPTIONS",
-                    config.url(config.login_path),
+                    config.url(config.preflight_path),
                     headers={
                         **origin,
                         "Access-Control-Request-Method": "POST",
@@ -297,6 +307,19 @@ def post_traffic_checks(
             ),
         )
     )
+    login_path = config.login_path
+    if login_path is None:
+        results.append(
+            log.result(
+                CheckResult(
+                    "login_rejects_bad_credentials",
+                    True,
+                    "skipped: LOGIN_PATH is not set (this API has no login route to test)",
+                    warning=True,
+                )
+            )
+        )
+        return results
     body, content_type = login_request_body(config)
     results.append(
         guarded(
@@ -304,13 +327,13 @@ def post_traffic_checks(
             lambda: login_check(
                 request_with_retry(
                     "POST",
-                    config.url(config.login_path),
+                    config.url(login_path),
                     headers={**origin, "Content-Type": content_type, "Accept": "application/json"},
                     body=body,
                     deadline=budget.checks,
                     runtime=runtime,
                 ),
-                config.login_path,
+                login_path,
             ),
         )
     )
@@ -326,7 +349,7 @@ def run_post_traffic(
         context,
         log=log,
         runtime=runtime,
-        codedeploy_factory=lambda: hook_core.client("codedeploy", read_timeout=20),
+        codedeploy_factory=lambda seconds: hook_core.client("codedeploy", timeout=seconds),
         checks=lambda ids, budget: post_traffic_checks(
             ids, budget, environ=environ, log=log, runtime=runtime
         ),

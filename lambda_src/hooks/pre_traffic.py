@@ -5,8 +5,12 @@ Handler `pre_traffic.handler`. Environment (set per hook instance by stacks/cons
 * TARGET_FUNCTION_NAME: the function under deployment; TARGET_ALIAS: its live alias (default `live`);
 * FALLBACK_TARGET_VERSION_ARN: the new version's ARN (SAM's pattern), used when the deployment's AppSpec
   cannot be read or does not name this function;
-* CHECK_HTTP_HEALTH: `true` to drive an API Gateway `GET /health` event through the real handler;
-* SCHEMA_MISMATCH: `fail` (default) or `warn` when the code's Alembic head differs from the database's.
+* CHECK_HTTP_HEALTH: `true` to drive an API Gateway `GET HEALTH_PATH` event through the real handler;
+  HEALTH_PATH: the function's health route (default `/health`);
+* SCHEMA_MISMATCH: `fail` (default) or `warn` when the code's Alembic head differs from the database's;
+* USES_DATABASE: `true` when the function needs its database: then, in `fail` mode, a database that is
+  configured but cannot be read (the probe's `db_error`) fails the deployment. Without a configured
+  database (no version, no error) the schema is not compared, with a warning.
 
 Which version: GetDeployment's `revision.appSpecContent.content` names, per function, the alias, its
 CurrentVersion and the TargetVersion; the TargetVersion for TARGET_FUNCTION_NAME is tested. `$LATEST`,
@@ -14,6 +18,10 @@ the alias, and CurrentVersion (the version already live) are refused: testing an
 deployment whose new code was never run. The invocation's ExecutedVersion must match too.
 
 Checks, each logged as one JSON line: target_version, probe (init and import sweep), schema, http_health.
+
+Time: the hook reports before its own timeout whatever the target does. Every call gets its timeouts from
+the budget left when it starts (a client per attempt), no attempt starts without time to finish, and
+GetDeployment may use only part of the checks' time, so the fallback still leaves time to invoke.
 """
 
 from __future__ import annotations
@@ -21,16 +29,18 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import hook_core
+import yaml
 from botocore.exceptions import ReadTimeoutError
 from hook_core import (
     Budget,
     CheckResult,
     ConfigError,
+    DeadlineExceeded,
     HookIds,
     HookLog,
     Runtime,
@@ -38,6 +48,7 @@ from hook_core import (
     describe,
     env_flag,
     env_required,
+    health_problem,
     remaining,
     run_hook,
 )
@@ -53,101 +64,56 @@ class PreTrafficConfig:
     fallback_version_arn: str | None
     check_http_health: bool
     schema_mismatch: Literal["fail", "warn"]
+    health_path: str = "/health"
+    uses_database: bool = False
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> PreTrafficConfig:
         mode = environ.get("SCHEMA_MISMATCH", "fail").strip().lower() or "fail"
         if mode not in ("fail", "warn"):
             raise ConfigError(f"environment variable SCHEMA_MISMATCH={mode!r} must be 'fail' or 'warn'")
+        health_path = environ.get("HEALTH_PATH", "").strip() or "/health"
+        if not health_path.startswith("/"):
+            raise ConfigError(f"environment variable HEALTH_PATH={health_path!r} must start with '/'")
         return cls(
             function_name=env_required(environ, "TARGET_FUNCTION_NAME"),
             alias=environ.get("TARGET_ALIAS", "").strip() or "live",
             fallback_version_arn=environ.get("FALLBACK_TARGET_VERSION_ARN", "").strip() or None,
             check_http_health=env_flag(environ, "CHECK_HTTP_HEALTH"),
             schema_mismatch="warn" if mode == "warn" else "fail",
+            health_path=health_path,
+            uses_database=env_flag(environ, "USES_DATABASE"),
         )
 
 
 # ---------------------------------------------------------------------------------------------------------
-# AppSpec: JSON, or the block-style YAML subset AppSpecs use (no third-party YAML parser in this asset)
+# AppSpec: JSON or YAML (PyYAML ships in the hook asset: lambda_src/hooks/requirements.txt)
 
 
 class AppSpecError(ValueError):
     pass
 
 
-def _scalar(text: str) -> str | None:
-    text = text.strip()
-    if text[:1] in ("'", '"'):
-        end = text.find(text[0], 1)
-        if end < 0:
-            raise AppSpecError(f"unterminated quote in AppSpec value {text[:60]!r}")
-        return text[1:end]
-    if text.startswith(("{", "[")):
-        raise AppSpecError(f"flow-style YAML is not supported in an AppSpec: {text[:60]!r}")
-    text = re.split(r"\s+#", text, maxsplit=1)[0].strip()
-    return None if text in ("", "~", "null") else text
-
-
-_KEY = re.compile(r"""^("[^"]*"|'[^']*'|[^'"\s][^:]*?)\s*:(?:\s+(.*)|\s*)$""")
-
-
-def _parse_block(lines: list[list[Any]], i: int, indent: int) -> tuple[Any, int]:
-    if lines[i][1].startswith("-"):
-        items: list[Any] = []
-        while i < len(lines) and lines[i][0] == indent and lines[i][1].startswith("-"):
-            text = lines[i][1]
-            rest = text[1:].lstrip()
-            if not rest:
-                if i + 1 < len(lines) and lines[i + 1][0] > indent:
-                    value, i = _parse_block(lines, i + 1, lines[i + 1][0])
-                else:
-                    value, i = None, i + 1
-            elif _KEY.match(rest):
-                # "- key: value" opens a mapping whose keys align with "key".
-                lines[i] = [indent + len(text) - len(rest), rest]
-                value, i = _parse_block(lines, i, lines[i][0])
-            else:
-                value, i = _scalar(rest), i + 1
-            items.append(value)
-        return items, i
-    mapping: dict[str, Any] = {}
-    while i < len(lines) and lines[i][0] == indent and not lines[i][1].startswith("-"):
-        match = _KEY.match(lines[i][1])
-        if not match:
-            raise AppSpecError(f"cannot read AppSpec line {lines[i][1]!r}")
-        key = _scalar(match.group(1)) or ""
-        if match.group(2) is not None and match.group(2).strip():
-            mapping[key], i = _scalar(match.group(2)), i + 1
-        elif i + 1 < len(lines) and (
-            lines[i + 1][0] > indent or (lines[i + 1][0] == indent and lines[i + 1][1].startswith("-"))
-        ):
-            mapping[key], i = _parse_block(lines, i + 1, lines[i + 1][0])
-        else:
-            mapping[key], i = None, i + 1
-    return mapping, i
-
-
 def parse_appspec(content: str) -> Any:
     text = content.strip()
     if not text:
         raise AppSpecError("AppSpec content is empty")
+    json_error = None
     if text.startswith("{"):
         try:
             return json.loads(text)
         except ValueError as exc:
-            raise AppSpecError(f"AppSpec JSON is invalid: {exc}") from exc
-    lines: list[list[Any]] = [
-        [len(raw) - len(raw.lstrip(" ")), raw.strip()]
-        for raw in text.splitlines()
-        if raw.strip() and not raw.strip().startswith("#") and raw.strip() != "---"
-    ]
-    if not lines:
+            json_error = exc  # maybe flow-style YAML: PyYAML decides
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        detail = " ".join(str(exc).split())[:300]
+        if json_error is not None:
+            raise AppSpecError(f"AppSpec JSON is invalid ({json_error}), and not YAML either") from exc
+        raise AppSpecError(f"AppSpec YAML is invalid: {detail}") from exc
+    if document is None:
         raise AppSpecError("AppSpec content has only comments")
-    value, end = _parse_block(lines, 0, lines[0][0])
-    if end != len(lines):
-        raise AppSpecError(f"cannot read AppSpec from line {lines[end][1]!r} (unexpected indentation)")
-    return value
+    return document
 
 
 @dataclass(frozen=True)
@@ -271,17 +237,29 @@ def choose_target_version(
     raise TargetVersionError("; ".join(problems))
 
 
+# GetDeployment may use this much of the checks' time at most (and at most this share of it): when it is
+# slow, the fallback version still has the rest to be invoked.
+GET_DEPLOYMENT_SECONDS = 20.0
+GET_DEPLOYMENT_SHARE = 0.25
+GET_DEPLOYMENT_ATTEMPT_SECONDS = 8.0
+
+
 def read_appspec_targets(
-    codedeploy: Any, deployment_id: str, *, deadline: float, runtime: Runtime
+    codedeploy_factory: Callable[[float], Any], deployment_id: str, *, deadline: float, runtime: Runtime
 ) -> tuple[list[AppSpecTarget] | None, str | None]:
     """(targets, problem): GetDeployment's AppSpec, or why it is unusable (the fallback then decides)."""
+    left = remaining(deadline, runtime)
+    own_deadline = runtime.clock() + min(GET_DEPLOYMENT_SECONDS, left * GET_DEPLOYMENT_SHARE)
     try:
         response = call_with_retry(
-            lambda: codedeploy.get_deployment(deploymentId=deployment_id),
+            lambda seconds: codedeploy_factory(seconds).get_deployment(deploymentId=deployment_id),
             what="GetDeployment",
-            deadline=deadline,
+            deadline=own_deadline,
             runtime=runtime,
+            max_attempt=GET_DEPLOYMENT_ATTEMPT_SECONDS,
         )
+    except ReadTimeoutError:
+        return None, "GetDeployment did not answer within its share of the time budget"
     except Exception as exc:
         return None, f"GetDeployment failed: {describe(exc)}"
     info = response.get("deploymentInfo") if isinstance(response, Mapping) else None
@@ -308,7 +286,7 @@ class Invocation:
 
 
 def invoke_version(
-    lambda_client: Any,
+    lambda_factory: Callable[[float], Any],
     *,
     function_name: str,
     version: str,
@@ -316,8 +294,9 @@ def invoke_version(
     deadline: float,
     runtime: Runtime,
 ) -> Invocation:
-    def call() -> tuple[Mapping[str, Any], bytes]:
-        response = lambda_client.invoke(
+    def call(seconds: float) -> tuple[Mapping[str, Any], bytes]:
+        # Reading the payload is part of the attempt: its read timeout is the same client's.
+        response = lambda_factory(seconds).invoke(
             FunctionName=function_name,
             Qualifier=version,
             InvocationType="RequestResponse",
@@ -346,8 +325,8 @@ def function_error_reason(invocation: Invocation) -> str:
     return f"{invocation.function_error}: {str(payload)[:500]}"
 
 
-def health_event() -> dict[str, Any]:
-    """An API Gateway REST proxy event for GET /health, as the deployed API would send it."""
+def health_event(path: str = "/health") -> dict[str, Any]:
+    """An API Gateway REST proxy event for GET `path`, as the deployed API would send it."""
     headers = {
         "Accept": "application/json",
         "Host": "pre-traffic.credmate.invalid",
@@ -355,18 +334,18 @@ def health_event() -> dict[str, Any]:
     }
     return {
         "resource": "/{proxy+}",
-        "path": "/health",
+        "path": path,
         "httpMethod": "GET",
         "headers": headers,
         "multiValueHeaders": {key: [value] for key, value in headers.items()},
         "queryStringParameters": None,
         "multiValueQueryStringParameters": None,
-        "pathParameters": {"proxy": "health"},
+        "pathParameters": {"proxy": path.lstrip("/")},
         "stageVariables": None,
         "requestContext": {
             "resourcePath": "/{proxy+}",
             "httpMethod": "GET",
-            "path": "/v1/health",
+            "path": f"/v1{path}",
             "stage": "v1",
             "requestId": "credmate-pre-traffic",
             "accountId": "000000000000",
@@ -380,7 +359,7 @@ def health_event() -> dict[str, Any]:
 
 def _invoke_check(
     check: str,
-    lambda_client: Any,
+    lambda_factory: Callable[[float], Any],
     config: PreTrafficConfig,
     target: TargetVersion,
     event: Mapping[str, Any],
@@ -390,7 +369,7 @@ def _invoke_check(
     """Invoke and turn transport-level failures into a failed check; (None, invocation) when it answered."""
     try:
         invocation = invoke_version(
-            lambda_client,
+            lambda_factory,
             function_name=config.function_name,
             version=target.version,
             event=event,
@@ -403,6 +382,8 @@ def _invoke_check(
             False,
             f"invoke of version {target.version} timed out (no answer within the hook's time budget)",
         ), None
+    except DeadlineExceeded as exc:
+        return CheckResult(check, False, f"invoke of version {target.version}: {exc}"), None
     except Exception as exc:
         return CheckResult(check, False, f"invoke of version {target.version} failed: {describe(exc)}"), None
     if invocation.function_error:
@@ -445,52 +426,55 @@ def probe_check(invocation: Invocation, version: str) -> CheckResult:
     )
 
 
-def schema_check(payload: Mapping[str, Any], mode: Literal["fail", "warn"]) -> CheckResult:
+def schema_check(
+    payload: Mapping[str, Any], mode: Literal["fail", "warn"], *, uses_database: bool = False
+) -> CheckResult:
     head, db = payload.get("schema_head"), payload.get("db_version")
+    db_error, schema_error = payload.get("db_error"), payload.get("schema_error")
+    schema_note = f" (schema head unreadable: {schema_error})" if schema_error else ""
+    if db is None and db_error:
+        reason = f"database is configured but cannot be read: {db_error}{schema_note}"
+        if uses_database and mode == "fail":
+            return CheckResult(
+                "schema",
+                False,
+                reason + " (this function uses its database: fix its DATABASE_URL, network or "
+                "migrations, or set SCHEMA_MISMATCH=warn)",
+            )
+        why = "[SCHEMA_MISMATCH=warn]" if uses_database else "[USES_DATABASE=false]"
+        return CheckResult("schema", True, f"{reason} {why}", warning=True)
     if db is None:
         return CheckResult(
             "schema",
             True,
-            f"no database version reported (no database configured?): schema head {head} not compared",
+            f"no database version reported (no database configured?): schema head {head} not compared"
+            + schema_note,
             warning=True,
         )
     if head == db:
         return CheckResult("schema", True, f"schema head {head} matches the database")
     reason = (
         f"schema mismatch: code expects Alembic head {head}, database is at {db} "
-        f"(run the migrations, or set SCHEMA_MISMATCH=warn)"
+        f"(run the migrations, or set SCHEMA_MISMATCH=warn){schema_note}"
     )
     if mode == "warn":
         return CheckResult("schema", True, reason + " [SCHEMA_MISMATCH=warn]", warning=True)
     return CheckResult("schema", False, reason)
 
 
-def http_health_check(invocation: Invocation, version: str) -> CheckResult:
+def http_health_check(invocation: Invocation, version: str, path: str = "/health") -> CheckResult:
     payload = invocation.payload
     if not isinstance(payload, Mapping):
         return CheckResult(
             "http_health",
             False,
-            f"GET /health on version {version} returned no API Gateway response: {str(payload)[:300]}",
+            f"GET {path} on version {version} returned no API Gateway response: {str(payload)[:300]}",
         )
-    status, body = payload.get("statusCode"), payload.get("body")
-    try:
-        parsed = json.loads(body) if isinstance(body, str) and body else None
-    except ValueError:
-        parsed = None
-    health = parsed.get("status") if isinstance(parsed, Mapping) else None
-    if status != 200:
-        return CheckResult(
-            "http_health", False, f"GET /health on version {version} returned {status}: {str(body)[:300]}"
-        )
-    if health != "healthy":
-        return CheckResult(
-            "http_health",
-            False,
-            f"GET /health on version {version} returned 200 but status "
-            f"{health!r}, not 'healthy': {str(body)[:300]}",
-        )
-    return CheckResult("http_health", True, f"GET /health on version {version}: 200 healthy")
+    body = payload.get("body")
+    problem = health_problem(payload.get("statusCode"), body if isinstance(body, str) else None)
+    if problem:
+        return CheckResult("http_health", False, f"GET {path} on version {version} {problem}")
+    return CheckResult("http_health", True, f"GET {path} on version {version}: healthy (200)")
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -499,20 +483,14 @@ def http_health_check(invocation: Invocation, version: str) -> CheckResult:
 
 @dataclass
 class Clients:
-    """Clients created on first use, so a broken Lambda client never stops the CodeDeploy report."""
+    """A client per attempt, with timeouts from the budget left when it starts (hook_core.client); made
+    only when called, so a broken Lambda client never stops the CodeDeploy report."""
 
-    runtime: Runtime
-    checks_deadline: float = 0.0
-    _codedeploy: Any = None
+    def codedeploy(self, seconds: float) -> Any:
+        return hook_core.client("codedeploy", timeout=seconds)
 
-    def codedeploy(self) -> Any:
-        if self._codedeploy is None:
-            self._codedeploy = hook_core.client("codedeploy", read_timeout=20)
-        return self._codedeploy
-
-    def lambda_(self) -> Any:
-        # The read timeout is what is left of the checks' budget: a hung target cannot eat the report's time.
-        return hook_core.client("lambda", read_timeout=remaining(self.checks_deadline, self.runtime))
+    def lambda_(self, seconds: float) -> Any:
+        return hook_core.client("lambda", timeout=seconds)
 
 
 def pre_traffic_checks(
@@ -524,7 +502,6 @@ def pre_traffic_checks(
     log: HookLog,
     runtime: Runtime,
 ) -> list[CheckResult]:
-    clients.checks_deadline = budget.checks
     try:
         config = PreTrafficConfig.from_env(environ)
     except ConfigError as exc:
@@ -532,7 +509,7 @@ def pre_traffic_checks(
     log.function = config.function_name
 
     targets, problem = read_appspec_targets(
-        clients.codedeploy(), ids.deployment_id, deadline=budget.checks, runtime=runtime
+        clients.codedeploy, ids.deployment_id, deadline=budget.checks, runtime=runtime
     )
     try:
         target = choose_target_version(targets, problem, config)
@@ -552,23 +529,32 @@ def pre_traffic_checks(
         )
     ]
 
-    lambda_client = clients.lambda_()
     probe_event = {PROBE_KEY: {"deployment_id": ids.deployment_id}}
     failed, invocation = _invoke_check(
-        "probe", lambda_client, config, target, probe_event, budget.checks, runtime
+        "probe", clients.lambda_, config, target, probe_event, budget.checks, runtime
     )
     probe = failed or probe_check(invocation, target.version)  # type: ignore[arg-type]
     results.append(log.result(probe))
     if isinstance(probe.data, Mapping) and "schema_head" in probe.data:
-        results.append(log.result(schema_check(probe.data, config.schema_mismatch)))
+        results.append(
+            log.result(schema_check(probe.data, config.schema_mismatch, uses_database=config.uses_database))
+        )
     else:
         results.append(log.result(CheckResult("schema", False, "not checked: the probe gave no versions")))
 
     if config.check_http_health:
         failed, invocation = _invoke_check(
-            "http_health", lambda_client, config, target, health_event(), budget.checks, runtime
+            "http_health",
+            clients.lambda_,
+            config,
+            target,
+            health_event(config.health_path),
+            budget.checks,
+            runtime,
         )
-        results.append(log.result(failed or http_health_check(invocation, target.version)))  # type: ignore[arg-type]
+        results.append(
+            log.result(failed or http_health_check(invocation, target.version, config.health_path))  # type: ignore[arg-type]
+        )
     return results
 
 
@@ -576,7 +562,7 @@ def run_pre_traffic(
     event: object, context: object, *, environ: Mapping[str, str], runtime: Runtime
 ) -> dict[str, Any]:
     log = HookLog(hook="pre_traffic", function=environ.get("TARGET_FUNCTION_NAME"))
-    clients = Clients(runtime)
+    clients = Clients()
     return run_hook(
         event,
         context,

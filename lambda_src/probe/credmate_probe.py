@@ -41,6 +41,8 @@ REAL_HANDLER_ENV = "CREDMATE_REAL_HANDLER"
 VERSIONS_ENV = "CREDMATE_PROBE_VERSIONS"
 LABEL_ENV = "CREDMATE_FUNCTION_LABEL"
 DEFAULT_VERSIONS = "app.versions:report"
+# Keys the versions function sets when a version cannot be read (app.versions.report), passed on as given.
+VERSION_ERROR_KEYS = ("db_error", "schema_error")
 PROBE_KEY = "credmate_probe"
 BUILD_INFO = Path(__file__).resolve().with_name("build_info.json")
 
@@ -139,7 +141,10 @@ def _is_absent(exc: ModuleNotFoundError, module_name: str) -> bool:
 
 
 def read_versions(setting: str, build_info: Mapping[str, Any]) -> tuple[dict[str, Any], str, str | None]:
-    """(versions, source, error). build_info.json fills what the versions function does not report."""
+    """(versions, source, error). build_info.json fills what the versions function does not report.
+
+    The function's `db_error`/`schema_error` (why a version could not be read) are passed on as reported.
+    """
     versions: dict[str, Any] = {
         "code_version": build_info.get("code_version"),
         "schema_head": build_info.get("schema_head"),
@@ -178,6 +183,11 @@ def read_versions(setting: str, build_info: Mapping[str, Any]) -> tuple[dict[str
     if not isinstance(reported, Mapping):
         return versions, setting, f"{setting}() returned {type(reported).__name__}, expected a dict"
     for key in ("code_version", "schema_head", "db_version"):
+        if reported.get(key) is not None:
+            versions[key] = str(reported[key])
+    # Why a version could not be read (a configured database that does not answer): data for the hook to
+    # judge per function, not a probe failure.
+    for key in VERSION_ERROR_KEYS:
         if reported.get(key) is not None:
             versions[key] = str(reported[key])
     return versions, setting, None

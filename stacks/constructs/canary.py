@@ -3,15 +3,23 @@
 One generic hook code asset (lambda_src/hooks) serves every function; each deployment group gets its own
 hook *instances*, configured by environment, so a hook can only invoke its own target function and only
 report to its own deployment group (least privilege is per instance, not per code path).
+
+The hook asset is built by the project's bundler (`hooks_code`): the hook sources plus their pinned
+requirements (PyYAML), for the hooks' own runtime, HOOK_RUNTIME, the newest Python runtime both this
+aws-cdk-lib and Lambda know. The backend's runtime is configured separately and does not move the hooks.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from aws_cdk import Aws, Duration, Fn, RemovalPolicy
+from aws_cdk import AssetHashType, Aws, Duration, Fn, RemovalPolicy
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_codedeploy as codedeploy
 from aws_cdk import aws_iam as iam
@@ -21,10 +29,23 @@ from aws_cdk import aws_sns as sns
 from constructs import Construct
 
 from stacks.config import CustomCanary
+from stacks.constructs.bundling import DEFAULT_EXCLUDES, BundleSpec, BundlingError, build_bundle
 from stacks.constructs.guarded_function import LIVE_ALIAS, GuardedFunction
+from stacks.constructs.lambda_bundle import _HOST_ARCH, _log
+from stacks.hook_budget import DEFAULT_INVOKES, MIN_HOOK_TIMEOUT_SECONDS, hook_timeout_seconds
 
 HOOKS_SRC = Path(__file__).resolve().parents[2] / "lambda_src" / "hooks"
-HOOK_TIMEOUT = Duration.minutes(3)
+# The post-traffic hook calls the API (API Gateway ends a request at 29 s), never the function directly: a
+# fixed timeout fits every function. The pre-traffic hook's timeout comes from its target's (hook_budget).
+HOOK_TIMEOUT = Duration.seconds(MIN_HOOK_TIMEOUT_SECONDS)
+# The newest Python runtime aws-cdk-lib 2.275 knows and Lambda runs (tests/test_stacks.py checks it is
+# the newest Python member of lambda_.Runtime).
+HOOK_RUNTIME = lambda_.Runtime.PYTHON_3_14
+HOOK_MODULES = ("hook_core", "pre_traffic", "post_traffic")
+# The AWS SDK: every Lambda Python runtime provides it, so the hook asset does not ship it (nor its 20 MB).
+# Verification imports these first, from the host, and judges only what the hook modules import beyond
+# them: everything else must come from the asset.
+RUNTIME_PROVIDED_MODULES = ("boto3", "botocore.config", "botocore.exceptions", "botocore.response")
 TRIGGER_EVENTS = (
     "DeploymentStart",
     "DeploymentSuccess",
@@ -43,9 +64,148 @@ class PostTrafficChecks:
     cors_methods: tuple[str, ...]
     cors_headers: tuple[str, ...]
     health_path: str = "/health"
-    # A path that must answer 401 to credentials that cannot exist; None skips that check.
+    # The API's login route, checked to answer 401 to bad credentials; None: the check is skipped (logged)
+    # and the CORS preflight targets the health route instead.
     login_path: str | None = None
-    login_body: str = "json"
+    login_body: str = "json"  # "json" or "form": how the login route takes credentials
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The hooks' code asset
+
+
+def hooks_bundle_spec(
+    cache_dir: Path, runtime: str = HOOK_RUNTIME.name, *, source_dir: Path = HOOKS_SRC
+) -> BundleSpec:
+    """The bundler's spec for the hook asset: lambda_src/hooks and its requirements.txt, for `runtime`."""
+    return BundleSpec(
+        source_dir=source_dir,
+        requirements=source_dir / "requirements.txt",
+        cache_dir=cache_dir,
+        runtime=runtime,
+        # The hook functions' architecture (lambda_.Function's default): PyYAML's wheel is native.
+        architecture="x86_64",
+        excludes=(*DEFAULT_EXCLUDES, "requirements.txt", "requirements.lock"),
+        migrations_dir=None,
+    )
+
+
+def hooks_code(
+    cache_dir: Path,
+    runtime: str = HOOK_RUNTIME.name,
+    *,
+    verify: bool = True,
+    log: Callable[[str], None] = _log,
+    source_dir: Path = HOOKS_SRC,
+) -> lambda_.Code:
+    """The hooks' code: built (or reused) by the bundler with their pinned requirements, then verified.
+
+    `runtime` must be the runtime the hook functions run (HOOK_RUNTIME, what CanaryDeployment sets).
+    Bytecode: the bundler compiles only with the target's own interpreter; without it on this machine the
+    asset ships sources only (said in the log), and Lambda compiles these few small modules at cold start.
+    """
+    spec = hooks_bundle_spec(cache_dir, runtime, source_dir=source_dir)
+    result = build_bundle(spec, log=log)
+    log(result.summary(["hooks"]))
+    if not result.bytecode:
+        log(
+            f"[bundle] notice: hooks ship without precompiled bytecode: {runtime} is not this machine's "
+            f"Python ({sys.version_info.major}.{sys.version_info.minor}); Lambda compiles them at cold start"
+        )
+    if verify:
+        verify_hooks_bundle(spec, log=log)
+    else:
+        log("[bundle] WARNING: hook bundle verification SKIPPED (skip_bundle_verification)")
+    return lambda_.Code.from_asset(
+        str(result.zip_path), asset_hash=result.asset_hash, asset_hash_type=AssetHashType.CUSTOM
+    )
+
+
+# Runs in the host interpreter, `-I` (no PYTHONPATH, no user site): the runtime-provided SDK is imported
+# first from the interpreter's site-packages, then the bundle goes first on sys.path. Prints one JSON
+# line: hook modules that failed to import, and every module they loaded from outside the bundle and the
+# standard library.
+_VERIFY_HOOKS = r"""
+import importlib, json, os, sys, sysconfig
+bundle, modules, provided = os.path.realpath(sys.argv[1]), sys.argv[2].split(","), sys.argv[3].split(",")
+for name in provided:
+    importlib.import_module(name)
+sys.path.insert(0, bundle)
+before = set(sys.modules)
+failed = {}
+for name in modules:
+    try:
+        importlib.import_module(name)
+    except BaseException as exc:
+        failed[name] = f"{type(exc).__name__}: {exc}"[:500]
+stdlib = {os.path.realpath(sysconfig.get_paths()[k]) for k in ("stdlib", "platstdlib")}
+outside = {}
+for name in sorted(set(sys.modules) - before):
+    path = getattr(sys.modules[name], "__file__", None)
+    if not path:
+        continue
+    real = os.path.realpath(path)
+    if real.startswith(bundle + os.sep):
+        continue
+    if "site-packages" not in real and any(real.startswith(s + os.sep) for s in stdlib):
+        continue
+    outside.setdefault(name.partition(".")[0], real)
+sys.stdout.write("\n" + json.dumps({"failed": failed, "outside": outside}) + "\n")
+"""
+VERIFY_HOOKS_TIMEOUT_SECONDS = 120
+
+
+def verify_hooks_bundle(spec: BundleSpec, *, log: Callable[[str], None] = _log) -> None:
+    """Import every hook module from the bundle; raise BundlingError naming what does not import or what
+    the bundle lacks.
+
+    The hooks' runtime is usually not this machine's Python, and the PyYAML wheel is native, so the check
+    runs on a host-compatible twin: the same sources and pinned requirements, built by the same bundler
+    for this interpreter and architecture. It proves the requirements install and that every module the
+    hooks import comes from the bundle, the standard library, or what the runtime-provided SDK
+    (RUNTIME_PROVIDED_MODULES) loads; what it cannot prove is a failure specific to the target Python version.
+    """
+    host = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    twin_spec = replace(spec, runtime=host, architecture=_HOST_ARCH)  # type: ignore[arg-type]
+    twin = build_bundle(twin_spec, log=log)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-I",
+            "-B",
+            "-c",
+            _VERIFY_HOOKS,
+            str(twin.directory.resolve()),
+            ",".join(HOOK_MODULES),
+            ",".join(RUNTIME_PROVIDED_MODULES),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=twin.directory,
+        env={"PATH": os.environ.get("PATH", ""), "AWS_DEFAULT_REGION": "us-east-1", "PYTHONHASHSEED": "0"},
+        timeout=VERIFY_HOOKS_TIMEOUT_SECONDS,
+        check=False,
+    )
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+    if not lines:
+        raise BundlingError(
+            f"hook bundle verification crashed (exit {proc.returncode}): {proc.stderr[-1500:]}"
+        )
+    report = json.loads(lines[-1])
+    problems = [
+        f"module {name} does not import from the hook bundle: {error}\n    hint: fix {spec.source_dir}/"
+        f"{name}.py, or add what it needs to {spec.requirements} (pinned)"
+        for name, error in sorted(report["failed"].items())
+    ]
+    problems += [
+        f"the hooks import {top} from {path}, outside their bundle: Lambda would not have it\n"
+        f"    hint: add it to {spec.requirements} (pinned)"
+        for top, path in sorted(report["outside"].items())
+    ]
+    if problems:
+        raise BundlingError("hook bundle verification failed:\n  " + "\n  ".join(problems))
+    twin_note = "" if twin_spec == spec else f" (a {host} twin of the {spec.runtime} bundle)"
+    log(f"[bundle] verified hook modules {', '.join(HOOK_MODULES)} import from their bundle{twin_note}")
 
 
 def deployment_config(scope: Construct, setting: str | CustomCanary) -> codedeploy.ILambdaDeploymentConfig:
@@ -81,12 +241,20 @@ class CanaryDeployment(Construct):
         check_http_health: bool,
         schema_mismatch: str,
         post_traffic: PostTrafficChecks | None = None,
-        health_path: str = "/health",
         uses_database: bool = False,
+        health_path: str = "/health",
     ) -> None:
         super().__init__(scope, construct_id)
         fn = target.function
         self.target_function = fn
+        # Long enough for every invoke of the target to run to its own timeout and still report; a target
+        # timeout too long for any hook raises here, naming it (hook_budget.check_fits).
+        function_timeout = int(target.timeout.to_seconds())
+        invokes = DEFAULT_INVOKES if check_http_health else 1
+        try:
+            self.pre_traffic_timeout_seconds = hook_timeout_seconds(function_timeout, invokes=invokes)
+        except ValueError as exc:
+            raise ValueError(f"function {target.label}: {exc}") from exc
         self.pre_traffic_hook = self._hook(
             "PreTrafficHook",
             hooks_code,
@@ -98,9 +266,10 @@ class CanaryDeployment(Construct):
                 "FALLBACK_TARGET_VERSION_ARN": target.version.function_arn,
                 "CHECK_HTTP_HEALTH": "true" if check_http_health else "false",
                 "HEALTH_PATH": health_path,
-                "USES_DATABASE": "true" if uses_database else "false",
                 "SCHEMA_MISMATCH": schema_mismatch,
+                "USES_DATABASE": "true" if uses_database else "false",
             },
+            timeout=Duration.seconds(self.pre_traffic_timeout_seconds),
         )
         # Invoke rights on this function's versions only (function ARN and `:qualifier` ARNs).
         fn.grant_invoke(self.pre_traffic_hook)
@@ -118,9 +287,10 @@ class CanaryDeployment(Construct):
                     "CORS_METHODS": ",".join(post_traffic.cors_methods),
                     "CORS_HEADERS": ",".join(post_traffic.cors_headers),
                     "HEALTH_PATH": post_traffic.health_path,
-                    "LOGIN_PATH": post_traffic.login_path or "",
                     "LOGIN_BODY": post_traffic.login_body,
+                    **({"LOGIN_PATH": post_traffic.login_path} if post_traffic.login_path else {}),
                 },
+                timeout=HOOK_TIMEOUT,
             )
         self.deployment_group = codedeploy.LambdaDeploymentGroup(
             self,
@@ -160,7 +330,7 @@ class CanaryDeployment(Construct):
             )
 
     def _hook(
-        self, construct_id: str, code: lambda_.Code, handler: str, env: dict[str, str]
+        self, construct_id: str, code: lambda_.Code, handler: str, env: dict[str, str], *, timeout: Duration
     ) -> lambda_.Function:
         log_group = logs.LogGroup(
             self,
@@ -173,8 +343,8 @@ class CanaryDeployment(Construct):
             construct_id,
             code=code,
             handler=handler,
-            runtime=lambda_.Runtime.PYTHON_3_11,
-            timeout=HOOK_TIMEOUT,
+            runtime=HOOK_RUNTIME,
+            timeout=timeout,
             memory_size=256,
             description=f"CodeDeploy {construct_id} for the {LIVE_ALIAS} alias (credmate-lambda)",
             environment=env,

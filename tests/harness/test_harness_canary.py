@@ -96,6 +96,7 @@ def deploy(
         old_env: dict[str, str] | None = None,
         new_env: dict[str, str] | None = None,
         schema_mismatch: str = "fail",
+        uses_database: bool = False,
     ) -> Outcome:
         emulators = {
             (FUNCTION, version): stack.enter_context(
@@ -154,6 +155,7 @@ def deploy(
             "FALLBACK_TARGET_VERSION_ARN": f"arn:aws:lambda:us-east-1:000000000000:function:{FUNCTION}:{NEW}",
             "CHECK_HTTP_HEALTH": "true" if label == "BackendApi" else "false",
             "SCHEMA_MISMATCH": schema_mismatch,
+            "USES_DATABASE": "true" if uses_database else "false",
         }
         capsys.readouterr()
         result = pre_traffic.run_pre_traffic(
@@ -226,3 +228,39 @@ def test_harness_configures_functions_as_the_catalog_does():
     env = function_environment("Worker")
     assert env["CREDMATE_REAL_HANDLER"] == catalog["Worker"]["handler"]
     assert env["CREDMATE_FUNCTION_LABEL"] == "Worker"
+
+
+# A configured database nothing answers for: connection refused at once (port 1 on loopback).
+UNREACHABLE_POSTGRES = "postgresql://user:pw@127.0.0.1:1/db"
+
+
+@pytest.mark.parametrize("label", ["Worker", "CampaignScheduler"])
+def test_unreachable_database_fails_a_function_that_uses_it(deploy, backend_bundle, label):
+    # GIVEN the new version of a database-using function configured with a database that cannot be reached
+    outcome = deploy(
+        old=backend_bundle,
+        new=backend_bundle,
+        label=label,
+        new_env={"DATABASE_URL": UNREACHABLE_POSTGRES},
+        uses_database=True,
+    )
+    # THEN the prod hook (SCHEMA_MISMATCH=fail) fails it, with the driver's own reason from the probe
+    assert (outcome.status, outcome.reported, outcome.qualifiers) == ("Failed", ["Failed"], [NEW])
+    reason = outcome.reason("schema")
+    assert "database is configured but cannot be read: OperationalError" in reason, outcome.lines
+    assert "127.0.0.1" in reason and "user:pw" not in reason  # the driver's words, never the URL
+    assert next(line for line in outcome.lines if line["check"] == "probe")["ok"]
+
+
+def test_unreachable_database_only_warns_for_a_function_that_does_not_use_it(deploy, backend_bundle):
+    outcome = deploy(
+        old=backend_bundle,
+        new=backend_bundle,
+        label="Worker",
+        new_env={"DATABASE_URL": UNREACHABLE_POSTGRES},
+        uses_database=False,
+    )
+    assert (outcome.status, outcome.reported) == ("Succeeded", ["Succeeded"])
+    assert "cannot be read" in outcome.reason("schema") and "[USES_DATABASE=false]" in outcome.reason(
+        "schema"
+    )

@@ -14,13 +14,17 @@ import io
 import json
 import random
 import sys
+import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
+from botocore.exceptions import ReadTimeoutError
 from botocore.response import StreamingBody
 from botocore.stub import ANY, Stubber
 
@@ -33,6 +37,9 @@ for _path in (REPO_ROOT / "lambda_src" / "hooks", REPO_ROOT / "lambda_src" / "pr
 import hook_core as hook_core  # noqa: E402
 import post_traffic as post_traffic  # noqa: E402
 import pre_traffic as pre_traffic  # noqa: E402
+
+# The real factory, before any fixture replaces it: the loopback tests make real clients.
+REAL_CLIENT = hook_core.client
 
 DEPLOYMENT_ID = "d-CANARY123"
 EXECUTION_ID = "exec-0001"
@@ -204,6 +211,119 @@ def fake_clock() -> FakeClock:
 @pytest.fixture
 def runtime(fake_clock: FakeClock) -> hook_core.Runtime:
     return hook_core.Runtime(clock=fake_clock.clock, sleep=fake_clock.sleep, rng=random.Random(7))
+
+
+@dataclass(frozen=True)
+class TimedCall:
+    operation: str  # botocore method name, e.g. "invoke"
+    started: float  # fake-clock time the call started
+    ended: float
+    timeout: float  # the attempt's time allowance the hook gave hook_core.client
+    outcome: str  # "ok", "timeout" or the exception's class name
+
+
+@dataclass
+class SlowAws:
+    """Makes the Stubber-backed clients' calls take time on the hook's fake clock.
+
+    `delays["invoke"] = [30.0, 0.5]` makes the first Invoke take 30 s, the second 0.5 s (then 0 s);
+    `float("inf")` hangs; `fail_with[operation]` is raised by every call after its delay. A call slower
+    than the attempt's time allowance the hook gave `hook_core.client`
+    (its connect plus read timeout) costs exactly that allowance and ends in ReadTimeoutError, as botocore
+    does; the stub's queued answer is not consumed then. Every call is recorded with its timing.
+    """
+
+    aws: StubbedAws
+    clock: FakeClock
+    delays: dict[str, list[float]] = field(default_factory=dict)
+    default_delay: float = 0.0
+    fail_with: dict[str, Exception] = field(default_factory=dict)  # raised (after the delay) every time
+    calls: list[TimedCall] = field(default_factory=list)
+
+    def client(self, service: str, *, timeout: float) -> Any:
+        inner = {"codedeploy": self.aws.codedeploy, "lambda": self.aws.lambda_}[service]
+        return _SlowClient(self, inner, timeout)
+
+    def of(self, operation: str) -> list[TimedCall]:
+        return [c for c in self.calls if c.operation == operation]
+
+
+class _SlowClient:
+    def __init__(self, owner: SlowAws, inner: Any, timeout: float) -> None:
+        self._owner, self._inner, self._timeout = owner, inner, timeout
+
+    def __getattr__(self, name: str) -> Callable[..., Any]:
+        method = getattr(self._inner, name)
+        owner, timeout = self._owner, self._timeout
+
+        def call(**kwargs: Any) -> Any:
+            queue = owner.delays.get(name) or []
+            delay = queue.pop(0) if queue else owner.default_delay
+            started = owner.clock.now
+            if delay >= timeout:
+                owner.clock.now += timeout
+                owner.calls.append(TimedCall(name, started, owner.clock.now, timeout, "timeout"))
+                raise ReadTimeoutError(endpoint_url=f"https://{name}.fake.invalid")
+            owner.clock.now += delay
+            try:
+                if name in owner.fail_with:
+                    raise owner.fail_with[name]
+                result = method(**kwargs)
+            except Exception as exc:
+                owner.calls.append(TimedCall(name, started, owner.clock.now, timeout, type(exc).__name__))
+                raise
+            owner.calls.append(TimedCall(name, started, owner.clock.now, timeout, "ok"))
+            return result
+
+        return call
+
+
+@pytest.fixture
+def slow_aws(aws: StubbedAws, fake_clock: FakeClock, monkeypatch: pytest.MonkeyPatch) -> SlowAws:
+    slow = SlowAws(aws, fake_clock)
+    monkeypatch.setattr(hook_core, "client", slow.client)
+    return slow
+
+
+class HangingServer:
+    """An HTTP server on 127.0.0.1 that reads each request and never answers (until closed).
+
+    Stands in for a Lambda endpoint (boto3's endpoint_url) or an API whose requests hang: real sockets,
+    real timeouts. `hits` holds the monotonic time each request arrived.
+    """
+
+    def __init__(self) -> None:
+        self.hits: list[tuple[str, str, float]] = []
+        self._release = threading.Event()
+        owner = self
+
+        class Hang(BaseHTTPRequestHandler):
+            def log_message(self, *_: Any) -> None:
+                pass
+
+            def _hang(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                owner.hits.append((self.command, self.path, time.monotonic()))
+                owner._release.wait(30)
+
+            do_GET = do_POST = do_OPTIONS = _hang
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Hang)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def __enter__(self) -> HangingServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._release.set()
+        self._server.shutdown()
+        self._server.server_close()
 
 
 def log_lines(output: str) -> list[dict[str, Any]]:

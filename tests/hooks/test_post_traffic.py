@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
-from hook_fakes import HOOK_EVENT, FakeContext, StubbedAws, log_lines, post_traffic
+from hook_fakes import HOOK_EVENT, FakeContext, HangingServer, StubbedAws, hook_core, log_lines, post_traffic
 
 pytest_plugins = ["hook_fakes"]
 
@@ -28,6 +29,8 @@ class ApiBehaviour:
     cors: bool = True
     preflight_headers: str = HEADERS
     login_status: int = 401
+    health_path: str = "/v1/health"
+    health_text: bytes | None = None  # a non-JSON body instead of health_body
     requests: list[tuple[str, str, dict[str, str], bytes]] = field(default_factory=list)
 
 
@@ -58,7 +61,14 @@ def _server(behaviour: ApiBehaviour) -> ThreadingHTTPServer:
 
         def do_GET(self) -> None:
             self._record()
-            if self.path == "/v1/health":
+            if self.path == behaviour.health_path and behaviour.health_text is not None:
+                self.send_response(behaviour.health_status)
+                for key, value in self._cors().items():
+                    self.send_header(key, value)
+                self.send_header("Content-Length", str(len(behaviour.health_text)))
+                self.end_headers()
+                self.wfile.write(behaviour.health_text)
+            elif self.path == behaviour.health_path:
                 self._send(behaviour.health_status, behaviour.health_body, self._cors())
             else:
                 self._send(404, {"detail": "Not Found"}, self._cors())
@@ -98,8 +108,18 @@ def api() -> Iterator[tuple[str, ApiBehaviour]]:
         server.server_close()
 
 
-def env(url: str) -> dict[str, str]:
-    return {"API_URL": url, "ALLOWED_ORIGIN": ORIGIN, "CORS_METHODS": METHODS, "CORS_HEADERS": HEADERS}
+LOGIN_PATH = "/api/v1/auth/login"
+
+
+def env(url: str, **extra: str) -> dict[str, str]:
+    return {
+        "API_URL": url,
+        "ALLOWED_ORIGIN": ORIGIN,
+        "CORS_METHODS": METHODS,
+        "CORS_HEADERS": HEADERS,
+        "LOGIN_PATH": LOGIN_PATH,
+        **extra,
+    }
 
 
 def run(aws: StubbedAws, runtime: Any, environ: dict[str, str], expected: str) -> list[dict[str, Any]]:
@@ -177,3 +197,85 @@ def test_unreachable_api_fails_in_time_and_still_reports(aws, runtime, capsys):
 def test_bad_api_url_is_a_config_failure(aws, runtime, capsys):
     run(aws, runtime, {**env("ftp://example.invalid"), "ALLOWED_ORIGIN": ORIGIN}, "Failed")
     assert "API_URL" in checks(capsys.readouterr().out)["config"]["reason"]
+
+
+def test_without_a_login_path_the_login_check_is_skipped_and_the_preflight_targets_health(
+    aws, runtime, api, capsys
+):
+    # GIVEN an API function with no login route (LOGIN_PATH unset) and its health route elsewhere
+    url, behaviour = api
+    behaviour.health_path = "/v1/status/ping"
+    environ = env(url, HEALTH_PATH="/status/ping")
+    environ.pop("LOGIN_PATH")
+    # WHEN the hook runs THEN it passes, never posts, and preflights the health route
+    run(aws, runtime, environ, "Succeeded")
+    lines = checks(capsys.readouterr().out)
+    assert [(m, p) for m, p, _, _ in behaviour.requests] == [
+        ("GET", "/v1/status/ping"),
+        ("OPTIONS", "/v1/status/ping"),
+    ]
+    login = lines["login_rejects_bad_credentials"]
+    assert login["ok"] and login["level"] == "WARN" and "LOGIN_PATH is not set" in login["reason"]
+    assert "GET /status/ping: healthy" in lines["health"]["reason"]
+
+
+def test_health_path_is_configurable_and_a_wrong_one_fails(aws, runtime, api, capsys):
+    url, _behaviour = api
+    run(aws, runtime, env(url, HEALTH_PATH="/healthz"), "Failed")
+    assert "GET /healthz returned 404" in checks(capsys.readouterr().out)["health"]["reason"]
+
+
+@pytest.mark.parametrize(
+    ("body", "text", "healthy"),
+    [
+        ({"status": "ok"}, None, True),
+        ({"status": "PASS"}, None, True),
+        ({"status": "Up", "checks": {}}, None, True),
+        ({"uptime": 12}, None, True),  # no "status" key: the 200 decides
+        (None, b"OK", True),  # not JSON: the 200 decides
+        ({"status": "degraded"}, None, False),
+        ({"status": "unhealthy"}, None, False),
+        ({"status": None}, None, False),
+        ({"status": 1}, None, False),
+    ],
+)
+def test_healthy_means_200_and_a_healthy_status_when_there_is_one(
+    aws, runtime, api, capsys, body, text, healthy
+):
+    url, behaviour = api
+    behaviour.health_body, behaviour.health_text = body, text
+    run(aws, runtime, env(url), "Succeeded" if healthy else "Failed")
+    health = checks(capsys.readouterr().out)["health"]
+    assert health["ok"] is healthy
+    if not healthy:
+        assert "not one of healthy, ok, pass, up" in health["reason"]
+
+
+@pytest.mark.parametrize(("name", "value"), [("HEALTH_PATH", "health"), ("LOGIN_PATH", "login")])
+def test_paths_must_start_with_a_slash(aws, runtime, api, capsys, name, value):
+    url, _behaviour = api
+    run(aws, runtime, env(url, **{name: value}), "Failed")
+    assert f"{name}='{value}' must start with '/'" in checks(capsys.readouterr().out)["config"]["reason"]
+
+
+def test_real_time_hanging_api_reports_failed_before_the_timeout(aws, capsys):
+    # GIVEN an API whose every request hangs, and 5 s left, on the real clock
+    aws.put_status("Failed")
+    left = 5.0
+    with HangingServer() as api:
+        started = time.monotonic()
+        result = post_traffic.run_post_traffic(
+            HOOK_EVENT,
+            FakeContext(int(left * 1000)),
+            environ=env(api.url + "/v1/"),
+            runtime=hook_core.Runtime(),
+        )
+        elapsed = time.monotonic() - started
+        hits = list(api.hits)
+    # THEN every check failed on time, no request started without time to finish, and Failed was reported
+    assert result["status"] == "Failed"
+    assert [p["status"] for p in aws.operations("PutLifecycleEventHookExecutionStatus")] == ["Failed"]
+    assert elapsed < left - 0.2, f"reported after {elapsed:.1f}s of {left}s"
+    assert hits and hits[0][:2] == ("GET", "/v1/health")
+    lines = checks(capsys.readouterr().out)
+    assert not any(lines[c]["ok"] for c in ("health", "cors_preflight", "login_rejects_bad_credentials"))

@@ -9,16 +9,20 @@ once" and "invoked exactly this version" are enforced by the stubs, and checked 
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import pytest
-from botocore.exceptions import ReadTimeoutError
+from botocore.exceptions import ClientError, ReadTimeoutError
 from hook_fakes import (
     DEPLOYMENT_ID,
     FUNCTION,
     HOOK_EVENT,
+    REAL_CLIENT,
     FakeClock,
     FakeContext,
+    HangingServer,
+    SlowAws,
     StubbedAws,
     appspec_yaml,
     hook_core,
@@ -234,7 +238,8 @@ def test_malformed_probe_response_fails(aws, runtime, payload):
     [
         ({"statusCode": 503, "body": '{"status": "unhealthy", "database": "down"}'}, "returned 503"),
         ({"statusCode": 200, "body": '{"status": "degraded"}'}, "status 'degraded'"),
-        ({"statusCode": 200, "body": "<html>"}, "status None"),
+        ({"statusCode": 200, "body": '{"status": 42}'}, "status 42"),
+        ({"statusCode": 200, "body": '{"status": "DOWN"}'}, "status 'DOWN'"),
     ],
 )
 def test_unhealthy_http_health_fails(aws, runtime, capsys, health, expected):
@@ -429,9 +434,46 @@ def test_appspec_yaml_subset_parses_like_yaml():
     assert document["Hooks"] == [{"BeforeAllowTraffic": "credmate-staging-PreTrafficHook"}]
 
 
-def test_flow_style_appspec_is_rejected_with_a_reason():
-    with pytest.raises(pre_traffic.AppSpecError, match="flow-style"):
-        pre_traffic.parse_appspec("Resources: [a, b]\n")
+def test_flow_style_appspec_parses_like_block_style():
+    block = pre_traffic.parse_appspec(appspec_yaml(target="8", current="6"))
+    flow = pre_traffic.parse_appspec(
+        "{version: 0.0, Resources: ["
+        "{OtherFunction: {Type: 'AWS::Lambda::Function', Properties: {"
+        "Name: credmate-staging-WorkerFunction-Zz9, Alias: live, CurrentVersion: '40',"
+        " TargetVersion: '41'}}},"
+        f" {{AbC123: {{Type: 'AWS::Lambda::Function', Properties: {{Name: {FUNCTION}, Alias: live,"
+        " CurrentVersion: '6', TargetVersion: '8'}}}],"
+        " Hooks: [{BeforeAllowTraffic: credmate-staging-PreTrafficHook}]}"
+    )
+    assert pre_traffic.appspec_targets(flow) == pre_traffic.appspec_targets(block)
+
+
+def test_unquoted_version_numbers_are_read_as_text():
+    document = pre_traffic.parse_appspec(
+        f"Resources:\n  - Fn:\n      Properties: {{Name: {FUNCTION}, CurrentVersion: 6, TargetVersion: 8}}\n"
+    )
+    (target,) = pre_traffic.appspec_targets(document)
+    assert (target.current_version, target.target_version) == ("6", "8")
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        ("Resources:\n  - a: [unclosed\n", "AppSpec YAML is invalid"),
+        ("# only a comment\n", "only comments"),
+        ("   ", "empty"),
+        ("{not json", "AppSpec JSON is invalid"),
+    ],
+)
+def test_unreadable_appspec_is_refused_with_a_reason(content, expected):
+    with pytest.raises(pre_traffic.AppSpecError, match=expected):
+        pre_traffic.parse_appspec(content)
+
+
+def test_yaml_tags_that_would_run_code_are_refused():
+    # safe_load only: an AppSpec is data, never a constructor call.
+    with pytest.raises(pre_traffic.AppSpecError, match="AppSpec YAML is invalid"):
+        pre_traffic.parse_appspec("Resources: !!python/object/apply:os.system ['true']\n")
 
 
 def test_function_names_match_across_arns_and_names():
@@ -445,3 +487,325 @@ def test_budget_leaves_time_to_report():
     budget = hook_core.budget_from_context(FakeContext(180_000), hook_core.Runtime(clock=clock.clock))
     assert budget.checks - clock.now == pytest.approx(147.0)
     assert budget.report - clock.now == pytest.approx(177.0)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Health route and database state
+
+
+def test_health_path_is_the_route_driven_through_the_handler(aws, runtime):
+    aws.get_deployment(appspec_yaml(target="8"))
+    aws.invoke("8", PROBE_OK)
+    aws.invoke("8", {"statusCode": 200, "body": '{"status": "OK"}'})
+    aws.put_status("Succeeded")
+    assert run(runtime, env(CHECK_HTTP_HEALTH="true", HEALTH_PATH="/status/live"))["status"] == "Succeeded"
+    event = aws.invoked_events()[1][1]
+    assert (event["path"], event["pathParameters"], event["requestContext"]["path"]) == (
+        "/status/live",
+        {"proxy": "status/live"},
+        "/v1/status/live",
+    )
+
+
+@pytest.mark.parametrize("body", ['{"status": "pass"}', '{"status": "UP"}', '{"version": "1"}', "OK"])
+def test_a_200_with_a_healthy_or_no_status_is_healthy(aws, runtime, body):
+    aws.get_deployment(appspec_yaml(target="8"))
+    aws.invoke("8", PROBE_OK)
+    aws.invoke("8", {"statusCode": 200, "body": body})
+    aws.put_status("Succeeded")
+    assert run(runtime, env(CHECK_HTTP_HEALTH="true"))["status"] == "Succeeded"
+
+
+DB_DOWN = {
+    **PROBE_OK,
+    "db_version": None,
+    "db_error": "OperationalError: connection to server at 127.0.0.1, port 1 failed: Connection refused",
+}
+
+
+def test_unreachable_database_fails_a_function_that_uses_it(aws, runtime, capsys):
+    aws.get_deployment(appspec_yaml(target="8"))
+    aws.invoke("8", DB_DOWN)
+    aws.put_status("Failed")
+    assert run(runtime, env(USES_DATABASE="true"))["status"] == "Failed"
+    (reason,) = [r for r in failed_reasons(capsys.readouterr().out) if r.startswith("schema:")]
+    assert "database is configured but cannot be read: OperationalError" in reason
+    assert "Connection refused" in reason
+
+
+@pytest.mark.parametrize(
+    ("overrides", "marker"),
+    [
+        ({"USES_DATABASE": "false"}, "[USES_DATABASE=false]"),
+        ({}, "[USES_DATABASE=false]"),  # the default: a function that does not need its database
+        ({"USES_DATABASE": "true", "SCHEMA_MISMATCH": "warn"}, "[SCHEMA_MISMATCH=warn]"),
+    ],
+)
+def test_unreachable_database_only_warns_otherwise(aws, runtime, capsys, overrides, marker):
+    aws.get_deployment(appspec_yaml(target="8"))
+    aws.invoke("8", DB_DOWN)
+    aws.put_status("Succeeded")
+    assert run(runtime, env(**overrides))["status"] == "Succeeded"
+    schema = next(line for line in log_lines(capsys.readouterr().out) if line["check"] == "schema")
+    assert schema["level"] == "WARN" and "cannot be read" in schema["reason"] and marker in schema["reason"]
+
+
+def test_no_database_configured_stays_a_warning_for_a_function_that_uses_one(aws, runtime, capsys):
+    aws.get_deployment(appspec_yaml(target="8"))
+    aws.invoke("8", {**PROBE_OK, "db_version": None})
+    aws.put_status("Succeeded")
+    assert run(runtime, env(USES_DATABASE="true"))["status"] == "Succeeded"
+    schema = next(line for line in log_lines(capsys.readouterr().out) if line["check"] == "schema")
+    assert schema["level"] == "WARN" and "no database version reported" in schema["reason"]
+
+
+def test_bad_uses_database_value_is_a_config_failure(aws, runtime, capsys):
+    aws.put_status("Failed")
+    assert run(runtime, env(USES_DATABASE="maybe"))["status"] == "Failed"
+    assert "config: environment variable USES_DATABASE='maybe' must be true or false" in failed_reasons(
+        capsys.readouterr().out
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Deadlines with slow services: every call costs time on the hook's clock (SlowAws). 20 s left: Lambda
+# would kill the hook at START + 20; it must have reported before, whatever the services do.
+
+START = 1000.0  # FakeClock's start
+LEFT = 20.0
+KILLED_AT = START + LEFT
+
+
+def budget_now() -> hook_core.Budget:
+    clock = FakeClock()
+    return hook_core.budget_from_context(FakeContext(int(LEFT * 1000)), hook_core.Runtime(clock=clock.clock))
+
+
+def assert_never_outlives_the_hook(slow: SlowAws) -> None:
+    """No call could still run when Lambda kills the hook, and none started without time to finish."""
+    assert slow.calls, "the fakes saw no call"
+    for call in slow.calls:
+        assert call.ended <= call.started + call.timeout + 1e-9, call
+        assert call.started + call.timeout <= KILLED_AT, f"{call} could outlive the hook"
+        assert call.timeout >= hook_core.MIN_ATTEMPT_SECONDS, f"{call} started without time to finish"
+
+
+def assert_reported_in_time(slow: SlowAws, status: str) -> None:
+    puts = slow.of("put_lifecycle_event_hook_execution_status")
+    assert [c.outcome for c in puts][-1] == "ok"
+    assert puts[-1].ended <= budget_now().report < KILLED_AT
+    assert reported(slow.aws)[-1] == status
+
+
+def test_hanging_target_reports_failed_before_the_hook_is_killed(slow_aws, runtime, fake_clock, capsys):
+    # GIVEN a target that never answers, with GET /health to drive too, and 20 s left
+    slow_aws.aws.get_deployment(appspec_yaml(target="8"))
+    slow_aws.delays["invoke"] = [float("inf"), float("inf")]
+    slow_aws.aws.put_status("Failed")
+    # WHEN the hook runs
+    result = run(runtime, env(CHECK_HTTP_HEALTH="true"), FakeContext(remaining_ms=int(LEFT * 1000)))
+    # THEN the probe's invoke ended at the checks' deadline, GET /health was not even started (no time),
+    # and Failed was reported before Lambda's timeout
+    assert result["status"] == "Failed"
+    (invoke,) = slow_aws.of("invoke")
+    assert invoke.outcome == "timeout" and invoke.ended == pytest.approx(budget_now().checks)
+    assert_never_outlives_the_hook(slow_aws)
+    assert_reported_in_time(slow_aws, "Failed")
+    reasons = failed_reasons(capsys.readouterr().out)
+    assert any(r.startswith("probe: invoke of version 8 timed out") for r in reasons)
+    assert any(
+        r.startswith("http_health: invoke of version 8: Invoke") and "not attempted" in r for r in reasons
+    )
+
+
+def test_each_invoke_gets_the_time_left_when_it_starts(slow_aws, runtime):
+    # GIVEN a probe that takes 10 s and a GET /health that hangs
+    slow_aws.aws.get_deployment(appspec_yaml(target="8"))
+    slow_aws.aws.invoke("8", PROBE_OK)
+    slow_aws.delays["invoke"] = [10.0, float("inf")]
+    slow_aws.aws.put_status("Failed")
+    run(runtime, env(CHECK_HTTP_HEALTH="true"), FakeContext(remaining_ms=int(LEFT * 1000)))
+    # THEN the second invoke's timeout is what was left after the first, not the first one's timeout
+    probe, health = slow_aws.of("invoke")
+    checks_deadline = budget_now().checks
+    assert probe.timeout == pytest.approx(checks_deadline - probe.started)
+    assert health.started == pytest.approx(probe.ended)
+    assert (
+        health.timeout == pytest.approx(checks_deadline - health.started) and health.timeout < probe.timeout
+    )
+    assert_never_outlives_the_hook(slow_aws)
+    assert_reported_in_time(slow_aws, "Failed")
+
+
+@pytest.mark.parametrize("health_payload", [b"<html>502 Bad Gateway</html>", b"\xff\xfe not json"])
+def test_target_answering_something_that_is_not_json_fails_in_time(slow_aws, runtime, capsys, health_payload):
+    slow_aws.aws.get_deployment(appspec_yaml(target="8"))
+    slow_aws.aws.invoke("8", b"Traceback (most recent call last): ...")
+    slow_aws.aws.invoke("8", health_payload)
+    slow_aws.default_delay = 2.0
+    slow_aws.aws.put_status("Failed")
+    result = run(runtime, env(CHECK_HTTP_HEALTH="true"), FakeContext(remaining_ms=int(LEFT * 1000)))
+    assert result["status"] == "Failed"
+    reasons = failed_reasons(capsys.readouterr().out)
+    assert any(
+        r.startswith("probe: version 8 answered the probe with something that is not") for r in reasons
+    )
+    assert any(r.startswith("http_health: GET /health on version 8 returned no API Gateway") for r in reasons)
+    assert_never_outlives_the_hook(slow_aws)
+    assert_reported_in_time(slow_aws, "Failed")
+
+
+def test_invoke_throttled_until_the_deadline_never_starts_an_attempt_it_cannot_finish(
+    slow_aws, runtime, capsys
+):
+    # GIVEN every invoke is throttled and each throttled answer itself takes 1.5 s
+    slow_aws.aws.get_deployment(appspec_yaml(target="8"))
+    for _ in range(100):
+        slow_aws.aws.invoke_error("TooManyRequestsException", 429)
+    slow_aws.delays["invoke"] = [1.5] * 100
+    slow_aws.aws.put_status("Failed")
+    result = run(runtime, env(), FakeContext(remaining_ms=int(LEFT * 1000)))
+    assert result["status"] == "Failed"
+    invokes = slow_aws.of("invoke")
+    assert len(invokes) > 2 and {c.outcome for c in invokes} == {"TooManyRequestsException"}
+    checks_deadline = budget_now().checks
+    assert all(checks_deadline - c.started >= hook_core.MIN_ATTEMPT_SECONDS for c in invokes)
+    assert invokes[-1].ended <= checks_deadline
+    assert_never_outlives_the_hook(slow_aws)
+    assert_reported_in_time(slow_aws, "Failed")
+    assert any("TooManyRequestsException" in r for r in failed_reasons(capsys.readouterr().out))
+
+
+def test_hanging_get_deployment_leaves_the_fallback_time_to_be_tested(slow_aws, runtime, capsys):
+    # GIVEN GetDeployment never answers; FALLBACK_TARGET_VERSION_ARN names version 7
+    slow_aws.delays["get_deployment"] = [float("inf")] * 10
+    slow_aws.aws.invoke("7", PROBE_OK)
+    slow_aws.aws.put_status("Succeeded")
+    result = run(runtime, env(), FakeContext(remaining_ms=int(LEFT * 1000)))
+    # THEN GetDeployment got only its share of the checks' time, and version 7 was still tested in time
+    assert result["status"] == "Succeeded"
+    gets = slow_aws.of("get_deployment")
+    budget = budget_now()
+    assert gets[-1].ended - START <= (budget.checks - START) * 0.25 + 1e-9
+    assert [q for q, _ in slow_aws.aws.invoked_events()] == ["7"]
+    assert_never_outlives_the_hook(slow_aws)
+    assert_reported_in_time(slow_aws, "Succeeded")
+    target = next(line for line in log_lines(capsys.readouterr().out) if line["check"] == "target_version")
+    assert "GetDeployment did not answer" in target["reason"]
+
+
+@pytest.mark.parametrize("failure", ["hangs", "errors"])
+def test_get_deployment_failing_without_a_fallback_reports_failed_in_time(slow_aws, runtime, capsys, failure):
+    if failure == "hangs":
+        slow_aws.delays["get_deployment"] = [float("inf")] * 10
+    else:
+        slow_aws.fail_with["get_deployment"] = ClientError(
+            {"Error": {"Code": "InternalFailure"}, "ResponseMetadata": {"HTTPStatusCode": 500}},
+            "GetDeployment",
+        )
+        slow_aws.delays["get_deployment"] = [0.8] * 50
+    slow_aws.aws.put_status("Failed")
+    environ = env()
+    environ.pop("FALLBACK_TARGET_VERSION_ARN")
+    result = run(runtime, environ, FakeContext(remaining_ms=int(LEFT * 1000)))
+    assert result["status"] == "Failed"
+    assert slow_aws.of("invoke") == []
+    if failure == "errors":
+        assert len(slow_aws.of("get_deployment")) > 1  # retried within its share
+    assert_never_outlives_the_hook(slow_aws)
+    assert_reported_in_time(slow_aws, "Failed")
+    assert any(
+        r.startswith("target_version: no version to test") for r in failed_reasons(capsys.readouterr().out)
+    )
+
+
+def test_report_throttled_repeatedly_keeps_retrying_but_never_past_the_deadline(slow_aws, runtime, capsys):
+    # GIVEN a hanging target (the checks use their whole share) and a report that is always throttled,
+    # each throttled answer taking 2 s
+    slow_aws.aws.get_deployment(appspec_yaml(target="8"))
+    slow_aws.delays["invoke"] = [float("inf")]
+    for _ in range(50):
+        slow_aws.aws.put_error("ThrottlingException")
+    slow_aws.delays["put_lifecycle_event_hook_execution_status"] = [2.0] * 50
+    # WHEN the hook runs THEN it retries the report while an attempt still fits, then gives up, loudly
+    with pytest.raises(
+        hook_core.DeadlineExceeded, match="PutLifecycleEventHookExecutionStatus still failing"
+    ):
+        run(runtime, env(), FakeContext(remaining_ms=int(LEFT * 1000)))
+    puts = slow_aws.of("put_lifecycle_event_hook_execution_status")
+    report_deadline = budget_now().report
+    assert len(puts) >= 2
+    assert all(report_deadline - c.started >= hook_core.MIN_ATTEMPT_SECONDS for c in puts)
+    assert all(c.started + c.timeout <= report_deadline + 1e-9 for c in puts)
+    assert_never_outlives_the_hook(slow_aws)
+    assert any(
+        r.startswith("report: could not report Failed") for r in failed_reasons(capsys.readouterr().out)
+    )
+
+
+def test_report_that_hangs_once_is_retried_with_the_time_left(slow_aws, runtime):
+    slow_aws.aws.get_deployment(appspec_yaml(target="8"))
+    slow_aws.aws.invoke("8", PROBE_OK)
+    slow_aws.aws.put_status("Succeeded")
+    slow_aws.delays["put_lifecycle_event_hook_execution_status"] = [float("inf")]
+    assert run(runtime, env(), FakeContext(remaining_ms=int(LEFT * 1000)))["status"] == "Succeeded"
+    first, second = slow_aws.of("put_lifecycle_event_hook_execution_status")
+    assert first.outcome == "timeout" and second.outcome == "ok"
+    assert first.timeout <= hook_core.REPORT_ATTEMPT_SECONDS
+    assert_never_outlives_the_hook(slow_aws)
+    assert_reported_in_time(slow_aws, "Succeeded")
+
+
+@pytest.mark.parametrize("left_ms", [3_000, 60_000, 180_000, 900_000])
+def test_report_deadline_always_ends_before_lambdas_timeout(left_ms):
+    clock = FakeClock()
+    budget = hook_core.budget_from_context(FakeContext(left_ms), hook_core.Runtime(clock=clock.clock))
+    assert clock.now < budget.checks < budget.report < clock.now + left_ms / 1000
+
+
+def test_real_time_hanging_lambda_endpoint_reports_before_the_timeout(aws, monkeypatch, capsys):
+    # GIVEN real boto3 Lambda clients pointed at a loopback endpoint that never answers, and 6 s left
+    # (CodeDeploy stays a Stubber: its report is instant, so the time measured is the invoke's)
+    monkeypatch.setattr(
+        hook_core,
+        "client",
+        lambda service, **kw: aws.codedeploy if service == "codedeploy" else REAL_CLIENT(service, **kw),
+    )
+    for name, value in {
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+    }.items():
+        monkeypatch.setenv(name, value)
+    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS"):
+        monkeypatch.delenv(name, raising=False)
+    aws.get_deployment(appspec_yaml(target="8"))
+    aws.put_status("Failed")
+    left = 6.0
+    with HangingServer() as lambda_endpoint:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_LAMBDA", lambda_endpoint.url)
+        started = time.monotonic()
+        # WHEN the hook runs on the real clock
+        result = pre_traffic.run_pre_traffic(
+            HOOK_EVENT,
+            FakeContext(remaining_ms=int(left * 1000)),
+            environ=env(CHECK_HTTP_HEALTH="true"),
+            runtime=hook_core.Runtime(),
+        )
+        elapsed = time.monotonic() - started
+        hits = list(lambda_endpoint.hits)
+    # THEN it reported Failed before Lambda would have killed it, and botocore retried nothing on its own
+    assert result["status"] == "Failed" and reported(aws) == ["Failed"]
+    assert elapsed < left - 0.2, f"reported after {elapsed:.1f}s of {left}s"
+    assert 1 <= len(hits) <= 2  # the probe, and GET /health when time allowed: one request each
+    assert all(path.startswith("/2015-03-31/functions/") for _method, path, _at in hits)
+    assert any("timed out" in r for r in failed_reasons(capsys.readouterr().out))
+
+
+@pytest.mark.parametrize("seconds", [1.0, 4.5, 14.0, 170.0])
+def test_a_client_is_made_for_one_attempt_that_ends_within_its_seconds(monkeypatch, seconds):
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    config = REAL_CLIENT("lambda", timeout=seconds).meta.config
+    assert config.connect_timeout + config.read_timeout == pytest.approx(seconds)
+    assert 0 < config.connect_timeout <= hook_core.MAX_CONNECT_SECONDS
+    assert config.retries["total_max_attempts"] == 1

@@ -123,6 +123,50 @@ def test_versions_come_from_the_configured_function(bundle, monkeypatch):
     assert result["probe"] == "ok"  # judging the mismatch is the hook's job (fail or warn)
 
 
+def test_database_and_schema_errors_are_passed_on_without_failing_the_probe(bundle, monkeypatch):
+    # GIVEN a versions function that, like the backend's, reports an unreadable database as data
+    root = bundle(
+        {
+            "realmod.py": HANDLER,
+            "build_info.json": json.dumps({"code_version": "c0ffee", "schema_head": "0042"}),
+            "app/__init__.py": "",
+            "app/versions.py": """
+            def report():
+                return {
+                    "code_version": "c0ffee",
+                    "schema_head": None,
+                    "schema_error": "FileNotFoundError: migrations",
+                    "db_version": None,
+                    "db_error": "OperationalError: connection refused",
+                }
+        """,
+        }
+    )
+    monkeypatch.setenv("CREDMATE_REAL_HANDLER", "realmod.lambda_handler")
+    result = load_probe(root).handler({"credmate_probe": {}}, None)
+    # THEN both errors reach the hook, which judges them per function; the probe itself is fine
+    assert result["db_error"] == "OperationalError: connection refused"
+    assert result["schema_error"] == "FileNotFoundError: migrations"
+    assert (result["db_version"], result["schema_head"]) == (None, "0042")  # build_info fills the head
+    assert result["probe"] == "ok"
+
+
+def test_no_error_keys_when_the_versions_were_read(bundle, monkeypatch):
+    root = bundle(
+        {
+            "realmod.py": HANDLER,
+            "app/__init__.py": "",
+            "app/versions.py": """
+            def report():
+                return {"code_version": "c0ffee", "schema_head": "0042", "db_version": "0042"}
+        """,
+        }
+    )
+    monkeypatch.setenv("CREDMATE_REAL_HANDLER", "realmod.lambda_handler")
+    result = load_probe(root).handler({"credmate_probe": {}}, None)
+    assert "db_error" not in result and "schema_error" not in result
+
+
 def test_a_broken_versions_function_fails_the_probe(bundle, monkeypatch):
     root = bundle(
         {
