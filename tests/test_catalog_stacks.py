@@ -211,4 +211,5 @@ def test_layout_backend_without_its_import_time_environment_stops_synth(
             "layered-no-env",
         )
     message = str(caught.value)
-    assert "function Auth" in message and "TENANT_ID" in message
+    assert "function Auth" in message and "LAYOUT_SERVICE_NAME" in message
+    assert "functions.Auth.environment" in message, "the hint names the catalog key to fix"

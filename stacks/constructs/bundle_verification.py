@@ -89,6 +89,12 @@ def hint_for(result: Mapping[str, object], spec: BundleSpec) -> str:
         return (
             f"module {module} has no attribute {attr}: fix the handler setting of this function or define it"
         )
+    if kind == "KeyError" and "environ" in str(result.get("traceback") or ""):
+        variable = message.strip("'\"")
+        return (
+            f"the code reads environment variable {variable} at import: set it in this function's "
+            f"`environment` in the function catalog (cdk.json functions.{result.get('function')}.environment)"
+        )
     if result.get("stage") == "health":
         return (
             "the health GET through the handler did not answer 200 with a healthy status "
