@@ -243,3 +243,206 @@ def test_migrations_dir_must_stay_inside_the_bundle(setting, monkeypatch, tmp_pa
     monkeypatch.setenv("CREDMATE_MIGRATIONS_DIR", setting)
     with pytest.raises(credmate_migrate.MigrationError, match="relative to the bundle root"):
         credmate_migrate.migrations_dir(tmp_path)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The construct
+
+
+class StepStack:
+    """Two functions with live aliases and a MigrationStep between them, synthesized with cdk-nag."""
+
+    SECRET = "arn:aws:secretsmanager:eu-west-1:111122223333:secret:credmate-db-AbCdEf"
+
+    def __init__(self, outdir: Path, *, network: bool, secret: bool) -> None:
+        import aws_cdk as cdk
+        from aws_cdk import aws_ec2 as ec2
+        from aws_cdk import aws_lambda as lambda_
+        from cdk_nag import AwsSolutionsChecks, HIPAASecurityChecks
+
+        from stacks.constructs.guarded_function import NetworkPlacement
+        from stacks.constructs.migrations import MigrationStep
+
+        app = cdk.App(outdir=str(outdir))
+        stack = cdk.Stack(
+            app, "MigrationTest", env=cdk.Environment(account="111122223333", region="eu-west-1")
+        )
+        code = lambda_.Code.from_inline("def handler(event, context):\n    return None\n")
+        self.functions = []
+        self.aliases = []
+        for name in ("Api", "Worker"):
+            fn = lambda_.Function(
+                stack, name, code=code, handler="index.handler", runtime=lambda_.Runtime.PYTHON_3_11
+            )
+            self.functions.append(fn)
+            self.aliases.append(
+                lambda_.Alias(stack, f"{name}Live", alias_name="live", version=fn.current_version)
+            )
+        placement = None
+        if network:
+            vpc = ec2.Vpc.from_vpc_attributes(
+                stack, "Vpc", vpc_id="vpc-0abc", availability_zones=["eu-west-1a", "eu-west-1b"]
+            )
+            placement = NetworkPlacement(
+                vpc=vpc,
+                subnets=[
+                    ec2.Subnet.from_subnet_id(stack, f"S{i}", f"subnet-0{i}23456789abcdef") for i in (1, 2)
+                ],
+                security_groups=[
+                    ec2.SecurityGroup.from_security_group_id(stack, "Sg", "sg-0123456789abcdef0")
+                ],
+            )
+        self.step = MigrationStep(
+            stack,
+            "Migrations",
+            code=code,
+            runtime=lambda_.Runtime.PYTHON_3_11,
+            architecture=lambda_.Architecture.ARM_64,
+            environment={"DATABASE_URL_FROM": "secret", "COMBINED_SECRET_ARN": self.SECRET},
+            timeout=cdk.Duration.minutes(5),
+            log_retention_days=30,
+            execute_after=self.functions,
+            execute_before=self.aliases,
+            migrations_dir="db/migrations",
+            network=placement,
+            secret_arn=self.SECRET if secret else None,
+        )
+        self.stack = stack
+        cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app), HIPAASecurityChecks(app))
+        try:
+            app.synth()
+        except RuntimeError as err:  # the scaffolding functions have findings of their own; files are written
+            assert "ValidationFailed" in str(err), err
+        self.template: dict[str, Any] = json.loads((outdir / "MigrationTest.template.json").read_text())
+        report = json.loads((outdir / "validation-report.json").read_text())
+        self.findings = {
+            (v["ruleName"], c["constructPath"])
+            for plugin in report["pluginReports"]
+            for v in plugin.get("violations", [])
+            for c in v["violatingConstructs"]
+        }
+        self.acknowledged = {
+            (v["ruleName"], c["constructPath"])
+            for plugin in report["pluginReports"]
+            for v in plugin.get("suppressedViolations", [])
+            for c in v["violatingConstructs"]
+        }
+
+    def id_of(self, construct: Any) -> str:
+        return str(self.stack.resolve(construct.node.default_child.logical_id))
+
+    @property
+    def resources(self) -> dict[str, Any]:
+        return self.template["Resources"]
+
+
+@pytest.fixture(scope="module")
+def step_stack(tmp_path_factory: pytest.TempPathFactory) -> StepStack:
+    return StepStack(tmp_path_factory.mktemp("migrations-cdk-out"), network=True, secret=True)
+
+
+def depends_on(resource: dict[str, Any]) -> set[str]:
+    value = resource.get("DependsOn", [])
+    return {value} if isinstance(value, str) else set(value)
+
+
+def test_trigger_runs_after_the_functions_and_before_every_alias(step_stack):
+    resources = step_stack.resources
+    triggers = {k: v for k, v in resources.items() if v["Type"] == "Custom::Trigger"}
+    (trigger_id,) = triggers
+    trigger = triggers[trigger_id]
+    for fn in step_stack.functions:
+        assert step_stack.id_of(fn) in depends_on(trigger), "the trigger must wait for every function"
+    for alias in step_stack.aliases:
+        assert trigger_id in depends_on(resources[step_stack.id_of(alias)]), (
+            "every live alias must wait for the migrations"
+        )
+    # It invokes the migration function's current version (re-runs when the bundle or config changes) and
+    # waits for the answer.
+    migrate_fn = step_stack.id_of(step_stack.step.function)
+    props = trigger["Properties"]
+    version_id = props["HandlerArn"]["Ref"]
+    version = step_stack.resources[version_id]
+    assert version["Type"] == "AWS::Lambda::Version"
+    assert version["Properties"]["FunctionName"] == {"Ref": migrate_fn}
+    assert props["InvocationType"] == "RequestResponse"
+    assert int(props["Timeout"]) == 5 * 60 * 1000
+
+
+def test_migration_function_runs_the_runner_in_the_bundle_with_the_environment(step_stack):
+    from stacks.constructs.migrations import MIGRATE_HANDLER
+
+    props = step_stack.resources[step_stack.id_of(step_stack.step.function)]["Properties"]
+    assert props["Handler"] == MIGRATE_HANDLER == "credmate_migrate.handler"
+    module, attr = MIGRATE_HANDLER.rsplit(".", 1)
+    assert (RUNNER.stem, attr) == (module, "handler")
+    assert props["Environment"]["Variables"] == {
+        "DATABASE_URL_FROM": "secret",
+        "COMBINED_SECRET_ARN": StepStack.SECRET,
+        "CREDMATE_MIGRATIONS_DIR": "db/migrations",
+    }
+    assert props["Runtime"] == "python3.11" and props["Architectures"] == ["arm64"]
+    assert props["Timeout"] == 300
+    assert props["VpcConfig"] == {
+        "SubnetIds": ["subnet-0123456789abcdef", "subnet-0223456789abcdef"],
+        "SecurityGroupIds": ["sg-0123456789abcdef0"],
+    }
+    invoke_config = [
+        v for v in step_stack.resources.values() if v["Type"] == "AWS::Lambda::EventInvokeConfig"
+    ]
+    assert [c["Properties"]["MaximumRetryAttempts"] for c in invoke_config] == [0]
+
+
+def test_migration_function_may_read_the_database_secret(step_stack):
+    role = step_stack.stack.resolve(step_stack.step.function.role.node.default_child.logical_id)
+    policies = [
+        v["Properties"]
+        for v in step_stack.resources.values()
+        if v["Type"] == "AWS::IAM::Policy" and {"Ref": role} in v["Properties"]["Roles"]
+    ]
+    statements = [s for p in policies for s in p["PolicyDocument"]["Statement"]]
+    secret = [s for s in statements if s["Action"] == "secretsmanager:GetSecretValue"]
+    assert secret == [
+        {"Action": "secretsmanager:GetSecretValue", "Effect": "Allow", "Resource": StepStack.SECRET}
+    ]
+    # In a VPC it needs the network interface permissions CDK adds.
+    managed = json.dumps(step_stack.resources[role]["Properties"]["ManagedPolicyArns"])
+    assert "AWSLambdaVPCAccessExecutionRole" in managed
+
+
+def test_cdk_nag_findings_of_the_step_are_all_acknowledged(step_stack):
+    ours = ("MigrationTest/Migrations/", "MigrationTest/AWSCDK.Trigger")
+    assert not [f for f in step_stack.findings if f[1].startswith(ours)]
+    # The scaffolding functions do have findings: the report is really read.
+    assert any(path.startswith("MigrationTest/Api/") for _rule, path in step_stack.findings)
+    assert ("AwsSolutions-L1", "MigrationTest/Migrations/Function/Resource") in step_stack.acknowledged
+
+
+def test_without_network_or_secret(tmp_path):
+    plain = StepStack(tmp_path, network=False, secret=False)
+    assert not [f for f in plain.findings if f[1].startswith("MigrationTest/Migrations/")]
+    props = plain.resources[plain.id_of(plain.step.function)]["Properties"]
+    assert "VpcConfig" not in props
+    assert "secretsmanager:GetSecretValue" not in json.dumps(plain.template)
+
+
+def test_a_step_without_ordering_is_refused():
+    import aws_cdk as cdk
+    from aws_cdk import aws_lambda as lambda_
+
+    from stacks.constructs.migrations import MigrationStep
+
+    stack = cdk.Stack(cdk.App(), "Bad")
+    with pytest.raises(ValueError, match="execute_before"):
+        MigrationStep(
+            stack,
+            "Migrations",
+            code=lambda_.Code.from_inline("x"),
+            runtime=lambda_.Runtime.PYTHON_3_11,
+            architecture=lambda_.Architecture.X86_64,
+            environment={},
+            timeout=cdk.Duration.minutes(5),
+            log_retention_days=30,
+            execute_after=[],
+            execute_before=[],
+        )

@@ -152,7 +152,9 @@ def run(root: Path | None = None) -> dict[str, Any]:
                 f"{location / 'env.py'} never ran the migrations (context.run_migrations() was not called)"
             )
     except DowngradeRefused as exc:
-        _log({"migration": "refused", "database": list(state["current"]), "code_head": head, "error": str(exc)})
+        _log(
+            {"migration": "refused", "database": list(state["current"]), "code_head": head, "error": str(exc)}
+        )
         raise
     except Exception as exc:
         _log(
