@@ -63,7 +63,8 @@ def migrations_dir(root: Path | None = None) -> Path:
     if not (found / "env.py").is_file():
         raise MigrationError(
             f"no Alembic scripts at {found} (no env.py): set {MIGRATIONS_DIR_ENV} to the migrations folder "
-            "relative to the backend source root, or turn the migration step off for a backend without Alembic"
+            "relative to the backend source root, or turn the migration step off for a backend without "
+            "Alembic"
         )
     return found
 

@@ -82,7 +82,7 @@ class MigrationStep(Construct):
             architecture=architecture,
             memory_size=memory_mb,
             timeout=timeout,
-            description="Runs the backend's Alembic migrations (upgrade head) during a deploy, before traffic",
+            description="Runs the backend's Alembic migrations (upgrade head) in a deploy, before traffic",
             environment={**environment, MIGRATIONS_DIR_ENV: migrations_dir},
             log_group=self.log_group,
             tracing=lambda_.Tracing.ACTIVE,
@@ -160,7 +160,7 @@ class MigrationStep(Construct):
         Validations.of(self.log_group).acknowledge(
             Acknowledgment(
                 id=f"{HIPAA}-CloudWatchLogGroupEncrypted",
-                reason="holds revision ids and migration errors only (no health-care data); encrypted at rest "
-                "by CloudWatch Logs' default key",
+                reason="holds revision ids and migration errors only (no health-care data); encrypted "
+                "at rest by CloudWatch Logs' default key",
             )
         )
