@@ -140,7 +140,8 @@ def run(root: Path | None = None) -> dict[str, Any]:
             )
         # A generator: each step is yielded just before Alembic runs it and resumes once it has run and
         # the version table is stamped, so `applied` lists only revisions that completed.
-        for step in script._upgrade_revs(head, current):
+        # What alembic.command.upgrade does (it passes the current heads tuple too; the stub says str).
+        for step in script._upgrade_revs(head, current):  # type: ignore[arg-type]
             yield step
             state["applied"].append(step.revision.revision)
 
