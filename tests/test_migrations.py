@@ -38,10 +38,16 @@ def bundle(tmp_path: Path) -> Path:
     return root
 
 
-def invoke(bundle: Path, db: Path, **env: str) -> subprocess.CompletedProcess[str]:
+def invoke(
+    bundle: Path, db: Path, *, stack_status: str | None = None, **env: str
+) -> subprocess.CompletedProcess[str]:
     """`credmate_migrate.handler(event, context)` in a fresh interpreter whose working directory is the bundle
-    root, as Lambda imports a handler from /var/task."""
-    code = "import json, credmate_migrate; print('RESULT ' + json.dumps(credmate_migrate.handler({}, None)))"
+    root, as Lambda imports a handler from /var/task. `stack_status` fakes CloudFormation's answer."""
+    fake = f"credmate_migrate.stack_status = lambda: {stack_status!r}; " if stack_status else ""
+    code = (
+        f"import json, credmate_migrate; {fake}"
+        "print('RESULT ' + json.dumps(credmate_migrate.handler({}, None)))"
+    )
     environ = {
         "PATH": "/usr/bin:/bin",
         "LAMBDA_TASK_ROOT": str(bundle),
@@ -156,6 +162,62 @@ def test_database_migrated_by_newer_code_is_never_downgraded(bundle, tmp_path):
     assert sqlite3.connect(db).execute("SELECT sql FROM sqlite_master ORDER BY name").fetchall() == (
         schema_before
     )
+
+
+@pytest.mark.parametrize(
+    ("status", "refused"), [("UPDATE_ROLLBACK_IN_PROGRESS", False), ("UPDATE_IN_PROGRESS", True)]
+)
+def test_a_newer_database_is_kept_only_while_the_stack_rolls_back(bundle, tmp_path, status, refused):
+    """CloudFormation's rollback re-invokes the previous version of the migration function after the failed
+    release migrated the database: failing there would leave the stack in UPDATE_ROLLBACK_FAILED."""
+    db = tmp_path / "app.db"
+    assert invoke(bundle, db).returncode == 0
+    with sqlite3.connect(db) as conn:
+        conn.execute("UPDATE alembic_version SET version_num = 'f00dcafe_from_the_failed_release'")
+    done = invoke(bundle, db, stack_status=status)
+    (line,) = log_lines(done)
+    if refused:
+        assert done.returncode != 0 and line["migration"] == "refused"
+    else:
+        assert done.returncode == 0, done.stderr
+        assert line["migration"] == "kept-for-rollback" and line["stack_status"] == status
+        assert line["database"] == ["f00dcafe_from_the_failed_release"]
+    assert db_revision(db) == ["f00dcafe_from_the_failed_release"]
+
+
+def test_stack_status_reads_cloudformation(monkeypatch):
+    import boto3
+    from botocore.stub import Stubber
+
+    sys.path.insert(0, str(RUNNER.parent))
+    try:
+        import credmate_migrate
+    finally:
+        sys.path.remove(str(RUNNER.parent))
+    stack_id = "arn:aws:cloudformation:eu-west-1:111122223333:stack/credmate-backend-prod/abc"
+    client = boto3.client("cloudformation", region_name="eu-west-1")
+    monkeypatch.setattr(boto3, "client", lambda *_a, **_k: client)
+    monkeypatch.delenv("CREDMATE_STACK_ID", raising=False)
+    assert credmate_migrate.stack_status() is None  # not configured: no call at all
+    monkeypatch.setenv("CREDMATE_STACK_ID", stack_id)
+    with Stubber(client) as stub:
+        stub.add_response(
+            "describe_stacks",
+            {
+                "Stacks": [
+                    {
+                        "StackName": "credmate-backend-prod",
+                        "CreationTime": "2026-01-01T00:00:00Z",
+                        "StackStatus": "UPDATE_ROLLBACK_IN_PROGRESS",
+                    }
+                ]
+            },
+            {"StackName": stack_id},
+        )
+        stub.add_client_error("describe_stacks", "AccessDenied", "not allowed")
+        assert credmate_migrate.stack_status() == "UPDATE_ROLLBACK_IN_PROGRESS"
+        assert credmate_migrate.stack_status() is None  # unreadable: the caller refuses, as without it
+        stub.assert_no_pending_responses()
 
 
 def test_a_broken_migration_fails_the_invocation(bundle, tmp_path):
@@ -380,6 +442,7 @@ def test_migration_function_runs_the_runner_in_the_bundle_with_the_environment(s
         "DATABASE_URL_FROM": "secret",
         "COMBINED_SECRET_ARN": StepStack.SECRET,
         "CREDMATE_MIGRATIONS_DIR": "db/migrations",
+        "CREDMATE_STACK_ID": {"Ref": "AWS::StackId"},
     }
     assert props["Runtime"] == "python3.11" and props["Architectures"] == ["arm64"]
     assert props["Timeout"] == 300

@@ -14,7 +14,12 @@ What it does, in one Alembic environment run:
    `$CREDMATE_MIGRATIONS_URL_ENV` may name an environment variable holding the URL instead;
 3. reads the database's current revision and **refuses to downgrade**: a revision the scripts do not know
    (the database was migrated by newer code: this deploy is older than the schema) stops the run before any
-   statement, with a message naming the database's and the code's revisions;
+   statement, with a message naming the database's and the code's revisions. One exception: while
+   CloudFormation rolls the stack back (`$CREDMATE_STACK_ID` is `UPDATE_ROLLBACK_IN_PROGRESS`), the trigger
+   invokes the *previous* version of this function, and a database ahead of it is the expected state (the
+   failed release's migrations ran; expand/contract keeps the old code working on them). Failing there would
+   leave the stack in UPDATE_ROLLBACK_FAILED, so it logs `"kept-for-rollback"` and succeeds without touching
+   the database. The trigger's event carries nothing, so the stack status is the only way to tell;
 4. runs `upgrade head`, then prints one JSON line: `{"migration": "upgraded", "from": ..., "to": ...,
    "applied": [...]}` (or `"up-to-date"`, or `"refused"` / `"failed"` with the error).
 
@@ -33,7 +38,9 @@ from typing import Any
 
 MIGRATIONS_DIR_ENV = "CREDMATE_MIGRATIONS_DIR"
 URL_ENV_ENV = "CREDMATE_MIGRATIONS_URL_ENV"
+STACK_ID_ENV = "CREDMATE_STACK_ID"
 DEFAULT_MIGRATIONS_DIR = "migrations"
+ROLLBACK_STATUSES = frozenset({"UPDATE_ROLLBACK_IN_PROGRESS"})
 
 
 class MigrationError(RuntimeError):
@@ -67,6 +74,24 @@ def migrations_dir(root: Path | None = None) -> Path:
             "Alembic"
         )
     return found
+
+
+def stack_status() -> str | None:
+    """The status of the stack named in $CREDMATE_STACK_ID, or None (not set, or unreadable: logged)."""
+    stack_id = os.environ.get(STACK_ID_ENV, "").strip()
+    if not stack_id:
+        return None
+    try:
+        import boto3
+        from botocore.config import Config as BotoConfig
+
+        # Short timeouts: in a VPC without a route to CloudFormation this must fail fast, not at the timeout.
+        config = BotoConfig(connect_timeout=5, read_timeout=10, retries={"max_attempts": 2})
+        stacks = boto3.client("cloudformation", config=config).describe_stacks(StackName=stack_id)["Stacks"]
+        return str(stacks[0]["StackStatus"])
+    except Exception as exc:
+        _log({"migration": "warning", "error": f"cannot read the status of {stack_id}: {exc}"})
+        return None
 
 
 def _log(record: dict[str, Any]) -> None:
@@ -117,7 +142,7 @@ def run(root: Path | None = None) -> dict[str, Any]:
         )
     head = heads[0]
 
-    state: dict[str, Any] = {"called": False, "current": (), "applied": []}
+    state: dict[str, Any] = {"called": False, "current": (), "applied": [], "kept_for": None}
 
     def upgrade(current: tuple[str, ...] | Sequence[str], _context: Any) -> Iterator[Any]:
         state["called"] = True
@@ -132,6 +157,10 @@ def run(root: Path | None = None) -> dict[str, Any]:
             if known is None:
                 unknown.append(revision)
         if unknown:
+            status = stack_status()
+            if status in ROLLBACK_STATUSES:
+                state["kept_for"] = status
+                return
             raise DowngradeRefused(
                 f"the database is at revision {_fmt(current)}, which the code's migrations "
                 f"({location.name}/, head {head}) do not contain: it was migrated by newer code. "
@@ -170,6 +199,16 @@ def run(root: Path | None = None) -> dict[str, Any]:
             }
         )
         raise
+    if state["kept_for"]:
+        summary: dict[str, Any] = {
+            "migration": "kept-for-rollback",
+            "database": list(state["current"]),
+            "code_head": head,
+            "stack_status": state["kept_for"],
+            "note": "the stack is rolling back: the database stays ahead of this older code",
+        }
+        _log(dict(summary))
+        return summary
     summary = {
         "migration": "upgraded" if state["applied"] else "up-to-date",
         "from": list(state["current"]),

@@ -6,9 +6,11 @@ stack update) runs `credmate_migrate.handler` from the same backend bundle as th
 migration scripts, dependencies and configuration. The trigger depends on the functions (`execute_after`)
 and the aliases depend on the trigger (`execute_before`), so CloudFormation orders it between them; a
 failed or refused migration fails the custom resource, and so the stack update, before CodeDeploy shifts any
-traffic (and CloudFormation rolls the functions back). `execute_on_handler_change` ties the trigger to the
-migration function's current version: a new bundle (or configuration) runs the migrations again, an
-unchanged one does not.
+traffic (and CloudFormation rolls the functions back). CloudFormation's rollback invokes the previous
+version of the migration function again; the runner reads this stack's status to let that invocation
+succeed on a database the failed release already migrated (lambda_src/migrate/credmate_migrate.py).
+`execute_on_handler_change` ties the trigger to the migration function's current version: a new bundle (or
+configuration) runs the migrations again, an unchanged one does not.
 
 Running the migrations before the traffic shift is safe only under the expand/contract rule
 (docs/runbook.md#migrations): during the canary the old version keeps serving on the new schema.
@@ -18,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from aws_cdk import Acknowledgment, CfnResource, Duration, RemovalPolicy, Validations, triggers
+from aws_cdk import Acknowledgment, CfnResource, Duration, RemovalPolicy, Stack, Validations, triggers
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
@@ -29,6 +31,7 @@ from stacks.constructs.guarded_function import RETENTION_BY_DAYS, NetworkPlaceme
 
 MIGRATE_HANDLER = "credmate_migrate.handler"
 MIGRATIONS_DIR_ENV = "CREDMATE_MIGRATIONS_DIR"
+STACK_ID_ENV = "CREDMATE_STACK_ID"
 # The Trigger's provider invokes synchronously; Lambda's own ceiling for one invocation.
 MAX_TIMEOUT = Duration.minutes(15)
 AS, HIPAA = "AwsSolutions::AwsSolutions", "HIPAA.Security::HIPAA.Security"
@@ -70,6 +73,7 @@ class MigrationStep(Construct):
                 f"MigrationStep {self.node.path}: log_retention_days={log_retention_days} is not a "
                 f"CloudWatch Logs retention value ({sorted(RETENTION_BY_DAYS)})"
             )
+        stack = Stack.of(self)
         self.log_group = logs.LogGroup(
             self, "Logs", retention=RETENTION_BY_DAYS[log_retention_days], removal_policy=RemovalPolicy.RETAIN
         )
@@ -83,7 +87,8 @@ class MigrationStep(Construct):
             memory_size=memory_mb,
             timeout=timeout,
             description="Runs the backend's Alembic migrations (upgrade head) in a deploy, before traffic",
-            environment={**environment, MIGRATIONS_DIR_ENV: migrations_dir},
+            # The stack's own ID: the runner reads its status to recognise CloudFormation's rollback.
+            environment={**environment, MIGRATIONS_DIR_ENV: migrations_dir, STACK_ID_ENV: stack.stack_id},
             log_group=self.log_group,
             tracing=lambda_.Tracing.ACTIVE,
             # The trigger invokes synchronously and fails the deploy itself: never retry a migration.
@@ -91,6 +96,9 @@ class MigrationStep(Construct):
             vpc=network.vpc if network else None,
             vpc_subnets=ec2.SubnetSelection(subnets=list(network.subnets)) if network else None,
             security_groups=list(network.security_groups) if network else None,
+        )
+        self.function.add_to_role_policy(
+            iam.PolicyStatement(actions=["cloudformation:DescribeStacks"], resources=[stack.stack_id])
         )
         if secret_arn:
             self.function.add_to_role_policy(
@@ -122,7 +130,7 @@ class MigrationStep(Construct):
             ),
             (
                 f"{HIPAA}-IAMNoInlinePolicy",
-                "CDK grants land in the role's own policy: X-Ray, the VPC interfaces and the database secret",
+                "CDK grants land in the role's own policy: X-Ray, this stack's status, the database secret",
             ),
             (
                 f"{AS}-L1",
