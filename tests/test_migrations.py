@@ -266,6 +266,8 @@ def test_the_migrations_folder_is_configurable(bundle, tmp_path):
     missing = invoke(bundle, db)
     assert missing.returncode != 0
     assert "CREDMATE_MIGRATIONS_DIR" in missing.stderr and "no Alembic scripts" in missing.stderr
+    (line,) = log_lines(missing)
+    assert line["migration"] == "failed" and "no Alembic scripts" in line["error"]
 
     done = invoke(bundle, db, CREDMATE_MIGRATIONS_DIR="db/schema")
     assert done.returncode == 0, done.stderr

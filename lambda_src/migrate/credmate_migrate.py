@@ -28,6 +28,7 @@ Standard library plus alembic (which the backend ships when it has migrations); 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -96,6 +97,11 @@ def stack_status() -> str | None:
 
 def _log(record: dict[str, Any]) -> None:
     print(json.dumps({"migration": record.pop("migration"), **record}, sort_keys=False), flush=True)
+
+
+def _mark_logged(exc: BaseException) -> None:
+    with contextlib.suppress(AttributeError):  # an exception type with __slots__ stays unmarked: logged twice
+        exc.credmate_logged = True  # type: ignore[attr-defined]
 
 
 def _fmt(revisions: Sequence[str]) -> str:
@@ -186,6 +192,7 @@ def run(root: Path | None = None) -> dict[str, Any]:
         _log(
             {"migration": "refused", "database": list(state["current"]), "code_head": head, "error": str(exc)}
         )
+        _mark_logged(exc)
         raise
     except Exception as exc:
         _log(
@@ -198,6 +205,7 @@ def run(root: Path | None = None) -> dict[str, Any]:
                 "error": f"{type(exc).__name__}: {exc}",
             }
         )
+        _mark_logged(exc)
         raise
     if state["kept_for"]:
         summary: dict[str, Any] = {
@@ -222,4 +230,11 @@ def run(root: Path | None = None) -> dict[str, Any]:
 
 def handler(event: Any, context: Any) -> dict[str, Any]:
     """Lambda entry point. The event is ignored: the trigger's invocation carries nothing to act on."""
-    return run()
+    try:
+        return run()
+    except Exception as exc:
+        # Failures before the database is reached (no scripts, several heads, a script that does not
+        # import) get their JSON line here; the ones from the run itself were logged with more detail.
+        if not getattr(exc, "credmate_logged", False):
+            _log({"migration": "failed", "from": None, "error": f"{type(exc).__name__}: {exc}"})
+        raise
