@@ -50,7 +50,10 @@ diff: setup
 
 deploy: setup
 	$(PY) scripts/deploy_guard.py $(STACK) $(CDK_ARGS)
-	$(CDK) deploy $(STACK) $(STACK)-policy --require-approval never $(CDK_ARGS)
+	@# Synthesize once, check that assembly's bundle verification, then deploy exactly that assembly.
+	$(CDK) synth --quiet $(STACK) $(STACK)-policy $(CDK_ARGS)
+	$(PY) scripts/deploy_guard.py --assembly cdk.out $(STACK) $(CDK_ARGS)
+	$(CDK) deploy --app cdk.out $(STACK) $(STACK)-policy --require-approval never $(CDK_ARGS)
 
 wait-deployments: setup
 	$(PY) scripts/wait_deployments.py --stack $(STACK)

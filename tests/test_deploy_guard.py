@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -76,3 +77,150 @@ def test_the_make_target_invocation_blocks_before_cdk_runs():
         check=False,
     )
     assert done.returncode == 2 and "--hotswap is not allowed" in done.stderr
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Bundle verification in the synthesized assembly: prod refuses what staging only warns about
+
+
+def verified(functions=("BackendApi", "Worker"), **overrides):
+    return {
+        "asset_hash": "5f27264bd8f6a1b2c3d4e5f60718293a4b5c6d7e8f9012345678",
+        "verified": True,
+        "docker_fallback": False,
+        "functions": list(functions),
+        **overrides,
+    }
+
+
+def write_template(assembly: Path, stack: str, bundles=None, *, metadata: bool = True) -> Path:
+    assembly.mkdir(parents=True, exist_ok=True)
+    template: dict[str, object] = {"Resources": {"Fn": {"Type": "AWS::Lambda::Function"}}}
+    if metadata:
+        template["Metadata"] = {"CredmateBundles": bundles if bundles is not None else [verified()]}
+    path = assembly / f"{stack}.template.json"
+    path.write_text(json.dumps(template))
+    return path
+
+
+def test_verified_bundles_deploy_to_prod(tmp_path, capsys):
+    write_template(tmp_path, "credmate-backend-prod", [verified(), verified(("Scheduler",))])
+    assert deploy_guard.main(["--assembly", str(tmp_path), "credmate-backend-prod"]) == 0
+    assert capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize(
+    ("bundles", "metadata", "expected"),
+    [
+        ([verified(verified=False)], True, "was not verified at synth"),
+        ([verified(), verified(("Worker",), docker_fallback=True)], True, "built by the Docker fallback"),
+        ([verified(docker_fallback=None)], True, "does not record docker_fallback: false"),
+        ([verified(verified="true")], True, "was not verified at synth"),  # only a JSON true counts
+        (None, False, "records no bundle verification"),
+        ([], True, "records no bundle verification"),
+        (["not an object"], True, "is not an object"),
+    ],
+)
+def test_prod_refuses_an_unverified_assembly(tmp_path, capsys, bundles, metadata, expected):
+    write_template(tmp_path, "credmate-backend-prod", bundles, metadata=metadata)
+    refusals, warnings = deploy_guard.check_assembly(tmp_path, ["credmate-backend-prod"])
+    assert warnings == []
+    assert refusals and all(r.reason.startswith("credmate-backend-prod: ") for r in refusals)
+    assert any(expected in r.reason for r in refusals), refusals
+    assert all("without `-c skip_bundle_verification=true`" in r.reason for r in refusals)
+
+    assert deploy_guard.main(["--assembly", str(tmp_path), "credmate-backend-prod"]) == 2
+    err = capsys.readouterr().err
+    assert "refusing to deploy" in err and expected in err
+
+
+def test_refusal_names_the_functions_and_asset(tmp_path):
+    write_template(tmp_path, "credmate-backend-prod", [verified(("BackendApi", "Worker"), verified=False)])
+    (refusal,) = deploy_guard.check_assembly(tmp_path, ["credmate-backend-prod"])[0]
+    assert "the bundle of BackendApi, Worker (asset 5f27264bd8f6)" in refusal.reason
+
+
+def test_prod_refuses_a_missing_template(tmp_path):
+    (refusal,) = deploy_guard.check_assembly(tmp_path, ["credmate-backend-prod"])[0]
+    assert "no synthesized template at" in refusal.reason and "credmate-backend-prod.template.json" in (
+        refusal.reason
+    )
+
+
+def test_staging_only_warns(tmp_path, capsys):
+    write_template(tmp_path, "credmate-backend-staging", [verified(verified=False, docker_fallback=True)])
+    refusals, warnings = deploy_guard.check_assembly(tmp_path, ["credmate-backend-staging"])
+    assert refusals == [] and len(warnings) == 2
+    assert deploy_guard.main(["--assembly", str(tmp_path), "credmate-backend-staging"]) == 0
+    err = capsys.readouterr().err
+    assert "WARNING: credmate-backend-staging: the bundle of BackendApi, Worker" in err
+    assert "not verified at synth" in err and "Docker fallback" in err
+
+
+def test_only_the_targeted_stacks_templates_are_read(tmp_path):
+    write_template(tmp_path, "credmate-backend-staging", [verified(verified=False)])
+    write_template(tmp_path, "credmate-backend-prod")
+    assert deploy_guard.check_assembly(
+        tmp_path, ["credmate-backend-prod", "credmate-backend-prod-policy"]
+    ) == (
+        [],
+        [],
+    )
+    # A personal dev stack is never checked.
+    assert deploy_guard.check_assembly(tmp_path, ["credmate-backend-dev"]) == ([], [])
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["credmate-backend-prod", "-c", "skip_bundle_verification=true"],
+        ["--context", "skip_bundle_verification=1", "credmate-backend-prod"],
+        ["--context=skip_bundle_verification=true", "credmate-backend-prod"],
+        ["--all", "-c", "skip_bundle_verification=true"],
+    ],
+)
+def test_prod_refuses_the_skip_flag_before_synth(argv):
+    (refusal,) = deploy_guard.check_context(argv)
+    assert "skip_bundle_verification" in refusal.reason and "credmate-backend-prod" in refusal.reason
+    assert deploy_guard.main(argv) == 2
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["credmate-backend-staging", "-c", "skip_bundle_verification=true"],
+        ["credmate-backend-prod", "-c", "skip_bundle_verification=false"],
+        ["credmate-backend-prod", "-c", "backend_root=other"],
+    ],
+)
+def test_skip_flag_allowed_elsewhere(argv):
+    assert deploy_guard.check_context(argv) == []
+
+
+def test_make_deploy_checks_the_assembly_it_then_deploys():
+    """The Makefile's deploy recipe: synth, the assembly check, then `cdk deploy` of that same assembly."""
+    makefile = (SCRIPTS.parent / "Makefile").read_text()
+    recipe = makefile.split("\ndeploy:", 1)[1].split("\n\n", 1)[0].splitlines()[1:]
+    commands = [ln.strip() for ln in recipe if not ln.strip().startswith("@#")]
+    synth = next(i for i, c in enumerate(commands) if " synth " in c)
+    guard = next(i for i, c in enumerate(commands) if "deploy_guard.py --assembly cdk.out" in c)
+    deploy = next(i for i, c in enumerate(commands) if " deploy " in c and "deploy_guard" not in c)
+    assert synth < guard < deploy
+    assert "--app cdk.out" in commands[deploy]
+
+
+def test_the_assembly_check_as_a_separate_process(tmp_path):
+    write_template(tmp_path, "credmate-backend-prod", [verified(docker_fallback=True)])
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(SCRIPTS / "deploy_guard.py"),
+            "--assembly",
+            str(tmp_path),
+            "credmate-backend-prod",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 2 and "Docker fallback" in done.stderr

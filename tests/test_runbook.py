@@ -41,6 +41,7 @@ REFERENCE_ROOTS = ("stacks", "lambda_src", "scripts", "app.py", "README.md", "do
 DOC_REFERENCE = re.compile(r"docs/(runbook|guardrails)\.md#([A-Za-z0-9_-]+)")
 REQUIRED_SECTIONS = (
     "Deploy",
+    "Migrations",
     "Read a rollback",
     "Stop a deployment",
     "Roll back by hand the right way",
@@ -478,3 +479,15 @@ def test_every_synthesized_alarm_link_resolves(synthesized: dict[str, Any], env:
     )
     broken = [f"{k}: #{a}" for k, anchors_ in linked.items() for a in anchors_ if a not in known]
     assert not broken, "alarm descriptions linking to missing runbook headings:\n" + "\n".join(broken)
+
+
+def test_migrations_section_explains_every_status_the_runner_logs() -> None:
+    runner = REPO_ROOT / "lambda_src" / "migrate" / "credmate_migrate.py"
+    pattern = r'"migration":\s*"([\w-]+)"(?: if [^\n]+? else "([\w-]+)")?'
+    statuses = {name for pair in re.findall(pattern, runner.read_text()) for name in pair if name}
+    assert {"upgraded", "up-to-date", "refused", "failed"} <= statuses, f"statuses parsed as {statuses}"
+    section = next(s for s in sections(RUNBOOK.read_text()) if s.anchor == "migrations")
+    rows = set(re.findall(r"^\| `([\w-]+)` \|", section.body, flags=re.M))
+    assert statuses <= rows, f"## Migrations lacks a row for {sorted(statuses - rows)}"
+    assert "alembic upgrade` by hand" in section.body
+    assert "expand/contract" in section.body.lower()

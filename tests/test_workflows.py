@@ -212,3 +212,50 @@ def test_staging_deploys_and_waits_then_prod_after_approval():
         "staging": "${{ vars.STAGING_DEPLOY_ROLE_ARN }}",
         "prod": "${{ vars.PROD_DEPLOY_ROLE_ARN }}",
     }
+
+
+def job_needs(workflow: dict[str, Any], job: str) -> set[str]:
+    """Every job `job` waits for, directly or through other jobs."""
+    found: set[str] = set()
+    todo = [job]
+    while todo:
+        needs = workflow["jobs"][todo.pop()].get("needs", [])
+        for need in [needs] if isinstance(needs, str) else needs:
+            if need not in found:
+                found.add(need)
+                todo.append(need)
+    return found
+
+
+def test_every_deploy_runs_the_tests_first():
+    """No job deploys unless `make test` passed on the same commit: earlier in the job, or in a job it needs
+    (before any AWS role is assumed when in the same job)."""
+    deploy = load("deploy.yml")
+    deploying = [
+        job
+        for job in deploy["jobs"]
+        if any(goal == "deploy" for ln in run_lines(deploy, job) for goal, _ in make_calls(ln))
+    ]
+    assert sorted(deploying) == ["prod", "staging"]
+    for job in deploying:
+        job_steps = steps(deploy, job)
+
+        def index(pred, job_steps=job_steps):
+            return next((i for i, s in enumerate(job_steps) if pred(s)), None)
+
+        tested_here = index(lambda s: any(g == "test" for g, _ in make_calls(str(s.get("run", "")))))
+        deploys_at = index(lambda s: any(g == "deploy" for g, _ in make_calls(str(s.get("run", "")))))
+        tested_before = any(
+            any(g == "test" for ln in run_lines(deploy, need) for g, _ in make_calls(ln))
+            for need in job_needs(deploy, job)
+        )
+        assert tested_before or (tested_here is not None and tested_here < deploys_at), (
+            f"deploy.yml: job {job} deploys without `make test` before it"
+        )
+        if tested_here is not None:
+            credentials = index(lambda s: "configure-aws-credentials" in str(s.get("uses", "")))
+            assert credentials is None or tested_here < credentials, (
+                f"deploy.yml: job {job} runs the tests with AWS credentials already configured"
+            )
+            assert not job_steps[tested_here].get("continue-on-error"), f"job {job}: tests must gate"
+            assert not job_steps[tested_here].get("if"), f"job {job}: the tests must always run"

@@ -1,0 +1,174 @@
+"""The deploy's migration step: Alembic `upgrade head` in the functions' network, after their new versions
+exist and before any `live` alias moves.
+
+A `triggers.Trigger` (a CloudFormation custom resource that invokes a function synchronously during the
+stack update) runs `credmate_migrate.handler` from the same backend bundle as the functions: the same code,
+migration scripts, dependencies and configuration. The trigger depends on the functions (`execute_after`)
+and the aliases depend on the trigger (`execute_before`), so CloudFormation orders it between them; a
+failed or refused migration fails the custom resource, and so the stack update, before CodeDeploy shifts any
+traffic (and CloudFormation rolls the functions back). CloudFormation's rollback invokes the previous
+version of the migration function again; the runner reads this stack's status to let that invocation
+succeed on a database the failed release already migrated (lambda_src/migrate/credmate_migrate.py).
+`execute_on_handler_change` ties the trigger to the migration function's current version: a new bundle (or
+configuration) runs the migrations again, an unchanged one does not.
+
+Running the migrations before the traffic shift is safe only under the expand/contract rule
+(docs/runbook.md#migrations): during the canary the old version keeps serving on the new schema.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from aws_cdk import Acknowledgment, CfnResource, Duration, RemovalPolicy, Stack, Validations, triggers
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from constructs import Construct
+
+from stacks.constructs.guarded_function import RETENTION_BY_DAYS, NetworkPlacement
+
+MIGRATE_HANDLER = "credmate_migrate.handler"
+MIGRATIONS_DIR_ENV = "CREDMATE_MIGRATIONS_DIR"
+STACK_ID_ENV = "CREDMATE_STACK_ID"
+# The Trigger's provider invokes synchronously; Lambda's own ceiling for one invocation.
+MAX_TIMEOUT = Duration.minutes(15)
+AS, HIPAA = "AwsSolutions::AwsSolutions", "HIPAA.Security::HIPAA.Security"
+
+
+class MigrationStep(Construct):
+    """One migration function and the trigger that runs it once per deploy of a new bundle."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        code: lambda_.Code,
+        runtime: lambda_.Runtime,
+        architecture: lambda_.Architecture,
+        environment: Mapping[str, str],
+        timeout: Duration,
+        log_retention_days: int,
+        execute_after: Sequence[Construct],
+        execute_before: Sequence[Construct],
+        migrations_dir: str = "migrations",
+        network: NetworkPlacement | None = None,
+        secret_arn: str | None = None,
+        memory_mb: int = 512,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        if not execute_after or not execute_before:
+            raise ValueError(
+                f"MigrationStep {self.node.path}: execute_after (the functions) and execute_before (their "
+                "live aliases) must both be given, or the migrations are not ordered before the traffic shift"
+            )
+        if timeout.to_seconds() > MAX_TIMEOUT.to_seconds():
+            raise ValueError(
+                f"MigrationStep {self.node.path}: timeout {timeout.to_seconds()} s is above Lambda's 900 s"
+            )
+        if log_retention_days not in RETENTION_BY_DAYS:
+            raise ValueError(
+                f"MigrationStep {self.node.path}: log_retention_days={log_retention_days} is not a "
+                f"CloudWatch Logs retention value ({sorted(RETENTION_BY_DAYS)})"
+            )
+        stack = Stack.of(self)
+        self.log_group = logs.LogGroup(
+            self, "Logs", retention=RETENTION_BY_DAYS[log_retention_days], removal_policy=RemovalPolicy.RETAIN
+        )
+        self.function = lambda_.Function(
+            self,
+            "Function",
+            code=code,
+            handler=MIGRATE_HANDLER,
+            runtime=runtime,
+            architecture=architecture,
+            memory_size=memory_mb,
+            timeout=timeout,
+            description="Runs the backend's Alembic migrations (upgrade head) in a deploy, before traffic",
+            # The stack's own ID: the runner reads its status to recognise CloudFormation's rollback.
+            environment={**environment, MIGRATIONS_DIR_ENV: migrations_dir, STACK_ID_ENV: stack.stack_id},
+            log_group=self.log_group,
+            tracing=lambda_.Tracing.ACTIVE,
+            # The trigger invokes synchronously and fails the deploy itself: never retry a migration.
+            retry_attempts=0,
+            vpc=network.vpc if network else None,
+            vpc_subnets=ec2.SubnetSelection(subnets=list(network.subnets)) if network else None,
+            security_groups=list(network.security_groups) if network else None,
+        )
+        self.function.add_to_role_policy(
+            iam.PolicyStatement(actions=["cloudformation:DescribeStacks"], resources=[stack.stack_id])
+        )
+        if secret_arn:
+            self.function.add_to_role_policy(
+                iam.PolicyStatement(actions=["secretsmanager:GetSecretValue"], resources=[secret_arn])
+            )
+        self.trigger = triggers.Trigger(
+            self,
+            "Trigger",
+            handler=self.function,
+            invocation_type=triggers.InvocationType.REQUEST_RESPONSE,
+            timeout=timeout,
+            execute_after=list(execute_after),
+            execute_before=list(execute_before),
+            execute_on_handler_change=True,
+        )
+        self._acknowledge(in_vpc=network is not None, runtime=runtime.name)
+
+    def _acknowledge(self, *, in_vpc: bool, runtime: str) -> None:
+        fn = self.function.node.default_child
+        assert isinstance(fn, CfnResource)
+        findings = [
+            (
+                f"{AS}-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]",
+                "AWS's basic execution policy only allows writing the function's own CloudWatch logs",
+            ),
+            (
+                f"{AS}-IAM5[Resource::*]",
+                "X-Ray PutTraceSegments/PutTelemetryRecords support no resource scoping",
+            ),
+            (
+                f"{HIPAA}-IAMNoInlinePolicy",
+                "CDK grants land in the role's own policy: X-Ray, this stack's status, the database secret",
+            ),
+            (
+                f"{AS}-L1",
+                f"runs the backend's bundle, so it must use the backend's pinned runtime ({runtime})",
+            ),
+            (
+                f"{HIPAA}-LambdaConcurrency",
+                "invoked once per deploy by the CloudFormation trigger; CloudFormation runs one update of a "
+                "stack at a time, so migrations never run concurrently",
+            ),
+            (
+                f"{HIPAA}-LambdaDLQ",
+                "invoked synchronously by the trigger, which fails the deploy on error; there is no event to "
+                "dead-letter and a migration must never be retried blindly",
+            ),
+        ]
+        if in_vpc:
+            findings.append(
+                (
+                    f"{AS}-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
+                    "AWSLambdaVPCAccessExecutionRole]",
+                    "AWS's policy for functions in a VPC: managing the function's own network interfaces",
+                )
+            )
+        else:
+            findings.append(
+                (
+                    f"{HIPAA}-LambdaInsideVPC",
+                    "this environment configures no network in cdk.json; the migration function runs where "
+                    "the backend functions run",
+                )
+            )
+        for target in (self.function, fn):
+            Validations.of(target).acknowledge(*(Acknowledgment(id=r, reason=why) for r, why in findings))
+        Validations.of(self.log_group).acknowledge(
+            Acknowledgment(
+                id=f"{HIPAA}-CloudWatchLogGroupEncrypted",
+                reason="holds revision ids and migration errors only (no health-care data); encrypted "
+                "at rest by CloudWatch Logs' default key",
+            )
+        )
