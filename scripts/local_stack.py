@@ -437,7 +437,7 @@ class Runtimes:
             self.log(f"[local] WARNING {fn.label}: runtime {fn.runtime} runs under this host's {host_runtime}")
         for item in fn.unresolved:
             self.log(f"[local] {fn.label}: environment {item} has no local value: set to a {UNRESOLVED} "
-                     "placeholder (override with --env NAME=VALUE)")  # fmt: skip
+                     "placeholder (override with --set-env NAME=VALUE)")  # fmt: skip
         emulator = LambdaEmulator(
             bundle=fn.code,
             environment={
