@@ -43,7 +43,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from local_stack import (  # noqa: E402
+from local_stack import (
     DEFAULT_CACHE,
     LOCAL_ACCOUNT,
     REPO_ROOT,
@@ -108,7 +108,7 @@ class Api:
         return {i.function for r in self.resources for i in r.methods.values() if i.function}
 
     def match(self, parts: Sequence[str]) -> tuple[Resource, dict[str, str]] | None:
-        """The most specific resource for a path: literal beats {param} beats {greedy+}, segment by segment."""
+        """The most specific resource for a path: literal beats {param} beats {greedy+}, per segment."""
         best: tuple[tuple[int, ...], Resource, dict[str, str]] | None = None
         for resource in self.resources:
             got = _match_parts(resource.parts, parts)
@@ -120,7 +120,9 @@ class Api:
         return None if best is None else (best[1], best[2])
 
 
-def _match_parts(pattern: Sequence[str], parts: Sequence[str]) -> tuple[tuple[int, ...], dict[str, str]] | None:
+def _match_parts(
+    pattern: Sequence[str], parts: Sequence[str]
+) -> tuple[tuple[int, ...], dict[str, str]] | None:
     params: dict[str, str] = {}
     score: list[int] = []
     for i, piece in enumerate(pattern):
@@ -180,7 +182,9 @@ def load_api(template: Template, api_id: str | None = None) -> Api:
         raise LocalStackError(f"{template.path.name} has no AWS::ApiGateway::RestApi: nothing to serve")
     if api_id is None:
         if len(apis) > 1:
-            raise LocalStackError(f"{template.path.name} has several REST APIs ({', '.join(apis)}): pick one with --api")
+            raise LocalStackError(
+                f"{template.path.name} has several REST APIs ({', '.join(apis)}): pick one with --api"
+            )
         api_id = next(iter(apis))
     if api_id not in apis:
         raise LocalStackError(f"--api {api_id}: not a REST API of {template.path.name} ({', '.join(apis)})")
@@ -192,7 +196,9 @@ def load_api(template: Template, api_id: str | None = None) -> Api:
     if stages:
         stage_name, variables = str(stages[0].get("StageName")), stages[0].get("Variables")
     else:
-        deployments = [p for p in map(template.props, template.of_type("AWS::ApiGateway::Deployment")) if belongs(p)]
+        deployments = [
+            p for p in map(template.props, template.of_type("AWS::ApiGateway::Deployment")) if belongs(p)
+        ]
         named = [d for d in deployments if d.get("StageName")]
         if not named:
             raise LocalStackError(f"{template.path.name}: REST API {api_id} has no stage")
@@ -206,13 +212,19 @@ def load_api(template: Template, api_id: str | None = None) -> Api:
         progressed = False
         for rid, props in list(pending.items()):
             parent = props.get("ParentId")
-            parent_ref = "" if isinstance(parent, dict) and "Fn::GetAtt" in parent else (referenced_ids(parent) or ["?"])[0]
+            parent_ref = (
+                ""
+                if isinstance(parent, dict) and "Fn::GetAtt" in parent
+                else (referenced_ids(parent) or ["?"])[0]
+            )
             if parent_ref in paths:
                 paths[rid] = (*paths[parent_ref], str(props.get("PathPart")))
                 del pending[rid]
                 progressed = True
         if not progressed:
-            raise LocalStackError(f"{template.path.name}: API resources {', '.join(pending)} have unknown parents")
+            raise LocalStackError(
+                f"{template.path.name}: API resources {', '.join(pending)} have unknown parents"
+            )
 
     methods: dict[str, dict[str, Integration]] = {rid: {} for rid in paths}
     skipped: list[str] = []
@@ -221,7 +233,11 @@ def load_api(template: Template, api_id: str | None = None) -> Api:
         if not belongs(props):
             continue
         target = props.get("ResourceId")
-        rid = "" if isinstance(target, dict) and "Fn::GetAtt" in target else (referenced_ids(target) or ["?"])[0]
+        rid = (
+            ""
+            if isinstance(target, dict) and "Fn::GetAtt" in target
+            else (referenced_ids(target) or ["?"])[0]
+        )
         if rid not in methods:
             skipped.append(f"{mid}: unknown resource")
             continue
@@ -248,7 +264,9 @@ def load_api(template: Template, api_id: str | None = None) -> Api:
         stage=stage_name,
         resources=resources,
         binary_media_types=binary,
-        stage_variables={str(k): str(v) for k, v in variables.items()} if isinstance(variables, dict) else None,
+        stage_variables={str(k): str(v) for k, v in variables.items()}
+        if isinstance(variables, dict)
+        else None,
         skipped=tuple(skipped),
     )
 
@@ -377,7 +395,7 @@ def proxy_event(
 def proxy_response(
     payload: Any, request: Request, api: Api, request_id: str
 ) -> tuple[Response | None, str | None]:
-    """API Gateway's answer from a Lambda proxy response; (None, why) when API Gateway would call it malformed."""
+    """API Gateway's answer to a Lambda proxy response; (None, why) when API Gateway calls it malformed."""
     if not isinstance(payload, dict):
         return None, f"the function returned {type(payload).__name__}, not a JSON object"
     extra = set(payload) - PROXY_RESPONSE_KEYS
@@ -466,7 +484,9 @@ class Gateway:
             self.log(f"[local-api]   note: {note}")
         return response
 
-    def _route(self, deployment: Deployment, request: Request, request_id: str) -> tuple[Response, str | None, bool]:
+    def _route(
+        self, deployment: Deployment, request: Request, request_id: str
+    ) -> tuple[Response, str | None, bool]:
         api = deployment.api
         path = urllib.parse.urlsplit(request.raw_path).path
         segments = path.split("/")[1:]
@@ -486,11 +506,17 @@ class Gateway:
             return self._mock(integration.mock, request, request_id), None, False
         if integration.kind != "proxy" or integration.function is None:
             self.log(f"[local-api] {resource.path} {request.method}: {integration.kind}: not emulated")
-            return _json_response(501, f"local-api does not emulate {integration.kind}", request_id), None, False
+            return (
+                _json_response(501, f"local-api does not emulate {integration.kind}", request_id),
+                None,
+                False,
+            )
         event, notes = proxy_event(api, request, resource, params, request_id)
         function = deployment.runtimes.function(integration.function)
         try:
-            invocation = deployment.runtimes.invoke(integration.function, event, timeout=INTEGRATION_TIMEOUT_S)
+            invocation = deployment.runtimes.invoke(
+                integration.function, event, timeout=INTEGRATION_TIMEOUT_S
+            )
         except HarnessError as exc:
             self.log(f"[local-api] {function.label}: {exc}")
             if "timed out" in str(exc):
@@ -519,7 +545,11 @@ class Gateway:
         origin = next((v for k, v in request.headers if k.lower() == "origin"), "")
         if origin and origin in mock.override_origins:
             headers["Access-Control-Allow-Origin"] = origin
-        notes = ("the MOCK response template has text that is not rendered locally",) if mock.unsupported_template else ()
+        notes = (
+            ("the MOCK response template has text that is not rendered locally",)
+            if mock.unsupported_template
+            else ()
+        )
         pairs = [*headers.items(), ("Content-Type", "application/json"), ("x-amzn-RequestId", request_id)]
         return Response(mock.status, pairs, b"", notes)
 
@@ -594,7 +624,9 @@ def load_deployment(options: Options, *, log: Log = stderr_log) -> Deployment:
     override_code(functions, template, options.code)
     for skipped in api.skipped:
         log(f"[local-api] skipped {skipped}")
-    return Deployment(api=api, runtimes=Runtimes(functions, extra_env=options.env, log=log), template=template)
+    return Deployment(
+        api=api, runtimes=Runtimes(functions, extra_env=options.env, log=log), template=template
+    )
 
 
 def describe(deployment: Deployment, base_url: str) -> list[str]:
@@ -644,7 +676,9 @@ def watch(gateway: Gateway, options: Options, stop: threading.Event, *, interval
                 break
             current = settled
         last = current
-        shown = ", ".join(str(p.relative_to(REPO_ROOT) if p.is_relative_to(REPO_ROOT) else p) for p in changed[:5])
+        shown = ", ".join(
+            str(p.relative_to(REPO_ROOT) if p.is_relative_to(REPO_ROOT) else p) for p in changed[:5]
+        )
         log(f"[local-api] change detected ({shown}{' ...' if len(changed) > 5 else ''}): rebuilding")
         try:
             synthesize(options.outdir, options.context, log=log)
@@ -671,7 +705,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("-c", "--context", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--api", help="logical ID of the REST API when the stack has several")
     parser.add_argument(
-        "--code", action="append", default=[], metavar="FUNCTION=FOLDER", help="run this unzipped bundle instead"
+        "--code",
+        action="append",
+        default=[],
+        metavar="FUNCTION=FOLDER",
+        help="run this unzipped bundle instead",
     )
     parser.add_argument(
         "--set-env", action="append", default=[], metavar="NAME=VALUE", help="extra function environment"
@@ -706,7 +744,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         deployment.runtimes.stop()
         return 1
     base = f"http://{LOOPBACK}:{server.server_port}/{deployment.api.stage}"
-    stderr_log(f"[local-api] {options.stack}: REST API {deployment.api.logical_id}, stage {deployment.api.stage}")
+    stderr_log(
+        f"[local-api] {options.stack}: REST API {deployment.api.logical_id}, stage {deployment.api.stage}"
+    )
     for line in describe(deployment, base):
         stderr_log(line)
     stop = threading.Event()

@@ -29,7 +29,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from local_stack import (  # noqa: E402
+from local_stack import (
     DEFAULT_CACHE,
     LOCAL_ACCOUNT,
     LOCAL_REGION,
@@ -63,7 +63,7 @@ def _targets_function(template: Template, value: Any, function: str) -> bool:
 
 def queue_for(template: Template, function: str) -> tuple[str, dict[str, Any], int]:
     """(queue logical ID, its properties, batch size) of the function's SQS event source mapping."""
-    for mid, mapping in template.of_type("AWS::Lambda::EventSourceMapping").items():
+    for mid in template.of_type("AWS::Lambda::EventSourceMapping"):
         props = template.props(mid)
         if not _targets_function(template, props.get("FunctionName"), function):
             continue
@@ -105,7 +105,7 @@ def sqs_event(template: Template, function: str, bodies: Sequence[str]) -> dict[
                 "body": body,
                 "attributes": attributes,
                 "messageAttributes": {},
-                "md5OfBody": hashlib.md5(body.encode()).hexdigest(),  # noqa: S324 (SQS's own checksum)
+                "md5OfBody": hashlib.md5(body.encode()).hexdigest(),
                 "eventSource": "aws:sqs",
                 "eventSourceARN": arn,
                 "awsRegion": LOCAL_REGION,

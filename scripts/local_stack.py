@@ -98,9 +98,7 @@ def synthesize(outdir: Path, context: Mapping[str, str], *, log: Log = stderr_lo
     if proc.returncode != 0:
         noise = ("b'!!", "!!")
         relevant = [ln for ln in output.splitlines() if ln.strip() and not ln.startswith(noise)]
-        raise LocalStackError(
-            f"cdk synth failed (exit {proc.returncode}):\n" + "\n".join(relevant[-40:])
-        )
+        raise LocalStackError(f"cdk synth failed (exit {proc.returncode}):\n" + "\n".join(relevant[-40:]))
     log(f"[local] synthesized {outdir} in {time.monotonic() - started:.1f} s")
 
 
@@ -147,7 +145,9 @@ def referenced_ids(value: Any) -> list[str]:
 class Template:
     def __init__(self, path: Path) -> None:
         if not path.is_file():
-            raise LocalStackError(f"{path} does not exist: synthesize first (make synth) or check the stack name")
+            raise LocalStackError(
+                f"{path} does not exist: synthesize first (make synth) or check the stack name"
+            )
         self.path = path
         self.outdir = path.parent
         self.stack_name = path.name.removesuffix(".template.json")
@@ -183,13 +183,14 @@ class Template:
         if isinstance(value, int | float):
             return str(value)
         if isinstance(value, dict) and len(value) == 1:
-            (key, arg), = value.items()
+            ((key, arg),) = value.items()
             if key == "Ref":
                 return self.pseudo(str(arg))
             if key == "Fn::Join" and isinstance(arg, list) and len(arg) == 2:
                 parts = [self.resolve(p) for p in arg[1]]
                 return None if any(p is None for p in parts) else str(arg[0]).join(p or "" for p in parts)
             if key == "Fn::Sub" and isinstance(arg, str):
+
                 def sub(match: re.Match[str]) -> str:
                     got = self.pseudo(match.group(1))
                     if got is None:
@@ -311,9 +312,9 @@ def code_location(template: Template, logical_id: str, cache_dir: Path = DEFAULT
     if bundles.is_dir():
         for candidate in bundles.iterdir():
             name = candidate.name
-            if name == key_hash or hashlib.sha256(name.encode()).hexdigest() == key_hash:
-                if (candidate / "bundle").is_dir() and (candidate / "meta.json").is_file():
-                    return candidate / "bundle"
+            same = name == key_hash or hashlib.sha256(name.encode()).hexdigest() == key_hash
+            if same and (candidate / "bundle").is_dir() and (candidate / "meta.json").is_file():
+                return candidate / "bundle"
     asset = template.outdir / (asset_path or f"asset.{key_hash}.zip")
     if not asset.exists():
         matches = sorted(template.outdir.glob(f"asset.{key_hash}*"))
@@ -434,7 +435,9 @@ class Runtimes:
             )
         host_runtime = f"python{sys.version_info.major}.{sys.version_info.minor}"
         if fn.runtime and fn.runtime != host_runtime:
-            self.log(f"[local] WARNING {fn.label}: runtime {fn.runtime} runs under this host's {host_runtime}")
+            self.log(
+                f"[local] WARNING {fn.label}: runtime {fn.runtime} runs under this host's {host_runtime}"
+            )
         for item in fn.unresolved:
             self.log(f"[local] {fn.label}: environment {item} has no local value: set to a {UNRESOLVED} "
                      "placeholder (override with --set-env NAME=VALUE)")  # fmt: skip
@@ -460,8 +463,7 @@ class Runtimes:
         """The emulator's log lines written since the last call, printed with the function's label."""
         if slot.emulator is None:
             return ""
-        text = slot.emulator.logs()
-        new, slot.log_offset = text[slot.log_offset :], len(text)
+        new, slot.log_offset = slot.emulator.logs_since(slot.log_offset)
         if self.forward_logs:
             for line in new.splitlines():
                 if _worth_forwarding(line):
@@ -474,7 +476,11 @@ class Runtimes:
             if self._closed:
                 raise HarnessError("runtimes are stopped")
             started = time.monotonic()
-            if slot.emulator is None or slot.emulator.process is None or slot.emulator.process.poll() is not None:
+            emulator = slot.emulator
+            if emulator is None or emulator.process is None or emulator.process.poll() is not None:
+                if emulator is not None:  # its process died (out of memory, killed): clean up, start afresh
+                    self._forward(slot)
+                    emulator.__exit__(None, None, None)
                 self._start(slot)
             assert slot.emulator is not None
             cold = slot.invocations == 0
@@ -491,7 +497,9 @@ class Runtimes:
                 slot.invocations = 0  # the emulator re-runs init on the next invocation (as Lambda does)
             seconds = time.monotonic() - started
             if cold:
-                self.log(f"[local] {slot.function.label}: cold start, init and first invocation {seconds * 1000:.0f} ms")
+                self.log(
+                    f"[local] {slot.function.label}: cold start, init + first invoke {seconds * 1000:.0f} ms"
+                )
             return Invocation(result=result, cold=cold, seconds=seconds)
 
     def stop(self) -> None:
@@ -532,4 +540,3 @@ def parse_env(pairs: Sequence[str]) -> dict[str, str]:
             raise LocalStackError(f"--env {pair!r}: expected NAME=VALUE")
         env[key] = value
     return env
-

@@ -33,7 +33,9 @@ import local_stack  # noqa: E402
 LISTENING = re.compile(r"listening on (http://127\.0\.0\.1:\d+/\S+)")
 
 
-def shared_assembly(tmp_path_factory: pytest.TempPathFactory, context: Mapping[str, str] | None = None) -> Path:
+def shared_assembly(
+    tmp_path_factory: pytest.TempPathFactory, context: Mapping[str, str] | None = None
+) -> Path:
     """The app synthesized once per test run (the lock makes parallel workers wait for the first)."""
     base = tmp_path_factory.getbasetemp()
     if os.environ.get("PYTEST_XDIST_WORKER"):
@@ -56,11 +58,15 @@ class HttpResult:
         return json.loads(self.body)
 
 
-def http(method: str, url: str, *, body: bytes | None = None, headers: Mapping[str, str] | None = None) -> HttpResult:
+def http(
+    method: str, url: str, *, body: bytes | None = None, headers: Mapping[str, str] | None = None
+) -> HttpResult:
     request = urllib.request.Request(url, data=body, method=method, headers=dict(headers or {}))
     try:
         with urllib.request.urlopen(request, timeout=60) as response:
-            return HttpResult(response.status, {k.lower(): v for k, v in response.headers.items()}, response.read())
+            return HttpResult(
+                response.status, {k.lower(): v for k, v in response.headers.items()}, response.read()
+            )
     except urllib.error.HTTPError as error:
         return HttpResult(error.code, {k.lower(): v for k, v in error.headers.items()}, error.read())
 

@@ -39,7 +39,9 @@ PROBE = REPO_ROOT / "lambda_src" / "probe" / "credmate_probe.py"
 
 
 def _smoke_module() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("smoke_test_script", REPO_ROOT / "scripts" / "smoke_test.py")
+    spec = importlib.util.spec_from_file_location(
+        "smoke_test_script", REPO_ROOT / "scripts" / "smoke_test.py"
+    )
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -122,8 +124,8 @@ def test_preflight_answers_what_the_template_configures(server, template):
     for name, value in headers.items():
         assert answer.headers[name.lower()] == value
     # CDK's template for several origins echoes any other allowed origin; unknown origins get the static one.
-    others = [o for o in json.loads((REPO_ROOT / "cdk.json").read_text())["context"]["environments"]["staging"]
-              ["cors_origins"] if o != static_origin]  # fmt: skip
+    staging = json.loads((REPO_ROOT / "cdk.json").read_text())["context"]["environments"]["staging"]
+    others = [o for o in staging["cors_origins"] if o != static_origin]
     for origin in others:
         assert f'"{origin}"' in response_template
         echoed = http("OPTIONS", f"{server.url}/api/v1/auth/login", headers={"Origin": origin})
@@ -194,7 +196,9 @@ def test_sqs_and_schedule_events_reach_the_function(assembly, template, tmp_path
                 for t in template.props(r)["Targets"]
             ]
         )
-        function = next(f for f in targets if f and template.props(f).get("Handler") == "credmate_probe.handler")
+        function = next(
+            f for f in targets if f and template.props(f).get("Handler") == "credmate_probe.handler"
+        )
         env = template.props(function)["Environment"]["Variables"]
         module = env["CREDMATE_REAL_HANDLER"].rpartition(".")[0]
         echo = tmp_path / f"echo-{kind}"
@@ -206,8 +210,8 @@ def test_sqs_and_schedule_events_reach_the_function(assembly, template, tmp_path
         )
         label = template.cdk_path(function).split("/")[0]
         out = io.StringIO()
-        args = ["--no-synth", "--cdk-out", str(assembly), "--stack", STACK, "--function", label, "--kind", kind,
-                "--code", f"{label}={echo}", "--body", json.dumps({"n": 1})]  # fmt: skip
+        args = ["--no-synth", "--cdk-out", str(assembly), "--stack", STACK, "--function", label]
+        args += ["--kind", kind, "--code", f"{label}={echo}", "--body", json.dumps({"n": 1})]
         saved, sys.stdout = sys.stdout, out
         try:
             assert local_event.main(args) == 0
@@ -223,7 +227,10 @@ def test_sqs_and_schedule_events_reach_the_function(assembly, template, tmp_path
         else:
             assert received["detail-type"] == "Scheduled Event" and received["source"] == "aws.events"
             assert received["detail"] == {"n": 1}
-            assert received["resources"][0].startswith("arn:aws:events:") and ":rule/" in received["resources"][0]
+            assert (
+                received["resources"][0].startswith("arn:aws:events:")
+                and ":rule/" in received["resources"][0]
+            )
 
 
 def test_local_event_refuses_a_function_the_trigger_does_not_invoke(assembly, template):
@@ -236,7 +243,7 @@ def test_local_event_refuses_a_function_the_trigger_does_not_invoke(assembly, te
 # ---------------------------------------------------------------------------------------------------------
 # Watch mode and binary bodies, on a small backend copied to tmp
 
-ECHO_HANDLER = '''
+ECHO_HANDLER = """
 from fastapi import FastAPI, Request, Response
 from mangum import Mangum
 
@@ -259,7 +266,7 @@ async def echo(request: Request) -> Response:
 
 
 lambda_handler = Mangum(app, lifespan="off")
-'''
+"""
 
 
 def test_binary_round_trip_and_watch_rebuilds_on_a_source_edit(mini_backend, tmp_path):
@@ -328,7 +335,9 @@ def test_routing_prefers_literal_then_parameter_then_greedy():
 def test_unknown_route_and_method_answer_missing_authentication_token():
     api = _api()
     narrow = local_api.Api("Api", "v1", (api.resources[2],), (), None)
-    gateway = local_api.Gateway(local_api.Deployment(narrow, local_stack.Runtimes({}), None), log=lambda _m: None)
+    gateway = local_api.Gateway(
+        local_api.Deployment(narrow, local_stack.Runtimes({}), None), log=lambda _m: None
+    )
     for method, path in (("GET", "/v1/elsewhere"), ("DELETE", "/v1/items")):
         answer = gateway.handle(local_api.Request(method, path, [], b"", "127.0.0.1", "127.0.0.1", 1))
         assert answer.status == 403
