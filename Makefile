@@ -64,7 +64,7 @@ local-invoke: setup
 # The environment's API on 127.0.0.1 (real bundles under the Lambda RIE); WATCH=1 rebuilds on source edits.
 PORT ?= 3000
 local-api: setup
-	$(PY) scripts/local_api.py --env $(ENV) --port $(PORT) $(if $(WATCH),--watch) $(ARGS)
+	$(PY) scripts/local_api.py --env $(ENV) --port $(PORT) $(if $(filter 1 true yes,$(WATCH)),--watch) $(ARGS)
 
 # The event SQS (KIND=sqs) or EventBridge (KIND=schedule) would deliver to FUNCTION, invoked locally.
 local-event: setup

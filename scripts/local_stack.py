@@ -96,7 +96,7 @@ def synthesize(outdir: Path, context: Mapping[str, str], *, log: Log = stderr_lo
         if line.startswith("[bundle]"):
             log(line)
     if proc.returncode != 0:
-        noise = ("b'!!", "!!")
+        noise = ("b'!!", "!!", "[bundle]")  # jsii's banner; bundle lines were logged above
         relevant = [ln for ln in output.splitlines() if ln.strip() and not ln.startswith(noise)]
         raise LocalStackError(f"cdk synth failed (exit {proc.returncode}):\n" + "\n".join(relevant[-40:]))
     log(f"[local] synthesized {outdir} in {time.monotonic() - started:.1f} s")
