@@ -66,13 +66,17 @@ def server(assembly, tmp_path_factory) -> Iterator[LocalApiProcess]:
     process.stop()
 
 
-def _api_functions(template) -> set[str]:
-    """Lambda functions behind the template's AWS_PROXY methods (independently of local_api's parser)."""
-    found = set()
+def _proxy_function(template) -> str:
+    """The function behind the top-level {proxy+} resource, which serves /health and the login."""
+    proxy = next(
+        rid
+        for rid in template.of_type("AWS::ApiGateway::Resource")
+        if template.props(rid)["PathPart"] == "{proxy+}"
+    )
     for props in map(template.props, template.of_type("AWS::ApiGateway::Method")):
-        if props["Integration"].get("Type") == "AWS_PROXY":
-            found.add(template.function_of(props["Integration"]["Uri"]))
-    return found
+        if props["ResourceId"] == {"Ref": proxy} and props["Integration"].get("Type") == "AWS_PROXY":
+            return template.function_of(props["Integration"]["Uri"])
+    raise AssertionError("no AWS_PROXY method on {proxy+}")
 
 
 def _preflight_settings(template) -> tuple[int, dict[str, str], str]:
@@ -98,7 +102,7 @@ def _preflight_settings(template) -> tuple[int, dict[str, str], str]:
 
 
 def test_health_returns_the_bundle_versions(server, template):
-    (function,) = _api_functions(template)
+    function = _proxy_function(template)
     bundle = local_stack.code_location(template, function)
     build_info = json.loads((bundle / "build_info.json").read_text())
     first = http("GET", f"{server.url}/health")
@@ -162,7 +166,7 @@ def test_smoke_test_refuses_plain_http_to_other_hosts():
 
 
 def test_broken_bundle_answers_502_and_logs_the_import_error(assembly, template, tmp_path):
-    (function,) = _api_functions(template)
+    function = _proxy_function(template)
     bundle = local_stack.code_location(template, function)
     broken = tmp_path / "broken"
     shutil.copytree(bundle, broken, symlinks=True, copy_function=os.link)  # hard links: fast, read-only use
@@ -234,7 +238,7 @@ def test_sqs_and_schedule_events_reach_the_function(assembly, template, tmp_path
 
 
 def test_local_event_refuses_a_function_the_trigger_does_not_invoke(assembly, template):
-    api_function = next(iter(_api_functions(template)))
+    api_function = _proxy_function(template)
     label = template.cdk_path(api_function).split("/")[0]
     args = ["--no-synth", "--cdk-out", str(assembly), "--stack", STACK, "--function", label, "--kind", "sqs"]
     assert local_event.main(args) == 2
@@ -414,3 +418,181 @@ def test_environment_placeholders_name_the_unresolvable_intrinsic(template):
                 assert any(item.startswith(f"{name} ") for item in unresolved)
                 refs = local_stack.referenced_ids(raw)
                 assert all(ref in env[name] for ref in refs)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Any template: two functions on their own routes, reached through an alias and through Fn::Sub
+
+TWO_FUNCTIONS = {
+    "Resources": {
+        "Api": {"Type": "AWS::ApiGateway::RestApi", "Properties": {"BinaryMediaTypes": ["image~1png"]}},
+        "Stage": {
+            "Type": "AWS::ApiGateway::Stage",
+            "Properties": {"RestApiId": {"Ref": "Api"}, "StageName": "prod", "Variables": {"tier": "gold"}},
+        },
+        "A": {
+            "Type": "AWS::ApiGateway::Resource",
+            "Properties": {
+                "RestApiId": {"Ref": "Api"},
+                "ParentId": {"Fn::GetAtt": ["Api", "RootResourceId"]},
+                "PathPart": "a",
+            },
+        },
+        "B": {
+            "Type": "AWS::ApiGateway::Resource",
+            "Properties": {
+                "RestApiId": {"Ref": "Api"},
+                "ParentId": {"Fn::GetAtt": ["Api", "RootResourceId"]},
+                "PathPart": "b",
+            },
+        },
+        "BId": {
+            "Type": "AWS::ApiGateway::Resource",
+            "Properties": {"RestApiId": {"Ref": "Api"}, "ParentId": {"Ref": "B"}, "PathPart": "{id}"},
+        },
+        "AGet": {
+            "Type": "AWS::ApiGateway::Method",
+            "Properties": {
+                "RestApiId": {"Ref": "Api"},
+                "ResourceId": {"Ref": "A"},
+                "HttpMethod": "GET",
+                "Integration": {
+                    "Type": "AWS_PROXY",
+                    "Uri": {
+                        "Fn::Join": [
+                            "",
+                            [
+                                "arn:aws:apigateway:",
+                                {"Ref": "AWS::Region"},
+                                ":lambda:path/2015-03-31/functions/",
+                                {"Ref": "FnAAlias"},
+                                "/invocations",
+                            ],
+                        ]
+                    },
+                },
+            },
+        },
+        "BIdAny": {
+            "Type": "AWS::ApiGateway::Method",
+            "Properties": {
+                "RestApiId": {"Ref": "Api"},
+                "ResourceId": {"Ref": "BId"},
+                "HttpMethod": "ANY",
+                "Integration": {
+                    "Type": "AWS_PROXY",
+                    "Uri": {
+                        "Fn::Sub": "arn:${AWS::Partition}:apigateway:${AWS::Region}:lambda:path/2015-03-31/"
+                        "functions/${FnB.Arn}/invocations"
+                    },
+                },
+            },
+        },
+        "FnAAlias": {
+            "Type": "AWS::Lambda::Alias",
+            "Properties": {"FunctionName": {"Ref": "FnA"}, "Name": "live"},
+        },
+        "Queue": {"Type": "AWS::SQS::Queue", "Properties": {}},
+        "FnA": {
+            "Type": "AWS::Lambda::Function",
+            "Properties": {
+                "Handler": "app.handler",
+                "Runtime": "python3.11",
+                "Timeout": 10,
+                "Code": {"S3Bucket": "b", "S3Key": "aaaa.zip"},
+                "Environment": {
+                    "Variables": {
+                        "GREETING": "hi",
+                        "QUEUE_URL": {"Ref": "Queue"},
+                        "ENDPOINT": {
+                            "Fn::Join": ["", ["https://sqs.", {"Ref": "AWS::Region"}, ".amazonaws.com"]]
+                        },
+                    }
+                },
+            },
+            "Metadata": {"aws:cdk:path": "Two/FnA/Resource", "aws:asset:path": "asset.aaaa"},
+        },
+        "FnB": {
+            "Type": "AWS::Lambda::Function",
+            "Properties": {
+                "Handler": "app.handler",
+                "Runtime": "python3.11",
+                "Timeout": 10,
+                "Code": {"S3Bucket": "b", "S3Key": "bbbb.zip"},
+            },
+            "Metadata": {"aws:cdk:path": "Two/FnB/Resource", "aws:asset:path": "asset.bbbb.zip"},
+        },
+    }
+}
+
+FN_A = """
+import json, os
+
+def handler(event, context):
+    env = {k: os.environ[k] for k in ("GREETING", "QUEUE_URL", "ENDPOINT")}
+    return {"statusCode": 200, "body": json.dumps({"function": "A", "env": env, "event": event})}
+"""
+
+FN_B = """
+def handler(event, context):
+    which = event["pathParameters"]["id"]
+    if which == "raise":
+        raise RuntimeError("handler blew up")
+    if which == "malformed":
+        return {"status": 200}
+    return {"statusCode": 200, "headers": {"Content-Type": "image/png"}, "body": event["body"],
+            "isBase64Encoded": event["isBase64Encoded"]}
+"""
+
+
+def test_any_template_routes_each_function_with_its_code_and_environment(tmp_path):
+    out = tmp_path / "cdk.out"
+    (out / "asset.aaaa").mkdir(parents=True)
+    (out / "asset.aaaa" / "app.py").write_text(FN_A)
+    import zipfile
+
+    with zipfile.ZipFile(out / "asset.bbbb.zip", "w") as archive:
+        archive.writestr("app.py", FN_B)
+    (out / "Two.template.json").write_text(json.dumps(TWO_FUNCTIONS))
+    options = local_api.Options(
+        stack="Two", outdir=out, context={}, api=None, code=(), env={}, cache_dir=tmp_path / "cache"
+    )
+    lines: list[str] = []
+    deployment = local_api.load_deployment(options, log=lines.append)
+    gateway = local_api.Gateway(deployment, log=lines.append)
+    assert deployment.api.functions == {"FnA", "FnB"}
+    try:
+        a = gateway.handle(local_api.Request("GET", "/prod/a?x=1", [], b"", "127.0.0.1", "127.0.0.1", 1))
+        body = json.loads(a.body)
+        assert a.status == 200 and body["function"] == "A"
+        assert body["env"]["GREETING"] == "hi"
+        assert body["env"]["ENDPOINT"] == f"https://sqs.{local_stack.LOCAL_REGION}.amazonaws.com"
+        assert (
+            body["env"]["QUEUE_URL"].startswith(local_stack.UNRESOLVED)
+            and "Queue" in body["env"]["QUEUE_URL"]
+        )
+        assert any("QUEUE_URL" in line and "placeholder" in line for line in lines)
+        event = body["event"]
+        assert event["resource"] == "/a" and event["stageVariables"] == {"tier": "gold"}
+        assert event["requestContext"]["stage"] == "prod" and event["queryStringParameters"] == {"x": "1"}
+        # A POST to /a has no method: API Gateway's 403, not the function.
+        post_a = gateway.handle(local_api.Request("POST", "/prod/a", [], b"", "127.0.0.1", "127.0.0.1", 1))
+        assert post_a.status == 403
+
+        png = b"\x89PNG\r\n\x1a\n" + bytes(range(256))
+        headers = [("Content-Type", "image/png"), ("Accept", "image/png")]
+        b = gateway.handle(local_api.Request("PUT", "/prod/b/img", headers, png, "127.0.0.1", "127.0.0.1", 1))
+        assert b.status == 200 and b.body == png and not b.notes  # image/png is a binary media type
+        assert (tmp_path / "cache" / "local-api" / "assets" / "bbbb" / "app.py").is_file()  # unzipped once
+
+        for which in ("raise", "malformed"):
+            bad = gateway.handle(local_api.Request("GET", f"/prod/b/{which}", [], b"", "127.0.0.1", "h", 1))
+            assert bad.status == 502 and json.loads(bad.body) == {"message": "Internal server error"}
+        log = "\n".join(lines)
+        assert "handler blew up" in log and "malformed Lambda proxy response" in log
+        request_lines = [line for line in lines if line.startswith("[local-api] ") and " ms" in line]
+        assert any(line.startswith("[local-api] GET /prod/a 200 ") and "FnA cold" in line for line in lines)
+        assert any("PUT /prod/b/img 200" in line and "FnB cold" in line for line in request_lines)
+        assert any("GET /prod/b/raise 502" in line and "FnB warm" in line for line in request_lines)
+    finally:
+        deployment.runtimes.stop()
