@@ -19,6 +19,7 @@ import sys
 import textwrap
 import time
 from collections.abc import Iterator
+from http.client import HTTPConnection
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -146,6 +147,23 @@ def test_bad_login_is_401(server):
         headers={"Content-Type": "application/json"},
     )
     assert answer.status == 401, answer.body
+
+
+def test_chunked_request_body_reaches_the_function(server):
+    connection = HTTPConnection(server.url.split("/")[2], timeout=60)
+    try:
+        body = iter([b'{"email": "nobody@example.com", ', b'"password": "wrong"}'])
+        connection.request(
+            "POST",
+            "/" + server.url.split("/", 3)[3] + "/api/v1/auth/login",
+            body=body,
+            headers={"Content-Type": "application/json"},
+            encode_chunked=True,
+        )
+        response = connection.getresponse()
+        assert response.status == 401, response.read()  # 422 if the body had not arrived whole
+    finally:
+        connection.close()
 
 
 def test_outside_the_stage_is_forbidden_like_api_gateway(server):
