@@ -11,7 +11,7 @@ CDK := npx --no-install cdk
 ENV ?= staging
 STACK = credmate-backend-$(ENV)
 
-.PHONY: setup synth test lint typecheck unit diff deploy bench local-invoke diagram smoke wait-deployments clean
+.PHONY: setup synth test lint typecheck unit diff deploy bench local-invoke local-api local-event diagram smoke wait-deployments clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt apps/backend-api/requirements.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -63,6 +63,15 @@ bench: setup
 
 local-invoke: setup
 	$(PY) scripts/local_invoke.py --function $(FUNCTION) --event $(EVENT)
+
+# The environment's API on 127.0.0.1 (real bundles under the Lambda RIE); WATCH=1 rebuilds on source edits.
+PORT ?= 3000
+local-api: setup
+	$(PY) scripts/local_api.py --env $(ENV) --port $(PORT) $(if $(filter 1 true yes,$(WATCH)),--watch) $(ARGS)
+
+# The event SQS (KIND=sqs) or EventBridge (KIND=schedule) would deliver to FUNCTION, invoked locally.
+local-event: setup
+	$(PY) scripts/local_event.py --env $(ENV) --function $(FUNCTION) --kind $(KIND) $(if $(BODY),--body '$(BODY)') $(ARGS)
 
 diagram: synth
 	$(PY) scripts/diagram.py --out docs/architecture.svg

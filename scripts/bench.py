@@ -41,6 +41,8 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:  # run as `python scripts/bench.py`: make `stacks` importable
     sys.path.insert(0, str(REPO_ROOT))
 
+import bench_local_api  # noqa: E402
+
 from stacks.constructs.bundling import (  # noqa: E402
     BundleSpec,
     BundlingError,
@@ -749,6 +751,8 @@ def run_benchmark(
         # The build numbers stay worth having; the import target shows n/a with the reason in the notes.
         log(f"[bench] import time not measured: {exc}")
         notes.append(f"import time not measured: {_brief(exc)}")
+    notes.append(bench_local_api.report_line(log, backend.root))  # make local-api's overhead, warm
+    log(f"[bench] {notes[-1]}")
     _unzipped, zip_without_pyc = output_sizes(scratch / BARE_BUNDLE, scratch)
     if not PROBE_FILE.is_file():
         notes.append(f"{PROBE_FILE.relative_to(REPO_ROOT)} not found: the bundle was measured without it")

@@ -2,6 +2,7 @@
 
     python scripts/smoke_test.py --url https://abc123.execute-api.eu-west-1.amazonaws.com/v1/
     make smoke URL=https://api.credentialmate.com/
+    make smoke URL=http://127.0.0.1:3000/v1      # against `make local-api` (plain http: loopback only)
 
 Used by docs/migration-from-sam.md to compare the SAM API, the new stack's stage URL and the custom domain
 before and after the switch. The checks are the hook's own code (lambda_src/hooks/post_traffic.py), run
@@ -14,6 +15,7 @@ one fails, 2 on a bad argument.
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import sys
 import time
 import urllib.parse
@@ -45,6 +47,15 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def _loopback(host: str | None) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host or "").is_loopback
+    except ValueError:
+        return False
+
+
 def run(argv: Sequence[str], out: TextIO | None = None) -> int:
     try:
         args = parse_args(argv)
@@ -55,6 +66,10 @@ def run(argv: Sequence[str], out: TextIO | None = None) -> int:
     if url.scheme not in ("http", "https") or not url.netloc:
         print(f"smoke_test: --url {args.url!r} must be an http(s) URL like https://api.credentialmate.com/",
               file=sys.stderr)  # fmt: skip
+        return 2
+    if url.scheme == "http" and not _loopback(url.hostname):
+        print(f"smoke_test: --url {args.url!r}: plain http is for a local API (127.0.0.1, localhost) only; "
+              "use https", file=sys.stderr)  # fmt: skip
         return 2
     environ = {
         "API_URL": args.url,

@@ -210,6 +210,16 @@ class LambdaEmulator:
         except OSError:
             return ""
 
+    def logs_since(self, offset: int) -> tuple[str, int]:
+        """The log written after byte `offset`, and the offset to pass next time."""
+        try:
+            with open(self._log.name, "rb") as log:
+                log.seek(offset)
+                data = log.read()
+        except OSError:
+            return "", offset
+        return data.decode(errors="replace"), offset + len(data)
+
     def stop(self) -> None:
         process, self.process = self.process, None
         if process is not None and process.poll() is None:
