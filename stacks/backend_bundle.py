@@ -10,11 +10,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-from stacks.config import EnvironmentConfig, FunctionConfig
+from stacks.config import ConfigError, EnvironmentConfig, FunctionConfig
 from stacks.constructs.bundling import DEFAULT_EXCLUDES, BundleSpec, HandlerCheck, bytecode_modules_for
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PROBE_MODULE = REPO_ROOT / "lambda_src" / "probe" / "credmate_probe.py"
+MIGRATE_MODULE = REPO_ROOT / "lambda_src" / "migrate" / "credmate_migrate.py"
 # Every backend function's Lambda handler: the probe wrapper, which imports the real handler at init.
 PROBE_HANDLER = "credmate_probe.handler"
 REAL_HANDLER_ENV = "CREDMATE_REAL_HANDLER"
@@ -54,8 +55,20 @@ def bundle_spec(
     cache_dir: Path,
     extra_files: Mapping[str, Path] | None = None,
 ) -> BundleSpec:
-    """One bundle of `backend_root/src` (plus the probe wrapper) serves every function of the catalog."""
+    """One bundle of `backend_root/src` (plus the probe wrapper, and the migration runner when the
+    environment runs migrations) serves every function of the catalog."""
     fn_settings = config.function
+    extra = {"credmate_probe.py": PROBE_MODULE, **(extra_files or {})}
+    migrations = config.migrations.directory
+    if config.migrations.enabled:
+        if not (backend_root / "src" / migrations / "env.py").is_file():
+            raise ConfigError(
+                f"cdk.json context environments.{config.name}.migrations.directory: "
+                f"{backend_root / 'src' / migrations} has no Alembic env.py; set the folder of the "
+                "backend's Alembic scripts (relative to src/), or migrations.enabled false for a backend "
+                "without Alembic"
+            )
+        extra["credmate_migrate.py"] = MIGRATE_MODULE
     return BundleSpec(
         source_dir=backend_root / "src",
         requirements=backend_root / "requirements.txt",
@@ -63,7 +76,8 @@ def bundle_spec(
         runtime=fn_settings.runtime,
         architecture=fn_settings.architecture,
         excludes=DEFAULT_EXCLUDES,
-        extra_files=tuple(sorted({"credmate_probe.py": PROBE_MODULE, **(extra_files or {})}.items())),
+        extra_files=tuple(sorted(extra.items())),
+        migrations_dir=f"{migrations}/versions",
         # Bytecode for what init imports: the probe and each real handler's module, and their imports.
         bytecode_modules=bytecode_modules_for([PROBE_HANDLER, *(f.handler for f in config.functions)]),
         handlers=tuple((f.name, f.handler) for f in config.functions),

@@ -19,7 +19,7 @@ from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
-from stacks.backend_bundle import bundle_spec, handler_checks
+from stacks.backend_bundle import base_environment, bundle_spec, handler_checks
 from stacks.compliance import acknowledge_backend
 from stacks.config import EnvironmentConfig, SqsTrigger
 from stacks.constructs.alarms import ApiAlarms, ServiceHealthAlarm
@@ -29,11 +29,14 @@ from stacks.constructs.dashboard import ServiceDashboard
 from stacks.constructs.guarded_function import LIVE_ALIAS, NetworkPlacement
 from stacks.constructs.guardrails import CodeDriftCheck, DirectMutationDenyPolicy, OutOfBandChangeAlert
 from stacks.constructs.lambda_bundle import verified_bundle
+from stacks.constructs.migrations import MigrationStep
 from stacks.constructs.oncall import OnCallConfig, OnCallTopic
 from stacks.constructs.rest_api import API_STAGE, access_log_group, rest_api
 from stacks.function_unit import DeploySettings, FunctionUnit, SharedSettings, function_queues
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+# Migrations hold the deploy until they finish; most take seconds, a backfill may take minutes.
+MIGRATION_TIMEOUT_MINUTES = 10
 RUNBOOK_URL = "https://github.com/credentialmate/credmate-lambda/blob/main/docs/runbook.md"
 
 
@@ -106,6 +109,26 @@ class BackendStack(Stack):
         )
         self.units = {f.name: FunctionUnit(self, f, shared=shared) for f in config.functions}
         self.functions = tuple(u.guarded for u in self.units.values())
+        # Migrations from the same bundle, after the new versions exist and before any alias moves.
+        self.migrations = (
+            MigrationStep(
+                self,
+                "Migrations",
+                code=self.bundle.code,
+                runtime=shared.runtime,
+                architecture=shared.architecture,
+                environment=base_environment(config),
+                timeout=Duration.minutes(MIGRATION_TIMEOUT_MINUTES),
+                log_retention_days=config.log_retention_days,
+                execute_after=[g.function for g in self.functions],
+                execute_before=[g.alias for g in self.functions],
+                migrations_dir=config.migrations.directory,
+                network=network,
+                secret_arn=config.secret_arn,
+            )
+            if config.migrations.enabled
+            else None
+        )
 
         # The API in front of the API functions, its public name, and its alarms.
         api_units = [u for u in self.units.values() if u.config.is_api]

@@ -1006,6 +1006,14 @@ def parse_environment(name: str, raw: Any, catalog: Any = None) -> EnvironmentCo
             None,
             "account and region set together (or both null for an environment-agnostic synth)",
         )
+    if config.migrations.enabled and config.secret_arn is None:
+        raise _fail(
+            e,
+            "migrations.enabled",
+            True,
+            "false while secret_arn is null: the migration step reads the database credentials "
+            "from that secret",
+        )
     if catalog is None:
         return config
     return replace(config, functions=parse_functions(parse_catalog_context(catalog), config, overrides))

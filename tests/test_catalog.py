@@ -303,3 +303,20 @@ def test_custom_domain_needs_an_api_function() -> None:
         ConfigError, match=r"environments\.prod\.custom_domain.*no function has an api trigger"
     ):
         parse_environments(envs, {"Q": {"handler": "q.main", "trigger": {"type": "sqs"}}})
+
+
+def test_migrations_need_the_backends_alembic_scripts(tmp_path: Path) -> None:
+    envs = environments()
+    envs["prod"]["secret_arn"] = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:credmate/prod-AbCdEf"
+    envs["prod"]["migrations"] = {"enabled": True, "directory": "db/alembic"}
+    prod = parse_environments(envs, catalog())["prod"]
+    (tmp_path / "src").mkdir()
+    with pytest.raises(
+        ConfigError, match=r"environments\.prod\.migrations\.directory: .*db/alembic has no Alembic"
+    ):
+        bundle_spec(prod, backend_root=tmp_path, cache_dir=tmp_path / "cache")
+    (tmp_path / "src" / "db" / "alembic").mkdir(parents=True)
+    (tmp_path / "src" / "db" / "alembic" / "env.py").write_text("")
+    spec = bundle_spec(prod, backend_root=tmp_path, cache_dir=tmp_path / "cache")
+    assert "credmate_migrate.py" in dict(spec.extra_files)
+    assert spec.migrations_dir == "db/alembic/versions"

@@ -63,7 +63,39 @@ def four_functions(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         "reserved_concurrency": 5,
         "environment": {"REMINDER_BATCH": "50"},
     }
+    # Prod also runs the backend's migrations in the deploy (they need the database secret).
+    context["environments"]["prod"]["secret_arn"] = SECRET
+    context["environments"]["prod"]["migrations"] = {"enabled": True, "directory": "migrations"}
     return _synth(tmp_path_factory, {**context, "functions": json.dumps(functions)}, "four-functions")
+
+
+SECRET = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:credmate/prod-AbCdEf"
+
+
+@pytest.mark.synth
+def test_migrations_run_after_every_new_version_and_before_any_alias_moves(
+    four_functions: dict[str, Any],
+) -> None:
+    tpl = _template(four_functions["outdir"], "prod")
+    res = tpl["Resources"]
+    (trigger,) = [k for k, v in res.items() if v["Type"] == "Custom::Trigger"]
+    (runner,) = _ids(tpl, "AWS::Lambda::Function", "MigrationsFunction")
+    assert res[runner]["Properties"]["Handler"] == "credmate_migrate.handler"
+    # The runner ships in the very bundle the functions run.
+    (api_fn,) = _ids(tpl, "AWS::Lambda::Function", "BackendApiFunction")
+    assert res[runner]["Properties"]["Code"] == res[api_fn]["Properties"]["Code"]
+    assert res[runner]["Properties"]["Environment"]["Variables"]["COMBINED_SECRET_ARN"] == SECRET
+    after = res[trigger].get("DependsOn", [])
+    for name in ("BackendApi", "Worker", "CampaignScheduler", "Reminders"):
+        (fn_id,) = _ids(tpl, "AWS::Lambda::Function", f"{name}Function")
+        (alias_id,) = _ids(tpl, "AWS::Lambda::Alias", f"{name}LiveAlias")
+        assert fn_id in after, f"migrations must wait for {name}'s new code"
+        assert trigger in res[alias_id].get("DependsOn", []), f"{name}'s alias must wait for the migrations"
+    # Staging (migrations off in cdk.json) has no step and no runner in its bundle.
+    staging = _template(four_functions["outdir"], "staging")
+    assert not [k for k, v in staging["Resources"].items() if v["Type"] == "Custom::Trigger"]
+    assert not (four_functions["stacks"]["staging"].bundle.result.directory / "credmate_migrate.py").exists()
+    assert (four_functions["stacks"]["prod"].bundle.result.directory / "credmate_migrate.py").is_file()
 
 
 @pytest.mark.synth

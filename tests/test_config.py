@@ -291,8 +291,13 @@ BAD_VALUES: list[tuple[str, dict[str, Any], list[str]]] = [
         ["migrations.enabled", "'yes'", "true or false"],
     ),
     (
+        "migrations without the database secret",
+        {"migrations": {"enabled": True}},
+        ["migrations.enabled", "secret_arn is null"],
+    ),
+    (
         "migrations folder outside src",
-        {"migrations": {"enabled": True, "directory": "../alembic"}},
+        {"migrations": {"enabled": False, "directory": "../alembic"}},
         ["migrations.directory", "../alembic", "inside src/"],
     ),
     (
