@@ -87,6 +87,7 @@ def test_invalid_stored_goal_falls_back_to_the_default_goal(migrated_db, jwt_sec
     assert response.json()["renewal_goal"] == {"kind": "license_renewal", "days_before_expiry": 60}
 
 
+@pytest.mark.filterwarnings("ignore::jwt.warnings.InsecureKeyLengthWarning")
 def test_token_signed_with_another_key_is_rejected(migrated_db, jwt_secret, monkeypatch):
     from app import security
 
