@@ -42,8 +42,9 @@ LAMBDA_COMMON = (
     ),
     (
         f"{HIPAA}-CloudWatchLogGroupEncrypted",
-        "log groups use CloudWatch Logs' service-side encryption; the "
-        "backend logs no credential data (app/logs.py redacts)",
+        "risk accepted: log groups use CloudWatch Logs' own service-side encryption, not a "
+        "customer-managed key (EnvironmentKey, stacks/constructs/encryption.py, is not applied), and the "
+        "backend does not redact its log lines",
     ),
 )
 
@@ -168,7 +169,12 @@ def acknowledge_backend(
                 "the stage certificate is for API Gateway to backend calls; the backend "
                 "is a Lambda proxy integration, not an HTTP endpoint",
             ),
-            (f"{AS}-APIG3", "WAF is attached at the CloudFront/custom-domain layer, outside this stack"),
+            (
+                f"{AS}-APIG3",
+                "risk accepted: no WAF web ACL is attached to this stage (ApiFirewall, "
+                "stacks/constructs/waf.py, is not applied); the account's API Gateway throttling is the only "
+                "request limit",
+            ),
         ],
     )
     _ack(access_logs, [LAMBDA_COMMON[3]])

@@ -487,6 +487,25 @@ def test_topics_are_encrypted_with_a_rotating_customer_managed_key(synth):
         "events.amazonaws.com",
     }
     assert statement["Action"] == ["kms:Decrypt", "kms:GenerateDataKey*"]
+    # The services may use the key only for SNS topics of this account and region (SNS's encryption context).
+    assert statement["Condition"] == {
+        "ArnLike": {
+            "kms:EncryptionContext:aws:sns:topicArn": {
+                "Fn::Join": [
+                    "",
+                    [
+                        "arn:",
+                        {"Ref": "AWS::Partition"},
+                        ":sns:",
+                        {"Ref": "AWS::Region"},
+                        ":",
+                        {"Ref": "AWS::AccountId"},
+                        ":*",
+                    ],
+                ]
+            }
+        }
+    }
     for topic in (synth.oncall.topic, synth.oncall.paging_topic):
         assert synth.props(topic)["KmsMasterKeyId"] == {"Fn::GetAtt": [key_id, "Arn"]}
 

@@ -130,6 +130,8 @@ def test_staging_edge_domain_leaves_dns_alone(domain_app: dict[str, Any]) -> Non
             "DomainName": "api.staging.credentialmate.com",
             "CertificateArn": EDGE_CERT,
             "EndpointConfiguration": {"Types": ["EDGE"]},
+            # TLS 1.0/1.1 refused on the edge-optimized name too (clients send bearer tokens).
+            "SecurityPolicy": "TLS_1_2",
         },
     )
     tpl.resource_count_is("AWS::Route53::RecordSet", 0)

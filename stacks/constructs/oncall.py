@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from aws_cdk import Annotations, Aws, Names
+from aws_cdk import Annotations, Aws, Names, Stack
 from aws_cdk import aws_chatbot as chatbot
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
@@ -23,6 +23,8 @@ from constructs import Construct
 # Services that publish to the topics: CloudWatch (alarm actions), CodeDeploy (deployment triggers) and
 # EventBridge (out-of-band change rules). SNS encrypts with the caller's rights, so each needs the key.
 PUBLISHING_SERVICES = ("cloudwatch.amazonaws.com", "codedeploy.amazonaws.com", "events.amazonaws.com")
+# The encryption context SNS passes to KMS for a topic's messages: the topic's ARN.
+SNS_CONTEXT_KEY = "kms:EncryptionContext:aws:sns:topicArn"
 # Read-only ceiling for anything typed in the Slack channel: the channel only receives notifications.
 SLACK_GUARDRAIL_POLICY = "CloudWatchReadOnlyAccess"
 _EMAIL_RE = re.compile(r"[^@\s]+@[^@\s]+\.[A-Za-z]{2,}")
@@ -71,14 +73,26 @@ class OnCallTopic(Construct):
             description="Encrypts the CredentialMate on-call SNS topics (alarms, deployments, change alerts)",
         )
         # AWS's documented statement for CloudWatch alarms on an encrypted topic, extended to the other
-        # publishers. No aws:SourceAccount condition here: SNS calls KMS on the publisher's behalf and the key
-        # is reachable only through these two topics, whose own policies carry the account condition below.
+        # publishers, and bound to this account's topics: SNS calls KMS with the topic's ARN as encryption
+        # context (`aws:sns:topicArn`), so the services may use the key only for a topic of this account and
+        # region, never for another account's topic that names this key. Not aws:SourceAccount: that the KMS
+        # call SNS makes for each of these publishers carries it is not documented (EventBridge's reportedly
+        # does not), and a condition on an absent key would drop alerts silently. The topic policies below
+        # carry aws:SourceAccount on sns:Publish, where it is documented.
+        # The ARN pattern rather than the two topics' ARNs: the topics reference the key, so naming them here
+        # would be a dependency cycle.
+        stack = Stack.of(self)
         self.key.add_to_resource_policy(
             iam.PolicyStatement(
                 sid="AllowAlarmPublishersToUseKey",
                 principals=[iam.ServicePrincipal(s) for s in PUBLISHING_SERVICES],
                 actions=["kms:Decrypt", "kms:GenerateDataKey*"],
                 resources=["*"],
+                conditions={
+                    "ArnLike": {
+                        SNS_CONTEXT_KEY: f"arn:{stack.partition}:sns:{stack.region}:{stack.account}:*",
+                    }
+                },
             )
         )
         self.topic = self._topic("Topic", "CredentialMate alerts")

@@ -1,4 +1,4 @@
-"""Password hashing (bcrypt via passlib) and access tokens (HS256 JWT via python-jose)."""
+"""Password hashing (bcrypt via passlib) and access tokens (HS256 JWT via PyJWT)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from jose import jwt
+import jwt
 from passlib.context import CryptContext
 
 from app import settings
@@ -17,6 +17,12 @@ JWT_ALGORITHM = "HS256"
 JWT_ISSUER = "credentialmate"
 JWT_SECRET_KEY = "jwt_secret"
 DEFAULT_TOKEN_MINUTES = 60
+# A token lacking any of these is rejected: without `exp` a leaked token would never expire.
+REQUIRED_CLAIMS = ("sub", "iss", "iat", "exp")
+
+# Raised for every unusable token (bad signature, wrong issuer, expired, missing claim, malformed). Callers
+# catch this name, not the JWT library's, so the library can change without touching them.
+InvalidTokenError = jwt.InvalidTokenError
 
 _passwords = CryptContext(schemes=["bcrypt"], deprecated="auto")
 # A bcrypt hash of a random, discarded string: unknown emails are checked against it so that they take as
@@ -66,6 +72,15 @@ def create_access_token(*, subject: str, email: str, now: datetime | None = None
 
 
 def decode_access_token(token: str) -> dict[str, Any]:
-    """The token's claims; raises jose.JWTError when the signature, issuer or expiry is wrong."""
-    claims = jwt.decode(token, signing_key(), algorithms=[JWT_ALGORITHM], issuer=JWT_ISSUER)
+    """The token's claims; raises InvalidTokenError when the signature, issuer, expiry or a claim is wrong.
+
+    Only HS256 is accepted (never the token header's own choice, so no `none` or key-confusion downgrade).
+    """
+    claims = jwt.decode(
+        token,
+        signing_key(),
+        algorithms=[JWT_ALGORITHM],
+        issuer=JWT_ISSUER,
+        options={"require": list(REQUIRED_CLAIMS)},
+    )
     return dict(claims)

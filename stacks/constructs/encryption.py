@@ -1,0 +1,126 @@
+"""One customer-managed KMS key per environment for the data the backend leaves at rest outside its database.
+
+What it encrypts, and how to apply it (at creation preferred; on an existing construct otherwise):
+- CloudWatch log group: `logs.LogGroup(..., **key.log_group_kwargs())`, or `key.encrypt_log_group(group)`;
+- Lambda environment variables: `lambda_.Function(..., **key.function_kwargs())` then
+  `key.grant_function(fn)`, or `key.encrypt_function(fn)` (which also grants);
+- SQS queue: `sqs.Queue(..., **key.queue_kwargs())` only (the queue's grants must know the key); see below.
+
+Why a customer-managed key rather than the services' defaults: log lines, environment variables and queued
+messages of a credentialing backend can carry clinicians' identifiers. With a customer-managed key, reading
+them needs both the resource's own permission and `kms:Decrypt` on this key (one key policy to review, one
+CloudTrail trail of every use), and disabling the key makes every copy unreadable at once.
+
+Key policy:
+- the account (root) has full access and delegates to IAM, as CDK's default key policy does: roles get
+  key use only through their own IAM policies (`grant_function`, the queues' grants), never by being
+  named here;
+- CloudWatch Logs (the regional `logs.<region>.amazonaws.com` principal) may use the key only with an
+  encryption context naming a log group of this account and region (`kms:EncryptionContext:aws:logs:arn`),
+  which is how CloudWatch Logs calls KMS for an encrypted log group; no other service is named.
+
+Rotation is on (yearly, by KMS) and the key is RETAINED when it leaves the template: deleting it would make
+every log line and message it encrypted unreadable, including those kept for audit.
+
+Where SQS-managed encryption (SSE-SQS) must stay:
+A queue encrypted with this key can only be written by principals allowed to use it. A Lambda function's
+own role (async-invocation destinations, a worker that re-queues) gets that from the queue's grants. An
+AWS service that delivers into the queue itself — an EventBridge rule or target dead-letter queue, an SNS
+subscription, S3 notifications — calls KMS as its service principal, so this key's policy would have to name
+that service; EventBridge does not support `aws:SourceArn`/`aws:SourceAccount` conditions on that KMS call,
+so such a statement would let the service use the key for any account's rule. Those queues keep
+`QueueEncryption.SQS_MANAGED` (encrypted at rest with keys SQS owns, nothing to grant): their messages
+are event envelopes, not credential records. Say so with a `checkov_skip` on the queue.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_cdk import Duration, RemovalPolicy, Stack
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_sqs as sqs
+from constructs import Construct
+
+# The actions CloudWatch Logs needs on a key that encrypts log groups (AWS's documented statement).
+LOGS_KEY_ACTIONS = ("kms:Encrypt*", "kms:Decrypt*", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:Describe*")
+LOGS_CONTEXT_KEY = "kms:EncryptionContext:aws:logs:arn"
+
+
+class EnvironmentKey(Construct):
+    """`.key`: the environment's KMS key (rotation on, retained), usable by this account's CloudWatch Logs."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        description: str,
+        pending_window_days: int = 30,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        if not description.strip():
+            raise ValueError(f"EnvironmentKey {construct_id!r}: description must say what the key encrypts")
+        stack = Stack.of(self)
+        self.key = kms.Key(
+            self,
+            "Key",
+            description=description,
+            enable_key_rotation=True,
+            removal_policy=RemovalPolicy.RETAIN,
+            # Only used if someone schedules deletion by hand: the longest window KMS allows.
+            pending_window=Duration.days(pending_window_days),
+        )
+        self.key.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="AllowCloudWatchLogsForThisAccountsLogGroups",
+                principals=[iam.ServicePrincipal(f"logs.{stack.region}.amazonaws.com")],
+                actions=list(LOGS_KEY_ACTIONS),
+                resources=["*"],
+                conditions={
+                    "ArnLike": {
+                        LOGS_CONTEXT_KEY: (
+                            f"arn:{stack.partition}:logs:{stack.region}:{stack.account}:log-group:*"
+                        )
+                    }
+                },
+            )
+        )
+
+    # --- at creation -------------------------------------------------------------------------------------
+
+    def log_group_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for `logs.LogGroup(...)`."""
+        return {"encryption_key": self.key}
+
+    def function_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for `lambda_.Function(...)`; call `grant_function` on the result too."""
+        return {"environment_encryption": self.key}
+
+    def queue_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for `sqs.Queue(...)`; not for queues AWS services deliver into (module doc)."""
+        return {"encryption": sqs.QueueEncryption.KMS, "encryption_master_key": self.key}
+
+    def grant_function(self, fn: lambda_.IFunction) -> None:
+        """Let the function's role decrypt what this key encrypted (its environment, the queues it reads)."""
+        self.key.grant_decrypt(fn)
+
+    # --- on existing constructs (their L1 resource) ------------------------------------------------------
+
+    def encrypt_log_group(self, log_group: logs.LogGroup) -> None:
+        """Set the log group's KmsKeyId; the key policy already admits CloudWatch Logs for this account."""
+        cfn = log_group.node.default_child
+        if not isinstance(cfn, logs.CfnLogGroup):
+            raise TypeError(f"{log_group.node.path}: expected a logs.LogGroup built in this app")
+        cfn.kms_key_id = self.key.key_arn
+
+    def encrypt_function(self, fn: lambda_.Function) -> None:
+        """Encrypt the function's environment variables with this key and let its role decrypt them."""
+        cfn = fn.node.default_child
+        if not isinstance(cfn, lambda_.CfnFunction):
+            raise TypeError(f"{fn.node.path}: expected a lambda_.Function built in this app")
+        cfn.kms_key_arn = self.key.key_arn
+        self.grant_function(fn)

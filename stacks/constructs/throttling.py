@@ -1,0 +1,169 @@
+"""API Gateway throttling: a stage-wide limit plus stricter limits on chosen routes (e.g. POST on login).
+
+API Gateway throttles per stage and per method *resource*, for all callers together (per-client limits are
+the web ACL's rate rule: stacks/constructs/waf.py). On a proxy API (`LambdaRestApi(proxy=True)`) every
+route is the one `/{proxy+}` resource, so a method setting for `/api/v1/auth/login/POST` would name a
+resource that does not exist and API Gateway would refuse the stage. `route_throttled_methods` therefore
+gives each throttled route its own resource and method, with the same Lambda proxy integration: requests
+reach the backend unchanged (Mangum routes on the request path, which is the same), and the limit applies
+to that route alone.
+
+Usage (the StageOptions are fixed when the RestApi is built):
+
+    throttle = ThrottleSettings(rate_limit=100, burst_limit=200,
+                                method_limits=(MethodThrottle("/api/v1/auth/login", "POST", 5, 10),))
+    api = apigw.LambdaRestApi(..., deploy_options=apigw.StageOptions(stage_name="v1",
+                                                                    **throttle.stage_options_kwargs()))
+    route_throttled_methods(api, handler, throttle)
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import jsii
+from aws_cdk import Stack
+from aws_cdk import aws_apigateway as apigw
+from aws_cdk import aws_lambda as lambda_
+from constructs import Construct, IValidation
+
+HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
+_PATH_RE = re.compile(r"(/[A-Za-z0-9._~-]+)+")
+_WHERE = "ThrottleSettings (cdk.json context environments.<env>.security.throttle)"
+
+
+def _check_limits(where: str, rate_limit: float, burst_limit: int) -> None:
+    if isinstance(rate_limit, bool) or not isinstance(rate_limit, int | float) or rate_limit <= 0:
+        raise ValueError(
+            f"{where}: rate_limit {rate_limit!r} must be a positive number (requests per second)"
+        )
+    if isinstance(burst_limit, bool) or not isinstance(burst_limit, int) or burst_limit < 1:
+        raise ValueError(f"{where}: burst_limit {burst_limit!r} must be a positive whole number of requests")
+
+
+@dataclass(frozen=True)
+class MethodThrottle:
+    """A stricter limit on one route: `path` as the client calls it (no stage, no trailing slash)."""
+
+    path: str
+    method: str
+    rate_limit: float
+    burst_limit: int
+
+    def __post_init__(self) -> None:
+        where = f"{_WHERE}.method_limits[{self.method} {self.path}]"
+        if not _PATH_RE.fullmatch(self.path):
+            raise ValueError(
+                f"{where}: path {self.path!r} must be a literal resource path like /api/v1/auth/login "
+                "(leading slash, no trailing slash, no {parameters})"
+            )
+        if self.method not in HTTP_METHODS:
+            raise ValueError(f"{where}: method {self.method!r} must be one of {', '.join(HTTP_METHODS)}")
+        _check_limits(where, self.rate_limit, self.burst_limit)
+
+    @property
+    def method_options_key(self) -> str:
+        """StageOptions.method_options key: resource path, then the HTTP method."""
+        return f"{self.path}/{self.method}"
+
+
+@dataclass(frozen=True)
+class ThrottleSettings:
+    rate_limit: float
+    burst_limit: int
+    method_limits: tuple[MethodThrottle, ...] = ()
+
+    def __post_init__(self) -> None:
+        _check_limits(_WHERE, self.rate_limit, self.burst_limit)
+        keys = [m.method_options_key for m in self.method_limits]
+        duplicates = sorted({k for k in keys if keys.count(k) > 1})
+        if duplicates:
+            raise ValueError(f"{_WHERE}.method_limits: {', '.join(duplicates)} listed more than once")
+        for m in self.method_limits:
+            # A route limit above the stage's would never apply: the stage limit is reached first.
+            if m.rate_limit > self.rate_limit or m.burst_limit > self.burst_limit:
+                raise ValueError(
+                    f"{_WHERE}.method_limits[{m.method} {m.path}]: rate {m.rate_limit}/burst {m.burst_limit} "
+                    f"must not exceed the stage's rate {self.rate_limit}/burst {self.burst_limit}"
+                )
+
+    def stage_options_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for `apigw.StageOptions(...)`."""
+        return {
+            "throttling_rate_limit": self.rate_limit,
+            "throttling_burst_limit": self.burst_limit,
+            "method_options": {
+                m.method_options_key: apigw.MethodDeploymentOptions(
+                    throttling_rate_limit=m.rate_limit, throttling_burst_limit=m.burst_limit
+                )
+                for m in self.method_limits
+            },
+        }
+
+
+def _resource_for(api: apigw.RestApi, path: str) -> apigw.IResource:
+    """The API's resource for `path`, creating missing parts (even below a proxying root)."""
+    resource: apigw.IResource = api.root
+    for part in path.strip("/").split("/"):
+        child = resource.get_resource(part)
+        if child is None:
+            # Built directly rather than with add_resource: a proxying LambdaRestApi refuses add_resource on
+            # its root, but explicit resources beside `{proxy+}` are valid and win for their own path.
+            assert isinstance(resource, Construct)
+            child = apigw.Resource(resource, part, parent=resource, path_part=part)
+        resource = child
+    return resource
+
+
+def route_throttled_methods(
+    api: apigw.RestApi, handler: lambda_.IFunction, settings: ThrottleSettings
+) -> list[apigw.Method]:
+    """Give every throttled route its own resource and method (Lambda proxy integration to `handler`).
+
+    Also adds a synth-time check that every method setting of the API's stage names a method the API
+    defines, so a route limit can never silently name nothing (API Gateway would refuse the stage).
+    """
+    methods: list[apigw.Method] = []
+    for m in settings.method_limits:
+        resource = _resource_for(api, m.path)
+        if resource.node.try_find_child(m.method) is None:
+            methods.append(resource.add_method(m.method, apigw.LambdaIntegration(handler, proxy=True)))
+    api.node.add_validation(_Validation(lambda: unmatched_method_settings(api)))
+    return methods
+
+
+def unmatched_method_settings(api: apigw.RestApi) -> list[str]:
+    """One error per stage method setting (other than the stage-wide `/*/*`) naming no method of `api`."""
+    stage = api.deployment_stage.node.default_child
+    if not isinstance(stage, apigw.CfnStage):
+        return []
+    defined = {(method.resource.path, method.http_method) for method in api.methods}
+    resolved = Stack.of(api).resolve(stage.method_settings) or []
+    errors = []
+    for setting in resolved:
+        # API Gateway's encoding of a resource path in a method setting: "/" then the path, "/" as "~1".
+        raw = str(setting.get("resourcePath", "/*"))
+        path = raw[1:].replace("~1", "/") if raw.startswith("/~1") else raw
+        method = str(setting.get("httpMethod", "*"))
+        if (path, method) == ("/*", "*") or (path, method) in defined:
+            continue
+        errors.append(
+            f"the stage of API {api.node.path} throttles {method} {path}, which the "
+            "API does not define: pass the same ThrottleSettings to route_throttled_methods "
+            "(security.throttle.method_limits in cdk.json)"
+        )
+    return errors
+
+
+@jsii.implements(IValidation)
+class _Validation:
+    """A construct validation around a plain function (errors fail synth)."""
+
+    def __init__(self, check: Callable[[], list[str]]) -> None:
+        self._check = check
+
+    def validate(self) -> list[str]:
+        return self._check()

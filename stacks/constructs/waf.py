@@ -1,0 +1,236 @@
+"""A regional WAFv2 web ACL on the API stage: AWS managed rules, a per-client rate limit on the login path,
+and an alarm when the ACL suddenly blocks a lot.
+
+Rules, in evaluation order (lower priority first):
+- 0 `LoginRateLimit`: more than `rate_limit_per_5min` requests from one IP to the login path in 5 minutes
+  are blocked with a 429;
+- 10 AWS managed `AWSManagedRulesCommonRuleSet` (OWASP-style: XSS, LFI, bad bots, oversize bodies);
+- 20 AWS managed `AWSManagedRulesKnownBadInputsRuleSet` (Log4Shell, Java deserialisation, ...).
+Everything else is allowed. The rate rule comes first so a password-guessing client is refused before the
+managed groups spend their capacity on it, and before each attempt costs a bcrypt hash in the backend.
+
+The login path is matched after URL-decoding (the backend decodes `%6Cogin` to `login` too), as it arrives
+both through the custom domain (`/api/v1/auth/login`) and on the stage's own execute-api URL
+(`/<stage>/api/v1/auth/login`); disabling the execute-api endpoint is the way to leave only the first.
+
+Logging (optional): WAF insists on a destination named `aws-waf-logs-*`, a physical name this app does not
+make, so the caller passes an existing destination's ARN. Only blocked and counted requests are kept, and
+the `authorization` and `cookie` headers are redacted: a log line never carries a clinician's token.
+
+The ACL has no physical name: CloudFormation names it, and the alarm reads that name from the ACL's `Ref`
+(`name|id|scope`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from aws_cdk import Duration, Fn
+from aws_cdk import aws_apigateway as apigw
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_cloudwatch_actions as cw_actions
+from aws_cdk import aws_sns as sns
+from aws_cdk import aws_wafv2 as wafv2
+from constructs import Construct
+
+MANAGED_RULE_GROUPS = (
+    ("AWSManagedRulesCommonRuleSet", 10),
+    ("AWSManagedRulesKnownBadInputsRuleSet", 20),
+)
+LOGIN_RULE = "LoginRateLimit"
+LOGIN_RULE_PRIORITY = 0
+# WAF's bounds for a rate-based rule's limit (requests per evaluation window, here 5 minutes).
+MIN_RATE_LIMIT, MAX_RATE_LIMIT = 10, 2_000_000_000
+REDACTED_HEADERS = ("authorization", "cookie")
+TOO_MANY_BODY = "TooManyRequests"
+
+
+def _visibility(metric_name: str) -> wafv2.CfnWebACL.VisibilityConfigProperty:
+    return wafv2.CfnWebACL.VisibilityConfigProperty(
+        cloud_watch_metrics_enabled=True, metric_name=metric_name, sampled_requests_enabled=True
+    )
+
+
+class ApiFirewall(Construct):
+    """`.web_acl`, `.association`, `.blocked_alarm`, and `.logging` when a destination is given."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        stage: apigw.Stage,
+        login_path: str | None,
+        rate_limit_per_5min: int,
+        topic: sns.ITopic | None,
+        blocked_requests_threshold: int = 100,
+        count_only_rules: Sequence[str] = (),
+        log_destination_arn: str | None = None,
+    ) -> None:
+        """`count_only_rules`: rule names inside the managed groups to count instead of block (e.g.
+        `SizeRestrictions_BODY` for an API that takes bodies over 8 KB). `log_destination_arn`: an
+        `aws-waf-logs-*` log group, bucket or Firehose stream."""
+        super().__init__(scope, construct_id)
+        where = f"ApiFirewall {self.node.path}"
+        if (
+            isinstance(rate_limit_per_5min, bool)
+            or not MIN_RATE_LIMIT <= rate_limit_per_5min <= MAX_RATE_LIMIT
+        ):
+            raise ValueError(
+                f"{where}: rate_limit_per_5min {rate_limit_per_5min!r} must be a whole number of requests "
+                f"between {MIN_RATE_LIMIT} and {MAX_RATE_LIMIT} (security.waf.login_rate_limit_per_5min)"
+            )
+        if login_path is not None and (not login_path.startswith("/") or login_path.endswith("/")):
+            raise ValueError(f"{where}: login_path {login_path!r} must start with / and not end with /")
+        if blocked_requests_threshold < 1:
+            raise ValueError(f"{where}: blocked_requests_threshold {blocked_requests_threshold} must be >= 1")
+
+        rules = [
+            self._managed_group(name, priority, count_only_rules) for name, priority in MANAGED_RULE_GROUPS
+        ]
+        if login_path is not None:
+            rules.insert(0, self._login_rate_rule(stage, login_path, rate_limit_per_5min))
+        self.web_acl = wafv2.CfnWebACL(
+            self,
+            "WebAcl",
+            scope="REGIONAL",
+            default_action=wafv2.CfnWebACL.DefaultActionProperty(allow={}),
+            visibility_config=_visibility(f"{construct_id}WebAcl"),
+            rules=rules,
+            custom_response_bodies={
+                TOO_MANY_BODY: wafv2.CfnWebACL.CustomResponseBodyProperty(
+                    content='{"detail":{"error":"TooManyRequests","message":"Too many login attempts"}}',
+                    content_type="APPLICATION_JSON",
+                )
+            }
+            if login_path is not None
+            else None,
+            description="Managed rules and a login rate limit for the API stage",
+        )
+        self.association = wafv2.CfnWebACLAssociation(
+            self, "Association", resource_arn=stage.stage_arn, web_acl_arn=self.web_acl.attr_arn
+        )
+
+        self.blocked_alarm = cloudwatch.Alarm(
+            self,
+            "BlockedRequests",
+            metric=self.blocked_requests_metric(),
+            threshold=blocked_requests_threshold,
+            evaluation_periods=1,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            alarm_description=(
+                f"[notify] API web ACL blocked >= {blocked_requests_threshold} requests in 5 min: an attack "
+                "(password guessing on the login path, scanning) or a managed rule blocking real clients. "
+                "First look: the web ACL's sampled requests in the WAF console (rule and client IP)."
+            ),
+        )
+        if topic is not None:
+            action = cw_actions.SnsAction(topic)
+            self.blocked_alarm.add_alarm_action(action)
+            self.blocked_alarm.add_ok_action(action)
+
+        self.logging: wafv2.CfnLoggingConfiguration | None = None
+        if log_destination_arn is not None:
+            self.logging = wafv2.CfnLoggingConfiguration(
+                self,
+                "Logging",
+                resource_arn=self.web_acl.attr_arn,
+                log_destination_configs=[log_destination_arn],
+                redacted_fields=[
+                    wafv2.CfnLoggingConfiguration.FieldToMatchProperty(single_header={"Name": name})
+                    for name in REDACTED_HEADERS
+                ],
+                logging_filter={
+                    "DefaultBehavior": "DROP",
+                    "Filters": [
+                        {
+                            "Behavior": "KEEP",
+                            "Requirement": "MEETS_ANY",
+                            "Conditions": [
+                                {"ActionCondition": {"Action": "BLOCK"}},
+                                {"ActionCondition": {"Action": "COUNT"}},
+                            ],
+                        }
+                    ],
+                },
+            )
+
+    @property
+    def web_acl_name(self) -> str:
+        """The CloudFormation-generated name (first field of the ACL's `Ref`, `name|id|scope`)."""
+        return Fn.select(0, Fn.split("|", self.web_acl.ref))
+
+    def blocked_requests_metric(self, rule: str = "ALL") -> cloudwatch.Metric:
+        """AWS/WAFV2 BlockedRequests of this ACL (`rule` = a rule's metric name, or ALL), 5-minute sums."""
+        return cloudwatch.Metric(
+            namespace="AWS/WAFV2",
+            metric_name="BlockedRequests",
+            dimensions_map={"WebACL": self.web_acl_name, "Region": self.web_acl.stack.region, "Rule": rule},
+            statistic="Sum",
+            period=Duration.minutes(5),
+        )
+
+    @staticmethod
+    def _managed_group(
+        name: str, priority: int, count_only_rules: Sequence[str]
+    ) -> wafv2.CfnWebACL.RuleProperty:
+        return wafv2.CfnWebACL.RuleProperty(
+            name=name,
+            priority=priority,
+            override_action=wafv2.CfnWebACL.OverrideActionProperty(none={}),
+            statement=wafv2.CfnWebACL.StatementProperty(
+                managed_rule_group_statement=wafv2.CfnWebACL.ManagedRuleGroupStatementProperty(
+                    vendor_name="AWS",
+                    name=name,
+                    rule_action_overrides=[
+                        wafv2.CfnWebACL.RuleActionOverrideProperty(
+                            name=rule, action_to_use=wafv2.CfnWebACL.RuleActionProperty(count={})
+                        )
+                        for rule in count_only_rules
+                    ]
+                    or None,
+                )
+            ),
+            visibility_config=_visibility(name),
+        )
+
+    @staticmethod
+    def _login_rate_rule(stage: apigw.Stage, login_path: str, limit: int) -> wafv2.CfnWebACL.RuleProperty:
+        def starts_with(path: str) -> wafv2.CfnWebACL.StatementProperty:
+            return wafv2.CfnWebACL.StatementProperty(
+                byte_match_statement=wafv2.CfnWebACL.ByteMatchStatementProperty(
+                    field_to_match=wafv2.CfnWebACL.FieldToMatchProperty(uri_path={}),
+                    positional_constraint="STARTS_WITH",
+                    search_string=path,
+                    text_transformations=[
+                        wafv2.CfnWebACL.TextTransformationProperty(priority=0, type="URL_DECODE")
+                    ],
+                )
+            )
+
+        scope_down = wafv2.CfnWebACL.StatementProperty(
+            or_statement=wafv2.CfnWebACL.OrStatementProperty(
+                statements=[starts_with(login_path), starts_with(f"/{stage.stage_name}{login_path}")]
+            )
+        )
+        return wafv2.CfnWebACL.RuleProperty(
+            name=LOGIN_RULE,
+            priority=LOGIN_RULE_PRIORITY,
+            action=wafv2.CfnWebACL.RuleActionProperty(
+                block=wafv2.CfnWebACL.BlockActionProperty(
+                    custom_response=wafv2.CfnWebACL.CustomResponseProperty(
+                        response_code=429, custom_response_body_key=TOO_MANY_BODY
+                    )
+                )
+            ),
+            statement=wafv2.CfnWebACL.StatementProperty(
+                rate_based_statement=wafv2.CfnWebACL.RateBasedStatementProperty(
+                    limit=limit,
+                    aggregate_key_type="IP",
+                    evaluation_window_sec=300,
+                    scope_down_statement=scope_down,
+                )
+            ),
+            visibility_config=_visibility(LOGIN_RULE),
+        )
