@@ -39,9 +39,11 @@ def base_environment(config: EnvironmentConfig) -> dict[str, str]:
 
 def verify_environment(config: EnvironmentConfig, fn: FunctionConfig) -> dict[str, str]:
     """The function's environment as synth-time verification sees it: the deployed variables, with queue
-    URLs (tokens until deploy) replaced by well-formed placeholders."""
+    URLs (tokens until deploy) replaced by well-formed placeholders, and without the secret's ARN: synth never
+    reads secrets or calls AWS, so the handlers are verified as they run with no database configured."""
+    base = {k: v for k, v in base_environment(config).items() if k != "COMBINED_SECRET_ARN"}
     return {
-        **base_environment(config),
+        **base,
         **dict(fn.environment),
         **{var: VERIFY_QUEUE_URL.format(name=target.lower()) for var, target in fn.queue_urls},
         **wrapper_environment(fn),

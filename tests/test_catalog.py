@@ -135,6 +135,11 @@ def test_bundle_spec_and_checks_follow_the_catalog(tmp_path: Path) -> None:
     # A queue URL is a token until deploy: verification gets a well-formed placeholder.
     kick_env = verify_environment(prod, prod.function_named("Kick"))
     assert kick_env["JOBS_URL"].startswith("https://sqs.") and "jobs" in kick_env["JOBS_URL"]
+    # Synth never reads secrets: verification runs without the secret's ARN, as with no database configured.
+    envs = environments()
+    envs["prod"]["secret_arn"] = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:credmate/prod-AbCdEf"
+    with_secret = parse_environments(envs, text)["prod"]
+    assert "COMBINED_SECRET_ARN" not in verify_environment(with_secret, with_secret.function_named("Auth"))
 
 
 API = {"handler": "handler.main", "trigger": {"type": "api"}}

@@ -142,6 +142,8 @@ def verify_bundle(
         "PATH": os.environ.get("PATH", ""),
         "AWS_REGION": "us-east-1",
         "AWS_DEFAULT_REGION": "us-east-1",
+        # No AWS at synth: without this, a credential lookup would try the instance metadata endpoint.
+        "AWS_EC2_METADATA_DISABLED": "true",
         "PYTHONDONTWRITEBYTECODE": "1",
         "PYTHONHASHSEED": "0",
         **(environment or {}),
