@@ -30,7 +30,7 @@ from stacks.constructs.guarded_function import LIVE_ALIAS, NetworkPlacement
 from stacks.constructs.guardrails import CodeDriftCheck, DirectMutationDenyPolicy, OutOfBandChangeAlert
 from stacks.constructs.lambda_bundle import verified_bundle
 from stacks.constructs.migrations import MigrationStep
-from stacks.constructs.oncall import OnCallConfig, OnCallTopic
+from stacks.constructs.oncall import OnCallTopic
 from stacks.constructs.rest_api import API_STAGE, access_log_group, rest_api
 from stacks.function_unit import DeploySettings, FunctionUnit, SharedSettings, function_queues
 
@@ -62,16 +62,7 @@ class BackendStack(Stack):
             **kwargs,
         )
         self.config = config
-        self.oncall = OnCallTopic(
-            self,
-            "OnCall",
-            config=OnCallConfig(
-                emails=config.alarms.emails,
-                slack_workspace_id=config.alarms.slack_workspace_id,
-                slack_channel_id=config.alarms.slack_channel_id,
-                paging_url=config.alarms.paging_url,
-            ),
-        )
+        self.oncall = OnCallTopic(self, "OnCall", config=config.alarms)
         self.topic = self.oncall.topic
 
         # One bundle, verified, shared by every function of the catalog.

@@ -133,8 +133,12 @@ class AlarmSettings:
     slack_workspace_id: str | None = None
     slack_channel_id: str | None = None
     paging_url: str | None = None
-    # Overrides of stacks.constructs.alarms.AlarmThresholds fields; validated against that dataclass.
+    # Overrides of AlarmThresholds fields by name; validated by the parser.
     thresholds: tuple[tuple[str, float], ...] = ()
+
+    @property
+    def has_slack(self) -> bool:
+        return self.slack_workspace_id is not None and self.slack_channel_id is not None
 
 
 @dataclass(frozen=True)

@@ -9,9 +9,6 @@ sees it at once. Both topics share one customer-managed key (rotation on): one k
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
-
 from aws_cdk import Annotations, Aws, Names, Stack
 from aws_cdk import aws_chatbot as chatbot
 from aws_cdk import aws_iam as iam
@@ -20,6 +17,8 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subs
 from constructs import Construct
 
+from stacks.config import AlarmSettings
+
 # Services that publish to the topics: CloudWatch (alarm actions), CodeDeploy (deployment triggers) and
 # EventBridge (out-of-band change rules). SNS encrypts with the caller's rights, so each needs the key.
 PUBLISHING_SERVICES = ("cloudwatch.amazonaws.com", "codedeploy.amazonaws.com", "events.amazonaws.com")
@@ -27,43 +26,12 @@ PUBLISHING_SERVICES = ("cloudwatch.amazonaws.com", "codedeploy.amazonaws.com", "
 SNS_CONTEXT_KEY = "kms:EncryptionContext:aws:sns:topicArn"
 # Read-only ceiling for anything typed in the Slack channel: the channel only receives notifications.
 SLACK_GUARDRAIL_POLICY = "CloudWatchReadOnlyAccess"
-_EMAIL_RE = re.compile(r"[^@\s]+@[^@\s]+\.[A-Za-z]{2,}")
-_SLACK_TEAM_RE = re.compile(r"T[A-Z0-9]{6,}")
-_SLACK_CHANNEL_RE = re.compile(r"[CG][A-Z0-9]{6,}")
-
-
-@dataclass(frozen=True)
-class OnCallConfig:
-    emails: tuple[str, ...]
-    slack_workspace_id: str | None
-    slack_channel_id: str | None
-    paging_url: str | None
-
-    def __post_init__(self) -> None:
-        where = "OnCallConfig (cdk.json context environments.<env>.alarms)"
-        for email in self.emails:
-            if not _EMAIL_RE.fullmatch(email):
-                raise ValueError(f"{where}.emails: {email!r} is not an email address")
-        if (self.slack_workspace_id is None) != (self.slack_channel_id is None):
-            raise ValueError(f"{where}: set slack_workspace_id and slack_channel_id together, or neither")
-        if self.slack_workspace_id is not None and not _SLACK_TEAM_RE.fullmatch(self.slack_workspace_id):
-            raise ValueError(
-                f"{where}.slack_workspace_id: {self.slack_workspace_id!r} is not a Slack team ID"
-            )
-        if self.slack_channel_id is not None and not _SLACK_CHANNEL_RE.fullmatch(self.slack_channel_id):
-            raise ValueError(f"{where}.slack_channel_id: {self.slack_channel_id!r} is not a Slack channel ID")
-        if self.paging_url is not None and not self.paging_url.startswith("https://"):
-            raise ValueError(f"{where}.paging_url: {self.paging_url!r} must be an https:// URL")
-
-    @property
-    def has_slack(self) -> bool:
-        return self.slack_workspace_id is not None and self.slack_channel_id is not None
 
 
 class OnCallTopic(Construct):
     """`.topic` notifies (every alarm, ALARM and OK); `.paging_topic` pages (the composite alarm only)."""
 
-    def __init__(self, scope: Construct, construct_id: str, *, config: OnCallConfig) -> None:
+    def __init__(self, scope: Construct, construct_id: str, *, config: AlarmSettings) -> None:
         super().__init__(scope, construct_id)
         self.config = config
         self.key = kms.Key(
