@@ -44,7 +44,8 @@ def parse_env(pairs: list[str]) -> dict[str, str]:
 
 def read_event(args: argparse.Namespace) -> Any:
     if args.probe:
-        return {"credmate_probe": {"imports": args.probe_import}}
+        # The probe imports what build_info.json records for the function, never what the event names.
+        return {"credmate_probe": {}}
     if args.event is None:
         raise SystemExit("give --event FILE (or -) or --probe")
     try:
@@ -62,9 +63,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--function", required=True, choices=sorted(FUNCTION_HANDLERS))
     parser.add_argument("--event", help="JSON event file, or - for stdin")
     parser.add_argument("--probe", action="store_true", help="send the deploy-time probe event instead")
-    parser.add_argument(
-        "--probe-import", action="append", default=[], help="extra module for the probe sweep"
-    )
     parser.add_argument(
         "--bundle", type=Path, help="an unzipped bundle folder (default: build apps/backend-api)"
     )
