@@ -498,15 +498,17 @@ def _reach(
     return init, lazy
 
 
-def _requirement_names(requirements: Path | None) -> set[str]:
+def listed_in_requirements(requirements: Path | None, top: str) -> bool:
+    """Whether a requirements file names a distribution called like import name `top` (normalised)."""
     if requirements is None or not requirements.is_file():
-        return set()
-    names = set()
+        return False
+    wanted = re.sub(r"[-_.]+", "_", top).lower()
     for line in requirements.read_text().splitlines():
         match = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)", line)
-        if match and not line.lstrip().startswith(("#", "-")):
-            names.add(re.sub(r"[-_.]+", "_", match.group(1)).lower())
-    return names
+        comment = line.lstrip().startswith(("#", "-"))
+        if match and not comment and re.sub(r"[-_.]+", "_", match.group(1)).lower() == wanted:
+            return True
+    return False
 
 
 def _check(
@@ -522,7 +524,7 @@ def _check(
     if kind == "missing":
         top = site.module.split(".")[0]
         where = requirements if requirements is not None else "requirements.txt"
-        if re.sub(r"[-_.]+", "_", top).lower() in _requirement_names(requirements):
+        if listed_in_requirements(requirements, top):
             return (
                 f"No module named '{site.module}'",
                 f"{top} is listed in {where} but installs no module '{top}' for the target runtime",

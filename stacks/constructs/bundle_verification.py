@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from stacks.bundling.import_closure import listed_in_requirements
 from stacks.constructs.bundling import BundleResult, BundleSpec, BundlingError, HandlerCheck
 
 HEALTHY = ("healthy", "ok", "pass", "up")  # as verify_in_bundle.HEALTHY_STATUSES (that file runs standalone)
@@ -49,15 +50,6 @@ def target_interpreter(spec: BundleSpec) -> str:
     return found
 
 
-def _requirement_names(requirements: Path) -> set[str]:
-    names = set()
-    for line in requirements.read_text().splitlines():
-        match = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)", line)
-        if match and not line.lstrip().startswith(("#", "-")):
-            names.add(re.sub(r"[-_.]+", "_", match.group(1)).lower())
-    return names
-
-
 def hint_for(result: Mapping[str, object], spec: BundleSpec) -> str:
     kind, message = str(result.get("type")), str(result.get("message"))
     name = result.get("name")
@@ -66,7 +58,7 @@ def hint_for(result: Mapping[str, object], spec: BundleSpec) -> str:
         top = name.split(".")[0]
         if (spec.source_dir / top).exists() or (spec.source_dir / f"{top}.py").exists():
             return f"'{name}' is missing inside {spec.source_dir / top}: check the package's files"
-        if re.sub(r"[-_.]+", "_", top).lower() in _requirement_names(spec.requirements):
+        if listed_in_requirements(spec.requirements, top):
             return (
                 f"{top} is listed in {spec.requirements} but no module '{top}' was installed "
                 f"for {spec.runtime}"
