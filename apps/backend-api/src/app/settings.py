@@ -59,7 +59,7 @@ def combined_secret() -> dict[str, Any] | None:
 
 def _fetch_secret(arn: str) -> dict[str, Any]:
     # boto3 is imported here, not at module top: only functions configured with a secret pay its import
-    # time, and the bundle's import closure (checked at synth, swept by the probe) still proves it is in the bundle.
+    # time, and the bundle's import closure (checked at synth, swept by the probe) still proves it loads.
     import boto3
     from botocore.config import Config
 
