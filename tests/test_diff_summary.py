@@ -321,6 +321,47 @@ def test_new_function_and_alias_without_codedeploy(base):
     assert worker.reasons == ("config: Timeout 60 → 90",)
 
 
+def test_library_verdicts_where_the_old_replacement_table_was_wrong(policy):
+    # GIVEN a database whose StorageType changes (CloudFormation replaces an RDS instance for some storage
+    # changes only) and an API method whose HttpMethod changes. A hand-written table of "replacement"
+    # properties had neither (both listed as in-place updates); the resource specification has both.
+    old, new = load("library_verdicts.old"), load("library_verdicts")
+    guarded = copy.deepcopy(policy)
+    guarded["Statement"][1]["Resource"].append("LogicalResourceId/DatabaseInstance2A4C6E8F")
+    diff = ds.diff_templates(old, new, policy=guarded, stack=STACK)
+    by_id = {c.logical_id: c for c in diff.changes}
+    database, method = by_id["DatabaseInstance2A4C6E8F"], by_id["ApiproxyANY4946669B"]
+    # THEN the library's answers are what the summary shows
+    assert (database.kind, database.impact) == ("may be replaced", "MAY_REPLACE")
+    assert database.reasons == ("StorageType changed (CloudFormation replaces the resource for some new values)",)
+    assert database.blocked_by == "Update:Replace"
+    assert (method.kind, method.impact, method.reasons) == ("replaced", "WILL_REPLACE", ("HttpMethod changed",))
+    assert method.blocked_by is None and len(diff.changes) == 2
+    md = ds.render_markdown(diff)
+    assert "**1** may be replaced · **1** replaced" in md
+    assert "> [!WARNING]" in md and "[!CAUTION]" not in md  # conditional, not certain, refusal
+    assert f"**1 change(s) {ds.MAY_BE_BLOCKED}**" in md
+    assert "#### May be replaced" in md and "#### Replaced" in md
+    assert "#### Modified (in place)" not in md  # what the old table would have said
+
+
+def test_cfn_diff_script_reports_impacts_and_attributes_iam_changes():
+    out = ds.run_cfn_diff(FIXTURES / "base.template.json", FIXTURES / "iam_broadening.template.json")
+    assert out["library"].startswith("2.")
+    policy = out["resources"]["WorkerFunctionServiceRoleDefaultPolicy07D8276A"]
+    assert policy["impact"] == "WILL_UPDATE" and policy["properties"]["PolicyDocument"]["impact"] == "WILL_UPDATE"
+    wildcard = next(s for s in out["iam"]["statementAdditions"] if s["actions"]["values"] == ["s3:*"])
+    assert wildcard["sources"] == ["WorkerFunctionServiceRoleDefaultPolicy07D8276A"]
+    assert out["iam"]["broadened"] is True
+
+
+def test_cfn_diff_script_errors_name_the_file(tmp_path):
+    bad = tmp_path / "bad.template.json"
+    bad.write_text("{nope")
+    with pytest.raises(ds.CfnDiffError, match=r"exit 2.*\n.*old template .*bad\.template\.json: not valid JSON"):
+        ds.run_cfn_diff(bad, FIXTURES / "base.template.json")
+
+
 def test_no_change(base, policy):
     diff = ds.diff_templates(base, copy.deepcopy(base), policy=policy, stack=STACK)
     assert not diff.has_changes and not diff.versions and not diff.iam and not diff.alarms
