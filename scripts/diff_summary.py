@@ -325,19 +325,19 @@ def _changed_keys(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
 
 def _reasons(entry: Mapping[str, Any], impact: str) -> list[str]:
     """Why the library replaces a resource: the properties that carry the replacement impact."""
-    if entry.get("oldType") != entry.get("newType"):
+    if entry["oldType"] != entry["newType"]:
         return ["resource type changed"]
-    reasons = []
-    for name, prop in sorted((entry.get("properties") or {}).items()):
-        if prop.get("impact") != impact:
-            continue
-        if refs := prop.get("replacedReferences"):
-            reasons.append(f"{name} refers to replaced {', '.join(refs)}")
-        elif impact == "MAY_REPLACE":
-            reasons.append(f"{name} changed (CloudFormation replaces the resource for some new values)")
-        else:
-            reasons.append(f"{name} changed")
-    return reasons
+    maybe = " (CloudFormation replaces the resource for some new values)" if impact == "MAY_REPLACE" else ""
+    return [
+        f"{name} refers to replaced {', '.join(prop['replacedReferences'])}"
+        if prop["replacedReferences"]
+        else f"{name} changed{maybe}"
+        for name, prop in sorted(entry["properties"].items())
+        if prop["impact"] == impact
+    ]
+
+
+REPLACING: dict[str, ChangeKind] = {"WILL_REPLACE": "replaced", "MAY_REPLACE": "may be replaced"}
 
 
 def resource_changes(
@@ -346,41 +346,34 @@ def resource_changes(
     """Each resource's change, as the library classifies it, checked against the stack policy."""
     entries: Mapping[str, Any] = (library or library_diff(old, new))["resources"]
     old_r, new_r = _resources(old), _resources(new)
-    removed = sorted(lid for lid, e in entries.items() if e.get("newType") is None)
-    added = sorted(lid for lid, e in entries.items() if e.get("oldType") is None)
+    removed = sorted(lid for lid, e in entries.items() if e["newType"] is None)
+    added = sorted(lid for lid, e in entries.items() if e["oldType"] is None)
     twins = _rename_pairs(old_r, new_r, removed, added)
     out: list[ResourceChange] = []
     for lid, entry in sorted(entries.items()):
-        impact = str(entry.get("impact"))
-        if lid in added:
-            res = new_r[lid]
-            out.append(
-                ResourceChange(
-                    lid, res["Type"], "added", _path(res), impact=impact, looks_like=twins.get(lid)
-                )
-            )
-            continue
-        rtype = old_r[lid]["Type"]
-        if lid in removed:
-            kind: ChangeKind = "removed"
-            action, changed, path = "Update:Delete", (), _path(old_r[lid])
-            reasons = ["retained: DeletionPolicy keeps it in the account"] if impact == "WILL_ORPHAN" else []
+        impact, reasons, changed = str(entry["impact"]), [], ()
+        if lid in added or lid in removed:
+            kind: ChangeKind = "added" if lid in added else "removed"
+            if impact == "WILL_ORPHAN":
+                reasons = ["retained: its DeletionPolicy keeps it in the account"]
         else:
-            changed = tuple(entry.get("properties") or ()) + tuple(
-                a for a in entry.get("other") or () if a not in INERT_ATTRIBUTES
-            )
-            if not changed and entry.get("oldType") == entry.get("newType"):
+            other = tuple(a for a in entry["other"] if a not in INERT_ATTRIBUTES)
+            changed = (*sorted(entry["properties"]), *other)
+            if not changed and entry["oldType"] == entry["newType"]:
                 continue  # only Metadata or DependsOn changed
-            kind = {"WILL_REPLACE": "replaced", "MAY_REPLACE": "may be replaced"}.get(impact, "modified")  # type: ignore[assignment]
-            action = "Update:Modify" if kind == "modified" else "Update:Replace"
-            reasons, path = _reasons(entry, impact) if kind != "modified" else [], _path(new_r[lid])
-        denied = policy_denies(policy, action, lid, rtype)
+            kind = REPLACING.get(impact, "modified")
+            reasons = _reasons(entry, impact) if kind != "modified" else []
+        action = {"added": None, "removed": "Update:Delete", "modified": "Update:Modify"}.get(
+            kind, "Update:Replace"
+        )
+        res = new_r.get(lid) or old_r[lid]
+        denied = action is not None and policy_denies(policy, action, lid, old_r[lid]["Type"])
         out.append(
             ResourceChange(
                 lid,
-                str(entry.get("newType") or rtype),
+                res["Type"],
                 kind,
-                path,
+                _path(res),
                 changed=changed,
                 reasons=tuple(reasons),
                 impact=impact,
@@ -552,8 +545,11 @@ def _atoms(statement: Mapping[str, Any]) -> set[tuple[str, ...]]:
     """A statement as (effect, condition, negations, action, resource, principal) atoms, to see through CDK
     merging or splitting statements (minimizePolicies): a re-arranged grant is not a new one."""
     kinds = ("actions", "resources", "principals")
-    head = (statement["effect"], json.dumps(statement.get("condition"), sort_keys=True))
-    head += tuple("NOT" if statement[k]["not"] else "" for k in kinds)
+    head = (
+        statement["effect"],
+        json.dumps(statement.get("condition"), sort_keys=True),
+        *("NOT" if statement[k]["not"] else "" for k in kinds),
+    )
     values = [statement[k]["values"] or [""] for k in kinds]
     return {(*head, a, r, p) for a in values[0] for r in values[1] for p in values[2]}
 
@@ -789,14 +785,9 @@ def render_markdown(diff: StackDiff, extra_sections: Sequence[str] = ()) -> str:
     if not diff.has_changes:
         lines += ["No changes.", ""]
         return "\n".join(lines)
-    counts = {kind: len(diff.of_kind(kind)) for kind in KINDS if kind != "may be replaced"}
-    if may_replace := len(diff.of_kind("may be replaced")):
-        counts = {
-            "added": counts.pop("added"),
-            "modified": counts.pop("modified"),
-            "may be replaced": may_replace,
-        }
-        counts.update({"replaced": len(diff.of_kind("replaced")), "removed": len(diff.of_kind("removed"))})
+    counts = {kind: len(diff.of_kind(kind)) for kind in KINDS}
+    if not counts["may be replaced"]:
+        del counts["may be replaced"]  # the usual case: keep the summary line short
     lines += [" · ".join(f"**{n}** {kind}" for kind, n in counts.items()), ""]
 
     certain = [c for c in diff.blocked if c.kind != "may be replaced"]
@@ -835,17 +826,12 @@ def render_markdown(diff: StackDiff, extra_sections: Sequence[str] = ()) -> str:
             )
         lines.append("")
 
-    for kind, title in (
-        ("replaced", "Replaced"),
-        ("may be replaced", "May be replaced"),
-        ("removed", "Removed"),
-    ):
-        items = diff.of_kind(kind)  # type: ignore[arg-type]
-        listed = [c for c in items if c.type not in CONTENT_HASHED_TYPES or c.blocked_by]
-        if not listed:
+    for kind in ("replaced", "may be replaced", "removed"):
+        items = [c for c in diff.of_kind(kind) if c.type not in CONTENT_HASHED_TYPES or c.blocked_by]
+        if not items:
             continue
-        lines += [f"#### {title}", ""]
-        for c in listed:
+        lines += [f"#### {kind.capitalize()}", ""]
+        for c in items:
             text = f"- {_label(c)}"
             if c.reasons:
                 text += f": {'; '.join(c.reasons)}"

@@ -333,9 +333,12 @@ def test_library_verdicts_where_the_old_replacement_table_was_wrong(policy):
     database, method = by_id["DatabaseInstance2A4C6E8F"], by_id["ApiproxyANY4946669B"]
     # THEN the library's answers are what the summary shows
     assert (database.kind, database.impact) == ("may be replaced", "MAY_REPLACE")
-    assert database.reasons == ("StorageType changed (CloudFormation replaces the resource for some new values)",)
+    assert database.reasons == (
+        "StorageType changed (CloudFormation replaces the resource for some new values)",
+    )
     assert database.blocked_by == "Update:Replace"
-    assert (method.kind, method.impact, method.reasons) == ("replaced", "WILL_REPLACE", ("HttpMethod changed",))
+    assert (method.kind, method.impact) == ("replaced", "WILL_REPLACE")
+    assert method.reasons == ("HttpMethod changed",)
     assert method.blocked_by is None and len(diff.changes) == 2
     md = ds.render_markdown(diff)
     assert "**1** may be replaced · **1** replaced" in md
@@ -349,7 +352,7 @@ def test_cfn_diff_script_reports_impacts_and_attributes_iam_changes():
     out = ds.run_cfn_diff(FIXTURES / "base.template.json", FIXTURES / "iam_broadening.template.json")
     assert out["library"].startswith("2.")
     policy = out["resources"]["WorkerFunctionServiceRoleDefaultPolicy07D8276A"]
-    assert policy["impact"] == "WILL_UPDATE" and policy["properties"]["PolicyDocument"]["impact"] == "WILL_UPDATE"
+    assert policy["impact"] == policy["properties"]["PolicyDocument"]["impact"] == "WILL_UPDATE"
     wildcard = next(s for s in out["iam"]["statementAdditions"] if s["actions"]["values"] == ["s3:*"])
     assert wildcard["sources"] == ["WorkerFunctionServiceRoleDefaultPolicy07D8276A"]
     assert out["iam"]["broadened"] is True
@@ -358,7 +361,8 @@ def test_cfn_diff_script_reports_impacts_and_attributes_iam_changes():
 def test_cfn_diff_script_errors_name_the_file(tmp_path):
     bad = tmp_path / "bad.template.json"
     bad.write_text("{nope")
-    with pytest.raises(ds.CfnDiffError, match=r"exit 2.*\n.*old template .*bad\.template\.json: not valid JSON"):
+    expected = r"exit 2.*\n.*old template .*bad\.template\.json: not valid JSON"
+    with pytest.raises(ds.CfnDiffError, match=expected):
         ds.run_cfn_diff(bad, FIXTURES / "base.template.json")
 
 
