@@ -650,7 +650,7 @@ def security_group_findings(
         if (low, high) == (0, 65535):
             notes.append("all ports")
         for before in groups["ingressRulesBefore"]:
-            if before["groupId"] != rule["groupId"] or before["ipProtocol"] not in (rule["ipProtocol"], "-1"):
+            if before["groupId"] != rule["groupId"] or rule["ipProtocol"] not in (before["ipProtocol"], "-1"):
                 continue
             (b_low, b_high), b_net = _ports(before), _network(before)
             covers = low <= b_low and b_high <= high
