@@ -241,7 +241,17 @@ def lint_workflows(*files: Path) -> subprocess.CompletedProcess[str]:
     """The Makefile's own lint-workflows target, on the given files."""
     names = " ".join(str(f) for f in files)
     return subprocess.run(
-        ["make", "-s", "-C", str(REPO_ROOT), "lint-workflows", f"WORKFLOWS={names}"],
+        # -o: never run `npm ci` from a test (setup is make's job, before pytest)
+        [
+            "make",
+            "-s",
+            "-C",
+            str(REPO_ROOT),
+            "-o",
+            "node_modules/.installed",
+            "lint-workflows",
+            f"WORKFLOWS={names}",
+        ],
         capture_output=True,
         text=True,
         check=False,
