@@ -733,7 +733,8 @@ def alarm_changes(old: Template, new: Template) -> list[AlarmChange]:
                     details.append(f"{key} changed")
                 else:
                     details.append(f"{key}: {render(op.get(key))} → {render(np_.get(key))}")
-            if details:
+            if details:  # values first, then what only "changed"
+                details.sort(key=lambda d: d.endswith(" changed"))
                 out.append(AlarmChange(lid, alarm_name(lid, n), "modified", tuple(details)))
     return out
 
