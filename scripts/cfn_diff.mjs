@@ -8,15 +8,13 @@
 //     node scripts/cfn_diff.mjs OLD.template.json NEW.template.json
 //
 // Output: {"library": version, "resources": {logicalId: {...}}, "iam": {...}, "securityGroups": {...}}.
-// Exit status 2 names the file that cannot be read.
+// Exit status 2: a file that cannot be read, or the library missing (the message says which).
 
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 
 const require = createRequire(import.meta.url);
-const cfnDiff = require('@aws-cdk/cloudformation-diff');
-const { version } = require('@aws-cdk/cloudformation-diff/package.json');
-const { DifferenceCollection, TemplateDiff, fullDiff } = cfnDiff;
+const { DifferenceCollection, TemplateDiff, fullDiff, version } = loadLibrary();
 
 // A reference to a replaced resource is rewritten by the library as "<id> (replaced)" / "<id>(replaced)".
 const REPLACED = /^(.+?) ?\(replaced\)$/;
@@ -36,6 +34,16 @@ function readTemplate(path, what) {
     return data;
   } catch (err) {
     fail(`${what} ${path}: not valid JSON (${err.message})`);
+  }
+}
+
+function loadLibrary() {
+  try {
+    const library = require('@aws-cdk/cloudformation-diff');
+    return { ...library, version: require('@aws-cdk/cloudformation-diff/package.json').version };
+  } catch (err) {
+    if (err.code !== 'MODULE_NOT_FOUND') throw err;
+    fail('@aws-cdk/cloudformation-diff is not installed next to this script: run `make setup` (npm ci)');
   }
 }
 

@@ -84,13 +84,8 @@ def run_cfn_diff(old_path: Path, new_path: Path) -> dict[str, Any]:
     command = [node_binary(), str(CFN_DIFF), str(old_path), str(new_path)]
     proc = subprocess.run(command, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
-        hint = (
-            "; run `make setup` (npm ci installs @aws-cdk/cloudformation-diff)"
-            if "Cannot find module" in proc.stderr or "ERR_MODULE_NOT_FOUND" in proc.stderr
-            else ""
-        )
         tail = "\n".join(proc.stderr.strip().splitlines()[-5:])
-        raise CfnDiffError(f"{CFN_DIFF.name} failed (exit {proc.returncode}){hint}:\n{tail}")
+        raise CfnDiffError(f"{CFN_DIFF.name} failed (exit {proc.returncode}):\n{tail}")
     data = json.loads(proc.stdout)
     return dict(data)
 

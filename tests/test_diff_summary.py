@@ -366,6 +366,17 @@ def test_cfn_diff_script_errors_name_the_file(tmp_path):
         ds.run_cfn_diff(bad, FIXTURES / "base.template.json")
 
 
+def test_cfn_diff_without_node_modules_says_run_make_setup(tmp_path, monkeypatch):
+    # a copy of the script outside the repository cannot resolve the library, as before `npm ci`
+    script = tmp_path / "cfn_diff.mjs"
+    script.write_text(ds.CFN_DIFF.read_text())
+    monkeypatch.setattr(ds, "CFN_DIFF", script)
+    base_file = FIXTURES / "base.template.json"
+    expected = r"exit 2\):\n.*@aws-cdk/cloudformation-diff is not installed .*: run `make setup`"
+    with pytest.raises(ds.CfnDiffError, match=expected):
+        ds.run_cfn_diff(base_file, base_file)
+
+
 def test_no_change(base, policy):
     diff = ds.diff_templates(base, copy.deepcopy(base), policy=policy, stack=STACK)
     assert not diff.has_changes and not diff.versions and not diff.iam and not diff.alarms
