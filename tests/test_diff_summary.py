@@ -377,6 +377,13 @@ def test_cfn_diff_without_node_modules_says_run_make_setup(tmp_path, monkeypatch
         ds.run_cfn_diff(base_file, base_file)
 
 
+def test_extra_sections_come_after_alarms_and_before_the_resource_lists(policy):
+    section = "#### Source impact\n\n- `handler.py`: BackendApi\n"
+    md = ds.summarize(load("base"), load("alarm_threshold"), policy=policy, extra_sections=[section])
+    assert md.index("#### Alarms") < md.index("#### Source impact") < md.index("#### Modified (in place)")
+    assert "- `handler.py`: BackendApi\n\n#### Modified" in md
+
+
 def test_no_change(base, policy):
     diff = ds.diff_templates(base, copy.deepcopy(base), policy=policy, stack=STACK)
     assert not diff.has_changes and not diff.versions and not diff.iam and not diff.alarms
@@ -738,6 +745,21 @@ def test_offline_run_writes_one_report_per_stack_and_removes_the_worktree(repo, 
     assert [verb for verb, _ in fake.calls] == ["synth", "synth", "diff"]
     assert fake.calls[0][1] == repo and fake.calls[1][1] != repo
     assert not fake.calls[1][1].exists() and len(_worktrees(repo)) == 1
+
+
+def test_offline_report_carries_the_extra_sections(repo, tmp_path, monkeypatch):
+    seen = []
+
+    def sections(options, head, comparison):
+        seen.append(comparison.stack)
+        return [f"#### Migrations this deploy applies\n\n- none for {comparison.stack}"]
+
+    monkeypatch.setattr(pr_diff, "extra_sections", sections)
+    fake = FakeCdk(repo, head=load("backend_source"), base=load("base"))
+    options = pr_diff.Options(base="main", out_dir=tmp_path / "diff", repo=repo)
+    (report,) = pr_diff.run_offline(options, fake)
+    assert seen == [STACK]
+    assert f"#### Migrations this deploy applies\n\n- none for {STACK}" in report.read_text()
 
 
 def test_offline_stack_missing_at_base_is_all_new(repo, tmp_path):
