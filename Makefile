@@ -4,14 +4,18 @@ SHELL := /bin/bash
 PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
+# node_modules/.bin first: the Node pinned in package.json (npm package `node`) runs cdk, jsii and the
+# scripts, whatever Node bootstrapped `npm ci`.
 export PATH := $(CURDIR)/$(VENV)/bin:$(CURDIR)/node_modules/.bin:$(PATH)
-export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 export PYTHONDONTWRITEBYTECODE := 1
 CDK := npx --no-install cdk
 ENV ?= staging
 STACK = credmate-backend-$(ENV)
 
-.PHONY: setup synth test lint typecheck unit diff deploy bench local-invoke local-api local-event diagram smoke wait-deployments clean
+NODE_MAJOR_MIN := 22
+WORKFLOWS ?= $(wildcard .github/workflows/*.yml)
+
+.PHONY: setup synth test lint lint-workflows typecheck unit diff deploy bench local-invoke local-api local-event diagram smoke wait-deployments clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt apps/backend-api/requirements.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -20,6 +24,8 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt apps/backend-api/requi
 
 node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
+	@node -e 'if (+process.versions.node.split(".")[0] < $(NODE_MAJOR_MIN)) { console.error(`node $${process.version} \
+	  on PATH: $(NODE_MAJOR_MIN)+ expected from node_modules/.bin (package.json)`); process.exit(1) }'
 	@touch $@
 
 setup: $(VENV)/.installed node_modules/.installed
@@ -35,6 +41,11 @@ lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(PY) scripts/alarm_table.py --check README.md
+	@$(MAKE) --no-print-directory lint-workflows
+
+# GitHub's workflow schema, offline; the validator takes one file per call.
+lint-workflows: node_modules/.installed
+	@for f in $(WORKFLOWS); do action-validator "$$f" || { echo "$$f: not a valid workflow"; exit 1; }; done
 
 typecheck: setup
 	$(VENV)/bin/mypy .

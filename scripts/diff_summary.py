@@ -7,113 +7,48 @@
 `cdk diff` lists every property change; a reviewer needs the few that matter: what is replaced or removed
 (and whether the stack policy will refuse it, failing the deploy), which functions get a new version and so a
 CodeDeploy canary (and why: source, requirements or configuration), IAM and security-group broadening, and
-alarm changes. Everything here is a pure function of the two templates, the stack policy in force and the
-bundle metadata (build_info.json of each asset), so it is tested on fixture template pairs without AWS.
+alarm changes.
 
-Replacement is decided from a table of the properties whose update CloudFormation documents as "Replacement"
-for the resource types this app uses (REPLACEMENT_PROPERTIES), plus a cascade: a property of that kind which
-refers (Ref/GetAtt/Sub) to a replaced resource is replaced too, because its value changes. A logical ID that
-disappears is a removal, a new one an addition, even when it looks like a rename: CloudFormation creates the
-new resource and deletes the old one.
+How CloudFormation applies each change (update in place, may replace, will replace, destroy; the IAM
+statements and security-group rules added or removed) comes from `@aws-cdk/cloudformation-diff`, the library
+behind `cdk diff`, through scripts/cfn_diff.mjs: its rules come from the CloudFormation resource
+specification and follow references to replaced resources. This module adds what is this project's own: the
+stack policy's verdict, canaries, alarms, rename hints, and the markdown. Everything is a function of the two
+templates, the stack policy in force and the bundle metadata (build_info.json of each asset), so it is tested
+on fixture template pairs without AWS.
 """
 
 from __future__ import annotations
 
 import argparse
 import fnmatch
+import functools
 import ipaddress
 import json
 import re
+import shutil
+import subprocess
 import sys
+import tempfile
 import zipfile
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 Template = Mapping[str, Any]
-ChangeKind = Literal["added", "modified", "replaced", "removed"]
+ChangeKind = Literal["added", "modified", "may be replaced", "replaced", "removed"]
+KINDS: tuple[ChangeKind, ...] = ("added", "modified", "may be replaced", "replaced", "removed")
 BLOCKED = "WILL BE BLOCKED by the stack policy"
+MAY_BE_BLOCKED = "WILL BE BLOCKED by the stack policy if CloudFormation replaces it"
 
-# Properties whose change CloudFormation documents as "Update requires: Replacement", for the types of this
-# app. "*" means every property (the resource is immutable). Types not listed are treated as updatable in
-# place, which is what `cdk diff` also assumes without a change set.
-REPLACEMENT_PROPERTIES: dict[str, frozenset[str]] = {
-    "AWS::Lambda::Function": frozenset({"FunctionName", "PackageType"}),
-    "AWS::Lambda::Alias": frozenset({"FunctionName", "Name"}),
-    "AWS::Lambda::Version": frozenset({"*"}),
-    "AWS::Lambda::Permission": frozenset({"*"}),
-    "AWS::Lambda::EventSourceMapping": frozenset(
-        {
-            "EventSourceArn",
-            "StartingPosition",
-            "StartingPositionTimestamp",
-            "SelfManagedEventSource",
-            "Topics",
-            "Queues",
-        }
-    ),
-    "AWS::Lambda::EventInvokeConfig": frozenset({"FunctionName", "Qualifier"}),
-    "AWS::SQS::Queue": frozenset({"QueueName", "FifoQueue"}),
-    "AWS::SNS::Topic": frozenset({"TopicName", "FifoTopic"}),
-    "AWS::SNS::Subscription": frozenset({"Endpoint", "Protocol", "TopicArn"}),
-    "AWS::KMS::Key": frozenset({"KeySpec", "KeyUsage", "MultiRegion"}),
-    "AWS::KMS::Alias": frozenset({"AliasName"}),
-    "AWS::Logs::LogGroup": frozenset({"LogGroupName"}),
-    "AWS::Logs::MetricFilter": frozenset({"FilterName", "LogGroupName"}),
-    "AWS::Logs::SubscriptionFilter": frozenset({"FilterName", "LogGroupName"}),
-    "AWS::CodeDeploy::Application": frozenset({"ApplicationName", "ComputePlatform"}),
-    "AWS::CodeDeploy::DeploymentGroup": frozenset({"ApplicationName", "DeploymentGroupName"}),
-    "AWS::CodeDeploy::DeploymentConfig": frozenset({"*"}),
-    # The REST API itself has no replacement property (its Body/Name update in place); its children do.
-    "AWS::ApiGateway::Stage": frozenset({"RestApiId", "StageName"}),
-    "AWS::ApiGateway::Deployment": frozenset({"RestApiId", "DeploymentCanarySettings"}),
-    "AWS::ApiGateway::Resource": frozenset({"ParentId", "PathPart", "RestApiId"}),
-    "AWS::ApiGateway::Method": frozenset({"RestApiId"}),
-    # RestApiId and Stage update in place (UpdateBasePathMapping): the custom-domain switch relies on it.
-    "AWS::ApiGateway::BasePathMapping": frozenset({"DomainName", "BasePath"}),
-    "AWS::Route53::RecordSet": frozenset({"Name", "HostedZoneId", "HostedZoneName"}),
-    "AWS::ApiGateway::DomainName": frozenset({"DomainName"}),
-    "AWS::IAM::Role": frozenset({"RoleName", "Path"}),
-    "AWS::IAM::ManagedPolicy": frozenset({"ManagedPolicyName", "Path", "Description"}),
-    "AWS::Events::Rule": frozenset({"Name", "EventBusName"}),
-    "AWS::CloudWatch::Alarm": frozenset({"AlarmName"}),
-    "AWS::CloudWatch::CompositeAlarm": frozenset({"AlarmName"}),
-    "AWS::CloudWatch::Dashboard": frozenset({"DashboardName"}),
-    "AWS::EC2::SecurityGroup": frozenset({"GroupDescription", "GroupName", "VpcId"}),
-    "AWS::EC2::SecurityGroupIngress": frozenset({"*"}),
-    "AWS::EC2::SecurityGroupEgress": frozenset({"*"}),
-    "AWS::Chatbot::SlackChannelConfiguration": frozenset({"ConfigurationName"}),
-    "AWS::SecretsManager::Secret": frozenset({"Name"}),
-}
-
+REPO_ROOT = Path(__file__).resolve().parents[1]
+CFN_DIFF = Path(__file__).resolve().with_name("cfn_diff.mjs")
 # Resources CDK re-creates under a new logical ID whenever their content changes: churn by design.
 CONTENT_HASHED_TYPES = frozenset({"AWS::Lambda::Version", "AWS::ApiGateway::Deployment"})
-# Resource attributes that change what CloudFormation does (Metadata and DependsOn do not).
-RESOURCE_ATTRIBUTES = ("Properties", "DeletionPolicy", "UpdateReplacePolicy", "UpdatePolicy", "Condition")
+# Resource attributes CloudFormation does not act on: a change to only these is no change.
+INERT_ATTRIBUTES = frozenset({"Metadata", "DependsOn"})
 ALARM_TYPES = frozenset({"AWS::CloudWatch::Alarm", "AWS::CloudWatch::CompositeAlarm"})
-ALARM_FIELDS = (
-    "Threshold",
-    "ComparisonOperator",
-    "EvaluationPeriods",
-    "DatapointsToAlarm",
-    "Period",
-    "Statistic",
-    "ExtendedStatistic",
-    "MetricName",
-    "Namespace",
-    "Dimensions",
-    "Metrics",
-    "ThresholdMetricId",
-    "TreatMissingData",
-    "EvaluateLowSampleCountPercentile",
-    "AlarmRule",
-    "ActionsEnabled",
-    "AlarmActions",
-    "OKActions",
-    "InsufficientDataActions",
-    "AlarmDescription",
-)
 ALARM_ACTION_FIELDS = frozenset({"AlarmActions", "OKActions", "InsufficientDataActions"})
 INTERNET = frozenset({"0.0.0.0/0", "::/0"})
 BROAD_MANAGED_POLICIES = re.compile(r"(AdministratorAccess|PowerUserAccess|IAMFullAccess|FullAccess)$")
@@ -121,6 +56,52 @@ BROAD_MANAGED_POLICIES = re.compile(r"(AdministratorAccess|PowerUserAccess|IAMFu
 
 class DiffInputError(ValueError):
     """An input file that is missing or is not what it should be; the message names the file."""
+
+
+class CfnDiffError(RuntimeError):
+    """scripts/cfn_diff.mjs could not run; the message says what to do."""
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The library: scripts/cfn_diff.mjs on two template files
+
+LibraryDiff = Mapping[str, Any]
+
+
+def node_binary() -> str:
+    """The Node pinned in package.json (node_modules/.bin/node), else the first `node` on PATH."""
+    pinned = REPO_ROOT / "node_modules" / ".bin" / "node"
+    found = str(pinned) if pinned.exists() else shutil.which("node")
+    if found is None:
+        raise CfnDiffError(
+            "node: not found; run `make setup` (it installs the pinned Node into node_modules)"
+        )
+    return found
+
+
+def run_cfn_diff(old_path: Path, new_path: Path) -> dict[str, Any]:
+    """The library's verdict on two template files (see scripts/cfn_diff.mjs for the JSON)."""
+    command = [node_binary(), str(CFN_DIFF), str(old_path), str(new_path)]
+    proc = subprocess.run(command, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        tail = "\n".join(proc.stderr.strip().splitlines()[-5:])
+        raise CfnDiffError(f"{CFN_DIFF.name} failed (exit {proc.returncode}):\n{tail}")
+    data = json.loads(proc.stdout)
+    return dict(data)
+
+
+@functools.lru_cache(maxsize=32)
+def _cfn_diff_text(old_text: str, new_text: str) -> str:
+    with tempfile.TemporaryDirectory(prefix="cfn-diff-") as tmp:
+        old_path, new_path = Path(tmp) / "old.json", Path(tmp) / "new.json"
+        old_path.write_text(old_text)
+        new_path.write_text(new_text)
+        return json.dumps(run_cfn_diff(old_path, new_path))
+
+
+def library_diff(old: Template, new: Template) -> dict[str, Any]:
+    """run_cfn_diff on in-memory templates (cached: the same pair is asked for by several checks)."""
+    return dict(json.loads(_cfn_diff_text(json.dumps(old, sort_keys=True), json.dumps(new, sort_keys=True))))
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -255,6 +236,7 @@ class ResourceChange:
     path: str | None = None
     changed: tuple[str, ...] = ()  # property / attribute names that differ
     reasons: tuple[str, ...] = ()  # why a replacement happens
+    impact: str = ""  # the library's verdict: WILL_UPDATE, MAY_REPLACE, WILL_REPLACE, WILL_DESTROY...
     blocked_by: str | None = None  # the stack-policy action denied, e.g. "Update:Replace"
     looks_like: str | None = None  # the logical ID this one looks renamed from/to
 
@@ -310,7 +292,7 @@ class StackDiff:
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Resource-level diff
+# Resource-level changes
 
 
 def _resources(template: Template) -> dict[str, dict[str, Any]]:
@@ -336,93 +318,62 @@ def _changed_keys(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
     return sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
 
 
-def _replacement_reasons(
-    rtype: str,
-    old_p: Mapping[str, Any],
-    new_p: Mapping[str, Any],
-    changed_props: Sequence[str],
-    replaced: set[str],
-) -> list[str]:
-    table = REPLACEMENT_PROPERTIES.get(rtype, frozenset())
-    every = "*" in table
-    reasons = [f"{p} changed" for p in changed_props if every or p in table]
-    for prop in sorted(set(new_p) if every else table & set(new_p)):
-        hit = sorted(references(new_p.get(prop)) & replaced)
-        if hit and old_p.get(prop) == new_p.get(prop):
-            reasons.append(f"{prop} refers to replaced {', '.join(hit)}")
-    return reasons
+def _reasons(entry: Mapping[str, Any], impact: str) -> list[str]:
+    """Why the library replaces a resource: the properties that carry the replacement impact."""
+    if entry["oldType"] != entry["newType"]:
+        return ["resource type changed"]
+    maybe = " (CloudFormation replaces the resource for some new values)" if impact == "MAY_REPLACE" else ""
+    return [
+        f"{name} refers to replaced {', '.join(prop['replacedReferences'])}"
+        if prop["replacedReferences"]
+        else f"{name} changed{maybe}"
+        for name, prop in sorted(entry["properties"].items())
+        if prop["impact"] == impact
+    ]
 
 
-def resource_changes(old: Template, new: Template, policy: Mapping[str, Any] | None) -> list[ResourceChange]:
+REPLACING: dict[str, ChangeKind] = {"WILL_REPLACE": "replaced", "MAY_REPLACE": "may be replaced"}
+
+
+def resource_changes(
+    old: Template, new: Template, policy: Mapping[str, Any] | None, library: LibraryDiff | None = None
+) -> list[ResourceChange]:
+    """Each resource's change, as the library classifies it, checked against the stack policy."""
+    entries: Mapping[str, Any] = (library or library_diff(old, new))["resources"]
     old_r, new_r = _resources(old), _resources(new)
-    changed_attrs: dict[str, list[str]] = {}
-    for lid in sorted(set(old_r) & set(new_r)):
-        o, n = old_r[lid], new_r[lid]
-        keys = [] if o.get("Type") == n.get("Type") else ["Type"]
-        keys += _changed_keys(_props(o), _props(n))
-        keys += [a for a in RESOURCE_ATTRIBUTES[1:] if o.get(a) != n.get(a)]
-        if keys:
-            changed_attrs[lid] = keys
-
-    # Replacement, to a fixed point: a replaced resource changes the value of every Ref/GetAtt to it.
-    replaced: dict[str, list[str]] = {}
-    while True:
-        grew = False
-        for lid, keys in changed_attrs.items():
-            o, n = old_r[lid], new_r[lid]
-            if "Type" in keys:
-                reasons = ["resource type changed"]
-            else:
-                changed_props = _changed_keys(_props(o), _props(n))
-                reasons = _replacement_reasons(n["Type"], _props(o), _props(n), changed_props, set(replaced))
-            if reasons and replaced.get(lid) != reasons:
-                replaced[lid] = reasons
-                grew = True
-        # A resource whose properties are unchanged can still be replaced through the cascade.
-        for lid in sorted((set(old_r) & set(new_r)) - set(changed_attrs)):
-            n = new_r[lid]
-            reasons = _replacement_reasons(n["Type"], _props(old_r[lid]), _props(n), [], set(replaced))
-            if reasons and lid not in replaced:
-                replaced[lid] = reasons
-                changed_attrs[lid] = []
-                grew = True
-        if not grew:
-            break
-
-    out: list[ResourceChange] = []
-    removed, added = sorted(set(old_r) - set(new_r)), sorted(set(new_r) - set(old_r))
+    removed = sorted(lid for lid, e in entries.items() if e["newType"] is None)
+    added = sorted(lid for lid, e in entries.items() if e["oldType"] is None)
     twins = _rename_pairs(old_r, new_r, removed, added)
-    for lid in removed:
-        rtype = old_r[lid]["Type"]
-        denied = policy_denies(policy, "Update:Delete", lid, rtype)
+    out: list[ResourceChange] = []
+    for lid, entry in sorted(entries.items()):
+        impact, reasons, changed = str(entry["impact"]), [], ()
+        if lid in added or lid in removed:
+            kind: ChangeKind = "added" if lid in added else "removed"
+            if impact == "WILL_ORPHAN":
+                reasons = ["retained: its DeletionPolicy keeps it in the account"]
+        else:
+            other = tuple(a for a in entry["other"] if a not in INERT_ATTRIBUTES)
+            changed = (*sorted(entry["properties"]), *other)
+            if not changed and entry["oldType"] == entry["newType"]:
+                continue  # only Metadata or DependsOn changed
+            kind = REPLACING.get(impact, "modified")
+            reasons = _reasons(entry, impact) if kind != "modified" else []
+        action = {"added": None, "removed": "Update:Delete", "modified": "Update:Modify"}.get(
+            kind, "Update:Replace"
+        )
+        res = new_r.get(lid) or old_r[lid]
+        denied = action is not None and policy_denies(policy, action, lid, old_r[lid]["Type"])
         out.append(
             ResourceChange(
                 lid,
-                rtype,
-                "removed",
-                _path(old_r[lid]),
-                blocked_by="Update:Delete" if denied else None,
-                looks_like=twins.get(lid),
-            )
-        )
-    for lid in added:
-        out.append(
-            ResourceChange(lid, new_r[lid]["Type"], "added", _path(new_r[lid]), looks_like=twins.get(lid))
-        )
-    for lid, keys in sorted(changed_attrs.items()):
-        rtype = new_r[lid]["Type"]
-        kind: ChangeKind = "replaced" if lid in replaced else "modified"
-        action = "Update:Replace" if kind == "replaced" else "Update:Modify"
-        denied = policy_denies(policy, action, lid, old_r[lid]["Type"])
-        out.append(
-            ResourceChange(
-                lid,
-                rtype,
+                res["Type"],
                 kind,
-                _path(new_r[lid]),
-                changed=tuple(keys),
-                reasons=tuple(replaced.get(lid, ())),
+                _path(res),
+                changed=changed,
+                reasons=tuple(reasons),
+                impact=impact,
                 blocked_by=action if denied else None,
+                looks_like=twins.get(lid),
             )
         )
     return out
@@ -582,284 +533,138 @@ def _canary_for(
 
 
 # ---------------------------------------------------------------------------------------------------------
-# IAM broadening
-
-Atom = tuple[str, str, str, str, str]  # effect, action, resource, principal, condition
+# IAM and security groups: the library's statement and rule changes, with this project's severity flags
 
 
-def _principals(principal: Any) -> list[str]:
-    if principal is None:
-        return [""]
-    if principal == "*" or isinstance(principal, str):
-        return [render(principal)]
-    if isinstance(principal, dict):
-        return [f"{kind}:{render(v)}" for kind, values in sorted(principal.items()) for v in _as_list(values)]
-    return [render(principal)]
-
-
-def _render_condition(condition: Any) -> str:
-    """`{"StringEquals": {"aws:SourceAccount": X}}` as `StringEquals aws:SourceAccount=X`."""
-    if not isinstance(condition, dict) or not condition:
-        return render(condition) if condition else ""
-    parts = []
-    for operator, tests in sorted(condition.items()):
-        if isinstance(tests, dict):
-            parts += [f"{operator} {key}={render(value)}" for key, value in sorted(tests.items())]
-        else:
-            parts.append(f"{operator}={render(tests)}")
-    return "; ".join(parts)
-
-
-def statement_atoms(document: Any) -> set[Atom]:
-    """A policy document as (effect, action, resource, principal, condition) atoms: statement layout and
-    merging (CDK minimizes policies) do not matter, only what is granted."""
-    atoms: set[Atom] = set()
-    if not isinstance(document, dict):
-        return atoms
-    for st in _as_list(document.get("Statement")):
-        if not isinstance(st, dict):
-            continue
-        effect = str(st.get("Effect", "Allow"))
-        actions = [render(a) for a in _as_list(st.get("Action"))] or [
-            f"NOT {render(a)}" for a in _as_list(st.get("NotAction"))
-        ]
-        resources = (
-            [render(r) for r in _as_list(st.get("Resource"))]
-            or [f"NOT {render(r)}" for r in _as_list(st.get("NotResource"))]
-            or [""]
-        )
-        principals = (
-            _principals(st.get("Principal"))
-            if "Principal" in st
-            else ([f"NOT {p}" for p in _principals(st.get("NotPrincipal"))] if "NotPrincipal" in st else [""])
-        )
-        condition = _render_condition(st.get("Condition"))
-        for action in actions or [""]:
-            for resource in resources:
-                for principal in principals:
-                    atoms.add((effect, action, resource, principal, condition))
-    return atoms
-
-
-def _documents(resource: Mapping[str, Any] | None) -> dict[str, Any]:
-    """Name → policy document, for every IAM-bearing property of a resource."""
-    if not resource:
-        return {}
-    props, rtype = _props(resource), resource.get("Type")
-    docs: dict[str, Any] = {}
-    if rtype == "AWS::IAM::Role":
-        docs["trust policy"] = props.get("AssumeRolePolicyDocument")
-        for pol in _as_list(props.get("Policies")):
-            docs[f"inline policy {render(pol.get('PolicyName'))}"] = pol.get("PolicyDocument")
-    elif rtype in (
-        "AWS::IAM::Policy",
-        "AWS::IAM::ManagedPolicy",
-        "AWS::SQS::QueuePolicy",
-        "AWS::SNS::TopicPolicy",
-        "AWS::S3::BucketPolicy",
-    ):
-        docs["policy"] = props.get("PolicyDocument")
-    elif rtype == "AWS::KMS::Key":
-        docs["key policy"] = props.get("KeyPolicy")
-    elif rtype == "AWS::Lambda::Permission":
-        # The statement Lambda writes into the function's resource policy for these properties.
-        keys = (
-            ("SourceArn", "ArnLike", "AWS:SourceArn"),
-            ("SourceAccount", "StringEquals", "AWS:SourceAccount"),
-            ("PrincipalOrgID", "StringEquals", "aws:PrincipalOrgID"),
-        )
-        condition: dict[str, dict[str, Any]] = {}
-        for prop, operator, key in keys:
-            if prop in props:
-                condition.setdefault(operator, {})[key] = props[prop]
-        docs["resource policy"] = {
-            "Statement": [
-                {
-                    "Effect": "Allow",
-                    "Action": props.get("Action"),
-                    "Resource": props.get("FunctionName"),
-                    "Principal": props.get("Principal"),
-                    **({"Condition": condition} if condition else {}),
-                }
-            ]
-        }
-    return docs
-
-
-def _is_wild(text: str) -> bool:
-    return "*" in text
-
-
-def _atom_message(where: str, atoms: Iterable[Atom]) -> tuple[str, bool]:
-    atoms = sorted(atoms)
-    effect, _, resource, principal, condition = atoms[0]
-    actions = sorted({a[1] for a in atoms})
-    flags = []
-    if any(a in ("*", "NOT *") or a.endswith(":*") or a.startswith("NOT ") for a in actions):
-        flags.append("wildcard action")
-    elif any(_is_wild(a) for a in actions):
-        flags.append("action pattern")
-    if resource in ("*", "") and where != "trust policy":
-        flags.append("ALL resources")
-    elif _is_wild(resource):
-        flags.append("resource pattern")
-    if principal in ("*", "AWS:*"):
-        flags.append("ANY principal")
-    verb = "trust widened: " if where == "trust policy" else ""
-    text = f"{verb}{where}: new {effect} {', '.join(_md(a, 60) for a in actions)}"
-    if resource:
-        text += f" on {_md(resource)}"
-    if principal:
-        text += f" for {_md(principal)}"
-    if condition:
-        text += f" when {_md(condition, 80)}"
-    severe = bool({"wildcard action", "ALL resources", "ANY principal"} & set(flags)) or (
-        where == "trust policy" and principal.startswith("AWS:")
+def _atoms(statement: Mapping[str, Any]) -> set[tuple[str, ...]]:
+    """A statement as (effect, condition, negations, action, resource, principal) atoms, to see through CDK
+    merging or splitting statements (minimizePolicies): a re-arranged grant is not a new one."""
+    kinds = ("actions", "resources", "principals")
+    head = (
+        statement["effect"],
+        json.dumps(statement.get("condition"), sort_keys=True),
+        *("NOT" if statement[k]["not"] else "" for k in kinds),
     )
+    values = [statement[k]["values"] or [""] for k in kinds]
+    return {(*head, a, r, p) for a in values[0] for r in values[1] for p in values[2]}
+
+
+def _statement_message(statement: Mapping[str, Any]) -> tuple[str, bool]:
+    actions, resources = statement["actions"]["values"], statement["resources"]["values"]
+    principals = statement["principals"]["values"]
+    trust = bool(actions) and all(a.startswith("sts:AssumeRole") for a in actions)
+    flags = []
+    if statement["actions"]["not"] or any(a == "*" or a.endswith(":*") for a in actions):
+        flags.append("wildcard action")
+    elif any("*" in a for a in actions):
+        flags.append("action pattern")
+    if "*" in resources or statement["resources"]["not"]:
+        flags.append("ALL resources")
+    elif any("*" in r for r in resources):
+        flags.append("resource pattern")
+    if any(p in ("*", "AWS:*") for p in principals):
+        flags.append("ANY principal")
+    not_ = {k: "NOT " if statement[k]["not"] else "" for k in ("actions", "resources", "principals")}
+    text = "trust widened: " if trust else ""
+    text += f"new {statement['effect']} {not_['actions']}{', '.join(_md(a, 60) for a in actions)}"
+    if resources:
+        text += f" on {not_['resources']}{', '.join(_md(r) for r in resources)}"
+    if principals:
+        text += f" for {not_['principals']}{', '.join(_md(p) for p in principals)}"
+    if condition := statement["rendered"].get("condition"):
+        text += f" when {_md(condition, 80)}"
     if flags:
         text += f" (**{', '.join(flags)}**)"
-    return text, severe
+    severe = bool({"wildcard action", "ALL resources", "ANY principal"} & set(flags))
+    return text, severe or (trust and any(p.startswith("AWS:") for p in principals))
 
 
-def iam_findings(old: Template, new: Template) -> list[Finding]:
-    old_r, new_r = _resources(old), _resources(new)
-    findings: list[Finding] = []
-    for lid, res in sorted(new_r.items()):
-        rtype = res.get("Type", "")
-        before = old_r.get(lid)
-        new_docs, old_docs = _documents(res), _documents(before)
-        for where, doc in new_docs.items():
-            old_atoms = statement_atoms(old_docs.get(where))
-            new_atoms = statement_atoms(doc)
-            grouped: dict[tuple[str, str, str, str], list[Atom]] = {}
-            for atom in new_atoms - old_atoms:
-                if atom[0] == "Allow":
-                    grouped.setdefault((atom[0], atom[2], atom[3], atom[4]), []).append(atom)
-            for group in grouped.values():
-                message, severe = _atom_message(where, group)
-                findings.append(Finding(lid, rtype, message, severe))
-            for atom in sorted(a for a in old_atoms - new_atoms if a[0] == "Deny"):
-                findings.append(
-                    Finding(lid, rtype, f"{where}: Deny removed: {_md(atom[1])} on {_md(atom[2])}", True)
-                )
-        props, old_props = _props(res), _props(before)
-        if rtype == "AWS::IAM::Role":
-            old_arns = {render(a) for a in _as_list(old_props.get("ManagedPolicyArns"))}
-            for arn in sorted({render(a) for a in _as_list(props.get("ManagedPolicyArns"))} - old_arns):
-                severe = bool(BROAD_MANAGED_POLICIES.search(arn))
-                findings.append(Finding(lid, rtype, f"new managed policy {_md(arn)}", severe))
-            if old_props.get("PermissionsBoundary") and not props.get("PermissionsBoundary"):
-                findings.append(Finding(lid, rtype, "permissions boundary removed", True))
-        if rtype in ("AWS::IAM::Policy", "AWS::IAM::ManagedPolicy") and before is not None:
-            for kind in ("Roles", "Users", "Groups"):
-                old_targets = {render(t) for t in _as_list(old_props.get(kind))}
-                for target in sorted({render(t) for t in _as_list(props.get(kind))} - old_targets):
-                    findings.append(Finding(lid, rtype, f"now attached to {kind[:-1].lower()} {_md(target)}"))
+def _source(item: Mapping[str, Any], templates: Sequence[Template]) -> tuple[str, str]:
+    """(logical ID, type) of the resource the library found an IAM statement or rule in."""
+    lid = next(iter(item.get("sources") or []), "?")
+    rtype = next((str(_resources(t)[lid]["Type"]) for t in templates if lid in _resources(t)), "?")
+    return lid, rtype
+
+
+def iam_findings(old: Template, new: Template, library: LibraryDiff | None = None) -> list[Finding]:
+    iam = (library or library_diff(old, new))["iam"]
+    removed_atoms = set().union(*(_atoms(s) for s in iam["statementRemovals"] if not s["negative"]))
+    findings = []
+    for st in iam["statementAdditions"]:
+        if not st["negative"] and not _atoms(st) <= removed_atoms:
+            message, severe = _statement_message(st)
+            findings.append(Finding(*_source(st, (new, old)), message, severe))
+    for st in iam["statementRemovals"]:
+        if st["negative"]:
+            shown = st["rendered"]
+            what = f"{shown['effect']} removed: {_md(shown['action'])} on {_md(shown['resource'])}"
+            findings.append(Finding(*_source(st, (old, new)), what, True))
+    for att in iam["managedPolicyAdditions"]:
+        arn, severe = att["managedPolicyArn"], bool(BROAD_MANAGED_POLICIES.search(att["managedPolicyArn"]))
+        findings.append(Finding(*_source(att, (new, old)), f"new managed policy {_md(arn)}", severe))
+    # A permissions boundary caps every grant; the library does not look at it.
+    for lid, res in sorted(_resources(new).items()):
+        before = _resources(old).get(lid)
+        is_role = res.get("Type") == "AWS::IAM::Role" and before and before.get("Type") == res.get("Type")
+        if (
+            is_role
+            and _props(before).get("PermissionsBoundary")
+            and not _props(res).get("PermissionsBoundary")
+        ):
+            findings.append(Finding(lid, "AWS::IAM::Role", "permissions boundary removed", True))
     return findings
 
 
-# ---------------------------------------------------------------------------------------------------------
-# Security-group ingress broadening
-
-Rule = tuple[str, int, int, str]  # protocol, from port, to port, source
-
-
-def _rule(raw: Mapping[str, Any]) -> Rule:
-    protocol = str(render(raw.get("IpProtocol", "-1"))).lower()
-    protocol = {"6": "tcp", "17": "udp", "1": "icmp"}.get(protocol, protocol)
-    if protocol in ("-1", "all"):
-        low, high = 0, 65535
-    else:
-        low = int(raw.get("FromPort", 0)) if not isinstance(raw.get("FromPort"), dict) else 0
-        high = int(raw.get("ToPort", 65535)) if not isinstance(raw.get("ToPort"), dict) else 65535
-        if protocol in ("tcp", "udp") and (low, high) == (-1, -1):
-            low, high = 0, 65535
-    source = next(
-        (
-            render(raw[k])
-            for k in (
-                "CidrIp",
-                "CidrIpv6",
-                "SourceSecurityGroupId",
-                "SourcePrefixListId",
-                "SourceSecurityGroupName",
-            )
-            if k in raw
-        ),
-        "?",
-    )
-    return ("all" if protocol in ("-1", "all") else protocol, low, high, source)
-
-
-def _ingress_by_group(template: Template) -> dict[str, set[Rule]]:
-    groups: dict[str, set[Rule]] = {}
-    for lid, res in _resources(template).items():
-        props = _props(res)
-        if res.get("Type") == "AWS::EC2::SecurityGroup":
-            groups.setdefault(lid, set()).update(
-                _rule(r) for r in _as_list(props.get("SecurityGroupIngress"))
-            )
-        elif res.get("Type") == "AWS::EC2::SecurityGroupIngress":
-            group = next(iter(sorted(references(props.get("GroupId")))), None) or render(props.get("GroupId"))
-            groups.setdefault(group, set()).add(_rule(props))
-    return groups
-
-
-def _ports(rule: Rule) -> str:
-    if rule[0] == "all":
-        return "all traffic"
-    return f"{rule[0]} {rule[1]}" if rule[1] == rule[2] else f"{rule[0]} {rule[1]}-{rule[2]}"
-
-
-def _network(source: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network | None:
+def _network(rule: Mapping[str, Any]) -> ipaddress.IPv4Network | ipaddress.IPv6Network | None:
+    peer = rule.get("peer") or {}
     try:
-        return ipaddress.ip_network(source, strict=False)
+        return (
+            ipaddress.ip_network(peer.get("ip", ""), strict=False) if peer.get("kind") == "cidr-ip" else None
+        )
     except ValueError:
         return None
 
 
-def _strictly_inside(narrow: Any, wide: Any) -> bool:
-    """Whether network `narrow` lies inside a different, wider network `wide` (same IP version)."""
-    if narrow is None or wide is None or narrow == wide:
-        return False
-    both_v4 = isinstance(narrow, ipaddress.IPv4Network) and isinstance(wide, ipaddress.IPv4Network)
-    both_v6 = isinstance(narrow, ipaddress.IPv6Network) and isinstance(wide, ipaddress.IPv6Network)
-    return (both_v4 or both_v6) and narrow.subnet_of(wide)
+def _ports(rule: Mapping[str, Any]) -> tuple[int, int]:
+    low, high = rule.get("fromPort"), rule.get("toPort")
+    if str(rule.get("ipProtocol")) == "-1" or low is None or (low, high) == (-1, -1):
+        return 0, 65535
+    return int(low), int(high if high is not None else low)
 
 
-def security_group_findings(old: Template, new: Template) -> list[Finding]:
-    old_g, new_g = _ingress_by_group(old), _ingress_by_group(new)
+def security_group_findings(
+    old: Template, new: Template, library: LibraryDiff | None = None
+) -> list[Finding]:
+    """New ingress rules, flagged when open to the internet or wider than a rule the group had before."""
+    groups = (library or library_diff(old, new))["securityGroups"]
     findings = []
-    for group, rules in sorted(new_g.items()):
-        before = old_g.get(group, set())
-        for rule in sorted(rules - before):
-            notes = []
-            if rule[3] in INTERNET:
-                notes.append("OPEN TO THE INTERNET")
-            if rule[0] == "all" or (rule[1], rule[2]) == (0, 65535):
-                notes.append("all ports")
-            new_net = _network(rule[3])
-            for old_rule in sorted(before):
-                same_proto = old_rule[0] == rule[0] or rule[0] == "all"
-                if not same_proto:
-                    continue
-                old_net = _network(old_rule[3])
-                wider_ports = (
-                    rule[1] <= old_rule[1]
-                    and old_rule[2] <= rule[2]
-                    and (rule[1], rule[2]) != (old_rule[1], old_rule[2])
-                )
-                same_source = old_rule[3] == rule[3]
-                wider_source = _strictly_inside(old_net, new_net)
-                if wider_ports and (same_source or wider_source):
-                    notes.append(f"wider ports than before ({_ports(old_rule)})")
-                if wider_source and rule[1] <= old_rule[1] and old_rule[2] <= rule[2]:
-                    notes.append(f"wider source than before ({old_rule[3]})")
-            message = f"new ingress {_ports(rule)} from {_md(rule[3])}"
-            if notes:
-                message += f" (**{', '.join(dict.fromkeys(notes))}**)"
-            severe = rule[3] in INTERNET or any(n.startswith("wider") for n in notes)
-            findings.append(Finding(group, "AWS::EC2::SecurityGroup", message, severe))
+    for rule in groups["ingressRuleAdditions"]:
+        (low, high), net, notes = _ports(rule), _network(rule), []
+        if net is not None and str(net) in INTERNET:
+            notes.append("OPEN TO THE INTERNET")
+        if (low, high) == (0, 65535):
+            notes.append("all ports")
+        for before in groups["ingressRulesBefore"]:
+            if before["groupId"] != rule["groupId"] or rule["ipProtocol"] not in (before["ipProtocol"], "-1"):
+                continue
+            (b_low, b_high), b_net = _ports(before), _network(before)
+            covers = low <= b_low and b_high <= high
+            same_source = before.get("peer") == rule.get("peer")
+            wider_source = (
+                b_net is not None and net is not None and b_net.version == net.version and b_net != net
+            ) and b_net.subnet_of(net)  # type: ignore[arg-type]
+            if covers and (low, high) != (b_low, b_high) and (same_source or wider_source):
+                notes.append(f"wider ports than before ({before['protocol']})")
+            if covers and wider_source:
+                notes.append(f"wider source than before ({before['peerText']})")
+        message = f"new ingress {rule['protocol']} from {_md(str(net or rule['peerText']))}"
+        if notes:
+            message += f" (**{', '.join(dict.fromkeys(notes))}**)"
+        severe = "OPEN TO THE INTERNET" in notes or any(n.startswith("wider") for n in notes)
+        group = re.match(r"\$\{([A-Za-z0-9]+)[.}]", rule["groupId"])
+        findings.append(
+            Finding(group[1] if group else rule["groupId"], "AWS::EC2::SecurityGroup", message, severe)
+        )
     return findings
 
 
@@ -912,22 +717,19 @@ def alarm_changes(old: Template, new: Template) -> list[AlarmChange]:
         elif o is not None and n is not None:
             op, np_ = _props(o), _props(n)
             details = []
-            for key in ALARM_FIELDS:
-                if op.get(key) == np_.get(key):
-                    continue
+            for key in _changed_keys(op, np_):
                 if key in ALARM_ACTION_FIELDS:
-                    before = {render(a) for a in _as_list(op.get(key))}
-                    after = {render(a) for a in _as_list(np_.get(key))}
+                    before, after = ({render(a) for a in _as_list(p.get(key))} for p in (op, np_))
                     parts = [f"+{_md(a)}" for a in sorted(after - before)]
-                    parts += [f"-{_md(a)}" for a in sorted(before - after)]
-                    details.append(f"{key}: {', '.join(parts)}")
-                elif key in ("Dimensions", "Metrics", "AlarmRule", "AlarmDescription"):
+                    details.append(
+                        f"{key}: {', '.join(parts + [f'-{_md(a)}' for a in sorted(before - after)])}"
+                    )
+                elif key == "AlarmDescription" or isinstance(op.get(key, np_.get(key)), dict | list):
                     details.append(f"{key} changed")
                 else:
                     details.append(f"{key}: {render(op.get(key))} → {render(np_.get(key))}")
-            others = [k for k in _changed_keys(op, np_) if k not in ALARM_FIELDS]
-            details += [f"{k} changed" for k in others]
-            if details:
+            if details:  # values first, then what only "changed"
+                details.sort(key=lambda d: d.endswith(" changed"))
                 out.append(AlarmChange(lid, alarm_name(lid, n), "modified", tuple(details)))
     return out
 
@@ -944,18 +746,21 @@ def diff_templates(
     assets: Mapping[str, Mapping[str, Any]] | None = None,
     stack: str = "stack",
     notes: Sequence[str] = (),
+    library: LibraryDiff | None = None,
 ) -> StackDiff:
     """Everything the summary reports, as data. `assets` maps an asset key (S3Key without .zip) to that
-    bundle's build_info.json; missing entries only make the version reasons less precise."""
+    bundle's build_info.json; missing entries only make the version reasons less precise. `library` is
+    scripts/cfn_diff.mjs's output for these two templates (computed here when not given)."""
     assets = assets or {}
+    library = library or library_diff(old, new)
     versions, in_place = function_versions(old, new, assets)
     return StackDiff(
         stack=stack,
-        changes=tuple(resource_changes(old, new, policy)),
+        changes=tuple(resource_changes(old, new, policy, library)),
         versions=tuple(versions),
         code_without_version=tuple(in_place),
-        iam=tuple(iam_findings(old, new)),
-        security_groups=tuple(security_group_findings(old, new)),
+        iam=tuple(iam_findings(old, new, library)),
+        security_groups=tuple(security_group_findings(old, new, library)),
         alarms=tuple(alarm_changes(old, new)),
         protected=protected_ids(policy),
         policy_given=policy is not None,
@@ -968,25 +773,32 @@ def _label(change: ResourceChange) -> str:
     return f"{_md(change.logical_id)} ({change.type}{where})"
 
 
-def render_markdown(diff: StackDiff) -> str:
+def render_markdown(diff: StackDiff, extra_sections: Sequence[str] = ()) -> str:
+    """The summary. `extra_sections` are Markdown sections (each with its own `#### ` heading) that other
+    checks contribute; they come after the alarms, before the lists of added and modified resources."""
     lines = [f"### `{diff.stack}`", ""]
     lines += [f"> {note}" for note in diff.notes] + ([""] if diff.notes else [])
     if not diff.has_changes:
         lines += ["No changes.", ""]
         return "\n".join(lines)
-    counts = {kind: len(diff.of_kind(kind)) for kind in ("added", "modified", "replaced", "removed")}
+    counts = {kind: len(diff.of_kind(kind)) for kind in KINDS}
+    if not counts["may be replaced"]:
+        del counts["may be replaced"]  # the usual case: keep the summary line short
     lines += [" · ".join(f"**{n}** {kind}" for kind, n in counts.items()), ""]
 
-    if diff.blocked:
-        lines += [
-            "> [!CAUTION]",
-            f"> **{len(diff.blocked)} change(s) {BLOCKED}**: CloudFormation will refuse the update and "
-            "roll back the whole deploy.",
-            ">",
-        ]
-        lines += [f"> - {_label(c)}: {c.kind} ({c.blocked_by} denied)" for c in diff.blocked]
-        lines.append("")
-    elif not diff.policy_given:
+    certain = [c for c in diff.blocked if c.kind != "may be replaced"]
+    maybe = [c for c in diff.blocked if c.kind == "may be replaced"]
+    for box, items, verdict in (("CAUTION", certain, BLOCKED), ("WARNING", maybe, MAY_BE_BLOCKED)):
+        if items:
+            lines += [
+                f"> [!{box}]",
+                f"> **{len(items)} change(s) {verdict}**: CloudFormation will refuse the update and "
+                "roll back the whole deploy.",
+                ">",
+            ]
+            lines += [f"> - {_label(c)}: {c.kind} ({c.blocked_by} denied)" for c in items]
+            lines.append("")
+    if not diff.blocked and not diff.policy_given:
         lines += ["_No stack policy given: replacements and removals were not checked against one._", ""]
 
     lines += ["| Change | Count |", "|---|---:|"]
@@ -1010,20 +822,20 @@ def render_markdown(diff: StackDiff) -> str:
             )
         lines.append("")
 
-    for kind, title in (("replaced", "Replaced"), ("removed", "Removed")):
-        items = diff.of_kind(kind)  # type: ignore[arg-type]
-        listed = [c for c in items if c.type not in CONTENT_HASHED_TYPES or c.blocked_by]
-        if not listed:
+    for kind in ("replaced", "may be replaced", "removed"):
+        items = [c for c in diff.of_kind(kind) if c.type not in CONTENT_HASHED_TYPES or c.blocked_by]
+        if not items:
             continue
-        lines += [f"#### {title}", ""]
-        for c in listed:
+        lines += [f"#### {kind.capitalize()}", ""]
+        for c in items:
             text = f"- {_label(c)}"
             if c.reasons:
                 text += f": {'; '.join(c.reasons)}"
             if c.looks_like:
                 text += f" (looks renamed to {_md(c.looks_like)}: CloudFormation deletes this one)"
             if c.blocked_by:
-                text += f" — **{BLOCKED}** ({c.blocked_by} denied)"
+                verdict = MAY_BE_BLOCKED if kind == "may be replaced" else BLOCKED
+                text += f" — **{verdict}** ({c.blocked_by} denied)"
             lines.append(text)
         lines.append("")
 
@@ -1043,6 +855,7 @@ def render_markdown(diff: StackDiff) -> str:
         for a in diff.alarms:
             lines.append(f"- {a.kind}: {_md(a.logical_id)} “{a.name}”: {'; '.join(a.details)}")
         lines.append("")
+    lines += [line for section in extra_sections for line in (section.strip(), "")]
 
     added = diff.of_kind("added")
     listed = [c for c in added if c.type not in CONTENT_HASHED_TYPES]
@@ -1092,8 +905,11 @@ def summarize(
     assets: Mapping[str, Mapping[str, Any]] | None = None,
     stack: str = "stack",
     notes: Sequence[str] = (),
+    library: LibraryDiff | None = None,
+    extra_sections: Sequence[str] = (),
 ) -> str:
-    return render_markdown(diff_templates(old, new, policy=policy, assets=assets, stack=stack, notes=notes))
+    diff = diff_templates(old, new, policy=policy, assets=assets, stack=stack, notes=notes, library=library)
+    return render_markdown(diff, extra_sections)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -1177,18 +993,7 @@ def _read_build_info(path: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-@dataclass(frozen=True)
-class CliArgs:
-    old: Path
-    new: Path
-    policy: Path | None = None
-    stack: str | None = None
-    old_assets: Path | None = None
-    new_assets: Path | None = None
-    notes: tuple[str, ...] = field(default=())
-
-
-def parse_args(argv: Sequence[str]) -> CliArgs:
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--old", type=Path, required=True, help="template before (deployed or base ref)")
     parser.add_argument("--new", type=Path, required=True, help="template after (this change)")
@@ -1198,18 +1003,10 @@ def parse_args(argv: Sequence[str]) -> CliArgs:
     parser.add_argument("--stack", help="stack name for the heading (default: from the file name)")
     parser.add_argument("--old-assets", type=Path, help="cloud assembly holding the old template's assets")
     parser.add_argument("--new-assets", type=Path, help="cloud assembly holding the new template's assets")
-    ns = parser.parse_args(argv)
-    return CliArgs(
-        old=ns.old,
-        new=ns.new,
-        policy=ns.policy,
-        stack=ns.stack,
-        old_assets=ns.old_assets,
-        new_assets=ns.new_assets,
-    )
+    return parser.parse_args(argv)
 
 
-def run(args: CliArgs) -> str:
+def run(args: argparse.Namespace) -> str:
     old = load_template(args.old, "old template")
     new = load_template(args.new, "new template")
     policy = load_policy(args.policy) if args.policy else None
@@ -1220,7 +1017,8 @@ def run(args: CliArgs) -> str:
                 raise DiffInputError(f"assets folder {directory}: not a directory (pass a cdk.out folder)")
             assets.update(load_asset_info(directory, template))
     stack = args.stack or args.new.name.removesuffix(".template.json")
-    return summarize(old, new, policy=policy, assets=assets, stack=stack, notes=args.notes)
+    library = run_cfn_diff(args.old, args.new)
+    return summarize(old, new, policy=policy, assets=assets, stack=stack, library=library)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -1230,6 +1028,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except DiffInputError as err:
         print(f"diff_summary: error: {err}", file=sys.stderr)
         return 2
+    except CfnDiffError as err:
+        print(f"diff_summary: error: {err}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -43,10 +43,12 @@ from typing import Any, Literal
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from diff_summary import (
+    CfnDiffError,
     DiffInputError,
     load_asset_info,
     load_policy,
     load_template,
+    run_cfn_diff,
     summarize,
 )
 
@@ -123,7 +125,7 @@ def tool_env(repo: Path) -> dict[str, str]:
     env["PATH"] = os.pathsep.join(
         [str(repo / ".venv" / "bin"), str(repo / "node_modules" / ".bin"), env["PATH"]]
     )
-    env.update(JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION="1", PYTHONDONTWRITEBYTECODE="1", NO_COLOR="1")
+    env.update(PYTHONDONTWRITEBYTECODE="1", NO_COLOR="1")
     return env
 
 
@@ -289,15 +291,19 @@ class Comparison:
     notes: tuple[str, ...] = ()
 
 
+def extra_sections(options: Options, head: Path, comparison: Comparison) -> list[str]:
+    """Markdown sections other checks add to a stack's summary (each starting with `#### `); none yet."""
+    return []
+
+
 def write_report(options: Options, head: Path, comparison: Comparison, run: Runner) -> Path:
     base_dir = options.out_dir / "base"
     base_dir.mkdir(parents=True, exist_ok=True)
     # Kept beside the report so the summary can be re-run by hand: diff_summary.py --old ... --new ...
     old_file = template_path(base_dir, comparison.stack)
     old_file.write_text(json.dumps(comparison.old_template, indent=1) + "\n")
-    new_template = load_template(
-        template_path(head, comparison.stack), f"head template of {comparison.stack}"
-    )
+    new_file = template_path(head, comparison.stack)
+    new_template = load_template(new_file, f"head template of {comparison.stack}")
     assets = {**comparison.assets, **load_asset_info(head, new_template)}
     summary = summarize(
         comparison.old_template,
@@ -306,6 +312,8 @@ def write_report(options: Options, head: Path, comparison: Comparison, run: Runn
         assets=assets,
         stack=comparison.stack,
         notes=comparison.notes,
+        library=run_cfn_diff(old_file, new_file),  # @aws-cdk/cloudformation-diff, as `cdk diff` sees it
+        extra_sections=extra_sections(options, head, comparison),
     )
     output = cdk_diff(options.repo, head, comparison.stack, old_file, run)
     report = options.out_dir / f"{comparison.stack}.md"
@@ -418,7 +426,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as err:
         print(f"pr_diff: error: {err}", file=sys.stderr)
         return 2
-    except (PrDiffError, DiffInputError) as err:
+    except (PrDiffError, DiffInputError, CfnDiffError) as err:
         print(f"pr_diff: error: {err}", file=sys.stderr)
         return 1
     for report in reports:

@@ -11,7 +11,8 @@ import pytest
 REPO_ROOT = Path(__file__).resolve().parents[1]
 MINI_BACKEND = REPO_ROOT / "tests" / "fixtures" / "mini_backend"
 
-os.environ.setdefault("JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION", "1")
+# jsii spawns `node` from PATH: the one pinned in package.json, as under make, even when pytest runs alone.
+os.environ["PATH"] = os.pathsep.join([str(REPO_ROOT / "node_modules" / ".bin"), os.environ.get("PATH", "")])
 
 
 @pytest.fixture(scope="session")

@@ -233,9 +233,12 @@ def test_iam_public_permission_deny_removed_and_boundary(base):
             "Principal": "*",
         },
     }
-    messages = {f.message: f.severe for f in ds.iam_findings(old, new)}
+    findings = ds.iam_findings(old, new)
+    messages = {f.message: f.severe for f in findings}
     assert messages["permissions boundary removed"] is True
-    assert messages["inline policy guard: Deny removed: `lambda:UpdateFunctionCode` on `*`"] is True
+    # the library reports the statement, not the inline policy's name; the finding names the role
+    assert messages["Deny removed: `lambda:UpdateFunctionCode` on `*`"] is True
+    assert {f.logical_id for f in findings if f.message.startswith("Deny removed")} == {role}
     public = next(m for m in messages if "InvokeFunction" in m)
     assert "ANY principal" in public and messages[public] is True
 
@@ -245,10 +248,10 @@ def test_security_group_broadening(policy):
     diff = ds.diff_templates(old, load("sg_broadening"), policy=policy, stack=STACK)
     messages = [f.message for f in diff.security_groups]
     assert len(messages) == 2
-    internet = next(m for m in messages if "tcp 22" in m)
+    internet = next(m for m in messages if "TCP 22 from `0.0.0.0/0`" in m)  # the library's protocol text
     assert "OPEN TO THE INTERNET" in internet
     wide = next(m for m in messages if "0-65535" in m)
-    assert "wider ports than before (tcp 443)" in wide and "wider source than before (10.20.0.0/24)" in wide
+    assert "wider ports than before (TCP 443)" in wide and "wider source than before (10.20.0.0/24)" in wide
     assert all(f.severe for f in diff.security_groups)
     assert "#### Security-group broadening" in ds.render_markdown(diff)
 
@@ -316,6 +319,69 @@ def test_new_function_and_alias_without_codedeploy(base):
     worker = versions["WorkerFunctionACE6A4B0"]
     assert worker.canary is False and "no CodeDeploy update policy" in worker.detail
     assert worker.reasons == ("config: Timeout 60 → 90",)
+
+
+def test_library_verdicts_where_the_old_replacement_table_was_wrong(policy):
+    # GIVEN a database whose StorageType changes (CloudFormation replaces an RDS instance for some storage
+    # changes only) and an API method whose HttpMethod changes. A hand-written table of "replacement"
+    # properties had neither (both listed as in-place updates); the resource specification has both.
+    old, new = load("library_verdicts.old"), load("library_verdicts")
+    guarded = copy.deepcopy(policy)
+    guarded["Statement"][1]["Resource"].append("LogicalResourceId/DatabaseInstance2A4C6E8F")
+    diff = ds.diff_templates(old, new, policy=guarded, stack=STACK)
+    by_id = {c.logical_id: c for c in diff.changes}
+    database, method = by_id["DatabaseInstance2A4C6E8F"], by_id["ApiproxyANY4946669B"]
+    # THEN the library's answers are what the summary shows
+    assert (database.kind, database.impact) == ("may be replaced", "MAY_REPLACE")
+    assert database.reasons == (
+        "StorageType changed (CloudFormation replaces the resource for some new values)",
+    )
+    assert database.blocked_by == "Update:Replace"
+    assert (method.kind, method.impact) == ("replaced", "WILL_REPLACE")
+    assert method.reasons == ("HttpMethod changed",)
+    assert method.blocked_by is None and len(diff.changes) == 2
+    md = ds.render_markdown(diff)
+    assert "**1** may be replaced · **1** replaced" in md
+    assert "> [!WARNING]" in md and "[!CAUTION]" not in md  # conditional, not certain, refusal
+    assert f"**1 change(s) {ds.MAY_BE_BLOCKED}**" in md
+    assert "#### May be replaced" in md and "#### Replaced" in md
+    assert "#### Modified (in place)" not in md  # what the old table would have said
+
+
+def test_cfn_diff_script_reports_impacts_and_attributes_iam_changes():
+    out = ds.run_cfn_diff(FIXTURES / "base.template.json", FIXTURES / "iam_broadening.template.json")
+    assert out["library"].startswith("2.")
+    policy = out["resources"]["WorkerFunctionServiceRoleDefaultPolicy07D8276A"]
+    assert policy["impact"] == policy["properties"]["PolicyDocument"]["impact"] == "WILL_UPDATE"
+    wildcard = next(s for s in out["iam"]["statementAdditions"] if s["actions"]["values"] == ["s3:*"])
+    assert wildcard["sources"] == ["WorkerFunctionServiceRoleDefaultPolicy07D8276A"]
+    assert out["iam"]["broadened"] is True
+
+
+def test_cfn_diff_script_errors_name_the_file(tmp_path):
+    bad = tmp_path / "bad.template.json"
+    bad.write_text("{nope")
+    expected = r"exit 2.*\n.*old template .*bad\.template\.json: not valid JSON"
+    with pytest.raises(ds.CfnDiffError, match=expected):
+        ds.run_cfn_diff(bad, FIXTURES / "base.template.json")
+
+
+def test_cfn_diff_without_node_modules_says_run_make_setup(tmp_path, monkeypatch):
+    # a copy of the script outside the repository cannot resolve the library, as before `npm ci`
+    script = tmp_path / "cfn_diff.mjs"
+    script.write_text(ds.CFN_DIFF.read_text())
+    monkeypatch.setattr(ds, "CFN_DIFF", script)
+    base_file = FIXTURES / "base.template.json"
+    expected = r"exit 2\):\n.*@aws-cdk/cloudformation-diff is not installed .*: run `make setup`"
+    with pytest.raises(ds.CfnDiffError, match=expected):
+        ds.run_cfn_diff(base_file, base_file)
+
+
+def test_extra_sections_come_after_alarms_and_before_the_resource_lists(policy):
+    section = "#### Source impact\n\n- `handler.py`: BackendApi\n"
+    md = ds.summarize(load("base"), load("alarm_threshold"), policy=policy, extra_sections=[section])
+    assert md.index("#### Alarms") < md.index("#### Source impact") < md.index("#### Modified (in place)")
+    assert "- `handler.py`: BackendApi\n\n#### Modified" in md
 
 
 def test_no_change(base, policy):
@@ -679,6 +745,21 @@ def test_offline_run_writes_one_report_per_stack_and_removes_the_worktree(repo, 
     assert [verb for verb, _ in fake.calls] == ["synth", "synth", "diff"]
     assert fake.calls[0][1] == repo and fake.calls[1][1] != repo
     assert not fake.calls[1][1].exists() and len(_worktrees(repo)) == 1
+
+
+def test_offline_report_carries_the_extra_sections(repo, tmp_path, monkeypatch):
+    seen = []
+
+    def sections(options, head, comparison):
+        seen.append(comparison.stack)
+        return [f"#### Migrations this deploy applies\n\n- none for {comparison.stack}"]
+
+    monkeypatch.setattr(pr_diff, "extra_sections", sections)
+    fake = FakeCdk(repo, head=load("backend_source"), base=load("base"))
+    options = pr_diff.Options(base="main", out_dir=tmp_path / "diff", repo=repo)
+    (report,) = pr_diff.run_offline(options, fake)
+    assert seen == [STACK]
+    assert f"#### Migrations this deploy applies\n\n- none for {STACK}" in report.read_text()
 
 
 def test_offline_stack_missing_at_base_is_all_new(repo, tmp_path):

@@ -1,14 +1,18 @@
 # mypy: allow-untyped-defs, allow-incomplete-defs
 # (pyproject relaxes tests.* like this, but mypy names these files without the tests. prefix)
-"""The GitHub Actions workflows: they parse, call only make targets that exist, use OIDC roles (never stored
-keys), pin every action to a commit, comment once per environment, and deploy staging before prod, one
-deploy at a time."""
+"""The GitHub Actions workflows: they pass GitHub's workflow schema as `make lint` checks it, parse, call only
+make targets that exist, use OIDC roles (never stored keys), pin every action to a commit, comment once per
+environment, and deploy staging before prod, one deploy at a time. And the toolchain they rely on: the Node
+pinned in package.json is the one make, pytest and jsii run."""
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
+import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +26,12 @@ PINNED = re.compile(r"^[\w.-]+/[\w./-]+@[0-9a-f]{40}$")
 LONG_LIVED_KEYS = re.compile(
     r"AWS_ACCESS_KEY_ID|AWS_SECRET_ACCESS_KEY|aws-access-key-id|aws-secret-access-key", re.IGNORECASE
 )
+
+
+def pinned_node_major() -> int:
+    """The major version of the `node` npm package pinned in package.json."""
+    pin = json.loads((REPO_ROOT / "package.json").read_text())["devDependencies"]["node"]
+    return int(re.match(r"\D*(\d+)", pin)[1])  # type: ignore[index]
 
 
 def load(name: str) -> dict[str, Any]:
@@ -154,7 +164,8 @@ def test_pr_runs_tests_synth_and_diff():
     assert checkout["with"]["fetch-depth"] == 0, "the offline diff needs the base branch's history"
     python = next(s for s in steps(pr) if s.get("uses", "").startswith("actions/setup-python@"))
     node = next(s for s in steps(pr) if s.get("uses", "").startswith("actions/setup-node@"))
-    assert str(python["with"]["python-version"]) == "3.11" and str(node["with"]["node-version"]) == "20"
+    assert str(python["with"]["python-version"]) == "3.11"
+    assert str(node["with"]["node-version"]) == str(pinned_node_major())
 
 
 def test_pr_diff_mode_follows_the_diff_role_variable():
@@ -259,3 +270,111 @@ def test_every_deploy_runs_the_tests_first():
             )
             assert not job_steps[tested_here].get("continue-on-error"), f"job {job}: tests must gate"
             assert not job_steps[tested_here].get("if"), f"job {job}: the tests must always run"
+
+
+def test_setup_node_bootstraps_the_pinned_major(workflow_name):
+    workflow = load(workflow_name)
+    nodes = [s for s in steps(workflow) if str(s.get("uses", "")).startswith("actions/setup-node@")]
+    assert nodes, f"{workflow_name}: no setup-node step"
+    assert {str(s["with"]["node-version"]) for s in nodes} == {str(pinned_node_major())}
+    assert "JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION" not in (WORKFLOWS / workflow_name).read_text()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Workflow schema (`make lint` runs @action-validator/cli on every workflow)
+
+
+def lint_workflows(*files: Path) -> subprocess.CompletedProcess[str]:
+    """The Makefile's own lint-workflows target, on the given files."""
+    names = " ".join(str(f) for f in files)
+    return subprocess.run(
+        # -o: never run `npm ci` from a test (setup is make's job, before pytest)
+        [
+            "make",
+            "-s",
+            "-C",
+            str(REPO_ROOT),
+            "-o",
+            "node_modules/.installed",
+            "lint-workflows",
+            f"WORKFLOWS={names}",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def test_make_lint_validates_the_workflows():
+    assert re.search(r"^lint:.*\n(?:\t.*\n)*\t.*lint-workflows", MAKEFILE.read_text(), re.M), (
+        "`make lint` must run lint-workflows"
+    )
+    result = lint_workflows(*sorted(WORKFLOWS.glob("*.yml")))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    ("broken", "error"),
+    [
+        (("runs-on: ubuntu-latest", "runs-onn: ubuntu-latest"), "Additional property 'runs-onn'"),
+        (("timeout-minutes: 30", "timeout-minutes: [30]"), "timeout-minutes"),
+    ],
+)
+def test_a_schema_error_fails_make_lint(tmp_path, broken, error):
+    text = (WORKFLOWS / "pr.yml").read_text()
+    assert broken[0] in text
+    bad = tmp_path / "pr.yml"
+    bad.write_text(text.replace(broken[0], broken[1], 1))
+    assert yaml.safe_load(bad.read_text())  # still YAML: only the schema catches it
+    result = lint_workflows(WORKFLOWS / "deploy.yml", bad)
+    assert result.returncode != 0
+    output = result.stdout + result.stderr
+    assert error in output and f"{bad}: not a valid workflow" in output
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The pinned Node
+
+
+def _major(node: str) -> int:
+    version = subprocess.run([node, "--version"], capture_output=True, text=True, check=True).stdout
+    return int(version.strip().lstrip("v").split(".")[0])
+
+
+def test_package_json_pins_a_supported_node_and_the_cdk_cli():
+    dev = json.loads((REPO_ROOT / "package.json").read_text())["devDependencies"]
+    assert pinned_node_major() >= 22
+    assert dev["aws-cdk"].startswith("2.1148."), "the 3.x CLI cannot read these cloud assemblies"
+    assert dev["@aws-cdk/cloudformation-diff"].startswith("2.")
+    assert re.fullmatch(r"\d+\.\d+\.\d+", dev["@action-validator/cli"])
+
+
+def test_make_puts_the_pinned_node_first():
+    result = subprocess.run(
+        ["make", "-s", "-C", str(REPO_ROOT), "--eval", "print-node:\n\t@command -v node", "print-node"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    node = result.stdout.strip()
+    assert Path(node) == REPO_ROOT / "node_modules" / ".bin" / "node"
+    assert _major(node) == pinned_node_major()
+
+
+def test_jsii_runs_the_pinned_node():
+    import aws_cdk
+
+    aws_cdk.App()  # the jsii kernel is a child process of this one
+    kernels = []
+    for proc in Path("/proc").iterdir():
+        try:
+            stat = (proc / "stat").read_text()
+            cmdline = (proc / "cmdline").read_bytes().decode(errors="replace")
+        except OSError:
+            continue
+        if int(stat.rsplit(")", 1)[1].split()[1]) == os.getpid() and "jsii" in cmdline:
+            kernels.append(Path(os.readlink(proc / "exe")))
+    assert kernels, "no jsii kernel process found under this test process"
+    pinned = (REPO_ROOT / "node_modules" / ".bin" / "node").resolve()
+    assert {k.resolve() for k in kernels} == {pinned}
+    assert _major(str(pinned)) >= 22 and shutil.which("node") is not None
