@@ -75,7 +75,7 @@ def parse_migration(text: str, path: str) -> Migration:
     )
 
 
-def _git(repo: Path, *args: str) -> str:
+def run_git(repo: Path, *args: str) -> str:
     done = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise MigrationDiffError(f"git {' '.join(args)} failed in {repo}: {done.stderr.strip()}")
@@ -116,11 +116,11 @@ def migration_changes(
             f"{versions} is not a folder: the backend's Alembic versions/ must be under src/{migrations_dir} "
             "(set the migrations directory, or turn migrations off for this backend)"
         )
-    repo = Path(_git(versions, "rev-parse", "--show-toplevel").strip())
-    _git(repo, "rev-parse", "--verify", "--quiet", f"{base}^{{commit}}")
+    repo = Path(run_git(versions, "rev-parse", "--show-toplevel").strip())
+    run_git(repo, "rev-parse", "--verify", "--quiet", f"{base}^{{commit}}")
     rel = versions.relative_to(repo.resolve()).as_posix()
-    status = _git(repo, "diff", "--name-status", "--no-renames", base, "--", rel)
-    untracked = _git(repo, "ls-files", "--others", "--exclude-standard", "--", rel)
+    status = run_git(repo, "diff", "--name-status", "--no-renames", base, "--", rel)
+    untracked = run_git(repo, "ls-files", "--others", "--exclude-standard", "--", rel)
 
     added_paths: list[str] = []
     modified_paths: list[str] = []

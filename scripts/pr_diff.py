@@ -39,9 +39,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-# diff_summary is a script beside this one, not a package module.
+# diff_summary is a script beside this one, not a package module; stacks/ is the app's (for its config).
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import migration_diff
+import source_impact
 from diff_summary import (
     CfnDiffError,
     DiffInputError,
@@ -51,6 +54,8 @@ from diff_summary import (
     run_cfn_diff,
     summarize,
 )
+
+from stacks.config import ConfigError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # Borrowed by the base worktree: installing them again would cost minutes; bundles are keyed by input hash.
@@ -292,8 +297,29 @@ class Comparison:
 
 
 def extra_sections(options: Options, head: Path, comparison: Comparison) -> list[str]:
-    """Markdown sections other checks add to a stack's summary (each starting with `#### `); none yet."""
-    return []
+    """The sections this project adds to a stack's summary: which functions run the changed source, and the
+    migrations the deploy will apply. Against `--base` (default: HEAD, i.e. the uncommitted change)."""
+    base = options.base or "HEAD"
+    try:
+        configs, backend = source_impact.environments(options.repo)
+        config = next((c for c in configs.values() if c.stack_name == comparison.stack), None)
+        if config is None:
+            return []
+        sections = [source_impact.render_markdown(source_impact.source_impact(backend / "src", config, base))]
+        versions = backend / "src" / config.migrations.directory / "versions"
+        if versions.is_dir():
+            migrations = migration_diff.render_markdown(
+                migration_diff.migration_changes(backend, base, migrations_dir=config.migrations.directory)
+            )
+            if migrations and not config.migrations.enabled:
+                migrations += (
+                    "\n**Not applied by this deploy**: `migrations.enabled` is false for this environment; "
+                    "the code's schema head will not match the database until they run.\n"
+                )
+            sections.append(migrations)
+    except (ConfigError, migration_diff.MigrationDiffError) as err:
+        return [f"#### Source impact\n\nnot computed: {err}\n"]
+    return [s for s in sections if s]
 
 
 def write_report(options: Options, head: Path, comparison: Comparison, run: Runner) -> Path:
