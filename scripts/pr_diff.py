@@ -300,6 +300,8 @@ def extra_sections(options: Options, head: Path, comparison: Comparison) -> list
     """The sections this project adds to a stack's summary: which functions run the changed source, and the
     migrations the deploy will apply. Against `--base` (default: HEAD, i.e. the uncommitted change)."""
     base = options.base or "HEAD"
+    if not (options.repo / "cdk.json").is_file():
+        return []  # not this app's checkout (no catalog to read)
     try:
         configs, backend = source_impact.environments(options.repo)
         config = next((c for c in configs.values() if c.stack_name == comparison.stack), None)

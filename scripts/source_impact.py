@@ -86,7 +86,10 @@ def render_markdown(result: SourceImpact) -> str:
 
 def environments(repo: Path) -> tuple[dict[str, EnvironmentConfig], Path]:
     """The app's environments from its cdk.json, parsed as the app parses them, and its backend folder."""
-    context = json.loads((repo / "cdk.json").read_text())["context"]
+    try:
+        context = json.loads((repo / "cdk.json").read_text())["context"]
+    except (OSError, ValueError, KeyError) as err:
+        raise ConfigError(f"{repo / 'cdk.json'}: cannot read its context ({err})") from err
     backend = Path(context.get("backend_root") or "apps/backend-api")
     backend = backend if backend.is_absolute() else repo / backend
     return parse_environments(context.get("environments"), context.get("functions")), backend
