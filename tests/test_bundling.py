@@ -69,7 +69,11 @@ def _mutations(backend: Path, extra: Path) -> dict[str, Callable[[BundleSpec], B
             src / "migrations" / "versions" / "0003_third.py", 'revision = "0003"\ndown_revision = "0002"\n'
         ),
         "requirements content": edit(backend / "requirements.txt", "fastapi==0.115.6\nmangum==0.18.0\n"),
-        "lock file appears": edit(backend / "requirements.lock", "fastapi==0.115.6 --hash=sha256:00\n"),
+        "lock file appears": edit(
+            backend / "requirements.lock",
+            f"# requirements-sha256: {hashlib.sha256((backend / 'requirements.txt').read_bytes()).hexdigest()}\n"
+            "fastapi==0.115.6 --hash=sha256:00\n",
+        ),
         "runtime": lambda s: replace(s, runtime="python3.12"),
         "architecture": lambda s: replace(s, architecture="arm64"),
         "excludes option": lambda s: replace(s, excludes=(*s.excludes, "*.md")),
