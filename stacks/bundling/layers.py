@@ -89,7 +89,19 @@ class DependencyLayer:
         if missing:
             raise FileNotFoundError(f"{bundle} lost files of its dependency layer: {sorted(missing)[:5]}")
         new = zipwrite.NewEntries()
-        new.add_files([(name, path) for name, path in files if name not in stored or name in again])
+        pyc_cache = self.pyc_cache
+
+        def cached_blob(name: str, path: Path) -> Path | None:
+            # A dependency's .pyc that is the cache's own file (a hard link): its entry is deflated once.
+            if not name.endswith(".pyc"):
+                return None
+            cached = pyc_cache / name
+            try:
+                return cached.with_name(cached.name + ".entry") if os.path.samefile(path, cached) else None
+            except OSError:
+                return None
+
+        new.add_files([(name, path) for name, path in files if name not in stored or name in again], cached_blob)
         zipped = zipwrite.write_merged(zip_path, self.entries, self.blob_path, new, replaced=again)
         sizes = {e.name: e.size for e in self.entries}
         sizes.update({e.name: e.size for e in new.entries})
@@ -106,11 +118,14 @@ def layer_key(parts: Sequence[tuple[str, str | bytes]]) -> str:
 
 
 def _files(directory: Path) -> list[tuple[str, Path]]:
+    """Every file under `directory` as (relative POSIX path, path), sorted (plain strings: thousands)."""
     found = []
-    for root, _dirs, files in os.walk(directory):
+    top = str(directory)
+    cut = len(top) + 1
+    for root, _dirs, files in os.walk(top):
+        prefix = root[cut:].replace(os.sep, "/")
         for name in files:
-            path = Path(root, name)
-            found.append((path.relative_to(directory).as_posix(), path))
+            found.append((f"{prefix}/{name}" if prefix else name, Path(root, name)))
     return sorted(found)
 
 

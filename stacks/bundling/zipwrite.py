@@ -14,9 +14,10 @@ import mmap
 import os
 import stat
 import struct
+import threading
 import zipfile
 import zlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -85,11 +86,32 @@ class NewEntries:
         self.entries: list[Entry] = []
         self.blobs: list[bytes] = []
 
-    def add_files(self, files: Sequence[tuple[str, Path]]) -> None:
-        """Deflate files on every core (zlib releases the GIL)."""
+    def add_files(
+        self, files: Sequence[tuple[str, Path]], blob_cache: Callable[[str, Path], Path | None] | None = None
+    ) -> None:
+        """Deflate files on every core (zlib releases the GIL).
+
+        `blob_cache(name, path)` may name a file that holds (or will hold) the entry's blob: a file whose
+        bytes are known not to change (an immutable cached file) is then deflated once, ever.
+        """
+
+        def one(item: tuple[str, Path]) -> tuple[bytes, int, int, int, bool]:
+            name, path = item
+            stored = blob_cache(name, path) if blob_cache else None
+            if stored is not None and stored.is_file():
+                blob = stored.read_bytes()
+                fields = _LOCAL.unpack_from(blob)
+                return blob, fields[6], fields[8], fields[7], False
+            result = _deflate_file(item)
+            if stored is not None:
+                temporary = stored.with_name(f"{stored.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+                temporary.write_bytes(result[0])
+                os.replace(temporary, stored)
+            return result
+
         with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
             for (name, _path), (blob, crc, size, packed, executable) in zip(
-                files, pool.map(_deflate_file, files), strict=True
+                files, pool.map(one, files), strict=True
             ):
                 self.add_blob(name, blob, crc, size, packed, executable)
 

@@ -60,7 +60,12 @@ class _CompilingLoader(importlib.machinery.SourceFileLoader):
         if cached and os.path.isfile(cached):
             with open(cached, "rb") as handle:
                 data = handle.read()
-            _write(cache, data)
+            # A hard link: no copy, and the zip writer sees the bundle's file is the cached one.
+            os.makedirs(os.path.dirname(cache), exist_ok=True)
+            try:
+                os.link(cached, cache)
+            except OSError:
+                _write(cache, data)
             self.compiled.append(relative)
             return marshal.loads(data[16:])  # type: ignore[no-any-return]
         source = self.get_data(path)
@@ -74,6 +79,11 @@ class _CompilingLoader(importlib.machinery.SourceFileLoader):
         _write(cache, data)
         if cached:
             _write(cached, data)
+            try:  # the bundle's file becomes the cached one, as on later builds
+                os.unlink(cache)
+                os.link(cached, cache)
+            except OSError:
+                _write(cache, data)
         self.compiled.append(relative)
         return code
 
