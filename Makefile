@@ -11,7 +11,7 @@ CDK := npx --no-install cdk
 ENV ?= staging
 STACK = credmate-backend-$(ENV)
 
-.PHONY: setup synth test lint typecheck unit diff deploy bench local-invoke diagram smoke wait-deployments clean
+.PHONY: setup synth test lint typecheck unit diff deploy bench lock local-invoke diagram smoke wait-deployments clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt apps/backend-api/requirements.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -57,6 +57,11 @@ wait-deployments: setup
 
 bench: setup
 	$(PY) scripts/bench.py
+
+# requirements.lock beside each backend's requirements.txt (BACKEND=path for another one); synth refuses a
+# lock whose requirements.txt changed since.
+lock: setup
+	$(PY) scripts/lock.py $(BACKEND)
 
 local-invoke: setup
 	$(PY) scripts/local_invoke.py --function $(FUNCTION) --event $(EVENT)
