@@ -45,7 +45,9 @@ def targets(cdk_json: Path) -> list[tuple[str, str]]:
     for name, settings in environments.items():
         runtime = str(((settings or {}).get("function") or {}).get("runtime") or DEFAULT_RUNTIME)
         if not runtime.startswith("python"):
-            raise SystemExit(f"{cdk_json}: environments.{name}.function.runtime={runtime!r} is not a python runtime")
+            raise SystemExit(
+                f"{cdk_json}: environments.{name}.function.runtime={runtime!r} is not a python runtime"
+            )
         versions.add(runtime.removeprefix("python"))
     versions = versions or {DEFAULT_RUNTIME.removeprefix("python")}
     return sorted((version, arch) for version in versions for arch in TARGET_PLATFORMS)
@@ -57,7 +59,9 @@ def requirements_path(raw: str) -> Path:
     if path.is_dir():
         path = path / "requirements.txt"
     if not path.is_file():
-        raise SystemExit(f"{path} does not exist: pass a backend folder holding requirements.txt, or the file")
+        raise SystemExit(
+            f"{path} does not exist: pass a backend folder holding requirements.txt, or the file"
+        )
     return path
 
 

@@ -45,10 +45,17 @@ def test_source_only_rebuild_reuses_the_dependency_layer_and_equals_a_clean_buil
     assert not first.cache_hit and not first.dependencies_reused
     # GIVEN a one-line source change that also makes init import dependency modules it did not import before
     handler = mini_backend / "src" / "handler.py"
-    handler.write_text("import fastapi.encoders  # noqa: F401\n" + handler.read_text() + "\n# one more line\n")
+    handler.write_text(
+        "import fastapi.encoders  # noqa: F401\n" + handler.read_text() + "\n# one more line\n"
+    )
     # WHEN the bundle is rebuilt on the same cache, with installing, stripping and layer writing forbidden
     with monkeypatch.context() as patch:
-        _forbid(patch, "bundling.install_dependencies", "bundling.strip_native_libraries", "zipwrite.store_entries")
+        _forbid(
+            patch,
+            "bundling.install_dependencies",
+            "bundling.strip_native_libraries",
+            "zipwrite.store_entries",
+        )
         layered = build_bundle(_spec(mini_backend, cache))
     # THEN it is a new asset built on the cached layer
     assert not layered.cache_hit and layered.dependencies_reused
@@ -115,7 +122,7 @@ def test_merged_zip_equals_zipfile_for_interleaved_replaced_and_new_entries(tmp_
         "c/three.py": b"three\n",
         "c/z.bin": os.urandom(50_000),
         "e/run.sh": b"#!/bin/sh\n",
-        "pkg/sub/\u00e9.txt": "non-ascii".encode(),
+        "pkg/sub/\u00e9.txt": b"non-ascii",
     }
     for name, data in files.items():
         (layer_tree / name).parent.mkdir(parents=True, exist_ok=True)
@@ -141,7 +148,7 @@ def test_merged_zip_equals_zipfile_for_interleaved_replaced_and_new_entries(tmp_
 
 
 def test_layer_key_covers_every_part() -> None:
-    base = [("tool", "uv 0.13.9"), ("requirements", b"fastapi==1\n")]
+    base: list[tuple[str, str | bytes]] = [("tool", "uv 0.13.9"), ("requirements", b"fastapi==1\n")]
     keys = {
         layers.layer_key(base),
         layers.layer_key([("tool", "uv 0.14.0"), base[1]]),

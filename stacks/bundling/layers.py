@@ -75,7 +75,6 @@ class DependencyLayer:
             except OSError:
                 shutil.copy2(source, dest)
 
-
     def write_zip(self, zip_path: Path, bundle: Path, *, replaced: Sequence[str]) -> tuple[int, int]:
         """The bundle's zip: the layer's entries as stored, merged with the files this build wrote.
 
@@ -101,7 +100,9 @@ class DependencyLayer:
             except OSError:
                 return None
 
-        new.add_files([(name, path) for name, path in files if name not in stored or name in again], cached_blob)
+        new.add_files(
+            [(name, path) for name, path in files if name not in stored or name in again], cached_blob
+        )
         zipped = zipwrite.write_merged(zip_path, self.entries, self.blob_path, new, replaced=again)
         sizes = {e.name: e.size for e in self.entries}
         sizes.update({e.name: e.size for e in new.entries})

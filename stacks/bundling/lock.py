@@ -160,10 +160,16 @@ def compile_lock(
             "--generate-hashes",
             "--no-header",  # uv's header names this machine's paths; ours records what matters
         ]
-        proc = subprocess.run(args, cwd=requirements.parent, capture_output=True, text=True, env=env, check=False)
+        proc = subprocess.run(
+            args, cwd=requirements.parent, capture_output=True, text=True, env=env, check=False
+        )
         if proc.returncode != 0:
-            raise RuntimeError(f"resolving {requirements} for python{version}/{arch} failed:\n{proc.stderr[-3000:]}")
-        resolutions.append((f"python_version == '{version}' and platform_machine == '{machine}'", proc.stdout))
+            raise RuntimeError(
+                f"resolving {requirements} for python{version}/{arch} failed:\n{proc.stderr[-3000:]}"
+            )
+        resolutions.append(
+            (f"python_version == '{version}' and platform_machine == '{machine}'", proc.stdout)
+        )
     body = merge_resolutions(resolutions)
     temporary = lock.with_name(f".{LOCK_NAME}.{os.getpid()}.tmp")
     temporary.write_text(render_header(requirements, sorted(set(targets))) + body)

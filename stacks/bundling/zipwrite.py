@@ -140,7 +140,12 @@ def load_index(index_path: Path) -> list[Entry]:
 
 
 def write_merged(
-    zip_path: Path, stored: Sequence[Entry], blob_path: Path | None, new: NewEntries, *, replaced: Iterable[str]
+    zip_path: Path,
+    stored: Sequence[Entry],
+    blob_path: Path | None,
+    new: NewEntries,
+    *,
+    replaced: Iterable[str],
 ) -> int:
     """Write a zip of the stored entries (minus `replaced` names) and the new ones, in name order.
 

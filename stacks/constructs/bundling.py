@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from stacks.bundling import layers, zipwrite
+from stacks.bundling import layers
 from stacks.bundling.lock import check_fresh as check_lock_fresh
 
 # Bump when the bundle layout or any build step changes: it is part of every input hash.
@@ -145,7 +145,6 @@ class BundleResult:
     notices: tuple[str, ...] = ()
     bytecode_files: int = 0
     dependencies_reused: bool = False  # built on an existing dependency layer: nothing was installed
-
 
     def summary(self, functions: Sequence[str]) -> str:
         action = "cache hit" if self.cache_hit else "built"
@@ -542,7 +541,9 @@ def compile_imported_bytecode(
     compile_imported.py); returns how many. The import runs in a fresh `-I -S` interpreter with a clean
     environment, so the set depends on the bundle alone. With `layer`, dependency modules take their .pyc
     from (and leave it in) the layer's bytecode cache."""
-    shared = {"CREDMATE_PYC_LAYER": str(layer.tree), "CREDMATE_PYC_CACHE": str(layer.pyc_cache)} if layer else {}
+    shared = (
+        {"CREDMATE_PYC_LAYER": str(layer.tree), "CREDMATE_PYC_CACHE": str(layer.pyc_cache)} if layer else {}
+    )
     proc = subprocess.run(
         [sys.executable, "-I", "-S", "-B", str(COMPILE_SCRIPT), str(directory), *modules],
         capture_output=True,
@@ -659,7 +660,7 @@ def build_bundle(spec: BundleSpec, *, log: Callable[[str], None] = lambda _m: No
         meta = json.loads(meta_path.read_text())
         return _result(final, asset_hash, tool, meta, cache_hit=True, started=started)
 
-    notices = []
+    notices: list[str] = []
     final.parent.mkdir(parents=True, exist_ok=True)
     # Built beside its final place and renamed in one step: an interrupted build never looks complete.
     work = Path(tempfile.mkdtemp(prefix=f".{asset_hash[:12]}-", dir=final.parent))

@@ -10,9 +10,10 @@ Each module is compiled exactly once, from its source, with `co_filename` set to
 `compileall -s BUNDLE -p /var/task --invalidation-mode unchecked-hash` would. With CREDMATE_PYC_LAYER (the
 dependency layer's tree) and CREDMATE_PYC_CACHE set, a module file that is still the layer's own (a hard
 link to it) takes its .pyc from the cache when an earlier build compiled it, and leaves it there otherwise:
-the .pyc of an unchanged file is the same bytes, so only the bundle's own modules are compiled again. A module that fails to import
-is not an error here: synth-time verification reports it with the function and a hint. Prints one JSON line:
-the relative paths compiled and the modules that failed. Standard library only.
+the .pyc of an unchanged file is the same bytes, so only the bundle's own modules are compiled again.
+A module that fails to import is not an error here: synth-time verification reports it with the function
+and a hint. Prints one JSON line: the relative paths compiled and the modules that failed. Standard library
+only.
 """
 
 import importlib
@@ -67,7 +68,8 @@ class _CompilingLoader(importlib.machinery.SourceFileLoader):
             except OSError:
                 _write(cache, data)
             self.compiled.append(relative)
-            return marshal.loads(data[16:])  # type: ignore[no-any-return]
+            code: types.CodeType = marshal.loads(data[16:])
+            return code
         source = self.get_data(path)
         code = compile(source, "/var/task/" + relative, "exec", dont_inherit=True)
         data = (

@@ -158,7 +158,11 @@ def _start_verification(
     spec: BundleSpec, result: BundleResult, checks: Sequence[HandlerCheck], log: Callable[[str], None]
 ) -> None:
     key = json.dumps(
-        [result.asset_hash, spec.architecture, [[c.function, c.handler, c.http_health, list(c.environment)] for c in checks]]
+        [
+            result.asset_hash,
+            spec.architecture,
+            [[c.function, c.handler, c.http_health, list(c.environment)] for c in checks],
+        ]
     )
     with _pending_lock:
         if key not in _pending:  # one bundle shared by several stacks is verified once
