@@ -42,7 +42,7 @@ from stacks.bundling import layers
 from stacks.bundling.lock import check_fresh as check_lock_fresh
 
 # Bump when the bundle layout or any build step changes: it is part of every input hash.
-BUNDLER_VERSION = "6"
+BUNDLER_VERSION = "5"
 
 # What Lambda never needs. Patterns match a path relative to the source folder or any single path part.
 DEFAULT_EXCLUDES: tuple[str, ...] = (

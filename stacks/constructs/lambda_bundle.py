@@ -30,6 +30,7 @@ from stacks.constructs.bundling import (
     build_bundle,
     input_hash,
     installer_identity,
+    requirements_file,
 )
 
 _HOST_ARCH = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "arm64", "arm64": "arm64"}.get(
@@ -127,7 +128,7 @@ def docker_fallback(
             command=[
                 "bash",
                 "-c",
-                f"pip install --no-cache-dir -r {spec.requirements.name} -t /asset-output "
+                f"pip install --no-cache-dir -r {requirements_file(spec).name} -t /asset-output "
                 f"&& cp -a {spec.source_dir.name}/. /asset-output/ {extra}".strip(),
             ],
         ),
