@@ -83,7 +83,7 @@ class DependencyLayer:
         """
         stored = {e.name for e in self.entries}
         again = set(replaced)
-        files = _files(bundle)
+        files = _paths(bundle)
         missing = stored - {name for name, _p in files}
         if missing:
             raise FileNotFoundError(f"{bundle} lost files of its dependency layer: {sorted(missing)[:5]}")
@@ -101,7 +101,7 @@ class DependencyLayer:
                 return None
 
         new.add_files(
-            [(name, path) for name, path in files if name not in stored or name in again], cached_blob
+            [(name, Path(path)) for name, path in files if name not in stored or name in again], cached_blob
         )
         zipped = zipwrite.write_merged(zip_path, self.entries, self.blob_path, new, replaced=again)
         sizes = {e.name: e.size for e in self.entries}
@@ -116,6 +116,18 @@ def layer_key(parts: Sequence[tuple[str, str | bytes]]) -> str:
         digest.update(f"{label}:{len(data)}:".encode())
         digest.update(data)
     return digest.hexdigest()
+
+
+def _paths(directory: Path) -> list[tuple[str, str]]:
+    """Every file under `directory` as (relative POSIX path, path), sorted (plain strings: thousands)."""
+    found = []
+    top = str(directory)
+    cut = len(top) + 1
+    for root, _dirs, files in os.walk(top):
+        prefix = root[cut:].replace(os.sep, "/")
+        for name in files:
+            found.append((f"{prefix}/{name}" if prefix else name, os.path.join(root, name)))
+    return sorted(found)
 
 
 def _files(directory: Path) -> list[tuple[str, Path]]:

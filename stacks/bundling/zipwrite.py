@@ -9,6 +9,7 @@ directory from the index. The bytes equal what `zipfile` writes for the same fil
 
 from __future__ import annotations
 
+import io
 import json
 import mmap
 import os
@@ -101,7 +102,10 @@ class NewEntries:
             if stored is not None and stored.is_file():
                 blob = stored.read_bytes()
                 fields = _LOCAL.unpack_from(blob)
-                return blob, fields[6], fields[8], fields[7], False
+                data = path.read_bytes()
+                # The blob is used only for these very bytes (a crc32 is cheap next to a deflate).
+                if fields[6] == zlib.crc32(data) and fields[8] == len(data) and not is_executable(path):
+                    return blob, fields[6], fields[8], fields[7], False
             result = _deflate_file(item)
             if stored is not None:
                 temporary = stored.with_name(f"{stored.name}.{os.getpid()}.{threading.get_ident()}.tmp")
@@ -159,12 +163,28 @@ def write_merged(
         raise ZipLimitError(f"{len(merged)} files: more than a zip without zip64 can hold")
     central = bytearray()
     position = 0
-    with zip_path.open("wb") as out, _mapped(blob_path) as store:
+    with zip_path.open("wb", buffering=0) as out, _mapped(blob_path) as store:
         run_start = run_end = -1
+        source_fd = store.fd
+        kernel_copy = source_fd >= 0 and hasattr(os, "copy_file_range")
 
         def flush() -> None:
-            if run_start >= 0:
-                out.write(store[run_start:run_end])
+            nonlocal kernel_copy
+            if run_start < 0:
+                return
+            done = run_start
+            # In-kernel copy of a stored run (no trip through this process); plain writes where unsupported.
+            while kernel_copy and done < run_end:
+                try:
+                    copied = os.copy_file_range(source_fd, out.fileno(), run_end - done, done)
+                except OSError:
+                    copied = 0
+                if copied <= 0:
+                    kernel_copy = False
+                    break
+                done += copied
+            if done < run_end:
+                _write_all(out, store.data[done:run_end])
 
         for name, source, entry in merged:
             if position > _ZIP_MAX:
@@ -184,34 +204,39 @@ def write_merged(
             else:
                 flush()
                 run_start = run_end = -1
-                out.write(new.blobs[entry.offset])
+                _write_all(out, new.blobs[entry.offset])
             position += entry.length
         flush()
         if position > _ZIP_MAX:
             raise ZipLimitError("the zip is over 4 GiB, more than a zip without zip64 can hold")
-        out.write(central)
-        out.write(_END.pack(0x06054B50, 0, 0, len(merged), len(merged), len(central), position, 0))
+        _write_all(out, bytes(central))
+        _write_all(out, _END.pack(0x06054B50, 0, 0, len(merged), len(merged), len(central), position, 0))
         return position + len(central) + _END.size
 
 
+def _write_all(out: io.FileIO, data: bytes | memoryview) -> None:
+    view = memoryview(data)
+    while view:
+        written = out.write(view)
+        view = view[written or 0 :]
+
+
 class _mapped:
-    """The blob file memory-mapped read-only (or an empty buffer when there is none)."""
+    """The blob file: its descriptor (for in-kernel copies) and a read-only memory map of it."""
 
     def __init__(self, path: Path | None) -> None:
         self.path = path
-        self.handle: object = None
-        self.map: mmap.mmap | None = None
+        self.fd = -1
+        self.data: mmap.mmap | bytes = b""
 
-    def __enter__(self) -> mmap.mmap | bytes:
-        if self.path is None or self.path.stat().st_size == 0:
-            return b""
-        handle = self.path.open("rb")
-        self.handle = handle
-        self.map = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
-        return self.map
+    def __enter__(self) -> _mapped:
+        if self.path is not None and self.path.stat().st_size > 0:
+            self.fd = os.open(self.path, os.O_RDONLY)
+            self.data = mmap.mmap(self.fd, 0, access=mmap.ACCESS_READ)
+        return self
 
     def __exit__(self, *_exc: object) -> None:
-        if self.map is not None:
-            self.map.close()
-        if self.handle is not None:
-            self.handle.close()  # type: ignore[attr-defined]
+        if isinstance(self.data, mmap.mmap):
+            self.data.close()
+        if self.fd >= 0:
+            os.close(self.fd)
