@@ -15,7 +15,7 @@ STACK = credmate-backend-$(ENV)
 NODE_MAJOR_MIN := 22
 WORKFLOWS ?= $(wildcard .github/workflows/*.yml)
 
-.PHONY: setup synth test lint lint-workflows typecheck unit diff deploy bench local-invoke local-api local-event diagram smoke wait-deployments clean
+.PHONY: setup synth test lint lint-workflows typecheck unit diff deploy bench lock local-invoke local-api local-event diagram smoke wait-deployments clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt apps/backend-api/requirements.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -71,6 +71,11 @@ wait-deployments: setup
 
 bench: setup
 	$(PY) scripts/bench.py
+
+# requirements.lock beside each backend's requirements.txt (BACKEND=path for another one); synth refuses a
+# lock whose requirements.txt changed since.
+lock: setup
+	$(PY) scripts/lock.py $(BACKEND)
 
 local-invoke: setup
 	$(PY) scripts/local_invoke.py --function $(FUNCTION) --event $(EVENT)

@@ -13,6 +13,7 @@ from cdk_nag import AwsSolutionsChecks, HIPAASecurityChecks
 from stacks.backend_stack import BackendStack, BackendStackProps
 from stacks.config import ConfigError, EnvironmentConfig, parse_environments
 from stacks.constructs.bundling import BundlingError
+from stacks.constructs.lambda_bundle import join_verifications
 from stacks.constructs.stack_policy import protect
 from stacks.policy_stack import StackPolicyStack
 
@@ -78,6 +79,8 @@ def build_app(app: cdk.App) -> tuple[dict[str, BackendStack], dict[str, StackPol
     # Compliance on every synth: findings fail synth; acknowledgements carry their reasons in the code that
     # needs them. CredentialMate holds health-care credentials, hence the HIPAA Security pack.
     cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app), HIPAASecurityChecks(app))
+    # Bundle verification ran in the background while the stacks were built; a failure stops synth here.
+    join_verifications()
     return stacks, policies
 
 

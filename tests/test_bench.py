@@ -84,6 +84,10 @@ def verdicts(
     ours_zip: int = 19_000_000,
     sam_zip: int | None = 19_000_000,
     unchanged_no_bundling: bool = True,
+    source_rebuild: float | None = 0.4,
+    sam_source_rebuild: float | None = 4.0,
+    synth_change: float | None = 8.0,
+    synth_noop: float | None = 8.0,
 ) -> dict[str, str]:
     targets = bench.evaluate_targets(
         ours_cold=ours_cold,
@@ -93,6 +97,10 @@ def verdicts(
         ours_zip=ours_zip,
         sam_zip=sam_zip,
         unchanged_no_bundling=unchanged_no_bundling,
+        source_rebuild=source_rebuild,
+        sam_source_rebuild=sam_source_rebuild,
+        synth_change=synth_change,
+        synth_noop=synth_noop,
     )
     return {t.name: t.verdict for t in targets}
 
@@ -102,13 +110,15 @@ def test_all_targets_pass_within_limits() -> None:
 
 
 def test_limits_are_inclusive() -> None:
-    # GIVEN ratios exactly at 0.3x, 0.5x and 1.1x THEN each target still passes
-    result = verdicts(ours_cold=3.0, import_with=1.25, ours_zip=20_900_000)
+    # GIVEN ratios exactly at 0.3x, 0.5x, 1.1x, 0.1x and 1.15x THEN each target still passes
+    result = verdicts(ours_cold=3.0, import_with=1.25, ours_zip=20_900_000, synth_change=9.2)
     assert result == {
         "cold bundle time": "PASS",
         "import time with bytecode": "PASS",
         "zip size": "PASS",
         "synth with unchanged inputs performs no bundling": "PASS",
+        "source-only rebuild": "PASS",
+        "synth after a source change": "PASS",
     }
 
 
@@ -119,6 +129,8 @@ def test_limits_are_inclusive() -> None:
         ({"import_with": 1.3}, "import time with bytecode"),
         ({"ours_zip": 21_000_000}, "zip size"),
         ({"unchanged_no_bundling": False}, "synth with unchanged inputs performs no bundling"),
+        ({"source_rebuild": 0.41}, "source-only rebuild"),
+        ({"synth_change": 9.21}, "synth after a source change"),
     ],
 )
 def test_each_target_fails_on_its_own(override: dict[str, Any], failing: str) -> None:
@@ -128,9 +140,11 @@ def test_each_target_fails_on_its_own(override: dict[str, Any], failing: str) ->
 
 
 def test_unmeasured_sam_makes_its_targets_na_never_pass() -> None:
-    result = verdicts(sam_cold=None, sam_zip=None)
+    result = verdicts(sam_cold=None, sam_zip=None, sam_source_rebuild=None, synth_noop=None)
     assert result["cold bundle time"] == "n/a"
     assert result["zip size"] == "n/a"
+    assert result["source-only rebuild"] == "n/a"
+    assert result["synth after a source change"] == "n/a"
     assert result["import time with bytecode"] == "PASS"
 
 
@@ -296,3 +310,29 @@ def test_tool_errors_are_shortened_to_what_and_why() -> None:
     )
     assert bench._brief(error) == "pip install aws-sam-cli==1.170.0 failed (exit 1): ... ERROR: no network"
     assert bench._brief(bench.BenchError("sam build did not finish")) == "sam build did not finish"
+
+
+def test_edit_loop_table_and_targets_use_medians() -> None:
+    from dataclasses import replace
+
+    report = replace(
+        make_report(),
+        ours_source_rebuild=(0.5, 0.3, 0.4),
+        sam_source_rebuild=(4.0, 5.0, 3.0),
+        synth_noop=(8.0, 7.0, 9.0),
+        synth_source_change=(8.5, 9.5, 8.8),
+    )
+    text = bench.render_results(report)
+    assert "| rebuild the bundle | 0.40 | `sam build --cached` after the same change | 4.00 |" in text
+    assert "| `cdk synth` of this app | 8.80 | `cdk synth`, nothing changed | 8.00 |" in text
+    assert (
+        "| source-only rebuild | 0.10x | <= 0.1x sam build --cached after the same change | **PASS** |"
+        in text
+    )
+    assert "| synth after a source change | 1.10x | <= 1.15x no-op synth | **PASS** |" in text
+
+
+def test_one_line_change_edits_handler_only(tmp_path: Path) -> None:
+    (tmp_path / "handler.py").write_text("X = 1\n")
+    bench.one_line_change(tmp_path, 3)
+    assert (tmp_path / "handler.py").read_text() == "X = 1\n\n_BENCH_EDIT = 3\n"

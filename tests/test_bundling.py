@@ -79,7 +79,12 @@ def _mutations(backend: Path, extra: Path) -> dict[str, Callable[[BundleSpec], B
             src / "migrations" / "versions" / "0003_third.py", 'revision = "0003"\ndown_revision = "0002"\n'
         ),
         "requirements content": edit(backend / "requirements.txt", "fastapi==0.115.6\nmangum==0.18.0\n"),
-        "lock file appears": edit(backend / "requirements.lock", "fastapi==0.115.6 --hash=sha256:00\n"),
+        "lock file appears": edit(
+            backend / "requirements.lock",
+            "# requirements-sha256: "
+            f"{hashlib.sha256((backend / 'requirements.txt').read_bytes()).hexdigest()}\n"
+            "fastapi==0.115.6 --hash=sha256:00\n",
+        ),
         "runtime": lambda s: replace(s, runtime="python3.12"),
         "architecture": lambda s: replace(s, architecture="arm64"),
         "excludes option": lambda s: replace(s, excludes=(*s.excludes, "*.md")),
@@ -580,3 +585,42 @@ def test_no_wheel_with_docker_falls_back_to_cdk_docker_bundling(
     assert "cp /extra-0/credmate_probe.py /asset-output/credmate_probe.py" in command
     (volume,) = options.volumes  # type: ignore[attr-defined]
     assert volume.host_path == str(probe.parent) and volume.container_path == "/extra-0"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Verification off the critical path: started when the bundle exists, joined before synth ends
+
+
+def test_verification_runs_in_the_background_and_the_join_raises_its_failure(
+    mini_backend: Path, shared_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    from stacks.constructs import lambda_bundle
+
+    (mini_backend / "requirements.txt").write_text("fastapi==0.115.6\n")
+    release = threading.Event()
+    calls: list[str] = []
+    from stacks.constructs.bundle_verification import verify_bundle as real_verify
+
+    def held(*args: object, **kwargs: object) -> None:
+        calls.append("verify")
+        assert release.wait(60)
+        real_verify(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(lambda_bundle, "verify_bundle", held)
+    spec = spec_for(mini_backend, shared_cache)
+    # WHEN two stacks ask for the same bundle, THEN both return while its verification is still running
+    for _stack in ("staging", "prod"):
+        lambda_bundle.verified_bundle(spec, checks=CHECKS, log=lambda _m: None)
+    assert lambda_bundle.pending_verifications() == 1, "one shared bundle is verified once, in the background"
+    release.set()
+    # AND the join raises the failure with the same message a synchronous check gave
+    with pytest.raises(BundlingError) as caught:
+        lambda_bundle.join_verifications()
+    message = str(caught.value)
+    assert message.startswith("bundle verification failed (the bundle would not run on Lambda):")
+    assert "function BackendApi (handler handler.lambda_handler)" in message
+    assert "No module named 'mangum'" in message
+    assert calls == ["verify"]
+    lambda_bundle.join_verifications()  # nothing left pending: the failure is reported once

@@ -38,7 +38,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from stacks.bundling import import_closure, sdist
+from stacks.bundling import import_closure, layers, sdist
+from stacks.bundling.lock import check_fresh as check_lock_fresh
 from stacks.bundling.sdist import Wheelhouse
 
 # Bump when the bundle layout or any build step changes: it is part of every input hash.
@@ -149,9 +150,12 @@ class BundleResult:
     bytecode: bool
     notices: tuple[str, ...] = ()
     bytecode_files: int = 0
+    dependencies_reused: bool = False  # built on an existing dependency layer: nothing was installed
 
     def summary(self, functions: Sequence[str]) -> str:
         action = "cache hit" if self.cache_hit else "built"
+        if not self.cache_hit and self.dependencies_reused:
+            action = "built on the cached dependency layer"
         return (
             f"[bundle] {', '.join(functions)}: {self.tool}, {action} in {self.seconds:.1f}s, "
             f"{self.unzipped_bytes / 1e6:.1f} MB unzipped, {self.zipped_bytes / 1e6:.1f} MB zipped, "
@@ -207,6 +211,8 @@ def requirements_file(spec: BundleSpec) -> Path:
             f"requirements file {spec.requirements} is missing: a Lambda without its "
             "dependencies fails every request (No module named 'mangum'). Create it."
         )
+    if chosen is lock:
+        check_lock_fresh(lock, spec.requirements)
     lines = [ln.strip() for ln in chosen.read_text().splitlines()]
     if not any(ln and not ln.startswith("#") for ln in lines):
         raise BundlingError(
@@ -576,10 +582,16 @@ COMPILE_SCRIPT = Path(__file__).with_name("compile_imported.py")
 COMPILE_TIMEOUT_SECONDS = 300
 
 
-def compile_imported_bytecode(directory: Path, modules: Sequence[str]) -> int:
+def compile_imported_bytecode(
+    directory: Path, modules: Sequence[str], layer: layers.DependencyLayer | None = None
+) -> int:
     """Unchecked-hash .pyc for exactly the bundle modules that importing `modules` loads (see
     compile_imported.py); returns how many. The import runs in a fresh `-I -S` interpreter with a clean
-    environment, so the set depends on the bundle alone."""
+    environment, so the set depends on the bundle alone. With `layer`, dependency modules take their .pyc
+    from (and leave it in) the layer's bytecode cache."""
+    shared = (
+        {"CREDMATE_PYC_LAYER": str(layer.tree), "CREDMATE_PYC_CACHE": str(layer.pyc_cache)} if layer else {}
+    )
     proc = subprocess.run(
         [sys.executable, "-I", "-S", "-B", str(COMPILE_SCRIPT), str(directory), *modules],
         capture_output=True,
@@ -590,6 +602,7 @@ def compile_imported_bytecode(directory: Path, modules: Sequence[str]) -> int:
             "PYTHONHASHSEED": "0",
             "AWS_REGION": "us-east-1",
             "AWS_DEFAULT_REGION": "us-east-1",
+            **shared,
         },
         timeout=COMPILE_TIMEOUT_SECONDS,
         check=False,
@@ -676,6 +689,34 @@ def check_import_closure(spec: BundleSpec, bundle: Path) -> import_closure.Closu
     return closure
 
 
+def dependency_layer(
+    spec: BundleSpec, tool: str, command: list[str], wheelhouse: Wheelhouse
+) -> layers.DependencyLayer:
+    """The installed, pruned, stripped dependencies for `spec`, from the layer cache or built now."""
+    req = requirements_file(spec)
+
+    def build(tree: Path) -> list[str]:
+        install_dependencies(
+            spec, command, tree, spec.cache_dir, wheelhouse.directory if wheelhouse.wheels else None
+        )
+        _prune_installed(tree, spec.dependency_excludes)
+        return strip_native_libraries(tree, spec.architecture) if spec.strip_native else []
+
+    parts: list[tuple[str, str | bytes]] = [
+        ("bundler", BUNDLER_VERSION),
+        ("tool", tool),
+        ("runtime", spec.runtime),
+        ("architecture", spec.architecture),
+        ("dependency-excludes", json.dumps(sorted(spec.dependency_excludes))),
+        ("strip", strip_identity() if spec.strip_native else "off"),
+        ("requirements-name", req.name),
+        ("requirements", req.read_bytes()),
+        # Wheels built here from pure-Python sdists: part of what gets installed.
+        ("built-wheels", json.dumps(sorted(list(w) for w in wheelhouse.wheels))),
+    ]
+    return layers.dependency_layer(spec.cache_dir, parts, build)
+
+
 def _tree_size(directory: Path) -> int:
     return sum(p.stat().st_size for p in directory.rglob("*") if p.is_file())
 
@@ -692,25 +733,25 @@ def build_bundle(spec: BundleSpec, *, log: Callable[[str], None] = lambda _m: No
         meta = json.loads(meta_path.read_text())
         return _result(final, asset_hash, tool, meta, cache_hit=True, started=started)
 
-    notices = []
+    notices: list[str] = []
     final.parent.mkdir(parents=True, exist_ok=True)
     # Built beside its final place and renamed in one step: an interrupted build never looks complete.
     work = Path(tempfile.mkdtemp(prefix=f".{asset_hash[:12]}-", dir=final.parent))
     try:
         bundle = work / "bundle"
         bundle.mkdir()
-        install_dependencies(
-            spec, command, bundle, spec.cache_dir, wheelhouse.directory if wheelhouse.wheels else None
-        )
-        _prune_installed(bundle, spec.dependency_excludes)
-        if spec.strip_native:
-            notices.extend(strip_native_libraries(bundle, spec.architecture))
-        for relative, path in source_files(spec.source_dir, spec.excludes):
+        layer = dependency_layer(spec, tool, command, wheelhouse)
+        notices.extend(layer.notices)
+        layer.link_into(bundle)
+        # Files from the layer are hard links: anything this build writes over one is unlinked first, so
+        # the layer (and uv's cache behind it) is never written through.
+        own: dict[str, Path] = {}
+        for relative, path in [*source_files(spec.source_dir, spec.excludes), *spec.extra_files]:
             dest = bundle / relative
             dest.parent.mkdir(parents=True, exist_ok=True)
+            dest.unlink(missing_ok=True)
             shutil.copyfile(path, dest)
-        for name, path in spec.extra_files:
-            shutil.copyfile(path, bundle / name)
+            own[relative] = dest
         closure = check_import_closure(spec, bundle)
         closure_info = {
             # What each function imports lazily from its dependencies: the probe imports exactly these.
@@ -749,11 +790,12 @@ def build_bundle(spec: BundleSpec, *, log: Callable[[str], None] = lambda _m: No
             "installer": tool,
             **closure_info,
         }
+        (bundle / "build_info.json").unlink(missing_ok=True)
         (bundle / "build_info.json").write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
         bytecode = spec.compile_bytecode and host_can_compile(spec)
         bytecode_files = 0
         if bytecode and spec.bytecode_modules:
-            bytecode_files = compile_imported_bytecode(bundle, spec.bytecode_modules)
+            bytecode_files = compile_imported_bytecode(bundle, spec.bytecode_modules, layer)
         elif bytecode:
             compile_bytecode(bundle)
             bytecode_files = sum(1 for _ in bundle.rglob("*.pyc"))
@@ -762,13 +804,14 @@ def build_bundle(spec: BundleSpec, *, log: Callable[[str], None] = lambda _m: No
                 f"no precompiled bytecode: host Python is {sys.version_info.major}."
                 f"{sys.version_info.minor}, target is {spec.python_version}"
             )
-        write_zip(bundle, work / "bundle.zip")
+        zipped, unzipped = layer.write_zip(work / "bundle.zip", bundle, replaced=[*own, "build_info.json"])
         meta = {
-            "unzipped_bytes": _tree_size(bundle),
-            "zipped_bytes": (work / "bundle.zip").stat().st_size,
+            "unzipped_bytes": unzipped,
+            "zipped_bytes": zipped,
             "bytecode": bytecode,
             "bytecode_files": bytecode_files,
             "tool": tool,
+            "dependencies_reused": not layer.built,
         }
         (work / "meta.json").write_text(json.dumps(meta, sort_keys=True))
         if final.exists():  # a concurrent synth finished first; its bundle has the same inputs
@@ -805,4 +848,5 @@ def _result(
         bytecode=meta["bytecode"],
         bytecode_files=meta.get("bytecode_files", 0),
         notices=notices,
+        dependencies_reused=meta.get("dependencies_reused", False),
     )

@@ -7,9 +7,13 @@ installed module (boto3's, tests', unused extras') nearly doubles the zip for no
 imports later is compiled once per sandbox, in memory.
 
 Each module is compiled exactly once, from its source, with `co_filename` set to its /var/task path, as
-`compileall -s BUNDLE -p /var/task --invalidation-mode unchecked-hash` would. A module that fails to import
-is not an error here: synth-time verification reports it with the function and a hint. Prints one JSON line:
-the relative paths compiled and the modules that failed. Standard library only.
+`compileall -s BUNDLE -p /var/task --invalidation-mode unchecked-hash` would. With CREDMATE_PYC_LAYER (the
+dependency layer's tree) and CREDMATE_PYC_CACHE set, a module file that is still the layer's own (a hard
+link to it) takes its .pyc from the cache when an earlier build compiled it, and leaves it there otherwise:
+the .pyc of an unchanged file is the same bytes, so only the bundle's own modules are compiled again.
+A module that fails to import is not an error here: synth-time verification reports it with the function
+and a hint. Prints one JSON line: the relative paths compiled and the modules that failed. Standard library
+only.
 """
 
 import importlib
@@ -26,26 +30,62 @@ from collections.abc import Callable
 _HASH_BASED_UNCHECKED = (1).to_bytes(4, "little")  # PEP 552 flags: hash-based, do not check the source
 
 
+def _write(path: str, data: bytes) -> None:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    temporary = f"{path}.{os.getpid()}.tmp"  # unique: concurrent builds may fill the same shared cache
+    with open(temporary, "wb") as handle:
+        handle.write(data)
+    os.replace(temporary, path)
+
+
 class _CompilingLoader(importlib.machinery.SourceFileLoader):
     bundle = ""
+    layer = os.environ.get("CREDMATE_PYC_LAYER", "")
+    pyc_cache = os.environ.get("CREDMATE_PYC_CACHE", "")
     compiled: list[str] = []
+
+    def _shared(self, path: str, relative: str) -> bool:
+        if not (self.layer and self.pyc_cache):
+            return False
+        try:
+            return os.path.samefile(path, os.path.join(self.layer, relative))
+        except OSError:
+            return False
 
     def get_code(self, fullname: str) -> types.CodeType:
         path = self.get_filename(fullname)
-        source = self.get_data(path)
         relative = os.path.relpath(path, self.bundle).replace(os.sep, "/")
-        code = compile(source, "/var/task/" + relative, "exec", dont_inherit=True)
         cache = importlib.util.cache_from_source(path)
-        os.makedirs(os.path.dirname(cache), exist_ok=True)
+        shared = self._shared(path, relative)
+        cached = os.path.join(self.pyc_cache, os.path.relpath(cache, self.bundle)) if shared else ""
+        if cached and os.path.isfile(cached):
+            with open(cached, "rb") as handle:
+                data = handle.read()
+            # A hard link: no copy, and the zip writer sees the bundle's file is the cached one.
+            os.makedirs(os.path.dirname(cache), exist_ok=True)
+            try:
+                os.link(cached, cache)
+            except OSError:
+                _write(cache, data)
+            self.compiled.append(relative)
+            code: types.CodeType = marshal.loads(data[16:])
+            return code
+        source = self.get_data(path)
+        code = compile(source, "/var/task/" + relative, "exec", dont_inherit=True)
         data = (
             importlib.util.MAGIC_NUMBER
             + _HASH_BASED_UNCHECKED
             + importlib.util.source_hash(source)
             + marshal.dumps(code)
         )
-        with open(cache + ".tmp", "wb") as handle:
-            handle.write(data)
-        os.replace(cache + ".tmp", cache)
+        _write(cache, data)
+        if cached:
+            _write(cached, data)
+            try:  # the bundle's file becomes the cached one, as on later builds
+                os.unlink(cache)
+                os.link(cached, cache)
+            except OSError:
+                _write(cache, data)
         self.compiled.append(relative)
         return code
 

@@ -12,7 +12,9 @@ import platform
 import shutil
 import subprocess
 import sys
+import threading
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 
 from aws_cdk import AssetHashType, BundlingOptions, DockerVolume
@@ -22,11 +24,13 @@ from stacks.constructs.bundle_verification import target_interpreter, verify_bun
 from stacks.constructs.bundling import (
     BundleResult,
     BundleSpec,
+    BundlingError,
     HandlerCheck,
     MissingWheelError,
     build_bundle,
     input_hash,
     installer_identity,
+    requirements_file,
 )
 
 _HOST_ARCH = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "arm64", "arm64": "arm64"}.get(
@@ -64,7 +68,7 @@ def verified_bundle(
     for warning in result.limit_warnings():
         log(f"[bundle] WARNING: {warning}")
     if verify:
-        _verify_once(spec, result, checks, log)
+        _start_verification(spec, result, checks, log)
     else:
         log(
             "[bundle] WARNING: handler verification SKIPPED (skip_bundle_verification): nothing proves "
@@ -124,7 +128,7 @@ def docker_fallback(
             command=[
                 "bash",
                 "-c",
-                f"pip install --no-cache-dir -r {spec.requirements.name} -t /asset-output "
+                f"pip install --no-cache-dir -r {requirements_file(spec).name} -t /asset-output "
                 f"&& cp -a {spec.source_dir.name}/. /asset-output/ {extra}".strip(),
             ],
         ),
@@ -141,6 +145,49 @@ def docker_fallback(
         bytecode=False,
     )
     return VerifiedBundle(result=result, code=code, verified=False)
+
+
+# Verification runs in the background: its interpreters import the handlers while synth goes on building
+# the rest of the app (the waiting is all I/O: the checks are separate processes). Every caller that builds
+# bundles must call join_verifications() before it uses the result (app.py does, before and after synth).
+_pending: dict[str, Future[None]] = {}
+_pending_lock = threading.Lock()
+_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="bundle-verify")
+
+
+def _start_verification(
+    spec: BundleSpec, result: BundleResult, checks: Sequence[HandlerCheck], log: Callable[[str], None]
+) -> None:
+    key = json.dumps(
+        [
+            result.asset_hash,
+            spec.architecture,
+            [[c.function, c.handler, c.http_health, list(c.environment)] for c in checks],
+        ]
+    )
+    with _pending_lock:
+        if key not in _pending:  # one bundle shared by several stacks is verified once
+            _pending[key] = _pool.submit(_verify_once, spec, result, checks, log)
+
+
+def pending_verifications() -> int:
+    with _pending_lock:
+        return sum(1 for future in _pending.values() if not future.done())
+
+
+def join_verifications() -> None:
+    """Wait for every verification started so far; raise one BundlingError naming every failure."""
+    with _pending_lock:
+        futures = list(_pending.values())
+        _pending.clear()
+    errors: list[str] = []
+    for future in futures:
+        try:
+            future.result()
+        except BundlingError as exc:
+            errors.append(str(exc))
+    if errors:
+        raise BundlingError("\n".join(dict.fromkeys(errors)))
 
 
 def _verify_once(

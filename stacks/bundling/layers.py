@@ -1,0 +1,176 @@
+"""The dependency layer: installed, pruned, stripped dependencies and their zip entries, built once per key.
+
+A source edit is the common change, and it leaves the dependencies as they were. So the bundle is built in
+two layers: this one, keyed by everything that shapes the installed tree (the lock or requirements content,
+runtime, architecture, installer, strip tool, dependency excludes, layer format), and the source on top. A
+layer holds:
+
+* `tree/`: the installed tree (files are hard-linked into each bundle: no 100 MB copy);
+* `entries.bin` + `index.json`: every file's zip entry, deflated once (zipwrite); a bundle's zip copies them
+  as they are;
+* `pyc/`: the unchecked-hash .pyc of dependency modules that some handler imported at init, written the
+  first time a build compiles them. A dependency file never changes inside a layer and its .pyc depends on
+  its bytes, path and the compiling Python only, so it is reused by whichever later build imports it; which
+  modules get bytecode is still decided by each build's own import.
+
+A layer is written in a work folder and renamed into place in one step, so an interrupted build never
+leaves a layer that looks complete; concurrent builds of one key keep whichever finished first.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from stacks.bundling import zipwrite
+
+# Bump when the layer's layout or content rules change.
+LAYER_FORMAT = "1"
+
+
+@dataclass(frozen=True)
+class DependencyLayer:
+    path: Path
+    key: str
+    entries: tuple[zipwrite.Entry, ...]
+    notices: tuple[str, ...]
+    built: bool  # False: reused from an earlier build (nothing installed, stripped or deflated)
+
+    @property
+    def tree(self) -> Path:
+        return self.path / "tree"
+
+    @property
+    def blob_path(self) -> Path:
+        return self.path / "entries.bin"
+
+    @property
+    def pyc_cache(self) -> Path:
+        # The compiling interpreter's exact version: bytecode may differ between patch releases.
+        version = ".".join(str(v) for v in sys.version_info[:3])
+        return self.path / "pyc" / f"{version}-{importlib.util.MAGIC_NUMBER.hex()}"
+
+    def link_into(self, bundle: Path) -> None:
+        """Hard-link every file of the layer into `bundle` (copy where links are impossible)."""
+        made: set[str] = set()
+        tree = str(self.tree)
+        target = str(bundle)
+        for entry in self.entries:
+            parent, _, _name = entry.name.rpartition("/")
+            if parent and parent not in made:
+                os.makedirs(os.path.join(target, parent), exist_ok=True)
+                made.add(parent)
+            source = os.path.join(tree, entry.name)
+            dest = os.path.join(target, entry.name)
+            try:
+                os.link(source, dest)
+            except OSError:
+                shutil.copy2(source, dest)
+
+    def write_zip(self, zip_path: Path, bundle: Path, *, replaced: Sequence[str]) -> tuple[int, int]:
+        """The bundle's zip: the layer's entries as stored, merged with the files this build wrote.
+
+        `bundle` holds the layer's files (linked) plus the build's own: every file not in the layer, and
+        the layer names in `replaced`, is deflated now. Returns (zip size, unzipped size).
+        """
+        stored = {e.name for e in self.entries}
+        again = set(replaced)
+        files = _paths(bundle)
+        missing = stored - {name for name, _p in files}
+        if missing:
+            raise FileNotFoundError(f"{bundle} lost files of its dependency layer: {sorted(missing)[:5]}")
+        new = zipwrite.NewEntries()
+        pyc_cache = self.pyc_cache
+
+        def cached_blob(name: str, path: Path) -> Path | None:
+            # A dependency's .pyc that is the cache's own file (a hard link): its entry is deflated once.
+            if not name.endswith(".pyc"):
+                return None
+            cached = pyc_cache / name
+            try:
+                return cached.with_name(cached.name + ".entry") if os.path.samefile(path, cached) else None
+            except OSError:
+                return None
+
+        new.add_files(
+            [(name, Path(path)) for name, path in files if name not in stored or name in again], cached_blob
+        )
+        zipped = zipwrite.write_merged(zip_path, self.entries, self.blob_path, new, replaced=again)
+        sizes = {e.name: e.size for e in self.entries}
+        sizes.update({e.name: e.size for e in new.entries})
+        return zipped, sum(sizes.values())
+
+
+def layer_key(parts: Sequence[tuple[str, str | bytes]]) -> str:
+    digest = hashlib.sha256()
+    for label, value in (("layer-format", LAYER_FORMAT), *parts):
+        data = value.encode() if isinstance(value, str) else value
+        digest.update(f"{label}:{len(data)}:".encode())
+        digest.update(data)
+    return digest.hexdigest()
+
+
+def _paths(directory: Path) -> list[tuple[str, str]]:
+    """Every file under `directory` as (relative POSIX path, path), sorted (plain strings: thousands)."""
+    found = []
+    top = str(directory)
+    cut = len(top) + 1
+    for root, _dirs, files in os.walk(top):
+        prefix = root[cut:].replace(os.sep, "/")
+        for name in files:
+            found.append((f"{prefix}/{name}" if prefix else name, os.path.join(root, name)))
+    return sorted(found)
+
+
+def _files(directory: Path) -> list[tuple[str, Path]]:
+    """Every file under `directory` as (relative POSIX path, path), sorted (plain strings: thousands)."""
+    found = []
+    top = str(directory)
+    cut = len(top) + 1
+    for root, _dirs, files in os.walk(top):
+        prefix = root[cut:].replace(os.sep, "/")
+        for name in files:
+            found.append((f"{prefix}/{name}" if prefix else name, Path(root, name)))
+    return sorted(found)
+
+
+def dependency_layer(
+    cache_dir: Path,
+    key_parts: Sequence[tuple[str, str | bytes]],
+    build_tree: Callable[[Path], list[str]],
+) -> DependencyLayer:
+    """The layer for `key_parts`, built with `build_tree(folder) -> notices` only when none exists."""
+    key = layer_key(key_parts)
+    final = cache_dir / "layers" / f"deps-{key}"
+    meta_path = final / "meta.json"
+    if meta_path.is_file():
+        meta = json.loads(meta_path.read_text())
+        return DependencyLayer(
+            final, key, tuple(zipwrite.load_index(final / "index.json")), tuple(meta["notices"]), built=False
+        )
+    final.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".deps-{key[:12]}-", dir=final.parent))
+    try:
+        tree = work / "tree"
+        tree.mkdir()
+        notices = build_tree(tree)
+        files = _files(tree)
+        entries = zipwrite.store_entries(files, work / "entries.bin", work / "index.json")
+        (work / "meta.json").write_text(json.dumps({"notices": notices, "files": len(files)}))
+        if final.exists():  # a concurrent build finished first; its layer has the same inputs
+            shutil.rmtree(work)
+            entries = zipwrite.load_index(final / "index.json")
+        else:
+            os.replace(work, final)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    return DependencyLayer(final, key, tuple(entries), tuple(notices), built=True)

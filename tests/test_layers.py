@@ -1,0 +1,158 @@
+"""The layered bundle cache: a source-only change reuses the dependency layer (no install, no strip, no
+re-deflate of dependency entries) and still gives the very bytes of a clean build; the merged zip is what
+`zipfile` writes; the layer is never written through."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from stacks.bundling import layers, zipwrite
+from stacks.constructs import bundling
+from stacks.constructs.bundling import BundleSpec, build_bundle
+from tests.test_bundling import _reference_zip, spec_for
+
+
+def _cache_sharing_wheels(root: Path, shared_cache: Path) -> Path:
+    """An empty bundle cache (no bundles, no layers) that shares uv's wheel cache: clean, but offline."""
+    root.mkdir(parents=True)
+    (root / "uv").symlink_to(shared_cache / "uv", target_is_directory=True)
+    return root
+
+
+def _forbid(monkeypatch: pytest.MonkeyPatch, *names: str) -> None:
+    def boom(*_a: object, **_k: object) -> None:
+        raise AssertionError("a source-only rebuild redid dependency work")
+
+    for name in names:
+        module, _, attr = name.rpartition(".")
+        monkeypatch.setattr({"bundling": bundling, "zipwrite": zipwrite}[module], attr, boom)
+
+
+def _spec(backend: Path, cache: Path) -> BundleSpec:
+    return spec_for(backend, cache, bytecode_modules=("handler", "worker"))
+
+
+def test_source_only_rebuild_reuses_the_dependency_layer_and_equals_a_clean_build(
+    mini_backend: Path, shared_cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cache = _cache_sharing_wheels(tmp_path / "layered", shared_cache)
+    first = build_bundle(_spec(mini_backend, cache))
+    assert not first.cache_hit and not first.dependencies_reused
+    # GIVEN a one-line source change that also makes init import dependency modules it did not import before
+    handler = mini_backend / "src" / "handler.py"
+    handler.write_text(
+        "import fastapi.encoders  # noqa: F401\n" + handler.read_text() + "\n# one more line\n"
+    )
+    # WHEN the bundle is rebuilt on the same cache, with installing, stripping and layer writing forbidden
+    with monkeypatch.context() as patch:
+        _forbid(
+            patch,
+            "bundling.install_dependencies",
+            "bundling.strip_native_libraries",
+            "zipwrite.store_entries",
+        )
+        layered = build_bundle(_spec(mini_backend, cache))
+    # THEN it is a new asset built on the cached layer
+    assert not layered.cache_hit and layered.dependencies_reused
+    assert layered.asset_hash != first.asset_hash
+    assert "built on the cached dependency layer" in layered.summary(["BackendApi"])
+    # AND byte for byte the zip a clean build of the same inputs writes (and zipfile would write)
+    clean = build_bundle(_spec(mini_backend, _cache_sharing_wheels(tmp_path / "clean", shared_cache)))
+    assert not clean.dependencies_reused and clean.asset_hash == layered.asset_hash
+    assert layered.zip_path.read_bytes() == clean.zip_path.read_bytes()
+    assert (layered.unzipped_bytes, layered.zipped_bytes) == (clean.unzipped_bytes, clean.zipped_bytes)
+    _reference_zip(layered.directory, tmp_path / "reference.zip")
+    assert layered.zip_path.read_bytes() == (tmp_path / "reference.zip").read_bytes()
+    # AND the newly imported dependency module got its bytecode, taken into the layer's cache for next time
+    with zipfile.ZipFile(layered.zip_path) as archive:
+        names = set(archive.namelist())
+    assert "fastapi/__pycache__/encoders.cpython-311.pyc" in names
+    assert "__pycache__/handler.cpython-311.pyc" in names
+
+
+def test_unchanged_inputs_after_a_layered_build_are_a_cache_hit(
+    mini_backend: Path, shared_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = build_bundle(_spec(mini_backend, shared_cache))
+    _forbid(monkeypatch, "bundling.install_dependencies", "zipwrite.store_entries")
+    monkeypatch.setattr(bundling, "compile_imported_bytecode", lambda *_a: pytest.fail("compiled on a hit"))
+    again = build_bundle(_spec(mini_backend, shared_cache))
+    assert again.cache_hit and again.directory == first.directory and again.seconds < 1
+
+
+def test_a_source_file_over_a_dependency_file_never_writes_into_the_layer(
+    mini_backend: Path, shared_cache: Path
+) -> None:
+    build_bundle(_spec(mini_backend, shared_cache))
+    spec = _spec(mini_backend, shared_cache)
+    tool, command = bundling.installer_identity(spec)
+    layer = bundling.dependency_layer(spec, tool, command, bundling.prepare_wheelhouse(spec, tool, command))
+    assert not layer.built
+    # GIVEN a source file at the path of a dependency's file (a hard link in the bundle folder)
+    target = next(e.name for e in layer.entries if e.name.endswith(".dist-info/METADATA"))
+    before = (layer.tree / target).read_bytes()
+    (mini_backend / "src" / target).parent.mkdir(parents=True)
+    (mini_backend / "src" / target).write_text("Metadata-Version: 2.1\nName: shadowed\n")
+    # WHEN the bundle is built, THEN the bundle has the source's file and the layer still has its own
+    result = build_bundle(_spec(mini_backend, shared_cache))
+    assert (result.directory / target).read_text().endswith("Name: shadowed\n")
+    assert (layer.tree / target).read_bytes() == before
+    with zipfile.ZipFile(result.zip_path) as archive:
+        assert archive.read(target).endswith(b"Name: shadowed\n")
+        assert archive.namelist().count(target) == 1
+
+
+def test_failed_dependency_install_leaves_no_layer(mini_backend: Path, tmp_path: Path) -> None:
+    (mini_backend / "requirements.txt").write_text("this-package-does-not-exist-credmate==1.0\n")
+    with pytest.raises(bundling.BundlingError):
+        build_bundle(spec_for(mini_backend, tmp_path))
+    assert list((tmp_path / "layers").iterdir()) == []
+
+
+def test_merged_zip_equals_zipfile_for_interleaved_replaced_and_new_entries(tmp_path: Path) -> None:
+    # GIVEN a stored layer of files and a tree holding those, new files sorted between them and a replacement
+    layer_tree, tree = tmp_path / "layer", tmp_path / "tree"
+    files = {
+        "a/one.py": b"one\n" * 300,
+        "c/three.py": b"three\n",
+        "c/z.bin": os.urandom(50_000),
+        "e/run.sh": b"#!/bin/sh\n",
+        "pkg/sub/\u00e9.txt": b"non-ascii",
+    }
+    for name, data in files.items():
+        (layer_tree / name).parent.mkdir(parents=True, exist_ok=True)
+        (layer_tree / name).write_bytes(data)
+    (layer_tree / "e/run.sh").chmod(0o755)
+    stored = [(n, layer_tree / n) for n in sorted(files)]
+    entries = zipwrite.store_entries(stored, tmp_path / "entries.bin", tmp_path / "index.json")
+    assert zipwrite.load_index(tmp_path / "index.json") == entries
+    shutil.copytree(layer_tree, tree)
+    (tree / "b.py").write_text("new\n")
+    (tree / "c" / "__pycache__").mkdir()
+    (tree / "c" / "__pycache__" / "three.pyc").write_bytes(b"\x00" * 100)
+    (tree / "c" / "three.py").write_text("replaced\n")
+    new = zipwrite.NewEntries()
+    new.add_files([(n, tree / n) for n in ("b.py", "c/__pycache__/three.pyc", "c/three.py")])
+    # WHEN merged, THEN the bytes are zipfile's for the whole tree
+    size = zipwrite.write_merged(tmp_path / "merged.zip", entries, tmp_path / "entries.bin", new, replaced=[])
+    _reference_zip(tree, tmp_path / "reference.zip")
+    assert (tmp_path / "merged.zip").read_bytes() == (tmp_path / "reference.zip").read_bytes()
+    assert size == (tmp_path / "merged.zip").stat().st_size
+    with zipfile.ZipFile(tmp_path / "merged.zip") as archive:
+        assert archive.testzip() is None and archive.read("c/three.py") == b"replaced\n"
+
+
+def test_layer_key_covers_every_part() -> None:
+    base: list[tuple[str, str | bytes]] = [("tool", "uv 0.13.9"), ("requirements", b"fastapi==1\n")]
+    keys = {
+        layers.layer_key(base),
+        layers.layer_key([("tool", "uv 0.14.0"), base[1]]),
+        layers.layer_key([base[0], ("requirements", b"fastapi==2\n")]),
+        layers.layer_key([*base, ("architecture", "arm64")]),
+    }
+    assert len(keys) == 4
