@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-Template = Mapping[str, Any]
+from diff_model import Template
 
 
 class DiffInputError(ValueError):
@@ -19,6 +19,7 @@ class DiffInputError(ValueError):
 
 
 def asset_key(function_props: Mapping[str, Any]) -> str | None:
+    """A function's code asset key: its S3Key without .zip (build_info.json is looked up by it)."""
     key = (function_props.get("Code") or {}).get("S3Key")
     return key.removesuffix(".zip") if isinstance(key, str) else None
 

@@ -16,10 +16,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from diff_model import Template
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CFN_DIFF = Path(__file__).resolve().with_name("cfn_diff.mjs")
 LibraryDiff = Mapping[str, Any]
-Template = Mapping[str, Any]
 
 
 class CfnDiffError(RuntimeError):

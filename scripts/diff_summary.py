@@ -461,17 +461,23 @@ def _source(item: Mapping[str, Any], templates: Sequence[Template]) -> tuple[str
 
 
 def iam_findings(old: Template, new: Template, library: LibraryDiff | None = None) -> list[Finding]:
-    """The library's rule for broadened permissions: positive statements added, negative statements
-    removed, managed policies attached; plus removed permissions boundaries."""
+    """The library's statement and managed-policy changes that broaden permissions; plus removed
+    permissions boundaries."""
     iam = (library or library_diff(old, new))["iam"]
-    regrouped = set().union(*(_atoms(s) for s in iam["statementRemovals"] if not s["negative"]))
+    # The library counts an Allow with NotAction/NotResource/NotPrincipal as "negative", not broadening,
+    # yet it grants everything but the listed values. The effect decides: an Allow added or a Deny removed
+    # broadens, unless the same atoms come back in another statement (regrouped, see _atoms).
+    allows_removed, denies_added = (
+        set().union(*(_atoms(s) for s in iam[key] if s["effect"] == effect))
+        for key, effect in (("statementRemovals", "Allow"), ("statementAdditions", "Deny"))
+    )
     findings = [
         Finding(*_source(st, (new, old)), *_statement_message(st))
         for st in iam["statementAdditions"]
-        if not st["negative"] and not _atoms(st) <= regrouped
+        if st["effect"] == "Allow" and not _atoms(st) <= allows_removed
     ]
     for st in iam["statementRemovals"]:
-        if st["negative"]:
+        if st["effect"] == "Deny" and not _atoms(st) <= denies_added:
             shown = st["rendered"]
             what = f"{shown['effect']} removed: {md(shown['action'])} on {md(shown['resource'])}"
             findings.append(Finding(*_source(st, (old, new)), what, True))

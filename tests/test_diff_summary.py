@@ -212,6 +212,34 @@ def test_iam_reordering_and_merging_statements_is_not_broadening(base):
     assert ds.iam_findings(base, new) == []
 
 
+def test_iam_allow_with_not_action_is_broadening_though_the_library_calls_it_negative(base):
+    # GIVEN an added Allow with NotAction: it grants every action but the listed ones
+    new = copy.deepcopy(base)
+    doc = new["Resources"]["WorkerFunctionServiceRoleDefaultPolicy07D8276A"]["Properties"]["PolicyDocument"]
+    doc["Statement"].append({"Effect": "Allow", "NotAction": "iam:*", "Resource": "arn:aws:s3:::bucket/*"})
+    library = diff_library.library_diff(base, new)
+    (added,) = library["iam"]["statementAdditions"]
+    assert added["negative"] is True and library["iam"]["broadened"] is False  # the library's verdict
+    # THEN the summary reports it, in the library's rendering, as a wildcard grant
+    (finding,) = ds.iam_findings(base, new, library)
+    assert finding.logical_id == "WorkerFunctionServiceRoleDefaultPolicy07D8276A"
+    assert "new Allow `NOT iam:*` on `arn:aws:s3:::bucket/*`" in finding.message
+    assert "wildcard action" in finding.message and finding.severe
+
+
+def test_iam_deny_split_into_two_statements_is_not_a_removal(base):
+    old, new = copy.deepcopy(base), copy.deepcopy(base)
+    deny = {"Effect": "Deny", "Action": ["s3:DeleteBucket", "s3:DeleteObject"], "Resource": "*"}
+    doc = old["Resources"]["WorkerFunctionServiceRoleDefaultPolicy07D8276A"]["Properties"]["PolicyDocument"]
+    doc["Statement"].append(deny)
+    doc = new["Resources"]["WorkerFunctionServiceRoleDefaultPolicy07D8276A"]["Properties"]["PolicyDocument"]
+    doc["Statement"] += [{**deny, "Action": a} for a in deny["Action"]]
+    assert ds.iam_findings(old, new) == []
+    doc["Statement"].pop()  # now s3:DeleteObject is no longer denied
+    (finding,) = ds.iam_findings(old, new)
+    assert finding.message.startswith("Deny removed: `s3:DeleteBucket s3:DeleteObject`") and finding.severe
+
+
 def test_iam_public_permission_deny_removed_and_boundary(base):
     old = copy.deepcopy(base)
     new = copy.deepcopy(base)
