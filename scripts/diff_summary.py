@@ -410,8 +410,8 @@ def _atoms(statement: Mapping[str, Any]) -> set[tuple[str, ...]]:
     """A statement as (effect, condition, negations, action, resource, principal) atoms.
 
     CDK merges and splits statements (minimizePolicies) whenever a grant changes; the library compares whole
-    statements, so re-arranged grants come out as removed + added. Atoms see through that: a statement
-    whose every atom a removed statement had is not a new permission."""
+    statements, so re-arranged grants come out as removed + added. Atoms see through that: an added Allow
+    whose every atom a removed Allow had is no new permission (likewise a removed Deny re-added)."""
     kinds = ("actions", "resources", "principals")
     head = (
         statement["effect"],
