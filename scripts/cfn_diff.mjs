@@ -160,7 +160,7 @@ function main(argv) {
       ingressRuleRemovals: withSources(sg.ingress.removals.map(rule), 'ingressRuleRemovals', perResource),
       egressRuleAdditions: withSources(sg.egress.additions.map(rule), 'egressRuleAdditions', perResource),
       egressRuleRemovals: withSources(sg.egress.removals.map(rule), 'egressRuleRemovals', perResource),
-      // Every ingress rule of the old template (all "added" to an empty stack): what "wider than before" means.
+      // Every ingress rule of the old template (all "added" to an empty stack), shown beside a new rule.
       ingressRulesBefore: fullDiff({ Resources: {} }, oldTemplate).securityGroupChanges.ingress.additions.map(rule),
     },
   };

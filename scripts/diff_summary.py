@@ -9,99 +9,45 @@
 CodeDeploy canary (and why: source, requirements or configuration), IAM and security-group broadening, and
 alarm changes.
 
-How CloudFormation applies each change (update in place, may replace, will replace, destroy; the IAM
-statements and security-group rules added or removed) comes from `@aws-cdk/cloudformation-diff`, the library
-behind `cdk diff`, through scripts/cfn_diff.mjs: its rules come from the CloudFormation resource
-specification and follow references to replaced resources. This module adds what is this project's own: the
-stack policy's verdict, canaries, alarms, rename hints, and the markdown. Everything is a function of the two
-templates, the stack policy in force and the bundle metadata (build_info.json of each asset), so it is tested
-on fixture template pairs without AWS.
+How CloudFormation applies each change (update in place, may replace, will replace, destroy) and which IAM
+statements and security-group rules are added or removed come from `@aws-cdk/cloudformation-diff`, the
+library behind `cdk diff` (diff_library.py runs scripts/cfn_diff.mjs). This module adds what is this
+project's own: the stack policy's verdict, canaries, alarms, rename hints and severity flags. Inputs are
+read by diff_inputs.py, the result types are in diff_model.py, the Markdown is written by diff_render.py.
+Everything is a function of the two templates, the stack policy in force and the bundle metadata
+(build_info.json of each asset), so it is tested on fixture template pairs without AWS.
 """
 
 from __future__ import annotations
 
 import argparse
 import fnmatch
-import functools
-import ipaddress
 import json
 import re
-import shutil
-import subprocess
 import sys
-import tempfile
-import zipfile
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-Template = Mapping[str, Any]
-ChangeKind = Literal["added", "modified", "may be replaced", "replaced", "removed"]
-KINDS: tuple[ChangeKind, ...] = ("added", "modified", "may be replaced", "replaced", "removed")
-BLOCKED = "WILL BE BLOCKED by the stack policy"
-MAY_BE_BLOCKED = "WILL BE BLOCKED by the stack policy if CloudFormation replaces it"
+from diff_inputs import DiffInputError, asset_key, load_asset_info, load_policy, load_template
+from diff_library import CfnDiffError, LibraryDiff, library_diff, run_cfn_diff
+from diff_model import (
+    CONTENT_HASHED_TYPES,
+    AlarmChange,
+    ChangeKind,
+    Finding,
+    ResourceChange,
+    StackDiff,
+    Template,
+    VersionChange,
+)
+from diff_render import md, render_markdown
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-CFN_DIFF = Path(__file__).resolve().with_name("cfn_diff.mjs")
-# Resources CDK re-creates under a new logical ID whenever their content changes: churn by design.
-CONTENT_HASHED_TYPES = frozenset({"AWS::Lambda::Version", "AWS::ApiGateway::Deployment"})
 # Resource attributes CloudFormation does not act on: a change to only these is no change.
 INERT_ATTRIBUTES = frozenset({"Metadata", "DependsOn"})
 ALARM_TYPES = frozenset({"AWS::CloudWatch::Alarm", "AWS::CloudWatch::CompositeAlarm"})
 ALARM_ACTION_FIELDS = frozenset({"AlarmActions", "OKActions", "InsufficientDataActions"})
-INTERNET = frozenset({"0.0.0.0/0", "::/0"})
 BROAD_MANAGED_POLICIES = re.compile(r"(AdministratorAccess|PowerUserAccess|IAMFullAccess|FullAccess)$")
-
-
-class DiffInputError(ValueError):
-    """An input file that is missing or is not what it should be; the message names the file."""
-
-
-class CfnDiffError(RuntimeError):
-    """scripts/cfn_diff.mjs could not run; the message says what to do."""
-
-
-# ---------------------------------------------------------------------------------------------------------
-# The library: scripts/cfn_diff.mjs on two template files
-
-LibraryDiff = Mapping[str, Any]
-
-
-def node_binary() -> str:
-    """The Node pinned in package.json (node_modules/.bin/node), else the first `node` on PATH."""
-    pinned = REPO_ROOT / "node_modules" / ".bin" / "node"
-    found = str(pinned) if pinned.exists() else shutil.which("node")
-    if found is None:
-        raise CfnDiffError(
-            "node: not found; run `make setup` (it installs the pinned Node into node_modules)"
-        )
-    return found
-
-
-def run_cfn_diff(old_path: Path, new_path: Path) -> dict[str, Any]:
-    """The library's verdict on two template files (see scripts/cfn_diff.mjs for the JSON)."""
-    command = [node_binary(), str(CFN_DIFF), str(old_path), str(new_path)]
-    proc = subprocess.run(command, capture_output=True, text=True, check=False)
-    if proc.returncode != 0:
-        tail = "\n".join(proc.stderr.strip().splitlines()[-5:])
-        raise CfnDiffError(f"{CFN_DIFF.name} failed (exit {proc.returncode}):\n{tail}")
-    data = json.loads(proc.stdout)
-    return dict(data)
-
-
-@functools.lru_cache(maxsize=32)
-def _cfn_diff_text(old_text: str, new_text: str) -> str:
-    with tempfile.TemporaryDirectory(prefix="cfn-diff-") as tmp:
-        old_path, new_path = Path(tmp) / "old.json", Path(tmp) / "new.json"
-        old_path.write_text(old_text)
-        new_path.write_text(new_text)
-        return json.dumps(run_cfn_diff(old_path, new_path))
-
-
-def library_diff(old: Template, new: Template) -> dict[str, Any]:
-    """run_cfn_diff on in-memory templates (cached: the same pair is asked for by several checks)."""
-    return dict(json.loads(_cfn_diff_text(json.dumps(old, sort_keys=True), json.dumps(new, sort_keys=True))))
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -163,12 +109,6 @@ def _as_list(value: Any) -> list[Any]:
     return list(value) if isinstance(value, list) else [value]
 
 
-def _md(text: str, limit: int = 120) -> str:
-    """Inline code for Markdown, shortened; backticks cannot appear inside."""
-    text = text.replace("`", "'").replace("\n", " ")
-    return f"`{text if len(text) <= limit else text[: limit - 1] + '…'}`"
-
-
 # ---------------------------------------------------------------------------------------------------------
 # Stack policy
 
@@ -222,73 +162,6 @@ def protected_ids(policy: Mapping[str, Any] | None) -> tuple[str, ...]:
                 if isinstance(resource, str) and resource.startswith("LogicalResourceId/"):
                     ids.add(resource.removeprefix("LogicalResourceId/"))
     return tuple(sorted(ids))
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Result types
-
-
-@dataclass(frozen=True)
-class ResourceChange:
-    logical_id: str
-    type: str
-    kind: ChangeKind
-    path: str | None = None
-    changed: tuple[str, ...] = ()  # property / attribute names that differ
-    reasons: tuple[str, ...] = ()  # why a replacement happens
-    impact: str = ""  # the library's verdict: WILL_UPDATE, MAY_REPLACE, WILL_REPLACE, WILL_DESTROY...
-    blocked_by: str | None = None  # the stack-policy action denied, e.g. "Update:Replace"
-    looks_like: str | None = None  # the logical ID this one looks renamed from/to
-
-
-@dataclass(frozen=True)
-class VersionChange:
-    function_id: str
-    label: str
-    canary: bool
-    detail: str  # deployment config, or why no canary runs
-    reasons: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class Finding:
-    logical_id: str
-    type: str
-    message: str
-    severe: bool = False
-
-
-@dataclass(frozen=True)
-class AlarmChange:
-    logical_id: str
-    name: str
-    kind: ChangeKind
-    details: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class StackDiff:
-    stack: str
-    changes: tuple[ResourceChange, ...]
-    versions: tuple[VersionChange, ...] = ()
-    code_without_version: tuple[VersionChange, ...] = ()
-    iam: tuple[Finding, ...] = ()
-    security_groups: tuple[Finding, ...] = ()
-    alarms: tuple[AlarmChange, ...] = ()
-    protected: tuple[str, ...] = ()
-    policy_given: bool = False
-    notes: tuple[str, ...] = ()
-
-    def of_kind(self, kind: ChangeKind) -> tuple[ResourceChange, ...]:
-        return tuple(c for c in self.changes if c.kind == kind)
-
-    @property
-    def blocked(self) -> tuple[ResourceChange, ...]:
-        return tuple(c for c in self.changes if c.blocked_by)
-
-    @property
-    def has_changes(self) -> bool:
-        return bool(self.changes)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -406,17 +279,12 @@ def _rename_pairs(
 FUNCTION_CONFIG_SCALARS = ("MemorySize", "Timeout", "Runtime", "Handler", "EphemeralStorage", "PackageType")
 
 
-def _asset_key(function_props: Mapping[str, Any]) -> str | None:
-    key = (function_props.get("Code") or {}).get("S3Key")
-    return key.removesuffix(".zip") if isinstance(key, str) else None
-
-
 def _code_reasons(
     old_p: Mapping[str, Any], new_p: Mapping[str, Any], assets: Mapping[str, Mapping[str, Any]]
 ) -> list[str]:
     if old_p.get("Code") == new_p.get("Code"):
         return []
-    old_key, new_key = _asset_key(old_p), _asset_key(new_p)
+    old_key, new_key = asset_key(old_p), asset_key(new_p)
     old_info, new_info = assets.get(old_key or ""), assets.get(new_key or "")
     arrow = f"asset {(old_key or '?')[:8]} → {(new_key or '?')[:8]}"
     if old_info is None or new_info is None:
@@ -533,12 +401,17 @@ def _canary_for(
 
 
 # ---------------------------------------------------------------------------------------------------------
-# IAM and security groups: the library's statement and rule changes, with this project's severity flags
+# IAM and security groups: what the library reports as broadening, with this project's severity flags
+
+INTERNET = frozenset({"0.0.0.0/0", "::/0"})
 
 
 def _atoms(statement: Mapping[str, Any]) -> set[tuple[str, ...]]:
-    """A statement as (effect, condition, negations, action, resource, principal) atoms, to see through CDK
-    merging or splitting statements (minimizePolicies): a re-arranged grant is not a new one."""
+    """A statement as (effect, condition, negations, action, resource, principal) atoms.
+
+    CDK merges and splits statements (minimizePolicies) whenever a grant changes; the library compares whole
+    statements, so re-arranged grants come out as removed + added. Atoms see through that: an added Allow
+    whose every atom a removed Allow had is no new permission (likewise a removed Deny re-added)."""
     kinds = ("actions", "resources", "principals")
     head = (
         statement["effect"],
@@ -550,64 +423,75 @@ def _atoms(statement: Mapping[str, Any]) -> set[tuple[str, ...]]:
 
 
 def _statement_message(statement: Mapping[str, Any]) -> tuple[str, bool]:
-    actions, resources = statement["actions"]["values"], statement["resources"]["values"]
-    principals = statement["principals"]["values"]
+    """The library's rendering of an added statement (NOT prefixes, principals, condition), flagged."""
+    shown = statement["rendered"]
+    actions, principals = statement["actions"]["values"], statement["principals"]["values"]
+    flags = [
+        flag
+        for flag, hit in (
+            (
+                "wildcard action",
+                statement["actions"]["not"] or any(a == "*" or a.endswith(":*") for a in actions),
+            ),
+            ("ALL resources", statement["resources"]["not"] or "*" in statement["resources"]["values"]),
+            ("ANY principal", any(p in ("*", "AWS:*") for p in principals)),
+        )
+        if hit
+    ]
+    # A trust policy letting in another account's principal matters as much as a wildcard.
     trust = bool(actions) and all(a.startswith("sts:AssumeRole") for a in actions)
-    flags = []
-    if statement["actions"]["not"] or any(a == "*" or a.endswith(":*") for a in actions):
-        flags.append("wildcard action")
-    elif any("*" in a for a in actions):
-        flags.append("action pattern")
-    if "*" in resources or statement["resources"]["not"]:
-        flags.append("ALL resources")
-    elif any("*" in r for r in resources):
-        flags.append("resource pattern")
-    if any(p in ("*", "AWS:*") for p in principals):
-        flags.append("ANY principal")
-    not_ = {k: "NOT " if statement[k]["not"] else "" for k in ("actions", "resources", "principals")}
-    text = "trust widened: " if trust else ""
-    text += f"new {statement['effect']} {not_['actions']}{', '.join(_md(a, 60) for a in actions)}"
-    if resources:
-        text += f" on {not_['resources']}{', '.join(_md(r) for r in resources)}"
-    if principals:
-        text += f" for {not_['principals']}{', '.join(_md(p) for p in principals)}"
-    if condition := statement["rendered"].get("condition"):
-        text += f" when {_md(condition, 80)}"
+    text = ("trust widened: " if trust else "") + f"new {shown['effect']} {md(shown['action'], 60)}"
+    for word, key, limit in (
+        (" on ", "resource", 120),
+        (" for ", "principal", 120),
+        (" when ", "condition", 80),
+    ):
+        if shown[key]:
+            text += f"{word}{md(shown[key], limit)}"
     if flags:
         text += f" (**{', '.join(flags)}**)"
-    severe = bool({"wildcard action", "ALL resources", "ANY principal"} & set(flags))
-    return text, severe or (trust and any(p.startswith("AWS:") for p in principals))
+    return text, bool(flags) or (trust and any(p.startswith("AWS:") for p in principals))
 
 
 def _source(item: Mapping[str, Any], templates: Sequence[Template]) -> tuple[str, str]:
-    """(logical ID, type) of the resource the library found an IAM statement or rule in."""
+    """(logical ID, type) of the resource the library found a statement, policy or rule in."""
     lid = next(iter(item.get("sources") or []), "?")
     rtype = next((str(_resources(t)[lid]["Type"]) for t in templates if lid in _resources(t)), "?")
     return lid, rtype
 
 
 def iam_findings(old: Template, new: Template, library: LibraryDiff | None = None) -> list[Finding]:
+    """The library's statement and managed-policy changes that broaden permissions; plus removed
+    permissions boundaries."""
     iam = (library or library_diff(old, new))["iam"]
-    removed_atoms = set().union(*(_atoms(s) for s in iam["statementRemovals"] if not s["negative"]))
-    findings = []
-    for st in iam["statementAdditions"]:
-        if not st["negative"] and not _atoms(st) <= removed_atoms:
-            message, severe = _statement_message(st)
-            findings.append(Finding(*_source(st, (new, old)), message, severe))
+    # The library counts an Allow with NotAction/NotResource/NotPrincipal as "negative", not broadening,
+    # yet it grants everything but the listed values. The effect decides: an Allow added or a Deny removed
+    # broadens, unless the same atoms come back in another statement (regrouped, see _atoms).
+    allows_removed, denies_added = (
+        set().union(*(_atoms(s) for s in iam[key] if s["effect"] == effect))
+        for key, effect in (("statementRemovals", "Allow"), ("statementAdditions", "Deny"))
+    )
+    findings = [
+        Finding(*_source(st, (new, old)), *_statement_message(st))
+        for st in iam["statementAdditions"]
+        if st["effect"] == "Allow" and not _atoms(st) <= allows_removed
+    ]
     for st in iam["statementRemovals"]:
-        if st["negative"]:
+        if st["effect"] == "Deny" and not _atoms(st) <= denies_added:
             shown = st["rendered"]
-            what = f"{shown['effect']} removed: {_md(shown['action'])} on {_md(shown['resource'])}"
+            what = f"{shown['effect']} removed: {md(shown['action'])} on {md(shown['resource'])}"
             findings.append(Finding(*_source(st, (old, new)), what, True))
     for att in iam["managedPolicyAdditions"]:
         arn, severe = att["managedPolicyArn"], bool(BROAD_MANAGED_POLICIES.search(att["managedPolicyArn"]))
-        findings.append(Finding(*_source(att, (new, old)), f"new managed policy {_md(arn)}", severe))
-    # A permissions boundary caps every grant; the library does not look at it.
+        findings.append(Finding(*_source(att, (new, old)), f"new managed policy {md(arn)}", severe))
+    # The library reads statements and managed policies but not a role's PermissionsBoundary, whose
+    # removal lifts the cap on every grant of the role at once.
     for lid, res in sorted(_resources(new).items()):
         before = _resources(old).get(lid)
-        is_role = res.get("Type") == "AWS::IAM::Role" and before and before.get("Type") == res.get("Type")
         if (
-            is_role
+            res.get("Type") == "AWS::IAM::Role"
+            and before is not None
+            and before.get("Type") == res.get("Type")
             and _props(before).get("PermissionsBoundary")
             and not _props(res).get("PermissionsBoundary")
         ):
@@ -615,56 +499,34 @@ def iam_findings(old: Template, new: Template, library: LibraryDiff | None = Non
     return findings
 
 
-def _network(rule: Mapping[str, Any]) -> ipaddress.IPv4Network | ipaddress.IPv6Network | None:
-    peer = rule.get("peer") or {}
-    try:
-        return (
-            ipaddress.ip_network(peer.get("ip", ""), strict=False) if peer.get("kind") == "cidr-ip" else None
-        )
-    except ValueError:
-        return None
-
-
-def _ports(rule: Mapping[str, Any]) -> tuple[int, int]:
-    low, high = rule.get("fromPort"), rule.get("toPort")
-    if str(rule.get("ipProtocol")) == "-1" or low is None or (low, high) == (-1, -1):
-        return 0, 65535
-    return int(low), int(high if high is not None else low)
-
-
 def security_group_findings(
     old: Template, new: Template, library: LibraryDiff | None = None
 ) -> list[Finding]:
-    """New ingress rules, flagged when open to the internet or wider than a rule the group had before."""
+    """Ingress rules the library reports added, in its words (protocol, peer), flagged when open to the
+    internet or on all ports; the group's rules before the change are listed for comparison."""
     groups = (library or library_diff(old, new))["securityGroups"]
     findings = []
     for rule in groups["ingressRuleAdditions"]:
-        (low, high), net, notes = _ports(rule), _network(rule), []
-        if net is not None and str(net) in INTERNET:
+        notes = []
+        if (rule.get("peer") or {}).get("ip") in INTERNET:
             notes.append("OPEN TO THE INTERNET")
-        if (low, high) == (0, 65535):
+        if (
+            rule["ipProtocol"] == "-1"
+            or rule.get("fromPort") == -1
+            or (rule.get("fromPort"), rule.get("toPort")) == (0, 65535)
+        ):
             notes.append("all ports")
-        for before in groups["ingressRulesBefore"]:
-            if before["groupId"] != rule["groupId"] or rule["ipProtocol"] not in (before["ipProtocol"], "-1"):
-                continue
-            (b_low, b_high), b_net = _ports(before), _network(before)
-            covers = low <= b_low and b_high <= high
-            same_source = before.get("peer") == rule.get("peer")
-            wider_source = (
-                b_net is not None and net is not None and b_net.version == net.version and b_net != net
-            ) and b_net.subnet_of(net)  # type: ignore[arg-type]
-            if covers and (low, high) != (b_low, b_high) and (same_source or wider_source):
-                notes.append(f"wider ports than before ({before['protocol']})")
-            if covers and wider_source:
-                notes.append(f"wider source than before ({before['peerText']})")
-        message = f"new ingress {rule['protocol']} from {_md(str(net or rule['peerText']))}"
+        message = f"new ingress {rule['protocol']} from {md(rule['peerText'])}"
         if notes:
-            message += f" (**{', '.join(dict.fromkeys(notes))}**)"
-        severe = "OPEN TO THE INTERNET" in notes or any(n.startswith("wider") for n in notes)
-        group = re.match(r"\$\{([A-Za-z0-9]+)[.}]", rule["groupId"])
-        findings.append(
-            Finding(group[1] if group else rule["groupId"], "AWS::EC2::SecurityGroup", message, severe)
-        )
+            message += f" (**{', '.join(notes)}**)"
+        before = [
+            f"{b['protocol']} from {b['peerText']}"
+            for b in groups["ingressRulesBefore"]
+            if b["groupId"] == rule["groupId"]
+        ]
+        if before:
+            message += f"; the group had {md('; '.join(before))}"
+        findings.append(Finding(*_source(rule, (new, old)), message, bool(notes)))
     return findings
 
 
@@ -685,7 +547,7 @@ def alarm_name(logical_id: str, resource: Mapping[str, Any]) -> str:
 
 def _describe_alarm(props: Mapping[str, Any]) -> str:
     if "AlarmRule" in props:
-        return f"rule {_md(render(props['AlarmRule']), 100)}"
+        return f"rule {md(render(props['AlarmRule']), 100)}"
     metric = render(props.get("MetricName", "metric math")) if "Metrics" not in props else "metric math"
     stat = render(props.get("Statistic") or props.get("ExtendedStatistic") or "")
     comparison = {
@@ -720,9 +582,9 @@ def alarm_changes(old: Template, new: Template) -> list[AlarmChange]:
             for key in _changed_keys(op, np_):
                 if key in ALARM_ACTION_FIELDS:
                     before, after = ({render(a) for a in _as_list(p.get(key))} for p in (op, np_))
-                    parts = [f"+{_md(a)}" for a in sorted(after - before)]
+                    parts = [f"+{md(a)}" for a in sorted(after - before)]
                     details.append(
-                        f"{key}: {', '.join(parts + [f'-{_md(a)}' for a in sorted(before - after)])}"
+                        f"{key}: {', '.join(parts + [f'-{md(a)}' for a in sorted(before - after)])}"
                     )
                 elif key == "AlarmDescription" or isinstance(op.get(key, np_.get(key)), dict | list):
                     details.append(f"{key} changed")
@@ -735,7 +597,7 @@ def alarm_changes(old: Template, new: Template) -> list[AlarmChange]:
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Whole diff and Markdown
+# Whole diff
 
 
 def diff_templates(
@@ -768,135 +630,6 @@ def diff_templates(
     )
 
 
-def _label(change: ResourceChange) -> str:
-    where = f", {change.path}" if change.path else ""
-    return f"{_md(change.logical_id)} ({change.type}{where})"
-
-
-def render_markdown(diff: StackDiff, extra_sections: Sequence[str] = ()) -> str:
-    """The summary. `extra_sections` are Markdown sections (each with its own `#### ` heading) that other
-    checks contribute; they come after the alarms, before the lists of added and modified resources."""
-    lines = [f"### `{diff.stack}`", ""]
-    lines += [f"> {note}" for note in diff.notes] + ([""] if diff.notes else [])
-    if not diff.has_changes:
-        lines += ["No changes.", ""]
-        return "\n".join(lines)
-    counts = {kind: len(diff.of_kind(kind)) for kind in KINDS}
-    if not counts["may be replaced"]:
-        del counts["may be replaced"]  # the usual case: keep the summary line short
-    lines += [" · ".join(f"**{n}** {kind}" for kind, n in counts.items()), ""]
-
-    certain = [c for c in diff.blocked if c.kind != "may be replaced"]
-    maybe = [c for c in diff.blocked if c.kind == "may be replaced"]
-    for box, items, verdict in (("CAUTION", certain, BLOCKED), ("WARNING", maybe, MAY_BE_BLOCKED)):
-        if items:
-            lines += [
-                f"> [!{box}]",
-                f"> **{len(items)} change(s) {verdict}**: CloudFormation will refuse the update and "
-                "roll back the whole deploy.",
-                ">",
-            ]
-            lines += [f"> - {_label(c)}: {c.kind} ({c.blocked_by} denied)" for c in items]
-            lines.append("")
-    if not diff.blocked and not diff.policy_given:
-        lines += ["_No stack policy given: replacements and removals were not checked against one._", ""]
-
-    lines += ["| Change | Count |", "|---|---:|"]
-    lines += [f"| {kind.capitalize()} | {n} |" for kind, n in counts.items()]
-    lines.append("")
-
-    if diff.versions or diff.code_without_version:
-        canaries = [v for v in diff.versions if v.canary]
-        lines += [
-            f"#### New function versions ({len(canaries)} canary deployment(s) will run)",
-            "",
-            "| Function | New version | Canary | Why |",
-            "|---|---|---|---|",
-        ]
-        for v in (*diff.versions, *diff.code_without_version):
-            is_version = v in diff.versions
-            canary = f"**a canary deployment will run**: {v.detail}" if v.canary else f"no: {v.detail}"
-            lines.append(
-                f"| {v.label} ({_md(v.function_id)}) | {'yes' if is_version else 'no'} | {canary} | "
-                f"{'; '.join(v.reasons) or '—'} |"
-            )
-        lines.append("")
-
-    for kind in ("replaced", "may be replaced", "removed"):
-        items = [c for c in diff.of_kind(kind) if c.type not in CONTENT_HASHED_TYPES or c.blocked_by]
-        if not items:
-            continue
-        lines += [f"#### {kind.capitalize()}", ""]
-        for c in items:
-            text = f"- {_label(c)}"
-            if c.reasons:
-                text += f": {'; '.join(c.reasons)}"
-            if c.looks_like:
-                text += f" (looks renamed to {_md(c.looks_like)}: CloudFormation deletes this one)"
-            if c.blocked_by:
-                verdict = MAY_BE_BLOCKED if kind == "may be replaced" else BLOCKED
-                text += f" — **{verdict}** ({c.blocked_by} denied)"
-            lines.append(text)
-        lines.append("")
-
-    for title, findings in (
-        ("IAM broadening", diff.iam),
-        ("Security-group broadening", diff.security_groups),
-    ):
-        if findings:
-            lines += [f"#### {title}", ""]
-            lines += [
-                f"- {'⚠️ ' if f.severe else ''}{_md(f.logical_id)} ({f.type}): {f.message}" for f in findings
-            ]
-            lines.append("")
-
-    if diff.alarms:
-        lines += ["#### Alarms", ""]
-        for a in diff.alarms:
-            lines.append(f"- {a.kind}: {_md(a.logical_id)} “{a.name}”: {'; '.join(a.details)}")
-        lines.append("")
-    lines += [line for section in extra_sections for line in (section.strip(), "")]
-
-    added = diff.of_kind("added")
-    listed = [c for c in added if c.type not in CONTENT_HASHED_TYPES]
-    if listed:
-        lines += ["#### Added", ""]
-        lines += [
-            f"- {_label(c)}" + (f" (looks renamed from {_md(c.looks_like)})" if c.looks_like else "")
-            for c in listed
-        ]
-        lines.append("")
-    modified = diff.of_kind("modified")
-    if modified:
-        lines += ["#### Modified (in place)", ""]
-        lines += [
-            f"- {_label(c)}: {', '.join(c.changed)}" + (f" — **{BLOCKED}**" if c.blocked_by else "")
-            for c in modified
-        ]
-        lines.append("")
-    churn = [
-        c
-        for c in diff.changes
-        if c.type in CONTENT_HASHED_TYPES and not c.blocked_by and c.kind in ("added", "removed", "replaced")
-    ]
-    if churn:
-        lines += [
-            f"_Also {len(churn)} Lambda version / API deployment resource(s) added or removed: CDK "
-            "re-creates them whenever their content changes (expected)._",
-            "",
-        ]
-    if diff.protected:
-        lines += [
-            "<details><summary>Logical IDs the stack policy protects from replacement and deletion</summary>",
-            "",
-            ", ".join(f"`{p}`" for p in diff.protected),
-            "",
-            "</details>",
-            "",
-        ]
-    return "\n".join(lines)
-
-
 def summarize(
     old: Template,
     new: Template,
@@ -913,84 +646,7 @@ def summarize(
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Files
-
-
-def load_json(path: Path, what: str) -> Any:
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise DiffInputError(f"{what} {path}: file not found") from None
-    except OSError as err:
-        raise DiffInputError(f"{what} {path}: cannot read it ({err.strerror})") from None
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as err:
-        raise DiffInputError(
-            f"{what} {path}: not valid JSON (line {err.lineno}, column {err.colno}: {err.msg})"
-        ) from None
-
-
-def load_template(path: Path, what: str = "template") -> dict[str, Any]:
-    data = load_json(path, what)
-    if not isinstance(data, dict) or not isinstance(data.get("Resources"), dict):
-        raise DiffInputError(
-            f"{what} {path}: no 'Resources' object; is it a CloudFormation template "
-            "(cdk.out/<stack>.template.json)?"
-        )
-    for lid, res in data["Resources"].items():
-        if not isinstance(res, dict) or not isinstance(res.get("Type"), str):
-            raise DiffInputError(f"{what} {path}: resource {lid!r} has no 'Type'")
-    return data
-
-
-def load_policy(path: Path) -> dict[str, Any]:
-    data = load_json(path, "stack policy")
-    statements = data.get("Statement") if isinstance(data, dict) else None
-    if not isinstance(statements, list) or not all(
-        isinstance(s, dict) and s.get("Effect") in ("Allow", "Deny") for s in statements
-    ):
-        raise DiffInputError(
-            f'stack policy {path}: expected {{"Statement": [{{"Effect": "Allow"|"Deny", '
-            "...}, ...]}} (a CloudFormation stack policy document)"
-        )
-    return data
-
-
-def load_asset_info(cdk_out: Path, template: Template) -> dict[str, dict[str, Any]]:
-    """build_info.json of each function's code asset in a cloud assembly, keyed by asset key.
-
-    Assets are found from the resource's aws:asset:path metadata, else as asset.<key>[.zip]; a missing or
-    unreadable asset is skipped (the reason then says "source/requirements" without telling them apart).
-    """
-    found: dict[str, dict[str, Any]] = {}
-    for res in _resources(template).values():
-        if res.get("Type") != "AWS::Lambda::Function" or not (key := _asset_key(_props(res))):
-            continue
-        meta_path = (res.get("Metadata") or {}).get("aws:asset:path")
-        candidates = [cdk_out / meta_path] if isinstance(meta_path, str) else []
-        candidates += [cdk_out / f"asset.{key}.zip", cdk_out / f"asset.{key}"]
-        for candidate in candidates:
-            info = _read_build_info(candidate)
-            if info is not None:
-                found[key] = info
-                break
-    return found
-
-
-def _read_build_info(path: Path) -> dict[str, Any] | None:
-    try:
-        if path.is_dir():
-            raw = (path / "build_info.json").read_text()
-        elif path.is_file() and zipfile.is_zipfile(path):
-            with zipfile.ZipFile(path) as archive:
-                raw = archive.read("build_info.json").decode()
-        else:
-            return None
-        data = json.loads(raw)
-    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
-        return None
-    return data if isinstance(data, dict) else None
+# Command line
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:

@@ -39,21 +39,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-# diff_summary is a script beside this one, not a package module; stacks/ is the app's (for its config).
+# diff_* are scripts beside this one, not package modules; stacks/ is the app's (for its config).
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import migration_diff
 import source_impact
-from diff_summary import (
-    CfnDiffError,
-    DiffInputError,
-    load_asset_info,
-    load_policy,
-    load_template,
-    run_cfn_diff,
-    summarize,
-)
+from diff_inputs import DiffInputError, load_asset_info, load_policy, load_template
+from diff_library import CfnDiffError, run_cfn_diff
+from diff_summary import summarize
 
 from stacks.config import ConfigError
 

@@ -19,6 +19,9 @@ from typing import Any
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+import diff_library
+import diff_model
+import diff_render
 import diff_summary as ds
 import pr_diff
 
@@ -47,7 +50,7 @@ def base() -> dict[str, Any]:
     return load("base")
 
 
-def diff_of(case: str, policy: dict[str, Any] | None, **kwargs: Any) -> ds.StackDiff:
+def diff_of(case: str, policy: dict[str, Any] | None, **kwargs: Any) -> diff_model.StackDiff:
     return ds.diff_templates(load("base"), load(case), policy=policy, stack=STACK, **kwargs)
 
 
@@ -67,12 +70,12 @@ def test_backend_source_change_gives_three_new_versions_and_canaries(policy):
     assert {c.type for c in diff.of_kind("added")} == {"AWS::Lambda::Version"}
     assert len(diff.of_kind("removed")) == 3 and not diff.of_kind("replaced") and not diff.blocked
     assert not diff.code_without_version and not diff.iam and not diff.alarms
-    md = ds.render_markdown(diff)
+    md = diff_render.render_markdown(diff)
     assert md.count("a canary deployment will run") == 3
     assert "3 canary deployment(s) will run" in md
     for fn_id in FUNCTIONS.values():
         assert fn_id in md
-    assert ds.BLOCKED not in md
+    assert diff_render.BLOCKED not in md
 
 
 def _asset_infos(old_source: str, new_source: str, old_req: str, new_req: str) -> dict[str, dict[str, str]]:
@@ -106,7 +109,7 @@ def test_alarm_threshold_change_names_the_alarm(policy):
     assert "Threshold: 1 → 5" in alarm.details
     assert "EvaluationPeriods: 1 → 3" in alarm.details
     assert not diff.versions and not diff.blocked
-    md = ds.render_markdown(diff)
+    md = diff_render.render_markdown(diff)
     assert "#### Alarms" in md and "BackendApiAlarmsErrors7E2B1F40" in md and "Threshold: 1 → 5" in md
 
 
@@ -141,15 +144,15 @@ def test_api_logical_id_change_is_removal_and_blocked(policy):
     assert removed["ApiF70053CD"].looks_like == "PublicApiRestApi8C2F4A1B"
     assert added["PublicApiRestApi8C2F4A1B"].looks_like == "ApiF70053CD"
     assert [c.logical_id for c in diff.blocked] == ["ApiF70053CD"]
-    md = ds.render_markdown(diff)
-    assert "[!CAUTION]" in md and f"1 change(s) {ds.BLOCKED}" in md
-    assert md.index(ds.BLOCKED) < md.index("| Change | Count |")  # the warning comes first
+    md = diff_render.render_markdown(diff)
+    assert "[!CAUTION]" in md and f"1 change(s) {diff_render.BLOCKED}" in md
+    assert md.index(diff_render.BLOCKED) < md.index("| Change | Count |")  # the warning comes first
 
 
 def test_without_policy_nothing_is_blocked_and_it_says_so():
     diff = diff_of("api_replaced", None)
     assert not diff.blocked
-    assert "No stack policy given" in ds.render_markdown(diff)
+    assert "No stack policy given" in diff_render.render_markdown(diff)
 
 
 def test_property_replacement_cascades_through_references(base, policy):
@@ -164,7 +167,7 @@ def test_property_replacement_cascades_through_references(base, policy):
     mapping = replaced["WorkerLiveAliasSqsEventSourcecredmatelambdaprodWorkerQueue4F2A9C10"]
     assert mapping.reasons == ("EventSourceArn refers to replaced WorkerQueueE3D427EB",)
     assert mapping.blocked_by is None  # not protected
-    md = ds.render_markdown(diff)
+    md = diff_render.render_markdown(diff)
     assert "#### Replaced" in md and "QueueName changed" in md
 
 
@@ -198,7 +201,7 @@ def test_iam_broadening(policy):
     managed = by_id["BackendApiFunctionServiceRole7E2B1F40"]
     assert managed.severe and "AmazonS3FullAccess" in managed.message
     assert len(diff.iam) == 3  # the unchanged SQS grants are not reported
-    assert "#### IAM broadening" in ds.render_markdown(diff)
+    assert "#### IAM broadening" in diff_render.render_markdown(diff)
 
 
 def test_iam_reordering_and_merging_statements_is_not_broadening(base):
@@ -207,6 +210,34 @@ def test_iam_reordering_and_merging_statements_is_not_broadening(base):
     (statement,) = doc["Statement"]
     doc["Statement"] = [{**statement, "Action": [a]} for a in reversed(statement["Action"])]
     assert ds.iam_findings(base, new) == []
+
+
+def test_iam_allow_with_not_action_is_broadening_though_the_library_calls_it_negative(base):
+    # GIVEN an added Allow with NotAction: it grants every action but the listed ones
+    new = copy.deepcopy(base)
+    doc = new["Resources"]["WorkerFunctionServiceRoleDefaultPolicy07D8276A"]["Properties"]["PolicyDocument"]
+    doc["Statement"].append({"Effect": "Allow", "NotAction": "iam:*", "Resource": "arn:aws:s3:::bucket/*"})
+    library = diff_library.library_diff(base, new)
+    (added,) = library["iam"]["statementAdditions"]
+    assert added["negative"] is True and library["iam"]["broadened"] is False  # the library's verdict
+    # THEN the summary reports it, in the library's rendering, as a wildcard grant
+    (finding,) = ds.iam_findings(base, new, library)
+    assert finding.logical_id == "WorkerFunctionServiceRoleDefaultPolicy07D8276A"
+    assert "new Allow `NOT iam:*` on `arn:aws:s3:::bucket/*`" in finding.message
+    assert "wildcard action" in finding.message and finding.severe
+
+
+def test_iam_deny_split_into_two_statements_is_not_a_removal(base):
+    old, new = copy.deepcopy(base), copy.deepcopy(base)
+    deny = {"Effect": "Deny", "Action": ["s3:DeleteBucket", "s3:DeleteObject"], "Resource": "*"}
+    doc = old["Resources"]["WorkerFunctionServiceRoleDefaultPolicy07D8276A"]["Properties"]["PolicyDocument"]
+    doc["Statement"].append(deny)
+    doc = new["Resources"]["WorkerFunctionServiceRoleDefaultPolicy07D8276A"]["Properties"]["PolicyDocument"]
+    doc["Statement"] += [{**deny, "Action": a} for a in deny["Action"]]
+    assert ds.iam_findings(old, new) == []
+    doc["Statement"].pop()  # now s3:DeleteObject is no longer denied
+    (finding,) = ds.iam_findings(old, new)
+    assert finding.message.startswith("Deny removed: `s3:DeleteBucket s3:DeleteObject`") and finding.severe
 
 
 def test_iam_public_permission_deny_removed_and_boundary(base):
@@ -248,12 +279,29 @@ def test_security_group_broadening(policy):
     diff = ds.diff_templates(old, load("sg_broadening"), policy=policy, stack=STACK)
     messages = [f.message for f in diff.security_groups]
     assert len(messages) == 2
-    internet = next(m for m in messages if "TCP 22 from `0.0.0.0/0`" in m)  # the library's protocol text
-    assert "OPEN TO THE INTERNET" in internet
-    wide = next(m for m in messages if "0-65535" in m)
-    assert "wider ports than before (TCP 443)" in wide and "wider source than before (10.20.0.0/24)" in wide
+    # the library's protocol and peer text; the group's earlier rule beside each, for comparison
+    internet = next(m for m in messages if "TCP 22 from `Everyone (IPv4)`" in m)
+    assert "OPEN TO THE INTERNET" in internet and "all ports" not in internet
+    wide = next(m for m in messages if "TCP 0-65535 from `10.20.0.0/16`" in m)
+    assert "**all ports**" in wide and "OPEN TO THE INTERNET" not in wide
+    assert all(m.endswith("the group had `TCP 443 from 10.20.0.0/24`") for m in messages)
     assert all(f.severe for f in diff.security_groups)
-    assert "#### Security-group broadening" in ds.render_markdown(diff)
+    # the separate ingress resource is named, not only its group
+    assert {f.logical_id for f in diff.security_groups} == {
+        "HooksSecurityGroup4D2E6F8A",
+        "HooksSecurityGroupfrom00000022C1D2E3F4",
+    }
+    assert "#### Security-group broadening" in diff_render.render_markdown(diff)
+
+
+def test_security_group_rule_on_one_port_from_a_private_range_is_listed_not_flagged():
+    old = load("sg_broadening.old")
+    new = copy.deepcopy(old)
+    rules = new["Resources"]["HooksSecurityGroup4D2E6F8A"]["Properties"]["SecurityGroupIngress"]
+    rules.append({**rules[0], "CidrIp": "10.30.0.0/24"})
+    (finding,) = ds.security_group_findings(old, new)
+    assert finding.message.startswith("new ingress TCP 443 from `10.30.0.0/24`; the group had")
+    assert not finding.severe
 
 
 def test_security_group_narrowing_is_not_reported():
@@ -265,7 +313,7 @@ def test_config_change_gives_new_versions_for_config(policy):
     diff = diff_of("config_memory", policy)
     assert {v.label for v in diff.versions} == set(FUNCTIONS)
     assert all(v.canary and v.reasons == ("config: MemorySize 1024 → 2048",) for v in diff.versions)
-    assert "config: MemorySize 1024 → 2048" in ds.render_markdown(diff)
+    assert "config: MemorySize 1024 → 2048" in diff_render.render_markdown(diff)
 
 
 def test_environment_change_lists_variable_names_only(base):
@@ -340,16 +388,18 @@ def test_library_verdicts_where_the_old_replacement_table_was_wrong(policy):
     assert (method.kind, method.impact) == ("replaced", "WILL_REPLACE")
     assert method.reasons == ("HttpMethod changed",)
     assert method.blocked_by is None and len(diff.changes) == 2
-    md = ds.render_markdown(diff)
+    md = diff_render.render_markdown(diff)
     assert "**1** may be replaced · **1** replaced" in md
     assert "> [!WARNING]" in md and "[!CAUTION]" not in md  # conditional, not certain, refusal
-    assert f"**1 change(s) {ds.MAY_BE_BLOCKED}**" in md
+    assert f"**1 change(s) {diff_render.MAY_BE_BLOCKED}**" in md
     assert "#### May be replaced" in md and "#### Replaced" in md
     assert "#### Modified (in place)" not in md  # what the old table would have said
 
 
 def test_cfn_diff_script_reports_impacts_and_attributes_iam_changes():
-    out = ds.run_cfn_diff(FIXTURES / "base.template.json", FIXTURES / "iam_broadening.template.json")
+    out = diff_library.run_cfn_diff(
+        FIXTURES / "base.template.json", FIXTURES / "iam_broadening.template.json"
+    )
     assert out["library"].startswith("2.")
     policy = out["resources"]["WorkerFunctionServiceRoleDefaultPolicy07D8276A"]
     assert policy["impact"] == policy["properties"]["PolicyDocument"]["impact"] == "WILL_UPDATE"
@@ -362,19 +412,19 @@ def test_cfn_diff_script_errors_name_the_file(tmp_path):
     bad = tmp_path / "bad.template.json"
     bad.write_text("{nope")
     expected = r"exit 2.*\n.*old template .*bad\.template\.json: not valid JSON"
-    with pytest.raises(ds.CfnDiffError, match=expected):
-        ds.run_cfn_diff(bad, FIXTURES / "base.template.json")
+    with pytest.raises(diff_library.CfnDiffError, match=expected):
+        diff_library.run_cfn_diff(bad, FIXTURES / "base.template.json")
 
 
 def test_cfn_diff_without_node_modules_says_run_make_setup(tmp_path, monkeypatch):
     # a copy of the script outside the repository cannot resolve the library, as before `npm ci`
     script = tmp_path / "cfn_diff.mjs"
-    script.write_text(ds.CFN_DIFF.read_text())
-    monkeypatch.setattr(ds, "CFN_DIFF", script)
+    script.write_text(diff_library.CFN_DIFF.read_text())
+    monkeypatch.setattr(diff_library, "CFN_DIFF", script)
     base_file = FIXTURES / "base.template.json"
     expected = r"exit 2\):\n.*@aws-cdk/cloudformation-diff is not installed .*: run `make setup`"
-    with pytest.raises(ds.CfnDiffError, match=expected):
-        ds.run_cfn_diff(base_file, base_file)
+    with pytest.raises(diff_library.CfnDiffError, match=expected):
+        diff_library.run_cfn_diff(base_file, base_file)
 
 
 def test_extra_sections_come_after_alarms_and_before_the_resource_lists(policy):
@@ -387,7 +437,7 @@ def test_extra_sections_come_after_alarms_and_before_the_resource_lists(policy):
 def test_no_change(base, policy):
     diff = ds.diff_templates(base, copy.deepcopy(base), policy=policy, stack=STACK)
     assert not diff.has_changes and not diff.versions and not diff.iam and not diff.alarms
-    md = ds.render_markdown(diff)
+    md = diff_render.render_markdown(diff)
     assert "No changes." in md and "| Change |" not in md
 
 
@@ -507,7 +557,7 @@ def test_cli_prints_markdown(capsys):
     )
     out = capsys.readouterr().out
     assert code == 0
-    assert out.startswith(f"### `{STACK}`") and ds.BLOCKED in out
+    assert out.startswith(f"### `{STACK}`") and diff_render.BLOCKED in out
 
 
 def _asset_zip(folder: Path, key: str, info: dict[str, str]) -> None:
@@ -661,7 +711,9 @@ def repo(tmp_path) -> Path:
     path.mkdir()
     _git(path, "init", "--quiet", "--initial-branch=main")
     (path / "app.py").write_text("print('base')\n")
-    _git(path, "add", "app.py")
+    # the project's cdk.json: pr_diff reads the environments from it for the source-impact section
+    (path / "cdk.json").write_text((Path(__file__).resolve().parents[1] / "cdk.json").read_text())
+    _git(path, "add", "app.py", "cdk.json")
     _git(path, "commit", "--quiet", "-m", "base")
     (path / "app.py").write_text("print('head')\n")  # uncommitted head change
     for shared in pr_diff.SHARED_DIRS:
@@ -738,7 +790,7 @@ def test_offline_run_writes_one_report_per_stack_and_removes_the_worktree(repo, 
     (report,) = pr_diff.run_offline(options, fake)
     text = report.read_text()
     assert report == tmp_path / "diff" / f"{STACK}.md"
-    assert ds.BLOCKED in text  # the base's stack policy was applied
+    assert diff_render.BLOCKED in text  # the base's stack policy was applied
     assert "Compared with: a synth of `main`" in text
     assert "[-] AWS::ApiGateway::RestApi ApiF70053CD destroy" in text and "\x1b[" not in text
     assert json.loads((tmp_path / "diff" / "base" / f"{STACK}.template.json").read_text()) == load("base")
