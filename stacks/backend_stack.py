@@ -26,12 +26,14 @@ from stacks.constructs.alarms import ApiAlarms, ServiceHealthAlarm
 from stacks.constructs.canary import hooks_code, stage_url
 from stacks.constructs.custom_domain import ApiCustomDomain
 from stacks.constructs.dashboard import ServiceDashboard
-from stacks.constructs.guarded_function import LIVE_ALIAS, NetworkPlacement
+from stacks.constructs.encryption import EnvironmentKey, encrypt_all
+from stacks.constructs.guarded_function import LIVE_ALIAS, NetworkPlacement, scope_function_logging
 from stacks.constructs.guardrails import CodeDriftCheck, DirectMutationDenyPolicy, OutOfBandChangeAlert
 from stacks.constructs.lambda_bundle import verified_bundle
 from stacks.constructs.migrations import MigrationStep
 from stacks.constructs.oncall import OnCallConfig, OnCallTopic
-from stacks.constructs.rest_api import API_STAGE, access_log_group, rest_api
+from stacks.constructs.rest_api import API_STAGE, access_log_group, login_paths, rest_api
+from stacks.constructs.waf import ApiFirewall
 from stacks.function_unit import DeploySettings, FunctionUnit, SharedSettings, function_queues
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -73,6 +75,15 @@ class BackendStack(Stack):
             ),
         )
         self.topic = self.oncall.topic
+        # The environment's key for what the backend leaves at rest outside its database: every log group,
+        # every function's environment and the queues (stacks/constructs/encryption.py). `encrypt_all` at the
+        # end applies it to whatever the constructs below create.
+        self.data_key = EnvironmentKey(
+            self,
+            "DataKey",
+            description=f"Encrypts the CredentialMate {config.name} backend's log groups, function "
+            "environments and queues",
+        )
 
         # One bundle, verified, shared by every function of the catalog.
         self.bundle = verified_bundle(
@@ -102,10 +113,11 @@ class BackendStack(Stack):
             ),
             network=network,
             queues={
-                f.name: function_queues(self, f)
+                f.name: function_queues(self, f, self.data_key)
                 for f in config.functions
                 if isinstance(f.trigger, SqsTrigger)
             },
+            key=self.data_key,
         )
         self.units = {f.name: FunctionUnit(self, f, shared=shared) for f in config.functions}
         self.functions = tuple(u.guarded for u in self.units.values())
@@ -136,6 +148,7 @@ class BackendStack(Stack):
         self.access_logs = None
         self.api_alarms: ApiAlarms | None = None
         self.custom_domain: ApiCustomDomain | None = None
+        self.firewall: ApiFirewall | None = None
         api_url: str | None = None
         if api_units:
             self.access_logs = access_log_group(self, config)
@@ -155,7 +168,27 @@ class BackendStack(Stack):
                     api=self.api,
                     stage=self.api.deployment_stage,
                 )
-            api_url = stage_url(self.api.rest_api_id, API_STAGE)
+            # With the execute-api endpoint disabled, the stage URL answers nothing: the checks go through
+            # the name (config allows that only for a domain mapped to this stack's own API).
+            api_url = (
+                f"https://{config.custom_domain.domain_name}/"
+                if config.custom_domain and config.security.disable_execute_api_endpoint
+                else stage_url(self.api.rest_api_id, API_STAGE)
+            )
+            waf = config.security.waf
+            if waf.enabled:
+                logins = login_paths(config)
+                self.firewall = ApiFirewall(
+                    self,
+                    "Firewall",
+                    stage=self.api.deployment_stage,
+                    login_path=logins[0] if logins else None,
+                    rate_limit_per_5min=waf.login_rate_limit_per_5min,
+                    topic=self.topic,
+                    blocked_requests_threshold=waf.blocked_requests_threshold,
+                    count_only_rules=waf.count_only_rules,
+                    log_destination_arn=waf.log_destination_arn,
+                )
             health_unit = next((u for u in api_units if u.config.trigger.catch_all), api_units[0])  # type: ignore[union-attr]
             self.api_alarms = ApiAlarms(
                 self,
@@ -219,14 +252,19 @@ class BackendStack(Stack):
                 functions=[g.function for g in self.functions],
                 role_arns=config.guardrails.deny_direct_mutation_role_arns,
             )
+        # Last, so nothing built above is left out.
+        encrypt_all(self, self.data_key)
+        scope_function_logging(self)
         acknowledge_backend(
             self,
+            config=config,
             functions=self.functions,
             canaries=self.canaries.values(),
             api=self.api,
             access_logs=self.access_logs,
             in_vpc=network is not None,
             runtime=fn_cfg.runtime,
+            has_firewall=self.firewall is not None,
         )
 
     def _network(self, config: EnvironmentConfig) -> NetworkPlacement | None:

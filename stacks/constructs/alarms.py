@@ -624,13 +624,6 @@ class ApiAlarms(Construct):
                 "and test another path); handles no health-care data",
             ),
         )
-        Validations.of(log_group).acknowledge(
-            Acknowledgment(
-                id="HIPAA.Security::HIPAA.Security-CloudWatchLogGroupEncrypted",
-                reason="Holds only the health URL, HTTP status and timing of each check (no health-care "
-                "data); encrypted at rest by CloudWatch Logs' default key",
-            )
-        )
         return fn
 
 

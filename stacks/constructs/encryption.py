@@ -105,8 +105,21 @@ class EnvironmentKey(Construct):
         return {"encryption": sqs.QueueEncryption.KMS, "encryption_master_key": self.key}
 
     def grant_function(self, fn: lambda_.IFunction) -> None:
-        """Let the function's role decrypt what this key encrypted (its environment, the queues it reads)."""
-        self.key.grant_decrypt(fn)
+        """Let the function's role decrypt what this key encrypted (its environment, the queues it reads).
+
+        Into the role's existing default policy when it has one; otherwise (a role built with its own
+        customer-managed policy) a customer-managed policy of its own, so no inline policy appears."""
+        role = fn.role
+        if role is None or not isinstance(role, Construct) or role.node.try_find_child("DefaultPolicy"):
+            self.key.grant_decrypt(fn)
+            return
+        iam.ManagedPolicy(
+            fn,
+            "EnvironmentKeyPolicy",
+            description="Decrypts the function's environment with the environment's KMS key",
+            statements=[iam.PolicyStatement(actions=["kms:Decrypt"], resources=[self.key.key_arn])],
+            roles=[role],
+        )
 
     # --- on existing constructs (their L1 resource) ------------------------------------------------------
 
@@ -124,3 +137,21 @@ class EnvironmentKey(Construct):
             raise TypeError(f"{fn.node.path}: expected a lambda_.Function built in this app")
         cfn.kms_key_arn = self.key.key_arn
         self.grant_function(fn)
+
+
+def encrypt_all(scope: Construct, key: EnvironmentKey) -> None:
+    """Encrypt every log group and every function's environment under `scope` with `key` (those that name no
+    key yet), so a log group or function added later cannot be left out. Call it once the scope is complete:
+    constructs added after it are not seen."""
+    for child in scope.node.find_all():
+        if isinstance(child, logs.LogGroup):
+            cfn = child.node.default_child
+            if isinstance(cfn, logs.CfnLogGroup) and cfn.kms_key_id is None:
+                key.encrypt_log_group(child)
+        elif isinstance(child, logs.CfnLogGroup) and child.kms_key_id is None:
+            # A provider's own L1 log group (no L2 around it).
+            child.kms_key_id = key.key.key_arn
+        elif isinstance(child, lambda_.Function):
+            cfn = child.node.default_child
+            if isinstance(cfn, lambda_.CfnFunction) and cfn.kms_key_arn is None:
+                key.encrypt_function(child)

@@ -109,3 +109,45 @@ class GuardedFunction(Construct):
         # change, which is what starts a CodeDeploy deployment of the alias.
         self.version = self.function.current_version
         self.alias = lambda_.Alias(self, "LiveAlias", alias_name=LIVE_ALIAS, version=self.version)
+
+
+BASIC_EXECUTION_POLICY = "AWSLambdaBasicExecutionRole"
+
+
+def scope_function_logging(scope: Construct) -> None:
+    """Every function under `scope` whose CDK-made role carries AWS's AWSLambdaBasicExecutionRole (logs on
+    every log group of the account) gets a customer-managed policy for its own log group instead.
+
+    The role keeps its logical ID: only its ManagedPolicyArns changes (an in-place update). The function
+    depends on the new policy, so its first invocation can already log.
+    """
+    from aws_cdk import Stack
+    from aws_cdk import aws_iam as iam
+
+    for fn in [c for c in scope.node.find_all() if isinstance(c, lambda_.Function)]:
+        role = fn.role
+        if not isinstance(role, iam.Role) or role.node.scope is not fn:
+            continue  # a role the caller built: its policies are the caller's
+        cfn_role = role.node.default_child
+        assert isinstance(cfn_role, iam.CfnRole)
+        arns = Stack.of(fn).resolve(cfn_role.managed_policy_arns) or []
+        kept = [a for a in arns if BASIC_EXECUTION_POLICY not in str(a)]
+        if len(kept) == len(arns):
+            continue
+        policy = iam.ManagedPolicy(
+            fn,
+            "LogsPolicy",
+            description="Writes the function's own log streams",
+            statements=[
+                iam.PolicyStatement(
+                    actions=["logs:CreateLogStream", "logs:PutLogEvents"],
+                    resources=[fn.log_group.log_group_arn],
+                )
+            ],
+            roles=[role],
+        )
+        # A fixed list replaces the role's lazy one, so the new policy (attached through its own Roles) is not
+        # added here as well, which would make role and policy reference each other.
+        cfn_role.managed_policy_arns = kept or None
+        # The function resource only (its role is a child of `fn` too and must not wait for the policy).
+        fn.node.find_child("Resource").node.add_dependency(policy)

@@ -441,13 +441,6 @@ class CodeDriftCheck(Construct):
                 "reads no health-care data",
             ),
         )
-        Validations.of(self.log_group).acknowledge(
-            Acknowledgment(
-                id="HIPAA.Security::HIPAA.Security-CloudWatchLogGroupEncrypted",
-                reason="Holds only code hashes and resource IDs (no health-care data); encrypted at rest by "
-                "CloudWatch Logs' default service-owned key",
-            )
-        )
         acks = [
             Acknowledgment(
                 id=f"AwsSolutions::AwsSolutions-IAM5[{finding}]",

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from aws_cdk import Duration, Fn
+from aws_cdk import Acknowledgment, Duration, Fn, Validations
 from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as cw_actions
@@ -43,6 +43,10 @@ LOGIN_RULE_PRIORITY = 0
 MIN_RATE_LIMIT, MAX_RATE_LIMIT = 10, 2_000_000_000
 REDACTED_HEADERS = ("authorization", "cookie")
 TOO_MANY_BODY = "TooManyRequests"
+NO_LOG_DESTINATION_REASON = (
+    "security.waf.log_destination_arn is null in cdk.json: WAF logs only to a destination named "
+    "aws-waf-logs-*, and this app creates no physical names"
+)
 
 
 def _visibility(metric_name: str) -> wafv2.CfnWebACL.VisibilityConfigProperty:
@@ -131,7 +135,14 @@ class ApiFirewall(Construct):
             self.blocked_alarm.add_ok_action(action)
 
         self.logging: wafv2.CfnLoggingConfiguration | None = None
-        if log_destination_arn is not None:
+        if log_destination_arn is None:
+            Validations.of(self.web_acl).acknowledge(
+                Acknowledgment(
+                    id="HIPAA.Security::HIPAA.Security-WAFv2LoggingEnabled",
+                    reason=NO_LOG_DESTINATION_REASON,
+                )
+            )
+        else:
             self.logging = wafv2.CfnLoggingConfiguration(
                 self,
                 "Logging",
