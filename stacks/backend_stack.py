@@ -237,7 +237,7 @@ class BackendStack(Stack):
         OutOfBandChangeAlert(
             self, "OutOfBandChangeAlert", functions=[g.function for g in self.functions], topic=self.topic
         )
-        CodeDriftCheck(
+        self.drift_check = CodeDriftCheck(
             self,
             "CodeDriftCheck",
             targets=[(g.label, g.function, g.alias) for g in self.functions],
@@ -265,6 +265,10 @@ class BackendStack(Stack):
             in_vpc=network is not None,
             runtime=fn_cfg.runtime,
             has_firewall=self.firewall is not None,
+            checks=[
+                *([self.api_alarms.health_check] if self.api_alarms else []),
+                self.drift_check.function,
+            ],
         )
 
     def _network(self, config: EnvironmentConfig) -> NetworkPlacement | None:

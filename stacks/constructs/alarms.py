@@ -609,21 +609,6 @@ class ApiAlarms(Construct):
             description="Runs the CredentialMate API /health check",
         )
         rule.add_target(targets.LambdaFunction(fn, retry_attempts=0))
-        fn_resource = fn.node.default_child
-        assert isinstance(fn_resource, CfnResource)
-        # cdk-nag v3 acknowledgments, on the resources they concern only.
-        Validations.of(fn_resource).acknowledge(
-            Acknowledgment(
-                id="HIPAA.Security::HIPAA.Security-LambdaDLQ",
-                reason="A failed check is the signal: Lambda counts it in the Errors metric the HealthCheck "
-                "alarm watches; a timer event is not worth keeping for replay",
-            ),
-            Acknowledgment(
-                id="HIPAA.Security::HIPAA.Security-LambdaInsideVPC",
-                reason="Must reach the public API URL the way users do (inside the VPC it would need a NAT "
-                "and test another path); handles no health-care data",
-            ),
-        )
         return fn
 
 

@@ -427,20 +427,6 @@ class CodeDriftCheck(Construct):
         self._acknowledge(functions)
 
     def _acknowledge(self, functions: Sequence[lambda_.IFunction]) -> None:
-        fn_resource = self.function.node.default_child
-        assert isinstance(fn_resource, CfnResource)
-        Validations.of(fn_resource).acknowledge(
-            Acknowledgment(
-                id="HIPAA.Security::HIPAA.Security-LambdaDLQ",
-                reason="Scheduled run: a failed run raises the CheckFailing alarm and the next run "
-                "repeats the whole check; a dead-letter queue would hold only a timer event",
-            ),
-            Acknowledgment(
-                id="HIPAA.Security::HIPAA.Security-LambdaInsideVPC",
-                reason="Calls only AWS control-plane APIs (Lambda, CloudFormation, CloudWatch); "
-                "reads no health-care data",
-            ),
-        )
         acks = [
             Acknowledgment(
                 id=f"AwsSolutions::AwsSolutions-IAM5[{finding}]",
