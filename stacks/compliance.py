@@ -34,7 +34,9 @@ DEPLOYED_POLICY_REASON = (
 )
 NO_NETWORK_REASON = "this environment has no network in cdk.json (environments.<env>.network is null)"
 NO_RESERVED_REASON = "the function catalog sets no reserved_concurrency for this function in this environment"
-API_SYNC_REASON = "trigger type api: invoked synchronously by API Gateway, which returns the error to the caller"
+API_SYNC_REASON = (
+    "trigger type api: invoked synchronously by API Gateway, which returns the error to the caller"
+)
 SQS_REDRIVE_REASON = (
     "trigger type sqs: failed messages go to the function's own dead-letter queue (the queue's RedrivePolicy)"
 )

@@ -181,7 +181,6 @@ class CustomDomainSettings:
     mapped_api: MappedApi | None = None
 
 
-
 @dataclass(frozen=True)
 class MethodLimit:
     """A stricter API Gateway limit on one route (`path` as the client calls it, without the stage)."""
@@ -1069,7 +1068,9 @@ def _parse_security(r: _Reader, is_prod: bool) -> SecuritySettings:
         log_destination_arn=w.get(
             "log_destination_arn",
             None,
-            _pattern(e, LOG_DESTINATION_RE, "the ARN of an aws-waf-logs-* log group, bucket or Firehose stream"),
+            _pattern(
+                e, LOG_DESTINATION_RE, "the ARN of an aws-waf-logs-* log group, bucket or Firehose stream"
+            ),
         ),
     )
     w.finish([f.name for f in fields(WafConfig)])
@@ -1085,10 +1086,7 @@ def _parse_security(r: _Reader, is_prod: bool) -> SecuritySettings:
     t.finish([f.name for f in fields(ThrottleConfig)])
     for name, rate, burst in [
         ("login_rate_limit", throttle.login_rate_limit, throttle.login_burst_limit),
-        *(
-            (f"method_limits[{i}]", m.rate_limit, m.burst_limit)
-            for i, m in enumerate(throttle.method_limits)
-        ),
+        *((f"method_limits[{i}]", m.rate_limit, m.burst_limit) for i, m in enumerate(throttle.method_limits)),
     ]:
         # A route limit above the stage's never applies: the stage limit is reached first.
         if rate > throttle.rate_limit or burst > throttle.burst_limit:

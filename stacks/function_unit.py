@@ -126,7 +126,9 @@ class FunctionUnit:
         for _var, target in fn.queue_urls:
             # Not grant_send_messages: its key grant adds kms:ReEncrypt* and kms:GenerateDataKey*; a producer
             # of a KMS-encrypted queue needs exactly GenerateDataKey and Decrypt (SQS's documented pair).
-            shared.queues[target].queue.grant(function, "sqs:SendMessage", "sqs:GetQueueAttributes", "sqs:GetQueueUrl")
+            shared.queues[target].queue.grant(
+                function, "sqs:SendMessage", "sqs:GetQueueAttributes", "sqs:GetQueueUrl"
+            )
             function.add_to_role_policy(
                 iam.PolicyStatement(
                     actions=["kms:GenerateDataKey", "kms:Decrypt"], resources=[shared.key.key.key_arn]

@@ -30,7 +30,6 @@ from constructs import Construct
 from stacks.constructs.nag import checkov_skip, nag_stack_arn_pattern
 from stacks.constructs.stack_policy import StackPolicy, StackPolicyError
 
-
 # Facts tests/test_security.py checks against the template.
 PROVIDER_DLQ_REASON = (
     "the provider of this stack's only custom resource: CloudFormation waits for its response and fails "
@@ -38,6 +37,11 @@ PROVIDER_DLQ_REASON = (
 )
 PROVIDER_VPC_REASON = (
     "its role allows only cloudformation:SetStackPolicy on the target stack and writing its own log group"
+)
+
+
+TARGET_STACK_ARN_REASON = (
+    "The trailing /* is the target stack's unique ID, unknown before it exists; the stack name is fixed"
 )
 
 
@@ -160,8 +164,7 @@ class StackPolicyStack(Stack):
         Validations.of(self.managed_policy).acknowledge(
             Acknowledgment(
                 id=f"AwsSolutions::AwsSolutions-IAM5[Resource::{stack_arn}]",
-                reason="The trailing /* is the target stack's unique ID, unknown before it exists; the "
-                "stack name is fixed",
+                reason=TARGET_STACK_ARN_REASON,
             ),
         )
 

@@ -133,6 +133,20 @@ def _logical_id(stack: Stack, resource: CfnResource) -> str:
     return str(stack.resolve(stack.get_logical_id(resource)))
 
 
+# Acknowledgement reasons (facts tests/test_security.py checks against the template).
+VERSION_READ_REASON = "A checked function's versions and aliases (ARN:qualifier), read-only"
+STACK_ARN_REASON = (
+    "The trailing /* is the stack's unique ID, unknown before it exists; the stack name is fixed"
+)
+UNSCOPED_READS_REASON = (
+    "Read-only actions without resource-level permissions: "
+    "DescribeStackDriftDetectionStatus (the "
+    "detection ID is not a resource), PutMetricData (limited by the cloudwatch:namespace "
+    "condition), and the describe calls CloudFormation drift detection makes with the caller's "
+    "permissions for every resource type in the stack"
+)
+
+
 def _function_arn_findings(functions: Sequence[lambda_.IFunction]) -> list[str]:
     """cdk-nag's rendering of `<function ARN>:*` for functions defined in this app (`<Id.Arn>:*`)."""
     out = []
@@ -430,7 +444,7 @@ class CodeDriftCheck(Construct):
         acks = [
             Acknowledgment(
                 id=f"AwsSolutions::AwsSolutions-IAM5[{finding}]",
-                reason="A checked function's versions and aliases (ARN:qualifier), read-only",
+                reason=VERSION_READ_REASON,
             )
             for finding in _function_arn_findings(functions)
         ]
@@ -438,19 +452,14 @@ class CodeDriftCheck(Construct):
         acks.append(
             Acknowledgment(
                 id=f"AwsSolutions::AwsSolutions-IAM5[Resource::{stack_arn}]",
-                reason="The trailing /* is the stack's unique ID, unknown before it exists; the stack name "
-                "is fixed",
+                reason=STACK_ARN_REASON,
             )
         )
         Validations.of(self.scoped_policy).acknowledge(*acks)
         Validations.of(self.unscoped_policy).acknowledge(
             Acknowledgment(
                 id="AwsSolutions::AwsSolutions-IAM5[Resource::*]",
-                reason="Read-only actions without resource-level permissions: "
-                "DescribeStackDriftDetectionStatus (the "
-                "detection ID is not a resource), PutMetricData (limited by the cloudwatch:namespace "
-                "condition), and the describe calls CloudFormation drift detection makes with the caller's "
-                "permissions for every resource type in the stack",
+                reason=UNSCOPED_READS_REASON,
             )
         )
 
