@@ -47,8 +47,8 @@ HOOK_SYNC_REASON = (
 )
 # Only with a network configured (not checked by the default synth's tests).
 HOOK_NO_VPC_REASON = (
-    "calls only AWS APIs and the public API URL, which a VPC without a NAT gateway cannot reach, and reads no "
-    "database"
+    "calls only AWS APIs and the public API URL, which a VPC without a NAT gateway cannot reach, and reads "
+    "no database"
 )
 CHECK_ALARMED_REASON = (
     "run by an EventBridge schedule; a failed run counts in its Errors metric, which an alarm watches, and "

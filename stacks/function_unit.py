@@ -48,7 +48,7 @@ class FunctionQueues:
 def function_queues(stack: Stack, fn: FunctionConfig, key: EnvironmentKey) -> FunctionQueues:
     """An SQS-triggered function's queue and dead-letter queue, at stack level (`<name>Queue`), encrypted
     with the environment's key: only the functions' roles write to them (queue_urls grants) and SQS itself
-    moves messages to the dead-letter queue, so no AWS service needs the key (stacks/constructs/encryption.py).
+    moves messages to the dead-letter queue, so no AWS service needs the key (constructs/encryption.py).
     """
     dlq = sqs.Queue(
         stack,

@@ -477,35 +477,41 @@ def test_topics_are_encrypted_with_a_rotating_customer_managed_key(synth):
     key_id = synth.id_of(synth.oncall.key)
     key = synth.resources[key_id]["Properties"]
     assert key["EnableKeyRotation"] is True
-    (statement,) = [
-        s for s in key["KeyPolicy"]["Statement"] if s.get("Sid") == "AllowAlarmPublishersToUseKey"
-    ]
-    assert sorted(statement["Principal"]["Service"]) == sorted(PUBLISHING_SERVICES)
+    by_sid = {s.get("Sid"): s for s in key["KeyPolicy"]["Statement"]}
+    cloudwatch = by_sid["AllowCloudWatchAlarmsOfThisAccountToUseKey"]
+    others = by_sid["AllowAlarmPublishersToUseKey"]
+    services = [cloudwatch["Principal"]["Service"], *others["Principal"]["Service"]]
+    assert sorted(services) == sorted(PUBLISHING_SERVICES)
     assert set(PUBLISHING_SERVICES) == {
         "cloudwatch.amazonaws.com",
         "codedeploy.amazonaws.com",
         "events.amazonaws.com",
     }
-    assert statement["Action"] == ["kms:Decrypt", "kms:GenerateDataKey*"]
-    # The services may use the key only for SNS topics of this account and region (SNS's encryption context).
-    assert statement["Condition"] == {
-        "ArnLike": {
-            "kms:EncryptionContext:aws:sns:topicArn": {
-                "Fn::Join": [
-                    "",
-                    [
-                        "arn:",
-                        {"Ref": "AWS::Partition"},
-                        ":sns:",
-                        {"Ref": "AWS::Region"},
-                        ":",
-                        {"Ref": "AWS::AccountId"},
-                        ":*",
-                    ],
-                ]
-            }
+    topics_of_this_account = {
+        "kms:EncryptionContext:aws:sns:topicArn": {
+            "Fn::Join": [
+                "",
+                [
+                    "arn:",
+                    {"Ref": "AWS::Partition"},
+                    ":sns:",
+                    {"Ref": "AWS::Region"},
+                    ":",
+                    {"Ref": "AWS::AccountId"},
+                    ":*",
+                ],
+            ]
         }
     }
+    for statement in (cloudwatch, others):
+        assert statement["Action"] == ["kms:Decrypt", "kms:GenerateDataKey*"]
+        # The services may use the key only for SNS topics of this account and region (SNS's context).
+        for name, value in topics_of_this_account.items():
+            assert statement["Condition"]["ArnLike"][name] == value
+    # CloudWatch, which documents them, also only for this account's alarms (aws:SourceAccount/SourceArn).
+    assert cloudwatch["Condition"]["StringEquals"] == {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}
+    assert ":alarm:*" in json.dumps(cloudwatch["Condition"]["ArnLike"]["aws:SourceArn"])
+    assert "StringEquals" not in others["Condition"]
     for topic in (synth.oncall.topic, synth.oncall.paging_topic):
         assert synth.props(topic)["KmsMasterKeyId"] == {"Fn::GetAtt": [key_id, "Arn"]}
 
