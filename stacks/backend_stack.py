@@ -26,8 +26,8 @@ from stacks.constructs.alarms import ApiAlarms, ServiceHealthAlarm
 from stacks.constructs.canary import hooks_code, stage_url
 from stacks.constructs.custom_domain import ApiCustomDomain
 from stacks.constructs.dashboard import ServiceDashboard
-from stacks.constructs.encryption import EnvironmentKey, encrypt_all
-from stacks.constructs.guarded_function import LIVE_ALIAS, NetworkPlacement, scope_function_logging
+from stacks.constructs.encryption import EnvironmentKey, apply_stack_security
+from stacks.constructs.guarded_function import LIVE_ALIAS, NetworkPlacement
 from stacks.constructs.guardrails import CodeDriftCheck, DirectMutationDenyPolicy, OutOfBandChangeAlert
 from stacks.constructs.lambda_bundle import verified_bundle
 from stacks.constructs.migrations import MigrationStep
@@ -185,9 +185,10 @@ class BackendStack(Stack):
                     login_path=logins[0] if logins else None,
                     rate_limit_per_5min=waf.login_rate_limit_per_5min,
                     topic=self.topic,
-                    blocked_requests_threshold=waf.blocked_requests_threshold,
+                    blocked_requests_threshold=int(config.thresholds.waf_blocked_requests),
                     count_only_rules=waf.count_only_rules,
                     log_destination_arn=waf.log_destination_arn,
+                    runbook_url=RUNBOOK_URL,
                 )
             health_unit = next((u for u in api_units if u.config.trigger.catch_all), api_units[0])  # type: ignore[union-attr]
             self.api_alarms = ApiAlarms(
@@ -253,8 +254,7 @@ class BackendStack(Stack):
                 role_arns=config.guardrails.deny_direct_mutation_role_arns,
             )
         # Last, so nothing built above is left out.
-        encrypt_all(self, self.data_key)
-        scope_function_logging(self)
+        apply_stack_security(self, self.data_key)
         acknowledge_backend(
             self,
             config=config,

@@ -40,6 +40,10 @@ API_SYNC_REASON = (
 SQS_REDRIVE_REASON = (
     "trigger type sqs: failed messages go to the function's own dead-letter queue (the queue's RedrivePolicy)"
 )
+NO_TRIGGER_REASON = (
+    "trigger type none: no event source mapping, rule or subscription invokes it; its callers, granted "
+    "lambda:InvokeFunction on the live alias, own its retries"
+)
 SCHEDULE_REASON = "trigger type schedule: the EventBridge rule invokes it again on its next run"
 HOOK_SYNC_REASON = (
     "a CodeDeploy lifecycle hook (the alias UpdatePolicy names it): a failed run fails the deployment, "
@@ -97,6 +101,18 @@ def _function_common(in_vpc: bool) -> list[tuple[str, str]]:
     return findings
 
 
+def acknowledge_scheduled_checks(checks: Sequence[lambda_.Function], *, in_vpc: bool) -> None:
+    """The health and drift checks: run by a schedule, watched by an alarm on their Errors."""
+    vpc_reason = HOOK_NO_VPC_REASON if in_vpc else NO_NETWORK_REASON
+    for check in checks:
+        _ack(
+            check,
+            [(f"{HIPAA}-LambdaDLQ", CHECK_ALARMED_REASON), (f"{HIPAA}-LambdaInsideVPC", vpc_reason)],
+        )
+        checkov_skip(check, "CKV_AWS_116", CHECK_ALARMED_REASON)
+        checkov_skip(check, "CKV_AWS_117", vpc_reason)
+
+
 def acknowledge_backend(
     stack: Stack,
     *,
@@ -113,13 +129,7 @@ def acknowledge_backend(
     """`checks`: the scheduled checks (health check, drift check), each watched by an alarm on its Errors."""
     del access_logs  # encrypted with the environment's key: nothing to acknowledge
     vpc_reason = HOOK_NO_VPC_REASON if in_vpc else NO_NETWORK_REASON
-    for check in checks:
-        _ack(
-            check,
-            [(f"{HIPAA}-LambdaDLQ", CHECK_ALARMED_REASON), (f"{HIPAA}-LambdaInsideVPC", vpc_reason)],
-        )
-        checkov_skip(check, "CKV_AWS_116", CHECK_ALARMED_REASON)
-        checkov_skip(check, "CKV_AWS_117", vpc_reason)
+    acknowledge_scheduled_checks(checks, in_vpc=in_vpc)
     for g in functions:
         fn_config = config.function_named(g.label)
         findings = [
@@ -140,11 +150,10 @@ def acknowledge_backend(
             if isinstance(trigger, ScheduleTrigger)
             else API_SYNC_REASON
             if fn_config.is_api
-            else None
+            else NO_TRIGGER_REASON
         )
-        if dlq_reason is not None:
-            findings.append((f"{HIPAA}-LambdaDLQ", dlq_reason))
-            checkov_skip(g.function, "CKV_AWS_116", dlq_reason)
+        findings.append((f"{HIPAA}-LambdaDLQ", dlq_reason))
+        checkov_skip(g.function, "CKV_AWS_116", dlq_reason)
         _ack(g, findings)
         if fn_config.reserved_concurrency is None:
             checkov_skip(g.function, "CKV_AWS_115", NO_RESERVED_REASON)

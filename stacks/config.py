@@ -88,6 +88,9 @@ class AlarmThresholds:
     # API Gateway's integration limit is 29 s; a cold start of the backend bundle is about 2.5 s.
     api_latency_p99_ms: float = 5000.0
     health_check_failures: float = 1.0
+    # Requests the API's web ACL blocks in 5 minutes (security.waf): password guessing, scanning, or a
+    # managed rule refusing real clients.
+    waf_blocked_requests: float = 100.0
 
     def with_overrides(self, overrides: Sequence[tuple[str, float]]) -> AlarmThresholds:
         return replace(self, **dict(overrides))
@@ -212,8 +215,6 @@ class WafConfig:
     enabled: bool = False
     # Requests one client IP may send to the login path in 5 minutes before WAF answers 429.
     login_rate_limit_per_5min: int = 100
-    # Blocked requests in 5 minutes that raise the WafBlockedRequests alarm.
-    blocked_requests_threshold: int = 100
     # Managed rules counted instead of blocked (e.g. SizeRestrictions_BODY for bodies over 8 KB).
     count_only_rules: tuple[str, ...] = ()
     # An existing `aws-waf-logs-*` destination (log group, bucket or Firehose stream); null = no WAF logs.
@@ -1058,9 +1059,6 @@ def _parse_security(r: _Reader, is_prod: bool) -> SecuritySettings:
         enabled=w.get("enabled", is_prod, _bool(e)),
         login_rate_limit_per_5min=w.get(
             "login_rate_limit_per_5min", dw.login_rate_limit_per_5min, _int_in(e, 10, 2_000_000_000)
-        ),
-        blocked_requests_threshold=w.get(
-            "blocked_requests_threshold", dw.blocked_requests_threshold, _int_in(e, 1, 1_000_000)
         ),
         count_only_rules=w.get(
             "count_only_rules", (), _list_of(e, _pattern(e, WAF_RULE_NAME_RE, "a managed rule name"))

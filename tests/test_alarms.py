@@ -147,6 +147,13 @@ class Synth:
             thresholds=thresholds,
         )
         self.report: dict[str, Any] = {"pluginReports": []}
+        # As BackendStack does: the environment key and scoped logging on everything, and the scheduled
+        # health check's acknowledgements (stacks/compliance.py).
+        from stacks.compliance import acknowledge_scheduled_checks
+        from stacks.constructs.encryption import EnvironmentKey, apply_stack_security
+
+        apply_stack_security(stack, EnvironmentKey(stack, "DataKey", description="test environment key"))
+        acknowledge_scheduled_checks([self.api_alarms.health_check], in_vpc=False)
         if nag:
             cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app), HIPAASecurityChecks(app))
         try:
@@ -350,7 +357,8 @@ def test_every_alarm_in_the_template_comes_from_the_catalogue(synth):
     built |= {synth.id_of(a) for a in synth.api_alarms.alarms}
     assert set(synth.of_type("AWS::CloudWatch::Alarm")) == built
     assert len(built) == len(ALARMS) == 3 * len(FUNCTION_KEYS) + 2 + 1 + 4
-    assert {k for _, k in ALARMS} | {"ServiceUnhealthy"} == {s.key for s in CATALOGUE}
+    # ServiceUnhealthy and WafBlockedRequests are built elsewhere (ServiceHealthAlarm, ApiFirewall).
+    assert {k for _, k in ALARMS} | {"ServiceUnhealthy", "WafBlockedRequests"} == {s.key for s in CATALOGUE}
 
 
 def test_metric_filters_carry_exactly_the_tested_patterns(synth):
@@ -606,6 +614,7 @@ def test_defaults_are_the_incident_write_ups_numbers():
         "api_5xx_rate_percent": 5.0,
         "api_latency_p99_ms": 5000.0,
         "health_check_failures": 1.0,
+        "waf_blocked_requests": 100.0,
     }
     assert {s.threshold_field for s in CATALOGUE} - {None} == {
         f.name for f in dataclasses.fields(AlarmThresholds)

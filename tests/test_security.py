@@ -21,7 +21,7 @@ import pytest
 from aws_cdk import CfnResource
 
 from stacks import compliance as c
-from stacks.config import EnvironmentConfig, ScheduleTrigger, SqsTrigger
+from stacks.config import EnvironmentConfig, NoTrigger, ScheduleTrigger, SqsTrigger
 from stacks.constructs import guardrails, waf
 from stacks.constructs.canary import HOOK_RUNTIME
 from stacks.constructs.rest_api import login_paths
@@ -472,6 +472,7 @@ FACTS: dict[str, Callable[[_Resource], None]] = {
     c.API_SYNC_REASON: _fact_trigger("api"),
     c.SQS_REDRIVE_REASON: _fact_trigger(SqsTrigger),
     c.SCHEDULE_REASON: _fact_trigger(ScheduleTrigger),
+    c.NO_TRIGGER_REASON: _fact_trigger(NoTrigger),
     c.HOOK_SYNC_REASON: _fact_hook,
     c.CHECK_ALARMED_REASON: _fact_check_alarmed,
     c.VERSION_INVOKE_REASON: _fact_version_wildcards_only_invoke(reads=False),

@@ -245,6 +245,21 @@ CATALOGUE: tuple[AlarmSpec, ...] = (
         in_composite=True,
     ),
     AlarmSpec(
+        key="WafBlockedRequests",
+        applies_to="the API's web ACL (security.waf.enabled)",
+        title="web ACL blocking many requests",
+        meaning="the API's web ACL blocked many requests in 5 minutes.",
+        likely_cause="password guessing on the login route (the rate rule), a scanner (the managed rules), "
+        "or a managed rule refusing real clients (e.g. bodies over 8 KB).",
+        first_command="aws wafv2 get-sampled-requests --scope REGIONAL --web-acl-arn {web_acl_arn} "
+        "--rule-metric-name ALL --max-items 100 --time-window StartTime=$(date -u -d '-15 min' +%s),"
+        "EndTime=$(date -u +%s)",
+        threshold=">= {t.waf_blocked_requests:g} blocked requests in 5 min",
+        threshold_field="waf_blocked_requests",
+        comparison=C.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+        missing_data=M.NOT_BREACHING,
+    ),
+    AlarmSpec(
         key="ServiceUnhealthy",
         applies_to="the environment",
         title="service unhealthy",

@@ -117,7 +117,11 @@ class EnvironmentKey(Construct):
             fn,
             "EnvironmentKeyPolicy",
             description="Decrypts the function's environment with the environment's KMS key",
-            statements=[iam.PolicyStatement(actions=["kms:Decrypt"], resources=[self.key.key_arn])],
+            statements=[
+                iam.PolicyStatement(
+                    sid="DecryptEnvironment", actions=["kms:Decrypt"], resources=[self.key.key_arn]
+                )
+            ],
             roles=[role],
         )
 
@@ -155,3 +159,12 @@ def encrypt_all(scope: Construct, key: EnvironmentKey) -> None:
             cfn = child.node.default_child
             if isinstance(cfn, lambda_.CfnFunction) and cfn.kms_key_arn is None:
                 key.encrypt_function(child)
+
+
+def apply_stack_security(scope: Construct, key: EnvironmentKey) -> None:
+    """What every stack of this app does once its constructs exist: the environment key on every log group
+    and function environment (`encrypt_all`), and each function's logging scoped to its own log group."""
+    from stacks.constructs.guarded_function import scope_function_logging
+
+    encrypt_all(scope, key)
+    scope_function_logging(scope)
