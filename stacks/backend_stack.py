@@ -296,7 +296,7 @@ class BackendStack(Stack):
     @property
     def protected_resources(self) -> list[Construct]:
         """Resources a stack policy must never let CloudFormation replace or delete."""
-        out: list[Construct] = [self.topic, self.oncall.key, self.application]
+        out: list[Construct] = [self.topic, self.oncall.key, self.data_key.key, self.application]
         if self.api is not None and self.access_logs is not None:
             out += [self.api, self.access_logs]
         for unit in self.units.values():

@@ -38,11 +38,11 @@ MAX_ACKNOWLEDGED = 144
 
 
 def _config(synthesized: dict[str, Any], env: str) -> EnvironmentConfig:
-    return synthesized["stacks"][env].config  # type: ignore[no-any-return]
+    return synthesized["stacks"][env].config
 
 
 def _tpl(synthesized: dict[str, Any], name: str) -> dict[str, Any]:
-    return json.loads((Path(synthesized["outdir"]) / f"{name}.template.json").read_text())  # type: ignore[no-any-return]
+    return json.loads((Path(synthesized["outdir"]) / f"{name}.template.json").read_text())
 
 
 def _backend(synthesized: dict[str, Any], env: str) -> dict[str, Any]:

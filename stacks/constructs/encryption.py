@@ -110,10 +110,15 @@ class EnvironmentKey(Construct):
         Into the role's existing default policy when it has one; otherwise (a role built with its own
         customer-managed policy) a customer-managed policy of its own, so no inline policy appears."""
         role = fn.role
-        if role is None or not isinstance(role, Construct) or role.node.try_find_child("DefaultPolicy"):
+        if (
+            role is None
+            or not isinstance(role, Construct)
+            or not isinstance(fn, lambda_.Function)
+            or role.node.try_find_child("DefaultPolicy")
+        ):
             self.key.grant_decrypt(fn)
             return
-        iam.ManagedPolicy(
+        policy = iam.ManagedPolicy(
             fn,
             "EnvironmentKeyPolicy",
             description="Decrypts the function's environment with the environment's KMS key",
@@ -124,6 +129,8 @@ class EnvironmentKey(Construct):
             ],
             roles=[role],
         )
+        # Its first invocation must already be able to read its environment.
+        fn.node.find_child("Resource").node.add_dependency(policy)
 
     # --- on existing constructs (their L1 resource) ------------------------------------------------------
 
