@@ -21,8 +21,8 @@ from constructs import Construct
 
 from stacks.backend_bundle import base_environment, bundle_spec, handler_checks
 from stacks.compliance import acknowledge_backend
-from stacks.config import EnvironmentConfig, SqsTrigger
-from stacks.constructs.alarms import ApiAlarms, ServiceHealthAlarm
+from stacks.config import EnvironmentConfig, ScheduleTrigger, SqsTrigger
+from stacks.constructs.alarms import ApiAlarms, AsyncFailures, ServiceHealthAlarm
 from stacks.constructs.canary import hooks_code, stage_url
 from stacks.constructs.custom_domain import ApiCustomDomain
 from stacks.constructs.dashboard import ServiceDashboard
@@ -253,6 +253,25 @@ class BackendStack(Stack):
                 functions=[g.function for g in self.functions],
                 role_arns=config.guardrails.deny_direct_mutation_role_arns,
             )
+        # Every asynchronously invoked function's failed events: one queue, one alarm.
+        self.async_failures = AsyncFailures(
+            self,
+            "AsyncFailures",
+            queue_kwargs=self.data_key.queue_kwargs(),
+            key_arn=self.data_key.key.key_arn,
+            thresholds=config.thresholds,
+            topic=self.topic,
+            runbook_url=RUNBOOK_URL,
+        )
+        for unit in self.units.values():
+            if isinstance(unit.config.trigger, ScheduleTrigger):
+                self.async_failures.attach(unit.guarded.function)
+            for hook in (unit.canary.pre_traffic_hook, unit.canary.post_traffic_hook):
+                if hook is not None:
+                    self.async_failures.attach(hook)
+        if self.api_alarms is not None:
+            self.async_failures.attach(self.api_alarms.health_check)
+        self.async_failures.attach(self.drift_check.function)
         # Last, so nothing built above is left out.
         apply_stack_security(self, self.data_key)
         acknowledge_backend(

@@ -44,19 +44,10 @@ NO_TRIGGER_REASON = (
     "trigger type none: no event source mapping, rule or subscription invokes it; its callers, granted "
     "lambda:InvokeFunction on the live alias, own its retries"
 )
-SCHEDULE_REASON = "trigger type schedule: the EventBridge rule invokes it again on its next run"
-HOOK_SYNC_REASON = (
-    "a CodeDeploy lifecycle hook (the alias UpdatePolicy names it): a failed run fails the deployment, "
-    "which rolls back"
-)
 # Only with a network configured (not checked by the default synth's tests).
 HOOK_NO_VPC_REASON = (
     "calls only AWS APIs and the public API URL, which a VPC without a NAT gateway cannot reach, and reads "
     "no database"
-)
-CHECK_ALARMED_REASON = (
-    "run by an EventBridge schedule; a failed run counts in its Errors metric, which an alarm watches, and "
-    "the next run repeats the check"
 )
 VERSION_INVOKE_REASON = "lambda:InvokeFunction on the target function's versions (ARN:*), nothing else"
 HOOK_INVOKE_REASON = "lambda:InvokeFunction on this deployment group's own hook's versions (ARN:*)"
@@ -102,14 +93,10 @@ def _function_common(in_vpc: bool) -> list[tuple[str, str]]:
 
 
 def acknowledge_scheduled_checks(checks: Sequence[lambda_.Function], *, in_vpc: bool) -> None:
-    """The health and drift checks: run by a schedule, watched by an alarm on their Errors."""
+    """The health and drift checks (their failed runs go to the failed-invocations queue)."""
     vpc_reason = HOOK_NO_VPC_REASON if in_vpc else NO_NETWORK_REASON
     for check in checks:
-        _ack(
-            check,
-            [(f"{HIPAA}-LambdaDLQ", CHECK_ALARMED_REASON), (f"{HIPAA}-LambdaInsideVPC", vpc_reason)],
-        )
-        checkov_skip(check, "CKV_AWS_116", CHECK_ALARMED_REASON)
+        _ack(check, [(f"{HIPAA}-LambdaInsideVPC", vpc_reason)])
         checkov_skip(check, "CKV_AWS_117", vpc_reason)
 
 
@@ -143,17 +130,17 @@ def acknowledge_backend(
         if fn_config.reserved_concurrency is None:
             findings.append((f"{HIPAA}-LambdaConcurrency", NO_RESERVED_REASON))
         trigger = fn_config.trigger
-        dlq_reason = (
-            SQS_REDRIVE_REASON
-            if isinstance(trigger, SqsTrigger)
-            else SCHEDULE_REASON
-            if isinstance(trigger, ScheduleTrigger)
-            else API_SYNC_REASON
-            if fn_config.is_api
-            else NO_TRIGGER_REASON
-        )
-        findings.append((f"{HIPAA}-LambdaDLQ", dlq_reason))
-        checkov_skip(g.function, "CKV_AWS_116", dlq_reason)
+        # A scheduled function has the failed-invocations queue (alarms.AsyncFailures).
+        if not isinstance(trigger, ScheduleTrigger):
+            dlq_reason = (
+                SQS_REDRIVE_REASON
+                if isinstance(trigger, SqsTrigger)
+                else API_SYNC_REASON
+                if fn_config.is_api
+                else NO_TRIGGER_REASON
+            )
+            findings.append((f"{HIPAA}-LambdaDLQ", dlq_reason))
+            checkov_skip(g.function, "CKV_AWS_116", dlq_reason)
         _ack(g, findings)
         if fn_config.reserved_concurrency is None:
             checkov_skip(g.function, "CKV_AWS_115", NO_RESERVED_REASON)
@@ -171,7 +158,6 @@ def acknowledge_backend(
                         f"hooks run {HOOK_RUNTIME.name} (canary.HOOK_RUNTIME), the newest Python runtime "
                         "this aws-cdk-lib knows",
                     ),
-                    (f"{HIPAA}-LambdaDLQ", HOOK_SYNC_REASON),
                     (f"{HIPAA}-LambdaInsideVPC", vpc_reason),
                     (
                         f"{AS}-IAM5[Resource::<{_stack_local_ref(stack, c.target_function)}.Arn>:*]",
@@ -179,7 +165,6 @@ def acknowledge_backend(
                     ),
                 ],
             )
-            checkov_skip(hook, "CKV_AWS_116", HOOK_SYNC_REASON)
             checkov_skip(hook, "CKV_AWS_117", vpc_reason)
         for hook in hooks:
             _ack(

@@ -40,6 +40,7 @@ from stacks.constructs.alarms import (
     SCHEDULER_KEYS,
     SPECS,
     ApiAlarms,
+    AsyncFailures,
     FunctionAlarms,
     ServiceHealthAlarm,
 )
@@ -152,7 +153,18 @@ class Synth:
         from stacks.compliance import acknowledge_scheduled_checks
         from stacks.constructs.encryption import EnvironmentKey, apply_stack_security
 
-        apply_stack_security(stack, EnvironmentKey(stack, "DataKey", description="test environment key"))
+        key = EnvironmentKey(stack, "DataKey", description="test environment key")
+        self.failures = failures = AsyncFailures(
+            stack,
+            "AsyncFailures",
+            queue_kwargs=key.queue_kwargs(),
+            key_arn=key.key.key_arn,
+            thresholds=thresholds,
+            topic=self.oncall.topic,
+            runbook_url=RUNBOOK,
+        )
+        failures.attach(self.api_alarms.health_check)
+        apply_stack_security(stack, key)
         acknowledge_scheduled_checks([self.api_alarms.health_check], in_vpc=False)
         if nag:
             cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app), HIPAASecurityChecks(app))
@@ -355,10 +367,12 @@ def test_descriptions_fit_cloudwatchs_limit_once_names_are_filled_in(synth):
 def test_every_alarm_in_the_template_comes_from_the_catalogue(synth):
     built = {synth.id_of(a) for fa in synth.function_alarms.values() for a in fa.alarms}
     built |= {synth.id_of(a) for a in synth.api_alarms.alarms}
+    built.add(synth.id_of(synth.failures.alarm))
     assert set(synth.of_type("AWS::CloudWatch::Alarm")) == built
-    assert len(built) == len(ALARMS) == 3 * len(FUNCTION_KEYS) + 2 + 1 + 4
-    # ServiceUnhealthy and WafBlockedRequests are built elsewhere (ServiceHealthAlarm, ApiFirewall).
-    assert {k for _, k in ALARMS} | {"ServiceUnhealthy", "WafBlockedRequests"} == {s.key for s in CATALOGUE}
+    assert len(built) - 1 == len(ALARMS) == 3 * len(FUNCTION_KEYS) + 2 + 1 + 4
+    # Built elsewhere: ServiceHealthAlarm, ApiFirewall, AsyncFailures (test_security.py).
+    others = {"ServiceUnhealthy", "WafBlockedRequests", "FailedInvocations"}
+    assert {k for _, k in ALARMS} | others == {s.key for s in CATALOGUE}
 
 
 def test_metric_filters_carry_exactly_the_tested_patterns(synth):

@@ -217,9 +217,10 @@ def test_a_backend_with_another_layout_synthesizes_and_verifies(layout_backend: 
     }
     assert sorted(handlers.values()) == ["handlers.auth.main", "handlers.goals.create_goal.main"]
     assert tpl["Metadata"]["CredmateBundles"][0]["verified"] is True
-    # No queue, no schedule, no sample function: only what the catalog asked for. The API routes /auth
-    # (no catch-all function), and the lazily imported sdist-only dependency is recorded for the probe.
-    assert not _ids(tpl, "AWS::SQS::Queue", "")
+    # No catalog queue, no schedule, no sample function: only what the catalog asked for (and the
+    # environment's failed-invocations queue, for the hooks and checks). The API routes /auth (no catch-all
+    # function), and the lazily imported sdist-only dependency is recorded for the probe.
+    assert _ids(tpl, "AWS::SQS::Queue", "") == _ids(tpl, "AWS::SQS::Queue", "AsyncFailuresQueue")
     assert not _ids(tpl, "AWS::Lambda::Function", "BackendApi")
     paths = {
         r["Properties"]["PathPart"]

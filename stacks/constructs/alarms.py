@@ -165,6 +165,21 @@ CATALOGUE: tuple[AlarmSpec, ...] = (
         missing_data=M.NOT_BREACHING,
     ),
     AlarmSpec(
+        key="FailedInvocations",
+        applies_to="the environment's asynchronously invoked functions (schedules, hooks, checks)",
+        title="failed asynchronous invocations",
+        meaning="an asynchronously invoked function (a scheduled function, a CodeDeploy hook, the health or "
+        "drift check) failed every attempt; Lambda moved the event to the failed-invocations queue.",
+        likely_cause="the function crashes or times out on that event; a hook that never reported leaves its "
+        "deployment waiting until CodeDeploy's one-hour hook timeout.",
+        first_command="aws sqs receive-message --queue-url {queue_url} --attribute-names All "
+        "--message-attribute-names All --max-number-of-messages 10 --visibility-timeout 0",
+        threshold="> {t.dlq_depth:g} message(s) visible",
+        threshold_field="dlq_depth",
+        comparison=C.GREATER_THAN_THRESHOLD,
+        missing_data=M.NOT_BREACHING,
+    ),
+    AlarmSpec(
         key="DlqOldestAge",
         applies_to="each SQS-triggered function's dead-letter queue",
         title="dead letters unhandled",
@@ -662,3 +677,76 @@ class ServiceHealthAlarm(Construct):
         assert isinstance(cfn_alarm, CfnResource)
         cfn_alarm.add_property_deletion_override("AlarmName")
         _add_actions(self.alarm, topic)
+
+
+class AsyncFailures(Construct):
+    """One dead-letter queue for every asynchronously invoked function of the environment, and its alarm.
+
+    Lambda retries an asynchronous invocation (EventBridge schedules, CodeDeploy lifecycle hooks) twice, then
+    drops the event unless the function has a dead-letter queue. Here it lands in `.queue` (encrypted with the
+    environment's key: Lambda sends with the function's own role, granted by `attach`), and the
+    FailedInvocations alarm tells on-call. `.queue`'s messages carry the event and the error's attributes.
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        queue_kwargs: Mapping[str, object],
+        key_arn: str,
+        thresholds: AlarmThresholds,
+        topic: sns.ITopic,
+        runbook_url: str,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.key_arn = key_arn
+        self.queue = sqs.Queue(
+            self, "Queue", retention_period=Duration.days(14), enforce_ssl=True, **queue_kwargs
+        )
+        build = _AlarmBuilder(
+            self,
+            subject="Async",
+            thresholds=thresholds,
+            topic=topic,
+            runbook_url=runbook_url,
+            names={"queue_url": self.queue.queue_url},
+        )
+        self.alarm = build(
+            "FailedInvocations",
+            self.queue.metric_approximate_number_of_messages_visible(period=PERIOD, statistic="Maximum"),
+        )
+        self.functions: list[lambda_.Function] = []
+
+    def attach(self, fn: lambda_.Function) -> None:
+        """Send `fn`'s failed asynchronous invocations to the queue: its DeadLetterConfig, and its role's
+        right to send there (into the role's existing default policy, else a customer-managed policy)."""
+        cfn = fn.node.default_child
+        assert isinstance(cfn, lambda_.CfnFunction)
+        cfn.dead_letter_config = lambda_.CfnFunction.DeadLetterConfigProperty(target_arn=self.queue.queue_arn)
+        statements = [
+            iam.PolicyStatement(
+                sid="SendFailedInvocations", actions=["sqs:SendMessage"], resources=[self.queue.queue_arn]
+            ),
+            iam.PolicyStatement(
+                sid="EncryptFailedInvocations",
+                actions=["kms:GenerateDataKey", "kms:Decrypt"],
+                resources=[self.key_arn],
+            ),
+        ]
+        role = fn.role
+        assert isinstance(role, iam.Role), f"{fn.node.path}: expected a role built in this app"
+        if role.node.try_find_child("DefaultPolicy") is not None:
+            for statement in statements:
+                fn.add_to_role_policy(statement)
+        else:
+            policy = iam.ManagedPolicy(
+                fn,
+                "DeadLetterPolicy",
+                description="Sends the function's failed asynchronous invocations to the AsyncFailures queue",
+                statements=statements,
+                roles=[role],
+            )
+            # Lambda checks the role may send to the queue when it sets the DeadLetterConfig.
+            cfn.node.add_dependency(policy)
+        self.functions.append(fn)
