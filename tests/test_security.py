@@ -106,13 +106,22 @@ def test_environment_key_rotates_is_retained_and_admits_only_this_accounts_log_g
     assert key["DeletionPolicy"] == "Retain"
     statements = key["Properties"]["KeyPolicy"]["Statement"]
     principals = [s["Principal"] for s in statements]
-    # The account (delegating to IAM) and CloudWatch Logs, nothing else.
-    assert len(statements) == 2, principals
+    # The account (delegating to IAM), CloudWatch Logs, and this stack's function roles: nothing else.
+    assert len(statements) == 3, principals
+    by_sid = {s.get("Sid"): s for s in statements}
+    roles = by_sid["AllowThisEnvironmentsFunctionRolesToDecrypt"]
+    assert roles["Action"] == "kms:Decrypt"
+    function_roles = {
+        fn["Properties"]["Role"]["Fn::GetAtt"][0]
+        for fn in _of_type(backend, "AWS::Lambda::Function").values()
+        if "KmsKeyArn" in fn["Properties"]
+    }
+    assert {p["Fn::GetAtt"][0] for p in roles["Principal"]["AWS"]} == function_roles
     logs = next(s for s in statements if "Service" in s["Principal"])
     assert "logs." in json.dumps(logs["Principal"]["Service"])
     condition = logs["Condition"]["ArnLike"]["kms:EncryptionContext:aws:logs:arn"]
     assert ":log-group:*" in json.dumps(condition) and "AWS::AccountId" in json.dumps(condition)
-    root = next(s for s in statements if "AWS" in s["Principal"])
+    root = next(s for s in statements if "Sid" not in s)
     assert ":root" in json.dumps(root["Principal"]["AWS"])
 
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from aws_cdk import CfnResource, Duration, Stack, Token
 from aws_cdk import aws_apigateway as apigw
@@ -693,7 +693,7 @@ class AsyncFailures(Construct):
         scope: Construct,
         construct_id: str,
         *,
-        queue_kwargs: Mapping[str, object],
+        queue_kwargs: Mapping[str, Any],
         key_arn: str,
         thresholds: AlarmThresholds,
         topic: sns.ITopic,

@@ -13,8 +13,9 @@ CloudTrail trail of every use), and disabling the key makes every copy unreadabl
 
 Key policy:
 - the account (root) has full access and delegates to IAM, as CDK's default key policy does: roles get
-  key use only through their own IAM policies (`grant_function`, the queues' grants), never by being
-  named here;
+  key use through their own IAM policies (`grant_function`, the queues' grants);
+- the stack's function roles are also named, for kms:Decrypt only (`name_function_roles`, applied by
+  `apply_stack_security` once every function exists), so the key policy itself lists who uses the key;
 - CloudWatch Logs (the regional `logs.<region>.amazonaws.com` principal) may use the key only with an
   encryption context naming a log group of this account and region (`kms:EncryptionContext:aws:logs:arn`),
   which is how CloudWatch Logs calls KMS for an encrypted log group; no other service is named.
@@ -35,6 +36,7 @@ are event envelopes, not credential records. Say so with a `checkov_skip` on the
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from aws_cdk import Duration, RemovalPolicy, Stack
@@ -87,6 +89,22 @@ class EnvironmentKey(Construct):
                         )
                     }
                 },
+            )
+        )
+
+    def name_function_roles(self, roles: Iterable[iam.IRole]) -> None:
+        """Name the functions' roles in the key policy, for kms:Decrypt only (their environments and the
+        queues they read). The account statement still delegates to IAM, so each role also needs its own
+        grant (`grant_function`); this statement makes the key policy say which roles use the key."""
+        principals = {id(r): r for r in roles}
+        if not principals:
+            return
+        self.key.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="AllowThisEnvironmentsFunctionRolesToDecrypt",
+                principals=[iam.ArnPrincipal(r.role_arn) for r in principals.values()],
+                actions=["kms:Decrypt"],
+                resources=["*"],
             )
         )
 
@@ -170,8 +188,14 @@ def encrypt_all(scope: Construct, key: EnvironmentKey) -> None:
 
 def apply_stack_security(scope: Construct, key: EnvironmentKey) -> None:
     """What every stack of this app does once its constructs exist: the environment key on every log group
-    and function environment (`encrypt_all`), and each function's logging scoped to its own log group."""
+    and function environment (`encrypt_all`), the key policy naming those functions' roles, and each
+    function's logging scoped to its own log group."""
     from stacks.constructs.guarded_function import scope_function_logging
 
     encrypt_all(scope, key)
+    key.name_function_roles(
+        fn.role
+        for fn in scope.node.find_all()
+        if isinstance(fn, lambda_.Function) and fn.role is not None and Stack.of(fn) is Stack.of(key)
+    )
     scope_function_logging(scope)
