@@ -76,8 +76,8 @@ class BackendStack(Stack):
         )
         self.topic = self.oncall.topic
         # The environment's key for what the backend leaves at rest outside its database: every log group,
-        # every function's environment and the queues (stacks/constructs/encryption.py). `encrypt_all` at the
-        # end applies it to whatever the constructs below create.
+        # every function's environment and the queues (stacks/constructs/encryption.py).
+        # `apply_stack_security` at the end applies it to whatever the constructs below create.
         self.data_key = EnvironmentKey(
             self,
             "DataKey",
@@ -280,7 +280,6 @@ class BackendStack(Stack):
             functions=self.functions,
             canaries=self.canaries.values(),
             api=self.api,
-            access_logs=self.access_logs,
             in_vpc=network is not None,
             runtime=fn_cfg.runtime,
             has_firewall=self.firewall is not None,

@@ -107,14 +107,13 @@ def acknowledge_backend(
     functions: Iterable[GuardedFunction],
     canaries: Iterable[CanaryDeployment],
     api: Construct | None,
-    access_logs: Construct | None,
     in_vpc: bool,
     runtime: str,
     has_firewall: bool = False,
     checks: Sequence[lambda_.Function] = (),
 ) -> None:
-    """`checks`: the scheduled checks (health check, drift check), each watched by an alarm on its Errors."""
-    del access_logs  # encrypted with the environment's key: nothing to acknowledge
+    """`checks`: the scheduled health and drift checks. The API's access log group needs nothing: it is
+    encrypted with the environment's key like every other."""
     vpc_reason = HOOK_NO_VPC_REASON if in_vpc else NO_NETWORK_REASON
     acknowledge_scheduled_checks(checks, in_vpc=in_vpc)
     for g in functions:

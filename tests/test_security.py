@@ -308,13 +308,6 @@ def _actions(statement: dict[str, Any]) -> list[str]:
     return a if isinstance(a, list) else [a]
 
 
-def _is_hook(r: _Resource) -> bool:
-    return any(
-        {"Ref": r.logical_id} in a.get("UpdatePolicy", {}).get("CodeDeployLambdaAliasUpdate", {}).values()
-        for a in _of_type(r.tpl, "AWS::Lambda::Alias").values()
-    )
-
-
 def _fact_no_network(r: _Resource) -> None:
     assert r.config.network is None
     assert "VpcConfig" not in r.props
@@ -384,26 +377,6 @@ def _tpl_resource(r: _Resource, prefix: str) -> dict[str, Any]:
     ]
     assert len(found) == 1, prefix
     return found[0]
-
-
-def _fact_hook(r: _Resource) -> None:
-    assert _is_hook(r)
-
-
-def _fact_check_alarmed(r: _Resource) -> None:
-    ref = {"Ref": r.logical_id}
-    alarmed = [
-        a
-        for a in _of_type(r.tpl, "AWS::CloudWatch::Alarm").values()
-        if a["Properties"].get("MetricName") == "Errors"
-        and {"Name": "FunctionName", "Value": ref} in a["Properties"].get("Dimensions", [])
-    ]
-    scheduled = [
-        e
-        for e in _of_type(r.tpl, "AWS::Events::Rule").values()
-        if "ScheduleExpression" in e["Properties"] and r.logical_id in json.dumps(e["Properties"]["Targets"])
-    ]
-    assert alarmed and scheduled
 
 
 def _fact_trusts(service: str) -> Callable[[_Resource], None]:
