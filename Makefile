@@ -35,6 +35,8 @@ synth: setup
 	@# cdk-nag runs inside synth (it fails on findings); cfn-lint's report lands beside the templates.
 	@rc=0; $(VENV)/bin/cfn-lint --format parseable cdk.out/*.template.json > cdk.out/cfn-lint-report.txt || rc=$$?; \
 	  if [ $$((rc & 2)) -ne 0 ]; then grep ':E' cdk.out/cfn-lint-report.txt; echo "cfn-lint found errors"; exit 1; fi
+	@# checkov, offline: every failed check must be fixed or skipped with its reason (checkov_skip).
+	$(PY) scripts/checkov_gate.py --dir cdk.out --summary
 	@ls cdk.out/*.template.json
 
 lint: setup

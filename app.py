@@ -68,6 +68,7 @@ def build_app(app: cdk.App) -> tuple[dict[str, BackendStack], dict[str, StackPol
             f"{config.stack_name}-policy",
             target=stack,
             policy=protect(stack, stack.protected_resources),
+            encryption_key=stack.data_key.key,
             env=env,
             stack_name=f"{config.stack_name}-policy",
         )

@@ -21,17 +21,19 @@ from constructs import Construct
 
 from stacks.backend_bundle import base_environment, bundle_spec, handler_checks
 from stacks.compliance import acknowledge_backend
-from stacks.config import EnvironmentConfig, SqsTrigger
-from stacks.constructs.alarms import ApiAlarms, ServiceHealthAlarm
+from stacks.config import EnvironmentConfig, ScheduleTrigger, SqsTrigger
+from stacks.constructs.alarms import ApiAlarms, AsyncFailures, ServiceHealthAlarm
 from stacks.constructs.canary import hooks_code, stage_url
 from stacks.constructs.custom_domain import ApiCustomDomain
 from stacks.constructs.dashboard import ServiceDashboard
+from stacks.constructs.encryption import EnvironmentKey, apply_stack_security
 from stacks.constructs.guarded_function import LIVE_ALIAS, NetworkPlacement
 from stacks.constructs.guardrails import CodeDriftCheck, DirectMutationDenyPolicy, OutOfBandChangeAlert
 from stacks.constructs.lambda_bundle import verified_bundle
 from stacks.constructs.migrations import MigrationStep
 from stacks.constructs.oncall import OnCallTopic
-from stacks.constructs.rest_api import API_STAGE, access_log_group, rest_api
+from stacks.constructs.rest_api import API_STAGE, access_log_group, login_paths, rest_api
+from stacks.constructs.waf import ApiFirewall
 from stacks.function_unit import DeploySettings, FunctionUnit, SharedSettings, function_queues
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -64,6 +66,15 @@ class BackendStack(Stack):
         self.config = config
         self.oncall = OnCallTopic(self, "OnCall", config=config.alarms)
         self.topic = self.oncall.topic
+        # The environment's key for what the backend leaves at rest outside its database: every log group,
+        # every function's environment and the queues (stacks/constructs/encryption.py).
+        # `apply_stack_security` at the end applies it to whatever the constructs below create.
+        self.data_key = EnvironmentKey(
+            self,
+            "DataKey",
+            description=f"Encrypts the CredentialMate {config.name} backend's log groups, function "
+            "environments and queues",
+        )
 
         # One bundle, verified, shared by every function of the catalog.
         self.bundle = verified_bundle(
@@ -93,10 +104,11 @@ class BackendStack(Stack):
             ),
             network=network,
             queues={
-                f.name: function_queues(self, f)
+                f.name: function_queues(self, f, self.data_key)
                 for f in config.functions
                 if isinstance(f.trigger, SqsTrigger)
             },
+            key=self.data_key,
         )
         self.units = {f.name: FunctionUnit(self, f, shared=shared) for f in config.functions}
         self.functions = tuple(u.guarded for u in self.units.values())
@@ -127,6 +139,7 @@ class BackendStack(Stack):
         self.access_logs = None
         self.api_alarms: ApiAlarms | None = None
         self.custom_domain: ApiCustomDomain | None = None
+        self.firewall: ApiFirewall | None = None
         api_url: str | None = None
         if api_units:
             self.access_logs = access_log_group(self, config)
@@ -146,7 +159,28 @@ class BackendStack(Stack):
                     api=self.api,
                     stage=self.api.deployment_stage,
                 )
-            api_url = stage_url(self.api.rest_api_id, API_STAGE)
+            # With the execute-api endpoint disabled, the stage URL answers nothing: the checks go through
+            # the name (config allows that only for a domain mapped to this stack's own API).
+            api_url = (
+                f"https://{config.custom_domain.domain_name}/"
+                if config.custom_domain and config.security.disable_execute_api_endpoint
+                else stage_url(self.api.rest_api_id, API_STAGE)
+            )
+            waf = config.security.waf
+            if waf.enabled:
+                logins = login_paths(config)
+                self.firewall = ApiFirewall(
+                    self,
+                    "Firewall",
+                    stage=self.api.deployment_stage,
+                    login_path=logins[0] if logins else None,
+                    rate_limit_per_5min=waf.login_rate_limit_per_5min,
+                    topic=self.topic,
+                    blocked_requests_threshold=int(config.thresholds.waf_blocked_requests),
+                    count_only_rules=waf.count_only_rules,
+                    log_destination_arn=waf.log_destination_arn,
+                    runbook_url=RUNBOOK_URL,
+                )
             health_unit = next((u for u in api_units if u.config.trigger.catch_all), api_units[0])  # type: ignore[union-attr]
             self.api_alarms = ApiAlarms(
                 self,
@@ -195,7 +229,7 @@ class BackendStack(Stack):
         OutOfBandChangeAlert(
             self, "OutOfBandChangeAlert", functions=[g.function for g in self.functions], topic=self.topic
         )
-        CodeDriftCheck(
+        self.drift_check = CodeDriftCheck(
             self,
             "CodeDriftCheck",
             targets=[(g.label, g.function, g.alias) for g in self.functions],
@@ -210,14 +244,40 @@ class BackendStack(Stack):
                 functions=[g.function for g in self.functions],
                 role_arns=config.guardrails.deny_direct_mutation_role_arns,
             )
+        # Every asynchronously invoked function's failed events: one queue, one alarm.
+        self.async_failures = AsyncFailures(
+            self,
+            "AsyncFailures",
+            queue_kwargs=self.data_key.queue_kwargs(),
+            key_arn=self.data_key.key.key_arn,
+            thresholds=config.thresholds,
+            topic=self.topic,
+            runbook_url=RUNBOOK_URL,
+        )
+        for unit in self.units.values():
+            if isinstance(unit.config.trigger, ScheduleTrigger):
+                self.async_failures.attach(unit.guarded.function)
+            for hook in (unit.canary.pre_traffic_hook, unit.canary.post_traffic_hook):
+                if hook is not None:
+                    self.async_failures.attach(hook)
+        if self.api_alarms is not None:
+            self.async_failures.attach(self.api_alarms.health_check)
+        self.async_failures.attach(self.drift_check.function)
+        # Last, so nothing built above is left out.
+        apply_stack_security(self, self.data_key)
         acknowledge_backend(
             self,
+            config=config,
             functions=self.functions,
             canaries=self.canaries.values(),
             api=self.api,
-            access_logs=self.access_logs,
             in_vpc=network is not None,
             runtime=fn_cfg.runtime,
+            has_firewall=self.firewall is not None,
+            checks=[
+                *([self.api_alarms.health_check] if self.api_alarms else []),
+                self.drift_check.function,
+            ],
         )
 
     def _network(self, config: EnvironmentConfig) -> NetworkPlacement | None:
@@ -245,7 +305,7 @@ class BackendStack(Stack):
     @property
     def protected_resources(self) -> list[Construct]:
         """Resources a stack policy must never let CloudFormation replace or delete."""
-        out: list[Construct] = [self.topic, self.oncall.key, self.application]
+        out: list[Construct] = [self.topic, self.oncall.key, self.data_key.key, self.application]
         if self.api is not None and self.access_logs is not None:
             out += [self.api, self.access_logs]
         for unit in self.units.values():

@@ -1,20 +1,75 @@
 """cdk-nag (AwsSolutions + HIPAA Security) acknowledgements for the backend stack, each with its reason.
 
 Every acknowledgement names one rule (with its finding where the rule has several) on one construct: nothing
-is silenced stack-wide. Guardrail and alarm constructs acknowledge their own findings where they are built.
+is silenced stack-wide. Every reason states a fact about this template or its configuration that
+tests/test_security.py checks (e.g. "no network in cdk.json" is checked against the parsed config), so an
+acknowledgement cannot outlive its reason. Guardrail and alarm constructs acknowledge their own findings
+where they are built.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
-from aws_cdk import Acknowledgment, Stack, Validations
+from aws_cdk import Acknowledgment, CfnResource, Stack, Validations
+from aws_cdk import aws_apigateway as apigw
+from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
+from stacks.config import EnvironmentConfig, ScheduleTrigger, SqsTrigger
 from stacks.constructs.canary import HOOK_RUNTIME, CanaryDeployment
 from stacks.constructs.guarded_function import GuardedFunction
+from stacks.constructs.nag import checkov_skip
 
 AS, HIPAA = "AwsSolutions::AwsSolutions", "HIPAA.Security::HIPAA.Security"
+
+# Reasons (checked by tests/test_security.py, which matches on these texts).
+XRAY_REASON = (
+    "the only statement on Resource * allows xray:PutTraceSegments and xray:PutTelemetryRecords, which "
+    "X-Ray does not scope to resources (active tracing)"
+)
+DEPLOYED_POLICY_REASON = (
+    "this role's default policy is a deployed AWS::IAM::Policy (logical ID in "
+    "tests/fixtures/logical_ids); CloudFormation cannot change a resource's type in place"
+)
+NO_NETWORK_REASON = "this environment has no network in cdk.json (environments.<env>.network is null)"
+NO_RESERVED_REASON = "the function catalog sets no reserved_concurrency for this function in this environment"
+API_SYNC_REASON = (
+    "trigger type api: invoked synchronously by API Gateway, which returns the error to the caller"
+)
+SQS_REDRIVE_REASON = (
+    "trigger type sqs: failed messages go to the function's own dead-letter queue (the queue's RedrivePolicy)"
+)
+NO_TRIGGER_REASON = (
+    "trigger type none: no event source mapping, rule or subscription invokes it; its callers, granted "
+    "lambda:InvokeFunction on the live alias, own its retries"
+)
+# Only with a network configured (not checked by the default synth's tests).
+HOOK_NO_VPC_REASON = (
+    "calls only AWS APIs and the public API URL, which a VPC without a NAT gateway cannot reach, and reads "
+    "no database"
+)
+VERSION_INVOKE_REASON = "lambda:InvokeFunction on the target function's versions (ARN:*), nothing else"
+HOOK_INVOKE_REASON = "lambda:InvokeFunction on this deployment group's own hook's versions (ARN:*)"
+CODEDEPLOY_POLICY_REASON = (
+    "AWS's AWSCodeDeployRoleForLambdaLimited on a role only codedeploy.amazonaws.com may assume"
+)
+APIGW_LOGS_POLICY_REASON = (
+    "AWS's AmazonAPIGatewayPushToCloudWatchLogs on a role only apigateway.amazonaws.com may assume"
+)
+PROXY_REASON = (
+    "every method of this API is a Lambda proxy integration (AWS_PROXY) to a catalog function, which "
+    "authenticates and validates requests itself (its own JWTs; login and /health are public)"
+)
+NO_CACHE_REASON = "the stage has no cache cluster: responses carry per-user credential data"
+NO_HTTP_BACKEND_REASON = (
+    "every integration is AWS_PROXY to Lambda; a client certificate only authenticates HTTP backends"
+)
+WAF_NO_LOGS_REASON = (
+    "security.waf.log_destination_arn is null in cdk.json: WAF logs only to a destination named "
+    "aws-waf-logs-*, and this app creates no physical names"
+)
+NO_WAF_REASON = "security.waf.enabled is false for this environment in cdk.json"
 
 
 def _ack(scope: Construct, findings: Iterable[tuple[str, str]]) -> None:
@@ -22,159 +77,130 @@ def _ack(scope: Construct, findings: Iterable[tuple[str, str]]) -> None:
 
 
 def _stack_local_ref(stack: Stack, construct: Construct) -> str:
-    from aws_cdk import CfnResource
-
     child = construct.node.default_child
     assert isinstance(child, CfnResource)
     return str(stack.resolve(child.logical_id))
 
 
-LAMBDA_COMMON = (
-    (
-        f"{AS}-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]",
-        "AWS's basic execution policy only allows writing the function's own CloudWatch logs",
-    ),
-    (f"{AS}-IAM5[Resource::*]", "X-Ray PutTraceSegments/PutTelemetryRecords support no resource scoping"),
-    (
-        f"{HIPAA}-IAMNoInlinePolicy",
-        "CDK grants land in the role's own policy; each statement is scoped to "
-        "this stack's resources and reviewed in tests/test_stacks.py",
-    ),
-    (
-        f"{HIPAA}-CloudWatchLogGroupEncrypted",
-        "risk accepted: log groups use CloudWatch Logs' own service-side encryption, not a "
-        "customer-managed key (EnvironmentKey, stacks/constructs/encryption.py, is not applied), and the "
-        "backend does not redact its log lines",
-    ),
-)
+def _function_common(in_vpc: bool) -> list[tuple[str, str]]:
+    findings = [
+        (f"{AS}-IAM5[Resource::*]", XRAY_REASON),
+        (f"{HIPAA}-IAMNoInlinePolicy", DEPLOYED_POLICY_REASON),
+    ]
+    if not in_vpc:
+        findings.append((f"{HIPAA}-LambdaInsideVPC", NO_NETWORK_REASON))
+    return findings
+
+
+def acknowledge_scheduled_checks(checks: Sequence[lambda_.Function], *, in_vpc: bool) -> None:
+    """The health and drift checks (their failed runs go to the failed-invocations queue)."""
+    vpc_reason = HOOK_NO_VPC_REASON if in_vpc else NO_NETWORK_REASON
+    for check in checks:
+        _ack(check, [(f"{HIPAA}-LambdaInsideVPC", vpc_reason)])
+        checkov_skip(check, "CKV_AWS_117", vpc_reason)
 
 
 def acknowledge_backend(
     stack: Stack,
     *,
+    config: EnvironmentConfig,
     functions: Iterable[GuardedFunction],
     canaries: Iterable[CanaryDeployment],
     api: Construct | None,
-    access_logs: Construct | None,
     in_vpc: bool,
     runtime: str,
+    has_firewall: bool = False,
+    checks: Sequence[lambda_.Function] = (),
 ) -> None:
+    """`checks`: the scheduled health and drift checks. The API's access log group needs nothing: it is
+    encrypted with the environment's key like every other."""
+    vpc_reason = HOOK_NO_VPC_REASON if in_vpc else NO_NETWORK_REASON
+    acknowledge_scheduled_checks(checks, in_vpc=in_vpc)
     for g in functions:
+        fn_config = config.function_named(g.label)
         findings = [
-            *LAMBDA_COMMON,
+            *_function_common(in_vpc),
             (
                 f"{AS}-L1",
-                f"runtime {runtime} is pinned in cdk.json (function.runtime) to the interpreter the "
-                "backend is tested and verified with at synth",
-            ),
-            (
-                f"{HIPAA}-LambdaConcurrency",
-                "no reserved concurrency: the API must scale with traffic; throttles alarm (FunctionAlarms)",
-            ),
-            (
-                f"{HIPAA}-LambdaDLQ",
-                "the Worker's SQS queue has its own dead-letter queue (alarmed); the API is "
-                "synchronous and the scheduler's run repeats on its next schedule",
+                f"runtime {runtime} is the one pinned in cdk.json (function.runtime), the interpreter the "
+                "backend is verified with at synth",
             ),
         ]
-        if not in_vpc:
-            findings.append(
-                (
-                    f"{HIPAA}-LambdaInsideVPC",
-                    "this environment configures no network in cdk.json; "
-                    "set network to place the functions in the VPC",
-                )
+        if fn_config.reserved_concurrency is None:
+            findings.append((f"{HIPAA}-LambdaConcurrency", NO_RESERVED_REASON))
+        trigger = fn_config.trigger
+        # A scheduled function has the failed-invocations queue (alarms.AsyncFailures).
+        if not isinstance(trigger, ScheduleTrigger):
+            dlq_reason = (
+                SQS_REDRIVE_REASON
+                if isinstance(trigger, SqsTrigger)
+                else API_SYNC_REASON
+                if fn_config.is_api
+                else NO_TRIGGER_REASON
             )
+            findings.append((f"{HIPAA}-LambdaDLQ", dlq_reason))
+            checkov_skip(g.function, "CKV_AWS_116", dlq_reason)
         _ack(g, findings)
+        if fn_config.reserved_concurrency is None:
+            checkov_skip(g.function, "CKV_AWS_115", NO_RESERVED_REASON)
+        if not in_vpc:
+            checkov_skip(g.function, "CKV_AWS_117", NO_NETWORK_REASON)
     for c in canaries:
         hooks = [h for h in (c.pre_traffic_hook, c.post_traffic_hook) if h is not None]
         for hook in hooks:
             _ack(
                 hook,
                 [
-                    *LAMBDA_COMMON,
+                    (f"{HIPAA}-IAMNoInlinePolicy", DEPLOYED_POLICY_REASON),
                     (
                         f"{AS}-L1",
                         f"hooks run {HOOK_RUNTIME.name} (canary.HOOK_RUNTIME), the newest Python runtime "
-                        "this aws-cdk-lib knows, independent of the backend's runtime; a newer Lambda "
-                        "runtime is taken with the aws-cdk-lib that adds it",
+                        "this aws-cdk-lib knows",
                     ),
-                    (f"{HIPAA}-LambdaConcurrency", "invoked by CodeDeploy once per deployment"),
-                    (
-                        f"{HIPAA}-LambdaDLQ",
-                        "invoked synchronously by CodeDeploy, which records the failure and "
-                        "rolls back; there is no event to dead-letter",
-                    ),
-                    (
-                        f"{HIPAA}-LambdaInsideVPC",
-                        "calls only the Lambda and CodeDeploy APIs and the public API "
-                        "stage; reads no health-care data",
-                    ),
+                    (f"{HIPAA}-LambdaInsideVPC", vpc_reason),
                     (
                         f"{AS}-IAM5[Resource::<{_stack_local_ref(stack, c.target_function)}.Arn>:*]",
-                        "invoke rights on the target function's versions only (new each deploy)",
+                        VERSION_INVOKE_REASON,
                     ),
                 ],
             )
+            checkov_skip(hook, "CKV_AWS_117", vpc_reason)
         for hook in hooks:
             _ack(
                 c.deployment_group,
-                [
-                    (
-                        f"{AS}-IAM5[Resource::<{_stack_local_ref(stack, hook)}.Arn>:*]",
-                        "CodeDeploy invokes this deployment group's own hook (any version)",
-                    ),
-                ],
+                [(f"{AS}-IAM5[Resource::<{_stack_local_ref(stack, hook)}.Arn>:*]", HOOK_INVOKE_REASON)],
             )
-        _ack(c, [LAMBDA_COMMON[3]])  # the hooks' log groups
         _ack(
             c.deployment_group,
             [
                 (
                     f"{AS}-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
                     "AWSCodeDeployRoleForLambdaLimited]",
-                    "AWS's policy for CodeDeploy Lambda deployments: alias "
-                    "updates and hook invocation, nothing else",
+                    CODEDEPLOY_POLICY_REASON,
                 ),
-                (
-                    f"{AS}-IAM5[Action::kms:GenerateDataKey*]",
-                    "publishing deployment events to the encrypted on-call topic needs its key's data keys",
-                ),
-                (f"{HIPAA}-IAMNoInlinePolicy", "CDK-generated policy scoped to this group's hooks and topic"),
+                (f"{HIPAA}-IAMNoInlinePolicy", DEPLOYED_POLICY_REASON),
             ],
         )
-    if api is None or access_logs is None:
+    if api is None:
         return
+    assert isinstance(api, apigw.RestApi)
+    for method in api.methods:
+        if method.http_method != "OPTIONS":
+            checkov_skip(method, "CKV_AWS_59", PROXY_REASON)
+    checkov_skip(api.deployment_stage, "CKV_AWS_120", NO_CACHE_REASON)
     _ack(
         api,
         [
-            (f"{AS}-APIG2", "the FastAPI backend validates every request body with pydantic"),
-            (
-                f"{AS}-APIG4",
-                "the backend authenticates with its own JWTs (POST /api/v1/auth/login); /health and "
-                "login must stay public",
-            ),
-            (f"{AS}-COG4", "no Cognito: the backend issues and checks its own JWTs"),
+            (f"{AS}-APIG2", PROXY_REASON),
+            (f"{AS}-APIG4", PROXY_REASON),
+            (f"{AS}-COG4", PROXY_REASON),
             (
                 f"{AS}-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
                 "AmazonAPIGatewayPushToCloudWatchLogs]",
-                "AWS's policy that lets API Gateway write its logs",
+                APIGW_LOGS_POLICY_REASON,
             ),
-            (
-                f"{HIPAA}-APIGWCacheEnabledAndEncrypted",
-                "responses carry per-user credential data and must not be cached",
-            ),
-            (
-                f"{HIPAA}-APIGWSSLEnabled",
-                "the stage certificate is for API Gateway to backend calls; the backend "
-                "is a Lambda proxy integration, not an HTTP endpoint",
-            ),
-            (
-                f"{AS}-APIG3",
-                "risk accepted: no WAF web ACL is attached to this stage (ApiFirewall, "
-                "stacks/constructs/waf.py, is not applied); the account's API Gateway throttling is the only "
-                "request limit",
-            ),
+            (f"{HIPAA}-APIGWCacheEnabledAndEncrypted", NO_CACHE_REASON),
+            (f"{HIPAA}-APIGWSSLEnabled", NO_HTTP_BACKEND_REASON),
+            *([] if has_firewall else [(f"{AS}-APIG3", NO_WAF_REASON)]),
         ],
     )
-    _ack(access_logs, [LAMBDA_COMMON[3]])

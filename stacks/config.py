@@ -88,6 +88,9 @@ class AlarmThresholds:
     # API Gateway's integration limit is 29 s; a cold start of the backend bundle is about 2.5 s.
     api_latency_p99_ms: float = 5000.0
     health_check_failures: float = 1.0
+    # Requests the API's web ACL blocks in 5 minutes (security.waf): password guessing, scanning, or a
+    # managed rule refusing real clients.
+    waf_blocked_requests: float = 100.0
 
     def with_overrides(self, overrides: Sequence[tuple[str, float]]) -> AlarmThresholds:
         return replace(self, **dict(overrides))
@@ -183,6 +186,51 @@ class CustomDomainSettings:
     # The migration switch (docs/migration-from-sam.md): set, the name serves that API; removed, this
     # stack's. The mapping is the same resource either way, so the switch is an in-place update.
     mapped_api: MappedApi | None = None
+
+
+@dataclass(frozen=True)
+class MethodLimit:
+    """A stricter API Gateway limit on one route (`path` as the client calls it, without the stage)."""
+
+    path: str
+    method: str
+    rate_limit: float
+    burst_limit: int
+
+
+@dataclass(frozen=True)
+class ThrottleConfig:
+    """API Gateway throttling: the stage's limit (all clients together), and stricter per-route limits.
+
+    `login_rate_limit`/`login_burst_limit` apply to POST on every API function's `post_traffic.login_path`
+    (the route that spends a password hash per request); `method_limits` add any other route."""
+
+    rate_limit: float = 100.0
+    burst_limit: int = 200
+    login_rate_limit: float = 5.0
+    login_burst_limit: int = 10
+    method_limits: tuple[MethodLimit, ...] = ()
+
+
+@dataclass(frozen=True)
+class WafConfig:
+    """The regional WAFv2 web ACL on the API stage (stacks/constructs/waf.py)."""
+
+    enabled: bool = False
+    # Requests one client IP may send to the login path in 5 minutes before WAF answers 429.
+    login_rate_limit_per_5min: int = 100
+    # Managed rules counted instead of blocked (e.g. SizeRestrictions_BODY for bodies over 8 KB).
+    count_only_rules: tuple[str, ...] = ()
+    # An existing `aws-waf-logs-*` destination (log group, bucket or Firehose stream); null = no WAF logs.
+    log_destination_arn: str | None = None
+
+
+@dataclass(frozen=True)
+class SecuritySettings:
+    waf: WafConfig = field(default_factory=WafConfig)
+    throttle: ThrottleConfig = field(default_factory=ThrottleConfig)
+    # Only with a custom domain of this stack's own API (no mapped_api): the execute-api URL stops answering.
+    disable_execute_api_endpoint: bool = False
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -284,6 +332,7 @@ class EnvironmentConfig:
     guardrails: GuardrailSettings = field(default_factory=GuardrailSettings)
     custom_domain: CustomDomainSettings | None = None
     migrations: MigrationSettings = field(default_factory=MigrationSettings)
+    security: SecuritySettings = field(default_factory=SecuritySettings)
     functions: tuple[FunctionConfig, ...] = ()
 
     @property
@@ -968,6 +1017,112 @@ def parse_functions(
     return functions
 
 
+WAF_RULE_NAME_RE = r"[A-Za-z0-9_-]{1,128}"
+LOG_DESTINATION_RE = (
+    r"arn:aws[a-z-]*:(logs:[a-z0-9-]+:\d{12}:log-group:aws-waf-logs-[A-Za-z0-9_./#-]+"
+    r"|s3:::aws-waf-logs-[a-z0-9.-]+|firehose:[a-z0-9-]+:\d{12}:deliverystream/aws-waf-logs-[A-Za-z0-9_.-]+)"
+)
+HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
+ROUTE_PATH_RE = r"(/[A-Za-z0-9._~-]+)+"
+
+
+def _positive_number(env: str, high: float) -> Callable[[str, Any], float]:
+    def check(key: str, value: Any) -> float:
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= high:
+            raise _fail(env, key, value, f"a number of requests per second above 0, at most {high:g}")
+        return float(value)
+
+    return check
+
+
+def _parse_method_limits(env: str, key: str, value: Any) -> tuple[MethodLimit, ...]:
+    if not isinstance(value, list):
+        raise _fail(env, key, value, "a list of {path, method, rate_limit, burst_limit} objects")
+    out = []
+    for i, item in enumerate(value):
+        r = _Reader(env, f"{key}[{i}].", item)
+        limit = MethodLimit(
+            path=r.get("path", "", _pattern(env, ROUTE_PATH_RE, "a literal path like /api/v1/auth/login")),
+            method=r.get("method", "", _choice(env, HTTP_METHODS)),
+            rate_limit=r.get("rate_limit", 0.0, _positive_number(env, 10000)),
+            burst_limit=r.get("burst_limit", 0, _int_in(env, 1, 5000)),
+        )
+        r.finish([f.name for f in fields(MethodLimit)])
+        for name in ("path", "method", "rate_limit", "burst_limit"):
+            if not getattr(limit, name):
+                raise _fail(env, r.key(name), None, "required in every method_limits entry")
+        out.append(limit)
+    return tuple(out)
+
+
+def _parse_security(r: _Reader, is_prod: bool) -> SecuritySettings:
+    e = r.env
+    w = r.child("waf")
+    dw = WafConfig()
+    waf = WafConfig(
+        enabled=w.get("enabled", is_prod, _bool(e)),
+        login_rate_limit_per_5min=w.get(
+            "login_rate_limit_per_5min", dw.login_rate_limit_per_5min, _int_in(e, 10, 2_000_000_000)
+        ),
+        count_only_rules=w.get(
+            "count_only_rules", (), _list_of(e, _pattern(e, WAF_RULE_NAME_RE, "a managed rule name"))
+        ),
+        log_destination_arn=w.get(
+            "log_destination_arn",
+            None,
+            _pattern(
+                e, LOG_DESTINATION_RE, "the ARN of an aws-waf-logs-* log group, bucket or Firehose stream"
+            ),
+        ),
+    )
+    w.finish([f.name for f in fields(WafConfig)])
+    t = r.child("throttle")
+    dt = ThrottleConfig()
+    throttle = ThrottleConfig(
+        rate_limit=t.get("rate_limit", dt.rate_limit, _positive_number(e, 10000)),
+        burst_limit=t.get("burst_limit", dt.burst_limit, _int_in(e, 1, 5000)),
+        login_rate_limit=t.get("login_rate_limit", dt.login_rate_limit, _positive_number(e, 10000)),
+        login_burst_limit=t.get("login_burst_limit", dt.login_burst_limit, _int_in(e, 1, 5000)),
+        method_limits=t.get("method_limits", (), lambda k, v: _parse_method_limits(e, k, v)),
+    )
+    t.finish([f.name for f in fields(ThrottleConfig)])
+    for name, rate, burst in [
+        ("login_rate_limit", throttle.login_rate_limit, throttle.login_burst_limit),
+        *((f"method_limits[{i}]", m.rate_limit, m.burst_limit) for i, m in enumerate(throttle.method_limits)),
+    ]:
+        # A route limit above the stage's never applies: the stage limit is reached first.
+        if rate > throttle.rate_limit or burst > throttle.burst_limit:
+            raise _fail(
+                e,
+                t.key(name),
+                f"{rate:g}/{burst}",
+                f"a rate and burst at most the stage's {throttle.rate_limit:g}/{throttle.burst_limit}",
+            )
+    keys = [(m.path, m.method) for m in throttle.method_limits]
+    for i, k in enumerate(keys):
+        if k in keys[:i]:
+            raise _fail(e, t.key(f"method_limits[{i}]"), f"{k[1]} {k[0]}", "each route listed once")
+    result = SecuritySettings(
+        waf=waf,
+        throttle=throttle,
+        disable_execute_api_endpoint=r.get("disable_execute_api_endpoint", False, _bool(e)),
+    )
+    r.finish([f.name for f in fields(SecuritySettings)])
+    return result
+
+
+def _check_security(config: EnvironmentConfig) -> None:
+    domain = config.custom_domain
+    if config.security.disable_execute_api_endpoint and (domain is None or domain.mapped_api is not None):
+        raise _fail(
+            config.name,
+            "security.disable_execute_api_endpoint",
+            True,
+            "false unless custom_domain is set without mapped_api: the execute-api URL is then the only "
+            "way to reach this stack's API",
+        )
+
+
 def parse_environment(name: str, raw: Any, catalog: Any = None) -> EnvironmentConfig:
     if name not in ENVIRONMENT_NAMES:
         raise ConfigError(
@@ -1000,6 +1155,7 @@ def parse_environment(name: str, raw: Any, catalog: Any = None) -> EnvironmentCo
         guardrails=_parse_guardrails(r.child("guardrails")),
         custom_domain=_parse_custom_domain(r.child("custom_domain"), region),
         migrations=_parse_migrations(r.child("migrations")),
+        security=_parse_security(r.child("security"), is_prod),
     )
     overrides = r.get("functions", None, lambda _key, value: value)
     r.finish([*(f.name for f in fields(EnvironmentConfig) if f.name not in ("name",)), "functions"])
@@ -1018,6 +1174,7 @@ def parse_environment(name: str, raw: Any, catalog: Any = None) -> EnvironmentCo
             "false while secret_arn is null: the migration step reads the database credentials "
             "from that secret",
         )
+    _check_security(config)
     if catalog is None:
         return config
     return replace(config, functions=parse_functions(parse_catalog_context(catalog), config, overrides))

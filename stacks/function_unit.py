@@ -35,6 +35,7 @@ from stacks.config import (
 )
 from stacks.constructs.alarms import FunctionAlarms
 from stacks.constructs.canary import CanaryDeployment, PostTrafficChecks
+from stacks.constructs.encryption import EnvironmentKey
 from stacks.constructs.guarded_function import FunctionSpec, GuardedFunction, NetworkPlacement
 
 
@@ -44,22 +45,25 @@ class FunctionQueues:
     dlq: sqs.Queue
 
 
-def function_queues(stack: Stack, fn: FunctionConfig) -> FunctionQueues:
-    """An SQS-triggered function's queue and dead-letter queue, at stack level (`<name>Queue`)."""
+def function_queues(stack: Stack, fn: FunctionConfig, key: EnvironmentKey) -> FunctionQueues:
+    """An SQS-triggered function's queue and dead-letter queue, at stack level (`<name>Queue`), encrypted
+    with the environment's key: only the functions' roles write to them (queue_urls grants) and SQS itself
+    moves messages to the dead-letter queue, so no AWS service needs the key (constructs/encryption.py).
+    """
     dlq = sqs.Queue(
         stack,
         f"{fn.name}DeadLetterQueue",
         retention_period=Duration.days(14),
-        encryption=sqs.QueueEncryption.SQS_MANAGED,
         enforce_ssl=True,
+        **key.queue_kwargs(),
     )
     queue = sqs.Queue(
         stack,
         f"{fn.name}Queue",
         # Six times the function timeout, as Lambda's SQS guidance asks, so retries never overlap.
         visibility_timeout=Duration.seconds(fn.timeout_seconds * 6),
-        encryption=sqs.QueueEncryption.SQS_MANAGED,
         enforce_ssl=True,
+        **key.queue_kwargs(),
         dead_letter_queue=sqs.DeadLetterQueue(queue=dlq, max_receive_count=3),
     )
     return FunctionQueues(queue=queue, dlq=dlq)
@@ -75,6 +79,7 @@ class SharedSettings:
     architecture: lambda_.Architecture
     network: NetworkPlacement | None
     queues: Mapping[str, FunctionQueues]
+    key: EnvironmentKey
 
 
 @dataclass(frozen=True)
@@ -119,7 +124,16 @@ class FunctionUnit:
         )
         function = self.guarded.function
         for _var, target in fn.queue_urls:
-            shared.queues[target].queue.grant_send_messages(function)
+            # Not grant_send_messages: its key grant adds kms:ReEncrypt* and kms:GenerateDataKey*; a producer
+            # of a KMS-encrypted queue needs exactly GenerateDataKey and Decrypt (SQS's documented pair).
+            shared.queues[target].queue.grant(
+                function, "sqs:SendMessage", "sqs:GetQueueAttributes", "sqs:GetQueueUrl"
+            )
+            function.add_to_role_policy(
+                iam.PolicyStatement(
+                    actions=["kms:GenerateDataKey", "kms:Decrypt"], resources=[shared.key.key.key_arn]
+                )
+            )
         if shared.config.secret_arn:
             function.add_to_role_policy(
                 iam.PolicyStatement(

@@ -40,6 +40,7 @@ from stacks.constructs.alarms import (
     SCHEDULER_KEYS,
     SPECS,
     ApiAlarms,
+    AsyncFailures,
     FunctionAlarms,
     ServiceHealthAlarm,
 )
@@ -147,6 +148,24 @@ class Synth:
             thresholds=thresholds,
         )
         self.report: dict[str, Any] = {"pluginReports": []}
+        # As BackendStack does: the environment key and scoped logging on everything, and the scheduled
+        # health check's acknowledgements (stacks/compliance.py).
+        from stacks.compliance import acknowledge_scheduled_checks
+        from stacks.constructs.encryption import EnvironmentKey, apply_stack_security
+
+        key = EnvironmentKey(stack, "DataKey", description="test environment key")
+        self.failures = failures = AsyncFailures(
+            stack,
+            "AsyncFailures",
+            queue_kwargs=key.queue_kwargs(),
+            key_arn=key.key.key_arn,
+            thresholds=thresholds,
+            topic=self.oncall.topic,
+            runbook_url=RUNBOOK,
+        )
+        failures.attach(self.api_alarms.health_check)
+        apply_stack_security(stack, key)
+        acknowledge_scheduled_checks([self.api_alarms.health_check], in_vpc=False)
         if nag:
             cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app), HIPAASecurityChecks(app))
         try:
@@ -348,9 +367,12 @@ def test_descriptions_fit_cloudwatchs_limit_once_names_are_filled_in(synth):
 def test_every_alarm_in_the_template_comes_from_the_catalogue(synth):
     built = {synth.id_of(a) for fa in synth.function_alarms.values() for a in fa.alarms}
     built |= {synth.id_of(a) for a in synth.api_alarms.alarms}
+    built.add(synth.id_of(synth.failures.alarm))
     assert set(synth.of_type("AWS::CloudWatch::Alarm")) == built
-    assert len(built) == len(ALARMS) == 3 * len(FUNCTION_KEYS) + 2 + 1 + 4
-    assert {k for _, k in ALARMS} | {"ServiceUnhealthy"} == {s.key for s in CATALOGUE}
+    assert len(built) - 1 == len(ALARMS) == 3 * len(FUNCTION_KEYS) + 2 + 1 + 4
+    # Built elsewhere: ServiceHealthAlarm, ApiFirewall, AsyncFailures (test_security.py).
+    others = {"ServiceUnhealthy", "WafBlockedRequests", "FailedInvocations"}
+    assert {k for _, k in ALARMS} | others == {s.key for s in CATALOGUE}
 
 
 def test_metric_filters_carry_exactly_the_tested_patterns(synth):
@@ -477,35 +499,41 @@ def test_topics_are_encrypted_with_a_rotating_customer_managed_key(synth):
     key_id = synth.id_of(synth.oncall.key)
     key = synth.resources[key_id]["Properties"]
     assert key["EnableKeyRotation"] is True
-    (statement,) = [
-        s for s in key["KeyPolicy"]["Statement"] if s.get("Sid") == "AllowAlarmPublishersToUseKey"
-    ]
-    assert sorted(statement["Principal"]["Service"]) == sorted(PUBLISHING_SERVICES)
+    by_sid = {s.get("Sid"): s for s in key["KeyPolicy"]["Statement"]}
+    cloudwatch = by_sid["AllowCloudWatchAlarmsOfThisAccountToUseKey"]
+    others = by_sid["AllowAlarmPublishersToUseKey"]
+    services = [cloudwatch["Principal"]["Service"], *others["Principal"]["Service"]]
+    assert sorted(services) == sorted(PUBLISHING_SERVICES)
     assert set(PUBLISHING_SERVICES) == {
         "cloudwatch.amazonaws.com",
         "codedeploy.amazonaws.com",
         "events.amazonaws.com",
     }
-    assert statement["Action"] == ["kms:Decrypt", "kms:GenerateDataKey*"]
-    # The services may use the key only for SNS topics of this account and region (SNS's encryption context).
-    assert statement["Condition"] == {
-        "ArnLike": {
-            "kms:EncryptionContext:aws:sns:topicArn": {
-                "Fn::Join": [
-                    "",
-                    [
-                        "arn:",
-                        {"Ref": "AWS::Partition"},
-                        ":sns:",
-                        {"Ref": "AWS::Region"},
-                        ":",
-                        {"Ref": "AWS::AccountId"},
-                        ":*",
-                    ],
-                ]
-            }
+    topics_of_this_account = {
+        "kms:EncryptionContext:aws:sns:topicArn": {
+            "Fn::Join": [
+                "",
+                [
+                    "arn:",
+                    {"Ref": "AWS::Partition"},
+                    ":sns:",
+                    {"Ref": "AWS::Region"},
+                    ":",
+                    {"Ref": "AWS::AccountId"},
+                    ":*",
+                ],
+            ]
         }
     }
+    for statement in (cloudwatch, others):
+        assert statement["Action"] == ["kms:Decrypt", "kms:GenerateDataKey*"]
+        # The services may use the key only for SNS topics of this account and region (SNS's context).
+        for name, value in topics_of_this_account.items():
+            assert statement["Condition"]["ArnLike"][name] == value
+    # CloudWatch, which documents them, also only for this account's alarms (aws:SourceAccount/SourceArn).
+    assert cloudwatch["Condition"]["StringEquals"] == {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}
+    assert ":alarm:*" in json.dumps(cloudwatch["Condition"]["ArnLike"]["aws:SourceArn"])
+    assert "StringEquals" not in others["Condition"]
     for topic in (synth.oncall.topic, synth.oncall.paging_topic):
         assert synth.props(topic)["KmsMasterKeyId"] == {"Fn::GetAtt": [key_id, "Arn"]}
 
@@ -584,6 +612,7 @@ def test_defaults_are_the_incident_write_ups_numbers():
         "api_5xx_rate_percent": 5.0,
         "api_latency_p99_ms": 5000.0,
         "health_check_failures": 1.0,
+        "waf_blocked_requests": 100.0,
     }
     assert {s.threshold_field for s in CATALOGUE} - {None} == {
         f.name for f in dataclasses.fields(AlarmThresholds)

@@ -51,6 +51,32 @@ def test_empty_block_takes_defaults_per_environment() -> None:
     assert prod.log_retention_days == 30
 
 
+def test_security_defaults_and_committed_values() -> None:
+    prod, staging = parse_environment("prod", {}), parse_environment("staging", {})
+    # The web ACL is on by default in prod only; both stages are always throttled.
+    assert prod.security.waf.enabled and not staging.security.waf.enabled
+    for cfg in (prod, staging):
+        t = cfg.security.throttle
+        assert t.rate_limit > 0 and t.burst_limit > 0
+        assert t.login_rate_limit < t.rate_limit and t.login_burst_limit < t.burst_limit
+        assert cfg.security.disable_execute_api_endpoint is False
+    committed = parse_environments(real_environments())
+    assert committed["prod"].security.waf.enabled and committed["staging"].security.waf.enabled
+    assert committed["prod"].security.throttle.rate_limit == 200.0
+
+
+def test_execute_api_endpoint_can_be_disabled_only_behind_this_stacks_domain() -> None:
+    domain = {"domain_name": "api.credentialmate.com", "certificate_arn": CERT_EU}
+    block = {"account": "123456789012", "region": "eu-west-1", "custom_domain": domain}
+    cfg = parse_environment("prod", {**block, "security": {"disable_execute_api_endpoint": True}})
+    assert cfg.security.disable_execute_api_endpoint
+    mapped = {**domain, "mapped_api": {"rest_api_id": "a1b2c3d4e5", "stage": "Prod"}}
+    with pytest.raises(ConfigError, match="disable_execute_api_endpoint"):
+        parse_environment(
+            "prod", {**block, "custom_domain": mapped, "security": {"disable_execute_api_endpoint": True}}
+        )
+
+
 def test_custom_canary_and_network_parse() -> None:
     cfg = parse_environment(
         "prod",
@@ -309,6 +335,101 @@ BAD_VALUES: list[tuple[str, dict[str, Any], list[str]]] = [
         "unknown custom domain key",
         {"custom_domain": {"domain": "api.credentialmate.com"}},
         ["custom_domain.domain", "unknown key", "certificate_arn"],
+    ),
+    (
+        "WAF switch not a boolean",
+        {"security": {"waf": {"enabled": "on"}}},
+        ["security.waf.enabled", "'on'", "true or false"],
+    ),
+    (
+        "WAF login rate below WAF's minimum",
+        {"security": {"waf": {"login_rate_limit_per_5min": 5}}},
+        ["security.waf.login_rate_limit_per_5min", "5", "10 to 2000000000"],
+    ),
+    (
+        "WAF log destination without the aws-waf-logs- prefix",
+        {"security": {"waf": {"log_destination_arn": "arn:aws:logs:eu-west-1:123456789012:log-group:waf"}}},
+        ["security.waf.log_destination_arn", "log-group:waf", "aws-waf-logs-*"],
+    ),
+    (
+        "WAF count-only rule with a space",
+        {"security": {"waf": {"count_only_rules": ["Size Body"]}}},
+        ["security.waf.count_only_rules[0]", "Size Body", "managed rule name"],
+    ),
+    (
+        "unknown WAF key",
+        {"security": {"waf": {"block": True}}},
+        ["security.waf.block", "unknown key", "login_rate_limit_per_5min"],
+    ),
+    (
+        "stage rate zero",
+        {"security": {"throttle": {"rate_limit": 0}}},
+        ["security.throttle.rate_limit", "0", "above 0"],
+    ),
+    (
+        "stage burst not whole",
+        {"security": {"throttle": {"burst_limit": 2.5}}},
+        ["security.throttle.burst_limit", "2.5", "integer from 1 to 5000"],
+    ),
+    (
+        "login limit above the stage's",
+        {"security": {"throttle": {"rate_limit": 10, "burst_limit": 20, "login_rate_limit": 50}}},
+        ["security.throttle.login_rate_limit", "50/10", "at most the stage's 10/20"],
+    ),
+    (
+        "route limit with a parameter in its path",
+        {
+            "security": {
+                "throttle": {
+                    "method_limits": [
+                        {"path": "/users/{id}", "method": "GET", "rate_limit": 1, "burst_limit": 1}
+                    ]
+                }
+            }
+        },
+        ["security.throttle.method_limits[0].path", "/users/{id}", "literal path"],
+    ),
+    (
+        "route limit with an unknown method",
+        {
+            "security": {
+                "throttle": {
+                    "method_limits": [
+                        {"path": "/users", "method": "FETCH", "rate_limit": 1, "burst_limit": 1}
+                    ]
+                }
+            }
+        },
+        ["security.throttle.method_limits[0].method", "FETCH", "POST"],
+    ),
+    (
+        "route limit missing its burst",
+        {"security": {"throttle": {"method_limits": [{"path": "/users", "method": "GET", "rate_limit": 1}]}}},
+        ["security.throttle.method_limits[0].burst_limit", "required"],
+    ),
+    (
+        "route listed twice",
+        {
+            "security": {
+                "throttle": {
+                    "method_limits": [
+                        {"path": "/users", "method": "GET", "rate_limit": 1, "burst_limit": 1},
+                        {"path": "/users", "method": "GET", "rate_limit": 2, "burst_limit": 2},
+                    ]
+                }
+            }
+        },
+        ["security.throttle.method_limits[1]", "GET /users", "each route listed once"],
+    ),
+    (
+        "execute-api endpoint disabled without a custom domain",
+        {"security": {"disable_execute_api_endpoint": True}},
+        ["security.disable_execute_api_endpoint", "True", "custom_domain is set without mapped_api"],
+    ),
+    (
+        "unknown security key",
+        {"security": {"kms": True}},
+        ["security.kms", "unknown key", "disable_execute_api_endpoint"],
     ),
     (
         "deny role not an ARN",

@@ -46,6 +46,8 @@ def domain_app(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
             "hosted_zone_id": "Z0123456789ABCDEFGHIJ",
             "hosted_zone_name": "credentialmate.com",
         },
+        # The name is this stack's own API: only the name answers, and the checks go through it.
+        "security": {**envs["prod"]["security"], "disable_execute_api_endpoint": True},
     }
     envs["staging"] = {
         **envs["staging"],
@@ -101,6 +103,32 @@ def test_prod_maps_the_name_at_the_root_to_the_api_stage(domain_app: dict[str, A
             "DeletionPolicy": "Retain",
         },
     )
+
+
+def test_with_execute_api_disabled_the_checks_go_through_the_name(domain_app: dict[str, Any]) -> None:
+    """prod: its own domain and `security.disable_execute_api_endpoint`; staging: a mapped domain, so its
+    execute-api URL stays on and its checks keep calling the stage URL."""
+    prod, staging = _template(domain_app, "prod"), _template(domain_app, "staging")
+
+    def api_urls(tpl: dict[str, Any]) -> list[str]:
+        return [
+            json.dumps(v["Properties"]["Environment"]["Variables"])
+            for v in tpl["Resources"].values()
+            if v["Type"] == "AWS::Lambda::Function"
+            and any(
+                k in v["Properties"].get("Environment", {}).get("Variables", {})
+                for k in ("API_URL", "HEALTH_URL")
+            )
+        ]
+
+    (api,) = [v for v in prod["Resources"].values() if v["Type"] == "AWS::ApiGateway::RestApi"]
+    assert api["Properties"]["DisableExecuteApiEndpoint"] is True
+    urls = api_urls(prod)
+    assert len(urls) >= 2  # the post-traffic hook and the scheduled health check
+    assert all("https://api.credentialmate.com/" in u and "execute-api" not in u for u in urls), urls
+    (staging_api,) = [v for v in staging["Resources"].values() if v["Type"] == "AWS::ApiGateway::RestApi"]
+    assert staging_api["Properties"].get("DisableExecuteApiEndpoint") in (None, False)
+    assert all("execute-api" in u for u in api_urls(staging))
 
 
 def test_prod_owns_its_alias_records(domain_app: dict[str, Any]) -> None:

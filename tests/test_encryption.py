@@ -60,10 +60,13 @@ def _ref_arn(key_id: str) -> dict[str, Any]:
 
 
 def _role_policy_statements(tpl_json: dict[str, Any], fn_prefix: str) -> list[dict[str, Any]]:
-    """The statements of the DefaultPolicy attached to the role of the function whose ID starts so."""
+    """The statements of the policies attached to the role of the function whose ID starts so: its default
+    policy, or (a role without one when the key was granted) its own EnvironmentKeyPolicy."""
     out: list[dict[str, Any]] = []
     for lid, res in tpl_json["Resources"].items():
-        if res["Type"] == "AWS::IAM::Policy" and lid.startswith(f"{fn_prefix}ServiceRoleDefaultPolicy"):
+        if (res["Type"] == "AWS::IAM::Policy" and lid.startswith(f"{fn_prefix}ServiceRoleDefaultPolicy")) or (
+            res["Type"] == "AWS::IAM::ManagedPolicy" and lid.startswith(f"{fn_prefix}EnvironmentKeyPolicy")
+        ):
             out.extend(res["Properties"]["PolicyDocument"]["Statement"])
     return out
 

@@ -168,7 +168,7 @@ class Synth:
             )
         topic = sns.Topic(stack, "OnCall", master_key=kms.Key(stack, "OnCallKey", enable_key_rotation=True))
         OutOfBandChangeAlert(stack, "OutOfBandChangeAlert", functions=self.functions, topic=topic)
-        CodeDriftCheck(
+        drift = CodeDriftCheck(
             stack,
             "CodeDriftCheck",
             targets=[
@@ -186,6 +186,25 @@ class Synth:
             role_arns=ROLE_ARNS,
             cfn_exec_role_arn=CFN_EXEC_ROLE,
         )
+        # As BackendStack does: the environment key and scoped logging on everything, and the scheduled
+        # drift check's acknowledgements (stacks/compliance.py).
+        from stacks.compliance import acknowledge_scheduled_checks
+        from stacks.config import AlarmThresholds
+        from stacks.constructs.alarms import AsyncFailures
+        from stacks.constructs.encryption import EnvironmentKey, apply_stack_security
+
+        key = EnvironmentKey(stack, "DataKey", description="test environment key")
+        AsyncFailures(
+            stack,
+            "AsyncFailures",
+            queue_kwargs=key.queue_kwargs(),
+            key_arn=key.key.key_arn,
+            thresholds=AlarmThresholds(),
+            topic=topic,
+            runbook_url="https://example.com/runbook.md",
+        ).attach(drift.function)
+        apply_stack_security(stack, key)
+        acknowledge_scheduled_checks([drift.function], in_vpc=False)
         cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app), HIPAASecurityChecks(app))
         try:
             app.synth()
@@ -461,9 +480,18 @@ def test_drift_check_permissions_are_read_only_and_scoped(synth):
         "DriftDetectionStatus",
         "PutGuardrailMetrics",
         "DriftDetectionReads",
+        "DecryptEnvironment",  # its environment, encrypted with the environment's key
+        "SendFailedInvocations",  # its failed runs, to the failed-invocations queue (AsyncFailures)
+        "EncryptFailedInvocations",
     }
-    read_only = re.compile(r"^[a-z0-9]+:(Get|List|Describe|Detect)\w*$|^apigateway:GET$")
-    writes = {"logs:CreateLogStream", "logs:PutLogEvents", "cloudwatch:PutMetricData"}
+    read_only = re.compile(r"^[a-z0-9]+:(Get|List|Describe|Detect)\w*$|^apigateway:GET$|^kms:Decrypt$")
+    writes = {
+        "logs:CreateLogStream",
+        "logs:PutLogEvents",
+        "cloudwatch:PutMetricData",
+        "sqs:SendMessage",
+        "kms:GenerateDataKey",
+    }
     for sid, statement in statements.items():
         assert statement["Effect"] == "Allow"
         for action in as_list(statement["Action"]):

@@ -372,6 +372,10 @@ class StepStack:
             secret_arn=self.SECRET if secret else None,
         )
         self.stack = stack
+        # As BackendStack does: the environment key and scoped logging on everything.
+        from stacks.constructs.encryption import EnvironmentKey, apply_stack_security
+
+        apply_stack_security(stack, EnvironmentKey(stack, "DataKey", description="test environment key"))
         cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app), HIPAASecurityChecks(app))
         try:
             app.synth()

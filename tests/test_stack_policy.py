@@ -79,7 +79,9 @@ class Synth:
         app = cdk.App(outdir=str(outdir))
         self.target = FixedTree(app, "Target", stack_name=TARGET_NAME)
         self.policy = protect(self.target, self.target.protected)
-        self.policy_stack = StackPolicyStack(app, "Target-policy", target=self.target, policy=self.policy)
+        self.policy_stack = StackPolicyStack(
+            app, "Target-policy", target=self.target, policy=self.policy, encryption_key=self.target.key
+        )
         cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app), HIPAASecurityChecks(app))
         try:
             app.synth()
@@ -309,6 +311,7 @@ def test_policy_stack_refuses_another_region(tmp_path):
             "P",
             target=target,
             policy=protect(target, [queue]),
+            encryption_key=kms.Key(target, "K"),
             env=cdk.Environment(account="111111111111", region="eu-west-1"),
         )
 

@@ -96,8 +96,11 @@ def test_throttled_routes_exist_beside_the_proxy(firewalled: dict[str, Any]) -> 
     tpl: Template = firewalled["template"]
     resources = tpl.find_resources("AWS::ApiGateway::Resource")
     parts = sorted(r["Properties"]["PathPart"] for r in resources.values())
-    # api, v1, auth shared by both routes; login and reset each; {proxy+} still serves everything else
-    assert parts == sorted(["{proxy+}", "api", "v1", "auth", "login", "reset"])
+    # api, v1, auth shared by both routes; login and reset each; {proxy+} at the root and below each
+    # resource on the way (API Gateway does not fall back to the root's proxy) still serves everything else
+    assert parts == sorted(
+        ["{proxy+}", "api", "{proxy+}", "v1", "{proxy+}", "auth", "{proxy+}", "login", "reset"]
+    )
     (login_id,) = [lid for lid, r in resources.items() if r["Properties"]["PathPart"] == "login"]
     tpl.has_resource_properties(
         "AWS::ApiGateway::Method",

@@ -21,9 +21,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
-from aws_cdk import Acknowledgment, CfnResource, Duration, Stack, Token, Validations
+from aws_cdk import CfnResource, Duration, Stack, Token
 from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as cw_actions
@@ -165,6 +165,21 @@ CATALOGUE: tuple[AlarmSpec, ...] = (
         missing_data=M.NOT_BREACHING,
     ),
     AlarmSpec(
+        key="FailedInvocations",
+        applies_to="the environment's asynchronously invoked functions (schedules, hooks, checks)",
+        title="failed asynchronous invocations",
+        meaning="an asynchronously invoked function (a scheduled function, a CodeDeploy hook, the health or "
+        "drift check) failed every attempt; Lambda moved the event to the failed-invocations queue.",
+        likely_cause="the function crashes or times out on that event; a hook that never reported leaves its "
+        "deployment waiting until CodeDeploy's one-hour hook timeout.",
+        first_command="aws sqs receive-message --queue-url {queue_url} --attribute-names All "
+        "--message-attribute-names All --max-number-of-messages 10 --visibility-timeout 0",
+        threshold="> {t.dlq_depth:g} message(s) visible",
+        threshold_field="dlq_depth",
+        comparison=C.GREATER_THAN_THRESHOLD,
+        missing_data=M.NOT_BREACHING,
+    ),
+    AlarmSpec(
         key="DlqOldestAge",
         applies_to="each SQS-triggered function's dead-letter queue",
         title="dead letters unhandled",
@@ -243,6 +258,21 @@ CATALOGUE: tuple[AlarmSpec, ...] = (
         comparison=C.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
         missing_data=M.NOT_BREACHING,
         in_composite=True,
+    ),
+    AlarmSpec(
+        key="WafBlockedRequests",
+        applies_to="the API's web ACL (security.waf.enabled)",
+        title="web ACL blocking many requests",
+        meaning="the API's web ACL blocked many requests in 5 minutes.",
+        likely_cause="password guessing on the login route (the rate rule), a scanner (the managed rules), "
+        "or a managed rule refusing real clients (e.g. bodies over 8 KB).",
+        first_command="aws wafv2 get-sampled-requests --scope REGIONAL --web-acl-arn {web_acl_arn} "
+        "--rule-metric-name ALL --max-items 100 --time-window StartTime=$(date -u -d '-15 min' +%s),"
+        "EndTime=$(date -u +%s)",
+        threshold=">= {t.waf_blocked_requests:g} blocked requests in 5 min",
+        threshold_field="waf_blocked_requests",
+        comparison=C.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+        missing_data=M.NOT_BREACHING,
     ),
     AlarmSpec(
         key="ServiceUnhealthy",
@@ -609,28 +639,6 @@ class ApiAlarms(Construct):
             description="Runs the CredentialMate API /health check",
         )
         rule.add_target(targets.LambdaFunction(fn, retry_attempts=0))
-        fn_resource = fn.node.default_child
-        assert isinstance(fn_resource, CfnResource)
-        # cdk-nag v3 acknowledgments, on the resources they concern only.
-        Validations.of(fn_resource).acknowledge(
-            Acknowledgment(
-                id="HIPAA.Security::HIPAA.Security-LambdaDLQ",
-                reason="A failed check is the signal: Lambda counts it in the Errors metric the HealthCheck "
-                "alarm watches; a timer event is not worth keeping for replay",
-            ),
-            Acknowledgment(
-                id="HIPAA.Security::HIPAA.Security-LambdaInsideVPC",
-                reason="Must reach the public API URL the way users do (inside the VPC it would need a NAT "
-                "and test another path); handles no health-care data",
-            ),
-        )
-        Validations.of(log_group).acknowledge(
-            Acknowledgment(
-                id="HIPAA.Security::HIPAA.Security-CloudWatchLogGroupEncrypted",
-                reason="Holds only the health URL, HTTP status and timing of each check (no health-care "
-                "data); encrypted at rest by CloudWatch Logs' default key",
-            )
-        )
         return fn
 
 
@@ -669,3 +677,76 @@ class ServiceHealthAlarm(Construct):
         assert isinstance(cfn_alarm, CfnResource)
         cfn_alarm.add_property_deletion_override("AlarmName")
         _add_actions(self.alarm, topic)
+
+
+class AsyncFailures(Construct):
+    """One dead-letter queue for every asynchronously invoked function of the environment, and its alarm.
+
+    Lambda retries an asynchronous invocation (EventBridge schedules, CodeDeploy lifecycle hooks) twice, then
+    drops the event unless the function has a dead-letter queue. Here it lands in `.queue` (encrypted with the
+    environment's key: Lambda sends with the function's own role, granted by `attach`), and the
+    FailedInvocations alarm tells on-call. `.queue`'s messages carry the event and the error's attributes.
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        queue_kwargs: Mapping[str, Any],
+        key_arn: str,
+        thresholds: AlarmThresholds,
+        topic: sns.ITopic,
+        runbook_url: str,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.key_arn = key_arn
+        self.queue = sqs.Queue(
+            self, "Queue", retention_period=Duration.days(14), enforce_ssl=True, **queue_kwargs
+        )
+        build = _AlarmBuilder(
+            self,
+            subject="Async",
+            thresholds=thresholds,
+            topic=topic,
+            runbook_url=runbook_url,
+            names={"queue_url": self.queue.queue_url},
+        )
+        self.alarm = build(
+            "FailedInvocations",
+            self.queue.metric_approximate_number_of_messages_visible(period=PERIOD, statistic="Maximum"),
+        )
+        self.functions: list[lambda_.Function] = []
+
+    def attach(self, fn: lambda_.Function) -> None:
+        """Send `fn`'s failed asynchronous invocations to the queue: its DeadLetterConfig, and its role's
+        right to send there (into the role's existing default policy, else a customer-managed policy)."""
+        cfn = fn.node.default_child
+        assert isinstance(cfn, lambda_.CfnFunction)
+        cfn.dead_letter_config = lambda_.CfnFunction.DeadLetterConfigProperty(target_arn=self.queue.queue_arn)
+        statements = [
+            iam.PolicyStatement(
+                sid="SendFailedInvocations", actions=["sqs:SendMessage"], resources=[self.queue.queue_arn]
+            ),
+            iam.PolicyStatement(
+                sid="EncryptFailedInvocations",
+                actions=["kms:GenerateDataKey", "kms:Decrypt"],
+                resources=[self.key_arn],
+            ),
+        ]
+        role = fn.role
+        assert isinstance(role, iam.Role), f"{fn.node.path}: expected a role built in this app"
+        if role.node.try_find_child("DefaultPolicy") is not None:
+            for statement in statements:
+                fn.add_to_role_policy(statement)
+        else:
+            policy = iam.ManagedPolicy(
+                fn,
+                "DeadLetterPolicy",
+                description="Sends the function's failed asynchronous invocations to the AsyncFailures queue",
+                statements=statements,
+                roles=[role],
+            )
+            # Lambda checks the role may send to the queue when it sets the DeadLetterConfig.
+            cfn.node.add_dependency(policy)
+        self.functions.append(fn)

@@ -23,6 +23,7 @@ from aws_cdk import AssetHashType, Aws, Duration, Fn, RemovalPolicy
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_codedeploy as codedeploy
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sns as sns
@@ -319,7 +320,16 @@ class CanaryDeployment(Construct):
                 }
             ],
         )
-        topic.grant_publish(self.deployment_group.role)
+        # Not topic.grant_publish: its key grant adds kms:GenerateDataKey*; an SNS publisher to an encrypted
+        # topic needs exactly GenerateDataKey and Decrypt on the topic's key.
+        self.deployment_group.role.add_to_principal_policy(
+            iam.PolicyStatement(actions=["sns:Publish"], resources=[topic.topic_arn])
+        )
+        key: kms.IKey | None = getattr(topic, "master_key", None)
+        if key is not None:
+            self.deployment_group.role.add_to_principal_policy(
+                iam.PolicyStatement(actions=["kms:GenerateDataKey", "kms:Decrypt"], resources=[key.key_arn])
+            )
         # The hook reads its deployment's AppSpec for the exact TargetVersion CodeDeploy will shift to.
         for hook in filter(None, (self.pre_traffic_hook, self.post_traffic_hook)):
             hook.add_to_role_policy(
@@ -349,8 +359,13 @@ class CanaryDeployment(Construct):
             description=f"CodeDeploy {construct_id} for the {LIVE_ALIAS} alias (credmate-lambda)",
             environment=env,
             log_group=log_group,
-            tracing=lambda_.Tracing.ACTIVE,
+            # CodeDeploy runs one lifecycle event of a deployment group at a time, and a deployment group
+            # one deployment at a time: one concurrent run is all a hook ever needs.
+            reserved_concurrent_executions=HOOK_RESERVED_CONCURRENCY,
         )
+
+
+HOOK_RESERVED_CONCURRENCY = 1
 
 
 def stage_url(rest_api_id: str, stage_name: str) -> str:

@@ -13,8 +13,9 @@ CloudTrail trail of every use), and disabling the key makes every copy unreadabl
 
 Key policy:
 - the account (root) has full access and delegates to IAM, as CDK's default key policy does: roles get
-  key use only through their own IAM policies (`grant_function`, the queues' grants), never by being
-  named here;
+  key use through their own IAM policies (`grant_function`, the queues' grants);
+- the stack's function roles are also named, for kms:Decrypt only (`name_function_roles`, applied by
+  `apply_stack_security` once every function exists), so the key policy itself lists who uses the key;
 - CloudWatch Logs (the regional `logs.<region>.amazonaws.com` principal) may use the key only with an
   encryption context naming a log group of this account and region (`kms:EncryptionContext:aws:logs:arn`),
   which is how CloudWatch Logs calls KMS for an encrypted log group; no other service is named.
@@ -35,6 +36,7 @@ are event envelopes, not credential records. Say so with a `checkov_skip` on the
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from aws_cdk import Duration, RemovalPolicy, Stack
@@ -90,6 +92,22 @@ class EnvironmentKey(Construct):
             )
         )
 
+    def name_function_roles(self, roles: Iterable[iam.IRole]) -> None:
+        """Name the functions' roles in the key policy, for kms:Decrypt only (their environments and the
+        queues they read). The account statement still delegates to IAM, so each role also needs its own
+        grant (`grant_function`); this statement makes the key policy say which roles use the key."""
+        principals = {id(r): r for r in roles}
+        if not principals:
+            return
+        self.key.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="AllowThisEnvironmentsFunctionRolesToDecrypt",
+                principals=[iam.ArnPrincipal(r.role_arn) for r in principals.values()],
+                actions=["kms:Decrypt"],
+                resources=["*"],
+            )
+        )
+
     # --- at creation -------------------------------------------------------------------------------------
 
     def log_group_kwargs(self) -> dict[str, Any]:
@@ -105,8 +123,32 @@ class EnvironmentKey(Construct):
         return {"encryption": sqs.QueueEncryption.KMS, "encryption_master_key": self.key}
 
     def grant_function(self, fn: lambda_.IFunction) -> None:
-        """Let the function's role decrypt what this key encrypted (its environment, the queues it reads)."""
-        self.key.grant_decrypt(fn)
+        """Let the function's role decrypt what this key encrypted (its environment, the queues it reads).
+
+        Into the role's existing default policy when it has one; otherwise (a role built with its own
+        customer-managed policy) a customer-managed policy of its own, so no inline policy appears."""
+        role = fn.role
+        if (
+            role is None
+            or not isinstance(role, Construct)
+            or not isinstance(fn, lambda_.Function)
+            or role.node.try_find_child("DefaultPolicy")
+        ):
+            self.key.grant_decrypt(fn)
+            return
+        policy = iam.ManagedPolicy(
+            fn,
+            "EnvironmentKeyPolicy",
+            description="Decrypts the function's environment with the environment's KMS key",
+            statements=[
+                iam.PolicyStatement(
+                    sid="DecryptEnvironment", actions=["kms:Decrypt"], resources=[self.key.key_arn]
+                )
+            ],
+            roles=[role],
+        )
+        # Its first invocation must already be able to read its environment.
+        fn.node.find_child("Resource").node.add_dependency(policy)
 
     # --- on existing constructs (their L1 resource) ------------------------------------------------------
 
@@ -124,3 +166,36 @@ class EnvironmentKey(Construct):
             raise TypeError(f"{fn.node.path}: expected a lambda_.Function built in this app")
         cfn.kms_key_arn = self.key.key_arn
         self.grant_function(fn)
+
+
+def encrypt_all(scope: Construct, key: EnvironmentKey) -> None:
+    """Encrypt every log group and every function's environment under `scope` with `key` (those that name no
+    key yet), so a log group or function added later cannot be left out. Call it once the scope is complete:
+    constructs added after it are not seen."""
+    for child in scope.node.find_all():
+        if isinstance(child, logs.LogGroup):
+            cfn = child.node.default_child
+            if isinstance(cfn, logs.CfnLogGroup) and cfn.kms_key_id is None:
+                key.encrypt_log_group(child)
+        elif isinstance(child, logs.CfnLogGroup) and child.kms_key_id is None:
+            # A provider's own L1 log group (no L2 around it).
+            child.kms_key_id = key.key.key_arn
+        elif isinstance(child, lambda_.Function):
+            cfn = child.node.default_child
+            if isinstance(cfn, lambda_.CfnFunction) and cfn.kms_key_arn is None:
+                key.encrypt_function(child)
+
+
+def apply_stack_security(scope: Construct, key: EnvironmentKey) -> None:
+    """What every stack of this app does once its constructs exist: the environment key on every log group
+    and function environment (`encrypt_all`), the key policy naming those functions' roles, and each
+    function's logging scoped to its own log group."""
+    from stacks.constructs.guarded_function import scope_function_logging
+
+    encrypt_all(scope, key)
+    key.name_function_roles(
+        fn.role
+        for fn in scope.node.find_all()
+        if isinstance(fn, lambda_.Function) and fn.role is not None and Stack.of(fn) is Stack.of(key)
+    )
+    scope_function_logging(scope)

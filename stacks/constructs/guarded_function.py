@@ -8,11 +8,14 @@ stacks/backend_bundle.py (the same variables reach synth-time verification).
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import Duration, RemovalPolicy, Stack
 from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
@@ -109,3 +112,61 @@ class GuardedFunction(Construct):
         # change, which is what starts a CodeDeploy deployment of the alias.
         self.version = self.function.current_version
         self.alias = lambda_.Alias(self, "LiveAlias", alias_name=LIVE_ALIAS, version=self.version)
+
+
+BASIC_EXECUTION_POLICY = "AWSLambdaBasicExecutionRole"
+_AWS_MANAGED = re.compile(r":iam::aws:policy/([A-Za-z0-9+=,.@_/-]+)")
+
+
+def _aws_managed_names(arns: Sequence[object]) -> list[str] | None:
+    """The AWS managed policy names of resolved ManagedPolicyArns, or None if one is not AWS managed."""
+    names = []
+    for arn in arns:
+        match = _AWS_MANAGED.search(json.dumps(arn))
+        if match is None:
+            return None
+        names.append(match.group(1))
+    return names
+
+
+def scope_function_logging(scope: Construct) -> None:
+    """Every function under `scope` whose CDK-made role carries AWS's AWSLambdaBasicExecutionRole (logs on
+    every log group of the account) gets a customer-managed policy for its own log group instead.
+
+    The role keeps its logical ID: only its ManagedPolicyArns changes (an in-place update); other AWS
+    managed policies (the VPC one) stay. A function whose role holds a policy this cannot rebuild is left
+    as it is. The function waits for the new policy when its log group is one of this app's (an imported
+    /aws/lambda/<name> group names the function, so that wait would be a cycle).
+    """
+    for fn in [c for c in scope.node.find_all() if isinstance(c, lambda_.Function)]:
+        role = fn.role
+        if not isinstance(role, iam.Role) or role.node.scope is not fn:
+            continue  # a role the caller built: its policies are the caller's
+        cfn_role = role.node.default_child
+        assert isinstance(cfn_role, iam.CfnRole)
+        names = _aws_managed_names(Stack.of(fn).resolve(cfn_role.managed_policy_arns) or [])
+        if names is None or BASIC_EXECUTION_POLICY not in [n.rpartition("/")[2] for n in names]:
+            continue
+        log_group = fn.log_group
+        policy = iam.ManagedPolicy(
+            fn,
+            "LogsPolicy",
+            description="Writes the function's own log streams",
+            statements=[
+                iam.PolicyStatement(
+                    actions=["logs:CreateLogStream", "logs:PutLogEvents"], resources=[log_group.log_group_arn]
+                )
+            ],
+            roles=[role],
+        )
+        # A fixed list replaces the role's lazy one, so the new policy (attached through its own Roles) is not
+        # added here as well, which would make role and policy reference each other.
+        kept = [
+            iam.ManagedPolicy.from_aws_managed_policy_name(n).managed_policy_arn
+            for n in names
+            if n.rpartition("/")[2] != BASIC_EXECUTION_POLICY
+        ]
+        cfn_role.managed_policy_arns = kept or None
+        if isinstance(log_group, logs.LogGroup):
+            # The function resource only (its role is a child of `fn` too and must not wait for the policy).
+            fn.node.find_child("Resource").node.add_dependency(policy)

@@ -133,6 +133,20 @@ def _logical_id(stack: Stack, resource: CfnResource) -> str:
     return str(stack.resolve(stack.get_logical_id(resource)))
 
 
+# Acknowledgement reasons (facts tests/test_security.py checks against the template).
+VERSION_READ_REASON = "A checked function's versions and aliases (ARN:qualifier), read-only"
+STACK_ARN_REASON = (
+    "The trailing /* is the stack's unique ID, unknown before it exists; the stack name is fixed"
+)
+UNSCOPED_READS_REASON = (
+    "Read-only actions without resource-level permissions: "
+    "DescribeStackDriftDetectionStatus (the "
+    "detection ID is not a resource), PutMetricData (limited by the cloudwatch:namespace "
+    "condition), and the describe calls CloudFormation drift detection makes with the caller's "
+    "permissions for every resource type in the stack"
+)
+
+
 def _function_arn_findings(functions: Sequence[lambda_.IFunction]) -> list[str]:
     """cdk-nag's rendering of `<function ARN>:*` for functions defined in this app (`<Id.Arn>:*`)."""
     out = []
@@ -427,31 +441,10 @@ class CodeDriftCheck(Construct):
         self._acknowledge(functions)
 
     def _acknowledge(self, functions: Sequence[lambda_.IFunction]) -> None:
-        fn_resource = self.function.node.default_child
-        assert isinstance(fn_resource, CfnResource)
-        Validations.of(fn_resource).acknowledge(
-            Acknowledgment(
-                id="HIPAA.Security::HIPAA.Security-LambdaDLQ",
-                reason="Scheduled run: a failed run raises the CheckFailing alarm and the next run "
-                "repeats the whole check; a dead-letter queue would hold only a timer event",
-            ),
-            Acknowledgment(
-                id="HIPAA.Security::HIPAA.Security-LambdaInsideVPC",
-                reason="Calls only AWS control-plane APIs (Lambda, CloudFormation, CloudWatch); "
-                "reads no health-care data",
-            ),
-        )
-        Validations.of(self.log_group).acknowledge(
-            Acknowledgment(
-                id="HIPAA.Security::HIPAA.Security-CloudWatchLogGroupEncrypted",
-                reason="Holds only code hashes and resource IDs (no health-care data); encrypted at rest by "
-                "CloudWatch Logs' default service-owned key",
-            )
-        )
         acks = [
             Acknowledgment(
                 id=f"AwsSolutions::AwsSolutions-IAM5[{finding}]",
-                reason="A checked function's versions and aliases (ARN:qualifier), read-only",
+                reason=VERSION_READ_REASON,
             )
             for finding in _function_arn_findings(functions)
         ]
@@ -459,19 +452,14 @@ class CodeDriftCheck(Construct):
         acks.append(
             Acknowledgment(
                 id=f"AwsSolutions::AwsSolutions-IAM5[Resource::{stack_arn}]",
-                reason="The trailing /* is the stack's unique ID, unknown before it exists; the stack name "
-                "is fixed",
+                reason=STACK_ARN_REASON,
             )
         )
         Validations.of(self.scoped_policy).acknowledge(*acks)
         Validations.of(self.unscoped_policy).acknowledge(
             Acknowledgment(
                 id="AwsSolutions::AwsSolutions-IAM5[Resource::*]",
-                reason="Read-only actions without resource-level permissions: "
-                "DescribeStackDriftDetectionStatus (the "
-                "detection ID is not a resource), PutMetricData (limited by the cloudwatch:namespace "
-                "condition), and the describe calls CloudFormation drift detection makes with the caller's "
-                "permissions for every resource type in the stack",
+                reason=UNSCOPED_READS_REASON,
             )
         )
 

@@ -121,10 +121,6 @@ class MigrationStep(Construct):
         assert isinstance(fn, CfnResource)
         findings = [
             (
-                f"{AS}-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]",
-                "AWS's basic execution policy only allows writing the function's own CloudWatch logs",
-            ),
-            (
                 f"{AS}-IAM5[Resource::*]",
                 "X-Ray PutTraceSegments/PutTelemetryRecords support no resource scoping",
             ),
@@ -165,10 +161,3 @@ class MigrationStep(Construct):
             )
         for target in (self.function, fn):
             Validations.of(target).acknowledge(*(Acknowledgment(id=r, reason=why) for r, why in findings))
-        Validations.of(self.log_group).acknowledge(
-            Acknowledgment(
-                id=f"{HIPAA}-CloudWatchLogGroupEncrypted",
-                reason="holds revision ids and migration errors only (no health-care data); encrypted "
-                "at rest by CloudWatch Logs' default key",
-            )
-        )

@@ -22,6 +22,8 @@ from stacks.config import AlarmSettings
 # Services that publish to the topics: CloudWatch (alarm actions), CodeDeploy (deployment triggers) and
 # EventBridge (out-of-band change rules). SNS encrypts with the caller's rights, so each needs the key.
 PUBLISHING_SERVICES = ("cloudwatch.amazonaws.com", "codedeploy.amazonaws.com", "events.amazonaws.com")
+# The publisher whose KMS calls carry aws:SourceAccount and aws:SourceArn (documented by CloudWatch).
+SOURCE_ACCOUNT_PUBLISHER = "cloudwatch.amazonaws.com"
 # The encryption context SNS passes to KMS for a topic's messages: the topic's ARN.
 SNS_CONTEXT_KEY = "kms:EncryptionContext:aws:sns:topicArn"
 # Read-only ceiling for anything typed in the Slack channel: the channel only receives notifications.
@@ -49,18 +51,39 @@ class OnCallTopic(Construct):
         # carry aws:SourceAccount on sns:Publish, where it is documented.
         # The ARN pattern rather than the two topics' ARNs: the topics reference the key, so naming them here
         # would be a dependency cycle.
+        # CloudWatch documents aws:SourceAccount/aws:SourceArn on its KMS calls for alarm actions (its
+        # confused-deputy guidance), so its statement carries them too; the other publishers keep the
+        # encryption-context condition only.
         stack = Stack.of(self)
+        topics_of_this_account = {
+            SNS_CONTEXT_KEY: f"arn:{stack.partition}:sns:{stack.region}:{stack.account}:*",
+        }
         self.key.add_to_resource_policy(
             iam.PolicyStatement(
-                sid="AllowAlarmPublishersToUseKey",
-                principals=[iam.ServicePrincipal(s) for s in PUBLISHING_SERVICES],
+                sid="AllowCloudWatchAlarmsOfThisAccountToUseKey",
+                principals=[iam.ServicePrincipal(SOURCE_ACCOUNT_PUBLISHER)],
                 actions=["kms:Decrypt", "kms:GenerateDataKey*"],
                 resources=["*"],
                 conditions={
                     "ArnLike": {
-                        SNS_CONTEXT_KEY: f"arn:{stack.partition}:sns:{stack.region}:{stack.account}:*",
-                    }
+                        **topics_of_this_account,
+                        "aws:SourceArn": (
+                            f"arn:{stack.partition}:cloudwatch:{stack.region}:{stack.account}:alarm:*"
+                        ),
+                    },
+                    "StringEquals": {"aws:SourceAccount": stack.account},
                 },
+            )
+        )
+        self.key.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="AllowAlarmPublishersToUseKey",
+                principals=[
+                    iam.ServicePrincipal(s) for s in PUBLISHING_SERVICES if s != SOURCE_ACCOUNT_PUBLISHER
+                ],
+                actions=["kms:Decrypt", "kms:GenerateDataKey*"],
+                resources=["*"],
+                conditions={"ArnLike": topics_of_this_account},
             )
         )
         self.topic = self._topic("Topic", "CredentialMate alerts")

@@ -19,6 +19,7 @@ from aws_cdk import aws_logs as logs
 
 from stacks.config import CORS_HEADERS, CORS_METHODS, ApiTrigger, EnvironmentConfig, FunctionConfig
 from stacks.constructs.guarded_function import RETENTION_BY_DAYS
+from stacks.constructs.throttling import MethodThrottle, ThrottleSettings, route_throttled_methods
 
 API_STAGE = "v1"
 
@@ -39,15 +40,19 @@ def rest_api(
     functions: Sequence[tuple[FunctionConfig, lambda_.Alias]],
     access_logs: logs.ILogGroup,
 ) -> apigw.RestApi:
-    """The API for `functions` (API functions with their live aliases)."""
+    """The API for `functions` (API functions with their live aliases), throttled as `config.security`
+    says: the stage limit, and each throttled route on its own method (stacks/constructs/throttling.py)."""
     catch_all = [
         alias for fn, alias in functions if isinstance(fn.trigger, ApiTrigger) and fn.trigger.catch_all
     ]
+    throttle = throttle_settings(config)
     common: dict[str, Any] = {
         "description": f"CredentialMate API ({config.name})",
         "cloud_watch_role": True,
+        "disable_execute_api_endpoint": config.security.disable_execute_api_endpoint,
         "deploy_options": apigw.StageOptions(
             stage_name=API_STAGE,
+            **throttle.stage_options_kwargs(),
             access_log_destination=apigw.LogGroupLogDestination(access_logs),
             access_log_format=apigw.AccessLogFormat.json_with_standard_fields(
                 caller=False,
@@ -84,4 +89,64 @@ def rest_api(
             resource = api.root.resource_for_path(path)
             resource.add_method("ANY", integration)
             resource.add_proxy(default_integration=integration, any_method=True)
+    unowned = [m for m in throttle.method_limits if _route_owner(functions, m.path) is None]
+    if unowned:
+        raise ValueError(
+            f"environments.{config.name}.security.throttle.method_limits: {unowned[0].method} "
+            f"{unowned[0].path} is served by no API function (no catch-all, no matching trigger.paths)"
+        )
+    # Each throttled route to the function that serves its path (the longest routed prefix, else catch-all).
+    for fn, alias in functions:
+        routes = tuple(m for m in throttle.method_limits if _route_owner(functions, m.path) is fn)
+        if routes:
+            route_throttled_methods(
+                api,
+                alias,
+                ThrottleSettings(
+                    rate_limit=throttle.rate_limit, burst_limit=throttle.burst_limit, method_limits=routes
+                ),
+            )
     return api
+
+
+def login_paths(config: EnvironmentConfig) -> tuple[str, ...]:
+    """Every API function's login route (`post_traffic.login_path` in the catalog), in catalog order."""
+    paths = (f.post_traffic.login_path for f in config.api_functions if f.post_traffic is not None)
+    return tuple(dict.fromkeys(p for p in paths if p))
+
+
+def throttle_settings(config: EnvironmentConfig) -> ThrottleSettings:
+    """The stage limit, POST on each login route at the login limit, and the configured route limits."""
+    t = config.security.throttle
+    configured = {(m.path, m.method) for m in t.method_limits}
+    return ThrottleSettings(
+        rate_limit=t.rate_limit,
+        burst_limit=t.burst_limit,
+        method_limits=(
+            *(
+                MethodThrottle(path, "POST", t.login_rate_limit, t.login_burst_limit)
+                for path in login_paths(config)
+                if (path, "POST") not in configured
+            ),
+            *(MethodThrottle(m.path, m.method, m.rate_limit, m.burst_limit) for m in t.method_limits),
+        ),
+    )
+
+
+def _route_owner(
+    functions: Sequence[tuple[FunctionConfig, lambda_.Alias]], path: str
+) -> FunctionConfig | None:
+    best: tuple[int, FunctionConfig] | None = None
+    for fn, _alias in functions:
+        if not isinstance(fn.trigger, ApiTrigger):
+            continue
+        for prefix in fn.trigger.paths:
+            if (path == prefix or path.startswith(prefix.rstrip("/") + "/")) and (
+                best is None or len(prefix) > best[0]
+            ):
+                best = (len(prefix), fn)
+    if best is not None:
+        return best[1]
+    return next(
+        (fn for fn, _a in functions if isinstance(fn.trigger, ApiTrigger) and fn.trigger.catch_all), None
+    )

@@ -104,16 +104,26 @@ class ThrottleSettings:
         }
 
 
-def _resource_for(api: apigw.RestApi, path: str) -> apigw.IResource:
-    """The API's resource for `path`, creating missing parts (even below a proxying root)."""
+def _resource_for(api: apigw.RestApi, path: str, integration: apigw.Integration) -> apigw.IResource:
+    """The API's resource for `path`, creating missing parts (even below a proxying root).
+
+    API Gateway matches a request path resource by resource and does not fall back to a shorter match: once
+    `/api` exists, `/api/v1/other` no longer reaches the root's `{proxy+}`. So every resource created on
+    the way to the route also gets a `{proxy+}` child with `ANY` on the same integration: every other path
+    below it reaches the backend as before. The route's resource itself gets only its throttled methods
+    (another method on exactly that path gets API Gateway's 403 instead of the backend's 405).
+    """
     resource: apigw.IResource = api.root
-    for part in path.strip("/").split("/"):
+    parts = path.strip("/").split("/")
+    for i, part in enumerate(parts):
         child = resource.get_resource(part)
         if child is None:
             # Built directly rather than with add_resource: a proxying LambdaRestApi refuses add_resource on
             # its root, but explicit resources beside `{proxy+}` are valid and win for their own path.
             assert isinstance(resource, Construct)
             child = apigw.Resource(resource, part, parent=resource, path_part=part)
+            if i < len(parts) - 1:
+                child.add_proxy(default_integration=integration, any_method=True)
         resource = child
     return resource
 
@@ -126,11 +136,12 @@ def route_throttled_methods(
     Also adds a synth-time check that every method setting of the API's stage names a method the API
     defines, so a route limit can never silently name nothing (API Gateway would refuse the stage).
     """
+    integration = apigw.LambdaIntegration(handler, proxy=True)
     methods: list[apigw.Method] = []
     for m in settings.method_limits:
-        resource = _resource_for(api, m.path)
+        resource = _resource_for(api, m.path, integration)
         if resource.node.try_find_child(m.method) is None:
-            methods.append(resource.add_method(m.method, apigw.LambdaIntegration(handler, proxy=True)))
+            methods.append(resource.add_method(m.method, integration))
     api.node.add_validation(_Validation(lambda: unmatched_method_settings(api)))
     return methods
 

@@ -25,13 +25,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from aws_cdk import Duration, Fn
+from aws_cdk import Acknowledgment, Duration, Fn, Validations
 from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as cw_actions
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_wafv2 as wafv2
 from constructs import Construct
+
+from stacks.config import AlarmThresholds
+from stacks.constructs.alarms import SPECS, describe
 
 MANAGED_RULE_GROUPS = (
     ("AWSManagedRulesCommonRuleSet", 10),
@@ -43,6 +46,12 @@ LOGIN_RULE_PRIORITY = 0
 MIN_RATE_LIMIT, MAX_RATE_LIMIT = 10, 2_000_000_000
 REDACTED_HEADERS = ("authorization", "cookie")
 TOO_MANY_BODY = "TooManyRequests"
+BLOCKED_ALARM = "WafBlockedRequests"
+RUNBOOK_URL = "https://github.com/credentialmate/credmate-lambda/blob/main/docs/runbook.md"
+NO_LOG_DESTINATION_REASON = (
+    "security.waf.log_destination_arn is null in cdk.json: WAF logs only to a destination named "
+    "aws-waf-logs-*, and this app creates no physical names"
+)
 
 
 def _visibility(metric_name: str) -> wafv2.CfnWebACL.VisibilityConfigProperty:
@@ -66,6 +75,7 @@ class ApiFirewall(Construct):
         blocked_requests_threshold: int = 100,
         count_only_rules: Sequence[str] = (),
         log_destination_arn: str | None = None,
+        runbook_url: str = RUNBOOK_URL,
     ) -> None:
         """`count_only_rules`: rule names inside the managed groups to count instead of block (e.g.
         `SizeRestrictions_BODY` for an API that takes bodies over 8 KB). `log_destination_arn`: an
@@ -111,18 +121,22 @@ class ApiFirewall(Construct):
             self, "Association", resource_arn=stage.stage_arn, web_acl_arn=self.web_acl.attr_arn
         )
 
+        # The alarm catalogue's WafBlockedRequests entry (README alarm table, docs/runbook.md section).
+        spec = SPECS[BLOCKED_ALARM]
         self.blocked_alarm = cloudwatch.Alarm(
             self,
-            "BlockedRequests",
+            BLOCKED_ALARM,
             metric=self.blocked_requests_metric(),
             threshold=blocked_requests_threshold,
-            evaluation_periods=1,
-            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
-            alarm_description=(
-                f"[notify] API web ACL blocked >= {blocked_requests_threshold} requests in 5 min: an attack "
-                "(password guessing on the login path, scanning) or a managed rule blocking real clients. "
-                "First look: the web ACL's sampled requests in the WAF console (rule and client IP)."
+            evaluation_periods=spec.evaluation_periods,
+            comparison_operator=spec.comparison,
+            treat_missing_data=spec.missing_data,
+            alarm_description=describe(
+                spec,
+                subject="API",
+                thresholds=AlarmThresholds(waf_blocked_requests=blocked_requests_threshold),
+                runbook_url=runbook_url,
+                names={"web_acl_arn": self.web_acl.attr_arn},
             ),
         )
         if topic is not None:
@@ -131,7 +145,14 @@ class ApiFirewall(Construct):
             self.blocked_alarm.add_ok_action(action)
 
         self.logging: wafv2.CfnLoggingConfiguration | None = None
-        if log_destination_arn is not None:
+        if log_destination_arn is None:
+            Validations.of(self.web_acl).acknowledge(
+                Acknowledgment(
+                    id="HIPAA.Security::HIPAA.Security-WAFv2LoggingEnabled",
+                    reason=NO_LOG_DESTINATION_REASON,
+                )
+            )
+        else:
             self.logging = wafv2.CfnLoggingConfiguration(
                 self,
                 "Logging",
