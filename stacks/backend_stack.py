@@ -17,11 +17,12 @@ from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_codedeploy as codedeploy
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 from stacks.backend_bundle import base_environment, bundle_spec, handler_checks
 from stacks.compliance import acknowledge_backend
-from stacks.config import EnvironmentConfig, ScheduleTrigger, SqsTrigger
+from stacks.config import ApiTrigger, EnvironmentConfig, ScheduleTrigger, SqsTrigger
 from stacks.constructs.alarms import ApiAlarms, AsyncFailures, ServiceHealthAlarm
 from stacks.constructs.canary import hooks_code, stage_url
 from stacks.constructs.custom_domain import ApiCustomDomain
@@ -29,7 +30,7 @@ from stacks.constructs.dashboard import ServiceDashboard
 from stacks.constructs.encryption import EnvironmentKey, apply_stack_security
 from stacks.constructs.guarded_function import LIVE_ALIAS, NetworkPlacement
 from stacks.constructs.guardrails import CodeDriftCheck, DirectMutationDenyPolicy, OutOfBandChangeAlert
-from stacks.constructs.lambda_bundle import verified_bundle
+from stacks.constructs.lambda_bundle import VerifiedBundle, verified_bundle
 from stacks.constructs.migrations import MigrationStep
 from stacks.constructs.oncall import OnCallTopic
 from stacks.constructs.rest_api import API_STAGE, access_log_group, login_paths, rest_api
@@ -51,6 +52,9 @@ class BackendStackProps:
 
 
 class BackendStack(Stack):
+    """Built in the order the pieces need each other: on-call and key, bundle, functions with their
+    triggers, migrations, API, then each function's alarms and canary, then what watches all of them."""
+
     def __init__(
         self, scope: Construct, construct_id: str, *, props: BackendStackProps, **kwargs: Any
     ) -> None:
@@ -75,124 +79,13 @@ class BackendStack(Stack):
             description=f"Encrypts the CredentialMate {config.name} backend's log groups, function "
             "environments and queues",
         )
-
-        # One bundle, verified, shared by every function of the catalog.
-        self.bundle = verified_bundle(
-            bundle_spec(config, backend_root=props.backend_root, cache_dir=props.cache_dir),
-            checks=handler_checks(config),
-            verify=props.verify_bundle,
-        )
-        self.template_options.metadata = {
-            "CredmateBundles": [
-                {
-                    "asset_hash": self.bundle.result.asset_hash,
-                    "verified": self.bundle.verified,
-                    "docker_fallback": self.bundle.result.tool.startswith("docker"),
-                    "functions": [f.name for f in config.functions],
-                }
-            ]
-        }
-
-        fn_cfg = config.function
-        network = self._network(config)
-        shared = SharedSettings(
-            config=config,
-            code=self.bundle.code,
-            runtime=lambda_.Runtime(fn_cfg.runtime, lambda_.RuntimeFamily.PYTHON),
-            architecture=(
-                lambda_.Architecture.ARM_64 if fn_cfg.architecture == "arm64" else lambda_.Architecture.X86_64
-            ),
-            network=network,
-            queues={
-                f.name: function_queues(self, f, self.data_key)
-                for f in config.functions
-                if isinstance(f.trigger, SqsTrigger)
-            },
-            key=self.data_key,
-        )
+        self.bundle = self._bundle(props)
+        self.network = self._network(config)
+        shared = self._shared(config)
         self.units = {f.name: FunctionUnit(self, f, shared=shared) for f in config.functions}
         self.functions = tuple(u.guarded for u in self.units.values())
-        # Migrations from the same bundle, after the new versions exist and before any alias moves.
-        self.migrations = (
-            MigrationStep(
-                self,
-                "Migrations",
-                code=self.bundle.code,
-                runtime=shared.runtime,
-                architecture=shared.architecture,
-                environment=base_environment(config),
-                timeout=Duration.minutes(MIGRATION_TIMEOUT_MINUTES),
-                log_retention_days=config.log_retention_days,
-                execute_after=[g.function for g in self.functions],
-                execute_before=[g.alias for g in self.functions],
-                migrations_dir=config.migrations.directory,
-                network=network,
-                secret_arn=config.secret_arn,
-            )
-            if config.migrations.enabled
-            else None
-        )
-
-        # The API in front of the API functions, its public name, and its alarms.
-        api_units = [u for u in self.units.values() if u.config.is_api]
-        self.api: apigw.RestApi | None = None
-        self.access_logs = None
-        self.api_alarms: ApiAlarms | None = None
-        self.custom_domain: ApiCustomDomain | None = None
-        self.firewall: ApiFirewall | None = None
-        api_url: str | None = None
-        if api_units:
-            self.access_logs = access_log_group(self, config)
-            self.api = rest_api(
-                self,
-                config=config,
-                functions=[(u.config, u.guarded.alias) for u in api_units],
-                access_logs=self.access_logs,
-            )
-            # The hooks and the health check call the stage URL, so they test this API even while the
-            # public name still points elsewhere.
-            if config.custom_domain:
-                self.custom_domain = ApiCustomDomain(
-                    self,
-                    "CustomDomain",
-                    settings=config.custom_domain,
-                    api=self.api,
-                    stage=self.api.deployment_stage,
-                )
-            # With the execute-api endpoint disabled, the stage URL answers nothing: the checks go through
-            # the name (config allows that only for a domain mapped to this stack's own API).
-            api_url = (
-                f"https://{config.custom_domain.domain_name}/"
-                if config.custom_domain and config.security.disable_execute_api_endpoint
-                else stage_url(self.api.rest_api_id, API_STAGE)
-            )
-            waf = config.security.waf
-            if waf.enabled:
-                logins = login_paths(config)
-                self.firewall = ApiFirewall(
-                    self,
-                    "Firewall",
-                    stage=self.api.deployment_stage,
-                    login_path=logins[0] if logins else None,
-                    rate_limit_per_5min=waf.login_rate_limit_per_5min,
-                    topic=self.topic,
-                    blocked_requests_threshold=int(config.thresholds.waf_blocked_requests),
-                    count_only_rules=waf.count_only_rules,
-                    log_destination_arn=waf.log_destination_arn,
-                    runbook_url=RUNBOOK_URL,
-                )
-            health_unit = next((u for u in api_units if u.config.trigger.catch_all), api_units[0])  # type: ignore[union-attr]
-            self.api_alarms = ApiAlarms(
-                self,
-                "ApiAlarms",
-                api=self.api,
-                health_url=f"{api_url}{(health_unit.config.health_path or '/health').lstrip('/')}",
-                thresholds=config.thresholds,
-                topic=self.topic,
-                runbook_url=RUNBOOK_URL,
-            )
-
-        # Alarms and canary deployments, one set per function.
+        self.migrations = self._migrations(shared)
+        api_url = self._api()
         self.application = codedeploy.LambdaApplication(self, "DeployApplication")
         deploy = DeploySettings(
             topic=self.topic,
@@ -205,6 +98,153 @@ class BackendStack(Stack):
         for unit in self.units.values():
             unit.deploy(deploy)
         self.canaries = {name: u.canary for name, u in self.units.items()}
+        self._observability()
+        self._guardrails()
+        # Last, so nothing built above is left out.
+        apply_stack_security(self, self.data_key)
+        acknowledge_backend(
+            self,
+            config=config,
+            functions=self.functions,
+            canaries=self.canaries.values(),
+            api=self.api,
+            in_vpc=self.network is not None,
+            runtime=config.function.runtime,
+            has_firewall=self.firewall is not None,
+            checks=[
+                *([self.api_alarms.health_check] if self.api_alarms else []),
+                self.drift_check.function,
+            ],
+        )
+
+    def _bundle(self, props: BackendStackProps) -> VerifiedBundle:
+        """One bundle, verified, shared by every function of the catalog; recorded in the template's
+        metadata so `make deploy` can refuse an unverified one in prod (scripts/deploy_guard.py)."""
+        config = props.config
+        bundle = verified_bundle(
+            bundle_spec(config, backend_root=props.backend_root, cache_dir=props.cache_dir),
+            checks=handler_checks(config),
+            verify=props.verify_bundle,
+        )
+        self.template_options.metadata = {
+            "CredmateBundles": [
+                {
+                    "asset_hash": bundle.result.asset_hash,
+                    "verified": bundle.verified,
+                    "docker_fallback": bundle.result.tool.startswith("docker"),
+                    "functions": [f.name for f in config.functions],
+                }
+            ]
+        }
+        return bundle
+
+    def _shared(self, config: EnvironmentConfig) -> SharedSettings:
+        fn_cfg = config.function
+        return SharedSettings(
+            config=config,
+            code=self.bundle.code,
+            runtime=lambda_.Runtime(fn_cfg.runtime, lambda_.RuntimeFamily.PYTHON),
+            architecture=(
+                lambda_.Architecture.ARM_64 if fn_cfg.architecture == "arm64" else lambda_.Architecture.X86_64
+            ),
+            network=self.network,
+            queues={
+                f.name: function_queues(self, f, self.data_key)
+                for f in config.functions
+                if isinstance(f.trigger, SqsTrigger)
+            },
+            key=self.data_key,
+        )
+
+    def _migrations(self, shared: SharedSettings) -> MigrationStep | None:
+        """Migrations from the same bundle, after the new versions exist and before any alias moves."""
+        config = self.config
+        if not config.migrations.enabled:
+            return None
+        return MigrationStep(
+            self,
+            "Migrations",
+            code=self.bundle.code,
+            runtime=shared.runtime,
+            architecture=shared.architecture,
+            environment=base_environment(config),
+            timeout=Duration.minutes(MIGRATION_TIMEOUT_MINUTES),
+            log_retention_days=config.log_retention_days,
+            execute_after=[g.function for g in self.functions],
+            execute_before=[g.alias for g in self.functions],
+            migrations_dir=config.migrations.directory,
+            network=self.network,
+            secret_arn=config.secret_arn,
+        )
+
+    def _api(self) -> str | None:
+        """The API in front of the API functions, its public name, firewall and alarms; returns the URL the
+        hooks and the health check call (None without API functions)."""
+        config = self.config
+        api_units = [u for u in self.units.values() if u.config.is_api]
+        self.api: apigw.RestApi | None = None
+        self.access_logs: logs.LogGroup | None = None
+        self.api_alarms: ApiAlarms | None = None
+        self.custom_domain: ApiCustomDomain | None = None
+        self.firewall: ApiFirewall | None = None
+        if not api_units:
+            return None
+        self.access_logs = access_log_group(self, config)
+        self.api = rest_api(
+            self,
+            config=config,
+            functions=[(u.config, u.guarded.alias) for u in api_units],
+            access_logs=self.access_logs,
+        )
+        # The hooks and the health check call the stage URL, so they test this API even while the public
+        # name still points elsewhere.
+        if config.custom_domain:
+            self.custom_domain = ApiCustomDomain(
+                self,
+                "CustomDomain",
+                settings=config.custom_domain,
+                api=self.api,
+                stage=self.api.deployment_stage,
+            )
+        # With the execute-api endpoint disabled, the stage URL answers nothing: the checks go through the
+        # name (config allows that only for a domain mapped to this stack's own API).
+        api_url = (
+            f"https://{config.custom_domain.domain_name}/"
+            if config.custom_domain and config.security.disable_execute_api_endpoint
+            else stage_url(self.api.rest_api_id, API_STAGE)
+        )
+        waf = config.security.waf
+        if waf.enabled:
+            logins = login_paths(config)
+            self.firewall = ApiFirewall(
+                self,
+                "Firewall",
+                stage=self.api.deployment_stage,
+                login_path=logins[0] if logins else None,
+                rate_limit_per_5min=waf.login_rate_limit_per_5min,
+                topic=self.topic,
+                blocked_requests_threshold=int(config.thresholds.waf_blocked_requests),
+                count_only_rules=waf.count_only_rules,
+                log_destination_arn=waf.log_destination_arn,
+                runbook_url=RUNBOOK_URL,
+            )
+        catch_all = [
+            u for u in api_units if isinstance(u.config.trigger, ApiTrigger) and u.config.trigger.catch_all
+        ]
+        health_unit = (catch_all or api_units)[0]
+        self.api_alarms = ApiAlarms(
+            self,
+            "ApiAlarms",
+            api=self.api,
+            health_url=f"{api_url}{(health_unit.config.health_path or '/health').lstrip('/')}",
+            thresholds=config.thresholds,
+            topic=self.topic,
+            runbook_url=RUNBOOK_URL,
+        )
+        return api_url
+
+    def _observability(self) -> None:
+        """The composite alarm that pages, and the dashboard."""
         self.service_health = ServiceHealthAlarm(
             self,
             "ServiceHealth",
@@ -222,13 +262,15 @@ class BackendStack(Stack):
             api=self.api,
             queues=[(u.config.name, u.queues.queue, u.queues.dlq) for u in self.units.values() if u.queues],
             alarms=[self.service_health.alarm],
-            thresholds=config.thresholds,
+            thresholds=self.config.thresholds,
         )
 
-        # Guardrails against change outside `cdk deploy`.
-        OutOfBandChangeAlert(
-            self, "OutOfBandChangeAlert", functions=[g.function for g in self.functions], topic=self.topic
-        )
+    def _guardrails(self) -> None:
+        """Change outside `cdk deploy` is seen (out-of-band alert, drift check) or denied; and every
+        asynchronously invoked function's failed events land in one queue with one alarm."""
+        config = self.config
+        functions = [g.function for g in self.functions]
+        OutOfBandChangeAlert(self, "OutOfBandChangeAlert", functions=functions, topic=self.topic)
         self.drift_check = CodeDriftCheck(
             self,
             "CodeDriftCheck",
@@ -241,10 +283,9 @@ class BackendStack(Stack):
             DirectMutationDenyPolicy(
                 self,
                 "DirectMutationDeny",
-                functions=[g.function for g in self.functions],
+                functions=functions,
                 role_arns=config.guardrails.deny_direct_mutation_role_arns,
             )
-        # Every asynchronously invoked function's failed events: one queue, one alarm.
         self.async_failures = AsyncFailures(
             self,
             "AsyncFailures",
@@ -263,22 +304,6 @@ class BackendStack(Stack):
         if self.api_alarms is not None:
             self.async_failures.attach(self.api_alarms.health_check)
         self.async_failures.attach(self.drift_check.function)
-        # Last, so nothing built above is left out.
-        apply_stack_security(self, self.data_key)
-        acknowledge_backend(
-            self,
-            config=config,
-            functions=self.functions,
-            canaries=self.canaries.values(),
-            api=self.api,
-            in_vpc=network is not None,
-            runtime=fn_cfg.runtime,
-            has_firewall=self.firewall is not None,
-            checks=[
-                *([self.api_alarms.health_check] if self.api_alarms else []),
-                self.drift_check.function,
-            ],
-        )
 
     def _network(self, config: EnvironmentConfig) -> NetworkPlacement | None:
         net = config.network
