@@ -27,38 +27,33 @@ import types
 from collections.abc import Callable
 
 _HASH_BASED_UNCHECKED = (1).to_bytes(4, "little")  # PEP 552 flags: hash-based, do not check the source
-# Code object attributes that hold objects marshal writes (getattr: some exist on newer Pythons only).
+# Code object attributes that hold strings marshal writes (co_qualname exists on newer Pythons only).
 _CODE_PARTS = (
-    "co_code", "co_consts", "co_names", "co_varnames", "co_cellvars", "co_freevars", "co_filename",
-    "co_name", "co_qualname", "co_linetable", "co_exceptiontable",
-) + (("co_lnotab",) if sys.version_info < (3, 10) else ())  # fmt: skip
+    "co_consts", "co_names", "co_varnames", "co_cellvars", "co_freevars", "co_filename", "co_name",
+    "co_qualname",
+)  # fmt: skip
 
 
 def _marshal_stable(code: types.CodeType) -> bytes:
-    """marshal.dumps(code), independent of what else the process holds.
+    """marshal.dumps(code), independent of what else the process ran.
 
-    marshal marks an object for back-references only when its reference count is above one, so the bytes of
-    the same code differ between a fresh interpreter and one where, say, an interned name is also used by
-    an imported module. Holding one more reference to every object marshal writes makes every count above
-    one in every process, and the shared one-character strings are interned first: the bytes are then a
-    function of the source, the path and the Python alone.
+    marshal marks interned strings as such, and the empty and one-character strings are shared singletons,
+    interned or not depending on what the process did before: `"?"` in a constant gets a different mark in a
+    fresh interpreter and in one that imported a module using it as a name. Interning those first makes the
+    mark the same in every process; everything else marshal writes is the code's own (its back-references
+    depend only on the code, interned strings always being referenced). The bytes are then a function of
+    the source, the path and the Python alone.
     """
-    held: list[object] = []
     todo: list[object] = [code]
     while todo:
         obj = todo.pop()
-        held.append(obj)
         if isinstance(obj, types.CodeType):
             todo.extend(getattr(obj, part) for part in _CODE_PARTS if hasattr(obj, part))
         elif isinstance(obj, (tuple, frozenset)):
             todo.extend(obj)
-        elif isinstance(obj, str) and len(obj) <= 1:
-            # The empty and one-character strings are shared singletons, interned or not depending on what
-            # the process ran before; marshal writes that mark. Interned here, they are interned everywhere.
+        elif type(obj) is str and len(obj) <= 1:
             sys.intern(obj)
-    data = marshal.dumps(code)
-    del held
-    return data
+    return marshal.dumps(code)
 
 
 def pyc_data(source: bytes, relative: str) -> bytes:
