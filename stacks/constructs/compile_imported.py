@@ -41,8 +41,9 @@ def _marshal_stable(code: types.CodeType) -> bytes:
     interned or not depending on what the process did before: `"?"` in a constant gets a different mark in a
     fresh interpreter and in one that imported a module using it as a name. Interning those first makes the
     mark the same in every process; everything else marshal writes is the code's own (its back-references
-    depend only on the code, interned strings always being referenced). The bytes are then a function of
-    the source, the path and the Python alone.
+    depend only on the code, interned strings always being referenced; sets are written sorted since 3.11,
+    the oldest runtime the config accepts). The bytes are then a function of the source, the path and the
+    Python alone.
     """
     todo: list[object] = [code]
     while todo:
