@@ -106,11 +106,13 @@ METHOD = (
     "it reinstalled), against `sam build --cached` of the SAM project after the same edit. Synth: `cdk "
     "synth --quiet` of this app (`-c backend_root=` the copy, both environments, cdk-nag, background import "
     "verification joined) after the edit, against `cdk synth` again with nothing changed, alternating.",
-    "- **what bounds the source-only rebuild**: linking the dependency layer, copying the source and "
-    "merging the zip take about 0.2 s; the rest is one `python3.11 -I -S` import of the handlers, which "
-    "decides which modules get bytecode (dependency .pyc come from the layer's cache, so it costs about what "
-    "a cold start with bytecode costs). A clean build runs the same import, which is why the two give the "
-    "same bytes.",
+    "- **what the source-only rebuild does**: links the dependency layer, copies the source, compiles the "
+    ".pyc of the source modules the handlers import at init (their static import closure, in-process) and "
+    "links the dependency .pyc that the layer recorded for the same set of dependency imports, then merges "
+    "the zip. No interpreter starts unless the edit changes which dependencies init imports. A clean build "
+    "takes the same steps, which is why the two give the same bytes. Dependency modules that only the "
+    "handlers' module-level code pulls in (an app constructor importing an optional extra) get no .pyc: they "
+    "compile at cold start, which the import-time row below includes.",
     f"- **sam build**: aws-sam-cli {SAM_VERSION} from PyPI in `.cache/bench/sam-venv`, no container, on a "
     "staged CodeUri (src/ + requirements.txt) and a one-function template. Cold: fresh build folder, no "
     "`--cached`, empty pip cache. Warm: `sam build --cached` after one priming `--cached` build; with "
