@@ -36,6 +36,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -101,7 +102,8 @@ METHOD = (
     "requirements change costs. Unchanged: a second call with the same inputs; it must be a cache hit (no "
     "install, no copy, no zip).",
     "- **edit loop**: each run appends one assignment line to `handler.py` (a module every handler "
-    "imports at init, so its bytecode is rebuilt too) of a copy of the backend. Source-only rebuild: "
+    "imports at init, so its bytecode is rebuilt too; the line carries a token unique to the invocation, so "
+    "no bundle an earlier invocation cached can answer it) of a copy of the backend. Source-only rebuild: "
     "`build_bundle` on the cache the bundler runs left (its dependency layer is reused; the run fails if "
     "it reinstalled), against `sam build --cached` of the SAM project after the same edit. Synth: `cdk "
     "synth --quiet` of this app (`-c backend_root=` the copy, both environments, cdk-nag, background import "
@@ -587,10 +589,15 @@ def bench_ours(backend: Backend, runs: int, scratch: Path) -> OursOutcome:
     )
 
 
-def one_line_change(src: Path, run: int) -> None:
+# Different in every bench invocation: a synth after an edit writes its bundles to the repository's cache,
+# so an edit an earlier invocation made would be a cache hit (no build, no verification) and time nothing.
+EDIT_NONCE = uuid.uuid4().hex[:12]
+
+
+def one_line_change(src: Path, run: int, nonce: str = EDIT_NONCE) -> None:
     """The edit every edit-loop measurement makes: one new line in handler.py, a module init imports."""
     handler = src / "handler.py"
-    handler.write_text(handler.read_text() + f"\n_BENCH_EDIT = {run}\n")
+    handler.write_text(handler.read_text() + f"\n_BENCH_EDIT = {run!r}, {nonce!r}\n")
 
 
 def copy_backend(backend: Backend, dest: Path) -> Backend:
