@@ -334,5 +334,21 @@ def test_edit_loop_table_and_targets_use_medians() -> None:
 
 def test_one_line_change_edits_handler_only(tmp_path: Path) -> None:
     (tmp_path / "handler.py").write_text("X = 1\n")
-    bench.one_line_change(tmp_path, 3)
-    assert (tmp_path / "handler.py").read_text() == "X = 1\n\n_BENCH_EDIT = 3\n"
+    bench.one_line_change(tmp_path, 3, "n1")
+    assert (tmp_path / "handler.py").read_text() == "X = 1\n\n_BENCH_EDIT = 3, 'n1'\n"
+
+
+def test_edits_of_separate_bench_invocations_differ(tmp_path: Path) -> None:
+    # A synth after an edit caches its bundle in the repository: an edit repeated by a later invocation would
+    # be a cache hit and time no build and no verification.
+    import subprocess
+
+    scripts = Path(bench.__file__).parent
+    script = f"import sys; sys.path.insert(0, {str(scripts)!r}); import bench; print(bench.EDIT_NONCE)"
+    nonces = {
+        subprocess.run(
+            [sys.executable, "-c", script], capture_output=True, text=True, check=True, cwd=scripts.parent
+        ).stdout
+        for _ in range(2)
+    }
+    assert len(nonces) == 2 and all(n.strip() for n in nonces)

@@ -364,6 +364,65 @@ def test_bytecode_covers_exactly_what_the_handlers_import(mini_backend: Path, sh
     assert marshal.loads(data[16:]).co_filename == "/var/task/handler.py"
 
 
+def test_bytecode_of_extra_files_follows_their_init_imports(
+    mini_backend: Path, shared_cache: Path, tmp_path: Path
+) -> None:
+    from stacks.backend_bundle import PROBE_MODULE
+
+    # GIVEN an extra file at the bundle root that imports a source package and a dependency at module level,
+    # a source module only inside a function, and the probe wrapper as the stack adds it
+    wrapper = tmp_path / "wrapper.py"
+    wrapper.write_text(
+        "import importlib\nimport shared_pkg\nfrom mangum import Mangum\n\n\n"
+        "def later() -> object:\n    import worker\n\n    return worker, Mangum\n"
+    )
+    spec = spec_for(
+        mini_backend,
+        shared_cache,
+        extra_files=(("credmate_probe.py", PROBE_MODULE), ("wrapper.py", wrapper)),
+        bytecode_modules=("credmate_probe", "wrapper"),
+    )
+    # WHEN the bundle is built with bytecode for the two
+    result = build_bundle(spec)
+    pycs = {p.relative_to(result.directory).as_posix() for p in result.directory.rglob("*.pyc")}
+    # THEN both have bytecode, and so do the source and dependency modules the wrapper imports at init
+    assert {"__pycache__/credmate_probe.cpython-311.pyc", "__pycache__/wrapper.cpython-311.pyc"} <= pycs
+    assert "shared_pkg/__pycache__/__init__.cpython-311.pyc" in pycs
+    assert "mangum/__pycache__/__init__.cpython-311.pyc" in pycs
+    # AND what only a function body imports, or nothing imports, has none
+    assert "__pycache__/worker.cpython-311.pyc" not in pycs
+    assert "__pycache__/handler.cpython-311.pyc" not in pycs
+    assert not any(p.startswith("fastapi/") for p in pycs)
+
+
+def test_bytecode_bytes_do_not_depend_on_the_compiling_process(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from stacks.constructs import compile_imported
+
+    # GIVEN a module with shared one-character strings, names used everywhere and a name used once
+    source = (
+        b'import sys\n\n\ndef f(self, name="?"):\n    return name + "" + "x y" + str(sys) + self.__name__\n'
+    )
+    source += b"rarely_used_name = 1\n"
+    # WHEN it is compiled in a fresh `-I -S` interpreter and in this one, after making those strings busy
+    script = (
+        "import sys; sys.path.insert(0, sys.argv[1]); import compile_imported; "
+        f"sys.stdout.buffer.write(compile_imported.pyc_data({source!r}, 'pkg/mod.py'))"
+    )
+    fresh = subprocess.run(
+        [sys.executable, "-I", "-S", "-c", script, str(Path(compile_imported.__file__).parent)],
+        capture_output=True,
+        check=True,
+    ).stdout
+    busy = [sys.intern("?"), sys.intern("name"), sys.intern("f"), sys.intern("rarely_used_name")]
+    here = compile_imported.pyc_data(source, "pkg/mod.py")
+    # THEN the bytes are the same: clean and layered builds agree whatever ran before
+    assert busy and here == fresh
+    assert __import__("marshal").loads(here[16:]).co_filename == "/var/task/pkg/mod.py"
+
+
 def test_precompiled_bytecode_is_what_lambda_runs(
     mini_backend: Path, shared_cache: Path, tmp_path: Path
 ) -> None:

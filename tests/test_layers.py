@@ -4,17 +4,21 @@ re-deflate of dependency entries) and still gives the very bytes of a clean buil
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import os
 import shutil
+import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
 import pytest
 
-from stacks.bundling import layers, zipwrite
+from stacks.bundling import bytecode, layers, zipwrite
 from stacks.constructs import bundling
 from stacks.constructs.bundling import BundleSpec, build_bundle
-from tests.test_bundling import _reference_zip, spec_for
+from tests.test_bundling import HANDLERS, _reference_zip, spec_for
 
 
 def _cache_sharing_wheels(root: Path, shared_cache: Path) -> Path:
@@ -75,12 +79,69 @@ def test_source_only_rebuild_reuses_the_dependency_layer_and_equals_a_clean_buil
     assert "__pycache__/handler.cpython-311.pyc" in names
 
 
+def test_source_edit_importing_the_same_dependencies_starts_no_interpreter(
+    mini_backend: Path, shared_cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cache = _cache_sharing_wheels(tmp_path / "layered", shared_cache)
+    first = build_bundle(_spec(mini_backend, cache))
+    # GIVEN a source edit: a new module of the bundle that the handler imports at init (stdlib imports only),
+    # and one the worker imports lazily
+    src = mini_backend / "src"
+    (src / "helpers").mkdir()
+    (src / "helpers" / "__init__.py").write_text("import json\n\nVALUE = json.dumps(1)\n")
+    (src / "helpers" / "later.py").write_text("LATER = 2\n")
+    handler = src / "handler.py"
+    handler.write_text("from helpers import VALUE  # noqa: F401\n" + handler.read_text())
+    worker = src / "worker.py"
+    worker.write_text(
+        worker.read_text()
+        + "\n\ndef later() -> int:\n    from helpers.later import LATER\n\n    return LATER\n"
+    )
+    # WHEN it is rebuilt on the same cache, recording every process the build starts
+    started: list[list[str]] = []
+    real_run = subprocess.run
+
+    def recording_run(args: list[str], *a: object, **k: object) -> object:
+        started.append([str(x) for x in args])
+        return real_run(args, *a, **k)  # type: ignore[call-overload]
+
+    with monkeypatch.context() as patch:
+        patch.setattr(subprocess, "run", recording_run)
+        layered = build_bundle(_spec(mini_backend, cache))
+    assert layered.dependencies_reused and layered.asset_hash != first.asset_hash
+    # THEN no Python interpreter ran: the dependency imports were the same, so their modules were known
+    assert not [
+        cmd for cmd in started if Path(cmd[0]).name.startswith("python") or cmd[0] == sys.executable
+    ], started
+    assert not [cmd for cmd in started if str(bytecode.COMPILE_SCRIPT) in cmd]
+    # AND every source file a compiled function runs at init has bytecode (the new module's); lazy ones not
+    pycs = {p.relative_to(layered.directory).as_posix() for p in layered.directory.rglob("*.pyc")}
+    info = json.loads((layered.directory / "build_info.json").read_text())
+    compiled = [
+        fn
+        for fn, handler in HANDLERS
+        if handler.rpartition(".")[0] in _spec(mini_backend, cache).bytecode_modules
+    ]
+    assert compiled
+    for function in compiled:
+        for file in info["closure"][function]["init"]:
+            assert importlib.util.cache_from_source(file) in pycs, (function, file)
+    assert "helpers/__pycache__/__init__.cpython-311.pyc" in pycs
+    assert "helpers/__pycache__/later.cpython-311.pyc" not in pycs
+    # AND the dependency bytecode is what the first build had
+    first_pycs = {p.relative_to(first.directory).as_posix() for p in first.directory.rglob("*.pyc")}
+    assert {p for p in pycs if not p.startswith("helpers/")} == first_pycs
+    # AND the bytes are a clean build's
+    clean = build_bundle(_spec(mini_backend, _cache_sharing_wheels(tmp_path / "clean", shared_cache)))
+    assert not clean.dependencies_reused and clean.zip_path.read_bytes() == layered.zip_path.read_bytes()
+
+
 def test_unchanged_inputs_after_a_layered_build_are_a_cache_hit(
     mini_backend: Path, shared_cache: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     first = build_bundle(_spec(mini_backend, shared_cache))
     _forbid(monkeypatch, "bundling.install_dependencies", "zipwrite.store_entries")
-    monkeypatch.setattr(bundling, "compile_imported_bytecode", lambda *_a: pytest.fail("compiled on a hit"))
+    monkeypatch.setattr(bundling, "compile_init_bytecode", lambda *_a: pytest.fail("compiled on a hit"))
     again = build_bundle(_spec(mini_backend, shared_cache))
     assert again.cache_hit and again.directory == first.directory and again.seconds < 1
 

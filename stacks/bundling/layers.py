@@ -8,10 +8,10 @@ layer holds:
 * `tree/`: the installed tree (files are hard-linked into each bundle: no 100 MB copy);
 * `entries.bin` + `index.json`: every file's zip entry, deflated once (zipwrite); a bundle's zip copies them
   as they are;
-* `pyc/`: the unchecked-hash .pyc of dependency modules that some handler imported at init, written the
-  first time a build compiles them. A dependency file never changes inside a layer and its .pyc depends on
-  its bytes, path and the compiling Python only, so it is reused by whichever later build imports it; which
-  modules get bytecode is still decided by each build's own import.
+* `pyc/`: per compiling Python, the unchecked-hash .pyc of dependency modules that some build's init
+  imports load, and `imports/<digest>.json`: which modules one set of dependency imports loads (see
+  bytecode.py). A dependency file never changes inside a layer and its .pyc depends on its bytes, path and
+  the compiling Python only, so it is written once and hard-linked into every bundle that needs it.
 
 A layer is written in a work folder and renamed into place in one step, so an interrupted build never
 leaves a layer that looks complete; concurrent builds of one key keep whichever finished first.

@@ -38,12 +38,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from stacks.bundling import bytecode as init_bytecode
 from stacks.bundling import import_closure, layers, sdist
 from stacks.bundling.lock import check_fresh as check_lock_fresh
 from stacks.bundling.sdist import Wheelhouse
 
 # Bump when the bundle layout or any build step changes: it is part of every input hash.
-BUNDLER_VERSION = "6"
+BUNDLER_VERSION = "7"
 
 # What Lambda never needs. Patterns match a path relative to the source folder or any single path part.
 DEFAULT_EXCLUDES: tuple[str, ...] = (
@@ -578,42 +579,21 @@ def compile_bytecode(directory: Path) -> None:
     )
 
 
-COMPILE_SCRIPT = Path(__file__).with_name("compile_imported.py")
-COMPILE_TIMEOUT_SECONDS = 300
-
-
-def compile_imported_bytecode(
-    directory: Path, modules: Sequence[str], layer: layers.DependencyLayer | None = None
+def compile_init_bytecode(
+    spec: BundleSpec, bundle: Path, layer: layers.DependencyLayer, closure: import_closure.Closure
 ) -> int:
-    """Unchecked-hash .pyc for exactly the bundle modules that importing `modules` loads (see
-    compile_imported.py); returns how many. The import runs in a fresh `-I -S` interpreter with a clean
-    environment, so the set depends on the bundle alone. With `layer`, dependency modules take their .pyc
-    from (and leave it in) the layer's bytecode cache."""
-    shared = (
-        {"CREDMATE_PYC_LAYER": str(layer.tree), "CREDMATE_PYC_CACHE": str(layer.pyc_cache)} if layer else {}
-    )
-    proc = subprocess.run(
-        [sys.executable, "-I", "-S", "-B", str(COMPILE_SCRIPT), str(directory), *modules],
-        capture_output=True,
-        text=True,
-        cwd=directory,
-        env={
-            "PATH": os.environ.get("PATH", ""),
-            "PYTHONHASHSEED": "0",
-            "AWS_REGION": "us-east-1",
-            "AWS_DEFAULT_REGION": "us-east-1",
-            **shared,
-        },
-        timeout=COMPILE_TIMEOUT_SECONDS,
-        check=False,
-    )
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
-    if not lines:
-        raise BundlingError(
-            f"compiling the bytecode of {', '.join(modules)} crashed the interpreter "
-            f"(exit {proc.returncode}): {proc.stderr[-1500:]}"
+    """Unchecked-hash .pyc for what `spec.bytecode_modules` import at init (see stacks/bundling/bytecode.py):
+    the bundle's own modules (source and extra files) by their static init closure, dependency modules by
+    what their dependency imports load; returns how many."""
+    extra = [(name, path) for name, path in spec.extra_files if name.endswith(".py")]
+    modules = {**closure.modules, **import_closure.read_source(bundle, extra)}
+    try:
+        done = init_bytecode.write_bytecode(
+            bundle, layer, modules, spec.bytecode_modules, import_closure.stdlib_names(spec.python_version)
         )
-    return len(json.loads(lines[-1])["compiled"])
+    except init_bytecode.BytecodeError as exc:
+        raise BundlingError(str(exc)) from exc
+    return len(done)
 
 
 # Local header, central directory entry and end record of a zip (APPNOTE 4.3.7, 4.3.12, 4.3.16).
@@ -795,7 +775,7 @@ def build_bundle(spec: BundleSpec, *, log: Callable[[str], None] = lambda _m: No
         bytecode = spec.compile_bytecode and host_can_compile(spec)
         bytecode_files = 0
         if bytecode and spec.bytecode_modules:
-            bytecode_files = compile_imported_bytecode(bundle, spec.bytecode_modules, layer)
+            bytecode_files = compile_init_bytecode(spec, bundle, layer, closure)
         elif bytecode:
             compile_bytecode(bundle)
             bytecode_files = sum(1 for _ in bundle.rglob("*.pyc"))

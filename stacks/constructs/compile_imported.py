@@ -1,19 +1,18 @@
-"""Runs INSIDE the target interpreter: `python3.X -I -S -B compile_imported.py BUNDLE MODULE [MODULE ...]`.
+"""Runs INSIDE the target interpreter: `python3.X -I -S -B compile_imported.py TREE PYC_CACHE IMPORTS_JSON`.
 
-Imports each MODULE from BUNDLE (a fresh `-I -S` interpreter, as on Lambda) and, for every module file of the
-bundle that this import loads, writes the unchecked-hash `.pyc` Lambda would use on its read-only /var/task.
-Why only those: the bytecode that shortens a cold start is the bytecode of what init imports; compiling every
-installed module (boto3's, tests', unused extras') nearly doubles the zip for no start-up gain. What a request
-imports later is compiled once per sandbox, in memory.
+Runs the dependency imports the bundle's own modules make at init (IMPORTS_JSON: `[[module, [names]], ...]`,
+each run as `from module import names` / `import module`) against TREE, the dependency layer's installed
+tree alone (a fresh `-I -S` interpreter, as on Lambda), and for every module file of TREE these imports load
+writes the unchecked-hash `.pyc` Lambda would use on its read-only /var/task into PYC_CACHE (same relative
+path as in a bundle). A .pyc already there is loaded, not compiled again: it depends only on its file's
+bytes, its path and this interpreter (see `pyc_data`). Why the dependencies' imports and not the handlers':
+the result is then a function of the layer and the import names alone, so a source edit that imports the
+same dependencies reuses it without starting an interpreter; the bundle's own modules are compiled from
+source by the bundler (bytecode.py) with `pyc_data`, in its own process.
 
-Each module is compiled exactly once, from its source, with `co_filename` set to its /var/task path, as
-`compileall -s BUNDLE -p /var/task --invalidation-mode unchecked-hash` would. With CREDMATE_PYC_LAYER (the
-dependency layer's tree) and CREDMATE_PYC_CACHE set, a module file that is still the layer's own (a hard
-link to it) takes its .pyc from the cache when an earlier build compiled it, and leaves it there otherwise:
-the .pyc of an unchanged file is the same bytes, so only the bundle's own modules are compiled again.
-A module that fails to import is not an error here: synth-time verification reports it with the function
-and a hint. Prints one JSON line: the relative paths compiled and the modules that failed. Standard library
-only.
+An import that fails is not an error here: synth-time verification reports it with the function and a hint.
+Prints one JSON line: the TREE-relative paths of the module files loaded, and the imports that failed.
+Standard library only (the bundler imports `pyc_data` from here too).
 """
 
 import importlib
@@ -28,9 +27,50 @@ import types
 from collections.abc import Callable
 
 _HASH_BASED_UNCHECKED = (1).to_bytes(4, "little")  # PEP 552 flags: hash-based, do not check the source
+# Code object attributes that hold strings marshal writes (co_qualname exists on newer Pythons only).
+_CODE_PARTS = (
+    "co_consts", "co_names", "co_varnames", "co_cellvars", "co_freevars", "co_filename", "co_name",
+    "co_qualname",
+)  # fmt: skip
 
 
-def _write(path: str, data: bytes) -> None:
+def _marshal_stable(code: types.CodeType) -> bytes:
+    """marshal.dumps(code), independent of what else the process ran.
+
+    marshal marks interned strings as such, and the empty and one-character strings are shared singletons,
+    interned or not depending on what the process did before: `"?"` in a constant gets a different mark in a
+    fresh interpreter and in one that imported a module using it as a name. Interning those first makes the
+    mark the same in every process; everything else marshal writes is the code's own (its back-references
+    depend only on the code, interned strings always being referenced; sets are written sorted since 3.11,
+    the oldest runtime the config accepts). The bytes are then a function of the source, the path and the
+    Python alone.
+    """
+    todo: list[object] = [code]
+    while todo:
+        obj = todo.pop()
+        if isinstance(obj, types.CodeType):
+            todo.extend(getattr(obj, part) for part in _CODE_PARTS if hasattr(obj, part))
+        elif isinstance(obj, (tuple, frozenset)):
+            todo.extend(obj)
+        elif type(obj) is str and len(obj) <= 1:
+            sys.intern(obj)
+    return marshal.dumps(code)
+
+
+def pyc_data(source: bytes, relative: str) -> bytes:
+    """The unchecked-hash .pyc of `source` at /var/task/`relative`, as `compileall -s BUNDLE -p /var/task
+    --invalidation-mode unchecked-hash` would write it (with `_marshal_stable`'s reference marks).
+    Raises SyntaxError/ValueError for a file that does not compile."""
+    code = compile(source, "/var/task/" + relative, "exec", dont_inherit=True, optimize=0)
+    return (
+        importlib.util.MAGIC_NUMBER
+        + _HASH_BASED_UNCHECKED
+        + importlib.util.source_hash(source)
+        + _marshal_stable(code)
+    )
+
+
+def write_atomic(path: str, data: bytes) -> None:
     os.makedirs(os.path.dirname(path), exist_ok=True)
     temporary = f"{path}.{os.getpid()}.tmp"  # unique: concurrent builds may fill the same shared cache
     with open(temporary, "wb") as handle:
@@ -38,88 +78,58 @@ def _write(path: str, data: bytes) -> None:
     os.replace(temporary, path)
 
 
-class _CompilingLoader(importlib.machinery.SourceFileLoader):
-    bundle = ""
-    layer = os.environ.get("CREDMATE_PYC_LAYER", "")
-    pyc_cache = os.environ.get("CREDMATE_PYC_CACHE", "")
-    compiled: list[str] = []
-
-    def _shared(self, path: str, relative: str) -> bool:
-        if not (self.layer and self.pyc_cache):
-            return False
-        try:
-            return os.path.samefile(path, os.path.join(self.layer, relative))
-        except OSError:
-            return False
+class _CachingLoader(importlib.machinery.SourceFileLoader):
+    tree = ""
+    pyc_cache = ""
+    loaded: list[str] = []
 
     def get_code(self, fullname: str) -> types.CodeType:
         path = self.get_filename(fullname)
-        relative = os.path.relpath(path, self.bundle).replace(os.sep, "/")
-        cache = importlib.util.cache_from_source(path)
-        shared = self._shared(path, relative)
-        cached = os.path.join(self.pyc_cache, os.path.relpath(cache, self.bundle)) if shared else ""
-        if cached and os.path.isfile(cached):
+        relative = os.path.relpath(path, self.tree).replace(os.sep, "/")
+        cached = os.path.join(self.pyc_cache, importlib.util.cache_from_source(relative))
+        if os.path.isfile(cached):
             with open(cached, "rb") as handle:
                 data = handle.read()
-            # A hard link: no copy, and the zip writer sees the bundle's file is the cached one.
-            os.makedirs(os.path.dirname(cache), exist_ok=True)
-            try:
-                os.link(cached, cache)
-            except OSError:
-                _write(cache, data)
-            self.compiled.append(relative)
-            code: types.CodeType = marshal.loads(data[16:])
-            return code
-        source = self.get_data(path)
-        code = compile(source, "/var/task/" + relative, "exec", dont_inherit=True)
-        data = (
-            importlib.util.MAGIC_NUMBER
-            + _HASH_BASED_UNCHECKED
-            + importlib.util.source_hash(source)
-            + marshal.dumps(code)
-        )
-        _write(cache, data)
-        if cached:
-            _write(cached, data)
-            try:  # the bundle's file becomes the cached one, as on later builds
-                os.unlink(cache)
-                os.link(cached, cache)
-            except OSError:
-                _write(cache, data)
-        self.compiled.append(relative)
+        else:
+            data = pyc_data(self.get_data(path), relative)
+            write_atomic(cached, data)
+        self.loaded.append(relative)
+        code: types.CodeType = marshal.loads(data[16:])
         return code
 
 
-def _bundle_hook(bundle: str) -> Callable[[str], importlib.abc.PathEntryFinder]:
-    """A path hook for folders inside the bundle only; the standard library keeps its own finders."""
+def _tree_hook(tree: str) -> Callable[[str], importlib.abc.PathEntryFinder]:
+    """A path hook for folders inside the tree only; the standard library keeps its own finders."""
     make_finder = importlib.machinery.FileFinder.path_hook(
         (importlib.machinery.ExtensionFileLoader, importlib.machinery.EXTENSION_SUFFIXES),
-        (_CompilingLoader, importlib.machinery.SOURCE_SUFFIXES),
+        (_CachingLoader, importlib.machinery.SOURCE_SUFFIXES),
     )
 
     def hook(path: str) -> importlib.abc.PathEntryFinder:
-        if os.path.abspath(path) == bundle or os.path.abspath(path).startswith(bundle + os.sep):
+        if os.path.abspath(path) == tree or os.path.abspath(path).startswith(tree + os.sep):
             return make_finder(path)
-        raise ImportError("not in the bundle")
+        raise ImportError("not in the tree")
 
     return hook
 
 
 def main() -> None:
-    bundle = os.path.abspath(sys.argv[1])
-    _CompilingLoader.bundle = bundle
+    tree = os.path.abspath(sys.argv[1])
+    _CachingLoader.tree = tree
+    _CachingLoader.pyc_cache = os.path.abspath(sys.argv[2])
+    imports = json.loads(sys.argv[3])
     sys.dont_write_bytecode = True  # only our unchecked-hash files, never the import system's own
-    sys.path_hooks.insert(0, _bundle_hook(bundle))
-    sys.path.insert(0, bundle)
+    sys.path_hooks.insert(0, _tree_hook(tree))
+    sys.path.insert(0, tree)
     sys.path_importer_cache.clear()
     failed = {}
-    for name in sys.argv[2:]:
+    for module, names in imports:
         try:
-            importlib.import_module(name)
+            __import__(module, fromlist=names)  # exactly `from module import names` (or `import module`)
         except BaseException as exc:  # a module may raise anything at import; verification reports it
-            failed[name] = f"{type(exc).__name__}: {exc}"[:300]
-    compiled = sorted(set(_CompilingLoader.compiled))
-    sys.stdout.write("\n" + json.dumps({"compiled": compiled, "failed": failed}) + "\n")
+            failed[module] = f"{type(exc).__name__}: {exc}"[:300]
+    loaded = sorted(set(_CachingLoader.loaded))
+    sys.stdout.write("\n" + json.dumps({"loaded": loaded, "failed": failed}) + "\n")
     sys.stdout.flush()
     os._exit(0)  # skip interpreter teardown: atexit hooks of imported modules are not ours to run
 
