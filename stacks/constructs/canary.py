@@ -11,6 +11,7 @@ aws-cdk-lib and Lambda know. The backend's runtime is configured separately and 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -169,6 +170,18 @@ def verify_hooks_bundle(spec: BundleSpec, *, log: Callable[[str], None] = _log) 
     host = f"python{sys.version_info.major}.{sys.version_info.minor}"
     twin_spec = replace(spec, runtime=host, architecture=_HOST_ARCH)  # type: ignore[arg-type]
     twin = build_bundle(twin_spec, log=log)
+    # The same twin, interpreter and module lists passed before: nothing to prove again (a new bundle, or
+    # another Python, gives another key).
+    key = hashlib.sha256(
+        json.dumps(
+            [twin.asset_hash, sys.executable, sys.version, HOOK_MODULES, RUNTIME_PROVIDED_MODULES]
+        ).encode()
+    ).hexdigest()[:16]
+    marker = twin.directory.parent / f"verified-hooks-{key}"
+    twin_note = "" if twin_spec == spec else f" (a {host} twin of the {spec.runtime} bundle)"
+    if marker.exists():
+        log(f"[bundle] verified hook modules {', '.join(HOOK_MODULES)}{twin_note}: passed before")
+        return
     proc = subprocess.run(
         [
             sys.executable,
@@ -205,7 +218,7 @@ def verify_hooks_bundle(spec: BundleSpec, *, log: Callable[[str], None] = _log) 
     ]
     if problems:
         raise BundlingError("hook bundle verification failed:\n  " + "\n  ".join(problems))
-    twin_note = "" if twin_spec == spec else f" (a {host} twin of the {spec.runtime} bundle)"
+    marker.write_text("ok\n")
     log(f"[bundle] verified hook modules {', '.join(HOOK_MODULES)} import from their bundle{twin_note}")
 
 

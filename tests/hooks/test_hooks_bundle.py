@@ -84,3 +84,20 @@ def test_skipping_verification_says_so(tmp_path, shared_cache):
     logs: list[str] = []
     hooks_code(shared_cache, source_dir=source, verify=False, log=logs.append)
     assert any("hook bundle verification SKIPPED" in line for line in logs)
+
+
+def test_a_verified_hook_bundle_is_not_imported_again(shared_cache, monkeypatch):
+    import types
+
+    from stacks.constructs import canary
+
+    spec = hooks_bundle_spec(shared_cache)
+    verify_hooks_bundle(spec, log=lambda _m: None)
+    # GIVEN the same bundle already passed in this interpreter, WHEN it is verified again (the second stack of
+    # the same synth, or the next synth) THEN no interpreter starts, and the log still says it is verified
+    # (only this module's name is replaced: the bundler's own tool calls still run)
+    fail = types.SimpleNamespace(run=lambda *_a, **_k: pytest.fail("imported again"))
+    monkeypatch.setattr(canary, "subprocess", fail)
+    logs: list[str] = []
+    verify_hooks_bundle(spec, log=logs.append)
+    assert any(line.startswith("[bundle] verified hook modules") for line in logs)
