@@ -11,8 +11,8 @@ import aws_cdk as cdk
 from cdk_nag import AwsSolutionsChecks, HIPAASecurityChecks
 
 from stacks.backend_stack import BackendStack, BackendStackProps
+from stacks.bundling.build import BundlingError
 from stacks.config import ConfigError, EnvironmentConfig, parse_environments
-from stacks.constructs.bundling import BundlingError
 from stacks.constructs.lambda_bundle import join_verifications
 from stacks.constructs.stack_policy import protect
 from stacks.policy_stack import StackPolicyStack

@@ -48,7 +48,7 @@ if str(REPO_ROOT) not in sys.path:  # run as `python scripts/bench.py`: make `st
 
 import bench_local_api  # noqa: E402
 
-from stacks.constructs.bundling import (  # noqa: E402
+from stacks.bundling.build import (  # noqa: E402
     BundleSpec,
     BundlingError,
     build_bundle,

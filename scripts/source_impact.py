@@ -25,9 +25,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from migration_diff import MigrationDiffError, run_git  # noqa: E402
 
+from stacks.bundling.build import DEFAULT_EXCLUDES, is_excluded  # noqa: E402
 from stacks.bundling.import_closure import impact  # noqa: E402
 from stacks.config import ConfigError, EnvironmentConfig, parse_environments  # noqa: E402
-from stacks.constructs.bundling import DEFAULT_EXCLUDES, is_excluded  # noqa: E402
 
 
 @dataclass(frozen=True)

@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
+from stacks.bundling.build import DEFAULT_EXCLUDES, BundleSpec, HandlerCheck, bytecode_modules_for
 from stacks.config import ConfigError, EnvironmentConfig, FunctionConfig
-from stacks.constructs.bundling import DEFAULT_EXCLUDES, BundleSpec, HandlerCheck, bytecode_modules_for
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PROBE_MODULE = REPO_ROOT / "lambda_src" / "probe" / "credmate_probe.py"

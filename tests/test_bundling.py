@@ -13,9 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from stacks.constructs import bundling
-from stacks.constructs.bundle_verification import verify_bundle
-from stacks.constructs.bundling import (
+from stacks.bundling import build as bundling
+from stacks.bundling.build import (
     BundleSpec,
     BundlingError,
     HandlerCheck,
@@ -23,6 +22,7 @@ from stacks.constructs.bundling import (
     build_bundle,
     input_hash,
 )
+from stacks.bundling.verification import verify_bundle
 
 TOOL = "uv 0.13.9"
 HANDLERS = (
@@ -399,7 +399,7 @@ def test_bytecode_bytes_do_not_depend_on_the_compiling_process(tmp_path: Path) -
     import subprocess
     import sys
 
-    from stacks.constructs import compile_imported
+    from stacks.bundling import compile_imported
 
     # GIVEN a module with shared one-character strings, names used everywhere and a name used once
     source = (
@@ -662,7 +662,7 @@ def test_verification_runs_in_the_background_and_the_join_raises_its_failure(
     handler.write_text(handler.read_text() + "\nraise RuntimeError('settings missing at import')\n")
     release = threading.Event()
     calls: list[str] = []
-    from stacks.constructs.bundle_verification import verify_bundle as real_verify
+    from stacks.bundling.verification import verify_bundle as real_verify
 
     def held(*args: object, **kwargs: object) -> None:
         calls.append("verify")

@@ -17,10 +17,9 @@ from pathlib import Path
 
 import pytest
 
+from stacks.bundling import build as bundling
 from stacks.bundling import import_closure, sdist
-from stacks.constructs import bundling
-from stacks.constructs.bundle_verification import verify_bundle
-from stacks.constructs.bundling import (
+from stacks.bundling.build import (
     DEFAULT_EXCLUDES,
     BundleResult,
     BundleSpec,
@@ -30,6 +29,7 @@ from stacks.constructs.bundling import (
     input_hash,
     source_files,
 )
+from stacks.bundling.verification import verify_bundle
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 LAYOUT_BACKEND = REPO_ROOT / "tests" / "fixtures" / "layout_backend"

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
+from stacks.bundling import build as bundling
 from stacks.bundling import bytecode, layers, zipwrite
-from stacks.constructs import bundling
-from stacks.constructs.bundling import BundleSpec, build_bundle
+from stacks.bundling.build import BundleSpec, build_bundle
 from tests.test_bundling import HANDLERS, _reference_zip, spec_for
 
 

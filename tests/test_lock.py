@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from stacks.bundling import lock
-from stacks.constructs.bundling import BundlingError, build_bundle, input_hash, requirements_file
+from stacks.bundling.build import BundlingError, build_bundle, input_hash, requirements_file
 from tests.test_bundling import TOOL, spec_for
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

@@ -237,7 +237,7 @@ def test_backend_missing_mangum_stops_synth_naming_function(mini_backend: Path) 
     import aws_cdk as cdk
 
     from app import build_app
-    from stacks.constructs.bundling import BundlingError
+    from stacks.bundling.build import BundlingError
 
     (mini_backend / "requirements.txt").write_text("fastapi==0.115.6\n")
     with pytest.raises(BundlingError) as caught:
@@ -369,7 +369,7 @@ def _canary_stack(hooks_code_: Any, *, function_timeout: int, **canary: Any) -> 
 
 
 def test_canary_deployment_configures_its_hooks_for_any_catalog_function(shared_cache: Path) -> None:
-    from stacks.constructs.bundling import build_bundle
+    from stacks.bundling.build import build_bundle
     from stacks.constructs.canary import PostTrafficChecks, hooks_bundle_spec, hooks_code
     from stacks.hook_budget import hook_timeout_seconds
 

@@ -31,12 +31,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from stacks.bundling import layers
+from stacks.bundling.compile_imported import pyc_data, write_atomic
 from stacks.bundling.import_closure import ModuleInfo
-from stacks.constructs.compile_imported import pyc_data, write_atomic
 
 # Bump when the rules for which modules get bytecode change (part of the cached import sets' digest).
 BYTECODE_FORMAT = "1"
-COMPILE_SCRIPT = Path(__file__).resolve().parents[1] / "constructs" / "compile_imported.py"
+COMPILE_SCRIPT = Path(__file__).resolve().with_name("compile_imported.py")
 COMPILE_TIMEOUT_SECONDS = 300
 
 # (module, names): `from module import names`, or `import module` when names is empty.

@@ -635,7 +635,7 @@ def impact(
 
     Source only (no bundle needed): for the PR diff. `changed_files` are relative to `source_dir`.
     """
-    from stacks.constructs.bundling import DEFAULT_EXCLUDES, source_files
+    from stacks.bundling.build import DEFAULT_EXCLUDES, source_files
 
     files = source_files(source_dir, DEFAULT_EXCLUDES if excludes is None else excludes)
     modules = read_source(source_dir, files)

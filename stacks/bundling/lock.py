@@ -37,7 +37,7 @@ def recorded_sha256(lock: Path) -> str | None:
 def check_fresh(lock: Path, requirements: Path) -> None:
     """Raise BundlingError (naming both files and `make lock`) unless `lock` was made from `requirements`."""
     # Imported here: bundling imports this module, and its error type is what synth reports.
-    from stacks.constructs.bundling import BundlingError
+    from stacks.bundling.build import BundlingError
 
     fix = f"run `make lock` (or `python scripts/lock.py {requirements.parent}`) and commit the new lock"
     if not requirements.is_file():

@@ -30,8 +30,8 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
+from stacks.bundling.build import DEFAULT_EXCLUDES, BundleSpec, BundlingError, build_bundle
 from stacks.config import CustomCanary
-from stacks.constructs.bundling import DEFAULT_EXCLUDES, BundleSpec, BundlingError, build_bundle
 from stacks.constructs.guarded_function import LIVE_ALIAS, GuardedFunction
 from stacks.constructs.lambda_bundle import _HOST_ARCH, _log
 from stacks.hook_budget import DEFAULT_INVOKES, MIN_HOOK_TIMEOUT_SECONDS, hook_timeout_seconds

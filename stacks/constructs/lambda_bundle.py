@@ -1,7 +1,7 @@
 """The CDK side of bundling: a verified bundle as `lambda_.Code`, plus the progress line and warnings.
 
-`bundling.py` and `bundle_verification.py` are plain Python (the benchmark and the local harness use them
-too); this module decides when to verify and turns the result into an asset whose hash is the input hash.
+`stacks/bundling/` is plain Python (the benchmark and the local harness use it too); this module decides
+when to verify and turns the result into an asset whose hash is the input hash.
 """
 
 from __future__ import annotations
@@ -20,8 +20,7 @@ from dataclasses import dataclass, replace
 from aws_cdk import AssetHashType, BundlingOptions, DockerVolume
 from aws_cdk import aws_lambda as lambda_
 
-from stacks.constructs.bundle_verification import target_interpreter, verify_bundle
-from stacks.constructs.bundling import (
+from stacks.bundling.build import (
     BundleResult,
     BundleSpec,
     BundlingError,
@@ -32,6 +31,7 @@ from stacks.constructs.bundling import (
     installer_identity,
     requirements_file,
 )
+from stacks.bundling.verification import target_interpreter, verify_bundle
 
 _HOST_ARCH = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "arm64", "arm64": "arm64"}.get(
     platform.machine().lower(), platform.machine().lower()

@@ -15,8 +15,8 @@ from functools import cache
 from pathlib import Path
 
 from stacks.backend_bundle import bundle_spec, wrapper_environment
+from stacks.bundling.build import BundleResult, BundleSpec, build_bundle
 from stacks.config import EnvironmentConfig, parse_environments
-from stacks.constructs.bundling import BundleResult, BundleSpec, build_bundle
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CDK_JSON = REPO_ROOT / "cdk.json"

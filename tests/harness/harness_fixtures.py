@@ -3,7 +3,7 @@
 The backend bundle from the real bundler (built once per session) and the emulator binary.
 PYTEST_DONT_REWRITE: the test module imports this before pytest loads it as a plugin; it asserts nothing.
 
-The bundle is `stacks.constructs.bundling.build_bundle` on apps/backend-api (the same spec as the stack, for
+The bundle is `stacks.bundling.build.build_bundle` on apps/backend-api (the same spec as the stack, for
 this host's architecture), so the tests run what would be deployed. CREDMATE_HARNESS_BACKEND may point at
 another backend folder (src/ + requirements.txt) while developing.
 """

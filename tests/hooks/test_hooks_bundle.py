@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from stacks.constructs.bundling import BundlingError, build_bundle
+from stacks.bundling.build import BundlingError, build_bundle
 from stacks.constructs.canary import (
     HOOK_RUNTIME,
     HOOKS_SRC,
