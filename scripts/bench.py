@@ -15,7 +15,7 @@ Measured in one run, medians of --runs (every cold run gets its own fresh temp f
   after one priming `--cached` build;
 * **`pip install -t`** for manylinux2014_x86_64/cp311 wheels: cold = fresh target and `--no-cache-dir`;
   warm = fresh target with a pip cache primed once;
-* **sizes**: every output is zipped the same way (bundling.write_zip: sorted, deflate level 6);
+* **sizes**: every output is zipped the same way (zipwrite.write_zip: sorted, deflate level 6);
 * **import time**: `python3.11 -I -S -B` imports `handler` from the bundle, as on Lambda's read-only
   /var/task (nothing is written), with our precompiled .pyc and from a copy without any __pycache__.
 
@@ -48,12 +48,8 @@ if str(REPO_ROOT) not in sys.path:  # run as `python scripts/bench.py`: make `st
 
 import bench_local_api  # noqa: E402
 
-from stacks.bundling.build import (  # noqa: E402
-    BundleSpec,
-    BundlingError,
-    build_bundle,
-    write_zip,
-)
+from stacks.bundling.build import BundleSpec, BundlingError, build_bundle  # noqa: E402
+from stacks.bundling.zipwrite import write_zip  # noqa: E402
 
 SAM_VERSION = "1.170.0"
 SAM_VENV = REPO_ROOT / ".cache" / "bench" / "sam-venv"

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from stacks.bundling import build as bundling
+from stacks.bundling import strip, zipwrite
 from stacks.bundling.build import (
     BundleSpec,
     BundlingError,
@@ -500,7 +501,7 @@ def test_parallel_zip_is_byte_identical_to_zipfile(tmp_path: Path) -> None:
     (tree / "pkg" / "blob.bin").write_bytes(os.urandom(200_000))
     (tree / "run.sh").write_text("#!/bin/sh\n")
     (tree / "run.sh").chmod(0o755)
-    bundling.write_zip(tree, tmp_path / "ours.zip")
+    zipwrite.write_zip(tree, tmp_path / "ours.zip")
     _reference_zip(tree, tmp_path / "reference.zip")
     assert (tmp_path / "ours.zip").read_bytes() == (tmp_path / "reference.zip").read_bytes()
     with zipfile.ZipFile(tmp_path / "ours.zip") as archive:
@@ -553,7 +554,7 @@ def test_strip_removes_debug_sections_only_where_safe(
     os_link(plain, cache_copy)  # as uv's hard-link install leaves it
     sizes = {p: p.stat().st_size for p in (plain, vendored, patched)}
     # WHEN the tree is stripped for its own architecture
-    notices = bundling.strip_native_libraries(tmp_path / "tree", "x86_64")
+    notices = strip.strip_native_libraries(tmp_path / "tree", "x86_64")
     # THEN the plain extension lost its debug sections and still loads; the others are untouched
     assert notices == []
     assert b".debug_" not in plain.read_bytes() and plain.stat().st_size < sizes[plain]
@@ -569,7 +570,7 @@ def test_strip_leaves_other_architectures_alone(
 ) -> None:
     library = debug_library("pkg/_ext.so", "")
     before = library.read_bytes()
-    bundling.strip_native_libraries(tmp_path / "tree", "arm64")
+    strip.strip_native_libraries(tmp_path / "tree", "arm64")
     assert library.read_bytes() == before
 
 

@@ -24,16 +24,11 @@ import json
 import os
 import re
 import shutil
-import stat
-import struct
 import subprocess
 import sys
 import tempfile
 import time
-import zipfile
-import zlib
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -42,6 +37,7 @@ from stacks.bundling import bytecode as init_bytecode
 from stacks.bundling import import_closure, layers, sdist
 from stacks.bundling.lock import check_fresh as check_lock_fresh
 from stacks.bundling.sdist import Wheelhouse
+from stacks.bundling.strip import strip_identity, strip_native_libraries
 
 # Bump when the bundle layout or any build step changes: it is part of every input hash.
 BUNDLER_VERSION = "7"
@@ -77,7 +73,6 @@ ZIP_LIMIT_BYTES = 50 * 1024 * 1024
 UNZIPPED_LIMIT_BYTES = 250 * 1024 * 1024
 NEAR_LIMIT_FRACTION = 0.8
 
-_FIXED_ZIP_DATE = (1980, 1, 1, 0, 0, 0)
 _PLATFORMS = {
     "x86_64": ("x86_64-manylinux2014", "manylinux2014_x86_64"),
     "arm64": ("aarch64-manylinux2014", "manylinux2014_aarch64"),
@@ -432,69 +427,6 @@ def _prune_installed(target: Path, excludes: Iterable[str] = ()) -> None:
                 (base / name).unlink()
 
 
-# ---------------------------------------------------------------------------------------------------------
-# Native libraries: debug sections out
-
-_ELF_MACHINES = {"x86_64": 62, "arm64": 183}
-# auditwheel points an extension at its vendored libraries with a patchelf-written RUNPATH like
-# $ORIGIN/../psycopg2_binary.libs; strip is known to corrupt patchelf-edited files, so those stay untouched.
-_PATCHELF_RUNPATH = re.compile(rb"\$ORIGIN[^\x00]*\.libs")
-
-
-def strip_identity() -> str:
-    """The strip tool's version (part of the input hash: another binutils may write other bytes)."""
-    strip = shutil.which("strip")
-    if not strip:
-        return "absent"
-    proc = subprocess.run([strip, "--version"], capture_output=True, text=True, check=False)
-    return proc.stdout.splitlines()[0].strip() if proc.returncode == 0 and proc.stdout else "absent"
-
-
-def _strippable(path: Path, machine: int) -> bool:
-    with path.open("rb") as handle:
-        header = handle.read(20)
-    if header[:4] != b"\x7fELF" or header[5] != 1 or int.from_bytes(header[18:20], "little") != machine:
-        return False
-    data = path.read_bytes()
-    return b".debug_" in data and not _PATCHELF_RUNPATH.search(data)
-
-
-def strip_native_libraries(directory: Path, architecture: str) -> list[str]:
-    """`strip --strip-debug` every native library of the target architecture that carries debug sections.
-
-    Debug sections are never loaded at run time; the symbol tables stay, so tracebacks and dynamic linking
-    are as before. Files in `*.libs` folders (vendored by auditwheel) and patchelf-edited extensions are
-    skipped. Returns notices; a file strip cannot handle (e.g. aarch64 on a host without multi-arch binutils)
-    is kept as installed, with a notice.
-    """
-    strip = shutil.which("strip")
-    if not strip:
-        return ["native libraries not stripped: no `strip` on PATH (install binutils)"]
-    machine = _ELF_MACHINES[architecture]
-    candidates = sorted(
-        p
-        for p in directory.rglob("*.so*")
-        if p.is_file() and not any(part.endswith(".libs") for part in p.relative_to(directory).parts)
-    )
-    notices = []
-    for path in candidates:
-        if not _strippable(path, machine):
-            continue
-        stripped = path.with_name(path.name + ".stripped")
-        proc = subprocess.run(
-            [strip, "--strip-debug", "-o", str(stripped), str(path)], capture_output=True, text=True
-        )
-        if proc.returncode != 0 or not stripped.is_file():
-            stripped.unlink(missing_ok=True)
-            notices.append(
-                f"{path.relative_to(directory)} kept with its debug sections: {proc.stderr.strip()[:200]}"
-            )
-            continue
-        stripped.chmod(path.stat().st_mode & 0o777)
-        os.replace(stripped, path)  # a new inode: a hard link into uv's cache is replaced, never written
-    return notices
-
-
 def schema_head(source_dir: Path, migrations_dir: str | None) -> str | None:
     """The Alembic head revision from the migration scripts, read as text (nothing is imported)."""
     if not migrations_dir or not (source_dir / migrations_dir).is_dir():
@@ -594,61 +526,6 @@ def compile_init_bytecode(
     except init_bytecode.BytecodeError as exc:
         raise BundlingError(str(exc)) from exc
     return len(done)
-
-
-# Local header, central directory entry and end record of a zip (APPNOTE 4.3.7, 4.3.12, 4.3.16).
-_LOCAL = struct.Struct("<IHHHHHIIIHH")
-_CENTRAL = struct.Struct("<IHHHHHHIIIHHHHHII")
-_END = struct.Struct("<IHHHHIIH")
-_DOS_DATE = ((_FIXED_ZIP_DATE[0] - 1980) << 9) | (_FIXED_ZIP_DATE[1] << 5) | _FIXED_ZIP_DATE[2]
-_ZIP_VERSION = 20  # deflate, as zipfile writes it
-_MADE_ON_UNIX = 3 << 8
-_ZIP_MAX = 0xFFFF_FFFF
-
-
-def _deflate(path: Path) -> tuple[int, int, bytes, bool]:
-    data = path.read_bytes()
-    compressor = zlib.compressobj(6, zlib.DEFLATED, -15)  # raw deflate, level 6: zipfile's own settings
-    packed = compressor.compress(data) + compressor.flush()
-    return zlib.crc32(data), len(data), packed, bool(path.stat().st_mode & stat.S_IXUSR)
-
-
-def write_zip(directory: Path, zip_path: Path) -> None:
-    """A byte-reproducible zip: sorted entries, fixed dates, normalised permissions.
-
-    The bytes are what `zipfile` writes for the same entries (tests compare the two), but the files are
-    deflated on every core at once (zlib releases the GIL): on a 100 MB bundle this is half the build time
-    otherwise. Entries are written in sorted order whatever order the threads finish in.
-    """
-    files = sorted((p.relative_to(directory).as_posix(), p) for p in directory.rglob("*") if p.is_file())
-    if len(files) >= 0xFFFF:
-        raise BundlingError(f"{directory} has {len(files)} files: more than a zip without zip64 can hold")
-    central = bytearray()
-    offset = 0
-    with zip_path.open("wb") as out, ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-        for (name, _path), (crc, size, packed, executable) in zip(
-            files, pool.map(_deflate, (p for _n, p in files)), strict=True
-        ):
-            encoded = name.encode("utf-8")
-            flags = 0 if name.isascii() else 0x800  # UTF-8 name flag, as zipfile sets it
-            if offset > _ZIP_MAX or size > _ZIP_MAX or len(packed) > _ZIP_MAX:
-                raise BundlingError(f"{directory}: {name} does not fit a zip without zip64 (over 4 GiB)")
-            mode = (0o100755 if executable else 0o100644) << 16
-            header = _LOCAL.pack(
-                0x04034B50, _ZIP_VERSION, flags, zipfile.ZIP_DEFLATED, 0, _DOS_DATE, crc, len(packed), size,
-                len(encoded), 0,
-            )  # fmt: skip
-            central += _CENTRAL.pack(
-                0x02014B50, _MADE_ON_UNIX | _ZIP_VERSION, _ZIP_VERSION, flags, zipfile.ZIP_DEFLATED, 0,
-                _DOS_DATE, crc, len(packed), size, len(encoded), 0, 0, 0, 0, mode, offset,
-            ) + encoded  # fmt: skip
-            out.write(header + encoded)
-            out.write(packed)
-            offset += len(header) + len(encoded) + len(packed)
-        if offset > _ZIP_MAX:
-            raise BundlingError(f"{directory} is too large for a zip without zip64 (over 4 GiB)")
-        out.write(central)
-        out.write(_END.pack(0x06054B50, 0, 0, len(files), len(files), len(central), offset, 0))
 
 
 def check_import_closure(spec: BundleSpec, bundle: Path) -> import_closure.Closure:

@@ -143,6 +143,16 @@ def load_index(index_path: Path) -> list[Entry]:
     return [Entry(*row) for row in json.loads(index_path.read_text())]
 
 
+def write_zip(directory: Path, zip_path: Path) -> int:
+    """A byte-reproducible zip of every file under `directory`, as the bundle's (sorted, fixed dates,
+    normalised modes, deflated on every core); returns its size. For outputs with no stored layer."""
+    new = NewEntries()
+    new.add_files(
+        sorted((p.relative_to(directory).as_posix(), p) for p in directory.rglob("*") if p.is_file())
+    )
+    return write_merged(zip_path, (), None, new, replaced=())
+
+
 def write_merged(
     zip_path: Path,
     stored: Sequence[Entry],
