@@ -27,19 +27,17 @@ for _path in (REPO_ROOT, REPO_ROOT / "tests" / "harness"):
         sys.path.insert(0, str(_path))
 
 from harness_bundles import FUNCTION_HANDLERS, build_backend_bundle, function_environment  # noqa: E402
+from local_stack import LocalStackError, parse_pairs  # noqa: E402
 from rie import HarnessError, LambdaEmulator  # noqa: E402
 
 DEFAULT_BACKEND = REPO_ROOT / "apps" / "backend-api"
 
 
 def parse_env(pairs: list[str]) -> dict[str, str]:
-    env = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise SystemExit(f"--env {pair!r}: expected KEY=VALUE")
-        env[key] = value
-    return env
+    try:
+        return parse_pairs(pairs, "--env", "LOG_LEVEL=debug")
+    except LocalStackError as exc:
+        raise SystemExit(str(exc)) from exc
 
 
 def read_event(args: argparse.Namespace) -> Any:

@@ -65,14 +65,19 @@ class LocalStackError(RuntimeError):
 # Synth
 
 
-def parse_context(pairs: Sequence[str]) -> dict[str, str]:
+def parse_pairs(pairs: Sequence[str], option: str, example: str) -> dict[str, str]:
+    """`KEY=VALUE` command-line values (repeatable `option`) as a mapping; a bad one names the option."""
     out: dict[str, str] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
-            raise LocalStackError(f"-c {pair!r}: expected KEY=VALUE (e.g. -c backend_root=apps/backend-api)")
+            raise LocalStackError(f"{option} {pair!r}: expected KEY=VALUE (e.g. {option} {example})")
         out[key] = value
     return out
+
+
+def parse_context(pairs: Sequence[str]) -> dict[str, str]:
+    return parse_pairs(pairs, "-c", "backend_root=apps/backend-api")
 
 
 def synthesize(outdir: Path, context: Mapping[str, str], *, log: Log = stderr_log) -> None:
@@ -533,10 +538,4 @@ def override_code(functions: dict[str, LocalFunction], template: Template, pairs
 
 
 def parse_env(pairs: Sequence[str]) -> dict[str, str]:
-    env: dict[str, str] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise LocalStackError(f"--env {pair!r}: expected NAME=VALUE")
-        env[key] = value
-    return env
+    return parse_pairs(pairs, "--set-env", "DATABASE_URL=sqlite:///dev.sqlite")
