@@ -254,3 +254,31 @@ def test_layout_backend_without_its_import_time_environment_stops_synth(
     message = str(caught.value)
     assert "function Auth" in message and "LAYOUT_SERVICE_NAME" in message
     assert "functions.Auth.environment" in message, "the hint names the catalog key to fix"
+
+
+@pytest.mark.synth
+def test_a_catalog_without_api_functions_has_no_api(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """A backend of workers only: no REST API, API alarms or firewall, and everything else as usual."""
+    context = json.loads((REPO_ROOT / "cdk.json").read_text())["context"]
+    functions = {
+        "Jobs": {
+            "handler": "handlers.goals.create_goal.main",
+            "trigger": {"type": "sqs", "batch_size": 2},
+            "environment": {"LAYOUT_SERVICE_NAME": "credmate-test"},
+        }
+    }
+    synth = _synth(
+        tmp_path_factory,
+        {**context, "backend_root": str(FIXTURES / "layout_backend"), "functions": json.dumps(functions)},
+        "workers-only",
+    )
+    tpl = _template(synth["outdir"], "prod")
+    types = {v["Type"] for v in tpl["Resources"].values()}
+    assert not {t for t in types if t.startswith(("AWS::ApiGateway::", "AWS::WAFv2::"))}
+    assert _ids(tpl, "AWS::Lambda::Alias", "JobsLiveAlias")
+    assert _ids(tpl, "AWS::CodeDeploy::DeploymentGroup", "JobsCanaryDeploymentGroup")
+    assert not _ids(tpl, "AWS::Lambda::Function", "JobsCanaryPostTrafficHook")
+    assert _ids(tpl, "AWS::SQS::Queue", "JobsQueue")
+    assert not _ids(tpl, "AWS::CloudWatch::Alarm", "ApiAlarms")
+    policy = json.loads((synth["outdir"] / "credmate-backend-prod.stack-policy.json").read_text())
+    assert any(s["Effect"] == "Deny" for s in policy["Statement"])
