@@ -215,12 +215,11 @@ class BackendStack(Stack):
         )
         waf = config.security.waf
         if waf.enabled:
-            logins = login_paths(config)
             self.firewall = ApiFirewall(
                 self,
                 "Firewall",
                 stage=self.api.deployment_stage,
-                login_path=logins[0] if logins else None,
+                login_paths=login_paths(config),
                 rate_limit_per_5min=waf.login_rate_limit_per_5min,
                 topic=self.topic,
                 blocked_requests_threshold=int(config.thresholds.waf_blocked_requests),

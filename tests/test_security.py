@@ -227,7 +227,7 @@ def test_web_acl_is_on_the_stage_where_configured(synthesized: dict[str, Any], e
     )
     rate = rules[waf.LOGIN_RULE]["Statement"]["RateBasedStatement"]
     assert rate["Limit"] == cfg.security.waf.login_rate_limit_per_5min
-    assert login_paths(cfg)[0] in json.dumps(rate["ScopeDownStatement"])
+    assert all(path in json.dumps(rate["ScopeDownStatement"]) for path in login_paths(cfg))
     alarms = [
         a
         for a in _of_type(backend, "AWS::CloudWatch::Alarm").values()

@@ -59,7 +59,7 @@ def firewalled() -> dict[str, Any]:
         stack,
         "Firewall",
         stage=api.deployment_stage,
-        login_path=LOGIN,
+        login_paths=(LOGIN,),
         rate_limit_per_5min=100,
         topic=topic,
         count_only_rules=("SizeRestrictions_BODY",),
@@ -283,7 +283,7 @@ def test_without_login_path_or_logging_there_is_no_rate_rule_nor_logging() -> No
     from stacks.constructs.waf import ApiFirewall
 
     _, stack, api = _api_stack()
-    ApiFirewall(stack, "Fw", stage=api.deployment_stage, login_path=None, rate_limit_per_5min=100, topic=None)
+    ApiFirewall(stack, "Fw", stage=api.deployment_stage, login_paths=(), rate_limit_per_5min=100, topic=None)
     tpl = Template.from_stack(stack)
     (acl,) = tpl.find_resources("AWS::WAFv2::WebACL").values()
     assert [r["Name"] for r in acl["Properties"]["Rules"]] == [
@@ -300,7 +300,7 @@ def test_without_login_path_or_logging_there_is_no_rate_rule_nor_logging() -> No
     ("kwargs", "message"),
     [
         ({"rate_limit_per_5min": 5}, "rate_limit_per_5min 5 must be a whole number of requests between 10"),
-        ({"login_path": "api/login"}, "login_path 'api/login' must start with /"),
+        ({"login_paths": ("/api/login", "api/login")}, "login path 'api/login' must start with /"),
         ({"blocked_requests_threshold": 0}, "blocked_requests_threshold 0 must be >= 1"),
     ],
 )
@@ -308,6 +308,29 @@ def test_bad_firewall_settings_are_refused(kwargs: dict[str, Any], message: str)
     from stacks.constructs.waf import ApiFirewall
 
     _, stack, api = _api_stack()
-    args: dict[str, Any] = {"login_path": LOGIN, "rate_limit_per_5min": 100, "topic": None, **kwargs}
+    args: dict[str, Any] = {"login_paths": (LOGIN,), "rate_limit_per_5min": 100, "topic": None, **kwargs}
     with pytest.raises(ValueError, match=rf"ApiFirewall api/Fw: {message}"):
         ApiFirewall(stack, "Fw", stage=api.deployment_stage, **args)
+
+
+def test_one_rate_limit_covers_every_login_path() -> None:
+    from aws_cdk.assertions import Template
+
+    from stacks.constructs.waf import ApiFirewall
+
+    # GIVEN two API functions with a login route each (guesses spread over both still add up per IP)
+    _, stack, api = _api_stack()
+    ApiFirewall(
+        stack,
+        "Fw",
+        stage=api.deployment_stage,
+        login_paths=("/api/v1/auth/login", "/admin/login"),
+        rate_limit_per_5min=100,
+        topic=None,
+    )
+    (acl,) = Template.from_stack(stack).find_resources("AWS::WAFv2::WebACL").values()
+    (rule,) = [r for r in acl["Properties"]["Rules"] if r["Name"] == "LoginRateLimit"]
+    statements = rule["Statement"]["RateBasedStatement"]["ScopeDownStatement"]["OrStatement"]["Statements"]
+    searched = [s["ByteMatchStatement"]["SearchString"] for s in statements]
+    assert "/api/v1/auth/login" in searched and "/admin/login" in searched
+    assert len(searched) == 4, "each path, and each path behind the stage name on the execute-api URL"

@@ -69,7 +69,7 @@ class ApiFirewall(Construct):
         construct_id: str,
         *,
         stage: apigw.Stage,
-        login_path: str | None,
+        login_paths: Sequence[str],
         rate_limit_per_5min: int,
         topic: sns.ITopic | None,
         blocked_requests_threshold: int = 100,
@@ -90,16 +90,17 @@ class ApiFirewall(Construct):
                 f"{where}: rate_limit_per_5min {rate_limit_per_5min!r} must be a whole number of requests "
                 f"between {MIN_RATE_LIMIT} and {MAX_RATE_LIMIT} (security.waf.login_rate_limit_per_5min)"
             )
-        if login_path is not None and (not login_path.startswith("/") or login_path.endswith("/")):
-            raise ValueError(f"{where}: login_path {login_path!r} must start with / and not end with /")
+        for login_path in login_paths:
+            if not login_path.startswith("/") or login_path.endswith("/"):
+                raise ValueError(f"{where}: login path {login_path!r} must start with / and not end with /")
         if blocked_requests_threshold < 1:
             raise ValueError(f"{where}: blocked_requests_threshold {blocked_requests_threshold} must be >= 1")
 
         rules = [
             self._managed_group(name, priority, count_only_rules) for name, priority in MANAGED_RULE_GROUPS
         ]
-        if login_path is not None:
-            rules.insert(0, self._login_rate_rule(stage, login_path, rate_limit_per_5min))
+        if login_paths:
+            rules.insert(0, self._login_rate_rule(stage, login_paths, rate_limit_per_5min))
         self.web_acl = wafv2.CfnWebACL(
             self,
             "WebAcl",
@@ -113,7 +114,7 @@ class ApiFirewall(Construct):
                     content_type="APPLICATION_JSON",
                 )
             }
-            if login_path is not None
+            if login_paths
             else None,
             description="Managed rules and a login rate limit for the API stage",
         )
@@ -217,7 +218,11 @@ class ApiFirewall(Construct):
         )
 
     @staticmethod
-    def _login_rate_rule(stage: apigw.Stage, login_path: str, limit: int) -> wafv2.CfnWebACL.RuleProperty:
+    def _login_rate_rule(
+        stage: apigw.Stage, login_paths: Sequence[str], limit: int
+    ) -> wafv2.CfnWebACL.RuleProperty:
+        """One per-IP limit over every login path: guesses spread over several logins still add up."""
+
         def starts_with(path: str) -> wafv2.CfnWebACL.StatementProperty:
             return wafv2.CfnWebACL.StatementProperty(
                 byte_match_statement=wafv2.CfnWebACL.ByteMatchStatementProperty(
@@ -232,7 +237,11 @@ class ApiFirewall(Construct):
 
         scope_down = wafv2.CfnWebACL.StatementProperty(
             or_statement=wafv2.CfnWebACL.OrStatementProperty(
-                statements=[starts_with(login_path), starts_with(f"/{stage.stage_name}{login_path}")]
+                statements=[
+                    starts_with(prefix)
+                    for path in login_paths
+                    for prefix in (path, f"/{stage.stage_name}{path}")
+                ]
             )
         )
         return wafv2.CfnWebACL.RuleProperty(
