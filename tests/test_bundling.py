@@ -686,3 +686,25 @@ def test_verification_runs_in_the_background_and_the_join_raises_its_failure(
     assert "RuntimeError: settings missing at import" in message
     assert calls == ["verify"]
     lambda_bundle.join_verifications()  # nothing left pending: the failure is reported once
+
+
+def test_checks_that_differ_in_any_field_are_each_verified(
+    mini_backend: Path, shared_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dataclasses import replace as replaced
+
+    from stacks.constructs import lambda_bundle
+
+    ran: list[str] = []
+    monkeypatch.setattr(
+        lambda_bundle, "_verify_once", lambda _spec, _result, checks, _log: ran.append(checks[0].health_path)
+    )
+    spec = spec_for(mini_backend, shared_cache)
+    result = build_bundle(spec)
+    # GIVEN two environments whose only difference is the API function's health path (or memory)
+    for check in (CHECKS[0], replaced(CHECKS[0], health_path="/healthz"), replaced(CHECKS[0], memory_mb=512)):
+        lambda_bundle._start_verification(spec, result, [check], lambda _m: None)
+    lambda_bundle._start_verification(spec, result, [CHECKS[0]], lambda _m: None)  # a true repeat
+    lambda_bundle.join_verifications()
+    # THEN each distinct set of checks is verified once: none is mistaken for another
+    assert sorted(ran) == ["/health", "/health", "/healthz"]

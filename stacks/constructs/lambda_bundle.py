@@ -6,6 +6,7 @@ when to verify and turns the result into an asset whose hash is the input hash.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import platform
@@ -158,16 +159,15 @@ _pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="bundle-verify")
 def _start_verification(
     spec: BundleSpec, result: BundleResult, checks: Sequence[HandlerCheck], log: Callable[[str], None]
 ) -> None:
-    key = json.dumps(
-        [
-            result.asset_hash,
-            spec.architecture,
-            [[c.function, c.handler, c.http_health, list(c.environment)] for c in checks],
-        ]
-    )
+    key = json.dumps([result.asset_hash, spec.architecture, _checks_identity(checks)])
     with _pending_lock:
         if key not in _pending:  # one bundle shared by several stacks is verified once
             _pending[key] = _pool.submit(_verify_once, spec, result, checks, log)
+
+
+def _checks_identity(checks: Sequence[HandlerCheck]) -> list[object]:
+    """Everything of the checks that changes what a verification proves (HandlerCheck's every field)."""
+    return [dataclasses.astuple(c) for c in checks]
 
 
 def pending_verifications() -> int:
@@ -209,13 +209,7 @@ def _verify_once(
             [
                 target.asset_hash,
                 interpreter,
-                [
-                    [
-                        *(c.function, c.handler, c.http_health, c.health_path, c.memory_mb),
-                        *(c.timeout_seconds, list(c.environment)),
-                    ]
-                    for c in checks
-                ],
+                _checks_identity(checks),
             ]
         ).encode()
     ).hexdigest()[:16]
