@@ -37,17 +37,22 @@ def base_environment(config: EnvironmentConfig) -> dict[str, str]:
     return env
 
 
+def function_environment(
+    config: EnvironmentConfig, fn: FunctionConfig, queue_urls: Mapping[str, str]
+) -> dict[str, str]:
+    """Everything function `fn` sees: the environment's variables, its own, its queues' URLs (`queue_urls`:
+    variable -> URL) and the probe wrapper's."""
+    return {**base_environment(config), **dict(fn.environment), **queue_urls, **wrapper_environment(fn)}
+
+
 def verify_environment(config: EnvironmentConfig, fn: FunctionConfig) -> dict[str, str]:
     """The function's environment as synth-time verification sees it: the deployed variables, with queue
     URLs (tokens until deploy) replaced by well-formed placeholders, and without the secret's ARN: synth never
     reads secrets or calls AWS, so the handlers are verified as they run with no database configured."""
-    base = {k: v for k, v in base_environment(config).items() if k != "COMBINED_SECRET_ARN"}
-    return {
-        **base,
-        **dict(fn.environment),
-        **{var: VERIFY_QUEUE_URL.format(name=target.lower()) for var, target in fn.queue_urls},
-        **wrapper_environment(fn),
-    }
+    placeholders = {var: VERIFY_QUEUE_URL.format(name=target.lower()) for var, target in fn.queue_urls}
+    env = function_environment(config, fn, placeholders)
+    env.pop("COMBINED_SECRET_ARN", None)
+    return env
 
 
 def bundle_spec(

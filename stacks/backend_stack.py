@@ -3,7 +3,7 @@
 Composition only: each catalog function is a `FunctionUnit` (guarded function, trigger, alarms, canary); the
 shared pieces are one construct each (on-call topic, bundle, API, API alarms, service health, dashboard,
 guardrails). Construct IDs here are part of the logical IDs of resources that must never be replaced
-(tests/test_stacks.py compares them with the live templates'): rename none of them.
+(tests/test_catalog_stacks.py compares them with the live templates'): rename none of them.
 """
 
 from __future__ import annotations

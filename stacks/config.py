@@ -268,6 +268,9 @@ class ScheduleTrigger:
     # logical ID (a replaced rule fires twice while old and new both exist).
     rule_id: str | None = None
 
+    def rule_construct_id(self, function: str) -> str:
+        return self.rule_id or f"{function}Schedule"
+
 
 @dataclass(frozen=True)
 class NoTrigger:
@@ -1004,7 +1007,7 @@ def parse_functions(
                     f"{target!r}; allowed: a function with an sqs trigger ({', '.join(sqs_names) or 'none'})"
                 )
     rule_ids = [
-        f.trigger.rule_id or f"{f.name}Schedule" for f in functions if isinstance(f.trigger, ScheduleTrigger)
+        f.trigger.rule_construct_id(f.name) for f in functions if isinstance(f.trigger, ScheduleTrigger)
     ]
     if len(set(rule_ids)) != len(rule_ids):
         raise ConfigError(

@@ -3,7 +3,8 @@
 `FunctionUnit` is deliberately not a Construct: its resources keep the stack-level construct IDs of the stacks
 already running (`<name>` for the function and alias, `<name>Queue`, `<name>Alarms`, `<name>Canary`, ...).
 Nesting them under one scope would change every logical ID, and CloudFormation would replace the functions,
-aliases, queues and deployment groups. tests/test_stacks.py compares against the IDs of the live templates.
+aliases, queues and deployment groups. tests/test_catalog_stacks.py compares against the IDs of the live
+templates.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from stacks.backend_bundle import base_environment, wrapper_environment
+from stacks.backend_bundle import function_environment
 from stacks.config import (
     CORS_HEADERS,
     CORS_METHODS,
@@ -108,12 +109,7 @@ class FunctionUnit:
                 description=fn.description,
                 memory_mb=fn.memory_mb,
                 timeout=Duration.seconds(fn.timeout_seconds),
-                environment={
-                    **base_environment(shared.config),
-                    **dict(fn.environment),
-                    **queue_env,
-                    **wrapper_environment(fn),
-                },
+                environment=function_environment(shared.config, fn, queue_env),
                 reserved_concurrency=fn.reserved_concurrency,
             ),
             code=shared.code,
@@ -154,7 +150,7 @@ class FunctionUnit:
         elif isinstance(trigger, ScheduleTrigger):
             self.schedule_rule = events.Rule(
                 stack,
-                trigger.rule_id or f"{fn.name}Schedule",
+                trigger.rule_construct_id(fn.name),
                 schedule=events.Schedule.expression(trigger.expression),
                 enabled=trigger.enabled,
                 description=f"Invokes {fn.name} ({fn.handler}) on its schedule",
