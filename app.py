@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import aws_cdk as cdk
 from cdk_nag import AwsSolutionsChecks, HIPAASecurityChecks
@@ -43,7 +43,11 @@ def backend_root(app: cdk.App) -> Path:
     return root.resolve()
 
 
-def build_app(app: cdk.App) -> tuple[dict[str, BackendStack], dict[str, StackPolicyStack]]:
+def build_app(
+    app: cdk.App, *, join: bool = True
+) -> tuple[dict[str, BackendStack], dict[str, StackPolicyStack]]:
+    """Both stacks of every environment. `join=False` leaves the background bundle verification running:
+    the caller must then call join_verifications() before anything uses the assembly (main() does)."""
     environments: dict[str, EnvironmentConfig] = parse_environments(
         app.node.try_get_context("environments"), app.node.try_get_context("functions")
     )
@@ -80,20 +84,55 @@ def build_app(app: cdk.App) -> tuple[dict[str, BackendStack], dict[str, StackPol
     # Compliance on every synth: findings fail synth; acknowledgements carry their reasons in the code that
     # needs them. CredentialMate holds health-care credentials, hence the HIPAA Security pack.
     cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app), HIPAASecurityChecks(app))
-    # Bundle verification ran in the background while the stacks were built; a failure stops synth here.
-    join_verifications()
+    if join:
+        # Bundle verification ran in the background while the stacks were built; a failure stops here.
+        join_verifications()
     return stacks, policies
 
 
 def main() -> None:
     app = cdk.App()
     try:
-        _stacks, policies = build_app(app)
+        _stacks, policies = build_app(app, join=False)
     except (ConfigError, BundlingError) as err:
-        print(f"\ncredmate-lambda: synth stopped.\n{err}\n", file=sys.stderr)
-        sys.exit(1)
+        stop(err)
+    # The bundles' import checks go on while synth runs cdk-nag and writes the assembly, the longest step
+    # (in Node, while this process waits). They are joined before the process ends: a failure withdraws
+    # the assembly, so no template or manifest of an unverified bundle is left for a deploy to pick up.
     assembly = app.synth()
-    write_policies(Path(assembly.directory), policies)
+    outdir = Path(assembly.directory)
+    try:
+        join_verifications()
+    except BundlingError as err:
+        withdraw_assembly(outdir)
+        stop(err)
+    write_policies(outdir, policies)
+
+
+def stop(err: Exception) -> NoReturn:
+    print(f"\ncredmate-lambda: synth stopped.\n{err}\n", file=sys.stderr)
+    sys.exit(1)
+
+
+# What a synth writes that makes an assembly deployable or reviewable; asset folders and zips stay (their
+# names are content hashes, and the next synth reuses them).
+ASSEMBLY_FILES = (
+    "manifest.json",
+    "tree.json",
+    "validation-report.json",
+    "*.template.json",
+    "*.assets.json",
+    "*.metadata.json",
+    "*.stack-policy.json",
+)
+
+
+def withdraw_assembly(outdir: Path) -> None:
+    """Delete the assembly files a failed synth wrote, so neither `cdk deploy --app <outdir>` nor a review
+    reads templates whose bundle failed verification."""
+    for pattern in ASSEMBLY_FILES:
+        for path in outdir.glob(pattern):
+            path.unlink(missing_ok=True)
 
 
 def write_policies(outdir: Path, policies: dict[str, StackPolicyStack]) -> None:

@@ -40,7 +40,7 @@ from stacks.bundling.sdist import Wheelhouse
 from stacks.bundling.strip import strip_identity, strip_native_libraries
 
 # Bump when the bundle layout or any build step changes: it is part of every input hash.
-BUNDLER_VERSION = "7"
+BUNDLER_VERSION = "8"
 
 # What Lambda never needs. Patterns match a path relative to the source folder or any single path part.
 DEFAULT_EXCLUDES: tuple[str, ...] = (
@@ -516,12 +516,18 @@ def compile_init_bytecode(
 ) -> int:
     """Unchecked-hash .pyc for what `spec.bytecode_modules` import at init (see stacks/bundling/bytecode.py):
     the bundle's own modules (source and extra files) by their static init closure, dependency modules by
-    what their dependency imports load; returns how many."""
+    what their dependency imports load, the functions' lazy dependency imports included; returns how many."""
     extra = [(name, path) for name, path in spec.extra_files if name.endswith(".py")]
     modules = {**closure.modules, **import_closure.read_source(bundle, extra)}
+    lazy = {(d.module, d.names) for deps in closure.lazy_dependencies.values() for d in deps}
     try:
         done = init_bytecode.write_bytecode(
-            bundle, layer, modules, spec.bytecode_modules, import_closure.stdlib_names(spec.python_version)
+            bundle,
+            layer,
+            modules,
+            spec.bytecode_modules,
+            import_closure.stdlib_names(spec.python_version),
+            lazy_dependencies=sorted(lazy),
         )
     except init_bytecode.BytecodeError as exc:
         raise BundlingError(str(exc)) from exc

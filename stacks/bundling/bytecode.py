@@ -8,7 +8,11 @@ in two parts, so that a source-only change never has to run the handlers:
   the bytecode modules, i.e. their module-level imports (outside functions and TYPE_CHECKING), followed
   through the bundle's modules. They are compiled here, from source, in this process;
 * dependency modules: what the dependency imports of that closure load when run in a fresh `-I -S`
-  interpreter against the dependency layer alone (compile_imported.py). That set depends on the layer, the
+  interpreter against the dependency layer alone (compile_imported.py), together with the dependencies the
+  functions import lazily (inside functions, recorded by the import closure). Those run on the first
+  request that needs them and in every synth-time verification and probe; without bytecode each of those
+  compiles them from source (botocore alone takes about a second), on every cold start, since Lambda's
+  /var/task is read-only. That set depends on the layer, the
   import names and the Python only, so it is cached in the layer under a digest of the three: a source
   edit that imports the same dependencies is a cache hit and starts no interpreter.
 
@@ -35,7 +39,7 @@ from stacks.bundling.compile_imported import pyc_data, write_atomic
 from stacks.bundling.import_closure import ModuleInfo
 
 # Bump when the rules for which modules get bytecode change (part of the cached import sets' digest).
-BYTECODE_FORMAT = "1"
+BYTECODE_FORMAT = "2"
 COMPILE_SCRIPT = Path(__file__).resolve().with_name("compile_imported.py")
 COMPILE_TIMEOUT_SECONDS = 300
 
@@ -159,11 +163,14 @@ def write_bytecode(
     modules: Mapping[str, ModuleInfo],
     roots: Iterable[str],
     stdlib: frozenset[str],
+    lazy_dependencies: Iterable[DependencyImport] = (),
 ) -> list[str]:
-    """Write the unchecked-hash .pyc of what `roots` import at init into `bundle`; returns the bundle-relative
-    .py files that got one. Dependency .pyc are hard links to the layer's cache (the zip writer then uses
-    their pre-deflated entries); a file the build wrote over a layer file is not taken from the cache."""
+    """Write the unchecked-hash .pyc of what `roots` import at init, and of what `lazy_dependencies` load,
+    into `bundle`; returns the bundle-relative .py files that got one. Dependency .pyc are hard links to the
+    layer's cache (the zip writer then uses their pre-deflated entries); a file the build wrote over a layer
+    file is not taken from the cache."""
     wanted = init_imports(modules, roots, stdlib)
+    dependencies = tuple(sorted({*wanted.dependencies, *lazy_dependencies}))
     done: list[str] = []
     for relative in wanted.files:
         source = bundle / relative
@@ -178,7 +185,7 @@ def write_bytecode(
         done.append(relative)
     own = set(wanted.files)
     made: set[Path] = set()
-    for relative in dependency_modules(layer, wanted.dependencies):
+    for relative in dependency_modules(layer, dependencies):
         if relative in own:
             continue
         try:

@@ -9,6 +9,7 @@ closure.json beside it), each reported with the file:line of its import.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -18,6 +19,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from stacks.bundling import verify_cache
 from stacks.bundling.build import BundleResult, BundleSpec, BundlingError, HandlerCheck
 from stacks.bundling.import_closure import listed_in_requirements
 
@@ -36,6 +38,14 @@ class VerificationFailure:
 
     def __str__(self) -> str:
         return f"function {self.function} (handler {self.handler}): {self.error}\n    hint: {self.hint}"
+
+
+def _lower_priority(pid: int) -> None:
+    """Checks run beside synth's own work (building the other stacks, cdk-nag, writing the assembly): on a
+    small machine they should take the idle core, not slow the path every synth waits on."""
+    # Not on every platform; the process may also have ended already.
+    with contextlib.suppress(AttributeError, OSError):
+        os.setpriority(os.PRIO_PROCESS, pid, 10)
 
 
 def target_interpreter(spec: BundleSpec) -> str:
@@ -118,6 +128,14 @@ def _lazy_failure(check: HandlerCheck, failure: Mapping[str, str], spec: BundleS
     )
 
 
+@dataclass(frozen=True)
+class Verified:
+    """What verify_bundle did: the functions it ran, and those whose earlier pass carried over."""
+
+    ran: tuple[str, ...]
+    carried: tuple[str, ...]
+
+
 def verify_bundle(
     bundle: BundleResult,
     spec: BundleSpec,
@@ -125,8 +143,12 @@ def verify_bundle(
     *,
     environment: Mapping[str, str] | None = None,
     interpreter: str | None = None,
-) -> None:
-    """Raise BundlingError listing every handler that does not import (or answer /health) from the bundle."""
+    reuse: bool = True,
+) -> Verified:
+    """Raise BundlingError listing every handler that does not import (or answer /health) from the bundle.
+
+    With `reuse`, a check that passed on an earlier bundle whose files it read are all unchanged here (and
+    with the same file names) is not run again: see verify_cache.py."""
     python = interpreter or target_interpreter(spec)
     lazy = lazy_imports_for(bundle)
     # No database, no AWS: the handlers must import and answer /health lazily without either.
@@ -140,41 +162,38 @@ def verify_bundle(
         "PYTHONHASHSEED": "0",
         **(environment or {}),
     }
-    procs = [
-        (
-            check,
-            subprocess.Popen(
-                [
-                    python,
-                    "-I",
-                    "-S",
-                    "-B",
-                    str(VERIFY_SCRIPT),
-                    str(bundle.directory),
-                    json.dumps(
-                        {
-                            "function": check.function,
-                            "handler": check.handler,
-                            "http_health": check.http_health,
-                            "health_path": check.health_path,
-                            "memory_mb": check.memory_mb,
-                            "timeout_seconds": check.timeout_seconds,
-                            # Without per-function closures (no BundleSpec.handlers), every lazy import.
-                            "lazy": lazy.get(check.function, lazy.get("*", [])),
-                        }
-                    ),
-                ],
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-                env={**env, **dict(check.environment)},
-                cwd=bundle.directory,
-            ),
+    records = spec.cache_dir / "verified"
+    listing = verify_cache.bundle_listing(bundle.directory) if reuse else ""
+    carried: list[str] = []
+    procs = []
+    for check in checks:
+        request = {
+            "function": check.function,
+            "handler": check.handler,
+            "http_health": check.http_health,
+            "health_path": check.health_path,
+            "memory_mb": check.memory_mb,
+            "timeout_seconds": check.timeout_seconds,
+            # Without per-function closures (no BundleSpec.handlers), every lazy import.
+            "lazy": lazy.get(check.function, lazy.get("*", [])),
+        }
+        check_env = {**env, **dict(check.environment)}
+        key = verify_cache.check_key(python, VERIFY_SCRIPT, request, check_env)
+        if reuse and verify_cache.proven(records, key, bundle.directory, listing):
+            carried.append(check.function)
+            continue
+        proc = subprocess.Popen(
+            [python, "-I", "-S", "-B", str(VERIFY_SCRIPT), str(bundle.directory), json.dumps(request)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=check_env,
+            cwd=bundle.directory,
         )
-        for check in checks
-    ]
+        _lower_priority(proc.pid)
+        procs.append((check, proc, key))
     failures = []
-    for check, proc in procs:
+    for check, proc, key in procs:
         try:
             out, err = proc.communicate(timeout=VERIFY_TIMEOUT_SECONDS)
         except subprocess.TimeoutExpired:
@@ -206,8 +225,11 @@ def verify_bundle(
             result["bundle"] = str(bundle.directory)
             error = f"{result['type']}: {result['message']}"
             failures.append(VerificationFailure(check.function, check.handler, error, hint_for(result, spec)))
+        elif reuse:
+            verify_cache.remember(records, key, bundle.directory, listing, result.get("reads") or ())
     if failures:
         raise BundlingError(
             "bundle verification failed (the bundle would not run on Lambda):\n  "
             + "\n  ".join(str(f) for f in failures)
         )
+    return Verified(ran=tuple(c.function for c, _p, _k in procs), carried=tuple(carried))

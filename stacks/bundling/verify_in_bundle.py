@@ -4,11 +4,13 @@
 /var/task gives a handler. It imports one handler (one process per handler, as Lambda does), optionally
 drives GET <health_path> through it with a Lambda-like context object, then imports the dependencies the
 function's code imports lazily (inside functions: init does not prove them), and prints one JSON line.
-Standard library only.
+The line lists every bundle file the run read (modules loaded, files opened): a later bundle in which all
+of them are unchanged does not need the run again (verify_cache.py). Standard library only.
 """
 
 import importlib
 import json
+import os
 import sys
 import time
 import traceback
@@ -99,8 +101,37 @@ def lazy_failures(imports: list[tuple[str, list[str], str]]) -> list[dict[str, s
     return failures
 
 
+def watch_opened(bundle: str) -> "set[str]":
+    """Every file opened from now on (by Python or native code through Python's I/O), as absolute paths."""
+    opened: set[str] = set()
+
+    def hook(event: str, args: tuple[object, ...]) -> None:
+        if event == "open" and args and isinstance(args[0], (str, bytes)):
+            path = os.fsdecode(args[0])
+            opened.add(os.path.normpath(os.path.join(bundle, path)))  # relative: the cwd is the bundle
+
+    sys.addaudithook(hook)
+    return opened
+
+
+def bundle_reads(bundle: str, opened: "set[str]") -> "list[str]":
+    """The bundle-relative files this run read: each loaded module's file and the .pyc it ran, plus every
+    file opened inside the bundle."""
+    # Real paths on both sides: code may reach the bundle through a symlink (Path(__file__).resolve()).
+    top = os.path.realpath(bundle) + os.sep
+    paths = set(opened)
+    for module in list(sys.modules.values()):
+        for attr in ("__file__", "__cached__"):
+            value = getattr(module, attr, None)
+            if isinstance(value, str):
+                paths.add(value)
+    real = {os.path.realpath(p) for p in paths}
+    return sorted(p[len(top) :].replace(os.sep, "/") for p in real if p.startswith(top) and os.path.isfile(p))
+
+
 def main() -> None:
     bundle, check = sys.argv[1], json.loads(sys.argv[2])
+    opened = watch_opened(bundle)
     sys.path.insert(0, bundle)
     result = {"function": check["function"], "handler": check["handler"], "ok": False, "stage": "import"}
     module_name, _, attr = check["handler"].rpartition(".")
@@ -133,6 +164,7 @@ def main() -> None:
         if isinstance(exc, SyntaxError):
             result["filename"], result["lineno"] = exc.filename, exc.lineno
         result["traceback"] = traceback.format_exc()[-3000:]
+    result["reads"] = bundle_reads(bundle, opened)
     sys.stdout.write("\n" + json.dumps(result) + "\n")
 
 

@@ -217,6 +217,14 @@ def _verify_once(
     marker = target.directory.parent / f"verified-{key}"
     if marker.exists():
         return  # the same bundle already passed the same checks in the same interpreter
-    verify_bundle(target, spec, checks, interpreter=interpreter)
+    done = verify_bundle(target, spec, checks, interpreter=interpreter)
     marker.write_text("ok\n")
-    log(f"[bundle] verified {len(checks)} handler(s) in an isolated {spec.runtime} interpreter")
+    carried = (
+        f"; {', '.join(done.carried)} carried over (every bundle file its check read is unchanged)"
+        if done.carried
+        else ""
+    )
+    log(
+        f"[bundle] verified {len(done.ran)} handler(s) in isolated {spec.runtime} interpreters"
+        f"{': ' + ', '.join(done.ran) if done.ran else ''}{carried}"
+    )
