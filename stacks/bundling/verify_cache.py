@@ -44,7 +44,7 @@ def bundle_listing(bundle: Path) -> str:
     .pyc, a data file) can change what an import does without changing any file it read before."""
     top = str(bundle)
     cut = len(top) + 1
-    names = []
+    names: list[str] = []
     for root, _dirs, files in os.walk(top):
         prefix = root[cut:].replace(os.sep, "/")
         names.extend(f"{prefix}/{name}" if prefix else name for name in files)
