@@ -90,8 +90,9 @@ def build_app(
     return stacks, policies
 
 
-def main() -> None:
-    app = cdk.App()
+def main(outdir: Path | None = None) -> None:
+    """`outdir`: where to write the assembly (tests); the CDK CLI passes it as CDK_OUTDIR."""
+    app = cdk.App(outdir=str(outdir)) if outdir else cdk.App()
     try:
         _stacks, policies = build_app(app, join=False)
     except (ConfigError, BundlingError) as err:

@@ -217,3 +217,28 @@ def test_layer_key_covers_every_part() -> None:
         layers.layer_key([*base, ("architecture", "arm64")]),
     }
     assert len(keys) == 4
+
+
+def test_a_lazily_imported_dependency_ships_with_its_bytecode(
+    mini_backend: Path, shared_cache: Path, tmp_path: Path
+) -> None:
+    # GIVEN a dependency module no handler imports at init: no bytecode ships for it
+    module, pyc = "starlette.staticfiles", "starlette/__pycache__/staticfiles.cpython-311.pyc"
+    first = build_bundle(_spec(mini_backend, shared_cache))
+    assert not (first.directory / pyc).exists()
+    # WHEN the worker imports it inside a function (run on a request, by verification and by the probe)
+    worker = mini_backend / "src" / "worker.py"
+    worker.write_text(
+        worker.read_text() + f"\n\ndef serve() -> object:\n    from {module} import StaticFiles\n\n"
+        "    return StaticFiles\n"
+    )
+    lazy = build_bundle(_spec(mini_backend, shared_cache))
+    # THEN its bytecode ships too (Lambda's read-only /var/task would otherwise compile it on every cold
+    # start), from the layer's cache, and the zip is still a clean build's
+    assert (lazy.directory / pyc).is_file()
+    with zipfile.ZipFile(lazy.zip_path) as archive:
+        assert pyc in archive.namelist()
+    info = json.loads((lazy.directory / "build_info.json").read_text())
+    assert module in info["lazy_imports"]["Worker"]
+    clean = build_bundle(_spec(mini_backend, _cache_sharing_wheels(tmp_path / "clean", shared_cache)))
+    assert clean.zip_path.read_bytes() == lazy.zip_path.read_bytes()

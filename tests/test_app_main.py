@@ -1,0 +1,55 @@
+"""`app.py main()`: the bundles' import checks finish after synth writes; a failure withdraws what it wrote."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import aws_cdk as cdk
+import pytest
+
+import app as app_module
+from stacks.bundling.build import BundlingError
+
+
+def _one_stack(app: cdk.App, *, join: bool = True) -> tuple[dict[str, Any], dict[str, Any]]:
+    assert join is False, "main() must leave the checks running while synth writes"
+    stack = cdk.Stack(app, "tiny")
+    cdk.CfnResource(stack, "Topic", type="AWS::SNS::Topic")
+    return {}, {}
+
+
+def _run_main(monkeypatch: pytest.MonkeyPatch, outdir: Path, join: Any) -> None:
+    monkeypatch.setattr(app_module, "build_app", _one_stack)
+    monkeypatch.setattr(app_module, "join_verifications", join)
+    app_module.main(outdir)
+
+
+def test_a_failed_check_withdraws_the_assembly(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN an output folder holding a previous synth's asset (kept: its name is its content hash)
+    asset = tmp_path / "asset.0123abcd.zip"
+    asset.write_bytes(b"zip")
+
+    def failing() -> None:
+        raise BundlingError("bundle verification failed: function Worker (handler worker.main): boom")
+
+    # WHEN the checks joined after synth report a failure
+    with pytest.raises(SystemExit) as stopped:
+        _run_main(monkeypatch, tmp_path, failing)
+    # THEN synth stops naming the function, and nothing deployable or reviewable is left
+    assert stopped.value.code == 1
+    assert "function Worker" in capsys.readouterr().err
+    assert not (tmp_path / "manifest.json").exists()
+    assert not list(tmp_path.glob("*.template.json"))
+    assert not (tmp_path / "tree.json").exists()
+    assert asset.exists()
+
+
+def test_passing_checks_leave_the_assembly(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    joined: list[bool] = []
+    _run_main(monkeypatch, tmp_path, lambda: joined.append(True))
+    assert joined == [True]
+    assert (tmp_path / "manifest.json").is_file()
+    assert (tmp_path / "tiny.template.json").is_file()
