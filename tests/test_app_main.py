@@ -1,4 +1,4 @@
-"""`app.py main()`: the bundles' import checks finish after synth writes; a failure withdraws what it wrote."""
+"""`app.py main()`: the import checks finish after synth writes; a failure withdraws what it wrote."""
 
 from __future__ import annotations
 

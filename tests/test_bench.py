@@ -352,3 +352,45 @@ def test_edits_of_separate_bench_invocations_differ(tmp_path: Path) -> None:
         for _ in range(2)
     }
     assert len(nonces) == 2 and all(n.strip() for n in nonces)
+
+
+def test_the_shared_edit_row_is_shown_and_is_not_a_target() -> None:
+    from dataclasses import replace
+
+    report = replace(
+        make_report(),
+        synth_noop=(8.0, 7.0, 9.0),
+        synth_source_change=(8.5, 9.5, 8.8),
+        synth_shared_change=(10.0, 11.0, 12.0),
+        shared_module="app/db.py",
+    )
+    text = bench.render_results(report)
+    assert "the change in `app/db.py` instead (every function imports it; not a target) | 11.00 |" in text
+    assert "| synth after a source change | 1.10x |" in text  # the target still reads the handler.py edit
+
+
+def test_module_every_function_imports_follows_the_catalogs_handlers(tmp_path: Path) -> None:
+    import json
+
+    # GIVEN a source tree for cdk.json's catalog: every handler module imports common/util.py at init, the
+    # API handler also imports api_only.py, and the worker imports lazy.py inside a function only
+    context = json.loads((bench.REPO_ROOT / "cdk.json").read_text())["context"]
+    modules = {spec["handler"].rpartition(".")[0] for spec in context["functions"].values()}
+    (tmp_path / "common").mkdir()
+    (tmp_path / "common" / "__init__.py").write_text("")
+    (tmp_path / "common" / "util.py").write_text("X = 1\n")
+    (tmp_path / "api_only.py").write_text("Y = 2\n")
+    (tmp_path / "lazy.py").write_text("Z = 3\n")
+    for i, module in enumerate(sorted(modules)):
+        extra = "import api_only\n" if i == 0 else "def later():\n    import lazy\n"
+        path = tmp_path / f"{module.replace('.', '/')}.py"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(f"from common.util import X\n{extra}\ndef lambda_handler(e, c):\n    return X\n")
+    # THEN the shared module is the one every function runs at init, not its package's __init__
+    assert bench.module_every_function_imports(tmp_path) == "common/util.py"
+    # AND with nothing shared there is none
+    (tmp_path / "common" / "util.py").unlink()
+    for module in modules:
+        path = tmp_path / f"{module.replace('.', '/')}.py"
+        path.write_text("def lambda_handler(e, c):\n    return 1\n")
+    assert bench.module_every_function_imports(tmp_path) is None

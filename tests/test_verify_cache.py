@@ -55,7 +55,9 @@ def _result(bundle: Path) -> BundleResult:
 
 
 def _spec(root: Path) -> BundleSpec:
-    return BundleSpec(source_dir=root / "bundle", requirements=root / "requirements.txt", cache_dir=root / "cache")
+    return BundleSpec(
+        source_dir=root / "bundle", requirements=root / "requirements.txt", cache_dir=root / "cache"
+    )
 
 
 @pytest.fixture
@@ -102,7 +104,7 @@ def test_a_data_file_read_at_import_is_part_of_the_evidence(built: tuple[Path, B
     assert verify_bundle(_result(bundle), spec, CHECKS).ran == ("Api",)
     # AND a broken one fails
     (bundle / "settings.json").write_text("not json\n")
-    with pytest.raises(BundlingError, match="function Api .*JSONDecodeError"):
+    with pytest.raises(BundlingError, match=r"function Api .*JSONDecodeError"):
         verify_bundle(_result(bundle), spec, CHECKS)
 
 
@@ -135,7 +137,7 @@ def test_a_bundle_reached_through_a_symlink_records_what_its_code_read(tmp_path:
     # WHEN the data file it reads through the resolved path changes
     (real / "bundle" / "settings.json").write_text("{broken\n")
     # THEN the check runs again, and fails
-    with pytest.raises(BundlingError, match="function Api .*JSONDecodeError"):
+    with pytest.raises(BundlingError, match=r"function Api .*JSONDecodeError"):
         verify_bundle(_result(bundle), spec, CHECKS[:1])
 
 
