@@ -150,8 +150,8 @@ def docker_fallback(
 
 # Verification runs in the background: its interpreters import the handlers while synth goes on building
 # the rest of the app (the waiting is all I/O: the checks are separate processes). Every caller that builds
-# bundles must call join_verifications() before it uses the result (app.py's build_app does, at its end,
-# before synth writes anything).
+# bundles must call join_verifications() before it uses the result: build_app does by default; app.py's
+# main() joins after synth has written the assembly, and withdraws the assembly when a check failed.
 _pending: dict[str, Future[None]] = {}
 _pending_lock = threading.Lock()
 _pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="bundle-verify")
