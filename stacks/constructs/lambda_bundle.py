@@ -197,8 +197,8 @@ def _verify_once(
     target = result
     if spec.architecture != _HOST_ARCH:
         # Native wheels for another architecture cannot load here. Verify a twin built from the same
-        # source and requirements for this host: it catches every failure of the three outages
-        # (missing dependency, broken export, stale code), which are not architecture-specific.
+        # source and requirements for this host: it catches a missing dependency, a broken export and
+        # stale code, none of which is architecture-specific.
         target = build_bundle(replace(spec, architecture=_HOST_ARCH), log=log)  # type: ignore[arg-type]
         log(
             f"[bundle] verifying a {_HOST_ARCH} twin of the {spec.architecture} bundle (host cannot load "
