@@ -2,14 +2,26 @@
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import aws_cdk as cdk
 import pytest
 
-import app as app_module
 from stacks.bundling.build import BundlingError
+
+
+def _load_app() -> ModuleType:
+    """app.py under a name of its own: the name `app` belongs to the backends' packages in other tests."""
+    spec = importlib.util.spec_from_file_location(
+        "credmate_cdk_app", Path(__file__).resolve().parents[1] / "app.py"
+    )
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def _one_stack(app: cdk.App, *, join: bool = True) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -20,6 +32,7 @@ def _one_stack(app: cdk.App, *, join: bool = True) -> tuple[dict[str, Any], dict
 
 
 def _run_main(monkeypatch: pytest.MonkeyPatch, outdir: Path, join: Any) -> None:
+    app_module = _load_app()
     monkeypatch.setattr(app_module, "build_app", _one_stack)
     monkeypatch.setattr(app_module, "join_verifications", join)
     app_module.main(outdir)
