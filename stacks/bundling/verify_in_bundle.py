@@ -114,12 +114,22 @@ def watch_opened(bundle: str) -> "set[str]":
     return opened
 
 
+def mapped_files() -> "set[str]":
+    """Files mapped into this process (Linux): shared libraries the dynamic linker loaded for an extension
+    module (e.g. from a wheel's `*.libs/` folder) are read without any Python-level open."""
+    try:
+        with open("/proc/self/maps") as maps:
+            return {line.split(None, 5)[5].strip() for line in maps if len(line.split(None, 5)) == 6}
+    except OSError:
+        return set()
+
+
 def bundle_reads(bundle: str, opened: "set[str]") -> "list[str]":
     """The bundle-relative files this run read: each loaded module's file and the .pyc it ran, plus every
     file opened inside the bundle."""
     # Real paths on both sides: code may reach the bundle through a symlink (Path(__file__).resolve()).
     top = os.path.realpath(bundle) + os.sep
-    paths = set(opened)
+    paths = set(opened) | mapped_files()
     for module in list(sys.modules.values()):
         for attr in ("__file__", "__cached__"):
             value = getattr(module, attr, None)
