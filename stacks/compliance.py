@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from aws_cdk import Acknowledgment, CfnResource, Stack, Validations
+from aws_cdk import Acknowledgment, Stack, Validations
 from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
@@ -45,7 +45,6 @@ HOOK_NO_VPC_REASON = (
     "calls only AWS APIs and the public API URL, which a VPC without a NAT gateway cannot reach, and reads "
     "no database"
 )
-HOOK_INVOKE_REASON = "lambda:InvokeFunction on this deployment group's own hook's versions (ARN:*)"
 APIGW_LOGS_POLICY_REASON = (
     "AWS's AmazonAPIGatewayPushToCloudWatchLogs on a role only apigateway.amazonaws.com may assume"
 )
@@ -66,12 +65,6 @@ NO_WAF_REASON = "security.waf.enabled is false for this environment in cdk.json"
 
 def _ack(scope: Construct, findings: Iterable[tuple[str, str]]) -> None:
     Validations.of(scope).acknowledge(*(Acknowledgment(id=rule, reason=reason) for rule, reason in findings))
-
-
-def _stack_local_ref(stack: Stack, construct: Construct) -> str:
-    child = construct.node.default_child
-    assert isinstance(child, CfnResource)
-    return str(stack.resolve(child.logical_id))
 
 
 def _function_common(in_vpc: bool) -> list[tuple[str, str]]:
@@ -149,12 +142,6 @@ def acknowledge_backend(
                 ],
             )
             checkov_skip(hook, "CKV_AWS_117", vpc_reason)
-        # CDK's LambdaDeploymentGroup grants its role invoke on each hook as `ARN` and `ARN:*`.
-        for hook in hooks:
-            _ack(
-                c.deployment_group_role,
-                [(f"{AS}-IAM5[Resource::<{_stack_local_ref(stack, hook)}.Arn>:*]", HOOK_INVOKE_REASON)],
-            )
     if api is None:
         return
     assert isinstance(api, apigw.RestApi)

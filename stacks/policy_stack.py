@@ -40,7 +40,6 @@ PROVIDER_VPC_REASON = (
 )
 
 
-
 def policy_physical_id(body: str) -> str:
     return f"stack-policy-{hashlib.sha256(body.encode()).hexdigest()[:20]}"
 

@@ -325,8 +325,7 @@ class CanaryDeployment(Construct):
             alias=target.alias,
             deployment_config=deployment_config(self, config),
             alarms=list(alarms),
-            pre_hook=self.pre_traffic_hook,
-            post_hook=self.post_traffic_hook,
+            # The hooks are wired below (_wire_hooks), not through pre_hook/post_hook.
             auto_rollback=codedeploy.AutoRollbackConfig(
                 failed_deployment=True, stopped_deployment=True, deployment_in_alarm=True
             ),
@@ -363,12 +362,40 @@ class CanaryDeployment(Construct):
                     resources=[self.deployment_group.deployment_group_arn],
                 )
             )
+        self._wire_hooks(target)
         # The alias update is the deployment: CodeDeploy's role and the pre-traffic hook's must hold this
         # deploy's permissions before it starts (the hook's grant names the new version). Only the alias
         # resource waits, not its permissions or event source mapping.
         cfn_alias = target.alias.node.default_child
         assert isinstance(cfn_alias, lambda_.CfnAlias)
         cfn_alias.node.add_dependency(*self.hook_roles.values(), self.deployment_group_role)
+
+    def _wire_hooks(self, target: GuardedFunction) -> None:
+        """What LambdaDeploymentGroup's pre_hook/post_hook do, with CodeDeploy's invoke right on exactly each
+        hook's ARN: the alias's UpdatePolicy names the hooks (CloudFormation puts them in the deployment's
+        AppSpec), each hook may report its lifecycle status to this group, and CodeDeploy's role may invoke
+        it. CodeDeploy invokes the function named in the AppSpec, the unqualified hook (no version or alias
+        of a hook is ever published), so the library's `ARN:*` (every version) grants nothing it uses.
+        """
+        cfn_alias = target.alias.node.default_child
+        assert isinstance(cfn_alias, lambda_.CfnAlias)
+        update = "UpdatePolicy.CodeDeployLambdaAliasUpdate"
+        hooks = {
+            "BeforeAllowTrafficHook": self.pre_traffic_hook,
+            "AfterAllowTrafficHook": self.post_traffic_hook,
+        }
+        for key, hook in hooks.items():
+            if hook is None:
+                continue
+            cfn_alias.add_override(f"{update}.{key}", hook.function_name)
+            self.deployment_group.grant_put_lifecycle_event_hook_execution_status(hook)
+        self.deployment_group_role.add_to_principal_policy(
+            iam.PolicyStatement(
+                sid="InvokeThisGroupsHooks",
+                actions=["lambda:InvokeFunction"],
+                resources=[h.function_arn for h in hooks.values() if h is not None],
+            )
+        )
 
     def _deployment_group_role(
         self, target: GuardedFunction, alarms: Sequence[cloudwatch.IAlarm]
@@ -379,9 +406,9 @@ class CanaryDeployment(Construct):
         The AWS policy allows cloudwatch:DescribeAlarms, lambda:GetAlias, lambda:UpdateAlias and
         lambda:GetProvisionedConcurrencyConfig on every resource, s3:GetObject(Version) for AppSpecs kept
         in S3 (CloudFormation passes the AppSpec inline: not needed) and lambda:InvokeFunction on
-        `CodeDeployHook_*` functions (here: this group's own hooks, which the deployment group grants
-        itself). Lambda documents the alias actions on the function ARN and on the alias ARN, so both
-        are named (nothing wider). DescribeAlarms is scoped to the group's alarms: CloudWatch allows that
+        `CodeDeployHook_*` functions (here: this group's own hooks, granted by `_wire_hooks`). Lambda
+        documents the alias actions on the function ARN and on the alias ARN, so both are named (nothing
+        wider). DescribeAlarms is scoped to the group's alarms: CloudWatch allows that
         for metric alarms, and every deployment alarm here is one (only composite alarms need `*`).
         NOT VERIFIED AGAINST AWS from here (no account): the first deploy of this role is its test.
         """

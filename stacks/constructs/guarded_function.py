@@ -106,7 +106,8 @@ class GuardedFunction(Construct):
         # policy only with a network, as before.
         self.role.add_to_principal_policy(
             iam.PolicyStatement(
-                actions=["logs:CreateLogStream", "logs:PutLogEvents"], resources=[self.log_group.log_group_arn]
+                actions=["logs:CreateLogStream", "logs:PutLogEvents"],
+                resources=[self.log_group.log_group_arn],
             )
         )
         if network is not None:

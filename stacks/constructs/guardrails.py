@@ -29,7 +29,6 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
-
 DRIFT_CHECK_SRC = Path(__file__).resolve().parents[2] / "lambda_src" / "drift_check"
 METRIC_NAMESPACE = "CredentialMate/Guardrails"
 CLOUDFORMATION = "cloudformation.amazonaws.com"
@@ -272,8 +271,6 @@ class CodeDriftCheck(Construct):
         # The stack's ID is its ARN (arn:...:stack/NAME/UUID), the resource CloudFormation authorizes
         # against, whose UUID no name pattern has to guess.
         self.stack_arn = stack.stack_id
-        functions = [t.function for t in self.targets]
-
         self.log_group = logs.LogGroup(self, "Logs", retention=logs.RetentionDays.ONE_YEAR)
         self.role = iam.Role(
             self,
