@@ -268,7 +268,9 @@ def test_acknowledged_findings_stay_few_and_the_false_ones_are_gone(synthesized:
     # Fixed, not acknowledged: inline policies, concurrency, CodeDeploy's AWS managed policy, `ARN:*` and
     # `stack/NAME/*` resources.
     assert not rules & {"HIPAA.Security-IAMNoInlinePolicy", "HIPAA.Security-LambdaConcurrency"}, rules
-    assert not [r for r, _w, _p in found if "AWSCodeDeployRoleForLambda" in r or ">:*]" in r or ":stack/" in r]
+    assert not [
+        r for r, _w, _p in found if "AWSCodeDeployRoleForLambda" in r or ">:*]" in r or ":stack/" in r
+    ]
     for env in ENVS:
         if _config(synthesized, env).security.waf.enabled:
             assert not [p for r, _w, p in found if r == "AwsSolutions-APIG3" and f"-{env}/" in p]
