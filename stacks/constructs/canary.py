@@ -293,7 +293,10 @@ class CanaryDeployment(Construct):
         # policy follows every new version, and the hook waits for its policy (a function depends on its
         # role, the policy included); the alias waits for both (below). A deployment started by hand to
         # another version fails this hook: nothing but the stack moves the alias. AWS's own SAM
-        # safe-deployment example grants the hook exactly `!Ref Function.Version`.
+        # safe-deployment example grants the hook exactly `!Ref Function.Version`. The one case this
+        # cannot cover: should a CloudFormation stack rollback move the alias back through a deployment that
+        # runs this hook on the previous version (not observable here, without an AWS account), the hook
+        # would be denied, because its policy reverts only after the alias does.
         self.pre_traffic_hook.add_to_role_policy(
             iam.PolicyStatement(actions=["lambda:InvokeFunction"], resources=[target.version.function_arn])
         )
