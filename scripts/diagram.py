@@ -48,6 +48,8 @@ QUEUE = "AWS::SQS::Queue"
 ALARM = "AWS::CloudWatch::Alarm"
 COMPOSITE = "AWS::CloudWatch::CompositeAlarm"
 DEPLOYMENT_GROUP = "AWS::CodeDeploy::DeploymentGroup"
+ROLE = "AWS::IAM::Role"
+POLICIES = ("AWS::IAM::Policy", "AWS::IAM::ManagedPolicy")
 API_KINDS = {
     "AWS::ApiGateway::RestApi": "API Gateway REST API",
     "AWS::ApiGatewayV2::Api": "API Gateway HTTP API",
@@ -486,14 +488,12 @@ def _deployments(
     hook_ids: set[str] = set()
     alias_of = {f.key: f.alias for f in functions}
     for group in ix.of_type(DEPLOYMENT_GROUP):
-        # The group's service role may invoke its hooks: that policy, under the group, names them.
+        # The group's service role may invoke its hooks: that role's policy names them (under the group when
+        # the group built its role, attached to the role the group was given otherwise).
+        roles = {r.logical_id for r in ix.refs_of_type(group, ROLE)}
+        policies = [*ix.under(group.path), *(p for p in ix.of_type(*POLICIES) if p.refs & roles)]
         hooks = sorted(
-            {
-                h
-                for r in ix.under(group.path)
-                for h in ix.refs_of_type(r, LAMBDA)
-                if h.logical_id not in fn_ids
-            },
+            {h for r in policies for h in ix.refs_of_type(r, LAMBDA) if h.logical_id not in fn_ids},
             key=lambda h: h.path,
         )
         hook_ids.update(h.logical_id for h in hooks)

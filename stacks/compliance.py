@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from aws_cdk import Acknowledgment, CfnResource, Stack, Validations
+from aws_cdk import Acknowledgment, Stack, Validations
 from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
@@ -27,10 +27,6 @@ AS, HIPAA = "AwsSolutions::AwsSolutions", "HIPAA.Security::HIPAA.Security"
 XRAY_REASON = (
     "the only statement on Resource * allows xray:PutTraceSegments and xray:PutTelemetryRecords, which "
     "X-Ray does not scope to resources (active tracing)"
-)
-DEPLOYED_POLICY_REASON = (
-    "this role's default policy is a deployed AWS::IAM::Policy (logical ID in "
-    "tests/fixtures/logical_ids); CloudFormation cannot change a resource's type in place"
 )
 NO_NETWORK_REASON = "this environment has no network in cdk.json (environments.<env>.network is null)"
 NO_RESERVED_REASON = "the function catalog sets no reserved_concurrency for this function in this environment"
@@ -48,11 +44,6 @@ NO_TRIGGER_REASON = (
 HOOK_NO_VPC_REASON = (
     "calls only AWS APIs and the public API URL, which a VPC without a NAT gateway cannot reach, and reads "
     "no database"
-)
-VERSION_INVOKE_REASON = "lambda:InvokeFunction on the target function's versions (ARN:*), nothing else"
-HOOK_INVOKE_REASON = "lambda:InvokeFunction on this deployment group's own hook's versions (ARN:*)"
-CODEDEPLOY_POLICY_REASON = (
-    "AWS's AWSCodeDeployRoleForLambdaLimited on a role only codedeploy.amazonaws.com may assume"
 )
 APIGW_LOGS_POLICY_REASON = (
     "AWS's AmazonAPIGatewayPushToCloudWatchLogs on a role only apigateway.amazonaws.com may assume"
@@ -76,17 +67,8 @@ def _ack(scope: Construct, findings: Iterable[tuple[str, str]]) -> None:
     Validations.of(scope).acknowledge(*(Acknowledgment(id=rule, reason=reason) for rule, reason in findings))
 
 
-def _stack_local_ref(stack: Stack, construct: Construct) -> str:
-    child = construct.node.default_child
-    assert isinstance(child, CfnResource)
-    return str(stack.resolve(child.logical_id))
-
-
 def _function_common(in_vpc: bool) -> list[tuple[str, str]]:
-    findings = [
-        (f"{AS}-IAM5[Resource::*]", XRAY_REASON),
-        (f"{HIPAA}-IAMNoInlinePolicy", DEPLOYED_POLICY_REASON),
-    ]
+    findings = [(f"{AS}-IAM5[Resource::*]", XRAY_REASON)]
     if not in_vpc:
         findings.append((f"{HIPAA}-LambdaInsideVPC", NO_NETWORK_REASON))
     return findings
@@ -151,36 +133,15 @@ def acknowledge_backend(
             _ack(
                 hook,
                 [
-                    (f"{HIPAA}-IAMNoInlinePolicy", DEPLOYED_POLICY_REASON),
                     (
                         f"{AS}-L1",
                         f"hooks run {HOOK_RUNTIME.name} (canary.HOOK_RUNTIME), the newest Python runtime "
                         "this aws-cdk-lib knows",
                     ),
                     (f"{HIPAA}-LambdaInsideVPC", vpc_reason),
-                    (
-                        f"{AS}-IAM5[Resource::<{_stack_local_ref(stack, c.target_function)}.Arn>:*]",
-                        VERSION_INVOKE_REASON,
-                    ),
                 ],
             )
             checkov_skip(hook, "CKV_AWS_117", vpc_reason)
-        for hook in hooks:
-            _ack(
-                c.deployment_group,
-                [(f"{AS}-IAM5[Resource::<{_stack_local_ref(stack, hook)}.Arn>:*]", HOOK_INVOKE_REASON)],
-            )
-        _ack(
-            c.deployment_group,
-            [
-                (
-                    f"{AS}-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
-                    "AWSCodeDeployRoleForLambdaLimited]",
-                    CODEDEPLOY_POLICY_REASON,
-                ),
-                (f"{HIPAA}-IAMNoInlinePolicy", DEPLOYED_POLICY_REASON),
-            ],
-        )
     if api is None:
         return
     assert isinstance(api, apigw.RestApi)

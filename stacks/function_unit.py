@@ -144,7 +144,10 @@ class FunctionUnit:
             self.queues = shared.queues[fn.name]
             self.guarded.alias.add_event_source(
                 sources.SqsEventSource(
-                    self.queues.queue, batch_size=trigger.batch_size, report_batch_item_failures=True
+                    self.queues.queue,
+                    batch_size=trigger.batch_size,
+                    report_batch_item_failures=True,
+                    max_concurrency=sqs_max_concurrency(fn.reserved_concurrency),
                 )
             )
         elif isinstance(trigger, ScheduleTrigger):
@@ -214,6 +217,25 @@ class FunctionUnit:
         if self.queues is not None:
             out += [self.queues.queue, self.queues.dlq]
         return out
+
+
+# The event source mapping's maximum concurrency: Lambda accepts 2 to 1000.
+SQS_MAX_CONCURRENCY_RANGE = (2, 1000)
+
+
+def sqs_max_concurrency(reserved_concurrency: int | None) -> int | None:
+    """The SQS event source's maximum concurrency for a function with this reserved concurrency.
+
+    With reserved concurrency alone, Lambda's pollers scale past it, their invocations are throttled and the
+    messages return to the queue, each throttle counting as a receive: after three (the redrive policy) a
+    message lands in the dead-letter queue without ever being processed. Capping the pollers at the
+    reservation keeps the excess in the queue instead. A reservation of 1 is below Lambda's minimum of 2:
+    then no cap (None), as without a reservation.
+    """
+    low, high = SQS_MAX_CONCURRENCY_RANGE
+    if reserved_concurrency is None or reserved_concurrency < low:
+        return None
+    return min(reserved_concurrency, high)
 
 
 def expected_window(schedule: str) -> Duration:

@@ -27,7 +27,7 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import custom_resources as cr
 from constructs import Construct
 
-from stacks.constructs.nag import checkov_skip, nag_stack_arn_pattern
+from stacks.constructs.nag import checkov_skip
 from stacks.constructs.stack_policy import StackPolicy, StackPolicyError
 
 # Facts tests/test_security.py checks against the template.
@@ -37,11 +37,6 @@ PROVIDER_DLQ_REASON = (
 )
 PROVIDER_VPC_REASON = (
     "its role allows only cloudformation:SetStackPolicy on the target stack and writing its own log group"
-)
-
-
-TARGET_STACK_ARN_REASON = (
-    "The trailing /* is the target stack's unique ID, unknown before it exists; the stack name is fixed"
 )
 
 
@@ -87,9 +82,11 @@ class StackPolicyStack(Stack):
         self._target_name = target.stack_name
         self.body = policy.render()
         self.policy = policy
-        self.target_stack_arn = self.format_arn(
-            service="cloudformation", resource="stack", resource_name=f"{target.stack_name}/*"
-        )
+        # The target's stack ID (its ARN, arn:...:stack/NAME/UUID), imported from the target: the resource
+        # SetStackPolicy is authorized against, with no pattern over the UUID. A stack's ID never changes
+        # while the stack exists, so this export never has to change under its importer (what makes
+        # cross-stack exports fragile); like the key's, it goes only when this stack stops importing it.
+        self.target_stack_arn = target.stack_id
         call = cr.AwsSdkCall(
             service="CloudFormation",
             action="setStackPolicy",
@@ -160,13 +157,6 @@ class StackPolicyStack(Stack):
         )
         checkov_skip(provider_fn, "CKV_AWS_116", PROVIDER_DLQ_REASON)
         checkov_skip(provider_fn, "CKV_AWS_117", PROVIDER_VPC_REASON)
-        stack_arn = nag_stack_arn_pattern(self, self._target_name)
-        Validations.of(self.managed_policy).acknowledge(
-            Acknowledgment(
-                id=f"AwsSolutions::AwsSolutions-IAM5[Resource::{stack_arn}]",
-                reason=TARGET_STACK_ARN_REASON,
-            ),
-        )
 
     @property
     def target_name(self) -> str:

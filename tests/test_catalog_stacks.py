@@ -24,11 +24,20 @@ def _ids(tpl: dict[str, Any], type_: str, prefix: str) -> list[str]:
     return sorted(k for k, v in tpl["Resources"].items() if v["Type"] == type_ and k.startswith(prefix))
 
 
+# Types whose deployed resources may be replaced by resources of another logical ID. An inline
+# AWS::IAM::Policy holds no state: its statements now live in a customer-managed policy attached to the same
+# role (stacks/constructs/managed_policy_role.py). CloudFormation creates and attaches the new policy during
+# the update (every function waits for it) and deletes the old one only in the cleanup phase, after
+# everything else has been updated, so the role is never without its permissions.
+REPLACEABLE_TYPES = frozenset({"AWS::IAM::Policy"})
+
+
 def _stable(ids: dict[str, str]) -> dict[str, str]:
-    """Logical IDs minus the content-hashed types (a new one on every change of what they hash)."""
+    """Logical IDs minus the content-hashed types (a new one on every change of what they hash) and the
+    stateless ones that may be replaced (REPLACEABLE_TYPES)."""
     from stacks.constructs.stack_policy import CONTENT_HASHED_TYPES
 
-    return {k: t for k, t in ids.items() if t not in CONTENT_HASHED_TYPES}
+    return {k: t for k, t in ids.items() if t not in CONTENT_HASHED_TYPES | REPLACEABLE_TYPES}
 
 
 def _synth(tmp_path_factory: pytest.TempPathFactory, context: dict[str, Any], name: str) -> dict[str, Any]:

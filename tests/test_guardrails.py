@@ -496,14 +496,19 @@ def test_drift_check_permissions_are_read_only_and_scoped(synth):
         assert statement["Effect"] == "Allow"
         for action in as_list(statement["Action"]):
             assert read_only.match(action) or action in writes, f"{sid}: {action} is not read-only"
+    # Exactly what is read: each function, its $LATEST, its alias and the version the stack deployed; no
+    # `ARN:*` (every version) and no stack-name pattern.
     fn_resources = statements["ReadCheckedFunctions"]["Resource"]
     expected = []
+    aliases = synth.of_type("AWS::Lambda::Alias")
     for fn_id in synth.fn_ids:
         arn = {"Fn::GetAtt": [fn_id, "Arn"]}
-        expected += [arn, {"Fn::Join": ["", [arn, ":*"]]}]
-    assert fn_resources == expected
-    stack_arn = statements["DetectDriftOfThisStack"]["Resource"]
-    assert stack_arn["Fn::Join"][1][-1] == f":stack/{STACK_NAME}/*"
+        (alias_id,) = [k for k, a in aliases.items() if a["Properties"]["FunctionName"] == {"Ref": fn_id}]
+        version_id = aliases[alias_id]["Properties"]["FunctionVersion"]["Fn::GetAtt"][0]
+        expected += [arn, {"Fn::Join": ["", [arn, ":$LATEST"]]}, {"Ref": alias_id}, {"Ref": version_id}]
+    key = json.dumps
+    assert sorted(map(key, fn_resources)) == sorted(map(key, expected))
+    assert statements["DetectDriftOfThisStack"]["Resource"] == {"Ref": "AWS::StackId"}
     assert statements["OwnLogs"]["Resource"]["Fn::GetAtt"][0].startswith("CodeDriftCheckLogs")
     metrics = statements["PutGuardrailMetrics"]
     assert metrics["Condition"] == {"StringEquals": {"cloudwatch:namespace": METRIC_NAMESPACE}}
@@ -588,7 +593,12 @@ def test_deny_policy_denies_every_mutation_of_these_functions_to_the_configured_
         "lambda:DeleteFunction",
         "lambda:PutFunctionConcurrency",
     } <= set(statement["Action"])
-    assert statement["Resource"] == drift_statements(synth)["ReadCheckedFunctions"]["Resource"]
+    # Every version and alias too (`ARN:*`): a deny is as wide as what it protects.
+    expected = []
+    for fn_id in synth.fn_ids:
+        arn = {"Fn::GetAtt": [fn_id, "Arn"]}
+        expected += [arn, {"Fn::Join": ["", [arn, ":*"]]}]
+    assert statement["Resource"] == expected
     assert statement["Condition"] == {
         "StringNotEqualsIfExists": {"aws:CalledViaFirst": "cloudformation.amazonaws.com"}
     }

@@ -267,26 +267,16 @@ def test_iam_allows_only_set_stack_policy_on_the_target_stack(synth):
     (managed,) = resources_of(synth.policy_template, "AWS::IAM::ManagedPolicy").values()
     statements = managed["Properties"]["PolicyDocument"]["Statement"]
     cfn = [s for s in statements if str(s["Action"]).startswith("cloudformation")]
-    assert cfn == [
-        {
-            "Action": "cloudformation:SetStackPolicy",
-            "Effect": "Allow",
-            "Resource": {
-                "Fn::Join": [
-                    "",
-                    [
-                        "arn:",
-                        {"Ref": "AWS::Partition"},
-                        ":cloudformation:",
-                        {"Ref": "AWS::Region"},
-                        ":",
-                        {"Ref": "AWS::AccountId"},
-                        f":stack/{TARGET_NAME}/*",
-                    ],
-                ]
-            },
-        }
-    ]
+    # The target's exact stack ID (its ARN), imported from the target: no `stack/NAME/*` pattern.
+    (cfn_statement,) = cfn
+    assert cfn_statement["Action"] == "cloudformation:SetStackPolicy" and cfn_statement["Effect"] == "Allow"
+    (export_name,) = cfn_statement["Resource"]["Fn::ImportValue"].split(":")[1:]
+    exported = {
+        o["Export"]["Name"]: o["Value"]
+        for o in synth.target_template.get("Outputs", {}).values()
+        if "Export" in o
+    }
+    assert exported[f"{synth.target.stack_name}:{export_name}"] == {"Ref": "AWS::StackId"}
     others = [s for s in statements if s not in cfn]
     assert [s["Action"] for s in others] == [["logs:CreateLogStream", "logs:PutLogEvents"]]
     assert not resources_of(synth.policy_template, "AWS::IAM::Policy"), "no inline policies"

@@ -180,8 +180,9 @@ def _role_statements(tpl: dict[str, Any], function_id: str) -> list[dict[str, An
     role = tpl["Resources"][function_id]["Properties"]["Role"]["Fn::GetAtt"][0]
     return [
         s
-        for p in resources(tpl, "AWS::IAM::Policy").values()
-        if {"Ref": role} in p["Properties"]["Roles"]
+        for type_ in ("AWS::IAM::Policy", "AWS::IAM::ManagedPolicy")
+        for p in resources(tpl, type_).values()
+        if {"Ref": role} in p["Properties"].get("Roles", [])
         for s in p["Properties"]["PolicyDocument"]["Statement"]
     ]
 
@@ -196,7 +197,11 @@ def test_pre_traffic_hook_may_invoke_only_its_target_and_report_only_to_its_grou
     group = logical_id(tpl, "AWS::CodeDeploy::DeploymentGroup", f"{label}CanaryDeploymentGroup")
     statements = _role_statements(tpl, hook)
     invoke = [s for s in statements if "lambda:InvokeFunction" in json.dumps(s["Action"])]
-    assert invoke and all(target in json.dumps(s["Resource"]) for s in invoke)
+    # Exactly the version the live alias is deployed to (the one CodeDeploy shifts to).
+    alias = logical_id(tpl, "AWS::Lambda::Alias", f"{label}LiveAlias")
+    version = tpl["Resources"][alias]["Properties"]["FunctionVersion"]["Fn::GetAtt"][0]
+    assert tpl["Resources"][version]["Properties"]["FunctionName"] == {"Ref": target}
+    assert [s["Resource"] for s in invoke] == [{"Ref": version}]
     others = [f for f in BACKEND if f != label]
     assert not any(o + "Function" in json.dumps(invoke) for o in others)
     report = [s for s in statements if "PutLifecycleEventHookExecutionStatus" in json.dumps(s["Action"])]

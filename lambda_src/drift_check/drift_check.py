@@ -233,7 +233,9 @@ def check_function(lam: Any, target: Target) -> CodeDriftResult:
     latest = sha("$LATEST")
     alias = lam.get_alias(FunctionName=target.function_name, Name=target.alias)
     alias_version = str(alias["FunctionVersion"])
-    alias_sha = expected if alias_version == target.expected_version else sha(alias_version)
+    # Another version behind the alias: read through the alias itself (its configuration is that version's),
+    # the alias ARN being what the check's role may read, not every version of the function.
+    alias_sha = expected if alias_version == target.expected_version else sha(target.alias)
     weights = (alias.get("RoutingConfig") or {}).get("AdditionalVersionWeights") or {}
     return compare(
         target,

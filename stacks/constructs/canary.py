@@ -34,6 +34,7 @@ from stacks.bundling.build import DEFAULT_EXCLUDES, BundleSpec, BundlingError, b
 from stacks.config import CustomCanary
 from stacks.constructs.guarded_function import LIVE_ALIAS, GuardedFunction
 from stacks.constructs.lambda_bundle import _HOST_ARCH, _log
+from stacks.constructs.managed_policy_role import ManagedPolicyRole, path_below_stack
 from stacks.hook_budget import DEFAULT_INVOKES, MIN_HOOK_TIMEOUT_SECONDS, hook_timeout_seconds
 
 HOOKS_SRC = Path(__file__).resolve().parents[2] / "lambda_src" / "hooks"
@@ -261,6 +262,7 @@ class CanaryDeployment(Construct):
         super().__init__(scope, construct_id)
         fn = target.function
         self.target_function = fn
+        self.hook_roles: dict[str, ManagedPolicyRole] = {}
         # Long enough for every invoke of the target to run to its own timeout and still report; a target
         # timeout too long for any hook raises here, naming it (hook_budget.check_fits).
         function_timeout = int(target.timeout.to_seconds())
@@ -285,8 +287,19 @@ class CanaryDeployment(Construct):
             },
             timeout=Duration.seconds(self.pre_traffic_timeout_seconds),
         )
-        # Invoke rights on this function's versions only (function ARN and `:qualifier` ARNs).
-        fn.grant_invoke(self.pre_traffic_hook)
+        # Invoke rights on exactly the version this deploy publishes, the one CodeDeploy shifts to (the
+        # AppSpec's TargetVersion when CloudFormation starts the deployment, and the fallback above): not
+        # `ARN:*`, so the hook can run no other version, nor the alias. The version ARN is a token, so the
+        # policy follows every new version, and the hook waits for its policy (a function depends on its
+        # role, the policy included); the alias waits for both (below). A deployment started by hand to
+        # another version fails this hook: nothing but the stack moves the alias. AWS's own SAM
+        # safe-deployment example grants the hook exactly `!Ref Function.Version`. The one case this
+        # cannot cover: should a CloudFormation stack rollback move the alias back through a deployment that
+        # runs this hook on the previous version (not observable here, without an AWS account), the hook
+        # would be denied, because its policy reverts only after the alias does.
+        self.pre_traffic_hook.add_to_role_policy(
+            iam.PolicyStatement(actions=["lambda:InvokeFunction"], resources=[target.version.function_arn])
+        )
         self.post_traffic_hook: lambda_.Function | None = None
         if post_traffic:
             self.post_traffic_hook = self._hook(
@@ -306,15 +319,16 @@ class CanaryDeployment(Construct):
                 },
                 timeout=HOOK_TIMEOUT,
             )
+        self.deployment_group_role = self._deployment_group_role(target, alarms)
         self.deployment_group = codedeploy.LambdaDeploymentGroup(
             self,
             "DeploymentGroup",
+            role=self.deployment_group_role,
             application=application,
             alias=target.alias,
             deployment_config=deployment_config(self, config),
             alarms=list(alarms),
-            pre_hook=self.pre_traffic_hook,
-            post_hook=self.post_traffic_hook,
+            # The hooks are wired below (_wire_hooks), not through pre_hook/post_hook.
             auto_rollback=codedeploy.AutoRollbackConfig(
                 failed_deployment=True, stopped_deployment=True, deployment_in_alarm=True
             ),
@@ -351,6 +365,85 @@ class CanaryDeployment(Construct):
                     resources=[self.deployment_group.deployment_group_arn],
                 )
             )
+        self._wire_hooks(target)
+        # The alias update is the deployment: CodeDeploy's role and the pre-traffic hook's must hold this
+        # deploy's permissions before it starts (the hook's grant names the new version). Only the alias
+        # resource waits, not its permissions or event source mapping.
+        cfn_alias = target.alias.node.default_child
+        assert isinstance(cfn_alias, lambda_.CfnAlias)
+        cfn_alias.node.add_dependency(*self.hook_roles.values(), self.deployment_group_role)
+
+    def _wire_hooks(self, target: GuardedFunction) -> None:
+        """What LambdaDeploymentGroup's pre_hook/post_hook do, with CodeDeploy's invoke right on exactly each
+        hook's ARN: the alias's UpdatePolicy names the hooks (CloudFormation puts them in the deployment's
+        AppSpec), each hook may report its lifecycle status to this group, and CodeDeploy's role may invoke
+        it. CodeDeploy invokes the function named in the AppSpec, the unqualified hook (no version or alias
+        of a hook is ever published), so the library's `ARN:*` (every version) grants nothing it uses.
+        """
+        cfn_alias = target.alias.node.default_child
+        assert isinstance(cfn_alias, lambda_.CfnAlias)
+        update = "UpdatePolicy.CodeDeployLambdaAliasUpdate"
+        hooks = {
+            "BeforeAllowTrafficHook": self.pre_traffic_hook,
+            "AfterAllowTrafficHook": self.post_traffic_hook,
+        }
+        for key, hook in hooks.items():
+            if hook is None:
+                continue
+            cfn_alias.add_override(f"{update}.{key}", hook.function_name)
+            self.deployment_group.grant_put_lifecycle_event_hook_execution_status(hook)
+        self.deployment_group_role.add_to_principal_policy(
+            iam.PolicyStatement(
+                sid="InvokeThisGroupsHooks",
+                actions=["lambda:InvokeFunction"],
+                resources=[h.function_arn for h in hooks.values() if h is not None],
+            )
+        )
+
+    def _deployment_group_role(
+        self, target: GuardedFunction, alarms: Sequence[cloudwatch.IAlarm]
+    ) -> ManagedPolicyRole:
+        """CodeDeploy's role for this group: what AWS's AWSCodeDeployRoleForLambdaLimited allows for a
+        Lambda deployment, scoped to this group's alias and alarms, in a customer-managed policy.
+
+        The AWS policy allows cloudwatch:DescribeAlarms, lambda:GetAlias, lambda:UpdateAlias and
+        lambda:GetProvisionedConcurrencyConfig on every resource, s3:GetObject(Version) for AppSpecs kept
+        in S3 (CloudFormation passes the AppSpec inline: not needed) and lambda:InvokeFunction on
+        `CodeDeployHook_*` functions (here: this group's own hooks, granted by `_wire_hooks`). Lambda
+        documents the alias actions on the function ARN and on the alias ARN, so both are named (nothing
+        wider). DescribeAlarms is scoped to the group's alarms: CloudWatch allows that
+        for metric alarms, and every deployment alarm here is one (only composite alarms need `*`).
+        NOT VERIFIED AGAINST AWS from here (no account): the first deploy of this role is its test.
+        """
+        role = ManagedPolicyRole(
+            self,
+            "DeploymentGroupRole",
+            assumed_by=iam.ServicePrincipal("codedeploy.amazonaws.com"),
+            description=f"CodeDeploy: shifts {target.label}'s {LIVE_ALIAS} alias",
+            policy_description=f"CodeDeploy: {target.label}'s {LIVE_ALIAS} alias, its alarms and hooks",
+            keep_logical_id=(*path_below_stack(self), "DeploymentGroup", "ServiceRole", "Resource"),
+            # The deployment group attaches it to any role; the statements below replace it.
+            replaces_aws_managed=("service-role/AWSCodeDeployRoleForLambdaLimited",),
+        )
+        fn_arn = target.function.function_arn
+        # The alias ARN built from the function's, not the alias's own attribute: the alias depends on this
+        # role's policy, so the policy must not depend on the alias.
+        role.add_to_principal_policy(
+            iam.PolicyStatement(
+                sid="ShiftTheLiveAlias",
+                actions=["lambda:GetAlias", "lambda:UpdateAlias", "lambda:GetProvisionedConcurrencyConfig"],
+                resources=[fn_arn, f"{fn_arn}:{LIVE_ALIAS}"],
+            )
+        )
+        if alarms:
+            role.add_to_principal_policy(
+                iam.PolicyStatement(
+                    sid="ReadTheDeploymentAlarms",
+                    actions=["cloudwatch:DescribeAlarms"],
+                    resources=[a.alarm_arn for a in alarms],
+                )
+            )
+        return role
 
     def _hook(
         self, construct_id: str, code: lambda_.Code, handler: str, env: dict[str, str], *, timeout: Duration
@@ -361,9 +454,24 @@ class CanaryDeployment(Construct):
             retention=logs.RetentionDays.ONE_MONTH,
             removal_policy=RemovalPolicy.RETAIN,
         )
+        role = ManagedPolicyRole(
+            self,
+            f"{construct_id}Role",
+            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+            description=f"CodeDeploy {construct_id} for the {LIVE_ALIAS} alias",
+            policy_description=f"CodeDeploy {construct_id}: its log group and its deployment group",
+            keep_logical_id=(*path_below_stack(self), construct_id, "ServiceRole", "Resource"),
+        )
+        role.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=["logs:CreateLogStream", "logs:PutLogEvents"], resources=[log_group.log_group_arn]
+            )
+        )
+        self.hook_roles[construct_id] = role
         return lambda_.Function(
             self,
             construct_id,
+            role=role,
             code=code,
             handler=handler,
             runtime=HOOK_RUNTIME,

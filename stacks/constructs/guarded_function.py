@@ -21,6 +21,7 @@ from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 from stacks.backend_bundle import PROBE_HANDLER
+from stacks.constructs.managed_policy_role import ManagedPolicyRole, path_below_stack
 
 LIVE_ALIAS = "live"
 
@@ -90,6 +91,29 @@ class GuardedFunction(Construct):
         self.log_group = logs.LogGroup(
             self, "Logs", retention=RETENTION_BY_DAYS[log_retention_days], removal_policy=RemovalPolicy.RETAIN
         )
+        # Every grant to the function (X-Ray, queues, the key, the secret) lands in one customer-managed
+        # policy; the role keeps the logical ID of the one the function used to build itself.
+        self.role = ManagedPolicyRole(
+            self,
+            "ServiceRole",
+            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+            description=f"{spec.label}: the function's own permissions",
+            policy_description=f"{spec.label}: its log group, tracing and every grant made to the function",
+            keep_logical_id=(*path_below_stack(self), "Function", "ServiceRole", "Resource"),
+        )
+        # A role passed in gets neither of the AWS managed policies a function adds to a role it builds: its
+        # own log group instead of AWSLambdaBasicExecutionRole (every log group), and the network interfaces
+        # policy only with a network, as before.
+        self.role.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=["logs:CreateLogStream", "logs:PutLogEvents"],
+                resources=[self.log_group.log_group_arn],
+            )
+        )
+        if network is not None:
+            self.role.add_managed_policy(
+                iam.ManagedPolicy.from_aws_managed_policy_name("service-role/AWSLambdaVPCAccessExecutionRole")
+            )
         self.function = lambda_.Function(
             self,
             "Function",
@@ -103,6 +127,7 @@ class GuardedFunction(Construct):
             environment=dict(spec.environment),
             reserved_concurrent_executions=spec.reserved_concurrency,
             log_group=self.log_group,
+            role=self.role,
             tracing=lambda_.Tracing.ACTIVE,
             vpc=network.vpc if network else None,
             vpc_subnets=ec2.SubnetSelection(subnets=list(network.subnets)) if network else None,

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from aws_cdk import Acknowledgment, CfnResource, Duration, Stack, Token, Validations
+from aws_cdk import Acknowledgment, Duration, Stack, Token, Validations
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as cw_actions
 from aws_cdk import aws_events as events
@@ -28,8 +28,6 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sns as sns
 from constructs import Construct
-
-from stacks.constructs.nag import nag_stack_arn_pattern
 
 DRIFT_CHECK_SRC = Path(__file__).resolve().parents[2] / "lambda_src" / "drift_check"
 METRIC_NAMESPACE = "CredentialMate/Guardrails"
@@ -129,15 +127,7 @@ class GuardrailsError(ValueError):
     """A guardrail construct was given inputs it cannot honour."""
 
 
-def _logical_id(stack: Stack, resource: CfnResource) -> str:
-    return str(stack.resolve(stack.get_logical_id(resource)))
-
-
 # Acknowledgement reasons (facts tests/test_security.py checks against the template).
-VERSION_READ_REASON = "A checked function's versions and aliases (ARN:qualifier), read-only"
-STACK_ARN_REASON = (
-    "The trailing /* is the stack's unique ID, unknown before it exists; the stack name is fixed"
-)
 UNSCOPED_READS_REASON = (
     "Read-only actions without resource-level permissions: "
     "DescribeStackDriftDetectionStatus (the "
@@ -147,18 +137,9 @@ UNSCOPED_READS_REASON = (
 )
 
 
-def _function_arn_findings(functions: Sequence[lambda_.IFunction]) -> list[str]:
-    """cdk-nag's rendering of `<function ARN>:*` for functions defined in this app (`<Id.Arn>:*`)."""
-    out = []
-    for fn in functions:
-        child = fn.node.default_child
-        if isinstance(child, CfnResource):
-            out.append(f"Resource::<{_logical_id(Stack.of(child), child)}.Arn>:*")
-    return out
-
-
 def _function_resources(functions: Sequence[lambda_.IFunction]) -> list[str]:
-    """The function ARNs and `ARN:*` (its versions and aliases): the resources Lambda authorizes against."""
+    """The function ARNs and `ARN:*` (its versions and aliases): every resource Lambda authorizes against
+    for these functions (what a deny must cover)."""
     return [arn for fn in functions for arn in (fn.function_arn, f"{fn.function_arn}:*")]
 
 
@@ -287,11 +268,9 @@ class CodeDriftCheck(Construct):
         if Token.is_unresolved(stack.stack_name):
             raise GuardrailsError("CodeDriftCheck: the checked stack needs an explicit stack_name")
         self._stack_name = stack.stack_name
-        self.stack_arn = Stack.of(self).format_arn(
-            service="cloudformation", resource="stack", resource_name=f"{stack.stack_name}/*"
-        )
-        functions = [t.function for t in self.targets]
-
+        # The stack's ID is its ARN (arn:...:stack/NAME/UUID), the resource CloudFormation authorizes
+        # against, whose UUID no name pattern has to guess.
+        self.stack_arn = stack.stack_id
         self.log_group = logs.LogGroup(self, "Logs", retention=logs.RetentionDays.ONE_YEAR)
         self.role = iam.Role(
             self,
@@ -308,7 +287,7 @@ class CodeDriftCheck(Construct):
                 iam.PolicyStatement(
                     sid="ReadCheckedFunctions",
                     actions=list(FUNCTION_READ_ACTIONS),
-                    resources=_function_resources(functions),
+                    resources=[arn for t in self.targets for arn in checked_resources(t)],
                 ),
                 iam.PolicyStatement(
                     sid="DetectDriftOfThisStack",
@@ -438,30 +417,28 @@ class CodeDriftCheck(Construct):
             self.function.metric_errors(period=period, statistic="Sum"),
             "The drift check itself failed: nothing vouches for the running code until it is fixed",
         )
-        self._acknowledge(functions)
+        self._acknowledge()
 
-    def _acknowledge(self, functions: Sequence[lambda_.IFunction]) -> None:
-        acks = [
-            Acknowledgment(
-                id=f"AwsSolutions::AwsSolutions-IAM5[{finding}]",
-                reason=VERSION_READ_REASON,
-            )
-            for finding in _function_arn_findings(functions)
-        ]
-        stack_arn = nag_stack_arn_pattern(Stack.of(self), self._stack_name)
-        acks.append(
-            Acknowledgment(
-                id=f"AwsSolutions::AwsSolutions-IAM5[Resource::{stack_arn}]",
-                reason=STACK_ARN_REASON,
-            )
-        )
-        Validations.of(self.scoped_policy).acknowledge(*acks)
+    def _acknowledge(self) -> None:
         Validations.of(self.unscoped_policy).acknowledge(
             Acknowledgment(
                 id="AwsSolutions::AwsSolutions-IAM5[Resource::*]",
                 reason=UNSCOPED_READS_REASON,
             )
         )
+
+
+def checked_resources(target: DriftTarget) -> list[str]:
+    """Exactly what the check and CloudFormation drift detection read of one function: the function
+    (unqualified; `$LATEST` named too, as the check asks for it by that qualifier), its alias, and the
+    version the stack deployed (a token: the policy follows every new version).
+
+    The alias's version when it is another one (moved by hand) is read through the alias's own ARN
+    (`Qualifier=<alias>` returns the configuration of the version it points to, lambda_src/drift_check),
+    so no other version needs granting: the check reports that drift instead of failing on AccessDenied.
+    """
+    fn_arn = target.function.function_arn
+    return [fn_arn, f"{fn_arn}:$LATEST", target.alias.function_arn, target.alias.version.function_arn]
 
 
 # ---------------------------------------------------------------------------------------------------------
