@@ -464,12 +464,20 @@ def test_migration_function_runs_the_runner_in_the_bundle_with_the_environment(s
 
 def test_migration_function_may_read_the_database_secret(step_stack):
     role = step_stack.stack.resolve(step_stack.step.function.role.node.default_child.logical_id)
+    # Every grant in one customer-managed policy attached to the role: no inline policy on it
     policies = [
         v["Properties"]
         for v in step_stack.resources.values()
-        if v["Type"] == "AWS::IAM::Policy" and {"Ref": role} in v["Properties"]["Roles"]
+        if v["Type"] == "AWS::IAM::ManagedPolicy" and {"Ref": role} in v["Properties"]["Roles"]
+    ]
+    assert len(policies) == 1
+    assert not [
+        v
+        for v in step_stack.resources.values()
+        if v["Type"] == "AWS::IAM::Policy" and {"Ref": role} in v["Properties"].get("Roles", [])
     ]
     statements = [s for p in policies for s in p["PolicyDocument"]["Statement"]]
+    assert any(s["Action"] == ["logs:CreateLogStream", "logs:PutLogEvents"] for s in statements)
     secret = [s for s in statements if s["Action"] == "secretsmanager:GetSecretValue"]
     assert secret == [
         {"Action": "secretsmanager:GetSecretValue", "Effect": "Allow", "Resource": StepStack.SECRET}

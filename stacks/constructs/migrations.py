@@ -28,6 +28,7 @@ from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 from stacks.constructs.guarded_function import RETENTION_BY_DAYS, NetworkPlacement
+from stacks.constructs.managed_policy_role import ManagedPolicyRole
 
 MIGRATE_HANDLER = "credmate_migrate.handler"
 MIGRATIONS_DIR_ENV = "CREDMATE_MIGRATIONS_DIR"
@@ -77,9 +78,30 @@ class MigrationStep(Construct):
         self.log_group = logs.LogGroup(
             self, "Logs", retention=RETENTION_BY_DAYS[log_retention_days], removal_policy=RemovalPolicy.RETAIN
         )
+        # Its grants (X-Ray, this stack's status, the secret, the key) in one customer-managed policy; its log
+        # group instead of AWSLambdaBasicExecutionRole's every log group, and the network interfaces policy
+        # only with a network (what a function adds to a role it builds itself).
+        self.role = ManagedPolicyRole(
+            self,
+            "Role",
+            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+            description="Migration runner: upgrades the backend's database schema in a deploy",
+            policy_description="Migration runner: its log group, tracing, this stack's status, the secret",
+        )
+        self.role.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=["logs:CreateLogStream", "logs:PutLogEvents"],
+                resources=[self.log_group.log_group_arn],
+            )
+        )
+        if network is not None:
+            self.role.add_managed_policy(
+                iam.ManagedPolicy.from_aws_managed_policy_name("service-role/AWSLambdaVPCAccessExecutionRole")
+            )
         self.function = lambda_.Function(
             self,
             "Function",
+            role=self.role,
             code=code,
             handler=MIGRATE_HANDLER,
             runtime=runtime,
@@ -125,10 +147,6 @@ class MigrationStep(Construct):
                 "X-Ray PutTraceSegments/PutTelemetryRecords support no resource scoping",
             ),
             (
-                f"{HIPAA}-IAMNoInlinePolicy",
-                "CDK grants land in the role's own policy: X-Ray, this stack's status, the database secret",
-            ),
-            (
                 f"{AS}-L1",
                 f"runs the backend's bundle, so it must use the backend's pinned runtime ({runtime})",
             ),
@@ -159,5 +177,5 @@ class MigrationStep(Construct):
                     "the backend functions run",
                 )
             )
-        for target in (self.function, fn):
+        for target in (self.function, fn, self.role):
             Validations.of(target).acknowledge(*(Acknowledgment(id=r, reason=why) for r, why in findings))

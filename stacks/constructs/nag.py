@@ -1,30 +1,12 @@
-"""Scanner findings: how cdk-nag spells a resource (acknowledgements that match in every environment), and
-the one way a checkov check is skipped on a resource (`checkov_skip`, with its reason)."""
+"""Scanner findings: the one way a checkov check is skipped on a resource (`checkov_skip`, with its
+reason)."""
 
 from __future__ import annotations
 
 import re
 
-from aws_cdk import CfnResource, Stack, Token
+from aws_cdk import CfnResource
 from constructs import IConstruct
-
-
-def nag_stack_arn_pattern(stack: Stack, stack_name: str) -> str:
-    """`arn:...:cloudformation:REGION:ACCOUNT:stack/NAME/*` as cdk-nag prints it.
-
-    cdk-nag writes unresolved pseudo parameters as `<AWS::Region>`; an environment with account and region
-    in cdk.json has them as literals instead (and the partition too, with enablePartitionLiterals). An
-    acknowledgement written for one form does not match the other, and synth fails on the finding.
-    """
-
-    def shown(value: str, pseudo: str) -> str:
-        return f"<AWS::{pseudo}>" if Token.is_unresolved(value) else value
-
-    return (
-        f"arn:{shown(stack.partition, 'Partition')}:cloudformation:{shown(stack.region, 'Region')}:"
-        f"{shown(stack.account, 'AccountId')}:stack/{stack_name}/*"
-    )
-
 
 _CHECKOV_ID = re.compile(r"CKV2?_[A-Z0-9]+_\d+")
 # A reason says why the check does not apply here: a few words at least, not "n/a" or "ok".
