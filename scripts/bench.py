@@ -48,7 +48,8 @@ if str(REPO_ROOT) not in sys.path:  # run as `python scripts/bench.py`: make `st
 
 import bench_local_api  # noqa: E402
 
-from stacks.bundling.build import BundleSpec, BundlingError, build_bundle  # noqa: E402
+from stacks.bundling.build import build_bundle  # noqa: E402
+from stacks.bundling.spec import BundleSpec, BundlingError  # noqa: E402
 from stacks.bundling.zipwrite import write_zip  # noqa: E402
 
 SAM_VERSION = "1.170.0"
