@@ -11,7 +11,7 @@ import aws_cdk as cdk
 from cdk_nag import AwsSolutionsChecks, HIPAASecurityChecks
 
 from stacks.backend_stack import BackendStack, BackendStackProps
-from stacks.bundling.build import BundlingError
+from stacks.bundling.spec import BundlingError
 from stacks.config import ConfigError, EnvironmentConfig, parse_environments
 from stacks.constructs.lambda_bundle import join_verifications
 from stacks.constructs.stack_policy import protect

@@ -50,13 +50,8 @@ if str(REPO_ROOT) not in sys.path:  # run as `python scripts/bench.py`: make `st
 import bench_local_api  # noqa: E402
 
 from stacks.bundling import import_closure  # noqa: E402
-from stacks.bundling.build import (  # noqa: E402
-    DEFAULT_EXCLUDES,
-    BundleSpec,
-    BundlingError,
-    build_bundle,
-    source_files,
-)
+from stacks.bundling.build import build_bundle  # noqa: E402
+from stacks.bundling.spec import DEFAULT_EXCLUDES, BundleSpec, BundlingError, source_files  # noqa: E402
 from stacks.bundling.zipwrite import write_zip  # noqa: E402
 from stacks.config import parse_environments  # noqa: E402
 

@@ -25,8 +25,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from migration_diff import MigrationDiffError, run_git  # noqa: E402
 
-from stacks.bundling.build import DEFAULT_EXCLUDES, is_excluded  # noqa: E402
 from stacks.bundling.import_closure import impact  # noqa: E402
+from stacks.bundling.spec import DEFAULT_EXCLUDES, is_excluded  # noqa: E402
 from stacks.config import ConfigError, EnvironmentConfig, parse_environments  # noqa: E402
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-from stacks.bundling.build import DEFAULT_EXCLUDES, BundleSpec, HandlerCheck, bytecode_modules_for
+from stacks.bundling.spec import DEFAULT_EXCLUDES, BundleSpec, HandlerCheck, bytecode_modules_for
 from stacks.config import ConfigError, EnvironmentConfig, FunctionConfig
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

@@ -10,7 +10,7 @@ from typing import Any
 import aws_cdk as cdk
 import pytest
 
-from stacks.bundling.build import BundlingError
+from stacks.bundling.spec import BundlingError
 
 
 def _load_app() -> ModuleType:

@@ -13,15 +13,17 @@ from pathlib import Path
 
 import pytest
 
-from stacks.bundling import build as bundling
-from stacks.bundling import strip, zipwrite
-from stacks.bundling.build import (
+from stacks.bundling import input_hash as hashing
+from stacks.bundling import install, strip, zipwrite
+from stacks.bundling.build import build_bundle
+from stacks.bundling.input_hash import input_hash
+from stacks.bundling.spec import (
+    DEFAULT_DEPENDENCY_EXCLUDES,
+    BundleResult,
     BundleSpec,
     BundlingError,
     HandlerCheck,
     MissingWheelError,
-    build_bundle,
-    input_hash,
 )
 from stacks.bundling.verification import verify_bundle
 
@@ -119,7 +121,7 @@ def test_bundler_version_is_part_of_the_hash(
     mini_backend: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     before = input_hash(spec_for(mini_backend, tmp_path), TOOL)
-    monkeypatch.setattr(bundling, "BUNDLER_VERSION", "999")
+    monkeypatch.setattr(hashing, "BUNDLER_VERSION", "999")
     assert input_hash(spec_for(mini_backend, tmp_path), TOOL) != before
 
 
@@ -165,7 +167,7 @@ def test_missing_source_folder_is_an_error(tmp_path: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory) -> bundling.BundleResult:
+def built(tmp_path_factory: pytest.TempPathFactory) -> BundleResult:
     from tests.conftest import MINI_BACKEND
 
     return build_bundle(spec_for(MINI_BACKEND, tmp_path_factory.mktemp("cache-a")))
@@ -180,7 +182,7 @@ def _elf_machines(directory: Path) -> set[int]:
     return machines
 
 
-def test_bundle_holds_source_dependencies_build_info_and_bytecode(built: bundling.BundleResult) -> None:
+def test_bundle_holds_source_dependencies_build_info_and_bytecode(built: BundleResult) -> None:
     root = built.directory
     assert (root / "handler.py").is_file() and (root / "shared_pkg" / "__init__.py").is_file()
     assert (root / "mangum").is_dir() and (root / "fastapi").is_dir()
@@ -202,7 +204,7 @@ def test_bundle_holds_source_dependencies_build_info_and_bytecode(built: bundlin
     assert built.zipped_bytes == built.zip_path.stat().st_size
 
 
-def test_two_clean_builds_are_byte_identical(built: bundling.BundleResult, tmp_path: Path) -> None:
+def test_two_clean_builds_are_byte_identical(built: BundleResult, tmp_path: Path) -> None:
     from tests.conftest import MINI_BACKEND
 
     again = build_bundle(spec_for(MINI_BACKEND, tmp_path / "cache-b"))
@@ -213,14 +215,14 @@ def test_two_clean_builds_are_byte_identical(built: bundling.BundleResult, tmp_p
 
 
 def test_unchanged_inputs_are_a_cache_hit_without_installing(
-    built: bundling.BundleResult, monkeypatch: pytest.MonkeyPatch
+    built: BundleResult, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from tests.conftest import MINI_BACKEND
 
     def boom(*_a: object, **_k: object) -> None:
         raise AssertionError("installer ran on a cache hit")
 
-    monkeypatch.setattr(bundling, "install_dependencies", boom)
+    monkeypatch.setattr(install, "install_dependencies", boom)
     again = build_bundle(spec_for(MINI_BACKEND, built.directory.parents[2]))
     assert again.cache_hit and again.directory == built.directory
 
@@ -259,7 +261,7 @@ def _verify(backend: Path, cache: Path) -> str:
     return str(caught.value)
 
 
-def test_good_bundle_verifies(built: bundling.BundleResult) -> None:
+def test_good_bundle_verifies(built: BundleResult) -> None:
     from tests.conftest import MINI_BACKEND
 
     verify_bundle(built, spec_for(MINI_BACKEND, built.directory.parents[2]), CHECKS)
@@ -296,7 +298,7 @@ def test_shared_module_missing_export_names_module_and_symbol(mini_backend: Path
     assert "module shared_pkg (shared_pkg/__init__.py) no longer defines SharedError" in message
 
 
-def test_verification_names_function_module_and_hint(built: bundling.BundleResult, tmp_path: Path) -> None:
+def test_verification_names_function_module_and_hint(built: BundleResult, tmp_path: Path) -> None:
     # The interpreter check behind the static one: a bundle whose installed package went missing
     from tests.conftest import MINI_BACKEND
 
@@ -470,7 +472,7 @@ def test_dependency_excludes_drop_test_suites_and_stubs(tmp_path: Path) -> None:
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_text("x")
     # WHEN it is pruned with the default dependency excludes
-    bundling._prune_installed(tmp_path, bundling.DEFAULT_DEPENDENCY_EXCLUDES)
+    install.prune_installed(tmp_path, DEFAULT_DEPENDENCY_EXCLUDES)
     left = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file())
     # THEN only what runs is left
     assert left == ["passlib/hash.py", "pkg-1.0.dist-info/METADATA", "pkg/mod.py", "pkg/testsuite.py"]
@@ -510,7 +512,7 @@ def test_parallel_zip_is_byte_identical_to_zipfile(tmp_path: Path) -> None:
         assert archive.getinfo("run.sh").external_attr >> 16 == 0o100755
 
 
-def test_real_bundle_zip_matches_zipfile(built: bundling.BundleResult, tmp_path: Path) -> None:
+def test_real_bundle_zip_matches_zipfile(built: BundleResult, tmp_path: Path) -> None:
     _reference_zip(built.directory, tmp_path / "reference.zip")
     assert built.zip_path.read_bytes() == (tmp_path / "reference.zip").read_bytes()
 
@@ -579,7 +581,7 @@ def test_strip_tool_version_is_part_of_the_hash(
 ) -> None:
     spec = spec_for(mini_backend, tmp_path)
     before = input_hash(spec, TOOL)
-    monkeypatch.setattr(bundling, "strip_identity", lambda: "GNU strip 9.99")
+    monkeypatch.setattr(strip, "strip_identity", lambda: "GNU strip 9.99")
     assert input_hash(spec, TOOL) != before
     assert input_hash(replace(spec, strip_native=False), TOOL) == input_hash(
         replace(spec, strip_native=False), TOOL
@@ -611,7 +613,7 @@ def test_no_wheel_with_docker_falls_back_to_cdk_docker_bundling(
     from stacks.constructs import lambda_bundle
 
     # GIVEN a package without a wheel and a Docker daemon that answers (fakes: no Docker here)
-    def no_wheel(spec: BundleSpec, **_k: object) -> bundling.BundleResult:
+    def no_wheel(spec: BundleSpec, **_k: object) -> BundleResult:
         raise MissingWheelError("pycrypto", "manylinux2014_x86_64/cp311", "only a source distribution")
 
     captured: dict[str, object] = {}
@@ -635,7 +637,7 @@ def test_no_wheel_with_docker_falls_back_to_cdk_docker_bundling(
     assert not bundle.verified and bundle.code == "docker-asset"  # type: ignore[comparison-overlap]
     assert "falling back to Docker bundling" in logs[0] and "pycrypto" in logs[0]
     assert captured["path"] == str(mini_backend)
-    assert captured["asset_hash"] == input_hash(spec, f"docker:{bundling.installer_identity(spec)[0]}")
+    assert captured["asset_hash"] == input_hash(spec, f"docker:{hashing.installer_identity(spec)[0]}")
     options = captured["bundling"]
     assert options.platform == "linux/arm64"  # type: ignore[attr-defined]
     assert options.image.image == "public.ecr.aws/sam/build-python3.11"  # type: ignore[attr-defined]

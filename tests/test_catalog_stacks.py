@@ -244,7 +244,7 @@ def test_a_backend_with_another_layout_synthesizes_and_verifies(layout_backend: 
 def test_layout_backend_without_its_import_time_environment_stops_synth(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
-    from stacks.bundling.build import BundlingError
+    from stacks.bundling.spec import BundlingError
 
     context = json.loads((REPO_ROOT / "cdk.json").read_text())["context"]
     functions = {

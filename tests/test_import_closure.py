@@ -17,16 +17,15 @@ from pathlib import Path
 
 import pytest
 
-from stacks.bundling import build as bundling
-from stacks.bundling import import_closure, sdist
-from stacks.bundling.build import (
+from stacks.bundling import import_closure, install, sdist
+from stacks.bundling.build import build_bundle
+from stacks.bundling.input_hash import input_hash, installer_identity
+from stacks.bundling.spec import (
     DEFAULT_EXCLUDES,
     BundleResult,
     BundleSpec,
     BundlingError,
     HandlerCheck,
-    build_bundle,
-    input_hash,
     source_files,
 )
 from stacks.bundling.verification import verify_bundle
@@ -415,9 +414,8 @@ def test_cached_wheelhouse_does_no_work(
     monkeypatch.setattr(sdist, "build_pure_wheel", boom)
     monkeypatch.setattr(subprocess, "run", boom)
     tool = layout_built.tool
-    monkeypatch.setattr(bundling, "installer_identity", lambda _s: (tool, ["uv"]))
     spec = layout_spec(layout_backend, REPO_ROOT / ".cache")
-    wheelhouse = bundling.prepare_wheelhouse(spec, tool, ["uv"])
+    wheelhouse = install.prepare_wheelhouse(spec, tool, ["uv"])
     assert [name for name, _sha in wheelhouse.wheels] == ["docopt-0.6.2-py2.py3-none-any.whl"]
     assert (wheelhouse.directory / wheelhouse.wheels[0][0]).is_file()
 
@@ -466,7 +464,7 @@ def test_sdist_that_builds_native_code_stops_naming_the_package(
     _native_sdist(index)
     # pip download finds the sdist in the local folder (its build backend comes from the index)
     monkeypatch.setenv("PIP_FIND_LINKS", str(index))
-    _tool, command = bundling.installer_identity(
+    _tool, command = installer_identity(
         BundleSpec(source_dir=tmp_path, requirements=tmp_path / "r", cache_dir=tmp_path)
     )
     uv = command[0] if command[0].endswith("uv") else None

@@ -15,9 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from stacks.bundling import build as bundling
-from stacks.bundling import bytecode, layers, zipwrite
-from stacks.bundling.build import BundleSpec, build_bundle
+from stacks.bundling import build, bytecode, install, layers, strip, zipwrite
+from stacks.bundling.build import build_bundle
+from stacks.bundling.input_hash import installer_identity
+from stacks.bundling.spec import BundleSpec, BundlingError
 from tests.test_bundling import HANDLERS, _reference_zip, spec_for
 
 
@@ -34,7 +35,7 @@ def _forbid(monkeypatch: pytest.MonkeyPatch, *names: str) -> None:
 
     for name in names:
         module, _, attr = name.rpartition(".")
-        monkeypatch.setattr({"bundling": bundling, "zipwrite": zipwrite}[module], attr, boom)
+        monkeypatch.setattr({"install": install, "strip": strip, "zipwrite": zipwrite}[module], attr, boom)
 
 
 def _spec(backend: Path, cache: Path) -> BundleSpec:
@@ -56,8 +57,8 @@ def test_source_only_rebuild_reuses_the_dependency_layer_and_equals_a_clean_buil
     with monkeypatch.context() as patch:
         _forbid(
             patch,
-            "bundling.install_dependencies",
-            "bundling.strip_native_libraries",
+            "install.install_dependencies",
+            "strip.strip_native_libraries",
             "zipwrite.store_entries",
         )
         layered = build_bundle(_spec(mini_backend, cache))
@@ -140,8 +141,8 @@ def test_unchanged_inputs_after_a_layered_build_are_a_cache_hit(
     mini_backend: Path, shared_cache: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     first = build_bundle(_spec(mini_backend, shared_cache))
-    _forbid(monkeypatch, "bundling.install_dependencies", "zipwrite.store_entries")
-    monkeypatch.setattr(bundling, "compile_init_bytecode", lambda *_a: pytest.fail("compiled on a hit"))
+    _forbid(monkeypatch, "install.install_dependencies", "zipwrite.store_entries")
+    monkeypatch.setattr(build, "compile_init_bytecode", lambda *_a: pytest.fail("compiled on a hit"))
     again = build_bundle(_spec(mini_backend, shared_cache))
     assert again.cache_hit and again.directory == first.directory and again.seconds < 1
 
@@ -151,8 +152,8 @@ def test_a_source_file_over_a_dependency_file_never_writes_into_the_layer(
 ) -> None:
     build_bundle(_spec(mini_backend, shared_cache))
     spec = _spec(mini_backend, shared_cache)
-    tool, command = bundling.installer_identity(spec)
-    layer = bundling.dependency_layer(spec, tool, command, bundling.prepare_wheelhouse(spec, tool, command))
+    tool, command = installer_identity(spec)
+    layer = build.dependency_layer(spec, tool, command, install.prepare_wheelhouse(spec, tool, command))
     assert not layer.built
     # GIVEN a source file at the path of a dependency's file (a hard link in the bundle folder)
     target = next(e.name for e in layer.entries if e.name.endswith(".dist-info/METADATA"))
@@ -170,7 +171,7 @@ def test_a_source_file_over_a_dependency_file_never_writes_into_the_layer(
 
 def test_failed_dependency_install_leaves_no_layer(mini_backend: Path, tmp_path: Path) -> None:
     (mini_backend / "requirements.txt").write_text("this-package-does-not-exist-credmate==1.0\n")
-    with pytest.raises(bundling.BundlingError):
+    with pytest.raises(BundlingError):
         build_bundle(spec_for(mini_backend, tmp_path))
     assert list((tmp_path / "layers").iterdir()) == []
 

@@ -11,7 +11,10 @@ from pathlib import Path
 import pytest
 
 from stacks.bundling import lock
-from stacks.bundling.build import BundlingError, build_bundle, input_hash, requirements_file
+from stacks.bundling.build import build_bundle
+from stacks.bundling.input_hash import input_hash
+from stacks.bundling.install import requirements_file
+from stacks.bundling.spec import BundlingError
 from tests.test_bundling import TOOL, spec_for
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

@@ -242,7 +242,7 @@ def test_backend_missing_mangum_stops_synth_naming_function(mini_backend: Path) 
     import aws_cdk as cdk
 
     from app import build_app
-    from stacks.bundling.build import BundlingError
+    from stacks.bundling.spec import BundlingError
 
     (mini_backend / "requirements.txt").write_text("fastapi==0.115.6\n")
     with pytest.raises(BundlingError) as caught:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from stacks.bundling import verify_cache
-from stacks.bundling.build import BundleResult, BundleSpec, BundlingError, HandlerCheck
+from stacks.bundling.spec import BundleResult, BundleSpec, BundlingError, HandlerCheck
 from stacks.bundling.verification import verify_bundle
 
 CHECKS = [

@@ -1,1 +1,7 @@
-"""Bundler parts that work on a built bundle or its inputs: the static import closure and sdist wheels."""
+"""The bundler, plain Python (no CDK: stacks/constructs/lambda_bundle.py turns its bundle into an asset).
+
+One module per job: spec.py (shared types and file selection), input_hash.py (asset hash, layer key),
+install.py (dependencies), build.py (orchestration), layers.py and zipwrite.py (cached layer, zip),
+import_closure.py, verification.py and verify_cache.py (import checks, and which carry over), bytecode.py
+(init and lazy-import bytecode), sdist.py, lock.py and strip.py.
+"""

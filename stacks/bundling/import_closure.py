@@ -33,6 +33,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from stacks.bundling.spec import DEFAULT_EXCLUDES, source_files
+
 # Modules the Lambda Python runtime puts on sys.path itself (/var/runtime): the AWS SDK and what it depends
 # on, and the runtime interface client. An import of one of these resolves on Lambda even when the bundle
 # does not install it. Relying on them is the backend's choice (AWS recommends bundling the SDK to pin it),
@@ -635,8 +637,6 @@ def impact(
 
     Source only (no bundle needed): for the PR diff. `changed_files` are relative to `source_dir`.
     """
-    from stacks.bundling.build import DEFAULT_EXCLUDES, source_files
-
     files = source_files(source_dir, DEFAULT_EXCLUDES if excludes is None else excludes)
     modules = read_source(source_dir, files)
     resolver = _Resolver(

@@ -20,6 +20,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from stacks.bundling.spec import BundlingError
+
 LOCK_NAME = "requirements.lock"
 HASH_LINE = "# requirements-sha256: "
 _HASH_RE = re.compile(r"^# requirements-sha256: ([0-9a-f]{64})\s*$", re.M)
@@ -36,9 +38,6 @@ def recorded_sha256(lock: Path) -> str | None:
 
 def check_fresh(lock: Path, requirements: Path) -> None:
     """Raise BundlingError (naming both files and `make lock`) unless `lock` was made from `requirements`."""
-    # Imported here: bundling imports this module, and its error type is what synth reports.
-    from stacks.bundling.build import BundlingError
-
     fix = f"run `make lock` (or `python scripts/lock.py {requirements.parent}`) and commit the new lock"
     if not requirements.is_file():
         raise BundlingError(f"{lock} has no {requirements.name} beside it ({requirements} is missing): {fix}")
@@ -64,7 +63,7 @@ def uv_command() -> str:
     return found
 
 
-# The manylinux tag the bundler installs for (bundling._PLATFORMS) and the marker naming that machine.
+# The manylinux tag the bundler installs for (install._PLATFORMS) and the marker naming that machine.
 TARGET_PLATFORMS = {
     "x86_64": ("x86_64-manylinux2014", "x86_64"),
     "arm64": ("aarch64-manylinux2014", "aarch64"),

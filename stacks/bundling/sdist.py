@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from stacks.bundling.build import BundleSpec
+    from stacks.bundling.spec import BundleSpec
 
 # Bump when the way wheels are built changes: part of the wheelhouse key.
 SDIST_BUILDER_VERSION = "1"

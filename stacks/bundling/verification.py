@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from stacks.bundling import verify_cache
-from stacks.bundling.build import BundleResult, BundleSpec, BundlingError, HandlerCheck
 from stacks.bundling.import_closure import listed_in_requirements
+from stacks.bundling.spec import BundleResult, BundleSpec, BundlingError, HandlerCheck
 
 HEALTHY = ("healthy", "ok", "pass", "up")  # as verify_in_bundle.HEALTHY_STATUSES (that file runs standalone)
 

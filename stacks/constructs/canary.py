@@ -30,7 +30,8 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
-from stacks.bundling.build import DEFAULT_EXCLUDES, BundleSpec, BundlingError, build_bundle
+from stacks.bundling.build import build_bundle
+from stacks.bundling.spec import DEFAULT_EXCLUDES, BundleSpec, BundlingError
 from stacks.config import CustomCanary
 from stacks.constructs.guarded_function import LIVE_ALIAS, GuardedFunction
 from stacks.constructs.lambda_bundle import _HOST_ARCH, _log

@@ -21,17 +21,10 @@ from dataclasses import dataclass, replace
 from aws_cdk import AssetHashType, BundlingOptions, DockerVolume
 from aws_cdk import aws_lambda as lambda_
 
-from stacks.bundling.build import (
-    BundleResult,
-    BundleSpec,
-    BundlingError,
-    HandlerCheck,
-    MissingWheelError,
-    build_bundle,
-    input_hash,
-    installer_identity,
-    requirements_file,
-)
+from stacks.bundling.build import build_bundle
+from stacks.bundling.input_hash import input_hash, installer_identity
+from stacks.bundling.install import requirements_file
+from stacks.bundling.spec import BundleResult, BundleSpec, BundlingError, HandlerCheck, MissingWheelError
 from stacks.bundling.verification import target_interpreter, verify_bundle
 
 _HOST_ARCH = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "arm64", "arm64": "arm64"}.get(

@@ -15,7 +15,8 @@ from functools import cache
 from pathlib import Path
 
 from stacks.backend_bundle import bundle_spec, wrapper_environment
-from stacks.bundling.build import BundleResult, BundleSpec, build_bundle
+from stacks.bundling.build import build_bundle
+from stacks.bundling.spec import BundleResult, BundleSpec
 from stacks.config import EnvironmentConfig, parse_environments
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

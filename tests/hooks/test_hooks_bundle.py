@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from stacks.bundling.build import BundlingError, build_bundle
+from stacks.bundling.build import build_bundle
+from stacks.bundling.spec import BundlingError
 from stacks.constructs.canary import (
     HOOK_RUNTIME,
     HOOKS_SRC,

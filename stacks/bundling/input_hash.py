@@ -1,0 +1,106 @@
+"""What decides a bundle's identity: the input hash (the asset hash CDK deploys) and the dependency layer's
+key.
+
+The input hash covers every file under the source folder (minus the excludes), the requirements (or lock)
+content, runtime, architecture, installer and bundler version and every option that changes what is built.
+It is both the bundle cache's key and the CDK asset hash, so any change gives a new asset (a new Lambda
+version and a canary) and no change gives the same one, with no rebuild. It is computed before the bundle
+is built, which is what lets an unchanged synth stop at a cache hit. The dependency layer's key
+is the subset that decides the installed dependencies, so a source-only change reuses them.
+
+Both keys live in this one module so that a new input cannot reach one without the other being reviewed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from stacks.bundling import strip
+from stacks.bundling.install import requirements_file
+from stacks.bundling.spec import BundleSpec, BundlingError, source_files
+
+# Bump when the bundle layout or any build step changes: it is part of every input hash.
+BUNDLER_VERSION = "8"
+
+
+def installer_identity(spec: BundleSpec) -> tuple[str, list[str]]:
+    """(name and version, command prefix) of the tool that installs dependencies."""
+    if spec.installer in ("auto", "uv"):
+        uv = shutil.which("uv") or str(Path(sys.executable).with_name("uv"))
+        if Path(uv).exists():
+            version = subprocess.run([uv, "--version"], capture_output=True, text=True, check=True).stdout
+            # The host triple in "(x86_64-unknown-linux-gnu)" must not reach the hash: a laptop and CI agree.
+            return version.split(" (")[0].strip(), [uv]
+        if spec.installer == "uv":
+            raise BundlingError("installer 'uv' requested but uv is not installed (pip install uv)")
+    version = subprocess.run(
+        [sys.executable, "-m", "pip", "--version"], capture_output=True, text=True, check=True
+    ).stdout.split(" from ")[0]
+    return version.strip(), [sys.executable, "-m", "pip"]
+
+
+def host_can_compile(spec: BundleSpec) -> bool:
+    """Bytecode is only written when the host Python is the target's: whether it is, is an input."""
+    return f"{sys.version_info.major}.{sys.version_info.minor}" == spec.python_version
+
+
+def input_hash(spec: BundleSpec, tool: str, wheels: Sequence[tuple[str, str]] = ()) -> str:
+    """One digest of every input that can change the bundle (`wheels`: locally built (name, sha256))."""
+    digest = hashlib.sha256()
+
+    def add(label: str, value: str | bytes) -> None:
+        data = value.encode() if isinstance(value, str) else value
+        digest.update(f"{label}:{len(data)}:".encode())
+        digest.update(data)
+
+    add("bundler", BUNDLER_VERSION)
+    add("tool", tool)
+    add("runtime", spec.runtime)
+    add("architecture", spec.architecture)
+    add("excludes", json.dumps(sorted(spec.excludes)))
+    add("bytecode", str(spec.compile_bytecode and host_can_compile(spec)))
+    add("bytecode-modules", json.dumps(list(spec.bytecode_modules)))
+    add("dependency-excludes", json.dumps(sorted(spec.dependency_excludes)))
+    add("strip", strip.strip_identity() if spec.strip_native else "off")
+    add("migrations", spec.migrations_dir or "")
+    add("handlers", json.dumps([list(h) for h in spec.handlers]))
+    if wheels:
+        add("built-wheels", json.dumps(sorted(list(w) for w in wheels)))
+    req = requirements_file(spec)
+    add("requirements-name", req.name)
+    add("requirements", req.read_bytes())
+    for relative, path in source_files(spec.source_dir, spec.excludes):
+        add("file", relative)
+        add("content", path.read_bytes())
+    for name, path in sorted(spec.extra_files):
+        if not path.is_file():
+            raise BundlingError(f"extra bundle file {path} (for {name}) does not exist")
+        add("extra", name)
+        add("content", path.read_bytes())
+    return digest.hexdigest()
+
+
+def dependency_key(
+    spec: BundleSpec, tool: str, wheels: Sequence[tuple[str, str]]
+) -> list[tuple[str, str | bytes]]:
+    """The labelled parts that key the dependency layer (layers.dependency_layer hashes them): the inputs of
+    the install, prune and strip steps, and nothing from the source folder."""
+    req = requirements_file(spec)
+    return [
+        ("bundler", BUNDLER_VERSION),
+        ("tool", tool),
+        ("runtime", spec.runtime),
+        ("architecture", spec.architecture),
+        ("dependency-excludes", json.dumps(sorted(spec.dependency_excludes))),
+        ("strip", strip.strip_identity() if spec.strip_native else "off"),
+        ("requirements-name", req.name),
+        ("requirements", req.read_bytes()),
+        # Wheels built here from pure-Python sdists: part of what gets installed.
+        ("built-wheels", json.dumps(sorted(list(w) for w in wheels))),
+    ]

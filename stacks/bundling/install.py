@@ -1,0 +1,200 @@
+"""Installs a bundle's dependencies for the Lambda platform, whatever the host.
+
+* Only manylinux wheels for the target Python and architecture are installed (`--only-binary :all:` with the
+  target's platform tag): a wheel for Lambda installs the same on a laptop and in CI, and nothing is compiled
+  for the wrong machine. `uv` when present (hard links into its cache, no copy), pip otherwise.
+* The file installed from is a hashed `requirements.lock` beside requirements.txt when there is one, and it
+  must have been resolved from that requirements.txt (lock.py): a stale lock would ship something else than
+  requirements.txt says. With a lock, every file's hash is required.
+* A requirement published only as a pure-Python sdist becomes a wheel first (sdist.py); one that has no
+  wheel for the target and none can be built stops with MissingWheelError naming the package (the Docker
+  fallback in stacks/constructs/lambda_bundle.py applies).
+* What the installer leaves that Lambda never reads or that differs between hosts (console scripts, RECORD,
+  `__pycache__`, the dependency excludes) is pruned, so two hosts install the same tree.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from stacks.bundling import sdist
+from stacks.bundling.lock import check_fresh as check_lock_fresh
+from stacks.bundling.sdist import Wheelhouse
+from stacks.bundling.spec import BundleSpec, BundlingError, MissingWheelError, is_excluded
+
+_PLATFORMS = {
+    "x86_64": ("x86_64-manylinux2014", "manylinux2014_x86_64"),
+    "arm64": ("aarch64-manylinux2014", "manylinux2014_aarch64"),
+}
+
+
+def requirements_file(spec: BundleSpec) -> Path:
+    """The file dependencies install from: a hashed lock beside requirements.txt wins when present."""
+    lock = spec.requirements.with_name("requirements.lock")
+    chosen = lock if lock.is_file() else spec.requirements
+    if not chosen.is_file():
+        raise BundlingError(
+            f"requirements file {spec.requirements} is missing: a Lambda without its "
+            "dependencies fails every request (No module named 'mangum'). Create it."
+        )
+    if chosen is lock:
+        check_lock_fresh(lock, spec.requirements)
+    lines = [ln.strip() for ln in chosen.read_text().splitlines()]
+    if not any(ln and not ln.startswith("#") for ln in lines):
+        raise BundlingError(
+            f"requirements file {chosen} lists no packages: refusing to bundle a Lambda "
+            "without dependencies. Add the backend's packages (fastapi, mangum, ...)."
+        )
+    return chosen
+
+
+_NO_WHEEL_PATTERNS = (
+    re.compile(r"(?:only|no) (?:source distribution|wheels?)[^\n]*?for `?([A-Za-z0-9_.-]+)", re.I),
+    re.compile(r"Because ([A-Za-z0-9_.-]+)(?:==[^ ]+)? has no (?:usable |compatible )?wheels", re.I),
+    re.compile(
+        r"`?([A-Za-z0-9_.-]+)`?(?:==\S+)? .*?can't be installed because it doesn't have a wheel", re.I
+    ),
+    re.compile(r"No matching distribution found for ([A-Za-z0-9_.-]+)", re.I),
+)
+
+
+def _no_wheel_package(output: str) -> str | None:
+    for pattern in _NO_WHEEL_PATTERNS:
+        match = pattern.search(output)
+        if match:
+            return match.group(1)
+    return None
+
+
+def _install_command(
+    spec: BundleSpec, command: list[str], target: Path, cache: Path, find_links: Path | None, dry_run: bool
+) -> tuple[list[str], dict[str, str], str]:
+    req = requirements_file(spec)
+    uv_platform, pip_platform = _PLATFORMS[spec.architecture]
+    hashes = ["--require-hashes"] if req.name == "requirements.lock" else []
+    # Locally built pure-Python wheels (stacks/bundling/sdist.py), found beside the index.
+    extra = [*(["--find-links", str(find_links)] if find_links else []), *(["--dry-run"] if dry_run else [])]
+    if command[0].endswith("uv"):
+        args = [
+            *command,
+            "pip",
+            "install",
+            "--target",
+            str(target),
+            "--python-platform",
+            uv_platform,
+            "--python-version",
+            spec.python_version,
+            "--only-binary",
+            ":all:",
+            "--no-compile",
+            # Hard links into uv's cache: no 100 MB copy. Nothing edits installed files in place (strip writes
+            # a new file), so the cache is never modified through a link.
+            "--link-mode",
+            "hardlink",
+            "--no-progress",
+            "--quiet",
+            *extra,
+            *hashes,
+            "-r",
+            str(req),
+        ]
+        env = {**os.environ, "UV_CACHE_DIR": str(cache / "uv"), "UV_NO_CONFIG": "1"}
+        platform = uv_platform
+    else:
+        args = [
+            *command,
+            "install",
+            "--target",
+            str(target),
+            "--platform",
+            pip_platform,
+            "--implementation",
+            "cp",
+            "--python-version",
+            spec.python_version,
+            "--only-binary=:all:",
+            "--no-compile",
+            "--no-deps" if hashes else "--upgrade",
+            "--quiet",
+            *extra,
+            *hashes,
+            "-r",
+            str(req),
+        ]
+        env = dict(os.environ)
+        platform = pip_platform
+    return args, env, platform
+
+
+def prepare_wheelhouse(
+    spec: BundleSpec, tool: str, command: list[str], *, log: Callable[[str], None] = lambda _m: None
+) -> Wheelhouse:
+    """Pure-Python wheels built from the sdists the requirements need (usually none): cached, see sdist.py."""
+    req = requirements_file(spec)
+
+    def dry_run(find_links: Path | None) -> tuple[bool, str]:
+        with tempfile.TemporaryDirectory(prefix="credmate-dry-") as target:
+            args, env, _platform = _install_command(
+                spec, command, Path(target), spec.cache_dir, find_links, dry_run=True
+            )
+            proc = subprocess.run(args, capture_output=True, text=True, env=env, check=False)
+        return proc.returncode == 0, proc.stdout + proc.stderr
+
+    uv = command[0] if command[0].endswith("uv") else None
+    try:
+        return sdist.prepare_wheelhouse(spec, req, tool, dry_run, uv=uv, log=log)
+    except sdist.SdistError as exc:
+        uv_platform, pip_platform = _PLATFORMS[spec.architecture]
+        platform = uv_platform if uv else pip_platform
+        raise MissingWheelError(
+            exc.package, f"{platform}/cp{spec.python_version.replace('.', '')}", exc.detail
+        ) from None
+
+
+def install_dependencies(
+    spec: BundleSpec, command: list[str], target: Path, cache: Path, find_links: Path | None = None
+) -> None:
+    req = requirements_file(spec)
+    args, env, platform = _install_command(spec, command, target, cache, find_links, dry_run=False)
+    proc = subprocess.run(args, capture_output=True, text=True, env=env, check=False)
+    if proc.returncode != 0:
+        output = proc.stdout + proc.stderr
+        package = _no_wheel_package(output)
+        if package:
+            raise MissingWheelError(
+                package, f"{platform}/cp{spec.python_version.replace('.', '')}", output[-2000:]
+            )
+        raise BundlingError(
+            f"installing {req} for {spec.runtime}/{spec.architecture} failed:\n{output[-3000:]}"
+        )
+
+
+def prune_installed(target: Path, excludes: Iterable[str] = ()) -> None:
+    """Drop what the installer writes that Lambda never reads and that would differ between hosts."""
+    shutil.rmtree(target / "bin", ignore_errors=True)  # console scripts: host-specific shebangs
+    (target / ".lock").unlink(missing_ok=True)  # uv's install lock file
+    for record in target.glob("*.dist-info/RECORD"):
+        # RECORD lists install-time paths; importlib.metadata and the runtime never need it.
+        record.unlink()
+    for cache in target.rglob("__pycache__"):
+        shutil.rmtree(cache, ignore_errors=True)
+    excludes = tuple(excludes)
+    if not excludes:
+        return
+    # Top-down, so an excluded folder goes whole and its contents are never visited.
+    for root, dirs, files in os.walk(target):
+        base = Path(root)
+        for name in sorted(dirs):
+            if is_excluded((base / name).relative_to(target).as_posix(), excludes):
+                shutil.rmtree(base / name)
+                dirs.remove(name)
+        for name in files:
+            if is_excluded((base / name).relative_to(target).as_posix(), excludes):
+                (base / name).unlink()
