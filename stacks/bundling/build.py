@@ -23,6 +23,7 @@ its final place and renames it there in one step, so an interrupted build never 
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import os
 import re
@@ -132,10 +133,11 @@ def compile_bytecode(directory: Path) -> None:
 
 def compile_init_bytecode(
     spec: BundleSpec, bundle: Path, layer: layers.DependencyLayer, closure: import_closure.Closure
-) -> int:
+) -> list[str]:
     """Unchecked-hash .pyc for what `spec.bytecode_modules` import at init (see stacks/bundling/bytecode.py):
     the bundle's own modules (source and extra files) by their static init closure, dependency modules by
-    what their dependency imports load, the functions' lazy dependency imports included; returns how many."""
+    what their dependency imports load, the functions' lazy dependency imports included; returns the
+    bundle-relative .py files that got one."""
     extra = [(name, path) for name, path in spec.extra_files if name.endswith(".py")]
     modules = {**closure.modules, **import_closure.read_source(bundle, extra)}
     lazy = {(d.module, d.names) for deps in closure.lazy_dependencies.values() for d in deps}
@@ -150,7 +152,7 @@ def compile_init_bytecode(
         )
     except init_bytecode.BytecodeError as exc:
         raise BundlingError(str(exc)) from exc
-    return len(done)
+    return done
 
 
 def check_import_closure(spec: BundleSpec, bundle: Path) -> import_closure.Closure:
@@ -259,17 +261,25 @@ def build_bundle(spec: BundleSpec, *, log: Callable[[str], None] = lambda _m: No
         (bundle / "build_info.json").write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
         bytecode = spec.compile_bytecode and host_can_compile(spec)
         bytecode_files = 0
+        # Every file this build wrote besides the layer's links, when known: the zip then need not list the
+        # whole bundle folder to find them (thousands of files, on every source edit).
+        written: list[str] | None = [*own, "build_info.json"]
         if bytecode and spec.bytecode_modules:
-            bytecode_files = compile_init_bytecode(spec, bundle, layer, closure)
+            compiled = compile_init_bytecode(spec, bundle, layer, closure)
+            bytecode_files = len(compiled)
+            written = [*own, "build_info.json", *(importlib.util.cache_from_source(rel) for rel in compiled)]
         elif bytecode:
             compile_bytecode(bundle)
             bytecode_files = sum(1 for _ in bundle.rglob("*.pyc"))
+            written = None
         elif spec.compile_bytecode:
             notices.append(
                 f"no precompiled bytecode: host Python is {sys.version_info.major}."
                 f"{sys.version_info.minor}, target is {spec.python_version}"
             )
-        zipped, unzipped = layer.write_zip(work / "bundle.zip", bundle, replaced=[*own, "build_info.json"])
+        zipped, unzipped = layer.write_zip(
+            work / "bundle.zip", bundle, replaced=[*own, "build_info.json"], written=written
+        )
         meta = {
             "unzipped_bytes": unzipped,
             "zipped_bytes": zipped,

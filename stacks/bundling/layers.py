@@ -75,18 +75,26 @@ class DependencyLayer:
             except OSError:
                 shutil.copy2(source, dest)
 
-    def write_zip(self, zip_path: Path, bundle: Path, *, replaced: Sequence[str]) -> tuple[int, int]:
+    def write_zip(
+        self, zip_path: Path, bundle: Path, *, replaced: Sequence[str], written: Sequence[str] | None = None
+    ) -> tuple[int, int]:
         """The bundle's zip: the layer's entries as stored, merged with the files this build wrote.
 
         `bundle` holds the layer's files (linked) plus the build's own: every file not in the layer, and
-        the layer names in `replaced`, is deflated now. Returns (zip size, unzipped size).
+        the layer names in `replaced`, is deflated now. `written`: every bundle-relative file the build
+        wrote, when the caller knows them (then the folder is not walked); None: walk it. Returns (zip
+        size, unzipped size).
         """
         stored = {e.name for e in self.entries}
         again = set(replaced)
-        files = _paths(bundle)
-        missing = stored - {name for name, _p in files}
-        if missing:
-            raise FileNotFoundError(f"{bundle} lost files of its dependency layer: {sorted(missing)[:5]}")
+        if written is None:
+            files = _paths(bundle)
+            missing = stored - {name for name, _p in files}
+            if missing:
+                raise FileNotFoundError(f"{bundle} lost files of its dependency layer: {sorted(missing)[:5]}")
+        else:
+            top = str(bundle)
+            files = [(name, os.path.join(top, name)) for name in sorted(set(written))]
         new = zipwrite.NewEntries()
         pyc_cache = self.pyc_cache
 
