@@ -755,16 +755,22 @@ def ensure_sam(venv: Path = SAM_VENV) -> Path:
     """`sam` from aws-sam-cli==SAM_VERSION in its own venv, created once and reused."""
     sam = venv / "bin" / "sam"
     if sam.exists():
-        proc = subprocess.run(
-            [str(sam), "--version"],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-            env={**os.environ, "SAM_CLI_TELEMETRY": "0"},
-        )
-        if proc.returncode == 0 and SAM_VERSION in proc.stdout:
-            return sam
+        try:
+            proc = subprocess.run(
+                [str(sam), "--version"],
+                capture_output=True,
+                text=True,
+                timeout=120,
+                check=False,
+                env={**os.environ, "SAM_CLI_TELEMETRY": "0"},
+            )
+            if proc.returncode == 0 and SAM_VERSION in proc.stdout:
+                return sam
+        except OSError as exc:
+            # A venv's scripts name its interpreter by absolute path: one created in another checkout (or
+            # moved) cannot start. Made again from scratch.
+            _log(f"[bench] {venv} does not run ({exc.strerror}): creating it again")
+            shutil.rmtree(venv)
     python = venv / "bin" / "python"
     if not python.exists():
         _log(f"[bench] creating {venv} for aws-sam-cli=={SAM_VERSION}")

@@ -394,3 +394,33 @@ def test_module_every_function_imports_follows_the_catalogs_handlers(tmp_path: P
         path = tmp_path / f"{module.replace('.', '/')}.py"
         path.write_text("def lambda_handler(e, c):\n    return 1\n")
     assert bench.module_every_function_imports(tmp_path) is None
+
+
+def test_a_sam_venv_that_cannot_start_is_made_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # GIVEN a SAM venv created in another checkout: its scripts name an interpreter that is gone
+    venv = tmp_path / "sam-venv"
+    (venv / "bin").mkdir(parents=True)
+    stale = venv / "bin" / "sam"
+    stale.write_text("#!/nowhere/any-more/python\n")
+    stale.chmod(0o755)
+    (venv / "stale-marker").write_text("")
+    calls: list[str] = []
+
+    def fake_run(cmd: list[str], *, what: str, **_kw: object) -> float:
+        calls.append(what)
+        if "-m" in cmd and "venv" in cmd:  # creating the venv
+            (venv / "bin").mkdir(parents=True, exist_ok=True)
+            (venv / "bin" / "python").write_text("")
+        else:  # installing aws-sam-cli
+            sam = venv / "bin" / "sam"
+            sam.write_text(f"#!/bin/sh\necho 'SAM CLI, version {bench.SAM_VERSION}'\n")
+            sam.chmod(0o755)
+        return 0.0
+
+    monkeypatch.setattr(bench, "_run", fake_run)
+    # WHEN the bench needs sam
+    sam = bench.ensure_sam(venv)
+    # THEN the broken venv was removed and built again, and the new sam answers
+    assert not (venv / "stale-marker").exists()
+    assert [c.split(" ")[0] for c in calls] == ["creating", "pip"]
+    assert sam == venv / "bin" / "sam"
