@@ -136,3 +136,57 @@ def test_merge_keeps_agreeing_pins_plain_and_marks_the_rest() -> None:
 def test_sample_backend_lock_is_current() -> None:
     backend = REPO_ROOT / "apps" / "backend-api"
     lock.check_fresh(backend / "requirements.lock", backend / "requirements.txt")
+
+
+def _recording_run(monkeypatch: pytest.MonkeyPatch, fail_offline: bool) -> list[list[str]]:
+    import subprocess
+
+    from stacks.bundling import install
+
+    calls: list[list[str]] = []
+
+    def run(args: list[str], **_kw: object) -> subprocess.CompletedProcess[str]:
+        calls.append([str(a) for a in args])
+        target = Path(args[args.index("--target") + 1])
+        if "--offline" in args and fail_offline:
+            (target / "partial.py").write_text("")  # what a failed attempt may leave
+            return subprocess.CompletedProcess(args, 2, "", "error: not in the cache (--offline)")
+        assert not (target / "partial.py").exists(), "an attempt started on a dirty target"
+        return subprocess.CompletedProcess(args, 0, "", "")
+
+    monkeypatch.setattr(install.subprocess, "run", run)
+    return calls
+
+
+@pytest.mark.parametrize("cached", [True, False])
+def test_a_locked_install_asks_the_index_only_when_the_cache_lacks_a_wheel(
+    mini_backend: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cached: bool
+) -> None:
+    from stacks.bundling.install import install_dependencies
+
+    requirements = mini_backend / "requirements.txt"
+    (mini_backend / "requirements.lock").write_text(
+        _header(requirements) + "mangum==0.19.0 --hash=sha256:00\n"
+    )
+    calls = _recording_run(monkeypatch, fail_offline=not cached)
+    target = tmp_path / "tree"
+    target.mkdir()
+    install_dependencies(spec_for(mini_backend, tmp_path), ["/x/uv"], target, tmp_path)
+    # THEN the cache is tried first (the lock's pins and hashes leave the index nothing to decide) ...
+    assert "--offline" in calls[0] and "--require-hashes" in calls[0]
+    # ... and the index only when that failed, on a clean target
+    assert len(calls) == (1 if cached else 2)
+    if not cached:
+        assert "--offline" not in calls[1]
+
+
+def test_an_unlocked_install_always_asks_the_index(
+    mini_backend: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from stacks.bundling.install import install_dependencies
+
+    calls = _recording_run(monkeypatch, fail_offline=False)
+    target = tmp_path / "tree"
+    target.mkdir()
+    install_dependencies(spec_for(mini_backend, tmp_path), ["/x/uv"], target, tmp_path)
+    assert len(calls) == 1 and "--offline" not in calls[0]

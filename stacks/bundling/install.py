@@ -73,13 +73,23 @@ def _no_wheel_package(output: str) -> str | None:
 
 
 def _install_command(
-    spec: BundleSpec, command: list[str], target: Path, cache: Path, find_links: Path | None, dry_run: bool
+    spec: BundleSpec,
+    command: list[str],
+    target: Path,
+    cache: Path,
+    find_links: Path | None,
+    dry_run: bool,
+    offline: bool = False,
 ) -> tuple[list[str], dict[str, str], str]:
     req = requirements_file(spec)
     uv_platform, pip_platform = _PLATFORMS[spec.architecture]
     hashes = ["--require-hashes"] if req.name == "requirements.lock" else []
     # Locally built pure-Python wheels (stacks/bundling/sdist.py), found beside the index.
-    extra = [*(["--find-links", str(find_links)] if find_links else []), *(["--dry-run"] if dry_run else [])]
+    extra = [
+        *(["--find-links", str(find_links)] if find_links else []),
+        *(["--dry-run"] if dry_run else []),
+        *(["--offline"] if offline else []),
+    ]
     if command[0].endswith("uv"):
         args = [
             *command,
@@ -141,10 +151,13 @@ def prepare_wheelhouse(
 
     def dry_run(find_links: Path | None) -> tuple[bool, str]:
         with tempfile.TemporaryDirectory(prefix="credmate-dry-") as target:
-            args, env, _platform = _install_command(
-                spec, command, Path(target), spec.cache_dir, find_links, dry_run=True
+            proc = _run_cache_first(
+                spec,
+                command,
+                lambda offline: _install_command(
+                    spec, command, Path(target), spec.cache_dir, find_links, dry_run=True, offline=offline
+                )[:2],
             )
-            proc = subprocess.run(args, capture_output=True, text=True, env=env, check=False)
         return proc.returncode == 0, proc.stdout + proc.stderr
 
     uv = command[0] if command[0].endswith("uv") else None
@@ -158,12 +171,41 @@ def prepare_wheelhouse(
         ) from None
 
 
+def _run_cache_first(
+    spec: BundleSpec,
+    command: list[str],
+    build: Callable[[bool], tuple[list[str], dict[str, str]]],
+) -> subprocess.CompletedProcess[str]:
+    """Run an install command built by `build(offline)`: from uv's cache alone first when a lock is
+    installed, then (when the cache lacks something) with the index.
+
+    A lock pins every distribution with the hashes of its files, so the index can change nothing about
+    what gets installed; asking it anyway costs a round trip per package (seconds on a slow network) on
+    every dependency change. An unlocked requirements.txt always goes to the index.
+    """
+    locked = requirements_file(spec).name == "requirements.lock"
+    if locked and command[0].endswith("uv"):
+        args, env = build(True)
+        proc = subprocess.run(args, capture_output=True, text=True, env=env, check=False)
+        if proc.returncode == 0:
+            return proc
+    args, env = build(False)
+    return subprocess.run(args, capture_output=True, text=True, env=env, check=False)
+
+
 def install_dependencies(
     spec: BundleSpec, command: list[str], target: Path, cache: Path, find_links: Path | None = None
 ) -> None:
     req = requirements_file(spec)
-    args, env, platform = _install_command(spec, command, target, cache, find_links, dry_run=False)
-    proc = subprocess.run(args, capture_output=True, text=True, env=env, check=False)
+    _args, _env, platform = _install_command(spec, command, target, cache, find_links, dry_run=False)
+
+    def build(offline: bool) -> tuple[list[str], dict[str, str]]:
+        # Each attempt starts on an empty target: a failed one may have left part of the tree.
+        shutil.rmtree(target, ignore_errors=True)
+        target.mkdir(parents=True, exist_ok=True)
+        return _install_command(spec, command, target, cache, find_links, dry_run=False, offline=offline)[:2]
+
+    proc = _run_cache_first(spec, command, build)
     if proc.returncode != 0:
         output = proc.stdout + proc.stderr
         package = _no_wheel_package(output)
