@@ -58,12 +58,15 @@ def build_app(
     }
     stacks: dict[str, BackendStack] = {}
     policies: dict[str, StackPolicyStack] = {}
+    props = {name: BackendStackProps(config=config, **props_common) for name, config in environments.items()}
+    for stack_props in props.values():
+        BackendStack.start_bundle_checks(stack_props)
     for name, config in environments.items():
         env = cdk.Environment(account=config.account, region=config.region) if config.account else None
         stack = BackendStack(
             app,
             config.stack_name,
-            props=BackendStackProps(config=config, **props_common),
+            props=props[name],
             env=env,
             stack_name=config.stack_name,
         )

@@ -30,7 +30,7 @@ from stacks.constructs.dashboard import ServiceDashboard
 from stacks.constructs.encryption import EnvironmentKey, apply_stack_security
 from stacks.constructs.guarded_function import LIVE_ALIAS, NetworkPlacement
 from stacks.constructs.guardrails import CodeDriftCheck, DirectMutationDenyPolicy, OutOfBandChangeAlert
-from stacks.constructs.lambda_bundle import VerifiedBundle, verified_bundle
+from stacks.constructs.lambda_bundle import VerifiedBundle, start_checks_early, verified_bundle
 from stacks.constructs.migrations import MigrationStep
 from stacks.constructs.oncall import OnCallTopic
 from stacks.constructs.rest_api import API_STAGE, access_log_group, login_paths, rest_api
@@ -116,6 +116,16 @@ class BackendStack(Stack):
                 self.drift_check.function,
             ],
         )
+
+    @staticmethod
+    def start_bundle_checks(props: BackendStackProps) -> None:
+        """Build this environment's bundle and start its import checks before any stack is built, so the
+        checks of every environment overlap the whole synth (the stack later finds both under way)."""
+        if props.verify_bundle:
+            start_checks_early(
+                bundle_spec(props.config, backend_root=props.backend_root, cache_dir=props.cache_dir),
+                checks=handler_checks(props.config),
+            )
 
     def _bundle(self, props: BackendStackProps) -> VerifiedBundle:
         """One bundle, verified, shared by every function of the catalog; recorded in the template's

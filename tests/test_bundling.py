@@ -710,3 +710,39 @@ def test_checks_that_differ_in_any_field_are_each_verified(
     lambda_bundle.join_verifications()
     # THEN each distinct set of checks is verified once: none is mistaken for another
     assert sorted(ran) == ["/health", "/health", "/healthz"]
+
+
+def test_checks_started_before_the_stacks_are_not_started_again(
+    mini_backend: Path, shared_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from stacks.constructs import lambda_bundle
+
+    ran: list[tuple[str, ...]] = []
+    monkeypatch.setattr(
+        lambda_bundle,
+        "_verify_once",
+        lambda _spec, _result, checks, _log: ran.append(tuple(c.function for c in checks)),
+    )
+    handler = mini_backend / "src" / "handler.py"
+    handler.write_text(handler.read_text() + "\n# a new bundle, built by the early start\n")
+    spec = spec_for(mini_backend, shared_cache)
+    logged: list[str] = []
+    # GIVEN the bundle built and its checks started before any stack exists
+    lambda_bundle.start_checks_early(spec, checks=CHECKS, log=logged.append)
+    # WHEN the stack asks for the same bundle with the same checks
+    made = lambda_bundle.verified_bundle(spec, checks=CHECKS, log=logged.append)
+    lambda_bundle.join_verifications()
+    # THEN it is a cache hit, its checks ran once, and the log still says what was built
+    assert made.result.cache_hit and made.verified
+    assert ran == [tuple(c.function for c in CHECKS)]
+    assert any(" built " in line or "built on" in line for line in logged), logged
+
+
+def test_an_early_start_leaves_a_build_failure_to_the_stack(mini_backend: Path, shared_cache: Path) -> None:
+    from stacks.constructs import lambda_bundle
+
+    (mini_backend / "src" / "handler.py").write_text("from nowhere_at_all import thing\n")
+    spec = spec_for(mini_backend, shared_cache)
+    lambda_bundle.start_checks_early(spec, checks=CHECKS, log=lambda _m: None)  # says nothing, raises nothing
+    with pytest.raises(BundlingError, match="nowhere_at_all"):
+        lambda_bundle.verified_bundle(spec, checks=CHECKS, log=lambda _m: None)

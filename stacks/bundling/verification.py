@@ -43,9 +43,13 @@ class VerificationFailure:
 def _lower_priority(pid: int) -> None:
     """Checks run beside synth's own work (building the other stacks, cdk-nag, writing the assembly): on a
     small machine they should take the idle core, not slow the path every synth waits on."""
-    # Not on every platform; the process may also have ended already.
+    # Not on every platform; the process may also have ended already. SCHED_IDLE (Linux): only CPU time
+    # nothing else wants; elsewhere the lowest nice value.
     with contextlib.suppress(AttributeError, OSError):
-        os.setpriority(os.PRIO_PROCESS, pid, 10)
+        os.sched_setscheduler(pid, os.SCHED_IDLE, os.sched_param(0))
+        return
+    with contextlib.suppress(AttributeError, OSError):
+        os.setpriority(os.PRIO_PROCESS, pid, 19)
 
 
 def target_interpreter(spec: BundleSpec) -> str:

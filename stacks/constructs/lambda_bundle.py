@@ -74,6 +74,25 @@ def verified_bundle(
     return VerifiedBundle(result=result, code=code, verified=verify)
 
 
+def start_checks_early(
+    spec: BundleSpec, *, checks: Sequence[HandlerCheck], log: Callable[[str], None] = _log
+) -> None:
+    """Build the bundle and start its checks now, before the stack that uses it exists.
+
+    An app with several environments builds its stacks one after the other; started here, every
+    environment's checks run from the start of synth instead of from its stack's turn. The stack's own
+    verified_bundle() call later is a cache hit whose checks are already running (one verification per
+    key). A failure to build is left for that call to report, with its usual message.
+    """
+    try:
+        result = build_bundle(spec, log=log)
+    except BundlingError:
+        return
+    if not result.cache_hit:  # the stack's own line will say "cache hit": this one says what was built
+        log(result.summary(sorted({c.function for c in checks})))
+    _start_verification(spec, result, checks, log)
+
+
 def docker_available() -> bool:
     """A Docker daemon that answers (not just a `docker` binary on PATH)."""
     docker = shutil.which("docker")
