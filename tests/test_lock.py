@@ -141,8 +141,6 @@ def test_sample_backend_lock_is_current() -> None:
 def _recording_run(monkeypatch: pytest.MonkeyPatch, fail_offline: bool) -> list[list[str]]:
     import subprocess
 
-    from stacks.bundling import install
-
     calls: list[list[str]] = []
 
     def run(args: list[str], **_kw: object) -> subprocess.CompletedProcess[str]:
@@ -154,7 +152,7 @@ def _recording_run(monkeypatch: pytest.MonkeyPatch, fail_offline: bool) -> list[
         assert not (target / "partial.py").exists(), "an attempt started on a dirty target"
         return subprocess.CompletedProcess(args, 0, "", "")
 
-    monkeypatch.setattr(install.subprocess, "run", run)
+    monkeypatch.setattr(subprocess, "run", run)
     return calls
 
 
