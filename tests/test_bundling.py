@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import uuid
 import zipfile
 from collections.abc import Callable
 from dataclasses import replace
@@ -724,7 +725,8 @@ def test_checks_started_before_the_stacks_are_not_started_again(
         lambda _spec, _result, checks, _log: ran.append(tuple(c.function for c in checks)),
     )
     handler = mini_backend / "src" / "handler.py"
-    handler.write_text(handler.read_text() + "\n# a new bundle, built by the early start\n")
+    # A bundle no earlier run cached (the shared cache outlives a test session)
+    handler.write_text(handler.read_text() + f"\n# built by the early start: {uuid.uuid4().hex}\n")
     spec = spec_for(mini_backend, shared_cache)
     logged: list[str] = []
     # GIVEN the bundle built and its checks started before any stack exists
