@@ -639,11 +639,38 @@ def module_every_function_imports(src: Path) -> str | None:
     return candidates[0] if candidates else None
 
 
-def settle() -> None:
-    """Flush the write-back a previous step left (a cold build writes hundreds of MB) before a timed run:
-    both tools' rebuilds are then timed on the same settled disk."""
+DISKSTATS = Path("/proc/diskstats")
+
+
+def _disk_writes() -> tuple[int, ...]:
+    """(writes completed, I/Os in progress) of every block device (Linux); () where unknown."""
+    try:
+        lines = DISKSTATS.read_text().splitlines()
+    except OSError:
+        return ()
+    counters: list[int] = []
+    for line in lines:
+        fields = line.split()
+        if len(fields) > 11:
+            counters += (int(fields[7]), int(fields[11]))  # writes completed, I/Os in progress
+    return tuple(counters)
+
+
+def settle(quiet_s: float = 0.5, limit_s: float = 15.0) -> None:
+    """Flush the write-back a previous step left (a cold build writes hundreds of MB) and wait until the
+    disks have had no write for `quiet_s` (at most `limit_s`) before a timed run: both tools' rebuilds are
+    then timed on the same quiet disk, not on the journal work of the step before."""
     if hasattr(os, "sync"):
         os.sync()
+    deadline = time.monotonic() + limit_s
+    last, quiet_since = _disk_writes(), time.monotonic()
+    while last and time.monotonic() < deadline:
+        time.sleep(0.1)
+        now = _disk_writes()
+        if now != last:
+            last, quiet_since = now, time.monotonic()
+        elif time.monotonic() - quiet_since >= quiet_s:
+            return
 
 
 def copy_backend(backend: Backend, dest: Path) -> Backend:
