@@ -243,3 +243,73 @@ def test_a_lazily_imported_dependency_ships_with_its_bytecode(
     assert module in info["lazy_imports"]["Worker"]
     clean = build_bundle(_spec(mini_backend, _cache_sharing_wheels(tmp_path / "clean", shared_cache)))
     assert clean.zip_path.read_bytes() == lazy.zip_path.read_bytes()
+
+
+def _ready_spare(layer_dir: Path, timeout_s: float = 60) -> Path:
+    """The spare linked tree a build starts making in the background, once it is ready."""
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        ready = sorted((layer_dir / "spares").glob(f"{layers.SPARE_PREFIX}*"))
+        if ready:
+            return ready[0]
+        time.sleep(0.05)
+    raise AssertionError(f"no spare appeared under {layer_dir}")
+
+
+def _tree(directory: Path) -> list[str]:
+    return sorted(p.relative_to(directory).as_posix() for p in directory.rglob("*"))
+
+
+def test_a_rebuild_takes_the_tree_linked_ahead_and_still_equals_a_clean_build(
+    mini_backend: Path, shared_cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cache = _cache_sharing_wheels(tmp_path / "layered", shared_cache)
+    build_bundle(_spec(mini_backend, cache))
+    layer_dir = next((cache / "layers").glob("deps-*"))
+    # GIVEN the dependency tree a build links ahead, in the background, for the next one
+    spare = _ready_spare(layer_dir)
+    linked: list[Path] = []
+    real_link = layers.DependencyLayer.link_into
+
+    def recording(self: layers.DependencyLayer, bundle: Path) -> None:
+        linked.append(bundle)
+        real_link(self, bundle)
+
+    monkeypatch.setattr(layers.DependencyLayer, "link_into", recording)
+    # WHEN the source changes
+    handler = mini_backend / "src" / "handler.py"
+    handler.write_text(handler.read_text() + "\n# edited\n")
+    rebuilt = build_bundle(_spec(mini_backend, cache))
+    # THEN the new bundle took that tree (nothing linked on the way) ...
+    assert not spare.exists()
+    assert not [p for p in linked if (cache / "bundles") in p.parents]
+    # ... and is still, file for file and byte for byte, a clean build
+    clean = build_bundle(_spec(mini_backend, _cache_sharing_wheels(tmp_path / "clean", shared_cache)))
+    assert rebuilt.zip_path.read_bytes() == clean.zip_path.read_bytes()
+    assert _tree(rebuilt.directory) == _tree(clean.directory)
+    # AND the layer's own tree was never written through
+    assert not list((layer_dir / "tree").rglob("*.pyc"))
+    assert not (layer_dir / "tree" / "handler.py").exists()
+
+
+def test_a_deleted_layer_is_neither_relinked_nor_mistaken_for_a_complete_one(
+    mini_backend: Path, shared_cache: Path, tmp_path: Path
+) -> None:
+    cache = _cache_sharing_wheels(tmp_path / "cache", shared_cache)
+    first = build_bundle(_spec(mini_backend, cache))
+    layer_dir = next((cache / "layers").glob("deps-*"))
+    _ready_spare(layer_dir)
+    layer = layers.DependencyLayer(layer_dir, layer_dir.name, (), (), built=False)
+    # GIVEN the cache cleared while a spare was about to be linked
+    shutil.rmtree(cache / "layers")
+    shutil.rmtree(cache / "bundles")
+    layer.make_spare()
+    assert not layer_dir.exists(), "a spare must not bring a deleted layer's folder back"
+    # AND leftovers of one (a spare folder, no layer) in the layer's place
+    (layer_dir / "spares" / f"{layers.SPARE_PREFIX}x").mkdir(parents=True)
+    # WHEN the next build needs the layer, THEN it builds it whole, in that place
+    again = build_bundle(_spec(mini_backend, cache))
+    assert (layer_dir / "meta.json").is_file() and (layer_dir / "index.json").is_file()
+    assert again.zip_path.read_bytes() == first.zip_path.read_bytes()

@@ -206,10 +206,11 @@ def build_bundle(spec: BundleSpec, *, log: Callable[[str], None] = lambda _m: No
     work = Path(tempfile.mkdtemp(prefix=f".{asset_hash[:12]}-", dir=final.parent))
     try:
         bundle = work / "bundle"
-        bundle.mkdir()
         layer = dependency_layer(spec, tool, command, wheelhouse)
         notices.extend(layer.notices)
-        layer.link_into(bundle)
+        if not layer.take_spare(bundle):  # a linked tree made ahead (layers.py), else link one now
+            bundle.mkdir()
+            layer.link_into(bundle)
         # Files from the layer are hard links: anything this build writes over one is unlinked first, so
         # the layer (and uv's cache behind it) is never written through.
         own: dict[str, Path] = {}
@@ -298,6 +299,8 @@ def build_bundle(spec: BundleSpec, *, log: Callable[[str], None] = lambda _m: No
         raise
     for notice in notices:
         log(f"[bundle] notice: {notice}")
+    # The next source edit on this layer then finds its dependency tree already linked.
+    layer.make_spare_in_background()
     return _result(final, asset_hash, tool, meta, cache_hit=False, started=started, notices=tuple(notices))
 
 

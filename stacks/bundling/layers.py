@@ -15,6 +15,12 @@ layer holds:
 
 A layer is written in a work folder and renamed into place in one step, so an interrupted build never
 leaves a layer that looks complete; concurrent builds of one key keep whichever finished first.
+
+* `spares/`: complete copies of `tree/` as hard links, made in the background after a build, each taken by
+  the next bundle on this layer with one rename. Linking a tree is thousands of `mkdir` and `link` calls,
+  the largest part of a source-only rebuild (and much slower while the file system is busy); made ahead,
+  it leaves the edit loop. A spare is renamed into `spares/` only once complete, and a bundle takes it by
+  renaming it away, so a spare is never shared, never half-made, and never written into before it is taken.
 """
 
 from __future__ import annotations
@@ -26,6 +32,9 @@ import os
 import shutil
 import sys
 import tempfile
+import threading
+import time
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +43,9 @@ from stacks.bundling import zipwrite
 
 # Bump when the layer's layout or content rules change.
 LAYER_FORMAT = "1"
+SPARE_PREFIX = "ready-"
+# A half-made spare older than this belongs to a process that ended while linking it.
+STALE_SPARE_SECONDS = 3600
 
 
 @dataclass(frozen=True)
@@ -74,6 +86,51 @@ class DependencyLayer:
                 os.link(source, dest)
             except OSError:
                 shutil.copy2(source, dest)
+
+    @property
+    def spares(self) -> Path:
+        return self.path / "spares"
+
+    def take_spare(self, dest: Path) -> bool:
+        """Move a ready linked tree to `dest` (which must not exist); False when there is none to take."""
+        try:
+            ready = sorted(p for p in self.spares.iterdir() if p.name.startswith(SPARE_PREFIX))
+        except OSError:
+            return False
+        for spare in ready:
+            try:
+                os.rename(spare, dest)  # atomic: a concurrent build cannot take the same one
+            except OSError:
+                continue
+            return True
+        return False
+
+    def make_spare(self) -> None:
+        """Link one spare tree, unless one is ready; stale half-made ones (a process that ended while
+        linking) are removed."""
+        making = self.spares / f".making-{os.getpid()}-{uuid.uuid4().hex}"
+        try:
+            if not (self.path / "meta.json").is_file():
+                return  # the layer was deleted (a cache cleared): nothing to link, nothing to recreate
+            self.spares.mkdir(exist_ok=True)
+            now = time.time()
+            for entry in self.spares.iterdir():
+                if entry.name.startswith(SPARE_PREFIX):
+                    return
+                if entry.name.startswith(".making-") and now - entry.stat().st_mtime > STALE_SPARE_SECONDS:
+                    shutil.rmtree(entry, ignore_errors=True)
+            making.mkdir()
+            self.link_into(making)
+            os.rename(making, self.spares / f"{SPARE_PREFIX}{uuid.uuid4().hex}")
+        except OSError:  # the layer went away meanwhile, or the disk is full: the next build links itself
+            shutil.rmtree(making, ignore_errors=True)
+
+    def make_spare_in_background(self) -> threading.Thread:
+        """make_spare on a daemon thread: nothing waits for it, and a process that ends first leaves a
+        half-made folder that a later make_spare removes."""
+        thread = threading.Thread(target=self.make_spare, name="layer-spare", daemon=True)
+        thread.start()
+        return thread
 
     def write_zip(
         self, zip_path: Path, bundle: Path, *, replaced: Sequence[str], written: Sequence[str] | None = None
@@ -173,10 +230,15 @@ def dependency_layer(
         files = _files(tree)
         entries = zipwrite.store_entries(files, work / "entries.bin", work / "index.json")
         (work / "meta.json").write_text(json.dumps({"notices": notices, "files": len(files)}))
-        if final.exists():  # a concurrent build finished first; its layer has the same inputs
+        if (final / "meta.json").is_file():  # a concurrent build finished first; same inputs
             shutil.rmtree(work)
             entries = zipwrite.load_index(final / "index.json")
         else:
+            if final.exists():
+                # No layer, only leftovers (a spare linked while the layer was being deleted): set aside.
+                stale = final.with_name(f".stale-{uuid.uuid4().hex}")
+                os.rename(final, stale)
+                shutil.rmtree(stale, ignore_errors=True)
             os.replace(work, final)
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
