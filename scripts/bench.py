@@ -114,7 +114,9 @@ METHOD = (
     "`handler.py`: the API function's, in both environments) and carries the others over; the extra row "
     "times the same edit to a source module every function imports at init (found from the catalog's "
     "import closures), which re-runs every check.",
-    "- **what the source-only rebuild does**: links the dependency layer, copies the source, compiles the "
+    "- **what the source-only rebuild does**: takes the dependency tree the previous build linked ahead "
+    "(in the background, from the layer: one rename; it links the tree itself when none is ready), copies "
+    "the source, compiles the "
     ".pyc of the source modules the handlers import at init (their static import closure, in-process) and "
     "links the dependency .pyc that the layer recorded for the same set of dependency imports (init and "
     "lazy), then merges "
