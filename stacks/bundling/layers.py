@@ -16,7 +16,8 @@ layer holds:
 A layer is written in a work folder and renamed into place in one step, so an interrupted build never
 leaves a layer that looks complete; concurrent builds of one key keep whichever finished first.
 
-* `spares/`: complete copies of `tree/` as hard links, made in the background after a build, each taken by
+* `spares/`: complete copies of `tree/` as hard links, made in the background (a process of its own)
+  after a build, each taken by
   the next bundle on this layer with one rename. Linking a tree is thousands of `mkdir` and `link` calls,
   the largest part of a source-only rebuild (and much slower while the file system is busy); made ahead,
   it leaves the edit loop. A spare is renamed into `spares/` only once complete, and a bundle takes it by
@@ -25,14 +26,15 @@ leaves a layer that looks complete; concurrent builds of one key keep whichever 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 import json
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -125,12 +127,24 @@ class DependencyLayer:
         except OSError:  # the layer went away meanwhile, or the disk is full: the next build links itself
             shutil.rmtree(making, ignore_errors=True)
 
-    def make_spare_in_background(self) -> threading.Thread:
-        """make_spare on a daemon thread: nothing waits for it, and a process that ends first leaves a
-        half-made folder that a later make_spare removes."""
-        thread = threading.Thread(target=self.make_spare, name="layer-spare", daemon=True)
-        thread.start()
-        return thread
+    def make_spare_in_background(self) -> subprocess.Popen[bytes] | None:
+        """make_spare in a process of its own, at idle priority: thousands of link calls would otherwise
+        hold this process's GIL while synth builds its stacks. Nothing waits for it; if it is killed, a
+        later make_spare removes its half-made folder."""
+        command = [sys.executable, "-S", "-c", _SPARE_SCRIPT, str(_REPO_ROOT), str(self.path)]
+        try:
+            proc = subprocess.Popen(
+                command,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        except OSError:
+            return None  # the next build links its tree itself
+        with contextlib.suppress(AttributeError, OSError):
+            os.sched_setscheduler(proc.pid, os.SCHED_IDLE, os.sched_param(0))
+        return proc
 
     def write_zip(
         self, zip_path: Path, bundle: Path, *, replaced: Sequence[str], written: Sequence[str] | None = None
@@ -172,6 +186,23 @@ class DependencyLayer:
         sizes = {e.name: e.size for e in self.entries}
         sizes.update({e.name: e.size for e in new.entries})
         return zipped, sum(sizes.values())
+
+
+_REPO_ROOT = Path(__file__).resolve().parents[2]
+# Run as `python -S -c _SPARE_SCRIPT REPO_ROOT LAYER_PATH`.
+_SPARE_SCRIPT = """
+import sys
+from pathlib import Path
+sys.path.insert(0, sys.argv[1])
+from stacks.bundling.layers import DependencyLayer
+from stacks.bundling.zipwrite import load_index
+path = Path(sys.argv[2])
+try:
+    entries = tuple(load_index(path / "index.json"))
+except OSError:
+    sys.exit(0)
+DependencyLayer(path, path.name, entries, (), built=False).make_spare()
+"""
 
 
 def layer_key(parts: Sequence[tuple[str, str | bytes]]) -> str:
