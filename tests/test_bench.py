@@ -424,3 +424,11 @@ def test_a_sam_venv_that_cannot_start_is_made_again(tmp_path: Path, monkeypatch:
     assert not (venv / "stale-marker").exists()
     assert [c.split(" ")[0] for c in calls] == ["creating", "pip"]
     assert sam == venv / "bin" / "sam"
+
+
+def test_wait_for_spare_sees_a_ready_tree_and_gives_up_without_one(tmp_path: Path) -> None:
+    assert bench.wait_for_spare(tmp_path, timeout_s=0.2) is False
+    (tmp_path / "layers" / "deps-abc" / "spares" / ".making-1").mkdir(parents=True)
+    assert bench.wait_for_spare(tmp_path, timeout_s=0.2) is False, "a half-made tree is not ready"
+    (tmp_path / "layers" / "deps-abc" / "spares" / f"{bench.SPARE_PREFIX}1").mkdir()
+    assert bench.wait_for_spare(tmp_path, timeout_s=0.2) is True
