@@ -463,11 +463,7 @@ class CanaryDeployment(Construct):
             policy_description=f"CodeDeploy {construct_id}: its log group and its deployment group",
             keep_logical_id=(*path_below_stack(self), construct_id, "ServiceRole", "Resource"),
         )
-        role.add_to_principal_policy(
-            iam.PolicyStatement(
-                actions=["logs:CreateLogStream", "logs:PutLogEvents"], resources=[log_group.log_group_arn]
-            )
-        )
+        role.allow_function_basics(log_group)
         self.hook_roles[construct_id] = role
         return lambda_.Function(
             self,

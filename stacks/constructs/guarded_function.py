@@ -101,19 +101,7 @@ class GuardedFunction(Construct):
             policy_description=f"{spec.label}: its log group, tracing and every grant made to the function",
             keep_logical_id=(*path_below_stack(self), "Function", "ServiceRole", "Resource"),
         )
-        # A role passed in gets neither of the AWS managed policies a function adds to a role it builds: its
-        # own log group instead of AWSLambdaBasicExecutionRole (every log group), and the network interfaces
-        # policy only with a network, as before.
-        self.role.add_to_principal_policy(
-            iam.PolicyStatement(
-                actions=["logs:CreateLogStream", "logs:PutLogEvents"],
-                resources=[self.log_group.log_group_arn],
-            )
-        )
-        if network is not None:
-            self.role.add_managed_policy(
-                iam.ManagedPolicy.from_aws_managed_policy_name("service-role/AWSLambdaVPCAccessExecutionRole")
-            )
+        self.role.allow_function_basics(self.log_group, in_vpc=network is not None)
         self.function = lambda_.Function(
             self,
             "Function",

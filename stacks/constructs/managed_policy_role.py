@@ -24,6 +24,7 @@ from collections.abc import Sequence
 
 from aws_cdk import App, CfnResource, Stack
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 POLICY_ID = "DefaultPolicy"
@@ -90,6 +91,20 @@ class ManagedPolicyRole(iam.Role):
             )
         self._policy.add_statements(statement)
         return iam.AddToPrincipalPolicyResult(statement_added=True, policy_dependable=self._policy)
+
+    def allow_function_basics(self, log_group: logs.ILogGroup, *, in_vpc: bool = False) -> None:
+        """What a Lambda function adds to a role it builds itself, which a role passed in does not get:
+        writing its own log group (instead of AWSLambdaBasicExecutionRole's every log group) and, in a
+        VPC, AWS's policy for the function's network interfaces."""
+        self.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=["logs:CreateLogStream", "logs:PutLogEvents"], resources=[log_group.log_group_arn]
+            )
+        )
+        if in_vpc:
+            self.add_managed_policy(
+                iam.ManagedPolicy.from_aws_managed_policy_name("service-role/AWSLambdaVPCAccessExecutionRole")
+            )
 
     def add_managed_policy(self, policy: iam.IManagedPolicy) -> None:
         arn = json.dumps(Stack.of(self).resolve(policy.managed_policy_arn))

@@ -78,9 +78,7 @@ class MigrationStep(Construct):
         self.log_group = logs.LogGroup(
             self, "Logs", retention=RETENTION_BY_DAYS[log_retention_days], removal_policy=RemovalPolicy.RETAIN
         )
-        # Its grants (X-Ray, this stack's status, the secret, the key) in one customer-managed policy; its log
-        # group instead of AWSLambdaBasicExecutionRole's every log group, and the network interfaces policy
-        # only with a network (what a function adds to a role it builds itself).
+        # Its grants (X-Ray, this stack's status, the secret, the key) in one customer-managed policy.
         self.role = ManagedPolicyRole(
             self,
             "Role",
@@ -88,16 +86,7 @@ class MigrationStep(Construct):
             description="Migration runner: upgrades the backend's database schema in a deploy",
             policy_description="Migration runner: its log group, tracing, this stack's status, the secret",
         )
-        self.role.add_to_principal_policy(
-            iam.PolicyStatement(
-                actions=["logs:CreateLogStream", "logs:PutLogEvents"],
-                resources=[self.log_group.log_group_arn],
-            )
-        )
-        if network is not None:
-            self.role.add_managed_policy(
-                iam.ManagedPolicy.from_aws_managed_policy_name("service-role/AWSLambdaVPCAccessExecutionRole")
-            )
+        self.role.allow_function_basics(self.log_group, in_vpc=network is not None)
         self.function = lambda_.Function(
             self,
             "Function",
