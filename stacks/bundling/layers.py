@@ -159,7 +159,7 @@ class DependencyLayer:
         stored = {e.name for e in self.entries}
         again = set(replaced)
         if written is None:
-            files = _paths(bundle)
+            files = relative_files(bundle)
             missing = stored - {name for name, _p in files}
             if missing:
                 raise FileNotFoundError(f"{bundle} lost files of its dependency layer: {sorted(missing)[:5]}")
@@ -214,7 +214,7 @@ def layer_key(parts: Sequence[tuple[str, str | bytes]]) -> str:
     return digest.hexdigest()
 
 
-def _paths(directory: Path) -> list[tuple[str, str]]:
+def relative_files(directory: Path) -> list[tuple[str, str]]:
     """Every file under `directory` as (relative POSIX path, path), sorted (plain strings: thousands)."""
     found = []
     top = str(directory)
@@ -223,18 +223,6 @@ def _paths(directory: Path) -> list[tuple[str, str]]:
         prefix = root[cut:].replace(os.sep, "/")
         for name in files:
             found.append((f"{prefix}/{name}" if prefix else name, os.path.join(root, name)))
-    return sorted(found)
-
-
-def _files(directory: Path) -> list[tuple[str, Path]]:
-    """Every file under `directory` as (relative POSIX path, path), sorted (plain strings: thousands)."""
-    found = []
-    top = str(directory)
-    cut = len(top) + 1
-    for root, _dirs, files in os.walk(top):
-        prefix = root[cut:].replace(os.sep, "/")
-        for name in files:
-            found.append((f"{prefix}/{name}" if prefix else name, Path(root, name)))
     return sorted(found)
 
 
@@ -258,7 +246,7 @@ def dependency_layer(
         tree = work / "tree"
         tree.mkdir()
         notices = build_tree(tree)
-        files = _files(tree)
+        files = [(name, Path(path)) for name, path in relative_files(tree)]
         entries = zipwrite.store_entries(files, work / "entries.bin", work / "index.json")
         (work / "meta.json").write_text(json.dumps({"notices": notices, "files": len(files)}))
         if (final / "meta.json").is_file():  # a concurrent build finished first; same inputs

@@ -25,6 +25,8 @@ import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
+from stacks.bundling import layers
+
 RECORD_FORMAT = "1"
 
 
@@ -42,13 +44,8 @@ def _sha256_file(path: str) -> str | None:
 def bundle_listing(bundle: Path) -> str:
     """A digest of every file name in `bundle`: an added or removed file (a new optional module, a new
     .pyc, a data file) can change what an import does without changing any file it read before."""
-    top = str(bundle)
-    cut = len(top) + 1
-    names: list[str] = []
-    for root, _dirs, files in os.walk(top):
-        prefix = root[cut:].replace(os.sep, "/")
-        names.extend(f"{prefix}/{name}" if prefix else name for name in files)
-    return hashlib.sha256("\n".join(sorted(names)).encode()).hexdigest()
+    names = [name for name, _path in layers.relative_files(bundle)]
+    return hashlib.sha256("\n".join(names).encode()).hexdigest()
 
 
 def _interpreter_identity(interpreter: str) -> list[object]:
