@@ -72,6 +72,13 @@ def _no_wheel_package(output: str) -> str | None:
     return None
 
 
+def _wheel_target(spec: BundleSpec, command: list[str]) -> str:
+    """The platform and Python the installer is told to install for, as MissingWheelError names them."""
+    uv_platform, pip_platform = _PLATFORMS[spec.architecture]
+    platform = uv_platform if command[0].endswith("uv") else pip_platform
+    return f"{platform}/cp{spec.python_version.replace('.', '')}"
+
+
 def _install_command(
     spec: BundleSpec,
     command: list[str],
@@ -80,7 +87,7 @@ def _install_command(
     find_links: Path | None,
     dry_run: bool,
     offline: bool = False,
-) -> tuple[list[str], dict[str, str], str]:
+) -> tuple[list[str], dict[str, str]]:
     req = requirements_file(spec)
     uv_platform, pip_platform = _PLATFORMS[spec.architecture]
     hashes = ["--require-hashes"] if req.name == "requirements.lock" else []
@@ -116,7 +123,6 @@ def _install_command(
             str(req),
         ]
         env = {**os.environ, "UV_CACHE_DIR": str(cache / "uv"), "UV_NO_CONFIG": "1"}
-        platform = uv_platform
     else:
         args = [
             *command,
@@ -139,8 +145,7 @@ def _install_command(
             str(req),
         ]
         env = dict(os.environ)
-        platform = pip_platform
-    return args, env, platform
+    return args, env
 
 
 def prepare_wheelhouse(
@@ -152,11 +157,11 @@ def prepare_wheelhouse(
     def dry_run(find_links: Path | None) -> tuple[bool, str]:
         with tempfile.TemporaryDirectory(prefix="credmate-dry-") as target:
             proc = _run_cache_first(
-                spec,
+                req,
                 command,
                 lambda offline: _install_command(
                     spec, command, Path(target), spec.cache_dir, find_links, dry_run=True, offline=offline
-                )[:2],
+                ),
             )
         return proc.returncode == 0, proc.stdout + proc.stderr
 
@@ -164,27 +169,22 @@ def prepare_wheelhouse(
     try:
         return sdist.prepare_wheelhouse(spec, req, tool, dry_run, uv=uv, log=log)
     except sdist.SdistError as exc:
-        uv_platform, pip_platform = _PLATFORMS[spec.architecture]
-        platform = uv_platform if uv else pip_platform
-        raise MissingWheelError(
-            exc.package, f"{platform}/cp{spec.python_version.replace('.', '')}", exc.detail
-        ) from None
+        raise MissingWheelError(exc.package, _wheel_target(spec, command), exc.detail) from None
 
 
 def _run_cache_first(
-    spec: BundleSpec,
+    req: Path,
     command: list[str],
     build: Callable[[bool], tuple[list[str], dict[str, str]]],
 ) -> subprocess.CompletedProcess[str]:
-    """Run an install command built by `build(offline)`: from uv's cache alone first when a lock is
-    installed, then (when the cache lacks something) with the index.
+    """Run an install command built by `build(offline)`: from uv's cache alone first when `req` (the file
+    installed, requirements_file's choice) is a lock, then (when the cache lacks something) with the index.
 
     A lock pins every distribution with the hashes of its files, so the index can change nothing about
     what gets installed; asking it anyway costs a round trip per package (seconds on a slow network) on
     every dependency change. An unlocked requirements.txt always goes to the index.
     """
-    locked = requirements_file(spec).name == "requirements.lock"
-    if locked and command[0].endswith("uv"):
+    if req.name == "requirements.lock" and command[0].endswith("uv"):
         args, env = build(True)
         proc = subprocess.run(args, capture_output=True, text=True, env=env, check=False)
         if proc.returncode == 0:
@@ -197,22 +197,19 @@ def install_dependencies(
     spec: BundleSpec, command: list[str], target: Path, cache: Path, find_links: Path | None = None
 ) -> None:
     req = requirements_file(spec)
-    _args, _env, platform = _install_command(spec, command, target, cache, find_links, dry_run=False)
 
     def build(offline: bool) -> tuple[list[str], dict[str, str]]:
         # Each attempt starts on an empty target: a failed one may have left part of the tree.
         shutil.rmtree(target, ignore_errors=True)
         target.mkdir(parents=True, exist_ok=True)
-        return _install_command(spec, command, target, cache, find_links, dry_run=False, offline=offline)[:2]
+        return _install_command(spec, command, target, cache, find_links, dry_run=False, offline=offline)
 
-    proc = _run_cache_first(spec, command, build)
+    proc = _run_cache_first(req, command, build)
     if proc.returncode != 0:
         output = proc.stdout + proc.stderr
         package = _no_wheel_package(output)
         if package:
-            raise MissingWheelError(
-                package, f"{platform}/cp{spec.python_version.replace('.', '')}", output[-2000:]
-            )
+            raise MissingWheelError(package, _wheel_target(spec, command), output[-2000:])
         raise BundlingError(
             f"installing {req} for {spec.runtime}/{spec.architecture} failed:\n{output[-3000:]}"
         )
