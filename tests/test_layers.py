@@ -53,16 +53,23 @@ def test_source_only_rebuild_reuses_the_dependency_layer_and_equals_a_clean_buil
     handler.write_text(
         "import fastapi.encoders  # noqa: F401\n" + handler.read_text() + "\n# one more line\n"
     )
-    # WHEN the bundle is rebuilt on the same cache, with installing, stripping and layer writing forbidden
+    # WHEN the bundle is rebuilt on the same cache, with installing and stripping forbidden, and every
+    # deflated store recorded
+    stores: list[Path] = []
+    real_store = zipwrite.store_entries
+
+    def recording_store(files: object, blob_path: Path, index_path: Path) -> object:
+        stores.append(blob_path)
+        return real_store(files, blob_path, index_path)  # type: ignore[arg-type]
+
     with monkeypatch.context() as patch:
-        _forbid(
-            patch,
-            "install.install_dependencies",
-            "strip.strip_native_libraries",
-            "zipwrite.store_entries",
-        )
+        _forbid(patch, "install.install_dependencies", "strip.strip_native_libraries")
+        patch.setattr(zipwrite, "store_entries", recording_store)
         layered = build_bundle(_spec(mini_backend, cache))
-    # THEN it is a new asset built on the cached layer
+    # THEN the only entries deflated into a store are the .pyc of the new set of dependency imports, never
+    # the layer's
+    assert len(stores) == 1 and stores[0].parent.parent.name == "sets", stores
+    # AND it is a new asset built on the cached layer
     assert not layered.cache_hit and layered.dependencies_reused
     assert layered.asset_hash != first.asset_hash
     assert "built on the cached dependency layer" in layered.summary(["BackendApi"])
@@ -198,10 +205,28 @@ def test_merged_zip_equals_zipfile_for_interleaved_replaced_and_new_entries(tmp_
     (tree / "c" / "__pycache__").mkdir()
     (tree / "c" / "__pycache__" / "three.pyc").write_bytes(b"\x00" * 100)
     (tree / "c" / "three.py").write_text("replaced\n")
+    # AND a second store (a PycSet's) with entries sorted between the layer's, one of them replacing a layer
+    # file, and one replaced in turn by a new entry
+    second = {"a/__pycache__/one.pyc": b"\x01" * 80, "c/z.bin": b"from the second store", "e/run.sh": b"no"}
+    second_tree = tmp_path / "second"
+    for name, data in second.items():
+        (second_tree / name).parent.mkdir(parents=True, exist_ok=True)
+        (second_tree / name).write_bytes(data)
+    pyc_entries = zipwrite.store_entries(
+        [(n, second_tree / n) for n in sorted(second)], tmp_path / "set.bin", tmp_path / "set.json"
+    )
+    (tree / "a" / "__pycache__").mkdir()
+    (tree / "a" / "__pycache__" / "one.pyc").write_bytes(second["a/__pycache__/one.pyc"])
+    (tree / "c" / "z.bin").write_bytes(second["c/z.bin"])
+    (tree / "e" / "run.sh").write_bytes(b"newest\n")
     new = zipwrite.NewEntries()
-    new.add_files([(n, tree / n) for n in ("b.py", "c/__pycache__/three.pyc", "c/three.py")])
+    new.add_files([(n, tree / n) for n in ("b.py", "c/__pycache__/three.pyc", "c/three.py", "e/run.sh")])
     # WHEN merged, THEN the bytes are zipfile's for the whole tree
-    size = zipwrite.write_merged(tmp_path / "merged.zip", entries, tmp_path / "entries.bin", new, replaced=[])
+    stores = [
+        zipwrite.Store(entries, tmp_path / "entries.bin"),
+        zipwrite.Store(pyc_entries, tmp_path / "set.bin"),
+    ]
+    size = zipwrite.write_merged(tmp_path / "merged.zip", stores, new, replaced=[])
     _reference_zip(tree, tmp_path / "reference.zip")
     assert (tmp_path / "merged.zip").read_bytes() == (tmp_path / "reference.zip").read_bytes()
     assert size == (tmp_path / "merged.zip").stat().st_size
@@ -268,22 +293,32 @@ def test_a_rebuild_takes_the_tree_linked_ahead_and_still_equals_a_clean_build(
     cache = _cache_sharing_wheels(tmp_path / "layered", shared_cache)
     build_bundle(_spec(mini_backend, cache))
     layer_dir = next((cache / "layers").glob("deps-*"))
-    # GIVEN the dependency tree a build links ahead, in the background, for the next one
+    # GIVEN the dependency tree a build links ahead, in the background, for the next one, with the
+    # dependency bytecode of that build's imports linked in too (its name ends in their set's digest)
     spare = _ready_spare(layer_dir)
+    digest = spare.name.partition(".")[2]
+    assert digest and (spare / "fastapi" / "__pycache__" / "__init__.cpython-311.pyc").is_file()
     linked: list[Path] = []
     real_link = layers.DependencyLayer.link_into
+    real_link_set = layers.DependencyLayer.link_pyc_set
 
     def recording(self: layers.DependencyLayer, bundle: Path) -> None:
         linked.append(bundle)
         real_link(self, bundle)
 
+    def recording_set(self: layers.DependencyLayer, pyc_set: layers.PycSet, bundle: Path) -> None:
+        linked.append(bundle)
+        real_link_set(self, pyc_set, bundle)
+
     monkeypatch.setattr(layers.DependencyLayer, "link_into", recording)
+    monkeypatch.setattr(layers.DependencyLayer, "link_pyc_set", recording_set)
     # WHEN the source changes
     handler = mini_backend / "src" / "handler.py"
     handler.write_text(handler.read_text() + "\n# edited\n")
     rebuilt = build_bundle(_spec(mini_backend, cache))
-    # THEN the new bundle took that tree (nothing linked on the way) ...
+    # THEN the new bundle took that tree (nothing linked on the way, not even the dependency bytecode) ...
     assert not spare.exists()
+    assert json.loads((rebuilt.directory.parent / "meta.json").read_text())["pyc_set"] == digest
     assert not [p for p in linked if (cache / "bundles") in p.parents]
     # ... and is still, file for file and byte for byte, a clean build
     clean = build_bundle(_spec(mini_backend, _cache_sharing_wheels(tmp_path / "clean", shared_cache)))
@@ -313,3 +348,60 @@ def test_a_deleted_layer_is_neither_relinked_nor_mistaken_for_a_complete_one(
     again = build_bundle(_spec(mini_backend, cache))
     assert (layer_dir / "meta.json").is_file() and (layer_dir / "index.json").is_file()
     assert again.zip_path.read_bytes() == first.zip_path.read_bytes()
+
+
+def test_a_spare_holding_another_import_sets_bytecode_is_set_right(
+    mini_backend: Path, shared_cache: Path, tmp_path: Path
+) -> None:
+    cache = _cache_sharing_wheels(tmp_path / "layered", shared_cache)
+    build_bundle(_spec(mini_backend, cache))
+    layer_dir = next((cache / "layers").glob("deps-*"))
+    # GIVEN a spare holding the dependency bytecode of the first build's imports
+    spare = _ready_spare(layer_dir)
+    old_digest = spare.name.partition(".")[2]
+    assert old_digest
+    # WHEN an edit makes init import other dependency modules (another set: one more, and mangum no more)
+    handler = mini_backend / "src" / "handler.py"
+    source = handler.read_text().replace("from mangum import Mangum\n", "")
+    source = source.replace('Mangum(app, lifespan="off")', "app")
+    handler.write_text("import fastapi.encoders  # noqa: F401\n" + source)
+    rebuilt = build_bundle(_spec(mini_backend, cache))
+    assert not list((rebuilt.directory / "mangum").rglob("*.pyc"))
+    # THEN the spare was taken, and the bundle holds exactly a clean build's files and bytes
+    assert not spare.exists()
+    assert json.loads((rebuilt.directory.parent / "meta.json").read_text())["pyc_set"] != old_digest
+    clean = build_bundle(_spec(mini_backend, _cache_sharing_wheels(tmp_path / "clean", shared_cache)))
+    assert _tree(rebuilt.directory) == _tree(clean.directory)
+    assert rebuilt.zip_path.read_bytes() == clean.zip_path.read_bytes()
+    # AND a build whose spare holds .pyc it does not ship (no bytecode at all) removes them
+    _ready_spare(layer_dir)
+    handler.write_text(handler.read_text() + "\n# without bytecode\n")
+    plain = build_bundle(spec_for(mini_backend, cache, bytecode_modules=(), compile_bytecode=False))
+    assert not list(plain.directory.rglob("*.pyc"))
+    with zipfile.ZipFile(plain.zip_path) as archive:
+        assert not [n for n in archive.namelist() if n.endswith(".pyc")]
+
+
+def test_a_source_file_over_a_dependency_module_never_ships_that_modules_bytecode(
+    mini_backend: Path, shared_cache: Path, tmp_path: Path
+) -> None:
+    cache = _cache_sharing_wheels(tmp_path / "layered", shared_cache)
+    first = build_bundle(_spec(mini_backend, cache))
+    name = "typing_extensions.py"
+    pyc = importlib.util.cache_from_source(name)
+    assert (first.directory / pyc).is_file(), "the dependencies' imports load typing_extensions"
+    # GIVEN the source ships a file of the same path as a dependency module whose .pyc the layer caches
+    (mini_backend / "src" / name).write_bytes(
+        (first.directory / name).read_bytes() + b"\n# the source's own\n"
+    )
+    # WHEN rebuilt on the layer (a spare holding that module's cached .pyc ready), and clean
+    _ready_spare(next((cache / "layers").glob("deps-*")))
+    rebuilt = build_bundle(_spec(mini_backend, cache))
+    clean = build_bundle(_spec(mini_backend, _cache_sharing_wheels(tmp_path / "clean", shared_cache)))
+    # THEN the cached .pyc (of the dependency's bytes) ships in neither: it would run instead of the file
+    for bundle in (rebuilt, clean):
+        assert (bundle.directory / name).read_bytes().endswith(b"# the source's own\n")
+        assert not (bundle.directory / pyc).exists()
+        with zipfile.ZipFile(bundle.zip_path) as archive:
+            assert pyc not in archive.namelist()
+    assert rebuilt.zip_path.read_bytes() == clean.zip_path.read_bytes()

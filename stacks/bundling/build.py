@@ -32,7 +32,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,7 @@ from stacks.bundling import bytecode as init_bytecode
 from stacks.bundling import import_closure, install, layers, strip
 from stacks.bundling.input_hash import dependency_key, host_can_compile, input_hash, installer_identity
 from stacks.bundling.sdist import Wheelhouse
+from stacks.bundling.source_cache import FileResults
 from stacks.bundling.spec import BundleResult, BundleSpec, BundlingError, source_files
 
 
@@ -132,14 +134,20 @@ def compile_bytecode(directory: Path) -> None:
 
 
 def compile_init_bytecode(
-    spec: BundleSpec, bundle: Path, layer: layers.DependencyLayer, closure: import_closure.Closure
-) -> list[str]:
+    spec: BundleSpec,
+    bundle: Path,
+    layer: layers.DependencyLayer,
+    closure: import_closure.Closure,
+    results: FileResults | None = None,
+    own_files: Collection[str] = (),
+    prelinked: str | None = None,
+) -> init_bytecode.Written:
     """Unchecked-hash .pyc for what `spec.bytecode_modules` import at init (see stacks/bundling/bytecode.py):
     the bundle's own modules (source and extra files) by their static init closure, dependency modules by
-    what their dependency imports load, the functions' lazy dependency imports included; returns the
-    bundle-relative .py files that got one."""
+    what their dependency imports load, the functions' lazy dependency imports included. `own_files`: what
+    the build wrote into the bundle; `prelinked`: as take_spare returned it."""
     extra = [(name, path) for name, path in spec.extra_files if name.endswith(".py")]
-    modules = {**closure.modules, **import_closure.read_source(bundle, extra)}
+    modules = {**closure.modules, **import_closure.read_source(bundle, extra, results=results)}
     lazy = {(d.module, d.names) for deps in closure.lazy_dependencies.values() for d in deps}
     try:
         done = init_bytecode.write_bytecode(
@@ -149,16 +157,28 @@ def compile_init_bytecode(
             spec.bytecode_modules,
             import_closure.stdlib_names(spec.python_version),
             lazy_dependencies=sorted(lazy),
+            results=results,
+            own_files=own_files,
+            prelinked=prelinked,
         )
     except init_bytecode.BytecodeError as exc:
         raise BundlingError(str(exc)) from exc
     return done
 
 
-def check_import_closure(spec: BundleSpec, bundle: Path) -> import_closure.Closure:
+def check_import_closure(
+    spec: BundleSpec,
+    bundle: Path,
+    files: Sequence[tuple[str, Path]] | None = None,
+    contents: Mapping[str, bytes] | None = None,
+    results: FileResults | None = None,
+) -> import_closure.Closure:
     """The static import closure of the source, resolved against the installed bundle; raises BundlingError
-    naming file:line, module or name, and the functions reaching the file (see import_closure.py)."""
-    files = source_files(spec.source_dir, spec.excludes)
+    naming file:line, module or name, and the functions reaching the file (see import_closure.py).
+    `files`, `contents`, `results`: the source listing and bytes when already read, and the parses kept from
+    the last build."""
+    if files is None:
+        files = source_files(spec.source_dir, spec.excludes)
     tops = {rel.split("/")[0].removesuffix(".py") for rel, _p in files}
     closure = import_closure.analyze(
         spec.source_dir,
@@ -167,6 +187,8 @@ def check_import_closure(spec: BundleSpec, bundle: Path) -> import_closure.Closu
         installed=import_closure.installed_top_levels(bundle, tops),
         python_version=spec.python_version,
         requirements=spec.requirements,
+        contents=contents,
+        results=results,
     )
     if closure.problems:
         raise BundlingError(import_closure.closure_error(closure.problems))
@@ -193,7 +215,10 @@ def build_bundle(spec: BundleSpec, *, log: Callable[[str], None] = lambda _m: No
     started = time.monotonic()
     tool, command = installer_identity(spec)
     wheelhouse = install.prepare_wheelhouse(spec, tool, command, log=log)
-    asset_hash = input_hash(spec, tool, wheelhouse.wheels)
+    # Each source file is read once: the hash, the copy, the closure and the zip all see the same bytes.
+    files = source_files(spec.source_dir, spec.excludes)
+    contents = {relative: path.read_bytes() for relative, path in files}
+    asset_hash = input_hash(spec, tool, wheelhouse.wheels, contents)
     final = spec.cache_dir / "bundles" / asset_hash
     meta_path = final / "meta.json"
     if meta_path.is_file():
@@ -202,25 +227,37 @@ def build_bundle(spec: BundleSpec, *, log: Callable[[str], None] = lambda _m: No
 
     notices: list[str] = []
     final.parent.mkdir(parents=True, exist_ok=True)
+    results = FileResults.for_source(spec.cache_dir, spec.source_dir)
+    # Informational (three git calls), so asked on the side while the bundle is built.
+    background = ThreadPoolExecutor(max_workers=1)
+    provenance = background.submit(git_commit, [spec.source_dir, spec.requirements])
+    background.shutdown(wait=False)
     # Built beside its final place and renamed in one step: an interrupted build never looks complete.
     work = Path(tempfile.mkdtemp(prefix=f".{asset_hash[:12]}-", dir=final.parent))
     try:
         bundle = work / "bundle"
         layer = dependency_layer(spec, tool, command, wheelhouse)
         notices.extend(layer.notices)
-        if not layer.take_spare(bundle):  # a linked tree made ahead (layers.py), else link one now
+        prelinked = layer.take_spare(bundle)  # a linked tree made ahead (layers.py), else link one now
+        if prelinked is None:
             bundle.mkdir()
             layer.link_into(bundle)
         # Files from the layer are hard links: anything this build writes over one is unlinked first, so
         # the layer (and uv's cache behind it) is never written through.
         own: dict[str, Path] = {}
-        for relative, path in [*source_files(spec.source_dir, spec.excludes), *spec.extra_files]:
+        made: set[Path] = set()
+        for relative, path in [*files, *spec.extra_files]:
             dest = bundle / relative
-            dest.parent.mkdir(parents=True, exist_ok=True)
+            if dest.parent not in made:
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                made.add(dest.parent)
             dest.unlink(missing_ok=True)
-            shutil.copyfile(path, dest)
+            if relative in contents and relative not in own:
+                dest.write_bytes(contents[relative])
+            else:  # an extra file (which may also replace a source file of the same name)
+                shutil.copyfile(path, dest)
             own[relative] = dest
-        closure = check_import_closure(spec, bundle)
+        closure = check_import_closure(spec, bundle, files, contents, results)
         closure_info = {
             # What each function imports lazily from its dependencies: the probe imports exactly these.
             "lazy_imports": closure.lazy_imports(),
@@ -238,16 +275,13 @@ def build_bundle(spec: BundleSpec, *, log: Callable[[str], None] = lambda _m: No
                 sort_keys=True,
             )
         )
-        commit, dirty = git_commit([spec.source_dir, spec.requirements])
+        commit, dirty = provenance.result()
         req = install.requirements_file(spec)
         info = {
             "code_version": asset_hash[:12],
             "bundle_hash": asset_hash,
             "source_hash": _sha256(
-                b"".join(
-                    rel.encode() + b"\0" + _sha256(p.read_bytes()).encode()
-                    for rel, p in source_files(spec.source_dir, spec.excludes)
-                )
+                b"".join(rel.encode() + b"\0" + _sha256(data).encode() for rel, data in contents.items())
             )[:12],
             "requirements_hash": _sha256(req.read_bytes())[:12],
             "schema_head": schema_head(spec.source_dir, spec.migrations_dir),
@@ -265,21 +299,31 @@ def build_bundle(spec: BundleSpec, *, log: Callable[[str], None] = lambda _m: No
         # Every file this build wrote besides the layer's links, when known: the zip then need not list the
         # whole bundle folder to find them (thousands of files, on every source edit).
         written: list[str] | None = [*own, "build_info.json"]
+        pyc_set: layers.PycSet | None = None
+        replaced = [*own, "build_info.json"]
+        if prelinked and not (bytecode and spec.bytecode_modules):
+            init_bytecode.unlink_foreign_pyc(bundle, layer, own)  # a spare's .pyc this build does not ship
         if bytecode and spec.bytecode_modules:
-            compiled = compile_init_bytecode(spec, bundle, layer, closure)
-            bytecode_files = len(compiled)
-            written = [*own, "build_info.json", *(importlib.util.cache_from_source(rel) for rel in compiled)]
+            compiled = compile_init_bytecode(spec, bundle, layer, closure, results, own, prelinked)
+            bytecode_files = len(compiled.files)
+            pyc_set = compiled.pyc_set
+            written = [
+                *own,
+                "build_info.json",
+                *(importlib.util.cache_from_source(rel) for rel in compiled.own),
+            ]
+            replaced += compiled.shadowed
         elif bytecode:
             compile_bytecode(bundle)
             bytecode_files = sum(1 for _ in bundle.rglob("*.pyc"))
             written = None
-        elif spec.compile_bytecode:
+        if spec.compile_bytecode and not bytecode:
             notices.append(
                 f"no precompiled bytecode: host Python is {sys.version_info.major}."
                 f"{sys.version_info.minor}, target is {spec.python_version}"
             )
         zipped, unzipped = layer.write_zip(
-            work / "bundle.zip", bundle, replaced=[*own, "build_info.json"], written=written
+            work / "bundle.zip", bundle, replaced=replaced, written=written, results=results, pyc_set=pyc_set
         )
         meta = {
             "unzipped_bytes": unzipped,
@@ -288,6 +332,7 @@ def build_bundle(spec: BundleSpec, *, log: Callable[[str], None] = lambda _m: No
             "bytecode_files": bytecode_files,
             "tool": tool,
             "dependencies_reused": not layer.built,
+            "pyc_set": pyc_set.digest if pyc_set is not None else "",
         }
         (work / "meta.json").write_text(json.dumps(meta, sort_keys=True))
         if final.exists():  # a concurrent synth finished first; its bundle has the same inputs
@@ -297,10 +342,11 @@ def build_bundle(spec: BundleSpec, *, log: Callable[[str], None] = lambda _m: No
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
+    results.save()
     for notice in notices:
         log(f"[bundle] notice: {notice}")
     # The next source edit on this layer then finds its dependency tree already linked.
-    layer.make_spare_in_background()
+    layer.make_spare_in_background(meta.get("pyc_set", ""))
     return _result(final, asset_hash, tool, meta, cache_hit=False, started=started, notices=tuple(notices))
 
 

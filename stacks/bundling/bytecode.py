@@ -24,19 +24,22 @@ once per sandbox at cold start, as without precompiled bytecode: a cost in start
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import hashlib
 import importlib.util
 import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from stacks.bundling import layers
 from stacks.bundling.compile_imported import pyc_data, write_atomic
 from stacks.bundling.import_closure import ModuleInfo
+from stacks.bundling.source_cache import FileResults
 
 # Bump when the rules for which modules get bytecode change (part of the cached import sets' digest).
 BYTECODE_FORMAT = "2"
@@ -107,54 +110,90 @@ def imports_digest(layer_key: str, dependencies: Sequence[DependencyImport]) -> 
     return hashlib.sha256(data.encode()).hexdigest()
 
 
-def dependency_modules(layer: layers.DependencyLayer, dependencies: Sequence[DependencyImport]) -> list[str]:
-    """The layer-relative module files `dependencies` load, each with its .pyc in `layer.pyc_cache`: from the
-    layer's record of this import set, or found (and recorded) by running the imports now."""
+def dependency_modules(
+    layer: layers.DependencyLayer,
+    dependencies: Sequence[DependencyImport],
+    groups: Sequence[Sequence[DependencyImport]] = (),
+) -> tuple[str, list[str]]:
+    """(digest, layer-relative module files) of what `dependencies` load, each with its .pyc in
+    `layer.pyc_cache`: from the layer's record of this import set, or found (and recorded) by running the
+    imports now. `groups` (which together hold `dependencies`) run in interpreters of their own, side by
+    side: importing is mostly compiling, one core each. Modules two groups share are compiled twice, to
+    the same bytes."""
+    digest = imports_digest(layer.key, dependencies)
     if not dependencies:
-        return []
-    record = layer.pyc_cache / "imports" / f"{imports_digest(layer.key, dependencies)}.json"
+        return digest, []
+    record = layer.pyc_cache / "imports" / f"{digest}.json"
     if record.is_file():
         loaded: list[str] = json.loads(record.read_text())["loaded"]
-        if all((layer.pyc_cache / importlib.util.cache_from_source(r)).is_file() for r in loaded):
-            return loaded
-    imports = json.dumps([[module, list(names)] for module, names in dependencies])
+        # A set made from the record had every .pyc at hand; without one, each is looked for.
+        if (layer.pyc_cache / "sets" / digest / "index.json").is_file() or all(
+            (layer.pyc_cache / importlib.util.cache_from_source(r)).is_file() for r in loaded
+        ):
+            return digest, loaded
+    runs = [list(group) for group in groups if group] or [list(dependencies)]
     command = [sys.executable, "-I", "-S", "-B", str(COMPILE_SCRIPT), str(layer.tree), str(layer.pyc_cache)]
-    proc = subprocess.run(
-        [*command, imports],
-        capture_output=True,
-        text=True,
-        cwd=layer.tree,
-        env={
-            "PATH": os.environ.get("PATH", ""),
-            "PYTHONHASHSEED": "0",
-            "AWS_REGION": "us-east-1",
-            "AWS_DEFAULT_REGION": "us-east-1",
-        },
-        timeout=COMPILE_TIMEOUT_SECONDS,
-        check=False,
-    )
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
-    if not lines:
-        names = ", ".join(module for module, _names in dependencies)
-        raise BytecodeError(
-            f"importing the dependencies {names} to compile their bytecode crashed the interpreter "
-            f"(exit {proc.returncode}): {proc.stderr[-1500:]}"
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "PYTHONHASHSEED": "0",
+        "AWS_REGION": "us-east-1",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    procs = [
+        subprocess.Popen(
+            [*command, json.dumps([[module, list(names)] for module, names in run])],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=layer.tree,
+            env=env,
         )
-    loaded = json.loads(lines[-1])["loaded"]
-    # Recorded with the failures too: they are a property of the layer, and verification reports them.
-    write_atomic(str(record), json.dumps({"loaded": loaded, "imports": json.loads(imports)}).encode())
-    return loaded
-
-
-def _link(source: Path, dest: Path, made: set[Path]) -> None:
-    if dest.parent not in made:
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        made.add(dest.parent)
-    dest.unlink(missing_ok=True)
+        for run in runs
+    ]
+    found: set[str] = set()
     try:
-        os.link(source, dest)
-    except OSError:
-        dest.write_bytes(source.read_bytes())
+        for proc, run in zip(procs, runs, strict=True):
+            try:
+                stdout, stderr = proc.communicate(timeout=COMPILE_TIMEOUT_SECONDS)
+            except subprocess.TimeoutExpired as exc:
+                names = ", ".join(module for module, _names in run)
+                raise BytecodeError(
+                    f"importing the dependencies {names} to compile their bytecode took over "
+                    f"{COMPILE_TIMEOUT_SECONDS} s: an import that waits on the network or a lock?"
+                ) from exc
+            lines = [ln for ln in stdout.splitlines() if ln.startswith("{")]
+            if not lines:
+                names = ", ".join(module for module, _names in run)
+                raise BytecodeError(
+                    f"importing the dependencies {names} to compile their bytecode crashed the interpreter "
+                    f"(exit {proc.returncode}): {stderr[-1500:]}"
+                )
+            found.update(json.loads(lines[-1])["loaded"])
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    loaded = sorted(found)
+    imports = [[module, list(names)] for module, names in dependencies]
+    # Recorded with the failures too: they are a property of the layer, and verification reports them.
+    write_atomic(str(record), json.dumps({"loaded": loaded, "imports": imports}).encode())
+    return digest, loaded
+
+
+@dataclass(frozen=True)
+class Written:
+    """What write_bytecode wrote into a bundle."""
+
+    own: tuple[str, ...]  # bundle-relative .py files of the bundle's own modules compiled into it
+    dependencies: tuple[str, ...]  # layer-relative .py files whose .pyc the bundle holds from `pyc_set`
+    pyc_set: layers.PycSet | None
+    shadowed: tuple[str, ...]  # .pyc names of `pyc_set` not in the bundle: the build wrote over their .py
+
+    @property
+    def files(self) -> list[str]:
+        return sorted({*self.own, *self.dependencies})
 
 
 def write_bytecode(
@@ -164,36 +203,68 @@ def write_bytecode(
     roots: Iterable[str],
     stdlib: frozenset[str],
     lazy_dependencies: Iterable[DependencyImport] = (),
-) -> list[str]:
+    results: FileResults | None = None,
+    own_files: Collection[str] = (),
+    prelinked: str | None = None,
+) -> Written:
     """Write the unchecked-hash .pyc of what `roots` import at init, and of what `lazy_dependencies` load,
-    into `bundle`; returns the bundle-relative .py files that got one. Dependency .pyc are hard links to the
-    layer's cache (the zip writer then uses their pre-deflated entries); a file the build wrote over a layer
-    file is not taken from the cache."""
+    into `bundle`. Dependency .pyc are hard links to the layer's cache (a PycSet, whose entries the zip
+    copies); `own_files`, the files the build wrote over layer files, never get one from the cache.
+    `results`: the .pyc of the bundle's own modules kept from the last build (source_cache.py).
+    `prelinked`: the digest of the PycSet already linked into `bundle` (a spare's), "" for none."""
     wanted = init_imports(modules, roots, stdlib)
-    dependencies = tuple(sorted({*wanted.dependencies, *lazy_dependencies}))
-    done: list[str] = []
+    lazy = set(lazy_dependencies)
+    dependencies = tuple(sorted({*wanted.dependencies, *lazy}))
+    # The dependency .pyc first: a module of the bundle's own compiled below replaces any of the same name.
+    # Init's imports and the lazy ones side by side (a deterministic split, so the record is the same for
+    # every build of this set).
+    lazy_only = tuple(sorted(lazy - set(wanted.dependencies)))
+    digest, loaded = dependency_modules(layer, dependencies, (wanted.dependencies, lazy_only))
+    if prelinked and prelinked != digest:
+        unlink_foreign_pyc(bundle, layer, own_files)  # the spare holds another import set's .pyc
+    pyc_set = layer.pyc_set(digest, loaded) if loaded else None
+    if pyc_set is not None and prelinked != digest:
+        layer.link_pyc_set(pyc_set, bundle)
+    own: list[str] = []
     for relative in wanted.files:
         source = bundle / relative
         try:
-            data = pyc_data(source.read_bytes(), relative)
+            code = source.read_bytes()
+            if results is None:
+                data = pyc_data(code, relative)
+            else:
+                data = results.get("pyc", relative, code, functools.partial(pyc_data, code, relative))
         except (OSError, SyntaxError, ValueError):
             continue  # a module that does not compile: verification names it and its function
         target = bundle / importlib.util.cache_from_source(relative)
         target.parent.mkdir(parents=True, exist_ok=True)
         target.unlink(missing_ok=True)  # never written through a link
         target.write_bytes(data)
-        done.append(relative)
-    own = set(wanted.files)
-    made: set[Path] = set()
-    for relative in dependency_modules(layer, dependencies):
-        if relative in own:
-            continue
-        try:
-            if not os.path.samefile(bundle / relative, layer.tree / relative):
-                continue
-        except OSError:
-            continue
-        pyc = importlib.util.cache_from_source(relative)
-        _link(layer.pyc_cache / pyc, bundle / pyc, made)
-        done.append(relative)
-    return sorted(done)
+        own.append(relative)
+    written = set(own_files)
+    shadowed = [r for r in loaded if r in written]
+    compiled = set(own)
+    for relative in shadowed:  # a dependency file the build wrote over: its cached .pyc is not this file's
+        if relative not in compiled:
+            _unlink_pyc(bundle / importlib.util.cache_from_source(relative))
+    return Written(
+        tuple(own),
+        tuple(r for r in loaded if r not in written),
+        pyc_set,
+        tuple(importlib.util.cache_from_source(r) for r in shadowed),
+    )
+
+
+def unlink_foreign_pyc(bundle: Path, layer: layers.DependencyLayer, own_files: Collection[str]) -> None:
+    """Remove every .pyc in `bundle` that is neither a layer file nor one of `own_files`."""
+    keep = {e.name for e in layer.entries} | set(own_files)
+    for name, path in layers.relative_files(bundle):
+        if name.endswith(".pyc") and name not in keep:
+            _unlink_pyc(Path(path))
+
+
+def _unlink_pyc(path: Path) -> None:
+    """Remove a .pyc, and its __pycache__ folder when that is left empty (as a clean build has none)."""
+    path.unlink(missing_ok=True)
+    with contextlib.suppress(OSError):
+        path.parent.rmdir()

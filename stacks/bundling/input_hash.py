@@ -18,7 +18,7 @@ import json
 import shutil
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from stacks.bundling import strip
@@ -50,8 +50,14 @@ def host_can_compile(spec: BundleSpec) -> bool:
     return f"{sys.version_info.major}.{sys.version_info.minor}" == spec.python_version
 
 
-def input_hash(spec: BundleSpec, tool: str, wheels: Sequence[tuple[str, str]] = ()) -> str:
-    """One digest of every input that can change the bundle (`wheels`: locally built (name, sha256))."""
+def input_hash(
+    spec: BundleSpec,
+    tool: str,
+    wheels: Sequence[tuple[str, str]] = (),
+    sources: Mapping[str, bytes] | None = None,
+) -> str:
+    """One digest of every input that can change the bundle (`wheels`: locally built (name, sha256);
+    `sources`: the source files' bytes by relative path, in source_files order, when already read)."""
     digest = hashlib.sha256()
 
     def add(label: str, value: str | bytes) -> None:
@@ -75,9 +81,11 @@ def input_hash(spec: BundleSpec, tool: str, wheels: Sequence[tuple[str, str]] = 
     req = requirements_file(spec)
     add("requirements-name", req.name)
     add("requirements", req.read_bytes())
-    for relative, path in source_files(spec.source_dir, spec.excludes):
+    if sources is None:
+        sources = {rel: path.read_bytes() for rel, path in source_files(spec.source_dir, spec.excludes)}
+    for relative, data in sources.items():
         add("file", relative)
-        add("content", path.read_bytes())
+        add("content", data)
     for name, path in sorted(spec.extra_files):
         if not path.is_file():
             raise BundlingError(f"extra bundle file {path} (for {name}) does not exist")

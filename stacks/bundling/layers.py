@@ -12,6 +12,8 @@ layer holds:
   imports load, and `imports/<digest>.json`: which modules one set of dependency imports loads (see
   bytecode.py). A dependency file never changes inside a layer and its .pyc depends on its bytes, path and
   the compiling Python only, so it is written once and hard-linked into every bundle that needs it.
+  `sets/<digest>/`: the zip entries of one such set's .pyc, deflated once (a `PycSet`), which a bundle's
+  zip copies as they are, like the layer's own.
 
 A layer is written in a work folder and renamed into place in one step, so an interrupted build never
 leaves a layer that looks complete; concurrent builds of one key keep whichever finished first.
@@ -22,11 +24,14 @@ leaves a layer that looks complete; concurrent builds of one key keep whichever 
   the largest part of a source-only rebuild (and much slower while the file system is busy); made ahead,
   it leaves the edit loop. A spare is renamed into `spares/` only once complete, and a bundle takes it by
   renaming it away, so a spare is never shared, never half-made, and never written into before it is taken.
+  A spare made after a build that used a `PycSet` has that set's .pyc linked in too, and its name ends in
+  the set's digest: the next build, which most likely imports the same dependencies, links none.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import importlib.util
 import json
@@ -42,12 +47,27 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from stacks.bundling import zipwrite
+from stacks.bundling.source_cache import FileResults
 
 # Bump when the layer's layout or content rules change.
 LAYER_FORMAT = "1"
 SPARE_PREFIX = "ready-"
 # A half-made spare older than this belongs to a process that ended while linking it.
 STALE_SPARE_SECONDS = 3600
+
+
+@dataclass(frozen=True)
+class PycSet:
+    """The dependency .pyc one set of imports loads (bytecode.py), with their zip entries deflated once."""
+
+    digest: str
+    path: Path
+    relatives: tuple[str, ...]  # the layer-relative .py files, whose .pyc these are
+    store: zipwrite.Store
+
+    @property
+    def names(self) -> list[str]:
+        return [e.name for e in self.store.entries]
 
 
 @dataclass(frozen=True)
@@ -66,7 +86,7 @@ class DependencyLayer:
     def blob_path(self) -> Path:
         return self.path / "entries.bin"
 
-    @property
+    @functools.cached_property  # asked for each of hundreds of .pyc in a build
     def pyc_cache(self) -> Path:
         # The compiling interpreter's exact version: bytecode may differ between patch releases.
         version = ".".join(str(v) for v in sys.version_info[:3])
@@ -93,23 +113,67 @@ class DependencyLayer:
     def spares(self) -> Path:
         return self.path / "spares"
 
-    def take_spare(self, dest: Path) -> bool:
-        """Move a ready linked tree to `dest` (which must not exist); False when there is none to take."""
+    def take_spare(self, dest: Path) -> str | None:
+        """Move a ready linked tree to `dest` (which must not exist). Returns the digest of the PycSet linked
+        into it ("" for none), or None when there is no spare to take."""
         try:
             ready = sorted(p for p in self.spares.iterdir() if p.name.startswith(SPARE_PREFIX))
         except OSError:
-            return False
+            return None
         for spare in ready:
             try:
                 os.rename(spare, dest)  # atomic: a concurrent build cannot take the same one
             except OSError:
                 continue
-            return True
-        return False
+            return spare.name.partition(".")[2]
+        return None
 
-    def make_spare(self) -> None:
-        """Link one spare tree, unless one is ready; stale half-made ones (a process that ended while
-        linking) are removed."""
+    def pyc_set(self, digest: str, relatives: Sequence[str]) -> PycSet:
+        """The PycSet of `digest` (bytecode.imports_digest) for the layer-relative `relatives`, whose .pyc
+        are in `pyc_cache`; its entries are deflated now when no build made them before."""
+        folder = self.pyc_cache / "sets" / digest
+        if not (folder / "index.json").is_file():
+            folder.parent.mkdir(parents=True, exist_ok=True)
+            work = Path(tempfile.mkdtemp(prefix=f".{digest[:12]}-", dir=folder.parent))
+            try:
+                pycs = sorted(importlib.util.cache_from_source(r) for r in relatives)
+                zipwrite.store_entries(
+                    [(name, self.pyc_cache / name) for name in pycs],
+                    work / "entries.bin",
+                    work / "index.json",
+                )
+                if (folder / "index.json").is_file():  # a concurrent build made it first; same bytes
+                    shutil.rmtree(work)
+                else:
+                    shutil.rmtree(folder, ignore_errors=True)  # leftovers of a deleted set
+                    os.replace(work, folder)
+            except BaseException:
+                shutil.rmtree(work, ignore_errors=True)
+                raise
+        entries = tuple(zipwrite.load_index(folder / "index.json"))
+        return PycSet(digest, folder, tuple(relatives), zipwrite.Store(entries, folder / "entries.bin"))
+
+    def link_pyc_set(self, pyc_set: PycSet, bundle: Path) -> None:
+        """Hard-link the set's .pyc into `bundle` (over any file of the same name)."""
+        made: set[str] = set()
+        cache = str(self.pyc_cache)
+        target = str(bundle)
+        for name in pyc_set.names:
+            parent = name.rpartition("/")[0]
+            if parent not in made:
+                os.makedirs(os.path.join(target, parent), exist_ok=True)
+                made.add(parent)
+            dest = os.path.join(target, name)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(dest)
+            try:
+                os.link(os.path.join(cache, name), dest)
+            except OSError:
+                shutil.copyfile(os.path.join(cache, name), dest)
+
+    def make_spare(self, pyc_set: str = "") -> None:
+        """Link one spare tree (with the .pyc of the PycSet of digest `pyc_set`, when it exists), unless one
+        is ready; stale half-made ones (a process that ended while linking) are removed."""
         making = self.spares / f".making-{os.getpid()}-{uuid.uuid4().hex}"
         try:
             if not (self.path / "meta.json").is_file():
@@ -123,15 +187,22 @@ class DependencyLayer:
                     shutil.rmtree(entry, ignore_errors=True)
             making.mkdir()
             self.link_into(making)
-            os.rename(making, self.spares / f"{SPARE_PREFIX}{uuid.uuid4().hex}")
+            name = f"{SPARE_PREFIX}{uuid.uuid4().hex}"
+            index = self.pyc_cache / "sets" / pyc_set / "index.json" if pyc_set else None
+            if index is not None and index.is_file():
+                entries = tuple(zipwrite.load_index(index))
+                stored = zipwrite.Store(entries, index.with_name("entries.bin"))
+                self.link_pyc_set(PycSet(pyc_set, index.parent, (), stored), making)
+                name += f".{pyc_set}"
+            os.rename(making, self.spares / name)
         except OSError:  # the layer went away meanwhile, or the disk is full: the next build links itself
             shutil.rmtree(making, ignore_errors=True)
 
-    def make_spare_in_background(self) -> subprocess.Popen[bytes] | None:
+    def make_spare_in_background(self, pyc_set: str = "") -> subprocess.Popen[bytes] | None:
         """make_spare in a process of its own, at idle priority: thousands of link calls would otherwise
         hold this process's GIL while synth builds its stacks. Nothing waits for it; if it is killed, a
         later make_spare removes its half-made folder."""
-        command = [sys.executable, "-S", "-c", _SPARE_SCRIPT, str(_REPO_ROOT), str(self.path)]
+        command = [sys.executable, "-S", "-c", _SPARE_SCRIPT, str(_REPO_ROOT), str(self.path), pyc_set]
         try:
             proc = subprocess.Popen(
                 command,
@@ -147,16 +218,27 @@ class DependencyLayer:
         return proc
 
     def write_zip(
-        self, zip_path: Path, bundle: Path, *, replaced: Sequence[str], written: Sequence[str] | None = None
+        self,
+        zip_path: Path,
+        bundle: Path,
+        *,
+        replaced: Sequence[str],
+        written: Sequence[str] | None = None,
+        results: FileResults | None = None,
+        pyc_set: PycSet | None = None,
     ) -> tuple[int, int]:
         """The bundle's zip: the layer's entries as stored, merged with the files this build wrote.
 
         `bundle` holds the layer's files (linked) plus the build's own: every file not in the layer, and
         the layer names in `replaced`, is deflated now. `written`: every bundle-relative file the build
-        wrote, when the caller knows them (then the folder is not walked); None: walk it. Returns (zip
-        size, unzipped size).
+        wrote, when the caller knows them (then the folder is not walked); None: walk it. `results`: zip
+        entries kept from the last build (source_cache.py). `pyc_set`: dependency .pyc linked into the
+        bundle, whose stored entries are copied like the layer's. Returns (zip size, unzipped size).
         """
-        stored = {e.name for e in self.entries}
+        stores = [zipwrite.Store(self.entries, self.blob_path)]
+        if pyc_set is not None:
+            stores.append(pyc_set.store)
+        stored = {e.name for store in stores for e in store.entries}
         again = set(replaced)
         if written is None:
             files = relative_files(bundle)
@@ -167,23 +249,10 @@ class DependencyLayer:
             top = str(bundle)
             files = [(name, os.path.join(top, name)) for name in sorted(set(written))]
         new = zipwrite.NewEntries()
-        pyc_cache = self.pyc_cache
-
-        def cached_blob(name: str, path: Path) -> Path | None:
-            # A dependency's .pyc that is the cache's own file (a hard link): its entry is deflated once.
-            if not name.endswith(".pyc"):
-                return None
-            cached = pyc_cache / name
-            try:
-                return cached.with_name(cached.name + ".entry") if os.path.samefile(path, cached) else None
-            except OSError:
-                return None
-
-        new.add_files(
-            [(name, Path(path)) for name, path in files if name not in stored or name in again], cached_blob
-        )
-        zipped = zipwrite.write_merged(zip_path, self.entries, self.blob_path, new, replaced=again)
-        sizes = {e.name: e.size for e in self.entries}
+        own = [(name, Path(path)) for name, path in files if name not in stored or name in again]
+        new.add_files(own, results)
+        zipped = zipwrite.write_merged(zip_path, stores, new, replaced=again)
+        sizes = {e.name: e.size for store in stores for e in store.entries if e.name not in again}
         sizes.update({e.name: e.size for e in new.entries})
         return zipped, sum(sizes.values())
 
@@ -201,7 +270,7 @@ try:
     entries = tuple(load_index(path / "index.json"))
 except OSError:
     sys.exit(0)
-DependencyLayer(path, path.name, entries, (), built=False).make_spare()
+DependencyLayer(path, path.name, entries, (), built=False).make_spare(sys.argv[3])
 """
 
 

@@ -9,6 +9,8 @@ without a cycle. Plain Python, no CDK: the benchmark, the local harness and the 
 from __future__ import annotations
 
 import fnmatch
+import functools
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -146,11 +148,20 @@ def bytecode_modules_for(handlers: Iterable[str]) -> tuple[str, ...]:
 
 
 def is_excluded(relative: str, excludes: Iterable[str]) -> bool:
-    parts = relative.split("/")
-    return any(
-        fnmatch.fnmatch(relative, pattern) or any(fnmatch.fnmatch(p, pattern) for p in parts)
-        for pattern in excludes
-    )
+    """Whether a pattern matches the whole relative path or any one of its parts (fnmatch rules)."""
+    pattern = _exclusion(tuple(excludes))
+    if pattern is None:
+        return False
+    return bool(pattern.match(relative)) or any(pattern.match(part) for part in relative.split("/"))
+
+
+@functools.lru_cache(maxsize=64)
+def _exclusion(excludes: tuple[str, ...]) -> re.Pattern[str] | None:
+    # One compiled alternation instead of an fnmatch call per pattern and part: pruning an installed tree
+    # asks this of every one of its thousands of files.
+    if not excludes:
+        return None
+    return re.compile("|".join(f"(?:{fnmatch.translate(p)})" for p in excludes))
 
 
 def source_files(source_dir: Path, excludes: Iterable[str]) -> list[tuple[str, Path]]:

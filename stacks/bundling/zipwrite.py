@@ -9,19 +9,22 @@ directory from the index. The bytes equal what `zipfile` writes for the same fil
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import io
 import json
 import mmap
 import os
 import stat
 import struct
-import threading
 import zipfile
 import zlib
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+
+from stacks.bundling.source_cache import FileResults
 
 # Local header, central directory entry and end record of a zip (APPNOTE 4.3.7, 4.3.12, 4.3.16).
 _LOCAL = struct.Struct("<IHHHHHIIIHH")
@@ -87,31 +90,19 @@ class NewEntries:
         self.entries: list[Entry] = []
         self.blobs: list[bytes] = []
 
-    def add_files(
-        self, files: Sequence[tuple[str, Path]], blob_cache: Callable[[str, Path], Path | None] | None = None
-    ) -> None:
-        """Deflate files on every core (zlib releases the GIL).
-
-        `blob_cache(name, path)` may name a file that holds (or will hold) the entry's blob: a file whose
-        bytes are known not to change (an immutable cached file) is then deflated once, ever.
-        """
+    def add_files(self, files: Sequence[tuple[str, Path]], results: FileResults | None = None) -> None:
+        """Deflate files on every core (zlib releases the GIL); `results`: entries kept from the last build
+        (source_cache.py), so only the files whose bytes changed are deflated."""
 
         def one(item: tuple[str, Path]) -> tuple[bytes, int, int, int, bool]:
             name, path = item
-            stored = blob_cache(name, path) if blob_cache else None
-            if stored is not None and stored.is_file():
-                blob = stored.read_bytes()
-                fields = _LOCAL.unpack_from(blob)
-                data = path.read_bytes()
-                # The blob is used only for these very bytes (a crc32 is cheap next to a deflate).
-                if fields[6] == zlib.crc32(data) and fields[8] == len(data) and not is_executable(path):
-                    return blob, fields[6], fields[8], fields[7], False
-            result = _deflate_file(item)
-            if stored is not None:
-                temporary = stored.with_name(f"{stored.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-                temporary.write_bytes(result[0])
-                os.replace(temporary, stored)
-            return result
+            data = path.read_bytes()
+            executable = is_executable(path)
+            if results is None:
+                return (*deflate(name, data, executable), executable)
+            kind = "zip-entry-executable" if executable else "zip-entry"
+            entry = results.get(kind, name, data, functools.partial(deflate, name, data, executable))
+            return (*entry, executable)
 
         with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
             for (name, _path), (blob, crc, size, packed, executable) in zip(
@@ -150,43 +141,56 @@ def write_zip(directory: Path, zip_path: Path) -> int:
     new.add_files(
         sorted((p.relative_to(directory).as_posix(), p) for p in directory.rglob("*") if p.is_file())
     )
-    return write_merged(zip_path, (), None, new, replaced=())
+    return write_merged(zip_path, (), new, replaced=())
+
+
+@dataclass(frozen=True)
+class Store:
+    """Entries deflated once (store_entries): their index and the blob file holding them."""
+
+    entries: Sequence[Entry]
+    blob_path: Path
 
 
 def write_merged(
     zip_path: Path,
-    stored: Sequence[Entry],
-    blob_path: Path | None,
+    stores: Sequence[Store],
     new: NewEntries,
     *,
     replaced: Iterable[str],
 ) -> int:
-    """Write a zip of the stored entries (minus `replaced` names) and the new ones, in name order.
+    """Write a zip of the stores' entries (minus `replaced` names) and the new ones, in name order; a name
+    in a later store replaces it in an earlier one, and a new entry replaces both.
 
-    Runs of consecutive stored entries are copied in one write, never recompressed. Returns the zip's size.
+    Runs of consecutive entries of one store are copied in one call, never recompressed. Returns the zip's
+    size.
     """
-    drop = set(replaced) | {e.name for e in new.entries}
-    merged: list[tuple[str, int, Entry]] = [(e.name, 0, e) for e in stored if e.name not in drop]
-    merged += [(e.name, 1, e) for e in new.entries]
+    taken = set(replaced) | {e.name for e in new.entries}
+    merged: list[tuple[str, int, Entry]] = [(e.name, -1, e) for e in new.entries]
+    for index in reversed(range(len(stores))):
+        kept = [e for e in stores[index].entries if e.name not in taken]
+        taken.update(e.name for e in kept)
+        merged += [(e.name, index, e) for e in kept]
     merged.sort(key=lambda item: item[0])
     if len(merged) >= MAX_ENTRIES:
         raise ZipLimitError(f"{len(merged)} files: more than a zip without zip64 can hold")
     central = bytearray()
     position = 0
-    with zip_path.open("wb", buffering=0) as out, _mapped(blob_path) as store:
-        run_start = run_end = -1
-        source_fd = store.fd
-        kernel_copy = source_fd >= 0 and hasattr(os, "copy_file_range")
+    with zip_path.open("wb", buffering=0) as out, contextlib.ExitStack() as opened:
+        mapped = [opened.enter_context(_mapped(store.blob_path)) for store in stores]
+        run_store, run_start, run_end = -1, -1, -1
+        kernel_copy = hasattr(os, "copy_file_range")
 
         def flush() -> None:
             nonlocal kernel_copy
-            if run_start < 0:
+            if run_store < 0:
                 return
+            store = mapped[run_store]
             done = run_start
             # In-kernel copy of a stored run (no trip through this process); plain writes where unsupported.
-            while kernel_copy and done < run_end:
+            while kernel_copy and store.fd >= 0 and done < run_end:
                 try:
-                    copied = os.copy_file_range(source_fd, out.fileno(), run_end - done, done)
+                    copied = os.copy_file_range(store.fd, out.fileno(), run_end - done, done)
                 except OSError:
                     copied = 0
                 if copied <= 0:
@@ -205,16 +209,15 @@ def write_merged(
                 0x02014B50, _MADE_ON_UNIX | _ZIP_VERSION, _ZIP_VERSION, _flags(name), zipfile.ZIP_DEFLATED, 0,
                 _DOS_DATE, entry.crc, entry.packed_size, entry.size, len(encoded), 0, 0, 0, 0, mode, position,
             ) + encoded  # fmt: skip
-            if source == 0:
-                if entry.offset == run_end:
-                    run_end += entry.length
-                else:
-                    flush()
-                    run_start, run_end = entry.offset, entry.offset + entry.length
+            if source >= 0 and source == run_store and entry.offset == run_end:
+                run_end += entry.length
             else:
                 flush()
-                run_start = run_end = -1
-                _write_all(out, new.blobs[entry.offset])
+                if source >= 0:
+                    run_store, run_start, run_end = source, entry.offset, entry.offset + entry.length
+                else:
+                    run_store = run_start = run_end = -1
+                    _write_all(out, new.blobs[entry.offset])
             position += entry.length
         flush()
         if position > _ZIP_MAX:
