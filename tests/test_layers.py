@@ -405,3 +405,87 @@ def test_a_source_file_over_a_dependency_module_never_ships_that_modules_bytecod
         with zipfile.ZipFile(bundle.zip_path) as archive:
             assert pyc not in archive.namelist()
     assert rebuilt.zip_path.read_bytes() == clean.zip_path.read_bytes()
+
+
+def test_a_new_layer_compiles_the_dependency_bytecode_while_it_deflates_with_the_same_bytes(
+    mini_backend: Path, shared_cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    # GIVEN a clean build, recording which thread starts each bytecode-compiling interpreter
+    starts: list[str] = []
+    real_popen = subprocess.Popen
+
+    def recording_popen(args: list[str], *a: object, **k: object) -> object:
+        if str(bytecode.COMPILE_SCRIPT) in [str(x) for x in args]:
+            starts.append(threading.current_thread().name)
+        return real_popen(args, *a, **k)  # type: ignore[call-overload]
+
+    with monkeypatch.context() as patch:
+        patch.setattr(subprocess, "Popen", recording_popen)
+        ahead = build_bundle(_spec(mini_backend, _cache_sharing_wheels(tmp_path / "ahead", shared_cache)))
+    # THEN the interpreters ran beside the layer's deflating (not on the build's own thread), init's imports
+    # and the lazy ones side by side, and the build's own bytecode step found their record
+    assert starts and all(name != "MainThread" for name in starts), starts
+    # AND the bytes are those of a clean build that compiles in turn
+    with monkeypatch.context() as patch:
+        patch.setattr(build, "prefetch_bytecode", lambda *_a: None)
+        in_turn = build_bundle(_spec(mini_backend, _cache_sharing_wheels(tmp_path / "in-turn", shared_cache)))
+    assert ahead.zip_path.read_bytes() == in_turn.zip_path.read_bytes()
+    assert _tree(ahead.directory) == _tree(in_turn.directory)
+
+
+def test_a_source_importing_an_extra_file_at_init_still_gets_its_dependency_bytecode(
+    mini_backend: Path, shared_cache: Path, tmp_path: Path
+) -> None:
+    # GIVEN an extra bundle file (not in the source folder, so not in the layer's tree either) that the
+    # handler imports at init: the compile ahead of time cannot resolve it
+    extra = tmp_path / "extra_module.py"
+    extra.write_text("from fastapi import status  # noqa: F401\n\nVALUE = 1\n")
+    handler = mini_backend / "src" / "handler.py"
+    handler.write_text("from extra_module import VALUE  # noqa: F401\n" + handler.read_text())
+    spec = spec_for(
+        mini_backend,
+        _cache_sharing_wheels(tmp_path / "cache", shared_cache),
+        bytecode_modules=("handler", "worker"),
+        extra_files=(("extra_module.py", extra),),
+    )
+    # WHEN built clean
+    result = build_bundle(spec)
+    # THEN the build compiled in turn: the dependency bytecode is there, the extra module's too
+    assert (result.directory / "fastapi" / "__pycache__" / "__init__.cpython-311.pyc").is_file()
+    assert (result.directory / "__pycache__" / "extra_module.cpython-311.pyc").is_file()
+
+
+def test_a_dependency_import_that_hangs_stops_the_build_naming_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN a layer whose dependency waits forever at import (a network call at module level, say)
+    layer_dir = tmp_path / "deps-x"
+    (layer_dir / "tree").mkdir(parents=True)
+    (layer_dir / "tree" / "hangs.py").write_text("import time\n\ntime.sleep(60)\n")
+    (layer_dir / "tree" / "fine.py").write_text("VALUE = 1\n")
+    layer = layers.DependencyLayer(layer_dir, "x", (), (), built=False)
+    monkeypatch.setattr(bytecode, "COMPILE_TIMEOUT_SECONDS", 2)
+    # WHEN its bytecode is compiled, THEN the build stops, naming the imports and the time allowed
+    with pytest.raises(bytecode.BytecodeError, match=r"hangs.*took over 2 s"):
+        bytecode.dependency_modules(layer, [("fine", ()), ("hangs", ())], [[("fine", ())], [("hangs", ())]])
+
+
+def test_a_dependency_import_that_hung_while_the_layer_was_made_is_reported_not_awaited_again(
+    mini_backend: Path, shared_cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN the imports compiled ahead (while a new layer deflates) hang past the time allowed
+    def hung(*_a: object, **_k: object) -> None:
+        raise bytecode.BytecodeError(
+            "importing the dependencies hangs to compile their bytecode took over 1 s"
+        )
+
+    def again(*_a: object, **_k: object) -> None:
+        raise AssertionError("the build waited for the same imports a second time")
+
+    monkeypatch.setattr(bytecode, "prefetch", hung)
+    monkeypatch.setattr(bytecode, "dependency_modules", again)
+    # WHEN built clean, THEN synth stops with that message
+    with pytest.raises(BundlingError, match="hangs to compile their bytecode took over 1 s"):
+        build_bundle(_spec(mini_backend, _cache_sharing_wheels(tmp_path / "cache", shared_cache)))

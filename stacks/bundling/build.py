@@ -146,9 +146,7 @@ def compile_init_bytecode(
     the bundle's own modules (source and extra files) by their static init closure, dependency modules by
     what their dependency imports load, the functions' lazy dependency imports included. `own_files`: what
     the build wrote into the bundle; `prelinked`: as take_spare returned it."""
-    extra = [(name, path) for name, path in spec.extra_files if name.endswith(".py")]
-    modules = {**closure.modules, **import_closure.read_source(bundle, extra, results=results)}
-    lazy = {(d.module, d.names) for deps in closure.lazy_dependencies.values() for d in deps}
+    modules, lazy = _bytecode_inputs(spec, bundle, closure, results)
     try:
         done = init_bytecode.write_bytecode(
             bundle,
@@ -156,7 +154,7 @@ def compile_init_bytecode(
             modules,
             spec.bytecode_modules,
             import_closure.stdlib_names(spec.python_version),
-            lazy_dependencies=sorted(lazy),
+            lazy_dependencies=lazy,
             results=results,
             own_files=own_files,
             prelinked=prelinked,
@@ -164,6 +162,42 @@ def compile_init_bytecode(
     except init_bytecode.BytecodeError as exc:
         raise BundlingError(str(exc)) from exc
     return done
+
+
+def _bytecode_inputs(
+    spec: BundleSpec, bundle: Path, closure: import_closure.Closure, results: FileResults | None
+) -> tuple[dict[str, import_closure.ModuleInfo], list[init_bytecode.DependencyImport]]:
+    """The bundle's own modules (source and extra files) and the functions' lazy dependency imports."""
+    extra = [(name, path) for name, path in spec.extra_files if name.endswith(".py")]
+    modules = {**closure.modules, **import_closure.read_source(bundle, extra, results=results)}
+    lazy = {(d.module, d.names) for deps in closure.lazy_dependencies.values() for d in deps}
+    return modules, sorted(lazy)
+
+
+def prefetch_bytecode(
+    spec: BundleSpec,
+    files: Sequence[tuple[str, Path]],
+    contents: Mapping[str, bytes],
+    results: FileResults | None,
+    errors: list[init_bytecode.BytecodeError],
+) -> Callable[[layers.DependencyLayer], None]:
+    """For a new layer, while its entries are deflated: find and compile what the bundle's dependency
+    imports load (the slowest step of a build after the install), so compile_init_bytecode finds it done.
+
+    The closure is taken against the layer's tree, which lacks only the extra files: a source importing one
+    of those at init makes this fail, and the build then does it in turn. An import that crashed or hung
+    is put in `errors`, to be reported as it is rather than waited for twice."""
+
+    def run(pending: layers.DependencyLayer) -> None:
+        closure = check_import_closure(spec, pending.tree, files, contents, results)
+        modules, lazy = _bytecode_inputs(spec, pending.tree, closure, results)
+        stdlib = import_closure.stdlib_names(spec.python_version)
+        try:
+            init_bytecode.prefetch(pending, modules, spec.bytecode_modules, stdlib, lazy)
+        except init_bytecode.BytecodeError as exc:
+            errors.append(exc)
+
+    return run
 
 
 def check_import_closure(
@@ -196,9 +230,15 @@ def check_import_closure(
 
 
 def dependency_layer(
-    spec: BundleSpec, tool: str, command: list[str], wheelhouse: Wheelhouse
+    spec: BundleSpec,
+    tool: str,
+    command: list[str],
+    wheelhouse: Wheelhouse,
+    meanwhile: Callable[[layers.DependencyLayer], None] | None = None,
+    link: Path | None = None,
 ) -> layers.DependencyLayer:
-    """The installed, pruned, stripped dependencies for `spec`, from the layer cache or built now."""
+    """The installed, pruned, stripped dependencies for `spec`, from the layer cache or built now
+    (`meanwhile`, `link`: see layers.dependency_layer)."""
 
     def build(tree: Path) -> list[str]:
         install.install_dependencies(
@@ -207,7 +247,8 @@ def dependency_layer(
         install.prune_installed(tree, spec.dependency_excludes)
         return strip.strip_native_libraries(tree, spec.architecture) if spec.strip_native else []
 
-    return layers.dependency_layer(spec.cache_dir, dependency_key(spec, tool, wheelhouse.wheels), build)
+    key = dependency_key(spec, tool, wheelhouse.wheels)
+    return layers.dependency_layer(spec.cache_dir, key, build, meanwhile, link)
 
 
 def build_bundle(spec: BundleSpec, *, log: Callable[[str], None] = lambda _m: None) -> BundleResult:
@@ -236,9 +277,16 @@ def build_bundle(spec: BundleSpec, *, log: Callable[[str], None] = lambda _m: No
     work = Path(tempfile.mkdtemp(prefix=f".{asset_hash[:12]}-", dir=final.parent))
     try:
         bundle = work / "bundle"
-        layer = dependency_layer(spec, tool, command, wheelhouse)
+        compiles = spec.compile_bytecode and host_can_compile(spec) and bool(spec.bytecode_modules)
+        failed: list[init_bytecode.BytecodeError] = []
+        ahead = prefetch_bytecode(spec, files, contents, results, failed) if compiles else None
+        layer = dependency_layer(spec, tool, command, wheelhouse, ahead, link=bundle)
+        if failed:
+            raise BundlingError(str(failed[0]))
         notices.extend(layer.notices)
-        prelinked = layer.take_spare(bundle)  # a linked tree made ahead (layers.py), else link one now
+        # A new layer was linked into the bundle while it was made; else a tree linked ahead (layers.py) is
+        # taken, or one is linked now.
+        prelinked = "" if layer.built else layer.take_spare(bundle)
         if prelinked is None:
             bundle.mkdir()
             layer.link_into(bundle)

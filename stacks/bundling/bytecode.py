@@ -110,6 +110,28 @@ def imports_digest(layer_key: str, dependencies: Sequence[DependencyImport]) -> 
     return hashlib.sha256(data.encode()).hexdigest()
 
 
+def dependency_imports(
+    wanted: InitImports, lazy_dependencies: Iterable[DependencyImport]
+) -> tuple[tuple[DependencyImport, ...], tuple[tuple[DependencyImport, ...], ...]]:
+    """(every dependency import, the groups dependency_modules runs side by side): init's imports, and the
+    lazy ones init does not make. A fixed split, so the record is the same for every build of a set."""
+    lazy = set(lazy_dependencies)
+    dependencies = tuple(sorted({*wanted.dependencies, *lazy}))
+    return dependencies, (wanted.dependencies, tuple(sorted(lazy - set(wanted.dependencies))))
+
+
+def prefetch(
+    layer: layers.DependencyLayer,
+    modules: Mapping[str, ModuleInfo],
+    roots: Iterable[str],
+    stdlib: frozenset[str],
+    lazy_dependencies: Iterable[DependencyImport] = (),
+) -> None:
+    """Run and record the dependency imports write_bytecode will need, ahead of it (see layers.py)."""
+    dependencies, groups = dependency_imports(init_imports(modules, roots, stdlib), lazy_dependencies)
+    dependency_modules(layer, dependencies, groups)
+
+
 def dependency_modules(
     layer: layers.DependencyLayer,
     dependencies: Sequence[DependencyImport],
@@ -213,13 +235,9 @@ def write_bytecode(
     `results`: the .pyc of the bundle's own modules kept from the last build (source_cache.py).
     `prelinked`: the digest of the PycSet already linked into `bundle` (a spare's), "" for none."""
     wanted = init_imports(modules, roots, stdlib)
-    lazy = set(lazy_dependencies)
-    dependencies = tuple(sorted({*wanted.dependencies, *lazy}))
+    dependencies, groups = dependency_imports(wanted, lazy_dependencies)
     # The dependency .pyc first: a module of the bundle's own compiled below replaces any of the same name.
-    # Init's imports and the lazy ones side by side (a deterministic split, so the record is the same for
-    # every build of this set).
-    lazy_only = tuple(sorted(lazy - set(wanted.dependencies)))
-    digest, loaded = dependency_modules(layer, dependencies, (wanted.dependencies, lazy_only))
+    digest, loaded = dependency_modules(layer, dependencies, groups)
     if prelinked and prelinked != digest:
         unlink_foreign_pyc(bundle, layer, own_files)  # the spare holds another import set's .pyc
     pyc_set = layer.pyc_set(digest, loaded) if loaded else None

@@ -42,7 +42,8 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -94,20 +95,7 @@ class DependencyLayer:
 
     def link_into(self, bundle: Path) -> None:
         """Hard-link every file of the layer into `bundle` (copy where links are impossible)."""
-        made: set[str] = set()
-        tree = str(self.tree)
-        target = str(bundle)
-        for entry in self.entries:
-            parent, _, _name = entry.name.rpartition("/")
-            if parent and parent not in made:
-                os.makedirs(os.path.join(target, parent), exist_ok=True)
-                made.add(parent)
-            source = os.path.join(tree, entry.name)
-            dest = os.path.join(target, entry.name)
-            try:
-                os.link(source, dest)
-            except OSError:
-                shutil.copy2(source, dest)
+        _link_tree(self.tree, (entry.name for entry in self.entries), bundle)
 
     @property
     def spares(self) -> Path:
@@ -274,6 +262,23 @@ DependencyLayer(path, path.name, entries, (), built=False).make_spare(sys.argv[3
 """
 
 
+def _link_tree(tree: Path, names: Iterable[str], bundle: Path) -> None:
+    made: set[str] = set()
+    source_root = str(tree)
+    target = str(bundle)
+    for name in names:
+        parent, _, _name = name.rpartition("/")
+        if parent and parent not in made:
+            os.makedirs(os.path.join(target, parent), exist_ok=True)
+            made.add(parent)
+        source = os.path.join(source_root, name)
+        dest = os.path.join(target, name)
+        try:
+            os.link(source, dest)
+        except OSError:
+            shutil.copy2(source, dest)
+
+
 def layer_key(parts: Sequence[tuple[str, str | bytes]]) -> str:
     digest = hashlib.sha256()
     for label, value in (("layer-format", LAYER_FORMAT), *parts):
@@ -299,8 +304,17 @@ def dependency_layer(
     cache_dir: Path,
     key_parts: Sequence[tuple[str, str | bytes]],
     build_tree: Callable[[Path], list[str]],
+    meanwhile: Callable[[DependencyLayer], None] | None = None,
+    link: Path | None = None,
 ) -> DependencyLayer:
-    """The layer for `key_parts`, built with `build_tree(folder) -> notices` only when none exists."""
+    """The layer for `key_parts`, built with `build_tree(folder) -> notices` only when none exists.
+
+    `meanwhile(layer)` runs while the new layer's entries are deflated, on the layer in its work folder
+    (its tree complete, its `pyc/` cache empty): what it writes there moves with the layer. Deflating takes
+    both cores in short bursts that release the GIL, and compiling the dependencies' bytecode is a process
+    of its own, so the two overlap well. It is an optimisation: what it raises is ignored.
+    `link`: a folder (that must not exist) to link a newly built layer's tree into, meanwhile too; a layer
+    found in the cache links nothing (`built` tells which)."""
     key = layer_key(key_parts)
     final = cache_dir / "layers" / f"deps-{key}"
     meta_path = final / "meta.json"
@@ -316,7 +330,15 @@ def dependency_layer(
         tree.mkdir()
         notices = build_tree(tree)
         files = [(name, Path(path)) for name, path in relative_files(tree)]
-        entries = zipwrite.store_entries(files, work / "entries.bin", work / "index.json")
+        with ThreadPoolExecutor(max_workers=2) as side:
+            if meanwhile is not None:
+                side.submit(meanwhile, DependencyLayer(work, key, (), tuple(notices), built=True))
+            if link is not None:  # thousands of mkdir and link calls, mostly waiting on the file system
+                link.mkdir()
+                linked = side.submit(_link_tree, tree, [name for name, _path in files], link)
+            entries = zipwrite.store_entries(files, work / "entries.bin", work / "index.json")
+            if link is not None:
+                linked.result()
         (work / "meta.json").write_text(json.dumps({"notices": notices, "files": len(files)}))
         if (final / "meta.json").is_file():  # a concurrent build finished first; same inputs
             shutil.rmtree(work)
