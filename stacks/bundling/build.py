@@ -9,7 +9,8 @@ Docker to target the Lambda platform. This module is the orchestration only; eac
   matter; sdist.py turns pure-Python sdists into wheels first;
 * layers.py and zipwrite.py: the installed dependencies cached as a layer, and the zip written with sorted
   entries, fixed timestamps and permissions, so two clean builds are byte identical (CDK uploads a .zip
-  asset as is);
+  asset as is); source_cache.py: the source layer, what the last build computed per source file (its
+  parse, .pyc and zip entry), so an edit redoes the edited files only;
 * import_closure.py and bytecode.py: the static import check of the source, and bytecode for what init
   imports;
 * verification.py: every handler imported from the built bundle in an isolated interpreter, as on Lambda
