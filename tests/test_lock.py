@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -172,6 +174,8 @@ def test_a_locked_install_asks_the_index_only_when_the_cache_lacks_a_wheel(
     install_dependencies(spec_for(mini_backend, tmp_path), ["/x/uv"], target, tmp_path)
     # THEN the cache is tried first (the lock's pins and hashes leave the index nothing to decide) ...
     assert "--offline" in calls[0] and "--require-hashes" in calls[0]
+    # ... without resolving again what the lock pins (no metadata fetched from the index)
+    assert all("--no-deps" in call for call in calls)
     # ... and the index only when that failed, on a clean target
     assert len(calls) == (1 if cached else 2)
     if not cached:
@@ -188,3 +192,42 @@ def test_an_unlocked_install_always_asks_the_index(
     target.mkdir()
     install_dependencies(spec_for(mini_backend, tmp_path), ["/x/uv"], target, tmp_path)
     assert len(calls) == 1 and "--offline" not in calls[0]
+
+
+def _dist(target: Path, name: str, *requires: str) -> None:
+    info = target / f"{name.lower()}-1.0.dist-info"
+    info.mkdir(parents=True)
+    lines = [
+        "Metadata-Version: 2.1",
+        f"Name: {name}",
+        "Version: 1.0",
+        *(f"Requires-Dist: {r}" for r in requires),
+    ]
+    (info / "METADATA").write_text("\n".join(lines) + "\n\nLong description.\n")
+
+
+def test_a_lock_missing_a_dependency_stops_the_build_naming_it(mini_backend: Path, tmp_path: Path) -> None:
+    from stacks.bundling.install import check_lock_complete
+
+    lock = mini_backend / "requirements.lock"
+    spec = spec_for(mini_backend, tmp_path)
+    # GIVEN an installed tree whose requirements hold on the target (extras, other machines and other
+    # Pythons do not count)
+    target = tmp_path / "tree"
+    _dist(
+        target,
+        "Alpha",
+        "beta_pkg>=1",
+        'gamma; extra == "fast"',
+        'delta; platform_machine == "aarch64"',
+        'epsilon; python_version < "3.10"',
+    )
+    _dist(target, "Beta.Pkg")
+    check_lock_complete(target, spec, lock)
+    # WHEN the target is arm64, THEN delta is missing, and the message says what to run
+    with pytest.raises(BundlingError, match=r"does not pin delta, which alpha requires.*arm64.*make lock"):
+        check_lock_complete(target, replace(spec, architecture="arm64"), lock)
+    # AND a pin lost from the lock is named too
+    shutil.rmtree(target / "beta.pkg-1.0.dist-info")
+    with pytest.raises(BundlingError, match=r"requirements.lock does not pin beta_pkg, which alpha requires"):
+        check_lock_complete(target, spec, lock)

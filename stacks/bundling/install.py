@@ -117,6 +117,9 @@ def _install_command(
             "hardlink",
             "--no-progress",
             "--quiet",
+            # A lock pins every distribution: resolving its dependencies again would only fetch each one's
+            # metadata from the index (seconds, on a slow one). check_lock_complete makes up for it.
+            *(["--no-deps"] if hashes else []),
             *extra,
             *hashes,
             "-r",
@@ -213,6 +216,58 @@ def install_dependencies(
         raise BundlingError(
             f"installing {req} for {spec.runtime}/{spec.architecture} failed:\n{output[-3000:]}"
         )
+    if req.name == "requirements.lock":
+        check_lock_complete(target, spec, req)
+
+
+_MACHINES = {"x86_64": "x86_64", "arm64": "aarch64"}
+
+
+def check_lock_complete(target: Path, spec: BundleSpec, lock: Path) -> None:
+    """Every dependency an installed distribution requires on the target is installed too.
+
+    A lock installs without dependency resolution (--no-deps), so a hand-edited lock that lost a pin would
+    otherwise ship a tree missing a package, found only when some import reaches it. Requirements of
+    extras are not judged: which extras were asked for is not in the lock, only their pins.
+    """
+    try:
+        from packaging.requirements import InvalidRequirement, Requirement
+        from packaging.utils import canonicalize_name
+    except ImportError:  # the synth venv pins packaging (requirements.txt); without it, no check
+        return
+    from email.parser import HeaderParser
+
+    environment = {
+        "python_version": spec.python_version,
+        "python_full_version": f"{spec.python_version}.0",
+        "platform_machine": _MACHINES[spec.architecture],
+        "sys_platform": "linux",
+        "platform_system": "Linux",
+        "os_name": "posix",
+        "implementation_name": "cpython",
+        "platform_python_implementation": "CPython",
+        "extra": "",
+    }
+    requires: dict[str, list[str]] = {}
+    for metadata in sorted(target.glob("*.dist-info/METADATA")):
+        headers = HeaderParser().parsestr(metadata.read_text(errors="replace"))
+        requires[canonicalize_name(headers.get("Name", metadata.parent.name))] = headers.get_all(
+            "Requires-Dist", []
+        )
+    for name, lines in sorted(requires.items()):
+        for line in lines:
+            try:
+                requirement = Requirement(line)
+            except InvalidRequirement:
+                continue
+            if requirement.marker is not None and not requirement.marker.evaluate(environment):
+                continue
+            if canonicalize_name(requirement.name) not in requires:
+                raise BundlingError(
+                    f"{lock} does not pin {requirement.name}, which {name} requires ({line}) on "
+                    f"{spec.runtime}/{spec.architecture}: the lock is incomplete (edited by hand?). Run "
+                    f"`make lock` (or `python scripts/lock.py {lock.parent}`) and commit the new lock"
+                )
 
 
 def prune_installed(target: Path, excludes: Iterable[str] = ()) -> None:
