@@ -51,7 +51,7 @@ import bench_local_api  # noqa: E402
 
 from stacks.bundling import import_closure  # noqa: E402
 from stacks.bundling.build import build_bundle  # noqa: E402
-from stacks.bundling.layers import SPARE_PREFIX  # noqa: E402
+from stacks.bundling.layers import ready_spares  # noqa: E402
 from stacks.bundling.spec import DEFAULT_EXCLUDES, BundleSpec, BundlingError, source_files  # noqa: E402
 from stacks.bundling.zipwrite import write_zip  # noqa: E402
 from stacks.config import parse_environments  # noqa: E402
@@ -667,7 +667,7 @@ def wait_for_spare(cache_dir: Path, timeout_s: float = 30.0) -> bool:
     """Wait until a layer of `cache_dir` has a linked tree ready for the next build (layers.py)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        if any((cache_dir / "layers").glob(f"deps-*/spares/{SPARE_PREFIX}*")):
+        if any(ready_spares(layer) for layer in (cache_dir / "layers").glob("deps-*")):
             return True
         time.sleep(0.05)
     return False

@@ -12,6 +12,8 @@ from typing import Any
 
 import pytest
 
+from stacks.bundling import layers
+
 # scripts/ is a folder of scripts, not a package: importing it as `bench` (its own name) keeps mypy's
 # `mypy .` from seeing scripts/bench.py under two module names.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
@@ -430,5 +432,5 @@ def test_wait_for_spare_sees_a_ready_tree_and_gives_up_without_one(tmp_path: Pat
     assert bench.wait_for_spare(tmp_path, timeout_s=0.2) is False
     (tmp_path / "layers" / "deps-abc" / "spares" / ".making-1").mkdir(parents=True)
     assert bench.wait_for_spare(tmp_path, timeout_s=0.2) is False, "a half-made tree is not ready"
-    (tmp_path / "layers" / "deps-abc" / "spares" / f"{bench.SPARE_PREFIX}1").mkdir()
+    (tmp_path / "layers" / "deps-abc" / "spares" / f"{layers.SPARE_PREFIX}1").mkdir()
     assert bench.wait_for_spare(tmp_path, timeout_s=0.2) is True

@@ -276,7 +276,7 @@ def _ready_spare(layer_dir: Path, timeout_s: float = 60) -> Path:
 
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        ready = sorted((layer_dir / "spares").glob(f"{layers.SPARE_PREFIX}*"))
+        ready = layers.ready_spares(layer_dir)
         if ready:
             return ready[0]
         time.sleep(0.05)
@@ -489,3 +489,26 @@ def test_a_dependency_import_that_hung_while_the_layer_was_made_is_reported_not_
     # WHEN built clean, THEN synth stops with that message
     with pytest.raises(BundlingError, match="hangs to compile their bytecode took over 1 s"):
         build_bundle(_spec(mini_backend, _cache_sharing_wheels(tmp_path / "cache", shared_cache)))
+
+
+def test_dependency_bytecode_lost_from_the_cache_is_made_again(
+    mini_backend: Path, shared_cache: Path, tmp_path: Path
+) -> None:
+    cache = _cache_sharing_wheels(tmp_path / "layered", shared_cache)
+    first = build_bundle(_spec(mini_backend, cache))
+    layer_dir = next((cache / "layers").glob("deps-*"))
+    _ready_spare(layer_dir)
+    # GIVEN a partly cleared cache: one dependency .pyc gone from the layer's cache, and no spare ready
+    pyc = "fastapi/__pycache__/applications.cpython-311.pyc"
+    lost = next((layer_dir / "pyc").glob(f"*/{pyc}"))
+    lost.unlink()
+    shutil.rmtree(layer_dir / "spares")
+    # WHEN the source changes
+    handler = mini_backend / "src" / "handler.py"
+    handler.write_text(handler.read_text() + "\n# edited\n")
+    rebuilt = build_bundle(_spec(mini_backend, cache))
+    # THEN the build made it again, and ships it as before
+    assert lost.is_file()
+    assert (rebuilt.directory / pyc).read_bytes() == (first.directory / pyc).read_bytes()
+    clean = build_bundle(_spec(mini_backend, _cache_sharing_wheels(tmp_path / "clean", shared_cache)))
+    assert rebuilt.zip_path.read_bytes() == clean.zip_path.read_bytes()

@@ -30,6 +30,7 @@ import hashlib
 import importlib.util
 import json
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Collection, Iterable, Mapping, Sequence
@@ -242,7 +243,14 @@ def write_bytecode(
         unlink_foreign_pyc(bundle, layer, own_files)  # the spare holds another import set's .pyc
     pyc_set = layer.pyc_set(digest, loaded) if loaded else None
     if pyc_set is not None and prelinked != digest:
-        layer.link_pyc_set(pyc_set, bundle)
+        try:
+            layer.link_pyc_set(pyc_set, bundle)
+        except FileNotFoundError:
+            # The cache lost some of the set's .pyc: made again (the ones still there are reused).
+            shutil.rmtree(pyc_set.path, ignore_errors=True)
+            digest, loaded = dependency_modules(layer, dependencies, groups)
+            pyc_set = layer.pyc_set(digest, loaded)
+            layer.link_pyc_set(pyc_set, bundle)
     own: list[str] = []
     for relative in wanted.files:
         source = bundle / relative

@@ -63,7 +63,6 @@ class PycSet:
 
     digest: str
     path: Path
-    relatives: tuple[str, ...]  # the layer-relative .py files, whose .pyc these are
     store: zipwrite.Store
 
     @property
@@ -104,11 +103,7 @@ class DependencyLayer:
     def take_spare(self, dest: Path) -> str | None:
         """Move a ready linked tree to `dest` (which must not exist). Returns the digest of the PycSet linked
         into it ("" for none), or None when there is no spare to take."""
-        try:
-            ready = sorted(p for p in self.spares.iterdir() if p.name.startswith(SPARE_PREFIX))
-        except OSError:
-            return None
-        for spare in ready:
+        for spare in ready_spares(self.path):
             try:
                 os.rename(spare, dest)  # atomic: a concurrent build cannot take the same one
             except OSError:
@@ -130,19 +125,18 @@ class DependencyLayer:
                     work / "entries.bin",
                     work / "index.json",
                 )
-                if (folder / "index.json").is_file():  # a concurrent build made it first; same bytes
-                    shutil.rmtree(work)
-                else:
+                if not (folder / "index.json").is_file():
                     shutil.rmtree(folder, ignore_errors=True)  # leftovers of a deleted set
-                    os.replace(work, folder)
-            except BaseException:
+                    with contextlib.suppress(OSError):  # lost to a concurrent build's: the same bytes
+                        os.replace(work, folder)
+            finally:
                 shutil.rmtree(work, ignore_errors=True)
-                raise
         entries = tuple(zipwrite.load_index(folder / "index.json"))
-        return PycSet(digest, folder, tuple(relatives), zipwrite.Store(entries, folder / "entries.bin"))
+        return PycSet(digest, folder, zipwrite.Store(entries, folder / "entries.bin"))
 
     def link_pyc_set(self, pyc_set: PycSet, bundle: Path) -> None:
-        """Hard-link the set's .pyc into `bundle` (over any file of the same name)."""
+        """Hard-link the set's .pyc into `bundle` (over any file of the same name). FileNotFoundError: the
+        cache lost one of them (a partly cleared cache)."""
         made: set[str] = set()
         cache = str(self.pyc_cache)
         target = str(bundle)
@@ -180,7 +174,7 @@ class DependencyLayer:
             if index is not None and index.is_file():
                 entries = tuple(zipwrite.load_index(index))
                 stored = zipwrite.Store(entries, index.with_name("entries.bin"))
-                self.link_pyc_set(PycSet(pyc_set, index.parent, (), stored), making)
+                self.link_pyc_set(PycSet(pyc_set, index.parent, stored), making)
                 name += f".{pyc_set}"
             os.rename(making, self.spares / name)
         except OSError:  # the layer went away meanwhile, or the disk is full: the next build links itself
@@ -260,6 +254,14 @@ except OSError:
     sys.exit(0)
 DependencyLayer(path, path.name, entries, (), built=False).make_spare(sys.argv[3])
 """
+
+
+def ready_spares(layer_dir: Path) -> list[Path]:
+    """The complete spare trees of the layer in `layer_dir`, oldest name first ([] when none)."""
+    try:
+        return sorted(p for p in (layer_dir / "spares").iterdir() if p.name.startswith(SPARE_PREFIX))
+    except OSError:
+        return []
 
 
 def _link_tree(tree: Path, names: Iterable[str], bundle: Path) -> None:
