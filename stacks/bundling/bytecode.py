@@ -43,7 +43,7 @@ from stacks.bundling.import_closure import ModuleInfo
 from stacks.bundling.source_cache import FileResults
 
 # Bump when the rules for which modules get bytecode change (part of the cached import sets' digest).
-BYTECODE_FORMAT = "2"
+BYTECODE_FORMAT = "3"
 COMPILE_SCRIPT = Path(__file__).resolve().with_name("compile_imported.py")
 COMPILE_TIMEOUT_SECONDS = 300
 

@@ -26,7 +26,7 @@ from stacks.bundling.install import requirements_file
 from stacks.bundling.spec import BundleSpec, BundlingError, source_files
 
 # Bump when the bundle layout or any build step changes: it is part of every input hash.
-BUNDLER_VERSION = "8"
+BUNDLER_VERSION = "9"
 
 
 def installer_identity(spec: BundleSpec) -> tuple[str, list[str]]:
