@@ -38,8 +38,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from stacks.bundling import bundle_cache, import_closure, install, layers, strip
 from stacks.bundling import bytecode as init_bytecode
-from stacks.bundling import import_closure, install, layers, strip
 from stacks.bundling.input_hash import dependency_key, host_can_compile, input_hash, installer_identity
 from stacks.bundling.sdist import Wheelhouse
 from stacks.bundling.source_cache import FileResults
@@ -265,6 +265,7 @@ def build_bundle(spec: BundleSpec, *, log: Callable[[str], None] = lambda _m: No
     meta_path = final / "meta.json"
     if meta_path.is_file():
         meta = json.loads(meta_path.read_text())
+        bundle_cache.mark_used(final)
         return _result(final, asset_hash, tool, meta, cache_hit=True, started=started)
 
     notices: list[str] = []
@@ -395,7 +396,7 @@ def build_bundle(spec: BundleSpec, *, log: Callable[[str], None] = lambda _m: No
     for notice in notices:
         log(f"[bundle] notice: {notice}")
     # The next source edit on this layer then finds its dependency tree already linked.
-    layer.make_spare_in_background(meta.get("pyc_set", ""))
+    layer.make_spare_in_background(meta.get("pyc_set", ""), prune=spec.cache_dir)
     return _result(final, asset_hash, tool, meta, cache_hit=False, started=started, notices=tuple(notices))
 
 

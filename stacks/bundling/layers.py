@@ -47,7 +47,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from stacks.bundling import zipwrite
+from stacks.bundling import bundle_cache, zipwrite
 from stacks.bundling.source_cache import FileResults
 
 # Bump when the layer's layout or content rules change.
@@ -180,11 +180,15 @@ class DependencyLayer:
         except OSError:  # the layer went away meanwhile, or the disk is full: the next build links itself
             shutil.rmtree(making, ignore_errors=True)
 
-    def make_spare_in_background(self, pyc_set: str = "") -> subprocess.Popen[bytes] | None:
+    def make_spare_in_background(
+        self, pyc_set: str = "", prune: Path | None = None
+    ) -> subprocess.Popen[bytes] | None:
         """make_spare in a process of its own, at idle priority: thousands of link calls would otherwise
         hold this process's GIL while synth builds its stacks. Nothing waits for it; if it is killed, a
-        later make_spare removes its half-made folder."""
+        later make_spare removes its half-made folder. `prune`: a bundle cache folder the same process then
+        prunes (bundle_cache.py), off the edit loop too."""
         command = [sys.executable, "-S", "-c", _SPARE_SCRIPT, str(_REPO_ROOT), str(self.path), pyc_set]
+        command.append(str(prune) if prune is not None else "")
         try:
             proc = subprocess.Popen(
                 command,
@@ -240,19 +244,23 @@ class DependencyLayer:
 
 
 _REPO_ROOT = Path(__file__).resolve().parents[2]
-# Run as `python -S -c _SPARE_SCRIPT REPO_ROOT LAYER_PATH`.
+# Run as `python -S -c _SPARE_SCRIPT REPO_ROOT LAYER_PATH PYC_SET_DIGEST CACHE_DIR_TO_PRUNE`.
 _SPARE_SCRIPT = """
 import sys
 from pathlib import Path
 sys.path.insert(0, sys.argv[1])
+from stacks.bundling.bundle_cache import prune_cache
 from stacks.bundling.layers import DependencyLayer
 from stacks.bundling.zipwrite import load_index
 path = Path(sys.argv[2])
 try:
     entries = tuple(load_index(path / "index.json"))
 except OSError:
-    sys.exit(0)
-DependencyLayer(path, path.name, entries, (), built=False).make_spare(sys.argv[3])
+    entries = None
+if entries is not None:
+    DependencyLayer(path, path.name, entries, (), built=False).make_spare(sys.argv[3])
+if sys.argv[4]:
+    prune_cache(Path(sys.argv[4]))
 """
 
 
@@ -322,6 +330,7 @@ def dependency_layer(
     meta_path = final / "meta.json"
     if meta_path.is_file():
         meta = json.loads(meta_path.read_text())
+        bundle_cache.mark_used(final)
         return DependencyLayer(
             final, key, tuple(zipwrite.load_index(final / "index.json")), tuple(meta["notices"]), built=False
         )
