@@ -137,6 +137,9 @@ METHOD = (
     "- **pip install -t**: `--platform manylinux2014_x86_64 --implementation cp --python-version 3.11 "
     "--only-binary=:all:` with pip's defaults (it compiles .pyc). Cold: fresh target, `--no-cache-dir`. "
     "Warm: fresh target with a pip cache primed once.",
+    "- Every timed run, of every tool, starts on a flushed, quiet disk (`os.sync`, then no write for half a "
+    "second, at most 15 s): a run that writes hundreds of megabytes would otherwise slow the next one, "
+    "whichever tool that is.",
     "- Timings are wall-clock medians; each cold run uses its own fresh temp folder. Downloads come from "
     "PyPI, so cold numbers include network time. The machine has 2 cores shared with other work: treat "
     "differences under ~10% as noise.",
@@ -567,6 +570,7 @@ def bench_ours(backend: Backend, runs: int, scratch: Path) -> OursOutcome:
             extra_files=extra,
             bytecode_modules=modules,
         )
+        settle()
         started = time.perf_counter()
         result = build_bundle(spec)
         cold.append(time.perf_counter() - started)
@@ -575,6 +579,7 @@ def bench_ours(backend: Backend, runs: int, scratch: Path) -> OursOutcome:
         # Built bundles and dependency layers go, uv's wheel cache (cache/uv) stays.
         shutil.rmtree(cache / "bundles")
         shutil.rmtree(cache / "layers", ignore_errors=True)
+        settle()
         started = time.perf_counter()
         result = build_bundle(spec)
         warm.append(time.perf_counter() - started)
@@ -753,6 +758,7 @@ def bench_synth(backend: Backend, runs: int, scratch: Path) -> SynthTimings:
     cmd = [str(cdk), "synth", "--quiet", "-c", f"backend_root={copy.root}", "--output", str(outdir)]
 
     def synth(what: str) -> float:
+        settle()
         return _run(cmd, what=what, timeout=BUILD_TIMEOUT_S, env=env, cwd=REPO_ROOT)
 
     synth("cdk synth (priming: builds this copy's bundle once)")
@@ -867,6 +873,7 @@ def bench_sam(backend: Backend, runs: int, scratch: Path) -> ToolResult:
         cmd = [str(sam), "build", "--template-file", str(template), "--build-dir", str(build_dir)]
         if cached_dir is not None:
             cmd += ["--cached", "--cache-dir", str(cached_dir)]
+        settle()
         return _run(
             cmd,
             what="sam build" + (" --cached" if cached_dir else ""),
@@ -923,6 +930,7 @@ def bench_pip(backend: Backend, runs: int, scratch: Path) -> ToolResult:
     sizes: tuple[int, int] | None = None
     for run in range(runs):
         target = scratch / f"pip-cold-{run}"
+        settle()
         cold.append(
             _run(
                 [*base, "-t", str(target), "--no-cache-dir"],
@@ -946,6 +954,7 @@ def bench_pip(backend: Backend, runs: int, scratch: Path) -> ToolResult:
     warm: list[float] = []
     for run in range(runs):
         target = scratch / f"pip-warm-{run}"
+        settle()
         warm.append(
             _run([*base, "-t", str(target)], what="pip install -t (warm)", timeout=BUILD_TIMEOUT_S, env=env)
         )
