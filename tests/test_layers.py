@@ -283,6 +283,14 @@ def _ready_spare(layer_dir: Path, timeout_s: float = 60) -> Path:
     raise AssertionError(f"no spare appeared under {layer_dir}")
 
 
+def _built_with_spare(backend: Path, cache: Path) -> tuple[Path, Path, str]:
+    """(layer folder, its ready spare, the digest of the PycSet in that spare) after a first build."""
+    build_bundle(_spec(backend, cache))
+    layer_dir = next((cache / "layers").glob("deps-*"))
+    spare = _ready_spare(layer_dir)
+    return layer_dir, spare, layers.spare_pyc_set(spare)
+
+
 def _tree(directory: Path) -> list[str]:
     return sorted(p.relative_to(directory).as_posix() for p in directory.rglob("*"))
 
@@ -291,12 +299,9 @@ def test_a_rebuild_takes_the_tree_linked_ahead_and_still_equals_a_clean_build(
     mini_backend: Path, shared_cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     cache = _cache_sharing_wheels(tmp_path / "layered", shared_cache)
-    build_bundle(_spec(mini_backend, cache))
-    layer_dir = next((cache / "layers").glob("deps-*"))
     # GIVEN the dependency tree a build links ahead, in the background, for the next one, with the
     # dependency bytecode of that build's imports linked in too (its name ends in their set's digest)
-    spare = _ready_spare(layer_dir)
-    digest = spare.name.partition(".")[2]
+    layer_dir, spare, digest = _built_with_spare(mini_backend, cache)
     assert digest and (spare / "fastapi" / "__pycache__" / "__init__.cpython-311.pyc").is_file()
     linked: list[Path] = []
     real_link = layers.DependencyLayer.link_into
@@ -354,11 +359,8 @@ def test_a_spare_holding_another_import_sets_bytecode_is_set_right(
     mini_backend: Path, shared_cache: Path, tmp_path: Path
 ) -> None:
     cache = _cache_sharing_wheels(tmp_path / "layered", shared_cache)
-    build_bundle(_spec(mini_backend, cache))
-    layer_dir = next((cache / "layers").glob("deps-*"))
     # GIVEN a spare holding the dependency bytecode of the first build's imports
-    spare = _ready_spare(layer_dir)
-    old_digest = spare.name.partition(".")[2]
+    layer_dir, spare, old_digest = _built_with_spare(mini_backend, cache)
     assert old_digest
     # WHEN an edit makes init import other dependency modules (another set: one more, and mangum no more)
     handler = mini_backend / "src" / "handler.py"

@@ -150,7 +150,7 @@ def dependency_modules(
     if record.is_file():
         loaded: list[str] = json.loads(record.read_text())["loaded"]
         # A set made from the record had every .pyc at hand; without one, each is looked for.
-        if (layer.pyc_cache / "sets" / digest / "index.json").is_file() or all(
+        if (layer.pyc_set_folder(digest) / "index.json").is_file() or all(
             (layer.pyc_cache / importlib.util.cache_from_source(r)).is_file() for r in loaded
         ):
             return digest, loaded

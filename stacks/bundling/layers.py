@@ -108,13 +108,25 @@ class DependencyLayer:
                 os.rename(spare, dest)  # atomic: a concurrent build cannot take the same one
             except OSError:
                 continue
-            return spare.name.partition(".")[2]
+            return spare_pyc_set(spare)
         return None
+
+    def pyc_set_folder(self, digest: str) -> Path:
+        return self.pyc_cache / "sets" / digest
+
+    def stored_pyc_set(self, digest: str) -> PycSet | None:
+        """The PycSet of `digest` when a build made it, else None."""
+        folder = self.pyc_set_folder(digest)
+        try:
+            entries = tuple(zipwrite.load_index(folder / "index.json"))
+        except FileNotFoundError:
+            return None
+        return PycSet(digest, folder, zipwrite.Store(entries, folder / "entries.bin"))
 
     def pyc_set(self, digest: str, relatives: Sequence[str]) -> PycSet:
         """The PycSet of `digest` (bytecode.imports_digest) for the layer-relative `relatives`, whose .pyc
         are in `pyc_cache`; its entries are deflated now when no build made them before."""
-        folder = self.pyc_cache / "sets" / digest
+        folder = self.pyc_set_folder(digest)
         if not (folder / "index.json").is_file():
             folder.parent.mkdir(parents=True, exist_ok=True)
             work = Path(tempfile.mkdtemp(prefix=f".{digest[:12]}-", dir=folder.parent))
@@ -131,8 +143,10 @@ class DependencyLayer:
                         os.replace(work, folder)
             finally:
                 shutil.rmtree(work, ignore_errors=True)
-        entries = tuple(zipwrite.load_index(folder / "index.json"))
-        return PycSet(digest, folder, zipwrite.Store(entries, folder / "entries.bin"))
+        made = self.stored_pyc_set(digest)
+        if made is None:
+            raise FileNotFoundError(f"{folder / 'index.json'} went away while it was being read")
+        return made
 
     def link_pyc_set(self, pyc_set: PycSet, bundle: Path) -> None:
         """Hard-link the set's .pyc into `bundle` (over any file of the same name). FileNotFoundError: the
@@ -170,11 +184,9 @@ class DependencyLayer:
             making.mkdir()
             self.link_into(making)
             name = f"{SPARE_PREFIX}{uuid.uuid4().hex}"
-            index = self.pyc_cache / "sets" / pyc_set / "index.json" if pyc_set else None
-            if index is not None and index.is_file():
-                entries = tuple(zipwrite.load_index(index))
-                stored = zipwrite.Store(entries, index.with_name("entries.bin"))
-                self.link_pyc_set(PycSet(pyc_set, index.parent, stored), making)
+            stored = self.stored_pyc_set(pyc_set) if pyc_set else None
+            if stored is not None:
+                self.link_pyc_set(stored, making)
                 name += f".{pyc_set}"
             os.rename(making, self.spares / name)
         except OSError:  # the layer went away meanwhile, or the disk is full: the next build links itself
@@ -270,6 +282,11 @@ def ready_spares(layer_dir: Path) -> list[Path]:
         return sorted(p for p in (layer_dir / "spares").iterdir() if p.name.startswith(SPARE_PREFIX))
     except OSError:
         return []
+
+
+def spare_pyc_set(spare: Path) -> str:
+    """The digest of the PycSet linked into a spare (its name's suffix), "" for none."""
+    return spare.name.partition(".")[2]
 
 
 def _link_tree(tree: Path, names: Iterable[str], bundle: Path) -> None:
