@@ -75,6 +75,11 @@ def build_app(
             f"{config.stack_name}-policy",
             target=stack,
             policy=protect(stack, stack.protected_resources),
+            nested=[
+                (g.stack, protect(g.stack, g.protected))
+                for g in stack.groups
+                if isinstance(g.stack, cdk.NestedStack)
+            ],
             encryption_key=stack.data_key.key,
             env=env,
             stack_name=f"{config.stack_name}-policy",
@@ -143,6 +148,8 @@ def write_policies(outdir: Path, policies: dict[str, StackPolicyStack]) -> None:
     """The stack policy each deploy applies, beside its template, for `make diff` and reviewers."""
     for policy in policies.values():
         (outdir / f"{policy.target_name}.stack-policy.json").write_text(policy.body + "\n")
+        for group, body in policy.nested_bodies.items():
+            (outdir / f"{policy.target_name}.{group}.stack-policy.json").write_text(body + "\n")
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ pay for jsii's start-up.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -20,13 +21,39 @@ MIGRATE_MODULE = REPO_ROOT / "lambda_src" / "migrate" / "credmate_migrate.py"
 PROBE_HANDLER = "credmate_probe.handler"
 REAL_HANDLER_ENV = "CREDMATE_REAL_HANDLER"
 FUNCTION_LABEL_ENV = "CREDMATE_FUNCTION_LABEL"
+# What the environment's shared deployment hooks check on this function; its probe answers with it.
+CHECKS_ENV = "CREDMATE_CHECKS"
 # What a queue URL looks like to a handler at synth-time verification, where the queue does not exist yet.
 VERIFY_QUEUE_URL = "https://sqs.us-east-1.amazonaws.com/123456789012/credmate-verify-{name}"
 
 
 def wrapper_environment(fn: FunctionConfig) -> dict[str, str]:
-    """The variables the probe wrapper needs: which real handler to import, and which function it is."""
-    return {REAL_HANDLER_ENV: fn.handler, FUNCTION_LABEL_ENV: fn.name}
+    """The variables the probe wrapper needs: which real handler to import, which function it is, and what
+    the deployment hooks check on it."""
+    return {REAL_HANDLER_ENV: fn.handler, FUNCTION_LABEL_ENV: fn.name, CHECKS_ENV: checks_json(fn)}
+
+
+def deployment_checks(fn: FunctionConfig) -> dict[str, object]:
+    """The checks the shared hooks run on a new version of `fn` (lambda_src/hooks): before traffic, on the
+    version itself; after traffic, through the API on a path routed to it (None: no post-traffic checks)."""
+    post = fn.post_traffic
+    return {
+        "pre": {
+            "http_health": fn.is_api,
+            "health_path": fn.health_path or "/health",
+            "uses_database": fn.uses_database,
+            "schema_mismatch": fn.deployment.schema_mismatch,
+        },
+        "post": (
+            {"health_path": post.health_path, "login_path": post.login_path, "login_body": post.login_body}
+            if post is not None and post.health_path
+            else None
+        ),
+    }
+
+
+def checks_json(fn: FunctionConfig) -> str:
+    return json.dumps(deployment_checks(fn), sort_keys=True, separators=(",", ":"))
 
 
 def base_environment(config: EnvironmentConfig) -> dict[str, str]:

@@ -20,22 +20,24 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
-from stacks.backend_bundle import base_environment, bundle_spec, handler_checks
-from stacks.compliance import acknowledge_backend
-from stacks.config import ApiTrigger, EnvironmentConfig, ScheduleTrigger, SqsTrigger
+from stacks.backend_bundle import base_environment, bundle_spec, deployment_checks, handler_checks
+from stacks.compliance import acknowledge_backend, acknowledge_shared_deployment
+from stacks.config import CORS_HEADERS, CORS_METHODS, ApiTrigger, EnvironmentConfig, ScheduleTrigger
 from stacks.constructs.alarms import ApiAlarms, AsyncFailures, ServiceHealthAlarm
 from stacks.constructs.canary import hooks_code, stage_url
 from stacks.constructs.custom_domain import ApiCustomDomain
 from stacks.constructs.dashboard import ServiceDashboard
+from stacks.constructs.deploy_hooks import DeploymentGrants, DeploymentHooks, PostTrafficSettings
 from stacks.constructs.encryption import EnvironmentKey, apply_stack_security
 from stacks.constructs.guarded_function import LIVE_ALIAS, NetworkPlacement
-from stacks.constructs.guardrails import CodeDriftCheck, DirectMutationDenyPolicy, OutOfBandChangeAlert
 from stacks.constructs.lambda_bundle import VerifiedBundle, start_checks_early, verified_bundle
 from stacks.constructs.migrations import MigrationStep
 from stacks.constructs.oncall import OnCallTopic
 from stacks.constructs.rest_api import API_STAGE, access_log_group, login_paths, rest_api
 from stacks.constructs.waf import ApiFirewall
-from stacks.function_unit import DeploySettings, FunctionUnit, SharedSettings, function_queues
+from stacks.function_groups import GROUP_ID, FunctionGroup, FunctionGroupStack, placement
+from stacks.function_unit import DeploySettings, FunctionUnit, SharedSettings
+from stacks.hook_budget import DEFAULT_INVOKES, hook_timeout_seconds
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # Migrations hold the deploy until they finish; most take seconds, a backfill may take minutes.
@@ -60,6 +62,8 @@ class BackendStack(Stack):
     ) -> None:
         config = props.config
         names = ", ".join(f.name for f in config.functions)
+        if len(names) > 900:  # CloudFormation's 1,024-character description
+            names = f"{len(config.functions)} functions"
         super().__init__(
             scope,
             construct_id,
@@ -81,22 +85,25 @@ class BackendStack(Stack):
         )
         self.bundle = self._bundle(props)
         self.network = self._network(config)
-        shared = self._shared(config)
-        self.units = {f.name: FunctionUnit(self, f, shared=shared) for f in config.functions}
-        self.functions = tuple(u.guarded for u in self.units.values())
-        self.migrations = self._migrations(shared)
-        api_url = self._api()
         self.application = codedeploy.LambdaApplication(self, "DeployApplication")
+        self.groups = self._function_groups(config)
+        self.functions = tuple(u.guarded for u in self.units.values())
+        self.migrations = self._migrations()
+        api_url = self._api()
+        self.hooks = self._deployment_hooks(props, api_url)
         deploy = DeploySettings(
             topic=self.topic,
             application=self.application,
-            hooks_code=hooks_code(props.cache_dir, verify=props.verify_bundle),
+            hooks=self.hooks,
             runbook_url=RUNBOOK_URL,
-            api_url=api_url,
             api_deployment_alarms=self.api_alarms.deployment_alarms if self.api_alarms else [],
         )
-        for unit in self.units.values():
-            unit.deploy(deploy)
+        for group in self.groups:
+            grants = DeploymentGrants(
+                group.stack, "DeploymentGrants", hooks=self.hooks, targets=[u.guarded for u in group.units]
+            )
+            for unit in group.units:
+                unit.deploy(deploy, grants=grants.dependables)
         self.canaries = {name: u.canary for name, u in self.units.items()}
         self._observability()
         self._guardrails()
@@ -106,15 +113,18 @@ class BackendStack(Stack):
             self,
             config=config,
             functions=self.functions,
-            canaries=self.canaries.values(),
+            hooks=self.hooks.hooks,
             api=self.api,
             in_vpc=self.network is not None,
             runtime=config.function.runtime,
             has_firewall=self.firewall is not None,
             checks=[
                 *([self.api_alarms.health_check] if self.api_alarms else []),
-                self.drift_check.function,
+                *(g.drift_check.function for g in self.groups if g.drift_check),
             ],
+        )
+        acknowledge_shared_deployment(
+            self.hooks, self.application, [g.shared_role for g in self.groups if g.shared_role is not None]
         )
 
     @staticmethod
@@ -148,43 +158,93 @@ class BackendStack(Stack):
         }
         return bundle
 
-    def _shared(self, config: EnvironmentConfig) -> SharedSettings:
+    def _function_groups(self, config: EnvironmentConfig) -> list[FunctionGroup]:
+        """Every function with its trigger, in the main stack or a nested group (stacks/function_groups.py).
+        Every group's queues exist before any function, since a function may send to another group's."""
         fn_cfg = config.function
-        return SharedSettings(
-            config=config,
+        runtime = lambda_.Runtime(fn_cfg.runtime, lambda_.RuntimeFamily.PYTHON)
+        architecture = (
+            lambda_.Architecture.ARM_64 if fn_cfg.architecture == "arm64" else lambda_.Architecture.X86_64
+        )
+        groups: list[FunctionGroup] = []
+        for n, functions in enumerate(placement(config.functions)):
+            stack: Stack = (
+                self if n == 0 else FunctionGroupStack(self, GROUP_ID.format(n=n), functions=functions)
+            )
+            groups.append(FunctionGroup(stack=stack, functions=functions, key=self.data_key))
+        queues = {name: q for g in groups for name, q in g.queues.items()}
+        self.units: dict[str, FunctionUnit] = {}
+        for group in groups:
+            shared = SharedSettings(
+                config=config,
+                code=self.bundle.code,
+                runtime=runtime,
+                architecture=architecture,
+                network=self.network,
+                queues=queues,
+                key=self.data_key,
+                shared_role=group.shared_role,
+            )
+            group.units = [FunctionUnit(group.stack, f, shared=shared) for f in group.functions]
+            self.units.update({u.config.name: u for u in group.units})
+        return groups
+
+    def _migrations(self) -> MigrationStep | None:
+        """Migrations from the same bundle, after the main stack's new versions exist and before any alias
+        moves. A nested group deploys as one unit, so its functions wait for the migrations as a whole."""
+        config = self.config
+        if not config.migrations.enabled:
+            return None
+        fn_cfg = config.function
+        main = self.groups[0]
+        return MigrationStep(
+            self,
+            "Migrations",
             code=self.bundle.code,
             runtime=lambda_.Runtime(fn_cfg.runtime, lambda_.RuntimeFamily.PYTHON),
             architecture=(
                 lambda_.Architecture.ARM_64 if fn_cfg.architecture == "arm64" else lambda_.Architecture.X86_64
             ),
-            network=self.network,
-            queues={
-                f.name: function_queues(self, f, self.data_key)
-                for f in config.functions
-                if isinstance(f.trigger, SqsTrigger)
-            },
-            key=self.data_key,
-        )
-
-    def _migrations(self, shared: SharedSettings) -> MigrationStep | None:
-        """Migrations from the same bundle, after the new versions exist and before any alias moves."""
-        config = self.config
-        if not config.migrations.enabled:
-            return None
-        return MigrationStep(
-            self,
-            "Migrations",
-            code=self.bundle.code,
-            runtime=shared.runtime,
-            architecture=shared.architecture,
             environment=base_environment(config),
             timeout=Duration.minutes(MIGRATION_TIMEOUT_MINUTES),
             log_retention_days=config.log_retention_days,
-            execute_after=[g.function for g in self.functions],
-            execute_before=[g.alias for g in self.functions],
+            execute_after=[u.guarded.function for u in main.units],
+            execute_before=[
+                *(u.guarded.alias for u in main.units),
+                *(g.stack for g in self.groups[1:]),
+            ],
             migrations_dir=config.migrations.directory,
             network=self.network,
             secret_arn=config.secret_arn,
+        )
+
+    def _deployment_hooks(self, props: BackendStackProps, api_url: str | None) -> DeploymentHooks:
+        """The environment's one pre-traffic hook, its one post-traffic hook (when a function has
+        post-traffic checks) and CodeDeploy's role, for every deployment group."""
+        config = self.config
+        post = any(deployment_checks(f)["post"] is not None for f in config.functions)
+        return DeploymentHooks(
+            self,
+            "DeploymentHooks",
+            application=self.application,
+            code=hooks_code(props.cache_dir, verify=props.verify_bundle),
+            topic=self.topic,
+            log_retention_days=config.log_retention_days,
+            pre_traffic_timeout_seconds=max(
+                hook_timeout_seconds(f.timeout_seconds, invokes=DEFAULT_INVOKES if f.is_api else 1)
+                for f in config.functions
+            ),
+            group_count=len(config.functions),
+            post_traffic=(
+                PostTrafficSettings(
+                    api_url=api_url,
+                    allowed_origin=config.cors_origins[0],
+                    cors_methods=CORS_METHODS,
+                    cors_headers=CORS_HEADERS,
+                )
+                if post and api_url is not None
+                else None
+            ),
         )
 
     def _api(self) -> str | None:
@@ -237,15 +297,11 @@ class BackendStack(Stack):
                 log_destination_arn=waf.log_destination_arn,
                 runbook_url=RUNBOOK_URL,
             )
-        catch_all = [
-            u for u in api_units if isinstance(u.config.trigger, ApiTrigger) and u.config.trigger.catch_all
-        ]
-        health_unit = (catch_all or api_units)[0]
         self.api_alarms = ApiAlarms(
             self,
             "ApiAlarms",
             api=self.api,
-            health_url=f"{api_url}{(health_unit.config.health_path or '/health').lstrip('/')}",
+            health_url=f"{api_url}{api_health_path(config).lstrip('/')}",
             thresholds=config.thresholds,
             topic=self.topic,
             runbook_url=RUNBOOK_URL,
@@ -253,14 +309,18 @@ class BackendStack(Stack):
         return api_url
 
     def _observability(self) -> None:
-        """The composite alarm that pages, and the dashboard."""
+        """What watches each stack's functions (stacks/function_groups.py), the composite alarm that pages,
+        and the dashboard."""
+        watched = [
+            a
+            for g in self.groups
+            for a in g.watch(config=self.config, topic=self.topic, runbook_url=RUNBOOK_URL)
+        ]
+        self.drift_check = self.groups[0].drift_check
         self.service_health = ServiceHealthAlarm(
             self,
             "ServiceHealth",
-            alarms=[
-                *(a for u in self.units.values() for a in u.alarms.deployment_alarms),
-                *(self.api_alarms.key_alarms if self.api_alarms else []),
-            ],
+            alarms=[*watched, *(self.api_alarms.key_alarms if self.api_alarms else [])],
             topic=self.oncall.paging_topic,
             runbook_url=RUNBOOK_URL,
         )
@@ -275,26 +335,8 @@ class BackendStack(Stack):
         )
 
     def _guardrails(self) -> None:
-        """Change outside `cdk deploy` is seen (out-of-band alert, drift check) or denied; and every
-        asynchronously invoked function's failed events land in one queue with one alarm."""
+        """Every asynchronously invoked function's failed events land in one queue with one alarm."""
         config = self.config
-        functions = [g.function for g in self.functions]
-        OutOfBandChangeAlert(self, "OutOfBandChangeAlert", functions=functions, topic=self.topic)
-        self.drift_check = CodeDriftCheck(
-            self,
-            "CodeDriftCheck",
-            targets=[(g.label, g.function, g.alias) for g in self.functions],
-            stack=self,
-            topic=self.topic,
-            schedule=Duration.minutes(config.guardrails.drift_check_minutes),
-        )
-        if config.guardrails.deny_direct_mutation_role_arns:
-            DirectMutationDenyPolicy(
-                self,
-                "DirectMutationDeny",
-                functions=functions,
-                role_arns=config.guardrails.deny_direct_mutation_role_arns,
-            )
         self.async_failures = AsyncFailures(
             self,
             "AsyncFailures",
@@ -307,12 +349,13 @@ class BackendStack(Stack):
         for unit in self.units.values():
             if isinstance(unit.config.trigger, ScheduleTrigger):
                 self.async_failures.attach(unit.guarded.function)
-            for hook in (unit.canary.pre_traffic_hook, unit.canary.post_traffic_hook):
-                if hook is not None:
-                    self.async_failures.attach(hook)
+        for hook in self.hooks.hooks:
+            self.async_failures.attach(hook)
         if self.api_alarms is not None:
             self.async_failures.attach(self.api_alarms.health_check)
-        self.async_failures.attach(self.drift_check.function)
+        for group in self.groups:
+            assert group.drift_check is not None
+            self.async_failures.attach(group.drift_check.function)
 
     def _network(self, config: EnvironmentConfig) -> NetworkPlacement | None:
         net = config.network
@@ -342,11 +385,24 @@ class BackendStack(Stack):
         out: list[Construct] = [self.topic, self.oncall.key, self.data_key.key, self.application]
         if self.api is not None and self.access_logs is not None:
             out += [self.api, self.access_logs]
-        for unit in self.units.values():
-            out += unit.protected
+        main, *nested = self.groups
+        out += main.protected
+        # A nested group's own resources are protected by its own stack policy (app.py); here, the nested
+        # stack itself, whose deletion would delete them.
+        out += [g.stack.nested_stack_resource for g in nested if g.stack.nested_stack_resource is not None]
         if self.custom_domain is not None:
             out += [self.custom_domain.domain, self.custom_domain.mapping]
         return out
+
+
+def api_health_path(config: EnvironmentConfig) -> str:
+    """What the scheduled health check GETs through the API: a path the API routes to the function that
+    serves it (the catch-all's first), as the post-traffic checks do."""
+    api = sorted(
+        config.api_functions, key=lambda f: not (isinstance(f.trigger, ApiTrigger) and f.trigger.catch_all)
+    )
+    routed = [f.post_traffic.health_path for f in api if f.post_traffic and f.post_traffic.health_path]
+    return routed[0] if routed else "/health"
 
 
 __all__ = ["LIVE_ALIAS", "BackendStack", "BackendStackProps"]

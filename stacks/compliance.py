@@ -11,13 +11,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from aws_cdk import Acknowledgment, Stack, Validations
+from aws_cdk import Acknowledgment, CfnResource, Stack, Validations
 from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
 from stacks.config import EnvironmentConfig, ScheduleTrigger, SqsTrigger
-from stacks.constructs.canary import HOOK_RUNTIME, CanaryDeployment
+from stacks.constructs.deploy_hooks import HOOK_RUNTIME, DeploymentHooks
 from stacks.constructs.guarded_function import GuardedFunction
 from stacks.constructs.nag import checkov_skip
 
@@ -63,6 +63,40 @@ WAF_NO_LOGS_REASON = (
 NO_WAF_REASON = "security.waf.enabled is false for this environment in cdk.json"
 
 
+# Facts tests/test_security.py checks against the template.
+HOOK_DEPLOYMENTS_REASON = (
+    "the shared hooks read and report the deployments of every deployment group of this environment's "
+    "CodeDeploy application (the `/*` is the group name: one group per function); they may invoke only the "
+    "exact versions each stack's DeploymentGrants name"
+)
+STACK_ALARMS_REASON = (
+    "cloudwatch:DescribeAlarms on this stack's alarms only: CloudFormation names every alarm after its stack "
+    "(nested stacks' names start with it too), and CodeDeploy reads the alarms of any group it deploys"
+)
+
+
+def acknowledge_shared_deployment(
+    hooks: DeploymentHooks, application: Construct, function_roles: Iterable[Construct]
+) -> None:
+    """The environment's shared hooks and CodeDeploy role (deploy_hooks.py), and each stack's FunctionRole,
+    which carries the X-Ray statement of the functions that share it."""
+    stack = Stack.of(application)
+    cfn_application = application.node.default_child
+    assert isinstance(cfn_application, CfnResource)
+    app_id = stack.resolve(stack.get_logical_id(cfn_application))
+    groups = f"arn:<AWS::Partition>:codedeploy:<AWS::Region>:<AWS::AccountId>:deploymentgroup:<{app_id}>/*"
+    for hook in hooks.hooks:
+        if hook.role is not None:
+            _ack(hook.role, [(f"{AS}-IAM5[Resource::{groups}]", HOOK_DEPLOYMENTS_REASON)])
+    _ack(hooks.role, [(f"{AS}-IAM5[Resource::{_alarms_pattern()}]", STACK_ALARMS_REASON)])
+    for role in function_roles:
+        _ack(role, [(f"{AS}-IAM5[Resource::*]", XRAY_REASON)])
+
+
+def _alarms_pattern() -> str:
+    return "arn:<AWS::Partition>:cloudwatch:<AWS::Region>:<AWS::AccountId>:alarm:<AWS::StackName>-*"
+
+
 def _ack(scope: Construct, findings: Iterable[tuple[str, str]]) -> None:
     Validations.of(scope).acknowledge(*(Acknowledgment(id=rule, reason=reason) for rule, reason in findings))
 
@@ -87,7 +121,7 @@ def acknowledge_backend(
     *,
     config: EnvironmentConfig,
     functions: Iterable[GuardedFunction],
-    canaries: Iterable[CanaryDeployment],
+    hooks: Iterable[lambda_.Function],
     api: Construct | None,
     in_vpc: bool,
     runtime: str,
@@ -127,21 +161,19 @@ def acknowledge_backend(
             checkov_skip(g.function, "CKV_AWS_115", NO_RESERVED_REASON)
         if not in_vpc:
             checkov_skip(g.function, "CKV_AWS_117", NO_NETWORK_REASON)
-    for c in canaries:
-        hooks = [h for h in (c.pre_traffic_hook, c.post_traffic_hook) if h is not None]
-        for hook in hooks:
-            _ack(
-                hook,
-                [
-                    (
-                        f"{AS}-L1",
-                        f"hooks run {HOOK_RUNTIME.name} (canary.HOOK_RUNTIME), the newest Python runtime "
-                        "this aws-cdk-lib knows",
-                    ),
-                    (f"{HIPAA}-LambdaInsideVPC", vpc_reason),
-                ],
-            )
-            checkov_skip(hook, "CKV_AWS_117", vpc_reason)
+    for hook in hooks:
+        _ack(
+            hook,
+            [
+                (
+                    f"{AS}-L1",
+                    f"hooks run {HOOK_RUNTIME.name} (deploy_hooks.HOOK_RUNTIME), the newest Python runtime "
+                    "this aws-cdk-lib knows",
+                ),
+                (f"{HIPAA}-LambdaInsideVPC", vpc_reason),
+            ],
+        )
+        checkov_skip(hook, "CKV_AWS_117", vpc_reason)
     if api is None:
         return
     assert isinstance(api, apigw.RestApi)

@@ -288,6 +288,9 @@ class PostTrafficSettings:
 
     login_path: str | None = None
     login_body: Literal["json", "form"] = "json"
+    # The path the post-traffic checks GET through the API: one the API routes to this function (default:
+    # the function's health_path when it is routed to it). None: the function has no post-traffic checks.
+    health_path: str | None = None
 
 
 @dataclass(frozen=True)
@@ -309,6 +312,9 @@ class FunctionConfig:
     deployment: DeploymentSettings
     thresholds: AlarmThresholds
     post_traffic: PostTrafficSettings | None  # API functions only
+    # The ID its resources' construct IDs derive from: the name, or `<name>Function` when the name (or an ID
+    # derived from it) is one the stacks use themselves (STACK_CONSTRUCT_IDS). See unit_construct_ids.
+    construct_id: str = ""
 
     @property
     def is_api(self) -> bool:
@@ -890,14 +896,9 @@ def _parse_catalog_entry(
     if health_path is not None and not is_api:
         raise r.fail(("health_path",), health_path, "only for functions with an api trigger")
     if is_api:
+        # The pre-traffic hook invokes the new version directly: any path the app serves will do, routed by
+        # the API or not (the post-traffic path, checked in parse_functions, must be routed).
         health_path = health_path or "/health"
-        paths = trigger.paths if isinstance(trigger, ApiTrigger) else ()
-        if paths and not any(health_path == p or health_path.startswith(p + "/") for p in paths):
-            raise r.fail(
-                ("health_path",),
-                health_path,
-                f"a path under this function's paths {list(paths)}, so the API routes it to this function",
-            )
     post_raw = r.obj(("post_traffic",), [f.name for f in fields(PostTrafficSettings)])
     if post_raw and not is_api:
         raise r.fail(("post_traffic",), dict(post_raw), "only for functions with an api trigger")
@@ -905,6 +906,9 @@ def _parse_catalog_entry(
         PostTrafficSettings(
             login_path=r.text(("post_traffic", "login_path"), API_PATH_RE, "a path like /auth/login", None),
             login_body=r.text(("post_traffic", "login_body"), "json|form", "json or form", "json"),  # type: ignore[arg-type]
+            health_path=r.text(
+                ("post_traffic", "health_path"), API_PATH_RE, "a path like /goals/health", None
+            ),
         )
         if is_api
         else None
@@ -956,7 +960,77 @@ def _parse_catalog_entry(
         deployment=deployment,
         thresholds=env_config.thresholds.with_overrides(alarm_overrides),
         post_traffic=post_traffic,
+        construct_id=name,
     )
+
+
+# Construct IDs the stacks give their own constructs, beside the functions' (tests/test_catalog_limits.py
+# holds this list to what the stacks build). `FunctionGroup<n>` are the nested stacks of a large catalog.
+STACK_CONSTRUCT_IDS = frozenset(
+    {
+        "OnCall",
+        "DataKey",
+        "Vpc",
+        "Migrations",
+        "Api",
+        "ApiAccessLogs",
+        "CustomDomain",
+        "Firewall",
+        "ApiAlarms",
+        "DeployApplication",
+        "DeploymentHooks",
+        "DeploymentGrants",
+        "FunctionRole",
+        "ServiceHealth",
+        "Dashboard",
+        "OutOfBandChangeAlert",
+        "CodeDriftCheck",
+        "DirectMutationDeny",
+        "AsyncFailures",
+        "CDKMetadata",
+        "BootstrapVersion",
+        "CheckBootstrapVersion",
+    }
+)
+_STACK_CONSTRUCT_ID_RE = re.compile(r"(Subnet|SecurityGroup|FunctionGroup)[0-9]+|AssetParameters.*")
+# What a function's unit names at stack level, from its construct ID (stacks/function_unit.py).
+UNIT_SUFFIXES = ("", "Queue", "DeadLetterQueue", "Alarms", "Canary")
+
+
+def unit_construct_ids(fn: FunctionConfig) -> tuple[str, ...]:
+    """Every stack-level construct ID the unit of `fn` takes."""
+    ids = tuple(f"{fn.construct_id}{suffix}" for suffix in UNIT_SUFFIXES)
+    if isinstance(fn.trigger, ScheduleTrigger):
+        ids += (fn.trigger.rule_construct_id(fn.construct_id),)
+    return ids
+
+
+def _is_stack_construct_id(construct_id: str) -> bool:
+    return construct_id in STACK_CONSTRUCT_IDS or bool(_STACK_CONSTRUCT_ID_RE.fullmatch(construct_id))
+
+
+def _assign_construct_ids(env: str, functions: tuple[FunctionConfig, ...]) -> tuple[FunctionConfig, ...]:
+    """Any valid name works: a function whose name (or an ID derived from it) is one of the stacks' own IDs
+    gets `<name>Function` as its construct ID, so `Api`, `Dashboard` or `Alarms` deploy like any other.
+    Names keep their own IDs otherwise, so no existing function is ever renamed. Two functions whose IDs
+    would still meet (`Worker` and `WorkerQueue`: Worker's queue) are refused, naming both."""
+    out: list[FunctionConfig] = []
+    taken: dict[str, str] = {}
+    for fn in functions:
+        if any(_is_stack_construct_id(i) for i in unit_construct_ids(fn)):
+            fn = replace(fn, construct_id=f"{fn.name}Function")
+        for construct_id in unit_construct_ids(fn):
+            other = taken.get(construct_id)
+            if other is not None or _is_stack_construct_id(construct_id):
+                what = f"function {other}" if other else "the stack itself"
+                raise ConfigError(
+                    f"cdk context functions.{fn.name} (environment {env}): its resources would take the "
+                    f"construct ID {construct_id}, already used by {what}; rename one of them (IDs the "
+                    f"stacks reserve: {', '.join(sorted(STACK_CONSTRUCT_IDS))}, FunctionGroup<n>)"
+                )
+            taken[construct_id] = fn.name
+        out.append(fn)
+    return tuple(out)
 
 
 def parse_functions(
@@ -1017,7 +1091,53 @@ def parse_functions(
         raise _fail(
             env, "custom_domain", env_config.custom_domain.domain_name, "null: no function has an api trigger"
         )
-    return functions
+    functions = tuple(_with_post_traffic_path(env, f, functions) for f in functions)
+    return _assign_construct_ids(env, functions)
+
+
+def route_owner(functions: Sequence[FunctionConfig], path: str) -> FunctionConfig | None:
+    """The API function a request for `path` reaches: the longest routed prefix, else the catch-all."""
+    best: tuple[int, FunctionConfig] | None = None
+    for fn in functions:
+        if not isinstance(fn.trigger, ApiTrigger):
+            continue
+        for prefix in fn.trigger.paths:
+            if (path == prefix or path.startswith(prefix.rstrip("/") + "/")) and (
+                best is None or len(prefix) > best[0]
+            ):
+                best = (len(prefix), fn)
+    if best is not None:
+        return best[1]
+    return next((f for f in functions if isinstance(f.trigger, ApiTrigger) and f.trigger.catch_all), None)
+
+
+def _with_post_traffic_path(
+    env: str, fn: FunctionConfig, functions: Sequence[FunctionConfig]
+) -> FunctionConfig:
+    """The post-traffic checks go through the API: their path must reach this function. An explicit
+    `post_traffic.health_path` must; otherwise the health path is used when it does, and a function whose
+    health path the API routes elsewhere has no post-traffic checks (its pre-traffic hook still GETs the
+    health path on the new version directly)."""
+    post = fn.post_traffic
+    if post is None:
+        return fn
+    explicit = post.health_path
+    candidate = explicit or fn.health_path
+    routed = candidate is not None and route_owner(functions, candidate) is fn
+    if explicit and not routed:
+        raise ConfigError(
+            f"cdk context functions.{fn.name}.post_traffic.health_path (environment {env}): {explicit} is "
+            "not routed to this function by the API; allowed: a path under its trigger.paths"
+        )
+    if not routed:
+        if post.login_path:
+            raise ConfigError(
+                f"cdk context functions.{fn.name}.post_traffic.login_path (environment {env}): the "
+                f"post-traffic checks need a path the API routes to this function, and health_path "
+                f"{fn.health_path} is not one; set post_traffic.health_path to a path under its trigger.paths"
+            )
+        return replace(fn, post_traffic=None)
+    return replace(fn, post_traffic=replace(post, health_path=candidate))
 
 
 WAF_RULE_NAME_RE = r"[A-Za-z0-9_-]{1,128}"

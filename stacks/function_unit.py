@@ -1,10 +1,11 @@
 """One catalog function and everything it gets: guarded function, trigger, alarms, canary with hooks.
 
 `FunctionUnit` is deliberately not a Construct: its resources keep the stack-level construct IDs of the stacks
-already running (`<name>` for the function and alias, `<name>Queue`, `<name>Alarms`, `<name>Canary`, ...).
-Nesting them under one scope would change every logical ID, and CloudFormation would replace the functions,
-aliases, queues and deployment groups. tests/test_catalog_stacks.py compares against the IDs of the live
-templates.
+already running (`<id>` for the function and alias, `<id>Queue`, `<id>Alarms`, `<id>Canary`, ...; `<id>` is
+the catalog name unless the stacks use that name themselves: FunctionConfig.construct_id). Nesting them under
+one scope would change every logical ID, and CloudFormation would replace the functions, aliases, queues and
+deployment groups. tests/test_catalog_stacks.py compares against the IDs of the live templates. The stack is
+the environment's main stack or one of its nested function groups (stacks/function_groups.py).
 """
 
 from __future__ import annotations
@@ -25,25 +26,31 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from stacks.backend_bundle import function_environment
+from stacks.backend_bundle import deployment_checks, function_environment
 from stacks.config import (
-    CORS_HEADERS,
-    CORS_METHODS,
     EnvironmentConfig,
     FunctionConfig,
     ScheduleTrigger,
     SqsTrigger,
 )
 from stacks.constructs.alarms import FunctionAlarms
-from stacks.constructs.canary import CanaryDeployment, PostTrafficChecks
+from stacks.constructs.canary import CanaryDeployment
+from stacks.constructs.deploy_hooks import DeploymentHooks
 from stacks.constructs.encryption import EnvironmentKey
 from stacks.constructs.guarded_function import FunctionSpec, GuardedFunction, NetworkPlacement
+from stacks.constructs.managed_policy_role import ManagedPolicyRole
 
 
 @dataclass(frozen=True)
 class FunctionQueues:
     queue: sqs.Queue
     dlq: sqs.Queue
+
+
+def needs_own_role(fn: FunctionConfig) -> bool:
+    """A function with grants of its own (a queue it reads or writes, the failure queue of a schedule) gets
+    its own role; every other one shares its stack's FunctionRole, whose grants are what they all need."""
+    return bool(fn.queue_urls) or isinstance(fn.trigger, SqsTrigger | ScheduleTrigger)
 
 
 def function_queues(stack: Stack, fn: FunctionConfig, key: EnvironmentKey) -> FunctionQueues:
@@ -53,14 +60,14 @@ def function_queues(stack: Stack, fn: FunctionConfig, key: EnvironmentKey) -> Fu
     """
     dlq = sqs.Queue(
         stack,
-        f"{fn.name}DeadLetterQueue",
+        f"{fn.construct_id}DeadLetterQueue",
         retention_period=Duration.days(14),
         enforce_ssl=True,
         **key.queue_kwargs(),
     )
     queue = sqs.Queue(
         stack,
-        f"{fn.name}Queue",
+        f"{fn.construct_id}Queue",
         # Six times the function timeout, as Lambda's SQS guidance asks, so retries never overlap.
         visibility_timeout=Duration.seconds(fn.timeout_seconds * 6),
         enforce_ssl=True,
@@ -81,16 +88,17 @@ class SharedSettings:
     network: NetworkPlacement | None
     queues: Mapping[str, FunctionQueues]
     key: EnvironmentKey
+    # The role of the functions of this stack that need nothing of their own (needs_own_role).
+    shared_role: ManagedPolicyRole | None = None
 
 
 @dataclass(frozen=True)
 class DeploySettings:
     topic: sns.ITopic
     application: codedeploy.ILambdaApplication
-    hooks_code: lambda_.Code
+    hooks: DeploymentHooks
     runbook_url: str
-    # The API stage URL (None without an API) and the API's alarms that roll back API functions.
-    api_url: str | None
+    # The API's alarms that roll back API functions.
     api_deployment_alarms: Sequence[cloudwatch.IAlarm]
 
 
@@ -103,7 +111,7 @@ class FunctionUnit:
         queue_env = {var: shared.queues[target].queue.queue_url for var, target in fn.queue_urls}
         self.guarded = GuardedFunction(
             stack,
-            fn.name,
+            fn.construct_id,
             spec=FunctionSpec(
                 label=fn.name,
                 description=fn.description,
@@ -117,6 +125,7 @@ class FunctionUnit:
             architecture=shared.architecture,
             log_retention_days=shared.config.log_retention_days,
             network=shared.network,
+            role=None if needs_own_role(fn) else shared.shared_role,
         )
         function = self.guarded.function
         for _var, target in fn.queue_urls:
@@ -153,19 +162,20 @@ class FunctionUnit:
         elif isinstance(trigger, ScheduleTrigger):
             self.schedule_rule = events.Rule(
                 stack,
-                trigger.rule_construct_id(fn.name),
+                trigger.rule_construct_id(fn.construct_id),
                 schedule=events.Schedule.expression(trigger.expression),
                 enabled=trigger.enabled,
                 description=f"Invokes {fn.name} ({fn.handler}) on its schedule",
             )
             self.schedule_rule.add_target(targets.LambdaFunction(self.guarded.alias, retry_attempts=2))
 
-    def deploy(self, settings: DeploySettings) -> None:
+    def deploy(self, settings: DeploySettings, *, grants: Sequence[Construct]) -> None:
+        """Alarms and canary; `grants`: the stack's DeploymentGrants, which the alias waits for."""
         fn, g = self.config, self.guarded
         trigger = fn.trigger
         self.alarms = FunctionAlarms(
             self.stack,
-            f"{fn.name}Alarms",
+            f"{fn.construct_id}Alarms",
             label=fn.name,
             function=g.function,
             alias=g.alias,
@@ -181,32 +191,17 @@ class FunctionUnit:
                 else None
             ),
         )
-        post_traffic = None
-        if fn.is_api and settings.api_url is not None:
-            config = self.environment_config
-            post_traffic = PostTrafficChecks(
-                api_url=settings.api_url,
-                allowed_origin=config.cors_origins[0],
-                cors_methods=CORS_METHODS,
-                cors_headers=CORS_HEADERS,
-                health_path=fn.health_path or "/health",
-                login_path=fn.post_traffic.login_path if fn.post_traffic else None,
-                login_body=fn.post_traffic.login_body if fn.post_traffic else "json",
-            )
         self.canary = CanaryDeployment(
             self.stack,
-            f"{fn.name}Canary",
+            f"{fn.construct_id}Canary",
             target=g,
             application=settings.application,
             config=fn.deployment.config,
             alarms=[*self.alarms.deployment_alarms, *(settings.api_deployment_alarms if fn.is_api else [])],
             topic=settings.topic,
-            hooks_code=settings.hooks_code,
-            check_http_health=fn.is_api,
-            health_path=fn.health_path or "/health",
-            uses_database=fn.uses_database,
-            schema_mismatch=fn.deployment.schema_mismatch,
-            post_traffic=post_traffic,
+            hooks=settings.hooks,
+            grants=grants,
+            post_traffic=deployment_checks(fn)["post"] is not None,
         )
 
     @property

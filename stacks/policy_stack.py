@@ -17,9 +17,10 @@ purpose: removing this stack leaves the last policy in place (fail safe), see do
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from typing import Any
 
-from aws_cdk import Acknowledgment, Annotations, Stack, Token, Validations
+from aws_cdk import Acknowledgment, Annotations, NestedStack, Stack, Token, Validations
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
@@ -53,6 +54,7 @@ class StackPolicyStack(Stack):
         target: Stack,
         policy: StackPolicy,
         encryption_key: kms.IKey,
+        nested: Sequence[tuple[NestedStack, StackPolicy]] = (),
         **kwargs: Any,
     ) -> None:
         """`encryption_key`: the environment's key (the target stack's), which encrypts this stack's log
@@ -82,6 +84,11 @@ class StackPolicyStack(Stack):
         self._target_name = target.stack_name
         self.body = policy.render()
         self.policy = policy
+        # A nested stack is a stack of its own to CloudFormation, with its own stack policy: each function
+        # group's (stacks/function_groups.py), set by the same provider. The target's policy protects the
+        # nested stack resources themselves.
+        self.nested_bodies = {n.node.id: p.render() for n, p in nested}
+        nested_arns = {n.node.id: n.nested_stack_resource.ref for n, _p in nested if n.nested_stack_resource}
         # The target's stack ID (its ARN, arn:...:stack/NAME/UUID), imported from the target: the resource
         # SetStackPolicy is authorized against, with no pattern over the UUID. A stack's ID never changes
         # while the stack exists, so this export never has to change under its importer (what makes
@@ -110,7 +117,8 @@ class StackPolicyStack(Stack):
             roles=[self.role],
             statements=[
                 iam.PolicyStatement(
-                    actions=["cloudformation:SetStackPolicy"], resources=[self.target_stack_arn]
+                    actions=["cloudformation:SetStackPolicy"],
+                    resources=[self.target_stack_arn, *nested_arns.values()],
                 ),
                 iam.PolicyStatement(
                     actions=["logs:CreateLogStream", "logs:PutLogEvents"], resources=[log_group.log_group_arn]
@@ -129,6 +137,24 @@ class StackPolicyStack(Stack):
             log_group=log_group,
         )
         self.resource.node.add_dependency(self.managed_policy)
+        for name, arn in nested_arns.items():
+            body = self.nested_bodies[name]
+            nested_call = cr.AwsSdkCall(
+                service="CloudFormation",
+                action="setStackPolicy",
+                parameters={"StackName": arn, "StackPolicyBody": body},
+                physical_resource_id=cr.PhysicalResourceId.of(policy_physical_id(body)),
+            )
+            nested_resource = cr.AwsCustomResource(
+                self,
+                f"SetStackPolicy{name}",
+                on_create=nested_call,
+                on_update=nested_call,
+                role=self.role,
+                install_latest_aws_sdk=False,
+                log_group=log_group,
+            )
+            nested_resource.node.add_dependency(self.managed_policy)
         self._acknowledge(log_group)
         # The log group names the target stack's key: a strong reference (an export the target keeps while
         # this stack imports it) is the intended one, since this stack is deployed after the target anyway.

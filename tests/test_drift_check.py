@@ -206,7 +206,14 @@ def test_in_sync_run_publishes_zero_metrics(aws, capsys):
     aws.config("$LATEST", SHA_DEPLOYED)
     aws.alias("7")
     aws.drift(("DETECTION_IN_PROGRESS", ""), ("DETECTION_COMPLETE", "IN_SYNC"))
-    aws.metrics([code_metric(0.0), stack_metric("StackDrift", 0.0), stack_metric("CheckSkipped", 0.0)])
+    aws.metrics(
+        [
+            code_metric(0.0),
+            stack_metric("CodeDrift", 0.0),
+            stack_metric("StackDrift", 0.0),
+            stack_metric("CheckSkipped", 0.0),
+        ]
+    )
     assert aws.run() == {
         "skipped": False,
         "code_drift": [],
@@ -224,7 +231,14 @@ def test_code_swapped_with_update_function_code_is_drift_even_when_cloudformatio
     aws.config("$LATEST", SHA_OTHER)
     aws.alias("7")
     aws.drift(("DETECTION_COMPLETE", "IN_SYNC"))
-    aws.metrics([code_metric(1.0), stack_metric("StackDrift", 0.0), stack_metric("CheckSkipped", 0.0)])
+    aws.metrics(
+        [
+            code_metric(1.0),
+            stack_metric("CodeDrift", 1.0),
+            stack_metric("StackDrift", 0.0),
+            stack_metric("CheckSkipped", 0.0),
+        ]
+    )
     result = aws.run()
     assert result["code_drift"] == ["BackendApi"] and result["stack_drift"] == "IN_SYNC"
     code_line = json.loads(capsys.readouterr().out.splitlines()[0])
@@ -251,7 +265,14 @@ def test_alias_moved_to_a_hand_published_version_reads_that_versions_code(aws):
             }
         ],
     )
-    aws.metrics([code_metric(1.0), stack_metric("StackDrift", 1.0), stack_metric("CheckSkipped", 0.0)])
+    aws.metrics(
+        [
+            code_metric(1.0),
+            stack_metric("CodeDrift", 1.0),
+            stack_metric("StackDrift", 1.0),
+            stack_metric("CheckSkipped", 0.0),
+        ]
+    )
     result = aws.run()
     assert result["code_drift"] == ["BackendApi"]
     assert result["drifted_resources"] == ["BackendApiLiveAlias1234 (AWS::Lambda::Alias, MODIFIED)"]
@@ -283,7 +304,14 @@ def test_drifted_resources_are_read_across_pages(aws):
         {"StackResourceDrifts": [drift("Queue2")]},
         {**filters, "NextToken": "page2"},
     )
-    aws.metrics([code_metric(0.0), stack_metric("StackDrift", 1.0), stack_metric("CheckSkipped", 0.0)])
+    aws.metrics(
+        [
+            code_metric(0.0),
+            stack_metric("CodeDrift", 0.0),
+            stack_metric("StackDrift", 1.0),
+            stack_metric("CheckSkipped", 0.0),
+        ]
+    )
     assert [r.split(" ")[0] for r in aws.run()["drifted_resources"]] == ["Queue1", "Queue2"]
 
 
@@ -302,7 +330,14 @@ def test_drift_detection_that_never_finishes_times_out_without_reporting_drift(a
     aws.alias("7")
     # FakeClock advances 5 s per reading; ENV's default budget is 240 s: 48 polls then give up.
     aws.drift(*[("DETECTION_IN_PROGRESS", "")] * 48)
-    aws.metrics([code_metric(0.0), stack_metric("StackDrift", 0.0), stack_metric("CheckSkipped", 0.0)])
+    aws.metrics(
+        [
+            code_metric(0.0),
+            stack_metric("CodeDrift", 0.0),
+            stack_metric("StackDrift", 0.0),
+            stack_metric("CheckSkipped", 0.0),
+        ]
+    )
     assert aws.run()["stack_drift"] == "TIMED_OUT"
 
 
@@ -312,7 +347,14 @@ def test_failed_detection_is_reported_but_not_as_drift(aws):
     aws.config("$LATEST", SHA_DEPLOYED)
     aws.alias("7")
     aws.drift(("DETECTION_FAILED", "UNKNOWN"))
-    aws.metrics([code_metric(0.0), stack_metric("StackDrift", 0.0), stack_metric("CheckSkipped", 0.0)])
+    aws.metrics(
+        [
+            code_metric(0.0),
+            stack_metric("CodeDrift", 0.0),
+            stack_metric("StackDrift", 0.0),
+            stack_metric("CheckSkipped", 0.0),
+        ]
+    )
     assert aws.run()["stack_drift"] == "DETECTION_FAILED"
 
 

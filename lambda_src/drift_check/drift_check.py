@@ -20,7 +20,8 @@ role, queue settings...). While the stack itself is updating (a deployment, a ca
 comparisons would report the deployment as drift, so the run is skipped and says so.
 
 Results: one JSON log line per function and for the stack; metrics in CredentialMate/Guardrails
-(CodeDrift per Function, StackDrift per Stack, CheckSkipped) that the construct's alarms send to on-call.
+(CodeDrift per Function and per Stack, StackDrift per Stack, CheckSkipped) that the construct's alarms send
+to on-call.
 """
 
 from __future__ import annotations
@@ -191,6 +192,17 @@ def metric_data(
         }
         for r in code
     ]
+    if code:
+        # One per stack as well: the alarm on-call gets (one per stack, not per function, which would cost
+        # a resource per function); the per-function metric and the log line say which one drifted.
+        data.append(
+            {
+                "MetricName": "CodeDrift",
+                "Dimensions": [{"Name": "Stack", "Value": stack_name}],
+                "Value": 1.0 if any(r.drifted for r in code) else 0.0,
+                "Unit": "Count",
+            }
+        )
     if stack is not None:
         data.append(
             {

@@ -1,8 +1,8 @@
-"""CodeDeploy canary for one function's `live` alias, with its pre- and post-traffic hook Lambdas.
+"""CodeDeploy canary for one function's `live` alias, and the hooks' code asset.
 
-One generic hook code asset (lambda_src/hooks) serves every function; each deployment group gets its own
-hook *instances*, configured by environment, so a hook can only invoke its own target function and only
-report to its own deployment group (least privilege is per instance, not per code path).
+Each function gets its own deployment group; the hooks and CodeDeploy's role are the environment's, shared
+by every group (stacks/constructs/deploy_hooks.py), with grants that still name each function's exact new
+version and alias.
 
 The hook asset is built by the project's bundler (`hooks_code`): the hook sources plus their pinned
 requirements (PyYAML), for the hooks' own runtime, HOOK_RUNTIME, the newest Python runtime both this
@@ -17,34 +17,24 @@ import os
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
-from aws_cdk import AssetHashType, Aws, Duration, Fn, RemovalPolicy
+from aws_cdk import AssetHashType, Aws, Duration, Fn
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_codedeploy as codedeploy
-from aws_cdk import aws_iam as iam
-from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
-from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
 from stacks.bundling.build import build_bundle
 from stacks.bundling.spec import DEFAULT_EXCLUDES, BundleSpec, BundlingError
 from stacks.config import CustomCanary
-from stacks.constructs.guarded_function import LIVE_ALIAS, GuardedFunction
+from stacks.constructs.deploy_hooks import HOOK_RUNTIME, DeploymentHooks
+from stacks.constructs.guarded_function import GuardedFunction
 from stacks.constructs.lambda_bundle import _HOST_ARCH, _log
-from stacks.constructs.managed_policy_role import ManagedPolicyRole, path_below_stack
-from stacks.hook_budget import DEFAULT_INVOKES, MIN_HOOK_TIMEOUT_SECONDS, hook_timeout_seconds
 
 HOOKS_SRC = Path(__file__).resolve().parents[2] / "lambda_src" / "hooks"
-# The post-traffic hook calls the API (API Gateway ends a request at 29 s), never the function directly: a
-# fixed timeout fits every function. The pre-traffic hook's timeout comes from its target's (hook_budget).
-HOOK_TIMEOUT = Duration.seconds(MIN_HOOK_TIMEOUT_SECONDS)
-# The newest Python runtime aws-cdk-lib 2.275 knows and Lambda runs (tests/test_stacks.py checks it is
-# the newest Python member of lambda_.Runtime).
-HOOK_RUNTIME = lambda_.Runtime.PYTHON_3_14
 HOOK_MODULES = ("hook_core", "pre_traffic", "post_traffic")
 # The AWS SDK: every Lambda Python runtime provides it, so the hook asset does not ship it (nor its 20 MB).
 # Verification imports these first, from the host, and judges only what the hook modules import beyond
@@ -57,21 +47,6 @@ TRIGGER_EVENTS = (
     "DeploymentStop",
     "DeploymentRollback",
 )
-
-
-@dataclass(frozen=True)
-class PostTrafficChecks:
-    """What the post-traffic hook checks against the deployed API stage."""
-
-    api_url: str
-    allowed_origin: str
-    cors_methods: tuple[str, ...]
-    cors_headers: tuple[str, ...]
-    health_path: str = "/health"
-    # The API's login route, checked to answer 401 to bad credentials; None: the check is skipped (logged)
-    # and the CORS preflight targets the health route instead.
-    login_path: str | None = None
-    login_body: str = "json"  # "json" or "form": how the login route takes credentials
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -243,6 +218,10 @@ def deployment_config(scope: Construct, setting: str | CustomCanary) -> codedepl
 
 
 class CanaryDeployment(Construct):
+    """One function's deployment group: CodeDeploy shifts its `live` alias by `config`, with the
+    environment's shared hooks and role (stacks/constructs/deploy_hooks.py), rolls back on any of `alarms`,
+    and tells on-call of every start, success, failure, stop and rollback."""
+
     def __init__(
         self,
         scope: Construct,
@@ -253,78 +232,19 @@ class CanaryDeployment(Construct):
         config: str | CustomCanary,
         alarms: Sequence[cloudwatch.IAlarm],
         topic: sns.ITopic,
-        hooks_code: lambda_.Code,
-        check_http_health: bool,
-        schema_mismatch: str,
-        post_traffic: PostTrafficChecks | None = None,
-        uses_database: bool = False,
-        health_path: str = "/health",
+        hooks: DeploymentHooks,
+        grants: Sequence[Construct],
+        post_traffic: bool,
     ) -> None:
+        """`post_traffic`: the function has post-traffic checks (its CREDMATE_CHECKS say which)."""
         super().__init__(scope, construct_id)
-        fn = target.function
-        self.target_function = fn
-        self.hook_roles: dict[str, ManagedPolicyRole] = {}
-        # Long enough for every invoke of the target to run to its own timeout and still report; a target
-        # timeout too long for any hook raises here, naming it (hook_budget.check_fits).
-        function_timeout = int(target.timeout.to_seconds())
-        invokes = DEFAULT_INVOKES if check_http_health else 1
-        try:
-            self.pre_traffic_timeout_seconds = hook_timeout_seconds(function_timeout, invokes=invokes)
-        except ValueError as exc:
-            raise ValueError(f"function {target.label}: {exc}") from exc
-        self.pre_traffic_hook = self._hook(
-            "PreTrafficHook",
-            hooks_code,
-            "pre_traffic.handler",
-            {
-                "TARGET_FUNCTION_NAME": fn.function_name,
-                "TARGET_ALIAS": LIVE_ALIAS,
-                # SAM's pattern, kept as the fallback when the deployment's AppSpec cannot be read.
-                "FALLBACK_TARGET_VERSION_ARN": target.version.function_arn,
-                "CHECK_HTTP_HEALTH": "true" if check_http_health else "false",
-                "HEALTH_PATH": health_path,
-                "SCHEMA_MISMATCH": schema_mismatch,
-                "USES_DATABASE": "true" if uses_database else "false",
-            },
-            timeout=Duration.seconds(self.pre_traffic_timeout_seconds),
-        )
-        # Invoke rights on exactly the version this deploy publishes, the one CodeDeploy shifts to (the
-        # AppSpec's TargetVersion when CloudFormation starts the deployment, and the fallback above): not
-        # `ARN:*`, so the hook can run no other version, nor the alias. The version ARN is a token, so the
-        # policy follows every new version, and the hook waits for its policy (a function depends on its
-        # role, the policy included); the alias waits for both (below). A deployment started by hand to
-        # another version fails this hook: nothing but the stack moves the alias. AWS's own SAM
-        # safe-deployment example grants the hook exactly `!Ref Function.Version`. The one case this
-        # cannot cover: should a CloudFormation stack rollback move the alias back through a deployment that
-        # runs this hook on the previous version (not observable here, without an AWS account), the hook
-        # would be denied, because its policy reverts only after the alias does.
-        self.pre_traffic_hook.add_to_role_policy(
-            iam.PolicyStatement(actions=["lambda:InvokeFunction"], resources=[target.version.function_arn])
-        )
-        self.post_traffic_hook: lambda_.Function | None = None
-        if post_traffic:
-            self.post_traffic_hook = self._hook(
-                "PostTrafficHook",
-                hooks_code,
-                "post_traffic.handler",
-                {
-                    # Only for its log lines: which function's deployment a failed check belongs to.
-                    "TARGET_FUNCTION_NAME": fn.function_name,
-                    "API_URL": post_traffic.api_url,
-                    "ALLOWED_ORIGIN": post_traffic.allowed_origin,
-                    "CORS_METHODS": ",".join(post_traffic.cors_methods),
-                    "CORS_HEADERS": ",".join(post_traffic.cors_headers),
-                    "HEALTH_PATH": post_traffic.health_path,
-                    "LOGIN_BODY": post_traffic.login_body,
-                    **({"LOGIN_PATH": post_traffic.login_path} if post_traffic.login_path else {}),
-                },
-                timeout=HOOK_TIMEOUT,
-            )
-        self.deployment_group_role = self._deployment_group_role(target, alarms)
+        self.target_function = target.function
+        self.pre_traffic_hook = hooks.pre_traffic_hook
+        self.post_traffic_hook = hooks.post_traffic_hook
         self.deployment_group = codedeploy.LambdaDeploymentGroup(
             self,
             "DeploymentGroup",
-            role=self.deployment_group_role,
+            role=hooks.role,
             application=application,
             alias=target.alias,
             deployment_config=deployment_config(self, config),
@@ -348,142 +268,25 @@ class CanaryDeployment(Construct):
                 }
             ],
         )
-        # Not topic.grant_publish: its key grant adds kms:GenerateDataKey*; an SNS publisher to an encrypted
-        # topic needs exactly GenerateDataKey and Decrypt on the topic's key.
-        self.deployment_group.role.add_to_principal_policy(
-            iam.PolicyStatement(actions=["sns:Publish"], resources=[topic.topic_arn])
-        )
-        key: kms.IKey | None = getattr(topic, "master_key", None)
-        if key is not None:
-            self.deployment_group.role.add_to_principal_policy(
-                iam.PolicyStatement(actions=["kms:GenerateDataKey", "kms:Decrypt"], resources=[key.key_arn])
-            )
-        # The hook reads its deployment's AppSpec for the exact TargetVersion CodeDeploy will shift to.
-        for hook in filter(None, (self.pre_traffic_hook, self.post_traffic_hook)):
-            hook.add_to_role_policy(
-                iam.PolicyStatement(
-                    actions=["codedeploy:GetDeployment"],
-                    resources=[self.deployment_group.deployment_group_arn],
-                )
-            )
-        self._wire_hooks(target)
-        # The alias update is the deployment: CodeDeploy's role and the pre-traffic hook's must hold this
-        # deploy's permissions before it starts (the hook's grant names the new version). Only the alias
-        # resource waits, not its permissions or event source mapping.
+        self._wire_hooks(target, hooks, post_traffic=post_traffic)
+        # The alias update is the deployment: the grants naming this deploy's new version and this alias
+        # must be in place before it starts. Only the alias resource waits, not its permissions or event
+        # source mapping.
         cfn_alias = target.alias.node.default_child
         assert isinstance(cfn_alias, lambda_.CfnAlias)
-        cfn_alias.node.add_dependency(*self.hook_roles.values(), self.deployment_group_role)
+        cfn_alias.node.add_dependency(*grants)
 
-    def _wire_hooks(self, target: GuardedFunction) -> None:
-        """What LambdaDeploymentGroup's pre_hook/post_hook do, with CodeDeploy's invoke right on exactly each
-        hook's ARN: the alias's UpdatePolicy names the hooks (CloudFormation puts them in the deployment's
-        AppSpec), each hook may report its lifecycle status to this group, and CodeDeploy's role may invoke
-        it. CodeDeploy invokes the function named in the AppSpec, the unqualified hook (no version or alias
-        of a hook is ever published), so the library's `ARN:*` (every version) grants nothing it uses.
-        """
+    @staticmethod
+    def _wire_hooks(target: GuardedFunction, hooks: DeploymentHooks, *, post_traffic: bool) -> None:
+        """What LambdaDeploymentGroup's pre_hook/post_hook do, without their per-group grants (the shared
+        hooks report to every group of the application, and the shared role invokes exactly the hooks):
+        the alias's UpdatePolicy names the hooks, and CloudFormation puts them in the deployment's AppSpec."""
         cfn_alias = target.alias.node.default_child
         assert isinstance(cfn_alias, lambda_.CfnAlias)
         update = "UpdatePolicy.CodeDeployLambdaAliasUpdate"
-        hooks = {
-            "BeforeAllowTrafficHook": self.pre_traffic_hook,
-            "AfterAllowTrafficHook": self.post_traffic_hook,
-        }
-        for key, hook in hooks.items():
-            if hook is None:
-                continue
-            cfn_alias.add_override(f"{update}.{key}", hook.function_name)
-            self.deployment_group.grant_put_lifecycle_event_hook_execution_status(hook)
-        self.deployment_group_role.add_to_principal_policy(
-            iam.PolicyStatement(
-                sid="InvokeThisGroupsHooks",
-                actions=["lambda:InvokeFunction"],
-                resources=[h.function_arn for h in hooks.values() if h is not None],
-            )
-        )
-
-    def _deployment_group_role(
-        self, target: GuardedFunction, alarms: Sequence[cloudwatch.IAlarm]
-    ) -> ManagedPolicyRole:
-        """CodeDeploy's role for this group: what AWS's AWSCodeDeployRoleForLambdaLimited allows for a
-        Lambda deployment, scoped to this group's alias and alarms, in a customer-managed policy.
-
-        The AWS policy allows cloudwatch:DescribeAlarms, lambda:GetAlias, lambda:UpdateAlias and
-        lambda:GetProvisionedConcurrencyConfig on every resource, s3:GetObject(Version) for AppSpecs kept
-        in S3 (CloudFormation passes the AppSpec inline: not needed) and lambda:InvokeFunction on
-        `CodeDeployHook_*` functions (here: this group's own hooks, granted by `_wire_hooks`). Lambda
-        documents the alias actions on the function ARN and on the alias ARN, so both are named (nothing
-        wider). DescribeAlarms is scoped to the group's alarms: CloudWatch allows that
-        for metric alarms, and every deployment alarm here is one (only composite alarms need `*`).
-        NOT VERIFIED AGAINST AWS from here (no account): the first deploy of this role is its test.
-        """
-        role = ManagedPolicyRole(
-            self,
-            "DeploymentGroupRole",
-            assumed_by=iam.ServicePrincipal("codedeploy.amazonaws.com"),
-            description=f"CodeDeploy: shifts {target.label}'s {LIVE_ALIAS} alias",
-            policy_description=f"CodeDeploy: {target.label}'s {LIVE_ALIAS} alias, its alarms and hooks",
-            keep_logical_id=(*path_below_stack(self), "DeploymentGroup", "ServiceRole", "Resource"),
-            # The deployment group attaches it to any role; the statements below replace it.
-            replaces_aws_managed=("service-role/AWSCodeDeployRoleForLambdaLimited",),
-        )
-        fn_arn = target.function.function_arn
-        # The alias ARN built from the function's, not the alias's own attribute: the alias depends on this
-        # role's policy, so the policy must not depend on the alias.
-        role.add_to_principal_policy(
-            iam.PolicyStatement(
-                sid="ShiftTheLiveAlias",
-                actions=["lambda:GetAlias", "lambda:UpdateAlias", "lambda:GetProvisionedConcurrencyConfig"],
-                resources=[fn_arn, f"{fn_arn}:{LIVE_ALIAS}"],
-            )
-        )
-        if alarms:
-            role.add_to_principal_policy(
-                iam.PolicyStatement(
-                    sid="ReadTheDeploymentAlarms",
-                    actions=["cloudwatch:DescribeAlarms"],
-                    resources=[a.alarm_arn for a in alarms],
-                )
-            )
-        return role
-
-    def _hook(
-        self, construct_id: str, code: lambda_.Code, handler: str, env: dict[str, str], *, timeout: Duration
-    ) -> lambda_.Function:
-        log_group = logs.LogGroup(
-            self,
-            f"{construct_id}Logs",
-            retention=logs.RetentionDays.ONE_MONTH,
-            removal_policy=RemovalPolicy.RETAIN,
-        )
-        role = ManagedPolicyRole(
-            self,
-            f"{construct_id}Role",
-            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
-            description=f"CodeDeploy {construct_id} for the {LIVE_ALIAS} alias",
-            policy_description=f"CodeDeploy {construct_id}: its log group and its deployment group",
-            keep_logical_id=(*path_below_stack(self), construct_id, "ServiceRole", "Resource"),
-        )
-        role.allow_function_basics(log_group)
-        self.hook_roles[construct_id] = role
-        return lambda_.Function(
-            self,
-            construct_id,
-            role=role,
-            code=code,
-            handler=handler,
-            runtime=HOOK_RUNTIME,
-            timeout=timeout,
-            memory_size=256,
-            description=f"CodeDeploy {construct_id} for the {LIVE_ALIAS} alias (credmate-lambda)",
-            environment=env,
-            log_group=log_group,
-            # CodeDeploy runs one lifecycle event of a deployment group at a time, and a deployment group
-            # one deployment at a time: one concurrent run is all a hook ever needs.
-            reserved_concurrent_executions=HOOK_RESERVED_CONCURRENCY,
-        )
-
-
-HOOK_RESERVED_CONCURRENCY = 1
+        cfn_alias.add_override(f"{update}.BeforeAllowTrafficHook", hooks.pre_traffic_hook.function_name)
+        if hooks.post_traffic_hook is not None and post_traffic:
+            cfn_alias.add_override(f"{update}.AfterAllowTrafficHook", hooks.post_traffic_hook.function_name)
 
 
 def stage_url(rest_api_id: str, stage_name: str) -> str:

@@ -19,7 +19,7 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from stacks.config import AlarmThresholds
-from stacks.constructs.alarms import PERIOD, SPECS, log_metric
+from stacks.constructs.alarms import PERIOD, SPECS, log_metric, timeout_rank_statistic
 
 WIDTH = 24  # dashboard grid width
 
@@ -145,8 +145,13 @@ class ServiceDashboard(Construct):
                 width=width,
             ),
             cloudwatch.GraphWidget(
-                title=f"{f.label}: init errors and timeouts (log lines)",
-                left=[log_metric(f.alias, f.label, "InitErrors"), log_metric(f.alias, f.label, "Timeouts")],
+                title=f"{f.label}: init errors (log lines) and timeout rate (%)",
+                left=[log_metric(f.alias, f.label, "InitErrors")],
+                right=[
+                    alias.metric_duration(
+                        period=PERIOD, statistic=timeout_rank_statistic(f.timeout), label="timeout rate (%)"
+                    )
+                ],
                 width=width,
             ),
         ]

@@ -84,7 +84,10 @@ class GuardedFunction(Construct):
         architecture: lambda_.Architecture,
         log_retention_days: int,
         network: NetworkPlacement | None = None,
+        role: ManagedPolicyRole | None = None,
     ) -> None:
+        """`role`: a role shared with other functions that need exactly the same grants (the stack's
+        FunctionRole); None: the function gets its own, for grants of its own (queues, failure queue)."""
         super().__init__(scope, construct_id)
         self.label = spec.label
         self.timeout = spec.timeout
@@ -93,7 +96,7 @@ class GuardedFunction(Construct):
         )
         # Every grant to the function (X-Ray, queues, the key, the secret) lands in one customer-managed
         # policy; the role keeps the logical ID of the one the function used to build itself.
-        self.role = ManagedPolicyRole(
+        self.role = role or ManagedPolicyRole(
             self,
             "ServiceRole",
             assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),

@@ -74,6 +74,7 @@ class ManagedPolicyRole(iam.Role):
         self._replaced = tuple(replaces_aws_managed)
         self._policy_description = policy_description
         self._policy: iam.ManagedPolicy | None = None
+        self._attached: set[str] = set()
         if keep_logical_id is not None:
             cfn = self.node.default_child
             assert isinstance(cfn, iam.CfnRole)
@@ -110,4 +111,8 @@ class ManagedPolicyRole(iam.Role):
         arn = json.dumps(Stack.of(self).resolve(policy.managed_policy_arn))
         if any(f':iam::aws:policy/{name}"' in arn for name in self._replaced):
             return
+        # A role shared by several functions is asked for the same AWS managed policy by each of them.
+        if arn in self._attached:
+            return
+        self._attached.add(arn)
         super().add_managed_policy(policy)
