@@ -26,7 +26,6 @@ from stacks.config import CORS_HEADERS, CORS_METHODS, ApiTrigger, EnvironmentCon
 from stacks.constructs.alarms import ApiAlarms, AsyncFailures, ServiceHealthAlarm
 from stacks.constructs.canary import hooks_code, stage_url
 from stacks.constructs.custom_domain import ApiCustomDomain
-from stacks.constructs.dashboard import ServiceDashboard
 from stacks.constructs.deploy_hooks import DeploymentGrants, DeploymentHooks, PostTrafficSettings
 from stacks.constructs.encryption import EnvironmentKey, apply_stack_security
 from stacks.constructs.guarded_function import LIVE_ALIAS, NetworkPlacement
@@ -177,7 +176,7 @@ class BackendStack(Stack):
         for group in groups:
             shared = SharedSettings(
                 config=config,
-                code=self.bundle.code,
+                code=self.bundle.code if group.stack is self else self.bundle.new_code(),
                 runtime=runtime,
                 architecture=architecture,
                 network=self.network,
@@ -324,15 +323,7 @@ class BackendStack(Stack):
             topic=self.oncall.paging_topic,
             runbook_url=RUNBOOK_URL,
         )
-        ServiceDashboard(
-            self,
-            "Dashboard",
-            functions=self.functions,
-            api=self.api,
-            queues=[(u.config.name, u.queues.queue, u.queues.dlq) for u in self.units.values() if u.queues],
-            alarms=[self.service_health.alarm],
-            thresholds=self.config.thresholds,
-        )
+        self.groups[0].dashboard(config=self.config, alarms=[self.service_health.alarm], api=self.api)
 
     def _guardrails(self) -> None:
         """Every asynchronously invoked function's failed events land in one queue with one alarm."""

@@ -86,7 +86,7 @@ def acknowledge_shared_deployment(
     app_id = stack.resolve(stack.get_logical_id(cfn_application))
     groups = f"arn:<AWS::Partition>:codedeploy:<AWS::Region>:<AWS::AccountId>:deploymentgroup:<{app_id}>/*"
     for hook in hooks.hooks:
-        if hook.role is not None:
+        if isinstance(hook.role, Construct):
             _ack(hook.role, [(f"{AS}-IAM5[Resource::{groups}]", HOOK_DEPLOYMENTS_REASON)])
     _ack(hooks.role, [(f"{AS}-IAM5[Resource::{_alarms_pattern()}]", STACK_ALARMS_REASON)])
     for role in function_roles:

@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from aws_cdk import Duration, NestedStack, Stack
+from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_sns as sns
@@ -31,6 +32,7 @@ from constructs import Construct
 
 from stacks.config import EnvironmentConfig, FunctionConfig, SqsTrigger
 from stacks.constructs.alarms import ServiceHealthAlarm
+from stacks.constructs.dashboard import ServiceDashboard
 from stacks.constructs.encryption import EnvironmentKey
 from stacks.constructs.guardrails import CodeDriftCheck, DirectMutationDenyPolicy, OutOfBandChangeAlert
 from stacks.constructs.managed_policy_role import ManagedPolicyRole
@@ -125,4 +127,23 @@ class FunctionGroup:
             runbook_url=runbook_url,
             subject="functions",
         )
+        # Its own dashboard too: one body for every function would near CloudFormation's 1 MB template limit.
+        self.dashboard(config=config, alarms=[self.health.alarm])
         return [self.health.alarm]
+
+    def dashboard(
+        self,
+        *,
+        config: EnvironmentConfig,
+        alarms: Sequence[cloudwatch.IAlarm],
+        api: apigw.RestApi | None = None,
+    ) -> ServiceDashboard:
+        return ServiceDashboard(
+            self.stack,
+            "Dashboard",
+            functions=[u.guarded for u in self.units],
+            api=api,
+            queues=[(u.config.name, u.queues.queue, u.queues.dlq) for u in self.units if u.queues],
+            alarms=alarms,
+            thresholds=config.thresholds,
+        )

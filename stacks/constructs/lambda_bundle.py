@@ -42,6 +42,8 @@ class VerifiedBundle:
     result: BundleResult
     code: lambda_.Code
     verified: bool
+    # A Code of the same asset for another stack (a nested function group): CDK binds a Code to one stack.
+    new_code: Callable[[], lambda_.Code]
 
 
 def verified_bundle(
@@ -68,10 +70,13 @@ def verified_bundle(
             "[bundle] WARNING: handler verification SKIPPED (skip_bundle_verification): nothing proves "
             "this bundle imports; the pre-traffic hook is the only remaining check"
         )
-    code = lambda_.Code.from_asset(
-        str(result.zip_path), asset_hash=result.asset_hash, asset_hash_type=AssetHashType.CUSTOM
-    )
-    return VerifiedBundle(result=result, code=code, verified=verify)
+
+    def new_code() -> lambda_.Code:
+        return lambda_.Code.from_asset(
+            str(result.zip_path), asset_hash=result.asset_hash, asset_hash_type=AssetHashType.CUSTOM
+        )
+
+    return VerifiedBundle(result=result, code=new_code(), verified=verify, new_code=new_code)
 
 
 def start_checks_early(
@@ -130,22 +135,25 @@ def docker_fallback(
         f"[bundle] WARNING: {error.package} has no wheel for {spec.runtime}/{spec.architecture}: falling "
         "back to Docker bundling (no synth-time verification; the pre-traffic hook still imports handlers)"
     )
-    code = lambda_.Code.from_asset(
-        str(backend),
-        asset_hash=asset_hash,
-        asset_hash_type=AssetHashType.CUSTOM,
-        bundling=BundlingOptions(
-            image=lambda_.Runtime(spec.runtime, lambda_.RuntimeFamily.PYTHON).bundling_image,
-            platform="linux/arm64" if spec.architecture == "arm64" else "linux/amd64",
-            volumes=volumes,
-            command=[
-                "bash",
-                "-c",
-                f"pip install --no-cache-dir -r {requirements_file(spec).name} -t /asset-output "
-                f"&& cp -a {spec.source_dir.name}/. /asset-output/ {extra}".strip(),
-            ],
-        ),
-    )
+
+    def new_code() -> lambda_.Code:
+        return lambda_.Code.from_asset(
+            str(backend),
+            asset_hash=asset_hash,
+            asset_hash_type=AssetHashType.CUSTOM,
+            bundling=BundlingOptions(
+                image=lambda_.Runtime(spec.runtime, lambda_.RuntimeFamily.PYTHON).bundling_image,
+                platform="linux/arm64" if spec.architecture == "arm64" else "linux/amd64",
+                volumes=volumes,
+                command=[
+                    "bash",
+                    "-c",
+                    f"pip install --no-cache-dir -r {requirements_file(spec).name} -t /asset-output "
+                    f"&& cp -a {spec.source_dir.name}/. /asset-output/ {extra}".strip(),
+                ],
+            ),
+        )
+
     result = BundleResult(
         directory=backend,
         zip_path=backend,
@@ -157,7 +165,7 @@ def docker_fallback(
         zipped_bytes=0,
         bytecode=False,
     )
-    return VerifiedBundle(result=result, code=code, verified=False)
+    return VerifiedBundle(result=result, code=new_code(), verified=False, new_code=new_code)
 
 
 # Verification runs in the background: its interpreters import the handlers while synth goes on building

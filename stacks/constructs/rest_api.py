@@ -9,7 +9,7 @@ must not change.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from aws_cdk import Aws, Duration, Fn, RemovalPolicy, Stack
@@ -17,8 +17,16 @@ from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
+from constructs import Construct
 
-from stacks.config import CORS_HEADERS, CORS_METHODS, ApiTrigger, EnvironmentConfig, FunctionConfig
+from stacks.config import (
+    CORS_HEADERS,
+    CORS_METHODS,
+    ApiTrigger,
+    EnvironmentConfig,
+    FunctionConfig,
+    route_owner,
+)
 from stacks.constructs.guarded_function import RETENTION_BY_DAYS
 from stacks.constructs.throttling import MethodThrottle, ThrottleSettings, route_throttled_methods
 
@@ -82,15 +90,29 @@ def rest_api(
         api = apigw.LambdaRestApi(stack, "Api", handler=catch_all[0], proxy=True, **common)
     else:
         api = apigw.RestApi(stack, "Api", **common)
-    for fn, alias in functions:
-        if not isinstance(fn.trigger, ApiTrigger) or fn.trigger.catch_all:
-            continue
-        integration = proxy_integration(api, alias)
-        for path in fn.trigger.paths:
-            resource = api.root.resource_for_path(path)
-            resource.add_method("ANY", integration)
-            resource.add_proxy(default_integration=integration, any_method=True)
-    unowned = [m for m in throttle.method_limits if _route_owner(functions, m.path) is None]
+    integrations: dict[str, apigw.Integration] = {}
+
+    def integration_of(fn: FunctionConfig | None) -> apigw.Integration | None:
+        if fn is None:
+            return None
+        if fn.name not in integrations:
+            integrations[fn.name] = proxy_integration(api, aliases[fn.name])
+        return integrations[fn.name]
+
+    aliases = {fn.name: alias for fn, alias in functions}
+    configs = [fn for fn, _alias in functions]
+    # Shorter prefixes first: a resource a longer route passes through may be another function's prefix.
+    prefixes = sorted(
+        ((path, fn) for fn in configs if isinstance(fn.trigger, ApiTrigger) for path in fn.trigger.paths),
+        key=lambda route: (route[0].count("/"), route[0]),
+    )
+    for path, fn in prefixes:
+        integration = integration_of(fn)
+        assert integration is not None
+        resource = route_resource(api, path, lambda below: integration_of(route_owner(configs, below)))
+        resource.add_method("ANY", integration)
+        resource.add_proxy(default_integration=integration, any_method=True)
+    unowned = [m for m in throttle.method_limits if route_owner(configs, m.path) is None]
     if unowned:
         raise ValueError(
             f"environments.{config.name}.security.throttle.method_limits: {unowned[0].method} "
@@ -98,7 +120,7 @@ def rest_api(
         )
     # Each throttled route to the function that serves its path (the longest routed prefix, else catch-all).
     for fn, alias in functions:
-        routes = tuple(m for m in throttle.method_limits if _route_owner(functions, m.path) is fn)
+        routes = tuple(m for m in throttle.method_limits if route_owner(configs, m.path) is fn)
         if routes:
             route_throttled_methods(
                 api,
@@ -108,6 +130,28 @@ def rest_api(
                 ),
             )
     return api
+
+
+def route_resource(
+    api: apigw.RestApi, path: str, serving: Callable[[str], apigw.Integration | None]
+) -> apigw.IResource:
+    """The API's resource for a routed prefix, creating what is missing, beside a catch-all's `{proxy+}` too
+    (a proxying LambdaRestApi refuses add_resource on its root, but explicit resources are valid there and
+    win for their own paths). API Gateway does not fall back to a shorter match: once `/api/v1/goals` exists,
+    `/api/v1/other` no longer reaches the root's `{proxy+}`. So each resource created on the way gets a
+    `{proxy+}` to whichever function serves the paths below it (`serving(path)`), when one does."""
+    resource: apigw.IResource = api.root
+    parts = path.strip("/").split("/")
+    for i, part in enumerate(parts):
+        child = resource.get_resource(part)
+        if child is None:
+            assert isinstance(resource, Construct)
+            child = apigw.Resource(resource, part, parent=resource, path_part=part)
+            below = serving("/" + "/".join([*parts[: i + 1], "{proxy+}"]))
+            if i < len(parts) - 1 and below is not None:
+                child.add_proxy(default_integration=below, any_method=True)
+        resource = child
+    return resource
 
 
 def proxy_integration(api: apigw.IRestApi, alias: lambda_.IFunction) -> apigw.Integration:
@@ -152,23 +196,4 @@ def throttle_settings(config: EnvironmentConfig) -> ThrottleSettings:
             ),
             *(MethodThrottle(m.path, m.method, m.rate_limit, m.burst_limit) for m in t.method_limits),
         ),
-    )
-
-
-def _route_owner(
-    functions: Sequence[tuple[FunctionConfig, lambda_.Alias]], path: str
-) -> FunctionConfig | None:
-    best: tuple[int, FunctionConfig] | None = None
-    for fn, _alias in functions:
-        if not isinstance(fn.trigger, ApiTrigger):
-            continue
-        for prefix in fn.trigger.paths:
-            if (path == prefix or path.startswith(prefix.rstrip("/") + "/")) and (
-                best is None or len(prefix) > best[0]
-            ):
-                best = (len(prefix), fn)
-    if best is not None:
-        return best[1]
-    return next(
-        (fn for fn, _a in functions if isinstance(fn.trigger, ApiTrigger) and fn.trigger.catch_all), None
     )
