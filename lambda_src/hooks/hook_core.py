@@ -705,15 +705,19 @@ def target_from_deployment_targets(
 
 
 # Each source may use this much of the checks' time at most (and at most this share of what is left when
-# it starts): when one is slow, the other and the checks still have the rest.
+# it starts): when one is slow, the other and the checks still have the rest. A very short budget (local
+# runs) still gives each source time for one attempt.
 SOURCE_SECONDS = 20.0
 SOURCE_SHARE = 0.25
+SOURCE_MIN_SECONDS = 2 * MIN_ATTEMPT_SECONDS
 SOURCE_ATTEMPT_SECONDS = 8.0
 MAX_DEPLOYMENT_TARGETS = 10  # a Lambda deployment has one target; more is refused as ambiguous anyway
 
 
 def _source_deadline(deadline: float, runtime: Runtime) -> float:
-    return runtime.clock() + min(SOURCE_SECONDS, remaining(deadline, runtime) * SOURCE_SHARE)
+    left = remaining(deadline, runtime)
+    share = max(SOURCE_MIN_SECONDS, min(SOURCE_SECONDS, left * SOURCE_SHARE))
+    return runtime.clock() + min(left, share)
 
 
 def read_appspec_targets(
