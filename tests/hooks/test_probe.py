@@ -25,7 +25,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 PROBE_SRC = REPO_ROOT / "lambda_src" / "probe" / "credmate_probe.py"
 _counter = itertools.count()
 # What the stack sets on an API function (CREDMATE_CHECKS); every test bundle has it unless it says otherwise.
-CHECKS = {
+CHECKS: dict[str, Any] = {
     "pre": {"http_health": True, "health_path": "/health", "uses_database": True, "schema_mismatch": "fail"},
     "post": {"health_path": "/health", "login_path": "/api/v1/auth/login", "login_body": "json"},
 }
@@ -320,7 +320,7 @@ def test_slash_handler_paths_work_as_in_lambda(bundle, monkeypatch):
 # CREDMATE_CHECKS: what the shared hooks check for this function, and the light probe
 
 
-WORKER_CHECKS = {
+WORKER_CHECKS: dict[str, Any] = {
     "pre": {
         "http_health": False,
         "health_path": "/health",
