@@ -71,25 +71,19 @@ def run(argv: Sequence[str], out: TextIO | None = None) -> int:
         print(f"smoke_test: --url {args.url!r}: plain http is for a local API (127.0.0.1, localhost) only; "
               "use https", file=sys.stderr)  # fmt: skip
         return 2
-    environ = {
-        "API_URL": args.url,
-        "ALLOWED_ORIGIN": args.origin,
-        "CORS_METHODS": ",".join(CORS_METHODS),
-        "CORS_HEADERS": ",".join(CORS_HEADERS),
-        "LOGIN_PATH": args.login_path,
-        "LOGIN_BODY": args.login_body,
-    }
+    config = post_traffic.PostTrafficConfig(
+        api_url=args.url,
+        allowed_origin=args.origin,
+        cors_methods=CORS_METHODS,
+        cors_headers=CORS_HEADERS,
+        login_path=args.login_path,
+        login_body=args.login_body,
+    )
     runtime = hook_core.Runtime()
-    now = runtime.clock()
-    budget = hook_core.Budget(checks=now + args.timeout, report=now + args.timeout)
     log = hook_core.HookLog(hook="smoke_test", function=args.url, stream=sys.stderr)
     started = time.monotonic()
-    results = post_traffic.post_traffic_checks(
-        hook_core.HookIds(deployment_id="smoke-test", execution_id="smoke-test"),
-        budget,
-        environ=environ,
-        log=log,
-        runtime=runtime,
+    results = post_traffic.api_checks(
+        config, deadline=runtime.clock() + args.timeout, log=log, runtime=runtime
     )
     for result in results:
         print(f"{'PASS' if result.ok else 'FAIL'} {result.check}: {result.reason}", file=stream)

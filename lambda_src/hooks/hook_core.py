@@ -1,12 +1,27 @@
 """Shared machinery of the CodeDeploy lifecycle hooks (pre_traffic.py, post_traffic.py).
 
-One generic hook asset serves every function, rather than one hook per function: the three backend functions
-share one bundle and one probe contract (lambda_src/probe/credmate_probe.py), so what differs between them is
-data (function name, whether to drive GET /health, how strict the schema check is), which is what
-environment variables are for. One code path means one set of tests for the part that must never go wrong,
-reporting back to CodeDeploy. Least privilege stays per function: each deployment group gets its own hook
-*instance* (stacks/constructs/canary.py) allowed to invoke only its own target and report only to its own
-deployment group.
+One pre-traffic hook Lambda and one post-traffic hook Lambda serve every deployment group of an environment.
+Nothing about the function under deployment is in the hook's environment (Lambda's 4 KB of variables could
+not hold 60 functions): each execution finds it from the deployment itself (resolve_target below), then asks
+that exact version what to check (the probe's `checks`, from the function's own CREDMATE_CHECKS variable,
+parsed by function_checks below). Least privilege is in IAM: the hooks may read and report to their
+application's deployment groups only, and invoke exactly the versions the deployments publish.
+
+Which function and version (resolve_target, one implementation for both hooks):
+
+1. GetDeployment's `revision.appSpecContent.content` (YAML or JSON). The AppSpec of a Lambda deployment names
+   one function resource: the one whose `Alias` is the hook's TARGET_ALIAS is taken (two are refused as
+   ambiguous), with its `Name`, `CurrentVersion` and `TargetVersion`. GetDeployment gets only a share of the
+   checks' time, so the second source and the checks keep theirs.
+2. Else (AppSpec missing, unreadable, naming no such resource, or its TargetVersion refused):
+   ListDeploymentTargets(deploymentId) and GetDeploymentTarget, whose
+   `deploymentTarget.lambdaTarget.lambdaFunctionInfo` gives functionName, functionAlias, currentVersion and
+   targetVersion (also with a share of the time). A CurrentVersion the AppSpec named stays refused.
+3. Neither usable: Failed, with a reason naming both sources.
+
+`$LATEST`, the alias, anything that is not a published version number, and the CurrentVersion (already
+live) are never tested: testing them would pass a deployment whose new code was never run. An invocation's
+ExecutedVersion must be the version asked for.
 
 The guarantee every hook gives: PutLifecycleEventHookExecutionStatus is called for the deployment exactly
 once with Succeeded or Failed, within the hook's own timeout, whatever happens in the checks (exceptions,
@@ -14,22 +29,24 @@ throttling, malformed responses, missing permissions). CodeDeploy therefore neve
 "Exactly once" is one *successful* report: a retry after a timed-out attempt that had in fact landed gets
 LifecycleEventAlreadyCompletedException, which counts as reported.
 
-Every check logs one JSON line (check, ok, reason, function, version, deployment_id) to stdout, i.e. to
-CloudWatch Logs, so on-call can read why a deployment rolled back:
-`fields check, ok, reason | filter ok = 0` in Logs Insights.
+Every check logs one JSON line (check, ok, reason, function, label, version, deployment_id) to stdout, i.e.
+to CloudWatch Logs, so on-call can read why a deployment rolled back:
+`fields check, ok, function, label, reason | filter ok = 0` in Logs Insights.
 """
 
 from __future__ import annotations
 
 import json
 import random
+import re
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Protocol, TypeVar
 
 import boto3
+import yaml
 from botocore.config import Config
 from botocore.exceptions import (
     ClientError,
@@ -243,8 +260,9 @@ class HookLog:
 
     hook: str
     deployment_id: str | None = None
-    function: str | None = None
+    function: str | None = None  # the function under deployment, once resolved
     version: str | None = None
+    label: str | None = None  # its catalog name (the probe's CREDMATE_FUNCTION_LABEL), once it answered
     stream: Any = None
 
     def emit(self, check: str, ok: bool, reason: str, *, warning: bool = False, **extra: Any) -> None:
@@ -255,6 +273,7 @@ class HookLog:
             "level": "ERROR" if not ok else ("WARN" if warning else "INFO"),
             "reason": reason,
             "function": self.function,
+            "label": self.label,
             "version": self.version,
             "deployment_id": self.deployment_id,
             **extra,
@@ -424,3 +443,580 @@ def env_list(environ: Mapping[str, str], name: str) -> tuple[str, ...]:
 
 def remaining(deadline: float, runtime: Runtime) -> float:
     return max(0.0, deadline - runtime.clock())
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Clients and invocations
+
+
+@dataclass
+class Clients:
+    """A client per attempt, with timeouts from the budget left when it starts (`client`); made only when
+    called, so a broken Lambda client never stops the CodeDeploy report."""
+
+    def codedeploy(self, seconds: float) -> Any:
+        return client("codedeploy", timeout=seconds)
+
+    def lambda_(self, seconds: float) -> Any:
+        return client("lambda", timeout=seconds)
+
+
+PROBE_KEY = "credmate_probe"
+
+
+@dataclass(frozen=True)
+class Invocation:
+    status_code: int | None
+    function_error: str | None
+    executed_version: str | None
+    payload: Any  # parsed JSON, or the raw text when it is not JSON
+
+
+def invoke_version(
+    lambda_factory: Callable[[float], Any],
+    *,
+    function_name: str,
+    version: str,
+    event: Mapping[str, Any],
+    deadline: float,
+    runtime: Runtime,
+) -> Invocation:
+    def call(seconds: float) -> tuple[Mapping[str, Any], bytes]:
+        # Reading the payload is part of the attempt: its read timeout is the same client's.
+        response = lambda_factory(seconds).invoke(
+            FunctionName=function_name,
+            Qualifier=version,
+            InvocationType="RequestResponse",
+            Payload=json.dumps(event).encode(),
+        )
+        body = response.get("Payload")
+        return response, body.read() if body is not None else b""
+
+    response, raw = call_with_retry(
+        call, what=f"Invoke {function_name}:{version}", deadline=deadline, runtime=runtime
+    )
+    text = raw.decode("utf-8", errors="replace")
+    try:
+        payload: Any = json.loads(text) if text else None
+    except ValueError:
+        payload = text
+    return Invocation(
+        response.get("StatusCode"), response.get("FunctionError"), response.get("ExecutedVersion"), payload
+    )
+
+
+def function_error_reason(invocation: Invocation) -> str:
+    payload = invocation.payload
+    if isinstance(payload, Mapping) and ("errorType" in payload or "errorMessage" in payload):
+        return f"{payload.get('errorType') or invocation.function_error}: {payload.get('errorMessage', '')}"
+    return f"{invocation.function_error}: {str(payload)[:500]}"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Which function and version: the AppSpec (JSON or YAML; PyYAML ships in the hook asset), else the
+# deployment's target
+
+
+class AppSpecError(ValueError):
+    pass
+
+
+def parse_appspec(content: str) -> Any:
+    text = content.strip()
+    if not text:
+        raise AppSpecError("AppSpec content is empty")
+    json_error = None
+    if text.startswith("{"):
+        try:
+            return json.loads(text)
+        except ValueError as exc:
+            json_error = exc  # maybe flow-style YAML: PyYAML decides
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        detail = " ".join(str(exc).split())[:300]
+        if json_error is not None:
+            raise AppSpecError(f"AppSpec JSON is invalid ({json_error}), and not YAML either") from exc
+        raise AppSpecError(f"AppSpec YAML is invalid: {detail}") from exc
+    if document is None:
+        raise AppSpecError("AppSpec content has only comments")
+    return document
+
+
+@dataclass(frozen=True)
+class AppSpecTarget:
+    resource: str
+    name: str | None
+    alias: str | None
+    current_version: str | None
+    target_version: str | None
+
+
+def appspec_targets(document: Any) -> list[AppSpecTarget]:
+    if not isinstance(document, Mapping):
+        raise AppSpecError("AppSpec is not a mapping")
+    resources = document.get("Resources") or document.get("resources")
+    if isinstance(resources, Mapping):
+        resources = [{key: value} for key, value in resources.items()]
+    if not isinstance(resources, list):
+        raise AppSpecError("AppSpec has no Resources list")
+    found = []
+    for item in resources:
+        if not isinstance(item, Mapping):
+            continue
+        for resource, body in item.items():
+            props = body.get("Properties") if isinstance(body, Mapping) else None
+            if not isinstance(props, Mapping):
+                continue
+
+            def text(key: str, props: Mapping[str, Any] = props) -> str | None:
+                value = props.get(key)
+                return None if value is None else str(value)
+
+            found.append(
+                AppSpecTarget(
+                    str(resource), text("Name"), text("Alias"), text("CurrentVersion"), text("TargetVersion")
+                )
+            )
+    return found
+
+
+class TargetVersionError(ValueError):
+    """No version to test; `function_name`/`current_version` keep what a refused source did say."""
+
+    def __init__(
+        self, message: str, *, function_name: str | None = None, current_version: str | None = None
+    ) -> None:
+        super().__init__(message)
+        self.function_name = function_name
+        self.current_version = current_version
+
+
+@dataclass(frozen=True)
+class DeploymentTarget:
+    """The function and version a deployment shifts its alias to, and where that was read."""
+
+    function_name: str
+    version: str
+    alias: str
+    current_version: str | None
+    source: Literal["AppSpec", "deployment target"]
+    notes: tuple[str, ...] = ()  # why an earlier source was not used
+
+
+_VERSION_NUMBER = re.compile(r"^[0-9]+$")
+
+
+def function_name_of(value: str) -> str:
+    """`name`, `name:qualifier` or an ARN `arn:aws:lambda:region:account:function:name[:qualifier]` → name."""
+    parts = value.split(":")
+    if value.startswith("arn:") and len(parts) >= 7:
+        return parts[6]
+    return parts[0]
+
+
+def version_of(value: str) -> str:
+    """A version number or the qualifier of a version ARN."""
+    parts = value.split(":")
+    if value.startswith("arn:") and len(parts) >= 8:
+        return parts[7]
+    return value.strip()
+
+
+def version_problem(version: str | None, *, current: str | None, alias: str) -> str | None:
+    if not version:
+        return "no version given"
+    if version == "$LATEST":
+        return "$LATEST is never tested: CodeDeploy shifts traffic to a published version"
+    if version == alias or not _VERSION_NUMBER.match(version):
+        return f"'{version}' is not a published version number (an alias or $LATEST is never tested)"
+    if current is not None and version == current:
+        return f"version {version} is the CurrentVersion (already live), not the new one"
+    return None
+
+
+def target_from_appspec(targets: Sequence[AppSpecTarget], alias: str) -> DeploymentTarget:
+    """The one function resource whose Alias is `alias`, and its TargetVersion; TargetVersionError if none."""
+    mine = [t for t in targets if t.alias == alias]
+    if not mine:
+        named = ", ".join(f"{t.resource} (alias {t.alias})" for t in targets) or "none"
+        raise TargetVersionError(f"names no function resource with Alias {alias} (resources: {named})")
+    if len(mine) > 1:
+        raise TargetVersionError(
+            f"names {len(mine)} function resources with Alias {alias} "
+            f"({', '.join(t.name or t.resource for t in mine)}): ambiguous, refused"
+        )
+    (entry,) = mine
+    if not entry.name:
+        raise TargetVersionError(f"resource {entry.resource} has no Name")
+    function = function_name_of(entry.name)
+    current = version_of(entry.current_version) if entry.current_version else None
+    target = version_of(entry.target_version) if entry.target_version else None
+    problem = version_problem(target, current=current, alias=alias)
+    if problem is not None or target is None:
+        raise TargetVersionError(
+            f"TargetVersion of {function} refused: {problem}", function_name=function, current_version=current
+        )
+    return DeploymentTarget(function, target, alias, current, "AppSpec")
+
+
+@dataclass(frozen=True)
+class LambdaTargetInfo:
+    """GetDeploymentTarget's deploymentTarget.lambdaTarget.lambdaFunctionInfo."""
+
+    target_id: str
+    function_name: str | None
+    alias: str | None
+    current_version: str | None
+    target_version: str | None
+
+
+def target_from_deployment_targets(
+    infos: Sequence[LambdaTargetInfo],
+    alias: str,
+    *,
+    known_function: str | None = None,
+    known_current: str | None = None,
+) -> DeploymentTarget:
+    """The one Lambda target deploying `alias`. `known_*`: what a refused AppSpec said (still binding)."""
+    mine = [i for i in infos if i.alias == alias]
+    if not mine:
+        named = ", ".join(f"{i.function_name} (alias {i.alias})" for i in infos) or "none"
+        raise TargetVersionError(f"no Lambda target with alias {alias} (targets: {named})")
+    if len(mine) > 1:
+        raise TargetVersionError(
+            f"{len(mine)} Lambda targets with alias {alias} "
+            f"({', '.join(str(i.function_name) for i in mine)}): ambiguous, refused"
+        )
+    (info,) = mine
+    if not info.function_name:
+        raise TargetVersionError(f"target {info.target_id} has no functionName")
+    function = function_name_of(info.function_name)
+    if known_function is not None and function != known_function:
+        raise TargetVersionError(f"target {function} is not the AppSpec's function {known_function}")
+    current = version_of(info.current_version) if info.current_version else None
+    target = version_of(info.target_version) if info.target_version else None
+    problem = version_problem(target, current=current, alias=alias)
+    if problem is None and known_current is not None and target == known_current:
+        problem = f"version {target} is the AppSpec's CurrentVersion (already live), not the new one"
+    if problem is not None or target is None:
+        raise TargetVersionError(f"targetVersion of {function} refused: {problem}")
+    return DeploymentTarget(function, target, alias, current or known_current, "deployment target")
+
+
+# Each source may use this much of the checks' time at most (and at most this share of what is left when
+# it starts): when one is slow, the other and the checks still have the rest. A very short budget (local
+# runs) still gives each source time for one attempt.
+SOURCE_SECONDS = 20.0
+SOURCE_SHARE = 0.25
+SOURCE_MIN_SECONDS = 2 * MIN_ATTEMPT_SECONDS
+SOURCE_ATTEMPT_SECONDS = 8.0
+MAX_DEPLOYMENT_TARGETS = 10  # a Lambda deployment has one target; more is refused as ambiguous anyway
+
+
+def _source_deadline(deadline: float, runtime: Runtime) -> float:
+    left = remaining(deadline, runtime)
+    share = max(SOURCE_MIN_SECONDS, min(SOURCE_SECONDS, left * SOURCE_SHARE))
+    return runtime.clock() + min(left, share)
+
+
+def read_appspec_targets(
+    codedeploy_factory: Callable[[float], Any], deployment_id: str, *, deadline: float, runtime: Runtime
+) -> tuple[list[AppSpecTarget] | None, str | None]:
+    """(targets, problem): GetDeployment's AppSpec, or why it is unusable."""
+    try:
+        response = call_with_retry(
+            lambda seconds: codedeploy_factory(seconds).get_deployment(deploymentId=deployment_id),
+            what="GetDeployment",
+            deadline=_source_deadline(deadline, runtime),
+            runtime=runtime,
+            max_attempt=SOURCE_ATTEMPT_SECONDS,
+        )
+    except ReadTimeoutError:
+        return None, "GetDeployment did not answer within its share of the time budget"
+    except Exception as exc:
+        return None, f"GetDeployment failed: {describe(exc)}"
+    info = response.get("deploymentInfo") if isinstance(response, Mapping) else None
+    revision = info.get("revision") if isinstance(info, Mapping) else None
+    content = revision.get("appSpecContent", {}).get("content") if isinstance(revision, Mapping) else None
+    if not isinstance(content, str):
+        return None, "GetDeployment returned no revision.appSpecContent.content"
+    try:
+        return appspec_targets(parse_appspec(content)), None
+    except AppSpecError as exc:
+        return None, str(exc)
+
+
+def read_deployment_targets(
+    codedeploy_factory: Callable[[float], Any], deployment_id: str, *, deadline: float, runtime: Runtime
+) -> tuple[list[LambdaTargetInfo] | None, str | None]:
+    """(targets, problem): ListDeploymentTargets + GetDeploymentTarget's Lambda function info, or why not."""
+    own_deadline = _source_deadline(deadline, runtime)
+
+    def call(what: str, method: str, **kwargs: Any) -> Any:
+        return call_with_retry(
+            lambda seconds: getattr(codedeploy_factory(seconds), method)(**kwargs),
+            what=what,
+            deadline=own_deadline,
+            runtime=runtime,
+            max_attempt=SOURCE_ATTEMPT_SECONDS,
+        )
+
+    target_ids: list[str] = []
+    infos: list[LambdaTargetInfo] = []
+    try:
+        token: str | None = None
+        while True:
+            more = {"nextToken": token} if token else {}
+            page = call(
+                "ListDeploymentTargets", "list_deployment_targets", deploymentId=deployment_id, **more
+            )
+            target_ids += [t for t in page.get("targetIds") or [] if isinstance(t, str)]
+            token = page.get("nextToken")
+            if not token or len(target_ids) >= MAX_DEPLOYMENT_TARGETS:
+                break
+        if not target_ids:
+            return None, "ListDeploymentTargets returned no targets"
+        for target_id in target_ids[:MAX_DEPLOYMENT_TARGETS]:
+            response = call(
+                "GetDeploymentTarget", "get_deployment_target", deploymentId=deployment_id, targetId=target_id
+            )
+            target = response.get("deploymentTarget") if isinstance(response, Mapping) else None
+            lambda_target = target.get("lambdaTarget") if isinstance(target, Mapping) else None
+            info = lambda_target.get("lambdaFunctionInfo") if isinstance(lambda_target, Mapping) else None
+            if not isinstance(info, Mapping):
+                continue
+
+            def text(key: str, info: Mapping[str, Any] = info) -> str | None:
+                value = info.get(key)
+                return None if value is None else str(value)
+
+            infos.append(
+                LambdaTargetInfo(
+                    target_id,
+                    text("functionName"),
+                    text("functionAlias"),
+                    text("currentVersion"),
+                    text("targetVersion"),
+                )
+            )
+    except ReadTimeoutError:
+        return None, "ListDeploymentTargets/GetDeploymentTarget did not answer within its share of the time"
+    except Exception as exc:
+        return None, f"{describe(exc)}"
+    if not infos:
+        return (
+            None,
+            f"GetDeploymentTarget gave no lambdaTarget.lambdaFunctionInfo for {', '.join(target_ids)}",
+        )
+    return infos, None
+
+
+def resolve_target(
+    codedeploy_factory: Callable[[float], Any],
+    deployment_id: str,
+    *,
+    alias: str,
+    deadline: float,
+    runtime: Runtime,
+) -> DeploymentTarget:
+    """The function and version under deployment: the AppSpec, else the deployment's Lambda target."""
+    appspec, problem = read_appspec_targets(
+        codedeploy_factory, deployment_id, deadline=deadline, runtime=runtime
+    )
+    known_function = known_current = None
+    if appspec is not None:
+        try:
+            return target_from_appspec(appspec, alias)
+        except TargetVersionError as exc:
+            problem, known_function, known_current = str(exc), exc.function_name, exc.current_version
+    appspec_problem = f"AppSpec (GetDeployment): {problem}"
+    infos, problem = read_deployment_targets(
+        codedeploy_factory, deployment_id, deadline=deadline, runtime=runtime
+    )
+    if infos is not None:
+        try:
+            found = target_from_deployment_targets(
+                infos, alias, known_function=known_function, known_current=known_current
+            )
+            return replace(found, notes=(appspec_problem,))
+        except TargetVersionError as exc:
+            problem = str(exc)
+    raise TargetVersionError(
+        f"{appspec_problem}; deployment target (ListDeploymentTargets/GetDeploymentTarget): {problem}"
+    )
+
+
+def find_target(
+    clients: Clients, ids: HookIds, *, alias: str, deadline: float, runtime: Runtime, log: HookLog
+) -> tuple[CheckResult, DeploymentTarget | None]:
+    """resolve_target as the `target_version` check; the log carries the function and version from here."""
+    try:
+        target = resolve_target(
+            clients.codedeploy, ids.deployment_id, alias=alias, deadline=deadline, runtime=runtime
+        )
+    except TargetVersionError as exc:
+        return log.result(CheckResult("target_version", False, f"no version to test: {exc}")), None
+    log.function, log.version = target.function_name, target.version
+    note = f" ({'; '.join(target.notes)})" if target.notes else ""
+    return log.result(
+        CheckResult(
+            "target_version",
+            True,
+            f"testing version {target.version} of {target.function_name} (alias {target.alias}) from the "
+            f"{target.source}{note}; current version {target.current_version or 'unknown'}",
+            warning=bool(target.notes),
+        )
+    ), target
+
+
+def invoke_check(
+    check: str,
+    lambda_factory: Callable[[float], Any],
+    target: DeploymentTarget,
+    event: Mapping[str, Any],
+    deadline: float,
+    runtime: Runtime,
+) -> tuple[CheckResult | None, Invocation | None]:
+    """Invoke and turn transport-level failures into a failed check; (None, invocation) when it answered."""
+    version = target.version
+    try:
+        invocation = invoke_version(
+            lambda_factory,
+            function_name=target.function_name,
+            version=version,
+            event=event,
+            deadline=deadline,
+            runtime=runtime,
+        )
+    except ReadTimeoutError:
+        return CheckResult(
+            check, False, f"invoke of version {version} timed out (no answer within the hook's time budget)"
+        ), None
+    except DeadlineExceeded as exc:
+        return CheckResult(check, False, f"invoke of version {version}: {exc}"), None
+    except Exception as exc:
+        return CheckResult(check, False, f"invoke of version {version} failed: {describe(exc)}"), None
+    if invocation.function_error:
+        return CheckResult(
+            check, False, f"version {version} raised {function_error_reason(invocation)}"
+        ), invocation
+    if invocation.executed_version not in (None, version):
+        return CheckResult(
+            check,
+            False,
+            f"Lambda ran version {invocation.executed_version}, not {version}: "
+            "refusing a result about other code",
+        ), invocation
+    return None, invocation
+
+
+# ---------------------------------------------------------------------------------------------------------
+# What to check: the function's CREDMATE_CHECKS, as its probe reports it (`checks`)
+
+CHECKS_ENV = "CREDMATE_CHECKS"
+NO_CHECKS = f"the function has no {CHECKS_ENV} (deployed by an older credmate-lambda?)"
+
+
+class ChecksError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class PreChecks:
+    http_health: bool
+    health_path: str
+    uses_database: bool
+    schema_mismatch: Literal["fail", "warn"]
+
+
+@dataclass(frozen=True)
+class PostChecks:
+    health_path: str
+    login_path: str | None
+    login_body: Literal["json", "form"]
+
+
+@dataclass(frozen=True)
+class FunctionChecks:
+    pre: PreChecks
+    post: PostChecks | None  # None: no post-traffic checks (a function without an API)
+
+
+def _field(section: Mapping[str, Any], where: str, key: str, kind: str) -> Any:
+    if key not in section:
+        raise ChecksError(f"{CHECKS_ENV} {where}.{key} is missing")
+    value = section[key]
+    ok = {
+        "bool": isinstance(value, bool),
+        "path": isinstance(value, str) and value.startswith("/"),
+        "path?": value is None or (isinstance(value, str) and value.startswith("/")),
+        "fail|warn": value in ("fail", "warn"),
+        "json|form": value in ("json", "form"),
+    }[kind]
+    if not ok:
+        expected = {"path": "a path starting with '/'", "path?": "null or a path starting with '/'"}.get(
+            kind, kind
+        )
+        raise ChecksError(f"{CHECKS_ENV} {where}.{key}={value!r} must be {expected}")
+    return value
+
+
+def parse_checks(checks: object) -> FunctionChecks:
+    """The probe's `checks` (CREDMATE_CHECKS parsed) as typed settings; ChecksError says what is wrong."""
+    if not isinstance(checks, Mapping):
+        raise ChecksError(f"{CHECKS_ENV} must be an object, got {type(checks).__name__}")
+    pre = checks.get("pre")
+    if not isinstance(pre, Mapping):
+        raise ChecksError(f"{CHECKS_ENV} pre must be an object")
+    post = checks.get("post")
+    if post is not None and not isinstance(post, Mapping):
+        raise ChecksError(f"{CHECKS_ENV} post must be null or an object")
+    return FunctionChecks(
+        PreChecks(
+            _field(pre, "pre", "http_health", "bool"),
+            _field(pre, "pre", "health_path", "path"),
+            _field(pre, "pre", "uses_database", "bool"),
+            _field(pre, "pre", "schema_mismatch", "fail|warn"),
+        ),
+        None
+        if post is None
+        else PostChecks(
+            _field(post, "post", "health_path", "path"),
+            _field(post, "post", "login_path", "path?"),
+            _field(post, "post", "login_body", "json|form"),
+        ),
+    )
+
+
+def function_checks(payload: object, version: str) -> tuple[CheckResult, FunctionChecks | None]:
+    """The `checks` check: what the probe of `version` says to check, or why it cannot say."""
+    if not isinstance(payload, Mapping) or payload.get("probe") not in ("ok", "failed"):
+        return CheckResult(
+            "checks",
+            False,
+            f"version {version} gave no probe response, so nothing says what to check: {str(payload)[:300]}",
+        ), None
+    if payload.get("checks") is None:
+        errors = [str(e) for e in payload.get("errors") or [] if CHECKS_ENV in str(e)]
+        detail = f": the probe says {'; '.join(errors)}" if errors else ""
+        return CheckResult("checks", False, f"version {version}: {NO_CHECKS}{detail}"), None
+    try:
+        checks = parse_checks(payload["checks"])
+    except ChecksError as exc:
+        return CheckResult("checks", False, f"version {version}: {exc}"), None
+    post = checks.post
+    post_text = (
+        "none"
+        if post is None
+        else f"health {post.health_path}, login {post.login_path or 'none'} ({post.login_body})"
+    )
+    pre = checks.pre
+    return CheckResult(
+        "checks",
+        True,
+        f"version {version} asks for: pre-traffic http_health={str(pre.http_health).lower()} "
+        f"({pre.health_path}), uses_database={str(pre.uses_database).lower()}, schema_mismatch="
+        f"{pre.schema_mismatch}; post-traffic {post_text}",
+        data={"checks": payload["checks"]},
+    ), checks

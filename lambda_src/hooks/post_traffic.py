@@ -1,19 +1,27 @@
-"""CodeDeploy AfterAllowTraffic hook for an API function: the incident runbook's checks on the public API.
+"""CodeDeploy AfterAllowTraffic hook: the incident runbook's checks on the public API, after the shift.
 
-Handler `post_traffic.handler`. Environment: API_URL (the stage URL), ALLOWED_ORIGIN (one browser origin the
-API must allow), CORS_METHODS and CORS_HEADERS (comma-separated, what a preflight must allow), HEALTH_PATH
-(default /health), optionally LOGIN_PATH (no default: an API without a login route skips that check) and
-LOGIN_BODY (`json`, default, or `form`).
+Handler `post_traffic.handler`. One instance serves every deployment group of an environment. Environment:
+API_URL (the stage URL), ALLOWED_ORIGIN (one browser origin the API must allow), CORS_METHODS and
+CORS_HEADERS (comma-separated, what a preflight must allow), TARGET_ALIAS (default `live`).
 
-1. health: GET HEALTH_PATH answers 200 and, if its JSON body has a "status", it is healthy/ok/pass/up;
+Which function and version: as the pre-traffic hook (hook_core.resolve_target: the deployment's AppSpec, else
+ListDeploymentTargets + GetDeploymentTarget). What to check: that version's light probe
+(`{"credmate_probe": {"checks_only": true}}`: no database or version read, no import sweep) answers with
+`checks`, its function's CREDMATE_CHECKS parsed. `checks.post` null (a function without an API, such as a
+queue worker): Succeeded, with a log line saying no post-traffic checks are configured for it. Otherwise its
+`health_path`, `login_path` (null: no login route) and `login_body` (`json` or `form`) drive:
+
+1. health: GET health_path answers 200 and, if its JSON body has a "status", it is healthy/ok/pass/up;
 2. cors_get: that response carries Access-Control-Allow-Origin for ALLOWED_ORIGIN;
 3. cors_preflight: OPTIONS on the login path (the health path without one) from ALLOWED_ORIGIN allows every
    configured method and header (OPTIONS itself need not be listed: browsers never preflight a preflight);
-4. login_rejects_bad_credentials: POST LOGIN_PATH with credentials that cannot exist answers 401, not 5xx;
-   skipped, with a log line, when LOGIN_PATH is not set.
+4. login_rejects_bad_credentials: POST login_path with credentials that cannot exist answers 401, not 5xx;
+   skipped, with a log line, when login_path is null.
 
-HTTP with urllib only; the same reporting guarantee as the pre-traffic hook (hook_core.run_hook): every
-request's timeout comes from the budget left when it starts, and none starts without time to finish.
+A probe response without valid `checks` fails ("the function has no CREDMATE_CHECKS (deployed by an older
+credmate-lambda?)"). HTTP with urllib only; the same reporting guarantee as the pre-traffic hook
+(hook_core.run_hook): every call's timeout comes from the budget left when it starts, and none starts
+without time to finish. scripts/smoke_test.py runs the same four checks (api_checks) from a laptop.
 """
 
 from __future__ import annotations
@@ -30,14 +38,20 @@ from typing import Any, Literal
 
 import hook_core
 from hook_core import (
+    PROBE_KEY,
     Budget,
     CheckResult,
+    Clients,
     ConfigError,
     HookIds,
     HookLog,
+    PostChecks,
     Runtime,
     env_list,
     env_required,
+    find_target,
+    function_checks,
+    invoke_check,
     run_hook,
 )
 
@@ -46,7 +60,33 @@ MAX_REQUEST_SECONDS = 15.0
 
 
 @dataclass(frozen=True)
+class ApiSettings:
+    """The hook's own environment: the environment's API, and what its browsers need from it."""
+
+    api_url: str
+    allowed_origin: str
+    cors_methods: tuple[str, ...]
+    cors_headers: tuple[str, ...]
+    alias: str = "live"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> ApiSettings:
+        api_url = env_required(environ, "API_URL")
+        if urllib.parse.urlsplit(api_url).scheme not in ("http", "https"):
+            raise ConfigError(f"environment variable API_URL={api_url!r} must be an http(s) URL")
+        return cls(
+            api_url=api_url,
+            allowed_origin=env_required(environ, "ALLOWED_ORIGIN"),
+            cors_methods=tuple(m.upper() for m in env_list(environ, "CORS_METHODS")),
+            cors_headers=env_list(environ, "CORS_HEADERS"),
+            alias=environ.get("TARGET_ALIAS", "").strip() or "live",
+        )
+
+
+@dataclass(frozen=True)
 class PostTrafficConfig:
+    """Everything the four checks need: the API (ApiSettings) and the function's routes (`checks.post`)."""
+
     api_url: str
     allowed_origin: str
     cors_methods: tuple[str, ...]
@@ -56,25 +96,15 @@ class PostTrafficConfig:
     health_path: str = "/health"
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str]) -> PostTrafficConfig:
-        api_url = env_required(environ, "API_URL")
-        if urllib.parse.urlsplit(api_url).scheme not in ("http", "https"):
-            raise ConfigError(f"environment variable API_URL={api_url!r} must be an http(s) URL")
-        body = environ.get("LOGIN_BODY", "json").strip().lower() or "json"
-        if body not in ("json", "form"):
-            raise ConfigError(f"environment variable LOGIN_BODY={body!r} must be 'json' or 'form'")
-        paths = {name: environ.get(name, "").strip() for name in ("HEALTH_PATH", "LOGIN_PATH")}
-        for name, value in paths.items():
-            if value and not value.startswith("/"):
-                raise ConfigError(f"environment variable {name}={value!r} must start with '/'")
+    def of(cls, api: ApiSettings, post: PostChecks) -> PostTrafficConfig:
         return cls(
-            api_url=api_url,
-            allowed_origin=env_required(environ, "ALLOWED_ORIGIN"),
-            cors_methods=tuple(m.upper() for m in env_list(environ, "CORS_METHODS")),
-            cors_headers=env_list(environ, "CORS_HEADERS"),
-            login_path=paths["LOGIN_PATH"] or None,
-            login_body="form" if body == "form" else "json",
-            health_path=paths["HEALTH_PATH"] or "/health",
+            api_url=api.api_url,
+            allowed_origin=api.allowed_origin,
+            cors_methods=api.cors_methods,
+            cors_headers=api.cors_headers,
+            login_path=post.login_path,
+            login_body=post.login_body,
+            health_path=post.health_path,
         )
 
     @property
@@ -251,13 +281,10 @@ def login_request_body(config: PostTrafficConfig) -> tuple[bytes, str]:
 # The hook
 
 
-def post_traffic_checks(
-    ids: HookIds, budget: Budget, *, environ: Mapping[str, str], log: HookLog, runtime: Runtime
+def api_checks(
+    config: PostTrafficConfig, *, deadline: float, log: HookLog, runtime: Runtime
 ) -> list[CheckResult]:
-    try:
-        config = PostTrafficConfig.from_env(environ)
-    except ConfigError as exc:
-        return [log.result(CheckResult("config", False, str(exc)))]
+    """The four checks on the public API, each logged; every request ends by `deadline`."""
     origin = {"Origin": config.allowed_origin}
 
     def guarded(check: str, run: Any) -> CheckResult:
@@ -275,7 +302,7 @@ def post_traffic_checks(
                 config.url(health_path),
                 headers={**origin, "Accept": "application/json"},
                 body=None,
-                deadline=budget.checks,
+                deadline=deadline,
                 runtime=runtime,
             )
         except Exception as exc:
@@ -300,7 +327,7 @@ def post_traffic_checks(
                         "Access-Control-Request-Headers": ",".join(config.cors_headers).lower(),
                     },
                     body=None,
-                    deadline=budget.checks,
+                    deadline=deadline,
                     runtime=runtime,
                 ),
                 config,
@@ -314,7 +341,7 @@ def post_traffic_checks(
                 CheckResult(
                     "login_rejects_bad_credentials",
                     True,
-                    "skipped: LOGIN_PATH is not set (this API has no login route to test)",
+                    "skipped: no login_path is configured (this API has no login route to test)",
                     warning=True,
                 )
             )
@@ -330,7 +357,7 @@ def post_traffic_checks(
                     config.url(login_path),
                     headers={**origin, "Content-Type": content_type, "Accept": "application/json"},
                     body=body,
-                    deadline=budget.checks,
+                    deadline=deadline,
                     runtime=runtime,
                 ),
                 login_path,
@@ -340,18 +367,59 @@ def post_traffic_checks(
     return results
 
 
+def post_traffic_checks(
+    ids: HookIds,
+    budget: Budget,
+    *,
+    environ: Mapping[str, str],
+    clients: Clients,
+    log: HookLog,
+    runtime: Runtime,
+) -> list[CheckResult]:
+    try:
+        api = ApiSettings.from_env(environ)
+    except ConfigError as exc:
+        return [log.result(CheckResult("config", False, str(exc)))]
+    found, target = find_target(
+        clients, ids, alias=api.alias, deadline=budget.checks, runtime=runtime, log=log
+    )
+    if target is None:
+        return [found]
+    failed, invocation = invoke_check(
+        "checks", clients.lambda_, target, {PROBE_KEY: {"checks_only": True}}, budget.checks, runtime
+    )
+    if failed is not None or invocation is None:
+        return [found, log.result(failed or CheckResult("checks", False, "no answer"))]
+    payload = invocation.payload
+    if isinstance(payload, Mapping) and isinstance(payload.get("function"), str):
+        log.label = payload["function"]
+    checked, checks = function_checks(payload, target.version)
+    if checks is not None and checks.post is None:
+        note = (
+            f"no post-traffic checks are configured for function {target.function_name} "
+            f"({log.label or 'no label'}): its CREDMATE_CHECKS has post null, so there is nothing to check"
+        )
+        return [found, log.result(CheckResult("checks", True, note))]
+    results = [found, log.result(checked)]
+    if checks is None or checks.post is None:
+        return results
+    config = PostTrafficConfig.of(api, checks.post)
+    return results + api_checks(config, deadline=budget.checks, log=log, runtime=runtime)
+
+
 def run_post_traffic(
     event: object, context: object, *, environ: Mapping[str, str], runtime: Runtime
 ) -> dict[str, Any]:
-    log = HookLog(hook="post_traffic", function=environ.get("TARGET_FUNCTION_NAME"))
+    log = HookLog(hook="post_traffic")
+    clients = Clients()
     return run_hook(
         event,
         context,
         log=log,
         runtime=runtime,
-        codedeploy_factory=lambda seconds: hook_core.client("codedeploy", timeout=seconds),
+        codedeploy_factory=clients.codedeploy,
         checks=lambda ids, budget: post_traffic_checks(
-            ids, budget, environ=environ, log=log, runtime=runtime
+            ids, budget, environ=environ, clients=clients, log=log, runtime=runtime
         ),
     )
 

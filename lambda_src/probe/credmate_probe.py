@@ -21,6 +21,14 @@ the environment (`CREDMATE_REAL_HANDLER=handler.lambda_handler`). The bundler co
   `CREDMATE_FUNCTION_LABEL`. Nothing else is imported: module names in the event or the environment are
   ignored, so a probe can never be made to import arbitrary code. Only direct `lambda:Invoke` can send this
   shape: API Gateway, SQS and EventBridge events never carry a top-level `credmate_probe` key.
+* **What the hooks check** comes from the function itself: `CREDMATE_CHECKS`, compact JSON
+  `{"pre": {"http_health": bool, "health_path": "/...", "uses_database": bool, "schema_mismatch":
+  "fail"|"warn"}, "post": null | {"health_path": "/...", "login_path": "/..."|null, "login_body":
+  "json"|"form"}}`, is returned parsed as `checks` in every probe response, so one shared pre-traffic and one
+  shared post-traffic hook serve every function. Missing or malformed: `checks` is null and `errors` names
+  the variable (the probe is "failed").
+* **Light probe** `{"credmate_probe": {"checks_only": true}}` (the post-traffic hook's) answers only
+  `probe`, `function`, `handler`, `checks` and `errors`: no versions or database read, no import sweep.
 * **Every other event** goes to the real handler unchanged.
 
 Standard library only: this file runs inside every bundle, before anything else is known to import.
@@ -40,6 +48,7 @@ from typing import Any
 REAL_HANDLER_ENV = "CREDMATE_REAL_HANDLER"
 VERSIONS_ENV = "CREDMATE_PROBE_VERSIONS"
 LABEL_ENV = "CREDMATE_FUNCTION_LABEL"
+CHECKS_ENV = "CREDMATE_CHECKS"
 DEFAULT_VERSIONS = "app.versions:report"
 # Keys the versions function sets when a version cannot be read (app.versions.report), passed on as given.
 VERSION_ERROR_KEYS = ("db_error", "schema_error")
@@ -193,6 +202,56 @@ def read_versions(setting: str, build_info: Mapping[str, Any]) -> tuple[dict[str
     return versions, setting, None
 
 
+# CREDMATE_CHECKS: each section's keys and what each value must be.
+_CHECK_FIELDS: dict[str, dict[str, str]] = {
+    "pre": {
+        "http_health": "bool",
+        "health_path": "path",
+        "uses_database": "bool",
+        "schema_mismatch": "fail|warn",
+    },
+    "post": {"health_path": "path", "login_path": "path or null", "login_body": "json|form"},
+}
+
+
+def _check_value_ok(value: Any, kind: str) -> bool:
+    if kind == "bool":
+        return isinstance(value, bool)
+    if kind == "path":
+        return isinstance(value, str) and value.startswith("/")
+    if kind == "path or null":
+        return value is None or (isinstance(value, str) and value.startswith("/"))
+    return isinstance(value, str) and value in kind.split("|")
+
+
+def read_checks(environ: Mapping[str, str]) -> tuple[dict[str, Any] | None, str | None]:
+    """(checks, error): CREDMATE_CHECKS parsed and validated, or None and why it is unusable."""
+    raw = environ.get(CHECKS_ENV)
+    if raw is None or not raw.strip():
+        return None, f"{CHECKS_ENV} is not set: the hooks cannot tell what to check for this function"
+    try:
+        checks = json.loads(raw)
+    except ValueError as exc:
+        return None, f"{CHECKS_ENV} is not valid JSON: {exc}"
+    if not isinstance(checks, dict):
+        return None, f"{CHECKS_ENV} must be a JSON object, got {type(checks).__name__}"
+    for section, fields in _CHECK_FIELDS.items():
+        value = checks.get(section)
+        if section == "post" and value is None:
+            continue
+        if not isinstance(value, dict):
+            what = "an object" if section == "pre" else "null or an object"
+            return None, f"{CHECKS_ENV} '{section}' must be {what}"
+        for key, kind in fields.items():
+            if key not in value:
+                return None, f"{CHECKS_ENV} {section}.{key} is missing"
+            if not _check_value_ok(value[key], kind):
+                expected = "a path starting with '/'" if kind.startswith("path") else kind
+                expected += " or null" if kind == "path or null" else ""
+                return None, f"{CHECKS_ENV} {section}.{key}={value[key]!r} must be {expected}"
+    return checks, None
+
+
 def answer_probe(
     event: Mapping[str, Any], environ: Mapping[str, str], handler_setting: str
 ) -> dict[str, Any]:
@@ -201,6 +260,18 @@ def answer_probe(
     request = event.get(PROBE_KEY)
     if request is not None and not isinstance(request, Mapping):
         errors.append(f"probe event's '{PROBE_KEY}' must be an object, got {type(request).__name__}")
+    checks, checks_error = read_checks(environ)
+    if checks_error:
+        errors.append(checks_error)
+    if isinstance(request, Mapping) and request.get("checks_only") is True:
+        # The light probe: what to check, without reading versions or importing anything.
+        return {
+            "probe": "failed" if errors else "ok",
+            "function": environ.get(LABEL_ENV),
+            "handler": handler_setting,
+            "checks": checks,
+            "errors": errors,
+        }
     build_info = read_build_info()
     versions, source, version_error = read_versions(environ.get(VERSIONS_ENV) or DEFAULT_VERSIONS, build_info)
     if version_error:
@@ -211,6 +282,7 @@ def answer_probe(
         "probe": "failed" if errors else "ok",
         "handler": handler_setting,
         "function": environ.get(LABEL_ENV),
+        "checks": checks,
         **versions,
         "versions_source": source,
         "imports_checked": checked,

@@ -55,6 +55,23 @@ def function_env(label: str, extra: dict[str, str] | None = None) -> dict[str, s
     return function_environment(label, {"ENVIRONMENT": "harness", **(extra or {})})
 
 
+def checks_env(label: str, *, schema_mismatch: str, uses_database: bool) -> str:
+    """The function's CREDMATE_CHECKS, as the stack sets it: what the shared hooks check for it."""
+    api = label == "BackendApi"
+    checks = {
+        "pre": {
+            "http_health": api,
+            "health_path": "/health",
+            "uses_database": uses_database,
+            "schema_mismatch": schema_mismatch,
+        },
+        "post": {"health_path": "/health", "login_path": "/api/v1/auth/login", "login_body": "json"}
+        if api
+        else None,
+    }
+    return json.dumps(checks, separators=(",", ":"))
+
+
 def sqlite_database(path: Path, revision: str | None) -> str:
     """A database at an Alembic revision (the backend reads it through DATABASE_URL)."""
     with sqlite3.connect(path) as db:
@@ -98,11 +115,12 @@ def deploy(
         schema_mismatch: str = "fail",
         uses_database: bool = False,
     ) -> Outcome:
+        checks = checks_env(label, schema_mismatch=schema_mismatch, uses_database=uses_database)
         emulators = {
             (FUNCTION, version): stack.enter_context(
                 LambdaEmulator(
                     bundle=bundle,
-                    environment=function_env(label, env),
+                    environment=function_env(label, {"CREDMATE_CHECKS": checks, **(env or {})}),
                     function_name=FUNCTION,
                     rie=rie_binary,
                 )
@@ -149,14 +167,7 @@ def deploy(
             monkeypatch.setenv(name, value)
         for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS"):
             monkeypatch.delenv(name, raising=False)
-        environ = {
-            "TARGET_FUNCTION_NAME": FUNCTION,
-            "TARGET_ALIAS": "live",
-            "FALLBACK_TARGET_VERSION_ARN": f"arn:aws:lambda:us-east-1:000000000000:function:{FUNCTION}:{NEW}",
-            "CHECK_HTTP_HEALTH": "true" if label == "BackendApi" else "false",
-            "SCHEMA_MISMATCH": schema_mismatch,
-            "USES_DATABASE": "true" if uses_database else "false",
-        }
+        environ = {"TARGET_ALIAS": "live"}  # the shared hook's whole environment
         capsys.readouterr()
         result = pre_traffic.run_pre_traffic(
             HOOK_EVENT, FakeContext(120_000), environ=environ, runtime=hook_core.Runtime()
@@ -244,7 +255,7 @@ def test_unreachable_database_fails_a_function_that_uses_it(deploy, backend_bund
         new_env={"DATABASE_URL": UNREACHABLE_POSTGRES},
         uses_database=True,
     )
-    # THEN the prod hook (SCHEMA_MISMATCH=fail) fails it, with the driver's own reason from the probe
+    # THEN the prod hook (schema_mismatch fail) fails it, with the driver's own reason from the probe
     assert (outcome.status, outcome.reported, outcome.qualifiers) == ("Failed", ["Failed"], [NEW])
     reason = outcome.reason("schema")
     assert "database is configured but cannot be read: OperationalError" in reason, outcome.lines

@@ -107,3 +107,35 @@ def test_local_invoke_script(tmp_path, rie_binary, capsys):
     assert local_invoke.main(["--function", "BackendApi", "--probe", "--bundle", str(bundle)]) == 1
     assert json.loads(capsys.readouterr().out)["errorType"] == "Runtime.ImportModuleError"
     assert local_invoke.main(["--function", "Worker", "--event", str(tmp_path / "nope.json")]) == 2
+
+
+def test_light_probe_under_the_runtime(tmp_path, rie_binary):
+    # The post-traffic hook's light probe: CREDMATE_CHECKS parsed, nothing read or imported
+    checks = {
+        "pre": {
+            "http_health": False,
+            "health_path": "/health",
+            "uses_database": True,
+            "schema_mismatch": "warn",
+        },
+        "post": None,
+    }
+    lazy = json.dumps({"lazy_imports": {"Worker": ["not_installed_anywhere"]}})
+    bundle = tiny_bundle(tmp_path / "bundle", {"real.py": HANDLER, "build_info.json": lazy})
+    environment = {
+        "CREDMATE_REAL_HANDLER": "real.lambda_handler",
+        "CREDMATE_FUNCTION_LABEL": "Worker",
+        "CREDMATE_CHECKS": json.dumps(checks, separators=(",", ":")),
+    }
+    with LambdaEmulator(bundle=bundle, environment=environment, rie=rie_binary) as function:
+        light = function.invoke({"credmate_probe": {"checks_only": True}})
+        full = function.invoke({"credmate_probe": {}})
+    assert not light.function_error and light.payload == {
+        "probe": "ok",
+        "function": "Worker",
+        "handler": "real.lambda_handler",
+        "checks": checks,
+        "errors": [],
+    }
+    # the full probe reports the same checks, and still sweeps (and fails on) the recorded import
+    assert full.payload["checks"] == checks and full.payload["probe"] == "failed"

@@ -52,17 +52,31 @@ def version_arn(version: str, function: str = FUNCTION) -> str:
     return f"arn:aws:lambda:{REGION}:123456789012:function:{function}:{version}"
 
 
-def appspec_yaml(target: str, current: str = "6", name: str = FUNCTION, alias: str = "live") -> str:
-    return f"""version: 0.0
-Resources:
-  - OtherFunction:
+def appspec_yaml(
+    target: str,
+    current: str = "6",
+    name: str = FUNCTION,
+    alias: str = "live",
+    *,
+    other_alias: str | None = None,
+) -> str:
+    """A Lambda deployment's AppSpec: one function resource, as CodeDeploy writes it. `other_alias` adds a
+    second resource (another function) with that alias, as no real Lambda deployment has."""
+    other = (
+        f"""  - OtherFunction:
       Type: AWS::Lambda::Function
       Properties:
         Name: credmate-staging-WorkerFunction-Zz9
-        Alias: live
+        Alias: {other_alias}
         CurrentVersion: "40"
         TargetVersion: "41"
-  - {name.split("-")[-1]}:
+"""
+        if other_alias
+        else ""
+    )
+    return f"""version: 0.0
+Resources:
+{other}  - {name.split("-")[-1]}:
       Type: AWS::Lambda::Function
       Properties:
         Name: "{name}"  # as CodeDeploy writes it
@@ -72,6 +86,26 @@ Resources:
 Hooks:
   - BeforeAllowTraffic: "credmate-staging-PreTrafficHook"
 """
+
+
+def function_checks(
+    *,
+    http_health: bool = False,
+    health_path: str = "/health",
+    uses_database: bool = False,
+    schema_mismatch: str = "fail",
+    post: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A function's CREDMATE_CHECKS, as the probe reports it (`checks`)."""
+    return {
+        "pre": {
+            "http_health": http_health,
+            "health_path": health_path,
+            "uses_database": uses_database,
+            "schema_mismatch": schema_mismatch,
+        },
+        "post": post,
+    }
 
 
 class FakeClock:
@@ -136,6 +170,57 @@ class StubbedAws:
             "get_deployment", service_error_code=code, http_status_code=status
         )
 
+    def list_targets(self, *target_ids: str, next_token: str | None = None) -> None:
+        response: dict[str, Any] = {"targetIds": list(target_ids)}
+        if next_token:
+            response["nextToken"] = next_token
+        self.codedeploy_stub.add_response(
+            "list_deployment_targets", response, {"deploymentId": DEPLOYMENT_ID}
+        )
+
+    def list_targets_error(self, code: str, status: int = 400) -> None:
+        self.codedeploy_stub.add_client_error(
+            "list_deployment_targets", service_error_code=code, http_status_code=status
+        )
+
+    def get_target(
+        self,
+        target: str,
+        current: str | None = "6",
+        *,
+        function: str = FUNCTION,
+        alias: str = "live",
+        target_id: str | None = None,
+    ) -> None:
+        """GetDeploymentTarget for a Lambda deployment: lambdaTarget.lambdaFunctionInfo."""
+        target_id = target_id or f"{function}:{alias}"
+        info: dict[str, Any] = {"functionName": function, "functionAlias": alias, "targetVersion": target}
+        if current is not None:
+            info["currentVersion"] = current
+        self.codedeploy_stub.add_response(
+            "get_deployment_target",
+            {
+                "deploymentTarget": {
+                    "deploymentTargetType": "LambdaTarget",
+                    "lambdaTarget": {
+                        "deploymentId": DEPLOYMENT_ID,
+                        "targetId": target_id,
+                        "targetArn": f"arn:aws:lambda:{REGION}:123456789012:function:{function}:{alias}",
+                        "status": "InProgress",
+                        "lambdaFunctionInfo": info,
+                    },
+                }
+            },
+            {"deploymentId": DEPLOYMENT_ID, "targetId": target_id},
+        )
+
+    def deployment_target(self, target: str, current: str | None = "6", **kwargs: Any) -> None:
+        """The second source answering: one target, then its Lambda function info."""
+        function = kwargs.get("function", FUNCTION)
+        alias = kwargs.get("alias", "live")
+        self.list_targets(f"{function}:{alias}")
+        self.get_target(target, current, **kwargs)
+
     def put_status(self, status: str) -> None:
         self.codedeploy_stub.add_response(
             "put_lifecycle_event_hook_execution_status",
@@ -156,6 +241,7 @@ class StubbedAws:
         *,
         function_error: str | None = None,
         executed_version: str | None = None,
+        function: str = FUNCTION,
     ) -> None:
         response: dict[str, Any] = {
             "StatusCode": 200,
@@ -168,7 +254,7 @@ class StubbedAws:
             "invoke",
             response,
             {
-                "FunctionName": FUNCTION,
+                "FunctionName": function,
                 "Qualifier": version,
                 "InvocationType": "RequestResponse",
                 "Payload": ANY,

@@ -13,7 +13,18 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
-from hook_fakes import HOOK_EVENT, FakeContext, HangingServer, StubbedAws, hook_core, log_lines, post_traffic
+from hook_fakes import (
+    FUNCTION,
+    HOOK_EVENT,
+    FakeContext,
+    HangingServer,
+    StubbedAws,
+    appspec_yaml,
+    function_checks,
+    hook_core,
+    log_lines,
+    post_traffic,
+)
 
 pytest_plugins = ["hook_fakes"]
 
@@ -109,6 +120,9 @@ def api() -> Iterator[tuple[str, ApiBehaviour]]:
 
 
 LOGIN_PATH = "/api/v1/auth/login"
+LABEL = "BackendApi"
+POST = {"health_path": "/health", "login_path": LOGIN_PATH, "login_body": "json"}
+LIGHT_PROBE = {"credmate_probe": {"checks_only": True}}
 
 
 def env(url: str, **extra: str) -> dict[str, str]:
@@ -117,17 +131,47 @@ def env(url: str, **extra: str) -> dict[str, str]:
         "ALLOWED_ORIGIN": ORIGIN,
         "CORS_METHODS": METHODS,
         "CORS_HEADERS": HEADERS,
-        "LOGIN_PATH": LOGIN_PATH,
+        "TARGET_ALIAS": "live",
         **extra,
     }
 
 
-def run(aws: StubbedAws, runtime: Any, environ: dict[str, str], expected: str) -> list[dict[str, Any]]:
+def light_probe(post: dict[str, Any] | None = POST, **overrides: Any) -> dict[str, Any]:
+    """The light probe's answer for a function whose CREDMATE_CHECKS has this `post`."""
+    answer = {
+        "probe": "ok",
+        "function": LABEL,
+        "handler": "handler.lambda_handler",
+        "checks": function_checks(http_health=True, post=post),
+        "errors": [],
+    }
+    return {**answer, **overrides}
+
+
+def run(
+    aws: StubbedAws,
+    runtime: Any,
+    environ: dict[str, str],
+    expected: str,
+    *,
+    post: dict[str, Any] | None = POST,
+    probe: Any = None,
+    resolve: bool = True,
+    context: Any = None,
+) -> None:
+    """One hook execution for version 8 (the AppSpec's), whose light probe answers `probe` (default: the
+    function asks for `post`); `resolve=False` when the hook must stop before asking CodeDeploy anything."""
+    if resolve:
+        aws.get_deployment(appspec_yaml(target="8", current="6"))
+        aws.invoke("8", light_probe(post) if probe is None else probe)
     aws.put_status(expected)
-    result = post_traffic.run_post_traffic(HOOK_EVENT, FakeContext(60_000), environ=environ, runtime=runtime)
+    result = post_traffic.run_post_traffic(
+        HOOK_EVENT, context or FakeContext(60_000), environ=environ, runtime=runtime
+    )
     assert result["status"] == expected
     assert [p["status"] for p in aws.operations("PutLifecycleEventHookExecutionStatus")] == [expected]
-    return []
+    if resolve:
+        assert aws.invoked_events() == [("8", LIGHT_PROBE)]
 
 
 def checks(output: str) -> dict[str, dict[str, Any]]:
@@ -137,7 +181,14 @@ def checks(output: str) -> dict[str, dict[str, Any]]:
 def test_good_api_passes_all_four_checks(aws, runtime, api, capsys):
     url, behaviour = api
     run(aws, runtime, env(url), "Succeeded")
-    lines = checks(capsys.readouterr().out)
+    output = capsys.readouterr().out
+    assert all(
+        line["function"] == FUNCTION and line["label"] == LABEL and line["version"] == "8"
+        for line in log_lines(output)
+        if line["check"] != "target_version"
+    )
+    lines = checks(output)
+    assert lines["target_version"]["ok"] and lines["checks"]["ok"]
     assert all(
         lines[c]["ok"] for c in ("health", "cors_get", "cors_preflight", "login_rejects_bad_credentials")
     )
@@ -195,7 +246,8 @@ def test_unreachable_api_fails_in_time_and_still_reports(aws, runtime, capsys):
 
 
 def test_bad_api_url_is_a_config_failure(aws, runtime, capsys):
-    run(aws, runtime, {**env("ftp://example.invalid"), "ALLOWED_ORIGIN": ORIGIN}, "Failed")
+    run(aws, runtime, {**env("ftp://example.invalid"), "ALLOWED_ORIGIN": ORIGIN}, "Failed", resolve=False)
+    assert aws.operations("GetDeployment") == []
     assert "API_URL" in checks(capsys.readouterr().out)["config"]["reason"]
 
 
@@ -205,23 +257,22 @@ def test_without_a_login_path_the_login_check_is_skipped_and_the_preflight_targe
     # GIVEN an API function with no login route (LOGIN_PATH unset) and its health route elsewhere
     url, behaviour = api
     behaviour.health_path = "/v1/status/ping"
-    environ = env(url, HEALTH_PATH="/status/ping")
-    environ.pop("LOGIN_PATH")
+    post = {"health_path": "/status/ping", "login_path": None, "login_body": "json"}
     # WHEN the hook runs THEN it passes, never posts, and preflights the health route
-    run(aws, runtime, environ, "Succeeded")
+    run(aws, runtime, env(url), "Succeeded", post=post)
     lines = checks(capsys.readouterr().out)
     assert [(m, p) for m, p, _, _ in behaviour.requests] == [
         ("GET", "/v1/status/ping"),
         ("OPTIONS", "/v1/status/ping"),
     ]
     login = lines["login_rejects_bad_credentials"]
-    assert login["ok"] and login["level"] == "WARN" and "LOGIN_PATH is not set" in login["reason"]
+    assert login["ok"] and login["level"] == "WARN" and "no login_path is configured" in login["reason"]
     assert "GET /status/ping: healthy" in lines["health"]["reason"]
 
 
 def test_health_path_is_configurable_and_a_wrong_one_fails(aws, runtime, api, capsys):
     url, _behaviour = api
-    run(aws, runtime, env(url, HEALTH_PATH="/healthz"), "Failed")
+    run(aws, runtime, env(url), "Failed", post={**POST, "health_path": "/healthz"})
     assert "GET /healthz returned 404" in checks(capsys.readouterr().out)["health"]["reason"]
 
 
@@ -251,15 +302,80 @@ def test_healthy_means_200_and_a_healthy_status_when_there_is_one(
         assert "not one of healthy, ok, pass, up" in health["reason"]
 
 
-@pytest.mark.parametrize(("name", "value"), [("HEALTH_PATH", "health"), ("LOGIN_PATH", "login")])
+@pytest.mark.parametrize(("name", "value"), [("health_path", "health"), ("login_path", "login")])
 def test_paths_must_start_with_a_slash(aws, runtime, api, capsys, name, value):
-    url, _behaviour = api
-    run(aws, runtime, env(url, **{name: value}), "Failed")
-    assert f"{name}='{value}' must start with '/'" in checks(capsys.readouterr().out)["config"]["reason"]
+    url, behaviour = api
+    run(aws, runtime, env(url), "Failed", post={**POST, name: value})
+    assert f"post.{name}='{value}' must be" in checks(capsys.readouterr().out)["checks"]["reason"]
+    assert behaviour.requests == []
+
+
+def test_a_function_without_post_traffic_checks_succeeds_saying_so(aws, runtime, api, capsys):
+    # GIVEN a function whose CREDMATE_CHECKS has post null (a queue worker)
+    url, behaviour = api
+    # WHEN the shared post-traffic hook runs for its deployment
+    run(aws, runtime, env(url), "Succeeded", post=None)
+    # THEN it reports Succeeded without a request, and its log says why
+    assert behaviour.requests == []
+    lines = checks(capsys.readouterr().out)
+    note = lines["checks"]
+    assert note["ok"] and f"no post-traffic checks are configured for function {FUNCTION}" in note["reason"]
+    assert LABEL in note["reason"] and "health" not in lines
+
+
+def test_a_probe_without_checks_fails_saying_so(aws, runtime, api, capsys):
+    url, behaviour = api
+    older = {"probe": "ok", "handler": "handler.lambda_handler", "function": LABEL, "errors": []}
+    run(aws, runtime, env(url), "Failed", probe=older)
+    assert behaviour.requests == []
+    reason = checks(capsys.readouterr().out)["checks"]["reason"]
+    assert "the function has no CREDMATE_CHECKS (deployed by an older credmate-lambda?)" in reason
+
+
+def test_a_light_probe_that_raises_fails(aws, runtime, api, capsys):
+    url, behaviour = api
+    aws.get_deployment(appspec_yaml(target="8"))
+    aws.invoke(
+        "8",
+        {"errorType": "Runtime.ImportModuleError", "errorMessage": "No module named 'mangum'"},
+        function_error="Unhandled",
+    )
+    run(aws, runtime, env(url), "Failed", resolve=False)
+    assert behaviour.requests == []
+    assert "raised Runtime.ImportModuleError" in checks(capsys.readouterr().out)["checks"]["reason"]
+
+
+def test_the_version_comes_from_the_deployment_target_when_the_appspec_is_unusable(aws, runtime, api):
+    url, behaviour = api
+    aws.get_deployment(None)
+    aws.deployment_target("7", "6")
+    aws.invoke("7", light_probe())
+    run(aws, runtime, env(url), "Succeeded", resolve=False)
+    assert aws.invoked_events() == [("7", LIGHT_PROBE)]
+    assert [m for m, _, _, _ in behaviour.requests] == ["GET", "OPTIONS", "POST"]
+
+
+def test_no_version_to_check_fails_naming_both_sources_without_a_request(aws, runtime, api, capsys):
+    url, behaviour = api
+    aws.get_deployment(None)
+    aws.list_targets()
+    run(aws, runtime, env(url), "Failed", resolve=False)
+    assert aws.operations("Invoke") == [] and behaviour.requests == []
+    reason = checks(capsys.readouterr().out)["target_version"]["reason"]
+    assert "AppSpec (GetDeployment)" in reason and "ListDeploymentTargets returned no targets" in reason
+
+
+def test_form_login_body_comes_from_the_checks(aws, runtime, api):
+    url, behaviour = api
+    run(aws, runtime, env(url), "Failed", post={**POST, "login_body": "form"})
+    (_, _, headers, body) = behaviour.requests[-1]
+    assert headers["Content-Type"] == "application/x-www-form-urlencoded" and b"username=" in body
 
 
 def test_real_time_hanging_api_reports_failed_before_the_timeout(aws, capsys):
     # GIVEN an API whose every request hangs, and 5 s left, on the real clock
+    aws.get_deployment(appspec_yaml(target="8"))
+    aws.invoke("8", light_probe())
     aws.put_status("Failed")
     left = 5.0
     with HangingServer() as api:

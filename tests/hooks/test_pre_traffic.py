@@ -25,6 +25,7 @@ from hook_fakes import (
     SlowAws,
     StubbedAws,
     appspec_yaml,
+    function_checks,
     hook_core,
     log_lines,
     pre_traffic,
@@ -33,9 +34,12 @@ from hook_fakes import (
 
 pytest_plugins = ["hook_fakes"]
 
+LABEL = "BackendApi"
 PROBE_OK = {
     "probe": "ok",
     "handler": "handler.lambda_handler",
+    "function": LABEL,
+    "checks": function_checks(),
     "code_version": "abc123",
     "schema_head": "0007",
     "db_version": "0007",
@@ -51,14 +55,12 @@ HEALTHY = {
 
 
 def env(**overrides: str) -> dict[str, str]:
-    base = {
-        "TARGET_FUNCTION_NAME": FUNCTION,
-        "TARGET_ALIAS": "live",
-        "FALLBACK_TARGET_VERSION_ARN": version_arn("7"),
-        "CHECK_HTTP_HEALTH": "false",
-        "SCHEMA_MISMATCH": "fail",
-    }
-    return {**base, **overrides}
+    return {"TARGET_ALIAS": "live", **overrides}
+
+
+def probe(base: dict[str, Any] | None = None, **checks: Any) -> dict[str, Any]:
+    """A probe response (PROBE_OK unless `base`) whose function asks for `checks` (function_checks)."""
+    return {**(base or PROBE_OK), "checks": function_checks(**checks)}
 
 
 def run(runtime: hook_core.Runtime, environ: dict[str, str], context: Any = None) -> dict[str, Any]:
@@ -77,6 +79,17 @@ def failed_reasons(output: str) -> list[str]:
 # Which version is tested
 
 
+def test_only_target_alias_is_read_from_the_environment(aws, runtime):
+    # GIVEN a hook for deployments of the alias `prod` and an AppSpec naming it
+    aws.get_deployment(appspec_yaml(target="8", alias="prod"))
+    aws.invoke("8", PROBE_OK)
+    aws.put_status("Succeeded")
+    # WHEN the hook runs with nothing else in its environment THEN it tests that alias's version
+    assert run(runtime, {"TARGET_ALIAS": "prod"})["status"] == "Succeeded"
+    assert [q for q, _ in aws.invoked_events()] == ["8"]
+    assert pre_traffic.PreTrafficConfig.from_env({}).alias == "live"
+
+
 def test_appspec_target_version_is_the_one_invoked(aws, runtime, capsys):
     # GIVEN an AppSpec whose TargetVersion (8) differs from the fallback (7) and from CurrentVersion (6)
     aws.get_deployment(appspec_yaml(target="8", current="6"))
@@ -91,6 +104,7 @@ def test_appspec_target_version_is_the_one_invoked(aws, runtime, capsys):
     lines = log_lines(capsys.readouterr().out)
     assert {line["check"] for line in lines} >= {"target_version", "probe", "schema", "report"}
     assert all(line["deployment_id"] == DEPLOYMENT_ID and line["function"] == FUNCTION for line in lines)
+    assert all(line["label"] == LABEL for line in lines if line["check"] != "target_version")
     assert all(line["version"] == "8" for line in lines if line["check"] != "target_version" or line["ok"])
 
 
@@ -121,59 +135,112 @@ def test_appspec_in_json_is_read_too(aws, runtime):
 
 
 @pytest.mark.parametrize("appspec", [None, "version: 0.0\nResources: []\n", "{not json"])
-def test_fallback_version_arn_when_the_appspec_is_unusable(aws, runtime, capsys, appspec):
-    # GIVEN a deployment without a usable AppSpec entry for this function
+def test_deployment_target_when_the_appspec_is_unusable(aws, runtime, capsys, appspec):
+    # GIVEN a deployment without a usable AppSpec entry, whose Lambda target names version 7
     aws.get_deployment(appspec)
+    aws.deployment_target("7", current="6")
     aws.invoke("7", PROBE_OK)
     aws.put_status("Succeeded")
-    # WHEN the hook runs THEN it tests the version in FALLBACK_TARGET_VERSION_ARN, and says why
+    # WHEN the hook runs THEN it tests the deployment target's version, and says why
     assert run(runtime, env())["status"] == "Succeeded"
     assert [q for q, _ in aws.invoked_events()] == ["7"]
+    assert aws.operations("ListDeploymentTargets") == [{"deploymentId": DEPLOYMENT_ID}]
+    assert aws.operations("GetDeploymentTarget") == [
+        {"deploymentId": DEPLOYMENT_ID, "targetId": f"{FUNCTION}:live"}
+    ]
     target_line = next(
         line for line in log_lines(capsys.readouterr().out) if line["check"] == "target_version"
     )
-    assert "fallback" in target_line["reason"] and target_line["level"] == "WARN"
+    assert "from the deployment target" in target_line["reason"] and target_line["level"] == "WARN"
+    assert "AppSpec (GetDeployment):" in target_line["reason"]
 
 
-def test_fallback_when_get_deployment_is_denied(aws, runtime):
+def test_deployment_target_when_get_deployment_is_denied(aws, runtime):
     aws.get_deployment_error("AccessDeniedException")
+    aws.deployment_target("7")
     aws.invoke("7", PROBE_OK)
     aws.put_status("Succeeded")
     assert run(runtime, env())["status"] == "Succeeded"
     assert [q for q, _ in aws.invoked_events()] == ["7"]
 
 
+def test_deployment_targets_are_paged_and_the_one_with_the_alias_is_taken(aws, runtime):
+    aws.get_deployment(None)
+    aws.list_targets("other:staging", next_token="page-2")
+    aws.codedeploy_stub.add_response(
+        "list_deployment_targets",
+        {"targetIds": [f"{FUNCTION}:live"]},
+        {"deploymentId": DEPLOYMENT_ID, "nextToken": "page-2"},
+    )
+    aws.get_target("3", "2", function="other", alias="staging", target_id="other:staging")
+    aws.get_target("7", "6")
+    aws.invoke("7", PROBE_OK)
+    aws.put_status("Succeeded")
+    assert run(runtime, env())["status"] == "Succeeded"
+    assert [q for q, _ in aws.invoked_events()] == ["7"]
+
+
+def test_both_sources_unusable_fails_naming_both(aws, runtime, capsys):
+    # GIVEN no AppSpec, and a deployment whose targets cannot be listed
+    aws.get_deployment(None)
+    aws.list_targets_error("AccessDeniedException")
+    aws.put_status("Failed")
+    # WHEN the hook runs THEN nothing is invoked, and the reason names both sources and what each said
+    assert run(runtime, env())["status"] == "Failed"
+    assert aws.operations("Invoke") == [] and reported(aws) == ["Failed"]
+    (reason,) = [r for r in failed_reasons(capsys.readouterr().out) if r.startswith("target_version:")]
+    assert "AppSpec (GetDeployment): GetDeployment returned no revision.appSpecContent.content" in reason
+    assert "deployment target (ListDeploymentTargets/GetDeploymentTarget): AccessDeniedException" in reason
+
+
+def test_no_deployment_targets_fails_naming_both_sources(aws, runtime, capsys):
+    aws.get_deployment(appspec_yaml(target="8", alias="canary"))
+    aws.list_targets()
+    aws.put_status("Failed")
+    assert run(runtime, env())["status"] == "Failed"
+    (reason,) = [r for r in failed_reasons(capsys.readouterr().out) if r.startswith("target_version:")]
+    assert "AppSpec (GetDeployment): names no function resource with Alias live" in reason
+    assert "ListDeploymentTargets returned no targets" in reason
+
+
+def test_an_appspec_with_two_resources_for_the_alias_is_ambiguous(aws, runtime, capsys):
+    # GIVEN an AppSpec naming two functions with the alias, and no deployment target to decide
+    aws.get_deployment(appspec_yaml(target="8", other_alias="live"))
+    aws.list_targets()
+    aws.put_status("Failed")
+    assert run(runtime, env())["status"] == "Failed"
+    assert aws.operations("Invoke") == []
+    assert any("ambiguous, refused" in r for r in failed_reasons(capsys.readouterr().out))
+
+
+def test_another_alias_in_the_appspec_is_ignored(aws, runtime):
+    aws.get_deployment(appspec_yaml(target="8", other_alias="canary"))
+    aws.invoke("8", PROBE_OK)
+    aws.put_status("Succeeded")
+    assert run(runtime, env())["status"] == "Succeeded"
+
+
 @pytest.mark.parametrize(
-    ("target", "current", "fallback", "expected"),
+    ("target", "current", "deployed", "expected"),
     [
-        ("$LATEST", "6", None, "$LATEST is never tested"),
-        ("live", "6", None, "not a published version number"),
-        ("6", "6", version_arn("6"), "is the CurrentVersion"),
-        ("$LATEST", "6", version_arn("$LATEST"), "$LATEST is never tested"),
-        ("$LATEST", "6", version_arn("3", function="some-other-function"), "is not a version of"),
+        ("$LATEST", "6", ("$LATEST", "6", FUNCTION), "$LATEST is never tested"),
+        ("live", "6", ("live", "6", FUNCTION), "not a published version number"),
+        ("6", "6", ("6", "6", FUNCTION), "is the CurrentVersion"),
+        ("6", "6", ("6", None, FUNCTION), "is the AppSpec's CurrentVersion"),
+        ("$LATEST", "6", ("3", "2", "some-other-function"), "is not the AppSpec's function"),
     ],
 )
-def test_refuses_latest_alias_and_current_version(aws, runtime, capsys, target, current, fallback, expected):
-    # GIVEN only versions that are not the new one
+def test_refuses_latest_alias_and_current_version(aws, runtime, capsys, target, current, deployed, expected):
+    # GIVEN only versions that are not the new one, in the AppSpec and in the deployment target
     aws.get_deployment(appspec_yaml(target=target, current=current))
+    version, deployed_current, function = deployed
+    aws.deployment_target(version, deployed_current, function=function)
     aws.put_status("Failed")
-    environ = env()
-    environ.pop("FALLBACK_TARGET_VERSION_ARN")
-    if fallback:
-        environ["FALLBACK_TARGET_VERSION_ARN"] = fallback
     # WHEN the hook runs THEN nothing is invoked and Failed is reported, with the reason
-    assert run(runtime, environ)["status"] == "Failed"
+    assert run(runtime, env())["status"] == "Failed"
     assert aws.operations("Invoke") == []
     assert reported(aws) == ["Failed"]
     assert any(expected in reason for reason in failed_reasons(capsys.readouterr().out))
-
-
-def test_refuses_an_appspec_target_that_is_the_current_version_and_uses_no_stale_fallback(aws, runtime):
-    # The fallback may not silently test the old version either: CurrentVersion comes from the AppSpec.
-    aws.get_deployment(appspec_yaml(target="6", current="6"))
-    aws.put_status("Failed")
-    assert run(runtime, env(FALLBACK_TARGET_VERSION_ARN=version_arn("6")))["status"] == "Failed"
-    assert aws.operations("Invoke") == []
 
 
 def test_executed_version_must_match(aws, runtime, capsys):
@@ -225,12 +292,19 @@ def test_probe_import_sweep_failure_fails(aws, runtime, capsys):
     assert any("No module named 'psycopg2'" in r for r in failed_reasons(capsys.readouterr().out))
 
 
-@pytest.mark.parametrize("payload", [None, "just text", {"statusCode": 200}, [1, 2]])
-def test_malformed_probe_response_fails(aws, runtime, payload):
+@pytest.mark.parametrize(
+    "payload", [None, "just text", {"statusCode": 200}, [1, 2], b"Traceback (most recent call last): ..."]
+)
+def test_malformed_probe_response_fails(aws, runtime, capsys, payload):
     aws.get_deployment(appspec_yaml(target="8"))
     aws.invoke("8", payload if payload != "just text" else b"just text")
     aws.put_status("Failed")
     assert run(runtime, env())["status"] == "Failed"
+    reasons = failed_reasons(capsys.readouterr().out)
+    assert any(
+        r.startswith("probe: version 8 answered the probe with something that is not") for r in reasons
+    )
+    assert any(r.startswith("checks: version 8 gave no probe response") for r in reasons)
 
 
 @pytest.mark.parametrize(
@@ -244,10 +318,10 @@ def test_malformed_probe_response_fails(aws, runtime, payload):
 )
 def test_unhealthy_http_health_fails(aws, runtime, capsys, health, expected):
     aws.get_deployment(appspec_yaml(target="8"))
-    aws.invoke("8", PROBE_OK)
+    aws.invoke("8", probe(http_health=True))
     aws.invoke("8", health)
     aws.put_status("Failed")
-    assert run(runtime, env(CHECK_HTTP_HEALTH="true"))["status"] == "Failed"
+    assert run(runtime, env())["status"] == "Failed"
     qualifiers_and_paths = [(q, e.get("path")) for q, e in aws.invoked_events()]
     assert qualifiers_and_paths == [("8", None), ("8", "/health")]
     assert any(expected in r for r in failed_reasons(capsys.readouterr().out))
@@ -255,19 +329,19 @@ def test_unhealthy_http_health_fails(aws, runtime, capsys, health, expected):
 
 def test_healthy_http_health_succeeds_and_sends_an_api_gateway_proxy_event(aws, runtime):
     aws.get_deployment(appspec_yaml(target="8"))
-    aws.invoke("8", PROBE_OK)
+    aws.invoke("8", probe(http_health=True))
     aws.invoke("8", HEALTHY)
     aws.put_status("Succeeded")
-    assert run(runtime, env(CHECK_HTTP_HEALTH="true"))["status"] == "Succeeded"
+    assert run(runtime, env())["status"] == "Succeeded"
     event = aws.invoked_events()[1][1]
     assert event["httpMethod"] == "GET" and event["path"] == "/health" and "requestContext" in event
 
 
 def test_schema_mismatch_fails_in_fail_mode(aws, runtime, capsys):
     aws.get_deployment(appspec_yaml(target="8"))
-    aws.invoke("8", {**PROBE_OK, "schema_head": "0008", "db_version": "0007"})
+    aws.invoke("8", probe({**PROBE_OK, "schema_head": "0008", "db_version": "0007"}, schema_mismatch="fail"))
     aws.put_status("Failed")
-    assert run(runtime, env(SCHEMA_MISMATCH="fail"))["status"] == "Failed"
+    assert run(runtime, env())["status"] == "Failed"
     assert any(
         "code expects Alembic head 0008, database is at 0007" in r
         for r in failed_reasons(capsys.readouterr().out)
@@ -276,9 +350,9 @@ def test_schema_mismatch_fails_in_fail_mode(aws, runtime, capsys):
 
 def test_schema_mismatch_only_warns_in_warn_mode(aws, runtime, capsys):
     aws.get_deployment(appspec_yaml(target="8"))
-    aws.invoke("8", {**PROBE_OK, "schema_head": "0008", "db_version": "0007"})
+    aws.invoke("8", probe({**PROBE_OK, "schema_head": "0008", "db_version": "0007"}, schema_mismatch="warn"))
     aws.put_status("Succeeded")
-    assert run(runtime, env(SCHEMA_MISMATCH="warn"))["status"] == "Succeeded"
+    assert run(runtime, env())["status"] == "Succeeded"
     schema = next(line for line in log_lines(capsys.readouterr().out) if line["check"] == "schema")
     assert schema["ok"] and schema["level"] == "WARN" and "0008" in schema["reason"]
 
@@ -287,7 +361,7 @@ def test_no_database_version_is_a_warning_not_a_failure(aws, runtime, capsys):
     aws.get_deployment(appspec_yaml(target="8"))
     aws.invoke("8", {**PROBE_OK, "db_version": None})
     aws.put_status("Succeeded")
-    assert run(runtime, env(SCHEMA_MISMATCH="fail"))["status"] == "Succeeded"
+    assert run(runtime, env())["status"] == "Succeeded"
     schema = next(line for line in log_lines(capsys.readouterr().out) if line["check"] == "schema")
     assert schema["level"] == "WARN"
 
@@ -353,8 +427,7 @@ def test_unexpected_exception_in_checks_reports_failed_exactly_once(aws, runtime
     def boom(*_: Any, **__: Any) -> Any:
         raise RuntimeError("something nobody planned for")
 
-    monkeypatch.setattr(pre_traffic, "choose_target_version", boom)
-    aws.get_deployment(appspec_yaml(target="8"))
+    monkeypatch.setattr(hook_core, "resolve_target", boom)
     aws.put_status("Failed")
     assert run(runtime, env())["status"] == "Failed"
     assert reported(aws) == ["Failed"]
@@ -363,14 +436,52 @@ def test_unexpected_exception_in_checks_reports_failed_exactly_once(aws, runtime
     )
 
 
-def test_missing_configuration_reports_failed_naming_the_variable(aws, runtime, capsys):
+def test_a_probe_without_checks_fails_saying_so(aws, runtime, capsys):
+    # GIVEN a version deployed by an older credmate-lambda: its probe answers, without `checks`
+    older = {k: v for k, v in PROBE_OK.items() if k != "checks"}
+    aws.get_deployment(appspec_yaml(target="8"))
+    aws.invoke("8", older)
     aws.put_status("Failed")
-    environ = env()
-    environ.pop("TARGET_FUNCTION_NAME")
-    assert run(runtime, environ)["status"] == "Failed"
-    assert "config: environment variable TARGET_FUNCTION_NAME is not set" in failed_reasons(
-        capsys.readouterr().out
+    # WHEN the hook runs THEN it fails clearly, and runs nothing it was not asked for
+    assert run(runtime, env())["status"] == "Failed"
+    assert [q for q, _ in aws.invoked_events()] == ["8"]
+    reasons = failed_reasons(capsys.readouterr().out)
+    assert (
+        "checks: version 8: the function has no CREDMATE_CHECKS (deployed by an older credmate-lambda?)"
+        in reasons
     )
+    assert not any(r.startswith("schema:") for r in reasons)
+
+
+def test_a_probe_reporting_its_checks_variable_unset_fails_with_the_probes_words(aws, runtime, capsys):
+    unset = "CREDMATE_CHECKS is not set: the hooks cannot tell what to check for this function"
+    aws.get_deployment(appspec_yaml(target="8"))
+    aws.invoke("8", {**PROBE_OK, "probe": "failed", "checks": None, "errors": [unset]})
+    aws.put_status("Failed")
+    assert run(runtime, env())["status"] == "Failed"
+    reasons = failed_reasons(capsys.readouterr().out)
+    assert any(r.startswith("probe: probe of version 8 failed: CREDMATE_CHECKS is not set") for r in reasons)
+    (checks,) = [r for r in reasons if r.startswith("checks:")]
+    assert "has no CREDMATE_CHECKS" in checks and unset in checks
+
+
+@pytest.mark.parametrize(
+    ("checks", "expected"),
+    [
+        ({"post": None}, "CREDMATE_CHECKS pre must be an object"),
+        (function_checks(uses_database="maybe"), "pre.uses_database='maybe' must be bool"),
+        (function_checks(schema_mismatch="ignore"), "pre.schema_mismatch='ignore' must be fail|warn"),
+        (function_checks(health_path="health"), "pre.health_path='health' must be a path starting with '/'"),
+        ({"pre": function_checks()["pre"], "post": "yes"}, "post must be null or an object"),
+        ("[]", "CREDMATE_CHECKS must be an object, got str"),
+    ],
+)
+def test_malformed_checks_fail_naming_the_field(aws, runtime, capsys, checks, expected):
+    aws.get_deployment(appspec_yaml(target="8"))
+    aws.invoke("8", {**PROBE_OK, "checks": checks})
+    aws.put_status("Failed")
+    assert run(runtime, env())["status"] == "Failed"
+    assert any(r.startswith("checks:") and expected in r for r in failed_reasons(capsys.readouterr().out))
 
 
 def test_reporting_is_retried_when_throttled(aws, runtime, fake_clock):
@@ -425,8 +536,8 @@ def test_an_event_without_ids_raises_without_reporting(aws, runtime, event):
 
 
 def test_appspec_yaml_subset_parses_like_yaml():
-    document = pre_traffic.parse_appspec(appspec_yaml(target="8", current="6"))
-    targets = pre_traffic.appspec_targets(document)
+    document = hook_core.parse_appspec(appspec_yaml(target="8", current="6", other_alias="live"))
+    targets = hook_core.appspec_targets(document)
     assert [(t.name, t.alias, t.current_version, t.target_version) for t in targets] == [
         ("credmate-staging-WorkerFunction-Zz9", "live", "40", "41"),
         (FUNCTION, "live", "6", "8"),
@@ -435,8 +546,8 @@ def test_appspec_yaml_subset_parses_like_yaml():
 
 
 def test_flow_style_appspec_parses_like_block_style():
-    block = pre_traffic.parse_appspec(appspec_yaml(target="8", current="6"))
-    flow = pre_traffic.parse_appspec(
+    block = hook_core.parse_appspec(appspec_yaml(target="8", current="6", other_alias="live"))
+    flow = hook_core.parse_appspec(
         "{version: 0.0, Resources: ["
         "{OtherFunction: {Type: 'AWS::Lambda::Function', Properties: {"
         "Name: credmate-staging-WorkerFunction-Zz9, Alias: live, CurrentVersion: '40',"
@@ -445,14 +556,14 @@ def test_flow_style_appspec_parses_like_block_style():
         " CurrentVersion: '6', TargetVersion: '8'}}}],"
         " Hooks: [{BeforeAllowTraffic: credmate-staging-PreTrafficHook}]}"
     )
-    assert pre_traffic.appspec_targets(flow) == pre_traffic.appspec_targets(block)
+    assert hook_core.appspec_targets(flow) == hook_core.appspec_targets(block)
 
 
 def test_unquoted_version_numbers_are_read_as_text():
-    document = pre_traffic.parse_appspec(
+    document = hook_core.parse_appspec(
         f"Resources:\n  - Fn:\n      Properties: {{Name: {FUNCTION}, CurrentVersion: 6, TargetVersion: 8}}\n"
     )
-    (target,) = pre_traffic.appspec_targets(document)
+    (target,) = hook_core.appspec_targets(document)
     assert (target.current_version, target.target_version) == ("6", "8")
 
 
@@ -466,20 +577,20 @@ def test_unquoted_version_numbers_are_read_as_text():
     ],
 )
 def test_unreadable_appspec_is_refused_with_a_reason(content, expected):
-    with pytest.raises(pre_traffic.AppSpecError, match=expected):
-        pre_traffic.parse_appspec(content)
+    with pytest.raises(hook_core.AppSpecError, match=expected):
+        hook_core.parse_appspec(content)
 
 
 def test_yaml_tags_that_would_run_code_are_refused():
     # safe_load only: an AppSpec is data, never a constructor call.
-    with pytest.raises(pre_traffic.AppSpecError, match="AppSpec YAML is invalid"):
-        pre_traffic.parse_appspec("Resources: !!python/object/apply:os.system ['true']\n")
+    with pytest.raises(hook_core.AppSpecError, match="AppSpec YAML is invalid"):
+        hook_core.parse_appspec("Resources: !!python/object/apply:os.system ['true']\n")
 
 
 def test_function_names_match_across_arns_and_names():
-    assert pre_traffic.function_name_of(version_arn("3")) == FUNCTION
-    assert pre_traffic.function_name_of(f"{FUNCTION}:live") == FUNCTION
-    assert pre_traffic.version_of(version_arn("3")) == "3"
+    assert hook_core.function_name_of(version_arn("3")) == FUNCTION
+    assert hook_core.function_name_of(f"{FUNCTION}:live") == FUNCTION
+    assert hook_core.version_of(version_arn("3")) == "3"
 
 
 def test_budget_leaves_time_to_report():
@@ -495,10 +606,10 @@ def test_budget_leaves_time_to_report():
 
 def test_health_path_is_the_route_driven_through_the_handler(aws, runtime):
     aws.get_deployment(appspec_yaml(target="8"))
-    aws.invoke("8", PROBE_OK)
+    aws.invoke("8", probe(http_health=True, health_path="/status/live"))
     aws.invoke("8", {"statusCode": 200, "body": '{"status": "OK"}'})
     aws.put_status("Succeeded")
-    assert run(runtime, env(CHECK_HTTP_HEALTH="true", HEALTH_PATH="/status/live"))["status"] == "Succeeded"
+    assert run(runtime, env())["status"] == "Succeeded"
     event = aws.invoked_events()[1][1]
     assert (event["path"], event["pathParameters"], event["requestContext"]["path"]) == (
         "/status/live",
@@ -510,10 +621,10 @@ def test_health_path_is_the_route_driven_through_the_handler(aws, runtime):
 @pytest.mark.parametrize("body", ['{"status": "pass"}', '{"status": "UP"}', '{"version": "1"}', "OK"])
 def test_a_200_with_a_healthy_or_no_status_is_healthy(aws, runtime, body):
     aws.get_deployment(appspec_yaml(target="8"))
-    aws.invoke("8", PROBE_OK)
+    aws.invoke("8", probe(http_health=True))
     aws.invoke("8", {"statusCode": 200, "body": body})
     aws.put_status("Succeeded")
-    assert run(runtime, env(CHECK_HTTP_HEALTH="true"))["status"] == "Succeeded"
+    assert run(runtime, env())["status"] == "Succeeded"
 
 
 DB_DOWN = {
@@ -525,46 +636,38 @@ DB_DOWN = {
 
 def test_unreachable_database_fails_a_function_that_uses_it(aws, runtime, capsys):
     aws.get_deployment(appspec_yaml(target="8"))
-    aws.invoke("8", DB_DOWN)
+    aws.invoke("8", probe(DB_DOWN, uses_database=True))
     aws.put_status("Failed")
-    assert run(runtime, env(USES_DATABASE="true"))["status"] == "Failed"
+    assert run(runtime, env())["status"] == "Failed"
     (reason,) = [r for r in failed_reasons(capsys.readouterr().out) if r.startswith("schema:")]
     assert "database is configured but cannot be read: OperationalError" in reason
     assert "Connection refused" in reason
 
 
 @pytest.mark.parametrize(
-    ("overrides", "marker"),
+    ("checks", "marker"),
     [
-        ({"USES_DATABASE": "false"}, "[USES_DATABASE=false]"),
-        ({}, "[USES_DATABASE=false]"),  # the default: a function that does not need its database
-        ({"USES_DATABASE": "true", "SCHEMA_MISMATCH": "warn"}, "[SCHEMA_MISMATCH=warn]"),
+        ({"uses_database": False}, "[USES_DATABASE=false]"),
+        ({"uses_database": False, "schema_mismatch": "warn"}, "[USES_DATABASE=false]"),
+        ({"uses_database": True, "schema_mismatch": "warn"}, "[SCHEMA_MISMATCH=warn]"),
     ],
 )
-def test_unreachable_database_only_warns_otherwise(aws, runtime, capsys, overrides, marker):
+def test_unreachable_database_only_warns_otherwise(aws, runtime, capsys, checks, marker):
     aws.get_deployment(appspec_yaml(target="8"))
-    aws.invoke("8", DB_DOWN)
+    aws.invoke("8", probe(DB_DOWN, **checks))
     aws.put_status("Succeeded")
-    assert run(runtime, env(**overrides))["status"] == "Succeeded"
+    assert run(runtime, env())["status"] == "Succeeded"
     schema = next(line for line in log_lines(capsys.readouterr().out) if line["check"] == "schema")
     assert schema["level"] == "WARN" and "cannot be read" in schema["reason"] and marker in schema["reason"]
 
 
 def test_no_database_configured_stays_a_warning_for_a_function_that_uses_one(aws, runtime, capsys):
     aws.get_deployment(appspec_yaml(target="8"))
-    aws.invoke("8", {**PROBE_OK, "db_version": None})
+    aws.invoke("8", probe({**PROBE_OK, "db_version": None}, uses_database=True))
     aws.put_status("Succeeded")
-    assert run(runtime, env(USES_DATABASE="true"))["status"] == "Succeeded"
+    assert run(runtime, env())["status"] == "Succeeded"
     schema = next(line for line in log_lines(capsys.readouterr().out) if line["check"] == "schema")
     assert schema["level"] == "WARN" and "no database version reported" in schema["reason"]
-
-
-def test_bad_uses_database_value_is_a_config_failure(aws, runtime, capsys):
-    aws.put_status("Failed")
-    assert run(runtime, env(USES_DATABASE="maybe"))["status"] == "Failed"
-    assert "config: environment variable USES_DATABASE='maybe' must be true or false" in failed_reasons(
-        capsys.readouterr().out
-    )
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -598,14 +701,14 @@ def assert_reported_in_time(slow: SlowAws, status: str) -> None:
 
 
 def test_hanging_target_reports_failed_before_the_hook_is_killed(slow_aws, runtime, fake_clock, capsys):
-    # GIVEN a target that never answers, with GET /health to drive too, and 20 s left
+    # GIVEN a target that never answers, and 20 s left
     slow_aws.aws.get_deployment(appspec_yaml(target="8"))
     slow_aws.delays["invoke"] = [float("inf"), float("inf")]
     slow_aws.aws.put_status("Failed")
     # WHEN the hook runs
-    result = run(runtime, env(CHECK_HTTP_HEALTH="true"), FakeContext(remaining_ms=int(LEFT * 1000)))
-    # THEN the probe's invoke ended at the checks' deadline, GET /health was not even started (no time),
-    # and Failed was reported before Lambda's timeout
+    result = run(runtime, env(), FakeContext(remaining_ms=int(LEFT * 1000)))
+    # THEN the probe's invoke ended at the checks' deadline, nothing else was invoked (no answer says what
+    # to check), and Failed was reported before Lambda's timeout
     assert result["status"] == "Failed"
     (invoke,) = slow_aws.of("invoke")
     assert invoke.outcome == "timeout" and invoke.ended == pytest.approx(budget_now().checks)
@@ -613,6 +716,21 @@ def test_hanging_target_reports_failed_before_the_hook_is_killed(slow_aws, runti
     assert_reported_in_time(slow_aws, "Failed")
     reasons = failed_reasons(capsys.readouterr().out)
     assert any(r.startswith("probe: invoke of version 8 timed out") for r in reasons)
+
+
+def test_a_slow_probe_leaves_no_time_for_http_health_which_is_not_attempted(slow_aws, runtime, capsys):
+    # GIVEN a probe asking for GET /health that answers with half a second of the checks' time left
+    slow_aws.aws.get_deployment(appspec_yaml(target="8"))
+    slow_aws.aws.invoke("8", probe(http_health=True))
+    slow_aws.delays["invoke"] = [budget_now().checks - START - 0.5]
+    slow_aws.aws.put_status("Failed")
+    result = run(runtime, env(), FakeContext(remaining_ms=int(LEFT * 1000)))
+    # THEN GET /health is not started (it could not finish), which fails the deployment, in time
+    assert result["status"] == "Failed"
+    assert len(slow_aws.of("invoke")) == 1
+    assert_never_outlives_the_hook(slow_aws)
+    assert_reported_in_time(slow_aws, "Failed")
+    reasons = failed_reasons(capsys.readouterr().out)
     assert any(
         r.startswith("http_health: invoke of version 8: Invoke") and "not attempted" in r for r in reasons
     )
@@ -621,18 +739,17 @@ def test_hanging_target_reports_failed_before_the_hook_is_killed(slow_aws, runti
 def test_each_invoke_gets_the_time_left_when_it_starts(slow_aws, runtime):
     # GIVEN a probe that takes 10 s and a GET /health that hangs
     slow_aws.aws.get_deployment(appspec_yaml(target="8"))
-    slow_aws.aws.invoke("8", PROBE_OK)
+    slow_aws.aws.invoke("8", probe(http_health=True))
     slow_aws.delays["invoke"] = [10.0, float("inf")]
     slow_aws.aws.put_status("Failed")
-    run(runtime, env(CHECK_HTTP_HEALTH="true"), FakeContext(remaining_ms=int(LEFT * 1000)))
+    run(runtime, env(), FakeContext(remaining_ms=int(LEFT * 1000)))
     # THEN the second invoke's timeout is what was left after the first, not the first one's timeout
-    probe, health = slow_aws.of("invoke")
+    probe_call, health = slow_aws.of("invoke")
     checks_deadline = budget_now().checks
-    assert probe.timeout == pytest.approx(checks_deadline - probe.started)
-    assert health.started == pytest.approx(probe.ended)
-    assert (
-        health.timeout == pytest.approx(checks_deadline - health.started) and health.timeout < probe.timeout
-    )
+    assert probe_call.timeout == pytest.approx(checks_deadline - probe_call.started)
+    assert health.started == pytest.approx(probe_call.ended)
+    assert health.timeout == pytest.approx(checks_deadline - health.started)
+    assert health.timeout < probe_call.timeout
     assert_never_outlives_the_hook(slow_aws)
     assert_reported_in_time(slow_aws, "Failed")
 
@@ -640,16 +757,13 @@ def test_each_invoke_gets_the_time_left_when_it_starts(slow_aws, runtime):
 @pytest.mark.parametrize("health_payload", [b"<html>502 Bad Gateway</html>", b"\xff\xfe not json"])
 def test_target_answering_something_that_is_not_json_fails_in_time(slow_aws, runtime, capsys, health_payload):
     slow_aws.aws.get_deployment(appspec_yaml(target="8"))
-    slow_aws.aws.invoke("8", b"Traceback (most recent call last): ...")
+    slow_aws.aws.invoke("8", probe(http_health=True))
     slow_aws.aws.invoke("8", health_payload)
     slow_aws.default_delay = 2.0
     slow_aws.aws.put_status("Failed")
-    result = run(runtime, env(CHECK_HTTP_HEALTH="true"), FakeContext(remaining_ms=int(LEFT * 1000)))
+    result = run(runtime, env(), FakeContext(remaining_ms=int(LEFT * 1000)))
     assert result["status"] == "Failed"
     reasons = failed_reasons(capsys.readouterr().out)
-    assert any(
-        r.startswith("probe: version 8 answered the probe with something that is not") for r in reasons
-    )
     assert any(r.startswith("http_health: GET /health on version 8 returned no API Gateway") for r in reasons)
     assert_never_outlives_the_hook(slow_aws)
     assert_reported_in_time(slow_aws, "Failed")
@@ -676,9 +790,10 @@ def test_invoke_throttled_until_the_deadline_never_starts_an_attempt_it_cannot_f
     assert any("TooManyRequestsException" in r for r in failed_reasons(capsys.readouterr().out))
 
 
-def test_hanging_get_deployment_leaves_the_fallback_time_to_be_tested(slow_aws, runtime, capsys):
-    # GIVEN GetDeployment never answers; FALLBACK_TARGET_VERSION_ARN names version 7
+def test_hanging_get_deployment_leaves_the_deployment_target_time_to_be_tested(slow_aws, runtime, capsys):
+    # GIVEN GetDeployment never answers; the deployment's Lambda target names version 7
     slow_aws.delays["get_deployment"] = [float("inf")] * 10
+    slow_aws.aws.deployment_target("7")
     slow_aws.aws.invoke("7", PROBE_OK)
     slow_aws.aws.put_status("Succeeded")
     result = run(runtime, env(), FakeContext(remaining_ms=int(LEFT * 1000)))
@@ -695,23 +810,32 @@ def test_hanging_get_deployment_leaves_the_fallback_time_to_be_tested(slow_aws, 
 
 
 @pytest.mark.parametrize("failure", ["hangs", "errors"])
-def test_get_deployment_failing_without_a_fallback_reports_failed_in_time(slow_aws, runtime, capsys, failure):
-    if failure == "hangs":
-        slow_aws.delays["get_deployment"] = [float("inf")] * 10
-    else:
-        slow_aws.fail_with["get_deployment"] = ClientError(
-            {"Error": {"Code": "InternalFailure"}, "ResponseMetadata": {"HTTPStatusCode": 500}},
-            "GetDeployment",
-        )
-        slow_aws.delays["get_deployment"] = [0.8] * 50
+def test_both_sources_failing_reports_failed_in_time(slow_aws, runtime, capsys, failure):
+    # GIVEN GetDeployment and ListDeploymentTargets both hang, or both keep failing
+    for operation in ("get_deployment", "list_deployment_targets"):
+        if failure == "hangs":
+            slow_aws.delays[operation] = [float("inf")] * 10
+        else:
+            slow_aws.fail_with[operation] = ClientError(
+                {"Error": {"Code": "InternalFailure"}, "ResponseMetadata": {"HTTPStatusCode": 500}},
+                operation,
+            )
+            slow_aws.delays[operation] = [0.8] * 50
     slow_aws.aws.put_status("Failed")
-    environ = env()
-    environ.pop("FALLBACK_TARGET_VERSION_ARN")
-    result = run(runtime, environ, FakeContext(remaining_ms=int(LEFT * 1000)))
+    result = run(runtime, env(), FakeContext(remaining_ms=int(LEFT * 1000)))
     assert result["status"] == "Failed"
     assert slow_aws.of("invoke") == []
+    budget = budget_now()
+    # each source stayed within its share of what was left when it started
+    (first_list, *_) = slow_aws.of("list_deployment_targets")
+    assert slow_aws.of("get_deployment")[-1].ended - START <= (budget.checks - START) * 0.25 + 1e-9
+    assert (
+        slow_aws.of("list_deployment_targets")[-1].ended - first_list.started
+        <= (budget.checks - first_list.started) * 0.25 + 1e-9
+    )
     if failure == "errors":
         assert len(slow_aws.of("get_deployment")) > 1  # retried within its share
+        assert len(slow_aws.of("list_deployment_targets")) > 1
     assert_never_outlives_the_hook(slow_aws)
     assert_reported_in_time(slow_aws, "Failed")
     assert any(
@@ -789,7 +913,7 @@ def test_real_time_hanging_lambda_endpoint_reports_before_the_timeout(aws, monke
         result = pre_traffic.run_pre_traffic(
             HOOK_EVENT,
             FakeContext(remaining_ms=int(left * 1000)),
-            environ=env(CHECK_HTTP_HEALTH="true"),
+            environ=env(),
             runtime=hook_core.Runtime(),
         )
         elapsed = time.monotonic() - started

@@ -24,6 +24,11 @@ import pytest
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PROBE_SRC = REPO_ROOT / "lambda_src" / "probe" / "credmate_probe.py"
 _counter = itertools.count()
+# What the stack sets on an API function (CREDMATE_CHECKS); every test bundle has it unless it says otherwise.
+CHECKS: dict[str, Any] = {
+    "pre": {"http_health": True, "health_path": "/health", "uses_database": True, "schema_mismatch": "fail"},
+    "post": {"health_path": "/health", "login_path": "/api/v1/auth/login", "login_body": "json"},
+}
 
 
 @pytest.fixture
@@ -39,6 +44,7 @@ def bundle(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable
     before = set(sys.modules)
     for name in ("CREDMATE_REAL_HANDLER", "CREDMATE_PROBE_VERSIONS", "CREDMATE_PROBE_IMPORTS"):
         monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("CREDMATE_CHECKS", json.dumps(CHECKS, separators=(",", ":")))
 
     def write(files: dict[str, str]) -> Path:
         for relative, text in files.items():
@@ -97,6 +103,7 @@ def test_probe_event_never_reaches_business_logic(bundle, monkeypatch):
     assert sys.modules["realmod"].CALLS == []
     assert result["probe"] == "ok"
     assert (result["handler"], result["function"]) == ("realmod.lambda_handler", "Worker")
+    assert result["checks"] == CHECKS and result["errors"] == []
     assert (result["code_version"], result["schema_head"], result["db_version"]) == ("c0ffee", "0042", None)
     assert result["versions_source"] == "build_info.json"
 
@@ -307,3 +314,109 @@ def test_slash_handler_paths_work_as_in_lambda(bundle, monkeypatch):
     root = bundle({"pkg/__init__.py": "", "pkg/realmod.py": HANDLER})
     monkeypatch.setenv("CREDMATE_REAL_HANDLER", "pkg/realmod.lambda_handler")
     assert load_probe(root).handler({"a": 1}, None)["real"] is True
+
+
+# ---------------------------------------------------------------------------------------------------------
+# CREDMATE_CHECKS: what the shared hooks check for this function, and the light probe
+
+
+WORKER_CHECKS: dict[str, Any] = {
+    "pre": {
+        "http_health": False,
+        "health_path": "/health",
+        "uses_database": False,
+        "schema_mismatch": "warn",
+    },
+    "post": None,
+}
+
+
+def test_checks_are_reported_parsed_in_every_probe_response(bundle, monkeypatch):
+    root = bundle({"realmod.py": HANDLER})
+    monkeypatch.setenv("CREDMATE_REAL_HANDLER", "realmod.lambda_handler")
+    monkeypatch.setenv("CREDMATE_CHECKS", json.dumps(WORKER_CHECKS))
+    result = load_probe(root).handler({"credmate_probe": {}}, None)
+    assert result["probe"] == "ok" and result["checks"] == WORKER_CHECKS
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (None, "CREDMATE_CHECKS is not set"),
+        ("", "CREDMATE_CHECKS is not set"),
+        ("{pre:", "CREDMATE_CHECKS is not valid JSON"),
+        ("[]", "CREDMATE_CHECKS must be a JSON object, got list"),
+        ('{"post": null}', "CREDMATE_CHECKS 'pre' must be an object"),
+        (
+            json.dumps({**CHECKS, "pre": {**CHECKS["pre"], "uses_database": "yes"}}),
+            "CREDMATE_CHECKS pre.uses_database='yes' must be bool",
+        ),
+        (
+            json.dumps({**CHECKS, "pre": {k: v for k, v in CHECKS["pre"].items() if k != "schema_mismatch"}}),
+            "CREDMATE_CHECKS pre.schema_mismatch is missing",
+        ),
+        (
+            json.dumps({**CHECKS, "post": {**CHECKS["post"], "login_path": "login"}}),
+            "CREDMATE_CHECKS post.login_path='login' must be a path starting with '/' or null",
+        ),
+        (json.dumps({**CHECKS, "post": []}), "CREDMATE_CHECKS 'post' must be null or an object"),
+        (
+            json.dumps({**CHECKS, "post": {**CHECKS["post"], "login_body": "xml"}}),
+            "CREDMATE_CHECKS post.login_body='xml' must be json|form",
+        ),
+    ],
+)
+@pytest.mark.parametrize("request_", [{}, {"checks_only": True}])
+def test_missing_or_malformed_checks_fail_the_probe_naming_the_variable(
+    bundle, monkeypatch, value, expected, request_
+):
+    root = bundle({"realmod.py": HANDLER})
+    monkeypatch.setenv("CREDMATE_REAL_HANDLER", "realmod.lambda_handler")
+    if value is None:
+        monkeypatch.delenv("CREDMATE_CHECKS")
+    else:
+        monkeypatch.setenv("CREDMATE_CHECKS", value)
+    result = load_probe(root).handler({"credmate_probe": request_}, None)
+    assert result["probe"] == "failed" and result["checks"] is None
+    assert any(e.startswith(expected) for e in result["errors"]), result["errors"]
+    assert sys.modules["realmod"].CALLS == []
+
+
+def test_the_light_probe_reads_no_versions_and_imports_nothing(bundle, monkeypatch):
+    # GIVEN a versions function that would record being called, and a recorded lazy import
+    root = bundle(
+        {
+            "realmod.py": HANDLER,
+            "lazy_ok.py": "",
+            "build_info.json": json.dumps({"code_version": "c0ffee", "lazy_imports": {"*": ["lazy_ok"]}}),
+            "app/__init__.py": "",
+            "app/versions.py": """
+            def report():
+                raise AssertionError("the light probe must not read versions")
+        """,
+        }
+    )
+    monkeypatch.setenv("CREDMATE_REAL_HANDLER", "realmod.lambda_handler")
+    monkeypatch.setenv("CREDMATE_FUNCTION_LABEL", "BackendApi")
+    probe = load_probe(root)
+    monkeypatch.setattr(probe, "read_build_info", lambda *_: pytest.fail("the light probe read build_info"))
+    # WHEN the post-traffic hook's light probe arrives
+    result = probe.handler({"credmate_probe": {"checks_only": True}}, None)
+    # THEN it answers exactly what to check, and nothing was imported or read
+    assert result == {
+        "probe": "ok",
+        "function": "BackendApi",
+        "handler": "realmod.lambda_handler",
+        "checks": CHECKS,
+        "errors": [],
+    }
+    assert "lazy_ok" not in sys.modules and "app.versions" not in sys.modules
+    assert sys.modules["realmod"].CALLS == []
+
+
+@pytest.mark.parametrize("flag", [False, "true", 1, None])
+def test_only_checks_only_true_asks_for_the_light_probe(bundle, monkeypatch, flag):
+    root = bundle({"realmod.py": HANDLER, "build_info.json": json.dumps({"code_version": "c0ffee"})})
+    monkeypatch.setenv("CREDMATE_REAL_HANDLER", "realmod.lambda_handler")
+    result = load_probe(root).handler({"credmate_probe": {"checks_only": flag}}, None)
+    assert result["code_version"] == "c0ffee" and "imports_checked" in result and result["checks"] == CHECKS
