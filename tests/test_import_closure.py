@@ -135,7 +135,13 @@ def _probe_in_bundle(bundle: Path, function: str, real: str) -> dict[str, object
         "if m in sys.modules); "
         "print(json.dumps(r))"
     )
-    env = {**dict(ENV), "CREDMATE_REAL_HANDLER": real, "CREDMATE_FUNCTION_LABEL": function}
+    env = {
+        **dict(ENV),
+        "CREDMATE_REAL_HANDLER": real,
+        "CREDMATE_FUNCTION_LABEL": function,
+        "CREDMATE_CHECKS": '{"pre":{"http_health":false,"health_path":"/health","uses_database":false,'
+        '"schema_mismatch":"fail"},"post":null}',
+    }
     proc = subprocess.run(
         [sys.executable, "-I", "-S", "-B", "-c", code, str(bundle)],
         capture_output=True,
