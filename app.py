@@ -13,6 +13,7 @@ from cdk_nag import AwsSolutionsChecks, HIPAASecurityChecks
 from stacks.backend_stack import BackendStack, BackendStackProps
 from stacks.bundling.spec import BundlingError
 from stacks.config import ConfigError, EnvironmentConfig, parse_environments
+from stacks.deploy_limits import DeployLimitError, check_resource_counts, check_templates
 from stacks.constructs.lambda_bundle import join_verifications
 from stacks.constructs.stack_policy import protect
 from stacks.policy_stack import StackPolicyStack
@@ -92,6 +93,8 @@ def build_app(
     # Compliance on every synth: findings fail synth; acknowledgements carry their reasons in the code that
     # needs them. CredentialMate holds health-care credentials, hence the HIPAA Security pack.
     cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app), HIPAASecurityChecks(app))
+    # A catalog too large for CloudFormation stops here, in one line (CDK's own check is a jsii traceback).
+    check_resource_counts(app)
     if join:
         # Bundle verification ran in the background while the stacks were built; a failure stops here.
         join_verifications()
@@ -103,7 +106,7 @@ def main(outdir: Path | None = None) -> None:
     app = cdk.App(outdir=str(outdir)) if outdir else cdk.App()
     try:
         _stacks, policies = build_app(app, join=False)
-    except (ConfigError, BundlingError) as err:
+    except (ConfigError, BundlingError, DeployLimitError) as err:
         stop(err)
     # The bundles' import checks go on while synth runs cdk-nag and writes the assembly, the longest step
     # (in Node, while this process waits). They are joined before the process ends: a failure withdraws
@@ -113,6 +116,11 @@ def main(outdir: Path | None = None) -> None:
     try:
         join_verifications()
     except BundlingError as err:
+        withdraw_assembly(outdir)
+        stop(err)
+    try:
+        check_templates(outdir.glob("*.template.json"))
+    except DeployLimitError as err:
         withdraw_assembly(outdir)
         stop(err)
     write_policies(outdir, policies)
