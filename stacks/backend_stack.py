@@ -31,7 +31,7 @@ from stacks.constructs.encryption import EnvironmentKey, apply_stack_security
 from stacks.constructs.guarded_function import LIVE_ALIAS, NetworkPlacement
 from stacks.constructs.guardrails import CodeDriftCheck, DirectMutationDenyPolicy, OutOfBandChangeAlert
 from stacks.constructs.lambda_bundle import VerifiedBundle, start_checks_early, verified_bundle
-from stacks.constructs.migrations import MigrationStep
+from stacks.constructs.migrations import MigrationStep, bundle_schema_head
 from stacks.constructs.oncall import OnCallTopic
 from stacks.constructs.rest_api import API_STAGE, access_log_group, login_paths, rest_api
 from stacks.constructs.waf import ApiFirewall
@@ -185,6 +185,7 @@ class BackendStack(Stack):
             migrations_dir=config.migrations.directory,
             network=self.network,
             secret_arn=config.secret_arn,
+            schema_head=bundle_schema_head(self.bundle.result.directory),
         )
 
     def _api(self) -> str | None:
