@@ -12,11 +12,12 @@ What it does, in one Alembic environment run:
 2. builds the Alembic Config in code (no alembic.ini ships in a bundle) and leaves the database URL to the
    scripts' own `env.py`, which knows the app's configuration (a DATABASE_URL variable, a secret...);
    `$CREDMATE_MIGRATIONS_URL_ENV` may name an environment variable holding the URL instead;
-3. on PostgreSQL, takes a transaction-level advisory lock (`pg_advisory_xact_lock`) before reading the
-   database's revision: two runs at once (a retried deploy, two stacks on one database) never both apply a
-   revision; the second waits for the first to commit, then finds nothing left to do. The lock ends with
-   the migration transaction (Alembic's default: one transaction for the whole upgrade, which PostgreSQL's
-   transactional DDL rolls back whole when a revision fails);
+3. on PostgreSQL, takes a transaction-level advisory lock (`pg_advisory_xact_lock`) as each transaction
+   env.py opens begins (an SQLAlchemy `begin` event), so before Alembic reads or creates the version table:
+   two runs at once (a retried deploy, two stacks on one database) never both apply a revision; the second
+   waits for the first to commit, then finds nothing left to do. The lock ends with the migration
+   transaction (Alembic's default: one transaction for the whole upgrade, which PostgreSQL's transactional
+   DDL rolls back whole when a revision fails);
 4. reads the database's current revision and **refuses to downgrade**: a revision the scripts do not know
    (the database was migrated by newer code: this deploy is older than the schema) stops the run before any
    statement, with a message naming the database's and the code's revisions. One exception, decided from
@@ -185,14 +186,6 @@ def run(root: Path | None = None, request: Request | None = None) -> dict[str, A
     def upgrade(current: tuple[str, ...] | Sequence[str], context: Any) -> Iterator[Any]:
         state["called"] = True
         state["transactional"] = bool(getattr(context.impl, "transactional_ddl", False))
-        if context.connection is not None and context.connection.dialect.name == "postgresql":
-            from sqlalchemy import text
-
-            waited = time.monotonic()
-            context.connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": ADVISORY_LOCK_KEY})
-            state["lock_wait"] = round(time.monotonic() - waited, 3)
-            # Read again under the lock: a run that held it may have migrated the database meanwhile.
-            current = context.get_current_heads()
         current = tuple(current)
         state["current"] = current
         unknown = []
@@ -222,7 +215,21 @@ def run(root: Path | None = None, request: Request | None = None) -> dict[str, A
             state["applied"].append(step.revision.revision)
             state["running"] = None
 
+    def lock(connection: Any) -> None:
+        """At the start of every transaction env.py begins, before Alembic reads (or creates) the version
+        table: wait for any other run on this database to commit."""
+        if connection.dialect.name != "postgresql":
+            return
+        waited = time.monotonic()
+        with contextlib.closing(connection.connection.dbapi_connection.cursor()) as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", (ADVISORY_LOCK_KEY,))
+        state["lock_wait"] = round((state["lock_wait"] or 0) + time.monotonic() - waited, 3)
+
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+
     started = time.monotonic()
+    event.listen(Engine, "begin", lock)
     try:
         with EnvironmentContext(config, script, fn=upgrade, destination_rev=head):
             script.run_env()
@@ -266,6 +273,8 @@ def run(root: Path | None = None, request: Request | None = None) -> dict[str, A
         )
         _mark_logged(error)
         raise error from exc
+    finally:
+        event.remove(Engine, "begin", lock)
     if state["kept"]:
         summary: dict[str, Any] = {
             "migration": "kept-for-rollback",
