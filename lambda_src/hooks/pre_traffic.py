@@ -8,9 +8,10 @@ Handler `pre_traffic.handler`. Environment (set per hook instance by stacks/cons
 * CHECK_HTTP_HEALTH: `true` to drive an API Gateway `GET HEALTH_PATH` event through the real handler;
   HEALTH_PATH: the function's health route (default `/health`);
 * SCHEMA_MISMATCH: `fail` (default) or `warn` when the code's Alembic head differs from the database's;
-* USES_DATABASE: `true` when the function needs its database: then, in `fail` mode, a database that is
-  configured but cannot be read (the probe's `db_error`) fails the deployment. Without a configured
-  database (no version, no error) the schema is not compared, with a warning.
+* USES_DATABASE: `true` when the function needs its database: then, in `fail` mode, the deployment fails
+  unless the probe read the database's version (from `alembic_version`, or the backend's own reader) and it
+  equals the code's head: a database that cannot be read (`db_error`), no database version at all, or a
+  mismatch all fail. A function without USES_DATABASE only gets a warning when no version is reported.
 
 Which version: GetDeployment's `revision.appSpecContent.content` names, per function, the alias, its
 CurrentVersion and the TargetVersion; the TargetVersion for TARGET_FUNCTION_NAME is tested. `$LATEST`,
@@ -444,13 +445,19 @@ def schema_check(
         why = "[SCHEMA_MISMATCH=warn]" if uses_database else "[USES_DATABASE=false]"
         return CheckResult("schema", True, f"{reason} {why}", warning=True)
     if db is None:
-        return CheckResult(
-            "schema",
-            True,
-            f"no database version reported (no database configured?): schema head {head} not compared"
-            + schema_note,
-            warning=True,
+        reason = (
+            f"no database version reported (no DATABASE_URL or COMBINED_SECRET_ARN?): schema head {head} "
+            "not compared" + schema_note
         )
+        if uses_database and mode == "fail":
+            return CheckResult(
+                "schema",
+                False,
+                reason + " (this function uses its database: give it DATABASE_URL or the secret's "
+                "database_url, or set SCHEMA_MISMATCH=warn)",
+            )
+        why = "[SCHEMA_MISMATCH=warn]" if uses_database else "[USES_DATABASE=false]"
+        return CheckResult("schema", True, f"{reason} {why}", warning=True)
     if head == db:
         return CheckResult("schema", True, f"schema head {head} matches the database")
     reason = (

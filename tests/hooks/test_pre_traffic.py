@@ -550,13 +550,23 @@ def test_unreachable_database_only_warns_otherwise(aws, runtime, capsys, overrid
     assert schema["level"] == "WARN" and "cannot be read" in schema["reason"] and marker in schema["reason"]
 
 
-def test_no_database_configured_stays_a_warning_for_a_function_that_uses_one(aws, runtime, capsys):
+@pytest.mark.parametrize(
+    ("overrides", "status", "level"),
+    [
+        ({"USES_DATABASE": "true"}, "Failed", "ERROR"),  # the schema gate cannot pass on no version at all
+        ({"USES_DATABASE": "true", "SCHEMA_MISMATCH": "warn"}, "Succeeded", "WARN"),
+        ({}, "Succeeded", "WARN"),
+    ],
+)
+def test_no_database_version_fails_only_a_function_that_uses_its_database(
+    aws, runtime, capsys, overrides, status, level
+):
     aws.get_deployment(appspec_yaml(target="8"))
     aws.invoke("8", {**PROBE_OK, "db_version": None})
-    aws.put_status("Succeeded")
-    assert run(runtime, env(USES_DATABASE="true"))["status"] == "Succeeded"
+    aws.put_status(status)
+    assert run(runtime, env(**overrides))["status"] == status
     schema = next(line for line in log_lines(capsys.readouterr().out) if line["check"] == "schema")
-    assert schema["level"] == "WARN" and "no database version reported" in schema["reason"]
+    assert schema["level"] == level and "no database version reported" in schema["reason"]
 
 
 def test_bad_uses_database_value_is_a_config_failure(aws, runtime, capsys):
