@@ -95,7 +95,7 @@ def test_migrations_run_after_every_new_version_and_before_any_alias_moves(
 ) -> None:
     tpl = _template(four_functions["outdir"], "prod")
     res = tpl["Resources"]
-    (trigger,) = [k for k, v in res.items() if v["Type"] == "Custom::Trigger"]
+    (trigger,) = [k for k, v in res.items() if v["Type"] == "Custom::Migrations"]
     (runner,) = _ids(tpl, "AWS::Lambda::Function", "MigrationsFunction")
     assert res[runner]["Properties"]["Handler"] == "credmate_migrate.handler"
     # The runner ships in the very bundle the functions run.
@@ -110,7 +110,7 @@ def test_migrations_run_after_every_new_version_and_before_any_alias_moves(
         assert trigger in res[alias_id].get("DependsOn", []), f"{name}'s alias must wait for the migrations"
     # Staging (migrations off in cdk.json) has no step and no runner in its bundle.
     staging = _template(four_functions["outdir"], "staging")
-    assert not [k for k, v in staging["Resources"].items() if v["Type"] == "Custom::Trigger"]
+    assert not [k for k, v in staging["Resources"].items() if v["Type"] == "Custom::Migrations"]
     assert not (four_functions["stacks"]["staging"].bundle.result.directory / "credmate_migrate.py").exists()
     assert (four_functions["stacks"]["prod"].bundle.result.directory / "credmate_migrate.py").is_file()
 
