@@ -83,7 +83,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             done = subprocess.run(
                 [sys.executable, "-c", CREATE_USER, email],
                 cwd=src,
-                env={"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(src), "DATABASE_URL": url},
+                env={
+                    "PATH": os.environ.get("PATH", ""),
+                    "PYTHONPATH": str(src),
+                    "PYTHONDONTWRITEBYTECODE": "1",  # never write into the backend source
+                    "DATABASE_URL": url,
+                },
                 input=password + "\n",
                 capture_output=True,
                 text=True,

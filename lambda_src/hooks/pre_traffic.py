@@ -433,28 +433,21 @@ def schema_check(
     head, db = payload.get("schema_head"), payload.get("db_version")
     db_error, schema_error = payload.get("db_error"), payload.get("schema_error")
     schema_note = f" (schema head unreadable: {schema_error})" if schema_error else ""
-    if db is None and db_error:
-        reason = f"database is configured but cannot be read: {db_error}{schema_note}"
-        if uses_database and mode == "fail":
-            return CheckResult(
-                "schema",
-                False,
-                reason + " (this function uses its database: fix its DATABASE_URL, network or "
-                "migrations, or set SCHEMA_MISMATCH=warn)",
-            )
-        why = "[SCHEMA_MISMATCH=warn]" if uses_database else "[USES_DATABASE=false]"
-        return CheckResult("schema", True, f"{reason} {why}", warning=True)
     if db is None:
-        reason = (
-            f"no database version reported (no DATABASE_URL or COMBINED_SECRET_ARN?): schema head {head} "
-            "not compared" + schema_note
-        )
+        if db_error:
+            reason = f"database is configured but cannot be read: {db_error}{schema_note}"
+            fix = "fix its DATABASE_URL, network or migrations"
+        else:
+            reason = (
+                f"no database version reported (no DATABASE_URL or COMBINED_SECRET_ARN?): schema head {head} "
+                "not compared" + schema_note
+            )
+            fix = "give it DATABASE_URL or the secret's database_url"
         if uses_database and mode == "fail":
             return CheckResult(
                 "schema",
                 False,
-                reason + " (this function uses its database: give it DATABASE_URL or the secret's "
-                "database_url, or set SCHEMA_MISMATCH=warn)",
+                f"{reason} (this function uses its database: {fix}, or set SCHEMA_MISMATCH=warn)",
             )
         why = "[SCHEMA_MISMATCH=warn]" if uses_database else "[USES_DATABASE=false]"
         return CheckResult("schema", True, f"{reason} {why}", warning=True)
