@@ -15,7 +15,7 @@ STACK = credmate-backend-$(ENV)
 NODE_MAJOR_MIN := 22
 WORKFLOWS ?= $(wildcard .github/workflows/*.yml)
 
-.PHONY: setup synth test lint lint-workflows typecheck unit diff deploy bench lock local-invoke local-api local-event diagram smoke wait-deployments clean
+.PHONY: setup synth test lint lint-workflows typecheck unit diff deploy bench lock local-invoke local-api local-user local-event diagram smoke wait-deployments clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt apps/backend-api/requirements.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -83,9 +83,15 @@ local-invoke: setup
 	$(PY) scripts/local_invoke.py --function $(FUNCTION) --event $(EVENT)
 
 # The environment's API on 127.0.0.1 (real bundles under the Lambda RIE); WATCH=1 rebuilds on source edits.
+# Its database: $$DATABASE_URL, else a local PostgreSQL kept in .cache/local-postgres/ENV, migrated to head.
 PORT ?= 3000
 local-api: setup
 	$(PY) scripts/local_api.py --env $(ENV) --port $(PORT) $(if $(filter 1 true yes,$(WATCH)),--watch) $(ARGS)
+
+# A user of the local database who can log in through `make local-api` (the backend has no sign-up route).
+local-user: setup
+	@test -n "$(EMAIL)" -a -n "$(PASSWORD)" || { echo "usage: make local-user EMAIL=me@example.com PASSWORD=..."; exit 2; }
+	@printf '%s\n' '$(PASSWORD)' | $(PY) scripts/local_user.py --env $(ENV) --email '$(EMAIL)' --password-stdin $(ARGS)
 
 # The event SQS (KIND=sqs) or EventBridge (KIND=schedule) would deliver to FUNCTION, invoked locally.
 local-event: setup

@@ -13,9 +13,9 @@ from cdk_nag import AwsSolutionsChecks, HIPAASecurityChecks
 from stacks.backend_stack import BackendStack, BackendStackProps
 from stacks.bundling.spec import BundlingError
 from stacks.config import ConfigError, EnvironmentConfig, parse_environments
-from stacks.deploy_limits import DeployLimitError, check_resource_counts, check_templates
 from stacks.constructs.lambda_bundle import join_verifications
 from stacks.constructs.stack_policy import protect
+from stacks.deploy_limits import DeployLimitError, check_resource_counts, check_templates
 from stacks.policy_stack import StackPolicyStack
 
 REPO_ROOT = Path(__file__).resolve().parent

@@ -14,6 +14,13 @@ back as API Gateway returns it. A function error or a malformed proxy response a
 {"message": "Internal server error"}, an unknown route 403 {"message": "Missing Authentication Token"}, a
 path outside the stage 403 {"message": "Forbidden"}, an integration running past 29 s 504.
 
+The database, by default: DATABASE_URL when set (or --database-url), else a local PostgreSQL whose data
+persists in .cache/local-postgres/<env>/ (scripts/local_database.py; `make clean` removes it), migrated to
+head with the deploy's own runner before the first request. The functions get its DATABASE_URL and a
+JWT_SECRET for this run (unless --set-env gives them). `make local-user EMAIL=.. PASSWORD=..` creates a
+user that can log in. --no-database serves without one (every login then answers 401). Ctrl-C stops the
+emulators and the PostgreSQL server this started.
+
 --watch polls the backend's source (and cdk.json) and, on a change, synthesizes again (the project's
 bundler and its import verification run inside synth); a bundle that fails keeps the previous one serving.
 
@@ -26,16 +33,19 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import fnmatch
 import json
+import os
 import re
+import secrets
 import sys
 import threading
 import time
 import urllib.parse
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -43,6 +53,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from local_database import DEFAULT_ROOT, local_database, migrate
+from local_postgres import PostgresError
 from local_stack import (
     DEFAULT_CACHE,
     LOCAL_ACCOUNT,
@@ -728,11 +740,40 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--set-env", action="append", default=[], metavar="NAME=VALUE", help="extra function environment"
     )
     parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE)
+    database = parser.add_mutually_exclusive_group()
+    database.add_argument(
+        "--database-url",
+        default=os.environ.get("DATABASE_URL"),
+        help="use this database (default $DATABASE_URL)",
+    )
+    database.add_argument("--no-database", action="store_true", help="serve without a database")
+    parser.add_argument(
+        "--data-dir", type=Path, help="local PostgreSQL folder (default .cache/local-postgres/ENV)"
+    )
+    parser.add_argument("--migrations-dir", default="migrations", help="Alembic scripts, relative to src/")
     return parser.parse_args(argv)
+
+
+def with_database(
+    args: argparse.Namespace, options: Options, resources: contextlib.ExitStack
+) -> dict[str, str]:
+    """DATABASE_URL (a local server started into `resources`, migrated to head) and a JWT secret."""
+    env = dict(options.env)
+    env.setdefault("JWT_SECRET", secrets.token_urlsafe(32))  # tokens of this run only
+    if args.no_database:
+        return env
+    folder = args.data_dir or DEFAULT_ROOT / args.environment
+    url = env.get("DATABASE_URL") or resources.enter_context(
+        local_database(folder, url=args.database_url, log=stderr_log)
+    )
+    summary = migrate(url, backend_root(options.context) / "src", args.migrations_dir)
+    stderr_log(f"[local-db] migrations: {summary['migration']}, at {summary.get('to')}")
+    return {**env, "DATABASE_URL": url}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    resources = contextlib.ExitStack()
     try:
         options = Options(
             stack=args.stack or f"credmate-backend-{args.environment}",
@@ -745,10 +786,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         if not args.no_synth:
             synthesize(options.outdir, options.context)
+        options = replace(options, env=with_database(args, options, resources))
         deployment = load_deployment(options)
-    except LocalStackError as exc:
+    except (LocalStackError, PostgresError) as exc:
+        resources.close()
         print(f"local-api: {exc}", file=sys.stderr)
         return 1
+    except BaseException:
+        resources.close()
+        raise
+    with resources:
+        return serve(args, options, deployment)
+
+
+def serve(args: argparse.Namespace, options: Options, deployment: Deployment) -> int:
     gateway = Gateway(deployment)
     try:
         server = make_server(gateway, args.port)

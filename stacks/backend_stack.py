@@ -30,7 +30,7 @@ from stacks.constructs.deploy_hooks import DeploymentGrants, DeploymentHooks, Po
 from stacks.constructs.encryption import EnvironmentKey, apply_stack_security
 from stacks.constructs.guarded_function import LIVE_ALIAS, NetworkPlacement
 from stacks.constructs.lambda_bundle import VerifiedBundle, start_checks_early, verified_bundle
-from stacks.constructs.migrations import MigrationStep
+from stacks.constructs.migrations import MigrationStep, bundle_schema_head
 from stacks.constructs.oncall import OnCallTopic
 from stacks.constructs.rest_api import API_STAGE, access_log_group, login_paths, rest_api
 from stacks.constructs.waf import ApiFirewall
@@ -215,6 +215,7 @@ class BackendStack(Stack):
             migrations_dir=config.migrations.directory,
             network=self.network,
             secret_arn=config.secret_arn,
+            schema_head=bundle_schema_head(self.bundle.result.directory),
         )
 
     def _deployment_hooks(self, props: BackendStackProps, api_url: str | None) -> DeploymentHooks:

@@ -63,7 +63,9 @@ def template_problems(name: str, template: Mapping[str, Any], size: int) -> list
         ("bytes", size, MAX_TEMPLATE_BYTES),
     ):
         if found > limit:
-            problems.append(f"template {name} has {found} {what}, more than CloudFormation's limit of {limit}")
+            problems.append(
+                f"template {name} has {found} {what}, more than CloudFormation's limit of {limit}"
+            )
     return problems
 
 

@@ -46,7 +46,7 @@ def extra_function(i: int, name: str) -> dict[str, Any]:
 
 
 def mixed_catalog(size: int) -> dict[str, Any]:
-    """Today's catalog grown to `size` functions (at least today's), triggers cycling api/sqs/schedule/none."""
+    """Today's catalog grown to `size` functions, the added ones cycling api, sqs, schedule and none."""
     catalog = base_catalog()
     extra = size - len(catalog)
     names = [*AWKWARD_NAMES, *(f"Fn{i:03d}" for i in range(extra))][:extra]

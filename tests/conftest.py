@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 MINI_BACKEND = REPO_ROOT / "tests" / "fixtures" / "mini_backend"
+if str(REPO_ROOT / "scripts") not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT / "scripts"))
+from local_postgres import LocalPostgres, scratch_folder  # noqa: E402
 
 # jsii spawns `node` from PATH: the one pinned in package.json, as under make, even when pytest runs alone.
 os.environ["PATH"] = os.pathsep.join([str(REPO_ROOT / "node_modules" / ".bin"), os.environ.get("PATH", "")])
@@ -21,6 +27,29 @@ def shared_cache() -> Path:
     path = REPO_ROOT / ".cache"
     path.mkdir(exist_ok=True)
     return path
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[LocalPostgres]:
+    """One real PostgreSQL server per test session (per xdist worker), on a free loopback port with a
+    throw-away data folder; stopped, and the folder removed, when the session ends. Never skipped: a server
+    that cannot start fails the tests that need it, with the reason."""
+    # Not under pytest's tmp folder: as root the server runs as `nobody`, who cannot enter that 0700 folder.
+    folder = scratch_folder("credmate-pg-test-")
+    try:
+        with LocalPostgres.start(folder / "data", fast=True) as server:
+            yield server
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+_databases = itertools.count(1)
+
+
+@pytest.fixture
+def postgres_url(postgres_server: LocalPostgres) -> str:
+    """The URL of a new, empty database of the session's server, for this test alone."""
+    return postgres_server.create_database(f"test_{os.getpid()}_{next(_databases)}")
 
 
 @pytest.fixture

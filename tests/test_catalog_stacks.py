@@ -56,24 +56,31 @@ def _synth(tmp_path_factory: pytest.TempPathFactory, context: dict[str, Any], na
 # What the lean layout of a large catalog (one pre- and one post-traffic hook, one CodeDeploy role and one
 # FunctionRole per environment) retired on purpose, by logical-ID prefix, with the reason. None holds state:
 # a retired hook log group is RETAIN, so its logs stay in the account. Nothing else may disappear.
-RETIRED: dict[str, str] = {
-    f"{fn}CanaryPreTrafficHook": "the environment's shared hook replaces each function's own"
-    for fn in ("BackendApi", "Worker", "CampaignScheduler")
-} | {
-    "BackendApiCanaryPostTrafficHook": "the environment's shared hook replaces each function's own",
-} | {
-    f"{fn}CanaryDeploymentGroupServiceRole": "the environment's one CodeDeploy role replaces each group's"
-    for fn in ("BackendApi", "Worker", "CampaignScheduler")
-} | {
-    f"CodeDriftCheck{fn}CodeDriftAlarm": "one CodeDrift alarm per stack replaces one per function"
-    for fn in ("BackendApi", "Worker", "CampaignScheduler")
-} | {
-    f"{fn}Alarms{f}": "timeouts are read from Duration, and INIT_REPORT statuses share one filter"
-    for fn in ("BackendApi", "Worker", "CampaignScheduler")
-    for f in ("TimeoutsFilter", "InitErrorsFilter2")
-} | {
-    "BackendApiFunctionServiceRole": "a function with no grants of its own uses its stack's FunctionRole",
-}
+RETIRED: dict[str, str] = (
+    {
+        f"{fn}CanaryPreTrafficHook": "the environment's shared hook replaces each function's own"
+        for fn in ("BackendApi", "Worker", "CampaignScheduler")
+    }
+    | {
+        "BackendApiCanaryPostTrafficHook": "the environment's shared hook replaces each function's own",
+    }
+    | {
+        f"{fn}CanaryDeploymentGroupServiceRole": "the environment's one CodeDeploy role replaces each group's"
+        for fn in ("BackendApi", "Worker", "CampaignScheduler")
+    }
+    | {
+        f"CodeDriftCheck{fn}CodeDriftAlarm": "one CodeDrift alarm per stack replaces one per function"
+        for fn in ("BackendApi", "Worker", "CampaignScheduler")
+    }
+    | {
+        f"{fn}Alarms{f}": "timeouts are read from Duration, and INIT_REPORT statuses share one filter"
+        for fn in ("BackendApi", "Worker", "CampaignScheduler")
+        for f in ("TimeoutsFilter", "InitErrorsFilter2")
+    }
+    | {
+        "BackendApiFunctionServiceRole": "a function with no grants of its own uses its stack's FunctionRole",
+    }
+)
 STATELESS_OR_RETAINED = {
     "AWS::Lambda::Function",
     "AWS::Logs::LogGroup",
@@ -97,12 +104,13 @@ def test_default_catalog_keeps_every_logical_id_of_the_live_templates(
     retired = {k for k in before if any(k.startswith(prefix) for prefix in RETIRED)}
     missing = sorted(k for k in before if k not in now and k not in retired)
     assert not missing, f"renamed or removed (CloudFormation would replace them): {missing}"
-    assert {k: now[k] for k in before if k not in retired} == {k: before[k] for k in before if k not in retired}
+    assert {k: now[k] for k in before if k not in retired} == {
+        k: before[k] for k in before if k not in retired
+    }
     # Each retired ID is really gone, holds no state, and each reason still names something.
     assert not retired & set(now)
     assert {before[k] for k in retired} <= STATELESS_OR_RETAINED
     assert all(any(k.startswith(p) for k in retired) for p in RETIRED), "a RETIRED entry matches nothing"
-
 
 
 @pytest.fixture(scope="module")
@@ -132,7 +140,7 @@ def test_migrations_run_after_every_new_version_and_before_any_alias_moves(
 ) -> None:
     tpl = _template(four_functions["outdir"], "prod")
     res = tpl["Resources"]
-    (trigger,) = [k for k, v in res.items() if v["Type"] == "Custom::Trigger"]
+    (trigger,) = [k for k, v in res.items() if v["Type"] == "Custom::Migrations"]
     (runner,) = _ids(tpl, "AWS::Lambda::Function", "MigrationsFunction")
     assert res[runner]["Properties"]["Handler"] == "credmate_migrate.handler"
     # The runner ships in the very bundle the functions run.
@@ -147,7 +155,7 @@ def test_migrations_run_after_every_new_version_and_before_any_alias_moves(
         assert trigger in res[alias_id].get("DependsOn", []), f"{name}'s alias must wait for the migrations"
     # Staging (migrations off in cdk.json) has no step and no runner in its bundle.
     staging = _template(four_functions["outdir"], "staging")
-    assert not [k for k, v in staging["Resources"].items() if v["Type"] == "Custom::Trigger"]
+    assert not [k for k, v in staging["Resources"].items() if v["Type"] == "Custom::Migrations"]
     assert not (four_functions["stacks"]["staging"].bundle.result.directory / "credmate_migrate.py").exists()
     assert (four_functions["stacks"]["prod"].bundle.result.directory / "credmate_migrate.py").is_file()
 

@@ -39,14 +39,13 @@ def bundle(tmp_path: Path) -> Path:
 
 
 def invoke(
-    bundle: Path, db: Path, *, stack_status: str | None = None, **env: str
+    bundle: Path, db: Path, *, event: dict[str, Any] | None = None, **env: str
 ) -> subprocess.CompletedProcess[str]:
     """`credmate_migrate.handler(event, context)` in a fresh interpreter whose working directory is the bundle
-    root, as Lambda imports a handler from /var/task. `stack_status` fakes CloudFormation's answer."""
-    fake = f"credmate_migrate.stack_status = lambda: {stack_status!r}; " if stack_status else ""
+    root, as Lambda imports a handler from /var/task."""
     code = (
-        f"import json, credmate_migrate; {fake}"
-        "print('RESULT ' + json.dumps(credmate_migrate.handler({}, None)))"
+        "import json, sys, credmate_migrate; "
+        "print('RESULT ' + json.dumps(credmate_migrate.handler(json.loads(sys.argv[1]), None)))"
     )
     environ = {
         "PATH": "/usr/bin:/bin",
@@ -56,7 +55,12 @@ def invoke(
         **env,
     }
     return subprocess.run(
-        [sys.executable, "-c", code], cwd=bundle, env=environ, capture_output=True, text=True, check=False
+        [sys.executable, "-c", code, json.dumps(event or {})],
+        cwd=bundle,
+        env=environ,
+        capture_output=True,
+        text=True,
+        check=False,
     )
 
 
@@ -164,60 +168,73 @@ def test_database_migrated_by_newer_code_is_never_downgraded(bundle, tmp_path):
     )
 
 
+def cfn_event(request_type: str, head: str, old_head: str | None = None) -> dict[str, Any]:
+    """What CDK's provider framework passes on from CloudFormation (ResponseURL elided)."""
+    event: dict[str, Any] = {
+        "RequestType": request_type,
+        "ResponseURL": "...",
+        "StackId": "arn:aws:cloudformation:eu-west-1:111122223333:stack/credmate-backend-prod/abc",
+        "LogicalResourceId": "MigrationsRunAbc123",
+        "ResourceType": "Custom::Migrations",
+        "ResourceProperties": {"ServiceToken": "arn:aws:lambda:...", "CodeVersion": "7", "SchemaHead": head},
+    }
+    if old_head is not None:
+        event["OldResourceProperties"] = {
+            **event["ResourceProperties"],
+            "CodeVersion": "8",
+            "SchemaHead": old_head,
+        }
+        event["PhysicalResourceId"] = "credmate-migrations"
+    return event
+
+
 @pytest.mark.parametrize(
-    ("status", "refused"), [("UPDATE_ROLLBACK_IN_PROGRESS", False), ("UPDATE_IN_PROGRESS", True)]
+    ("request_type", "old_head", "kept"),
+    [
+        ("Update", "f00dcafe_from_the_failed_release", True),  # CloudFormation rolling that release back
+        ("Update", "some_other_head", False),  # the database is ahead of both releases
+        ("Update", None, False),
+        ("Create", None, False),
+    ],
 )
-def test_a_newer_database_is_kept_only_while_the_stack_rolls_back(bundle, tmp_path, status, refused):
-    """CloudFormation's rollback re-invokes the previous version of the migration function after the failed
-    release migrated the database: failing there would leave the stack in UPDATE_ROLLBACK_FAILED."""
+def test_a_newer_database_is_kept_only_when_the_replaced_release_left_it_there(
+    bundle, tmp_path, request_type, old_head, kept
+):
+    """CloudFormation's rollback sends the previous version of the migration function an Update with the
+    previous properties, after the failed release migrated the database: failing there would leave the stack
+    in UPDATE_ROLLBACK_FAILED. The event alone decides: no AWS call."""
     db = tmp_path / "app.db"
     assert invoke(bundle, db).returncode == 0
+    head = db_revision(db)[0]
     with sqlite3.connect(db) as conn:
         conn.execute("UPDATE alembic_version SET version_num = 'f00dcafe_from_the_failed_release'")
-    done = invoke(bundle, db, stack_status=status)
+    # No way to reach AWS: a call would fail (and no credentials exist).
+    done = invoke(
+        bundle, db, event=cfn_event(request_type, head, old_head), AWS_ENDPOINT_URL="http://127.0.0.1:1"
+    )
     (line,) = log_lines(done)
-    if refused:
-        assert done.returncode != 0 and line["migration"] == "refused"
-    else:
+    if kept:
         assert done.returncode == 0, done.stderr
-        assert line["migration"] == "kept-for-rollback" and line["stack_status"] == status
+        assert line["migration"] == "kept-for-rollback" and line["request"] == "Update"
         assert line["database"] == ["f00dcafe_from_the_failed_release"]
+        result = json.loads(done.stdout.split("RESULT ", 1)[1])
+        assert result["PhysicalResourceId"] == "credmate-migrations"
+    else:
+        assert done.returncode != 0 and line["migration"] == "refused"
     assert db_revision(db) == ["f00dcafe_from_the_failed_release"]
 
 
-def test_stack_status_reads_cloudformation(monkeypatch):
-    import boto3
-    from botocore.stub import Stubber
-
-    sys.path.insert(0, str(RUNNER.parent))
-    try:
-        import credmate_migrate
-    finally:
-        sys.path.remove(str(RUNNER.parent))
-    stack_id = "arn:aws:cloudformation:eu-west-1:111122223333:stack/credmate-backend-prod/abc"
-    client = boto3.client("cloudformation", region_name="eu-west-1")
-    monkeypatch.setattr(boto3, "client", lambda *_a, **_k: client)
-    monkeypatch.delenv("CREDMATE_STACK_ID", raising=False)
-    assert credmate_migrate.stack_status() is None  # not configured: no call at all
-    monkeypatch.setenv("CREDMATE_STACK_ID", stack_id)
-    with Stubber(client) as stub:
-        stub.add_response(
-            "describe_stacks",
-            {
-                "Stacks": [
-                    {
-                        "StackName": "credmate-backend-prod",
-                        "CreationTime": "2026-01-01T00:00:00Z",
-                        "StackStatus": "UPDATE_ROLLBACK_IN_PROGRESS",
-                    }
-                ]
-            },
-            {"StackName": stack_id},
-        )
-        stub.add_client_error("describe_stacks", "AccessDenied", "not allowed")
-        assert credmate_migrate.stack_status() == "UPDATE_ROLLBACK_IN_PROGRESS"
-        assert credmate_migrate.stack_status() is None  # unreadable: the caller refuses, as without it
-        stub.assert_no_pending_responses()
+def test_custom_resource_events_migrate_and_a_delete_does_nothing(bundle, tmp_path):
+    db = tmp_path / "app.db"
+    head = script_revisions(bundle / "migrations")[-1]
+    created = invoke(bundle, db, event=cfn_event("Create", head))
+    assert created.returncode == 0, created.stderr
+    result = json.loads(created.stdout.split("RESULT ", 1)[1])
+    assert result["PhysicalResourceId"] == "credmate-migrations" and result["migration"] == "upgraded"
+    other = tmp_path / "untouched.db"
+    deleted = invoke(bundle, other, event=cfn_event("Delete", head, head))
+    assert deleted.returncode == 0, deleted.stderr
+    assert log_lines(deleted)[0]["migration"] == "skipped" and not other.exists()
 
 
 def test_a_broken_migration_fails_the_invocation(bundle, tmp_path):
@@ -370,6 +387,7 @@ class StepStack:
             migrations_dir="db/migrations",
             network=placement,
             secret_arn=self.SECRET if secret else None,
+            schema_head="0009_head_of_the_test",
         )
         self.stack = stack
         # As BackendStack does: the environment key and scoped logging on everything.
@@ -414,27 +432,32 @@ def depends_on(resource: dict[str, Any]) -> set[str]:
     return {value} if isinstance(value, str) else set(value)
 
 
-def test_trigger_runs_after_the_functions_and_before_every_alias(step_stack):
+def test_migrations_run_after_the_functions_and_before_every_alias(step_stack):
     resources = step_stack.resources
-    triggers = {k: v for k, v in resources.items() if v["Type"] == "Custom::Trigger"}
-    (trigger_id,) = triggers
-    trigger = triggers[trigger_id]
+    runs = {k: v for k, v in resources.items() if v["Type"] == "Custom::Migrations"}
+    (run_id,) = runs
+    run = runs[run_id]
     for fn in step_stack.functions:
-        assert step_stack.id_of(fn) in depends_on(trigger), "the trigger must wait for every function"
+        assert step_stack.id_of(fn) in depends_on(run), "the migrations must wait for every function"
     for alias in step_stack.aliases:
-        assert trigger_id in depends_on(resources[step_stack.id_of(alias)]), (
+        assert run_id in depends_on(resources[step_stack.id_of(alias)]), (
             "every live alias must wait for the migrations"
         )
-    # It invokes the migration function's current version (re-runs when the bundle or config changes) and
-    # waits for the answer.
+    # The provider framework invokes the migration function's current version with the event itself; the
+    # resource's properties carry that version (a new bundle or configuration re-runs) and the code's head.
     migrate_fn = step_stack.id_of(step_stack.step.function)
-    props = trigger["Properties"]
-    version_id = props["HandlerArn"]["Ref"]
-    version = step_stack.resources[version_id]
+    props = run["Properties"]
+    assert props["SchemaHead"] == "0009_head_of_the_test"
+    version_id = props["CodeVersion"]["Fn::GetAtt"][0]
+    version = resources[version_id]
     assert version["Type"] == "AWS::Lambda::Version"
     assert version["Properties"]["FunctionName"] == {"Ref": migrate_fn}
-    assert props["InvocationType"] == "RequestResponse"
-    assert int(props["Timeout"]) == 5 * 60 * 1000
+    framework = resources[props["ServiceToken"]["Fn::GetAtt"][0]]
+    assert framework["Properties"]["Environment"]["Variables"]["USER_ON_EVENT_FUNCTION_ARN"] == {
+        "Ref": version_id
+    }
+    assert "VpcConfig" not in framework["Properties"], "the framework answers CloudFormation: no VPC"
+    assert "cloudformation:DescribeStacks" not in json.dumps(step_stack.template)
 
 
 def test_migration_function_runs_the_runner_in_the_bundle_with_the_environment(step_stack):
@@ -448,7 +471,6 @@ def test_migration_function_runs_the_runner_in_the_bundle_with_the_environment(s
         "DATABASE_URL_FROM": "secret",
         "COMBINED_SECRET_ARN": StepStack.SECRET,
         "CREDMATE_MIGRATIONS_DIR": "db/migrations",
-        "CREDMATE_STACK_ID": {"Ref": "AWS::StackId"},
     }
     assert props["Runtime"] == "python3.11" and props["Architectures"] == ["arm64"]
     assert props["Timeout"] == 300
@@ -488,7 +510,7 @@ def test_migration_function_may_read_the_database_secret(step_stack):
 
 
 def test_cdk_nag_findings_of_the_step_are_all_acknowledged(step_stack):
-    ours = ("MigrationTest/Migrations/", "MigrationTest/AWSCDK.Trigger")
+    ours = ("MigrationTest/Migrations/",)
     assert not [f for f in step_stack.findings if f[1].startswith(ours)]
     # The scaffolding functions do have findings: the report is really read.
     assert any(path.startswith("MigrationTest/Api/") for _rule, path in step_stack.findings)

@@ -23,7 +23,7 @@ from aws_cdk import CfnResource
 from stacks import compliance as c
 from stacks.config import EnvironmentConfig, NoTrigger, ScheduleTrigger, SqsTrigger
 from stacks.constructs import guardrails, waf
-from stacks.constructs.canary import HOOK_RUNTIME
+from stacks.constructs.deploy_hooks import HOOK_RUNTIME
 from stacks.constructs.rest_api import login_paths
 from stacks.policy_stack import PROVIDER_DLQ_REASON, PROVIDER_VPC_REASON
 from tests.conftest import REPO_ROOT

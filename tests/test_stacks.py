@@ -328,96 +328,70 @@ def test_pre_traffic_hook_outlasts_its_targets_invokes(synthesized: dict[str, An
     assert variables["HEALTH_PATH"].startswith("/")
 
 
-def _canary_stack(hooks_code_: Any, *, function_timeout: int, **canary: Any) -> Any:
+def _hooks_stack(code: Any, *, pre_traffic_timeout_seconds: int, log_retention_days: int) -> Any:
     import aws_cdk as cdk
-    from aws_cdk import aws_cloudwatch as cloudwatch
     from aws_cdk import aws_codedeploy as codedeploy
-    from aws_cdk import aws_lambda as lambda_
     from aws_cdk import aws_sns as sns
 
-    from stacks.constructs.canary import CanaryDeployment
-    from stacks.constructs.guarded_function import FunctionSpec, GuardedFunction
+    from stacks.constructs.deploy_hooks import DeploymentHooks, PostTrafficSettings
 
     stack = cdk.Stack(cdk.App(), "HookTest")
-    target = GuardedFunction(
+    DeploymentHooks(
         stack,
-        "Reports",
-        spec=FunctionSpec(
-            label="Reports",
-            description="a catalog function",
-            memory_mb=512,
-            timeout=cdk.Duration.seconds(function_timeout),
-            environment={"CREDMATE_REAL_HANDLER": "reports.handler"},
-        ),
-        code=lambda_.Code.from_inline("def handler(event, context):\n    return None\n"),
-        runtime=lambda_.Runtime.PYTHON_3_11,
-        architecture=lambda_.Architecture.X86_64,
-        log_retention_days=30,
-    )
-    CanaryDeployment(
-        stack,
-        "ReportsCanary",
-        target=target,
+        "DeploymentHooks",
         application=codedeploy.LambdaApplication(stack, "App"),
-        config="AllAtOnce",
-        alarms=[
-            cloudwatch.Alarm(
-                stack, "Errors", metric=target.function.metric_errors(), threshold=1, evaluation_periods=1
-            )
-        ],
+        code=code,
         topic=sns.Topic(stack, "Topic"),
-        hooks_code=hooks_code_,
-        schema_mismatch="fail",
-        **canary,
-    )
-    return stack
-
-
-def test_canary_deployment_configures_its_hooks_for_any_catalog_function(shared_cache: Path) -> None:
-    from stacks.bundling.build import build_bundle
-    from stacks.constructs.canary import PostTrafficChecks, hooks_bundle_spec, hooks_code
-    from stacks.hook_budget import hook_timeout_seconds
-
-    # GIVEN a function with a 5-minute timeout, a database, its health route at /status and no login route
-    stack = _canary_stack(
-        hooks_code(shared_cache, log=lambda _m: None),
-        function_timeout=300,
-        check_http_health=True,
-        uses_database=True,
-        health_path="/status",
-        post_traffic=PostTrafficChecks(
+        log_retention_days=log_retention_days,
+        pre_traffic_timeout_seconds=pre_traffic_timeout_seconds,
+        group_count=7,
+        post_traffic=PostTrafficSettings(
             api_url="https://example.invalid/v1/",
             allowed_origin="https://app.example.com",
             cors_methods=("GET",),
             cors_headers=("Content-Type",),
-            health_path="/status",
         ),
+    )
+    return stack
+
+
+def test_the_shared_hooks_carry_nothing_per_function_and_keep_the_environments_log_retention(
+    shared_cache: Path,
+) -> None:
+    from stacks.bundling.build import build_bundle
+    from stacks.constructs.canary import hooks_bundle_spec, hooks_code
+    from stacks.hook_budget import hook_timeout_seconds
+
+    # GIVEN an environment whose slowest API function has a 5-minute timeout and whose logs stay a year
+    stack = _hooks_stack(
+        hooks_code(shared_cache, log=lambda _m: None),
+        pre_traffic_timeout_seconds=hook_timeout_seconds(300, invokes=2),
+        log_retention_days=365,
     )
     tpl = dict(Template.from_stack(stack).to_json())
     functions = resources(tpl, "AWS::Lambda::Function")
-    pre = functions[logical_id(tpl, "AWS::Lambda::Function", "ReportsCanaryPreTrafficHook")]["Properties"]
-    post = functions[logical_id(tpl, "AWS::Lambda::Function", "ReportsCanaryPostTrafficHook")]["Properties"]
-    # THEN the pre-traffic hook outlasts two 300 s invokes, and both hooks are configured for this function
+    pre = functions[logical_id(tpl, "AWS::Lambda::Function", "DeploymentHooksPreTrafficHook")]["Properties"]
+    post = functions[logical_id(tpl, "AWS::Lambda::Function", "DeploymentHooksPostTrafficHook")]["Properties"]
+    # THEN the pre-traffic hook outlasts two 300 s invokes and knows only the alias: which function and what
+    # to check come from the deployment and the function (lambda_src/hooks)
     assert pre["Timeout"] == hook_timeout_seconds(300, invokes=2) > 600
-    assert pre["Environment"]["Variables"]["USES_DATABASE"] == "true"
-    assert pre["Environment"]["Variables"]["HEALTH_PATH"] == "/status"
-    assert post["Environment"]["Variables"]["HEALTH_PATH"] == "/status"
-    assert "LOGIN_PATH" not in post["Environment"]["Variables"]
+    assert pre["Environment"]["Variables"] == {"TARGET_ALIAS": "live"}
+    assert set(post["Environment"]["Variables"]) == {
+        "TARGET_ALIAS",
+        "API_URL",
+        "ALLOWED_ORIGIN",
+        "CORS_METHODS",
+        "CORS_HEADERS",
+    }
     assert post["Timeout"] == 180
+    # AND each runs as many at once as there are deployment groups (one lifecycle event per group at a time)
+    assert pre["ReservedConcurrentExecutions"] == post["ReservedConcurrentExecutions"] == 7
+    # AND their log groups keep the environment's retention, not a fixed month
+    retention = {g["Properties"]["RetentionInDays"] for g in resources(tpl, "AWS::Logs::LogGroup").values()}
+    assert retention == {365}
     # AND both run the bundler's hook asset (sources plus PyYAML), whose hash is the bundle's input hash
     asset_hash = build_bundle(hooks_bundle_spec(shared_cache)).asset_hash
     cdk_key = hashlib.sha256(asset_hash.encode()).hexdigest()  # CDK hashes a custom asset hash once more
     for props in (pre, post):
         assert props["Runtime"] == _newest_python_runtime()
         assert props["Code"]["S3Key"] == f"{cdk_key}.zip"
-
-
-def test_canary_deployment_refuses_a_target_timeout_no_hook_can_wait_for() -> None:
-    from aws_cdk import aws_lambda as lambda_
-
-    with pytest.raises(ValueError, match=r"function Reports: function timeout 900 s is too long"):
-        _canary_stack(
-            lambda_.Code.from_inline("def handler(event, context):\n    return None\n"),
-            function_timeout=900,
-            check_http_health=True,
-        )

@@ -5,6 +5,11 @@ Handler `pre_traffic.handler`. One instance serves every deployment group of an 
 * TARGET_ALIAS: the alias the environment's deployments shift (default `live`). Nothing else: the hook reads
   the function from the deployment and what to check from the function.
 
+A function whose checks say `uses_database`, in `fail` mode: the deployment fails unless the probe read the
+database's version (from `alembic_version`, or the backend's own reader) and it equals the code's head: a
+database that cannot be read (`db_error`), no database version at all, or a mismatch all fail. A function
+without `uses_database` only gets a warning when no version is reported.
+
 Which function and version (hook_core.resolve_target, shared with the post-traffic hook): GetDeployment's
 `revision.appSpecContent` (the one function resource whose Alias is TARGET_ALIAS, its TargetVersion), else
 CodeDeploy's ListDeploymentTargets + GetDeploymentTarget (`lambdaTarget.lambdaFunctionInfo`: functionName,
@@ -133,25 +138,24 @@ def schema_check(
     head, db = payload.get("schema_head"), payload.get("db_version")
     db_error, schema_error = payload.get("db_error"), payload.get("schema_error")
     schema_note = f" (schema head unreadable: {schema_error})" if schema_error else ""
-    if db is None and db_error:
-        reason = f"database is configured but cannot be read: {db_error}{schema_note}"
+    if db is None:
+        if db_error:
+            reason = f"database is configured but cannot be read: {db_error}{schema_note}"
+            fix = "fix its DATABASE_URL, network or migrations"
+        else:
+            reason = (
+                f"no database version reported (no DATABASE_URL or COMBINED_SECRET_ARN?): schema head {head} "
+                "not compared" + schema_note
+            )
+            fix = "give it DATABASE_URL or the secret's database_url"
         if uses_database and mode == "fail":
             return CheckResult(
                 "schema",
                 False,
-                reason + " (this function uses its database: fix its DATABASE_URL, network or "
-                "migrations, or set SCHEMA_MISMATCH=warn)",
+                f"{reason} (this function uses its database: {fix}, or set SCHEMA_MISMATCH=warn)",
             )
         why = "[SCHEMA_MISMATCH=warn]" if uses_database else "[USES_DATABASE=false]"
         return CheckResult("schema", True, f"{reason} {why}", warning=True)
-    if db is None:
-        return CheckResult(
-            "schema",
-            True,
-            f"no database version reported (no database configured?): schema head {head} not compared"
-            + schema_note,
-            warning=True,
-        )
     if head == db:
         return CheckResult("schema", True, f"schema head {head} matches the database")
     reason = (

@@ -12,16 +12,29 @@ What it does, in one Alembic environment run:
 2. builds the Alembic Config in code (no alembic.ini ships in a bundle) and leaves the database URL to the
    scripts' own `env.py`, which knows the app's configuration (a DATABASE_URL variable, a secret...);
    `$CREDMATE_MIGRATIONS_URL_ENV` may name an environment variable holding the URL instead;
-3. reads the database's current revision and **refuses to downgrade**: a revision the scripts do not know
+3. on PostgreSQL, takes a transaction-level advisory lock (`pg_advisory_xact_lock`) as each transaction
+   env.py opens begins (an SQLAlchemy `begin` event), so before Alembic reads or creates the version table:
+   two runs at once (a retried deploy, two stacks on one database) never both apply a revision; the second
+   waits for the first to commit, then finds nothing left to do. The lock ends with the migration
+   transaction (Alembic's default: one transaction for the whole upgrade, which PostgreSQL's transactional
+   DDL rolls back whole when a revision fails);
+4. reads the database's current revision and **refuses to downgrade**: a revision the scripts do not know
    (the database was migrated by newer code: this deploy is older than the schema) stops the run before any
-   statement, with a message naming the database's and the code's revisions. One exception: while
-   CloudFormation rolls the stack back (`$CREDMATE_STACK_ID` is `UPDATE_ROLLBACK_IN_PROGRESS`), the trigger
-   invokes the *previous* version of this function, and a database ahead of it is the expected state (the
-   failed release's migrations ran; expand/contract keeps the old code working on them). Failing there would
-   leave the stack in UPDATE_ROLLBACK_FAILED, so it logs `"kept-for-rollback"` and succeeds without touching
-   the database. The trigger's event carries nothing, so the stack status is the only way to tell;
-4. runs `upgrade head`, then prints one JSON line: `{"migration": "upgraded", "from": ..., "to": ...,
-   "applied": [...]}` (or `"up-to-date"`, or `"refused"` / `"failed"` with the error).
+   statement, with a message naming the database's and the code's revisions. One exception, decided from
+   the CloudFormation custom-resource event alone (no AWS call: in a VPC without a CloudFormation endpoint
+   that call would fail and leave the stack in UPDATE_ROLLBACK_FAILED): an `Update` whose
+   `OldResourceProperties.SchemaHead` (the head of the release this update replaces) is exactly the
+   database's revision. That is CloudFormation rolling back a release whose migrations ran (it invokes the
+   previous version of this function with the previous properties), or older code deployed over it; expand/
+   contract keeps older code working on the newer schema, and the pre-traffic schema gate still compares.
+   It logs `"kept-for-rollback"` and succeeds without touching the database. A `Delete` does nothing;
+5. runs `upgrade head`, then prints one JSON line: `{"migration": "upgraded", "from": ..., "to": ...,
+   "applied": [...]}` (or `"up-to-date"`, or `"refused"` / `"failed"` with the error; a failure names the
+   revision that failed and the revision the database was left at).
+
+The event: stacks/constructs/migrations.py runs this handler as the onEvent function of a custom resource
+(CDK's provider framework answers CloudFormation), so it receives `RequestType`, `ResourceProperties` and
+`OldResourceProperties`; invoked with anything else (`{}`, by hand) it migrates, and refuses any downgrade.
 
 Standard library plus alembic (which the backend ships when it has migrations); nothing else is assumed.
 """
@@ -29,19 +42,24 @@ Standard library plus alembic (which the backend ships when it has migrations); 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 MIGRATIONS_DIR_ENV = "CREDMATE_MIGRATIONS_DIR"
 URL_ENV_ENV = "CREDMATE_MIGRATIONS_URL_ENV"
-STACK_ID_ENV = "CREDMATE_STACK_ID"
 DEFAULT_MIGRATIONS_DIR = "migrations"
-ROLLBACK_STATUSES = frozenset({"UPDATE_ROLLBACK_IN_PROGRESS"})
+# The custom resource's property carrying the code's Alembic head (stacks/constructs/migrations.py).
+SCHEMA_HEAD_PROPERTY = "SchemaHead"
+PHYSICAL_ID = "credmate-migrations"
+# One lock for every migration run on a database: a constant 64-bit key (sha256 of "credmate_migrate").
+ADVISORY_LOCK_KEY = int.from_bytes(hashlib.sha256(b"credmate_migrate").digest()[:8], "big", signed=True)
 
 
 class MigrationError(RuntimeError):
@@ -77,22 +95,28 @@ def migrations_dir(root: Path | None = None) -> Path:
     return found
 
 
-def stack_status() -> str | None:
-    """The status of the stack named in $CREDMATE_STACK_ID, or None (not set, or unreadable: logged)."""
-    stack_id = os.environ.get(STACK_ID_ENV, "").strip()
-    if not stack_id:
-        return None
-    try:
-        import boto3
-        from botocore.config import Config as BotoConfig
+@dataclass(frozen=True)
+class Request:
+    """What the CloudFormation custom-resource event says about this run (empty when invoked by hand)."""
 
-        # Short timeouts: in a VPC without a route to CloudFormation this must fail fast, not at the timeout.
-        config = BotoConfig(connect_timeout=5, read_timeout=10, retries={"max_attempts": 2})
-        stacks = boto3.client("cloudformation", config=config).describe_stacks(StackName=stack_id)["Stacks"]
-        return str(stacks[0]["StackStatus"])
-    except Exception as exc:
-        _log({"migration": "warning", "error": f"cannot read the status of {stack_id}: {exc}"})
-        return None
+    request_type: str | None = None
+    replaced_head: str | None = None  # OldResourceProperties.SchemaHead: the head of the release replaced
+
+    @classmethod
+    def from_event(cls, event: Any) -> Request:
+        if not isinstance(event, Mapping) or not isinstance(event.get("RequestType"), str):
+            return cls()
+        old = event.get("OldResourceProperties")
+        head = old.get(SCHEMA_HEAD_PROPERTY) if isinstance(old, Mapping) else None
+        return cls(str(event["RequestType"]), head if isinstance(head, str) and head else None)
+
+    def keeps(self, unknown: Sequence[str]) -> bool:
+        """True when a database ahead of this code is where the release this update replaces left it."""
+        return (
+            self.request_type == "Update"
+            and self.replaced_head is not None
+            and set(unknown) == {self.replaced_head}
+        )
 
 
 def _log(record: dict[str, Any]) -> None:
@@ -108,8 +132,9 @@ def _fmt(revisions: Sequence[str]) -> str:
     return ", ".join(revisions) if revisions else "<empty database>"
 
 
-def run(root: Path | None = None) -> dict[str, Any]:
+def run(root: Path | None = None, request: Request | None = None) -> dict[str, Any]:
     """Upgrade the configured database to the scripts' head. Returns the JSON-able summary it logs."""
+    request = request or Request()
     # Imported here so a bundle without alembic fails with a message, not at init.
     try:
         from alembic.config import Config
@@ -148,10 +173,19 @@ def run(root: Path | None = None) -> dict[str, Any]:
         )
     head = heads[0]
 
-    state: dict[str, Any] = {"called": False, "current": (), "applied": [], "kept_for": None}
+    state: dict[str, Any] = {
+        "called": False,
+        "current": (),
+        "applied": [],
+        "running": None,
+        "kept": False,
+        "transactional": None,
+        "lock_wait": None,
+    }
 
-    def upgrade(current: tuple[str, ...] | Sequence[str], _context: Any) -> Iterator[Any]:
+    def upgrade(current: tuple[str, ...] | Sequence[str], context: Any) -> Iterator[Any]:
         state["called"] = True
+        state["transactional"] = bool(getattr(context.impl, "transactional_ddl", False))
         current = tuple(current)
         state["current"] = current
         unknown = []
@@ -163,9 +197,8 @@ def run(root: Path | None = None) -> dict[str, Any]:
             if known is None:
                 unknown.append(revision)
         if unknown:
-            status = stack_status()
-            if status in ROLLBACK_STATUSES:
-                state["kept_for"] = status
+            if request.keeps(unknown):
+                state["kept"] = True
                 return
             raise DowngradeRefused(
                 f"the database is at revision {_fmt(current)}, which the code's migrations "
@@ -177,10 +210,26 @@ def run(root: Path | None = None) -> dict[str, Any]:
         # the version table is stamped, so `applied` lists only revisions that completed.
         # What alembic.command.upgrade does (it passes the current heads tuple too; the stub says str).
         for step in script._upgrade_revs(head, current):  # type: ignore[arg-type]
+            state["running"] = step.revision.revision
             yield step
             state["applied"].append(step.revision.revision)
+            state["running"] = None
+
+    def lock(connection: Any) -> None:
+        """At the start of every transaction env.py begins, before Alembic reads (or creates) the version
+        table: wait for any other run on this database to commit."""
+        if connection.dialect.name != "postgresql":
+            return
+        waited = time.monotonic()
+        with contextlib.closing(connection.connection.dbapi_connection.cursor()) as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", (ADVISORY_LOCK_KEY,))
+        state["lock_wait"] = round((state["lock_wait"] or 0) + time.monotonic() - waited, 3)
+
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
 
     started = time.monotonic()
+    event.listen(Engine, "begin", lock)
     try:
         with EnvironmentContext(config, script, fn=upgrade, destination_rev=head):
             script.run_env()
@@ -195,25 +244,45 @@ def run(root: Path | None = None) -> dict[str, Any]:
         _mark_logged(exc)
         raise
     except Exception as exc:
+        failed = state["running"]
+        # With transactional DDL (PostgreSQL) the whole upgrade is one transaction: nothing of it stays.
+        left_at = list(state["current"]) if state["transactional"] else None
         _log(
             {
                 "migration": "failed",
                 "from": list(state["current"]),
                 "code_head": head,
-                # With transactional DDL (PostgreSQL) a failure rolls these back as well.
+                "failed_revision": failed,
                 "completed_before_failure": state["applied"],
+                "database_left_at": left_at,
                 "error": f"{type(exc).__name__}: {exc}",
             }
         )
-        _mark_logged(exc)
-        raise
-    if state["kept_for"]:
+        if failed is None:
+            _mark_logged(exc)
+            raise
+        where = (
+            f"the database stays at {_fmt(left_at)} (the upgrade was rolled back)"
+            if left_at is not None
+            else f"revisions {_fmt(state['applied'])} stayed applied (no transactional DDL)"
+        )
+        error = MigrationError(
+            f"migration {failed} ({Path(script.get_revision(failed).path).name}) failed: "
+            f"{type(exc).__name__}: {_first_line(exc)}; {where}. Fix or replace revision {failed} and deploy "
+            "again; no alias moved"
+        )
+        _mark_logged(error)
+        raise error from exc
+    finally:
+        event.remove(Engine, "begin", lock)
+    if state["kept"]:
         summary: dict[str, Any] = {
             "migration": "kept-for-rollback",
             "database": list(state["current"]),
             "code_head": head,
-            "stack_status": state["kept_for"],
-            "note": "the stack is rolling back: the database stays ahead of this older code",
+            "request": request.request_type,
+            "note": "the database is at the head of the release this update replaces (a rollback): it stays "
+            "ahead of this older code",
         }
         _log(dict(summary))
         return summary
@@ -222,19 +291,33 @@ def run(root: Path | None = None) -> dict[str, Any]:
         "from": list(state["current"]),
         "to": head,
         "applied": state["applied"],
+        "lock_wait_seconds": state["lock_wait"],
         "seconds": round(time.monotonic() - started, 3),
     }
     _log(dict(summary))
     return summary
 
 
+def _first_line(exc: BaseException) -> str:
+    source = getattr(exc, "orig", None) or exc
+    lines = str(source).strip().splitlines()
+    return lines[0][:300] if lines else ""
+
+
 def handler(event: Any, context: Any) -> dict[str, Any]:
-    """Lambda entry point. The event is ignored: the trigger's invocation carries nothing to act on."""
+    """Lambda entry point: a custom-resource event (Create/Update migrate, Delete does nothing), or any
+    other event (a run by hand)."""
+    request = Request.from_event(event)
+    if request.request_type == "Delete":
+        _log({"migration": "skipped", "request": "Delete", "note": "the stack no longer runs migrations"})
+        return {"PhysicalResourceId": PHYSICAL_ID, "migration": "skipped"}
     try:
-        return run()
+        summary = run(request=request)
     except Exception as exc:
         # Failures before the database is reached (no scripts, several heads, a script that does not
         # import) get their JSON line here; the ones from the run itself were logged with more detail.
         if not getattr(exc, "credmate_logged", False):
             _log({"migration": "failed", "from": None, "error": f"{type(exc).__name__}: {exc}"})
         raise
+    # The provider framework reads PhysicalResourceId: one constant, so an update never replaces it.
+    return {"PhysicalResourceId": PHYSICAL_ID, **summary} if request.request_type else summary

@@ -14,13 +14,20 @@ the environment (`CREDMATE_REAL_HANDLER=handler.lambda_handler`). The bundler co
   or malformed `CREDMATE_REAL_HANDLER`. Both raise `ProbeConfigError`, an `ImportError`, so they surface as
   `Runtime.ImportModuleError` and trip the same init-error alarm, with a message naming what to fix.
 * **Probe event** `{"credmate_probe": {}}` is answered here and never reaches business logic: handler, code
-  version, schema head and database schema version (from the function named in `CREDMATE_PROBE_VERSIONS`,
-  default `app.versions:report`; without that module, from build_info.json), plus an import sweep of
-  exactly the dependency modules this function's code imports lazily (inside functions), which init does
-  not prove: the list the bundler's import closure recorded in build_info.json's `lazy_imports` under
-  `CREDMATE_FUNCTION_LABEL`. Nothing else is imported: module names in the event or the environment are
-  ignored, so a probe can never be made to import arbitrary code. Only direct `lambda:Invoke` can send this
-  shape: API Gateway, SQS and EventBridge events never carry a top-level `credmate_probe` key.
+  version, schema head and database schema version, plus an import sweep of exactly the dependency modules
+  this function's code imports lazily (inside functions), which init does not prove: the list the bundler's
+  import closure recorded in build_info.json's `lazy_imports` under `CREDMATE_FUNCTION_LABEL`. Versions,
+  for any backend that migrates with Alembic: `code_version` and `schema_head` from build_info.json (the
+  bundler reads the head from the bundle's migration scripts), `db_version` from the database's
+  `alembic_version` table, read with the bundle's SQLAlchemy through the connection the function itself
+  gets: `DATABASE_URL`, else the `database_url` key of the secret in `COMBINED_SECRET_ARN`. Neither set:
+  no database configured (no `db_version`, no `db_error`). Unreadable (unreachable, wrong credentials, no
+  version table, no SQLAlchemy in the bundle): `db_error`, the driver's first line, never the URL. Only a
+  backend that records its schema some other way names its own reader, `module:function` returning a dict
+  like the one above, in `SCHEMA_VERSION_READER` (the catalog's per-function `environment`). Nothing else
+  is imported: module names in the event are ignored, so a probe can never be made to import arbitrary
+  code. Only direct `lambda:Invoke` can send this shape: API Gateway, SQS and EventBridge events never carry
+  a top-level `credmate_probe` key.
 * **What the hooks check** comes from the function itself: `CREDMATE_CHECKS`, compact JSON
   `{"pre": {"http_health": bool, "health_path": "/...", "uses_database": bool, "schema_mismatch":
   "fail"|"warn"}, "post": null | {"health_path": "/...", "login_path": "/..."|null, "login_body":
@@ -31,7 +38,8 @@ the environment (`CREDMATE_REAL_HANDLER=handler.lambda_handler`). The bundler co
   `probe`, `function`, `handler`, `checks` and `errors`: no versions or database read, no import sweep.
 * **Every other event** goes to the real handler unchanged.
 
-Standard library only: this file runs inside every bundle, before anything else is known to import.
+Standard library only at import: this file runs inside every bundle, before anything else is known to
+import. SQLAlchemy (and boto3, for the secret) are imported only to answer a probe with a database.
 """
 
 from __future__ import annotations
@@ -46,11 +54,16 @@ from pathlib import Path
 from typing import Any
 
 REAL_HANDLER_ENV = "CREDMATE_REAL_HANDLER"
-VERSIONS_ENV = "CREDMATE_PROBE_VERSIONS"
+READER_ENV = "SCHEMA_VERSION_READER"
 LABEL_ENV = "CREDMATE_FUNCTION_LABEL"
 CHECKS_ENV = "CREDMATE_CHECKS"
-DEFAULT_VERSIONS = "app.versions:report"
-# Keys the versions function sets when a version cannot be read (app.versions.report), passed on as given.
+DATABASE_URL_ENV = "DATABASE_URL"
+SECRET_ARN_ENV = "COMBINED_SECRET_ARN"
+SECRET_URL_KEY = "database_url"
+VERSION_TABLE = "alembic_version"
+CONNECT_TIMEOUT_S = 5
+ERROR_LIMIT = 300
+# Keys a reader sets when a version cannot be read, passed on as given.
 VERSION_ERROR_KEYS = ("db_error", "schema_error")
 PROBE_KEY = "credmate_probe"
 BUILD_INFO = Path(__file__).resolve().with_name("build_info.json")
@@ -143,60 +156,121 @@ def read_build_info(path: Path = BUILD_INFO) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def _is_absent(exc: ModuleNotFoundError, module_name: str) -> bool:
-    """True when the versions module itself (or a parent package) does not exist, not one of its imports."""
-    parts = module_name.split(".")
-    return exc.name in {".".join(parts[: i + 1]) for i in range(len(parts))}
+def describe_error(exc: BaseException) -> str:
+    """One short line; for driver errors the driver's own message (no SQL, no connection parameters)."""
+    source = getattr(exc, "orig", None) or exc
+    lines = str(source).strip().splitlines()
+    return f"{type(source).__name__}: {lines[0] if lines else ''}".strip()[:ERROR_LIMIT]
 
 
-def read_versions(setting: str, build_info: Mapping[str, Any]) -> tuple[dict[str, Any], str, str | None]:
-    """(versions, source, error). build_info.json fills what the versions function does not report.
+def fetch_secret(arn: str) -> Mapping[str, Any]:
+    import boto3
+    from botocore.config import Config
 
-    The function's `db_error`/`schema_error` (why a version could not be read) are passed on as reported.
+    config = Config(connect_timeout=3, read_timeout=5, retries={"max_attempts": 2, "mode": "standard"})
+    raw = boto3.client("secretsmanager", config=config).get_secret_value(SecretId=arn).get("SecretString")
+    data = json.loads(raw) if isinstance(raw, str) else None
+    if not isinstance(data, Mapping):
+        raise ValueError(f"secret {arn} ({SECRET_ARN_ENV}) is not a JSON object")
+    return data
+
+
+def database_url(
+    environ: Mapping[str, str], secret: Callable[[str], Mapping[str, Any]] = fetch_secret
+) -> str | None:
+    """The function's own database URL: DATABASE_URL, else the secret's database_url; None if neither."""
+    url = environ.get(DATABASE_URL_ENV, "").strip()
+    arn = environ.get(SECRET_ARN_ENV, "").strip()
+    if not url and arn:
+        value = secret(arn).get(SECRET_URL_KEY)
+        if not isinstance(value, str) or not value.strip():
+            raise LookupError(f"secret {arn} ({SECRET_ARN_ENV}) has no {SECRET_URL_KEY!r} key")
+        url = value.strip()
+    if not url:
+        return None
+    # Heroku-style URLs are common in secrets; SQLAlchemy 2 only accepts the postgresql:// spelling.
+    return "postgresql://" + url.removeprefix("postgres://") if url.startswith("postgres://") else url
+
+
+def read_alembic_version(url: str) -> str:
+    """The database's Alembic revision(s), comma-joined; raises when they cannot be read."""
+    try:
+        import sqlalchemy
+        from sqlalchemy.pool import NullPool
+    except ImportError as exc:
+        raise ImportError(
+            f"SQLAlchemy is not in the bundle ({exc}): the probe reads {VERSION_TABLE} with it; name a "
+            f"reader in {READER_ENV} for a backend without it"
+        ) from None
+    parsed = sqlalchemy.engine.make_url(url)
+    timeout = {"connect_timeout": CONNECT_TIMEOUT_S} if parsed.get_backend_name() == "postgresql" else {}
+    engine = sqlalchemy.create_engine(parsed, poolclass=NullPool, connect_args=timeout)
+    try:
+        with engine.connect() as connection:
+            rows = connection.execute(sqlalchemy.text(f"SELECT version_num FROM {VERSION_TABLE}")).all()
+    finally:
+        engine.dispose()
+    if not rows:
+        raise LookupError(f"{VERSION_TABLE} is empty: the database was never migrated")
+    return ",".join(sorted(str(row[0]) for row in rows))
+
+
+def default_versions(environ: Mapping[str, str], versions: dict[str, Any]) -> tuple[dict[str, Any], str]:
+    """build_info.json's versions plus the database's alembic_version (or db_error)."""
+    try:
+        url = database_url(environ)
+    except Exception as exc:  # the secret: unreachable, denied, malformed
+        return {**versions, "db_error": describe_error(exc)}, VERSION_TABLE
+    if url is None:
+        return versions, "build_info.json"
+    try:
+        return {**versions, "db_version": read_alembic_version(url)}, VERSION_TABLE
+    except Exception as exc:
+        return {**versions, "db_error": describe_error(exc)}, VERSION_TABLE
+
+
+def read_versions(
+    environ: Mapping[str, str], build_info: Mapping[str, Any]
+) -> tuple[dict[str, Any], str, str | None]:
+    """(versions, source, error): the default reader, or the one named in SCHEMA_VERSION_READER.
+
+    build_info.json fills what a reader does not report; its `db_error`/`schema_error` (why a version could
+    not be read) are passed on as reported, for the hook to judge per function.
     """
     versions: dict[str, Any] = {
         "code_version": build_info.get("code_version"),
         "schema_head": build_info.get("schema_head"),
         "db_version": None,
     }
+    setting = environ.get(READER_ENV, "").strip()
+    if not setting:
+        found, source = default_versions(environ, versions)
+        return found, source, None
     module_name, sep, attr = setting.partition(":")
     if not sep or not _DOTTED.match(module_name) or not attr.isidentifier():
         return (
             versions,
-            "build_info.json",
-            (f"{VERSIONS_ENV}={setting!r} is not 'module:function' (e.g. {DEFAULT_VERSIONS})"),
+            setting,
+            f"{READER_ENV}={setting!r} is not 'module:function' (e.g. app.versions:report)",
         )
     try:
         module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if _is_absent(exc, module_name):
-            return versions, "build_info.json", None
-        return (
-            versions,
-            setting,
-            f"importing {module_name} ({VERSIONS_ENV}) failed: {type(exc).__name__}: {exc}",
-        )
     except BaseException as exc:
         return (
             versions,
             setting,
-            f"importing {module_name} ({VERSIONS_ENV}) failed: {type(exc).__name__}: {exc}",
+            f"importing {module_name} ({READER_ENV}) failed: {type(exc).__name__}: {exc}",
         )
     report = getattr(module, attr, None)
     if not callable(report):
-        return versions, setting, f"{module_name} has no function {attr} ({VERSIONS_ENV}={setting})"
+        return versions, setting, f"{module_name} has no function {attr} ({READER_ENV}={setting})"
     try:
         reported = report()
     except BaseException as exc:
         return versions, setting, f"{setting}() raised {type(exc).__name__}: {exc}"
     if not isinstance(reported, Mapping):
         return versions, setting, f"{setting}() returned {type(reported).__name__}, expected a dict"
-    for key in ("code_version", "schema_head", "db_version"):
-        if reported.get(key) is not None:
-            versions[key] = str(reported[key])
-    # Why a version could not be read (a configured database that does not answer): data for the hook to
-    # judge per function, not a probe failure.
-    for key in VERSION_ERROR_KEYS:
+    for key in ("code_version", "schema_head", "db_version", *VERSION_ERROR_KEYS):
         if reported.get(key) is not None:
             versions[key] = str(reported[key])
     return versions, setting, None
@@ -273,7 +347,7 @@ def answer_probe(
             "errors": errors,
         }
     build_info = read_build_info()
-    versions, source, version_error = read_versions(environ.get(VERSIONS_ENV) or DEFAULT_VERSIONS, build_info)
+    versions, source, version_error = read_versions(environ, build_info)
     if version_error:
         errors.append(version_error)
     checked, failures = import_sweep(recorded_imports(build_info, environ.get(LABEL_ENV)))

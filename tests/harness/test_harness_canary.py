@@ -275,3 +275,92 @@ def test_unreachable_database_only_warns_for_a_function_that_does_not_use_it(dep
     assert "cannot be read" in outcome.reason("schema") and "[USES_DATABASE=false]" in outcome.reason(
         "schema"
     )
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The schema gate for a backend other than the sample: Alembic scripts in schema/, no app.versions, a real
+# PostgreSQL. The probe reads alembic_version through the function's own DATABASE_URL.
+
+ALEMBIC_BACKEND = REPO_ROOT / "tests" / "fixtures" / "alembic_backend"
+ALEMBIC_HEAD = "0003_account_email_index"
+
+
+@pytest.fixture(scope="module")
+def alembic_bundle(backend_bundle: Path) -> Path:  # after the sample's: the runtime path is ready
+    from dataclasses import replace
+
+    from harness_bundles import backend_spec
+
+    from stacks.bundling.build import build_bundle
+    from stacks.bundling.spec import BundleSpec
+
+    sample = backend_spec(ALEMBIC_BACKEND, REPO_ROOT / ".cache")
+    spec = BundleSpec(
+        source_dir=ALEMBIC_BACKEND / "src",
+        requirements=ALEMBIC_BACKEND / "requirements.txt",
+        cache_dir=REPO_ROOT / ".cache",
+        extra_files=(("credmate_probe.py", REPO_ROOT / "lambda_src" / "probe" / "credmate_probe.py"),),
+        handlers=(("Accounts", "service.api.handler"),),
+        bytecode_modules=("credmate_probe",),
+        migrations_dir="schema/versions",
+    )
+    bundle = build_bundle(replace(spec, architecture=sample.architecture, runtime=sample.runtime)).directory
+    assert schema_head(bundle) == ALEMBIC_HEAD
+    assert not (bundle / "app").exists(), "this backend must not have the sample's app.versions"
+    return bundle
+
+
+def migrate_to(url: str, revision: str) -> None:
+    from alembic import command
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(ALEMBIC_BACKEND / "src" / "schema"))
+    config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    command.upgrade(config, revision)
+
+
+def deploy_alembic_backend(deploy, bundle: Path, url: str) -> Outcome:
+    env = {"CREDMATE_REAL_HANDLER": "service.api.handler", "DATABASE_URL": url}
+    return deploy(old=bundle, new=bundle, label="Worker", old_env=env, new_env=env, uses_database=True)
+
+
+def test_schema_gate_of_another_backend_passes_a_database_at_head(deploy, alembic_bundle, postgres_url):
+    migrate_to(postgres_url, "head")
+    outcome = deploy_alembic_backend(deploy, alembic_bundle, postgres_url)
+    assert (outcome.status, outcome.reported, outcome.qualifiers) == ("Succeeded", ["Succeeded"], [NEW])
+    assert f"schema head {ALEMBIC_HEAD} matches the database" in outcome.reason("schema")
+    probe = next(line for line in outcome.lines if line["check"] == "probe")
+    assert probe["ok"]
+
+
+@pytest.mark.parametrize(
+    ("case", "expected"),
+    [
+        ("behind", f"code expects Alembic head {ALEMBIC_HEAD}, database is at 0002_account_email"),
+        ("ahead", f"code expects Alembic head {ALEMBIC_HEAD}, database is at 0004_from_a_newer_release"),
+        ("unreachable", "database is configured but cannot be read: OperationalError: connection to server"),
+        ("wrong-credentials", 'password authentication failed for user "credmate"'),
+        ("never-migrated", 'relation "alembic_version" does not exist'),
+    ],
+)
+def test_schema_gate_of_another_backend_fails_its_prod_hook(
+    deploy, alembic_bundle, postgres_server, postgres_url, case, expected
+):
+    url = postgres_url
+    if case == "behind":
+        migrate_to(url, "0002_account_email")
+    elif case == "ahead":
+        migrate_to(url, "head")
+        postgres_server.execute(
+            "UPDATE alembic_version SET version_num = '0004_from_a_newer_release'", url.rsplit("/", 1)[1]
+        )
+    elif case == "unreachable":
+        url = "postgresql://credmate:pw@127.0.0.1:1/app"  # nothing listens on port 1
+    elif case == "wrong-credentials":
+        migrate_to(url, "head")
+        url = postgres_server.url(url.rsplit("/", 1)[1], password="not-the-password")
+    outcome = deploy_alembic_backend(deploy, alembic_bundle, url)
+    assert (outcome.status, outcome.reported, outcome.qualifiers) == ("Failed", ["Failed"], [NEW])
+    assert expected in outcome.reason("schema"), outcome.lines
+    assert "not-the-password" not in json.dumps(outcome.lines)

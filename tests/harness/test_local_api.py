@@ -15,6 +15,7 @@ import io
 import json
 import os
 import shutil
+import signal
 import sys
 import textwrap
 import time
@@ -27,6 +28,7 @@ from typing import Any
 import pytest
 from harness_bundles import remove_distribution
 from local_api_server import REPO_ROOT, LocalApiProcess, http, shared_assembly
+from local_postgres import scratch_folder
 
 # scripts/ is on sys.path once local_api_server is imported.
 local_api = importlib.import_module("local_api")
@@ -61,10 +63,15 @@ def template(assembly) -> Any:
 
 @pytest.fixture(scope="module")
 def server(assembly, tmp_path_factory) -> Iterator[LocalApiProcess]:
+    """The real app as `make local-api` serves it: with its local PostgreSQL (data in a scratch folder)."""
     log = tmp_path_factory.mktemp("local-api") / "server.log"
-    process = LocalApiProcess(["--no-synth", "--cdk-out", str(assembly), "--stack", STACK], log)
+    data = scratch_folder("credmate-local-api-")
+    process = LocalApiProcess(
+        ["--no-synth", "--cdk-out", str(assembly), "--stack", STACK, "--data-dir", str(data)], log
+    )
     yield process
     process.stop()
+    shutil.rmtree(data, ignore_errors=True)
 
 
 def _proxy_function(template) -> str:
@@ -179,6 +186,69 @@ def test_smoke_test_passes_against_local_api(server):
     assert "all checks passed" in out.getvalue()
 
 
+def login(url: str, email: str, password: str) -> Any:
+    return http(
+        "POST",
+        f"{url}/api/v1/auth/login",
+        body=json.dumps({"email": email, "password": password}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+
+
+def test_a_local_user_logs_in_and_the_data_survives_a_restart(assembly, tmp_path):
+    """`make local-api`, then the documented `make local-user` step, then a real HTTP client: a token for
+    the right password, 401 for a wrong one; Ctrl-C stops the PostgreSQL it started; a second start finds
+    the user still there."""
+    import local_database
+    import local_user
+
+    data = scratch_folder("credmate-local-user-")
+    args = ["--no-synth", "--cdk-out", str(assembly), "--stack", STACK, "--data-dir", str(data)]
+    try:
+        first = LocalApiProcess(args, tmp_path / "first.log")
+        try:
+            assert "[local-db] migrations: upgraded" in first.log()
+            running = local_database.running_url(data)
+            assert running and running.startswith("postgresql://credmate:")
+            # The documented step, against the running server (it reuses it: one server per data folder).
+            assert (
+                local_user.main(
+                    ["--email", "Dr.Who@example.com", "--password", "tardis-1963", "--data-dir", str(data)]
+                )
+                == 0
+            )
+            answer = login(first.url, "dr.who@example.com", "tardis-1963")
+            assert answer.status == 200, answer.body
+            token = answer.json()
+            assert token["token_type"] == "bearer" and token["access_token"].count(".") == 2
+            assert login(first.url, "dr.who@example.com", "wrong").status == 401
+            out = io.StringIO()
+            assert _smoke_module().run(["--url", first.url], out=out) == 0, out.getvalue()
+            pid = json.loads((data / "running.json").read_text())["pid"]
+            first.process.send_signal(signal.SIGINT)  # Ctrl-C
+            first.process.wait(timeout=30)
+            assert "[local-db] PostgreSQL stopped" in first.log()
+            assert not (data / "running.json").exists() and not local_database._alive(pid)
+        finally:
+            first.stop()
+        second = LocalApiProcess(args, tmp_path / "second.log")
+        try:
+            assert "[local-db] migrations: up-to-date" in second.log()
+            assert login(second.url, "dr.who@example.com", "tardis-1963").status == 200
+        finally:
+            second.stop()
+    finally:
+        shutil.rmtree(data, ignore_errors=True)
+
+
+def test_local_user_refuses_bad_input(capsys):
+    import local_user
+
+    assert local_user.main(["--email", "not-an-address", "--password", "x"]) == 2
+    assert "is not an email address" in capsys.readouterr().err
+    assert local_user.main(["--email", "a@example.com", "--password", ""]) == 2
+
+
 def test_smoke_test_refuses_plain_http_to_other_hosts():
     assert _smoke_module().run(["--url", "http://api.credentialmate.com/v1"]) == 2
 
@@ -191,7 +261,16 @@ def test_broken_bundle_answers_502_and_logs_the_import_error(assembly, template,
     remove_distribution(broken, "mangum")
     label = template.cdk_path(function).split("/")[0]
     process = LocalApiProcess(
-        ["--no-synth", "--cdk-out", str(assembly), "--stack", STACK, "--code", f"{label}={broken}"],
+        [
+            "--no-synth",
+            "--cdk-out",
+            str(assembly),
+            "--stack",
+            STACK,
+            "--code",
+            f"{label}={broken}",
+            "--no-database",
+        ],
         tmp_path / "server.log",
     )
     try:
@@ -295,7 +374,14 @@ def test_binary_round_trip_and_watch_rebuilds_on_a_source_edit(mini_backend, tmp
     handler = mini_backend / "src" / "handler.py"
     handler.write_text(textwrap.dedent(ECHO_HANDLER).replace("GREETING", "hello"))
     process = LocalApiProcess(
-        ["--watch", "--cdk-out", str(tmp_path / "cdk.out"), "-c", f"backend_root={mini_backend}"],
+        [
+            "--watch",
+            "--cdk-out",
+            str(tmp_path / "cdk.out"),
+            "-c",
+            f"backend_root={mini_backend}",
+            "--no-database",
+        ],
         tmp_path / "server.log",
     )
     try:

@@ -14,12 +14,12 @@ import pytest
 from stacks.bundling.build import build_bundle
 from stacks.bundling.spec import BundlingError
 from stacks.constructs.canary import (
-    HOOK_RUNTIME,
     HOOKS_SRC,
     hooks_bundle_spec,
     hooks_code,
     verify_hooks_bundle,
 )
+from stacks.constructs.deploy_hooks import HOOK_RUNTIME
 
 HOST = f"python{sys.version_info.major}.{sys.version_info.minor}"
 

@@ -661,13 +661,23 @@ def test_unreachable_database_only_warns_otherwise(aws, runtime, capsys, checks,
     assert schema["level"] == "WARN" and "cannot be read" in schema["reason"] and marker in schema["reason"]
 
 
-def test_no_database_configured_stays_a_warning_for_a_function_that_uses_one(aws, runtime, capsys):
+@pytest.mark.parametrize(
+    ("overrides", "status", "level"),
+    [
+        ({"uses_database": True}, "Failed", "ERROR"),  # the schema gate cannot pass on no version at all
+        ({"uses_database": True, "schema_mismatch": "warn"}, "Succeeded", "WARN"),
+        ({}, "Succeeded", "WARN"),
+    ],
+)
+def test_no_database_version_fails_only_a_function_that_uses_its_database(
+    aws, runtime, capsys, overrides, status, level
+):
     aws.get_deployment(appspec_yaml(target="8"))
-    aws.invoke("8", probe({**PROBE_OK, "db_version": None}, uses_database=True))
-    aws.put_status("Succeeded")
-    assert run(runtime, env())["status"] == "Succeeded"
+    aws.invoke("8", probe({**PROBE_OK, "db_version": None}, **overrides))
+    aws.put_status(status)
+    assert run(runtime, env())["status"] == status
     schema = next(line for line in log_lines(capsys.readouterr().out) if line["check"] == "schema")
-    assert schema["level"] == "WARN" and "no database version reported" in schema["reason"]
+    assert schema["level"] == level and "no database version reported" in schema["reason"]
 
 
 # ---------------------------------------------------------------------------------------------------------

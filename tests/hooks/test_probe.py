@@ -42,7 +42,13 @@ def bundle(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable
     kept = [p for p in sys.path if p not in ("", ".") and Path(p).resolve() != REPO_ROOT]
     monkeypatch.setattr(sys, "path", [str(root), *kept])
     before = set(sys.modules)
-    for name in ("CREDMATE_REAL_HANDLER", "CREDMATE_PROBE_VERSIONS", "CREDMATE_PROBE_IMPORTS"):
+    for name in (
+        "CREDMATE_REAL_HANDLER",
+        "SCHEMA_VERSION_READER",
+        "CREDMATE_PROBE_IMPORTS",
+        "DATABASE_URL",
+        "COMBINED_SECRET_ARN",
+    ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("CREDMATE_CHECKS", json.dumps(CHECKS, separators=(",", ":")))
 
@@ -120,6 +126,7 @@ def test_versions_come_from_the_configured_function(bundle, monkeypatch):
         """,
         }
     )
+    monkeypatch.setenv("SCHEMA_VERSION_READER", "app.versions:report")
     monkeypatch.setenv("CREDMATE_REAL_HANDLER", "realmod.lambda_handler")
     result = load_probe(root).handler({"credmate_probe": None}, None)
     assert (result["schema_head"], result["db_version"], result["versions_source"]) == (
@@ -149,6 +156,7 @@ def test_database_and_schema_errors_are_passed_on_without_failing_the_probe(bund
         """,
         }
     )
+    monkeypatch.setenv("SCHEMA_VERSION_READER", "app.versions:report")
     monkeypatch.setenv("CREDMATE_REAL_HANDLER", "realmod.lambda_handler")
     result = load_probe(root).handler({"credmate_probe": {}}, None)
     # THEN both errors reach the hook, which judges them per function; the probe itself is fine
@@ -169,6 +177,7 @@ def test_no_error_keys_when_the_versions_were_read(bundle, monkeypatch):
         """,
         }
     )
+    monkeypatch.setenv("SCHEMA_VERSION_READER", "app.versions:report")
     monkeypatch.setenv("CREDMATE_REAL_HANDLER", "realmod.lambda_handler")
     result = load_probe(root).handler({"credmate_probe": {}}, None)
     assert "db_error" not in result and "schema_error" not in result
@@ -186,10 +195,50 @@ def test_a_broken_versions_function_fails_the_probe(bundle, monkeypatch):
     """,
         }
     )
+    monkeypatch.setenv("SCHEMA_VERSION_READER", "app.versions:report")
     monkeypatch.setenv("CREDMATE_REAL_HANDLER", "realmod.lambda_handler")
     result = load_probe(root).handler({"credmate_probe": {}}, None)
     assert result["probe"] == "failed"
     assert "No module named 'sqlalchemy_missing_for_this_test'" in result["errors"][0]
+
+
+def test_a_named_reader_that_is_missing_fails_the_probe(bundle, monkeypatch):
+    root = bundle({"realmod.py": HANDLER})
+    monkeypatch.setenv("CREDMATE_REAL_HANDLER", "realmod.lambda_handler")
+    monkeypatch.setenv("SCHEMA_VERSION_READER", "app.versions:report")
+    result = load_probe(root).handler({"credmate_probe": {}}, None)
+    assert result["probe"] == "failed"
+    assert "importing app.versions (SCHEMA_VERSION_READER) failed: ModuleNotFoundError" in result["errors"][0]
+
+
+def test_the_database_url_comes_from_the_variable_else_the_secret(bundle, monkeypatch):
+    monkeypatch.setenv("CREDMATE_REAL_HANDLER", "realmod.lambda_handler")
+    probe = load_probe(bundle({"realmod.py": HANDLER}))
+    arn = "arn:aws:secretsmanager:eu-west-1:111122223333:secret:credmate-AbCdEf"
+    secrets = {arn: {"database_url": "postgres://u:p@db.internal:5432/app"}}
+    assert probe.database_url({}, secrets.__getitem__) is None
+    assert probe.database_url(
+        {"DATABASE_URL": "sqlite:///x.db", "COMBINED_SECRET_ARN": arn}, secrets.__getitem__
+    ) == ("sqlite:///x.db")
+    # The secret, as the backend reads it; a Heroku-style scheme is respelled for SQLAlchemy.
+    assert probe.database_url({"COMBINED_SECRET_ARN": arn}, secrets.__getitem__) == (
+        "postgresql://u:p@db.internal:5432/app"
+    )
+    with pytest.raises(LookupError, match="has no 'database_url' key"):
+        probe.database_url({"COMBINED_SECRET_ARN": arn}, lambda _arn: {"other": "x"})
+
+
+def test_without_sqlalchemy_a_configured_database_is_a_db_error(bundle, monkeypatch):
+    root = bundle({"realmod.py": HANDLER, "build_info.json": json.dumps({"schema_head": "0042"})})
+    monkeypatch.setenv("CREDMATE_REAL_HANDLER", "realmod.lambda_handler")
+    monkeypatch.setenv("DATABASE_URL", "postgresql://u:p@127.0.0.1:1/app")
+    monkeypatch.setitem(sys.modules, "sqlalchemy", None)  # not in this bundle
+    result = load_probe(root).handler({"credmate_probe": {}}, None)
+    assert result["probe"] == "ok" and result["db_version"] is None
+    assert (
+        "SQLAlchemy is not in the bundle" in result["db_error"]
+        and "SCHEMA_VERSION_READER" in result["db_error"]
+    )
 
 
 LAZY_INFO = {

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -141,13 +142,14 @@ def test_several_migration_heads_are_reported_as_schema_error(tmp_path, monkeypa
 
 
 def test_probe_reads_versions_through_app_versions_report(migrated_db, monkeypatch):
-    # GIVEN the deploy-time probe wrapper (lambda_src/probe) with its default CREDMATE_PROBE_VERSIONS
+    # GIVEN the deploy-time probe wrapper (lambda_src/probe) told to use this backend's own reader
     monkeypatch.setenv("CREDMATE_REAL_HANDLER", "handler.lambda_handler")
+    monkeypatch.setenv("SCHEMA_VERSION_READER", "app.versions:report")
     spec = importlib.util.spec_from_file_location("credmate_probe_backend_test", PROBE)
     assert spec and spec.loader
     probe = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(probe)
     # WHEN it reads versions THEN it gets ours, from app.versions:report, without errors
-    versions, source, error = probe.read_versions(probe.DEFAULT_VERSIONS, {})
+    versions, source, error = probe.read_versions(os.environ, {})
     assert error is None and source == "app.versions:report"
     assert versions == {"code_version": "dev", "schema_head": HEAD, "db_version": HEAD}

@@ -1,5 +1,6 @@
-"""What code and schema this environment runs: `report()` feeds GET /health and the deploy-time probe
-(`credmate_probe`, CREDMATE_PROBE_VERSIONS=app.versions:report).
+"""What code and schema this environment runs: `report()` feeds GET /health. The deploy-time probe
+(`credmate_probe`) reads the same alembic_version table itself; SCHEMA_VERSION_READER=app.versions:report
+would make it use this function instead.
 
 Never raises: a version that cannot be read is None plus an `*_error` key saying why, so a broken
 database shows up as data in the health body instead of a 500 that would look like a broken deployment.
