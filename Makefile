@@ -15,7 +15,7 @@ STACK = credmate-backend-$(ENV)
 NODE_MAJOR_MIN := 22
 WORKFLOWS ?= $(wildcard .github/workflows/*.yml)
 
-.PHONY: setup synth test lint lint-workflows typecheck unit diff deploy bench lock local-invoke local-api local-user local-event diagram smoke wait-deployments clean
+.PHONY: setup synth test lint lint-workflows typecheck unit diff deploy bench lock local-invoke local-api local-user local-event diagram graph smoke wait-deployments clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt apps/backend-api/requirements.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -73,6 +73,7 @@ wait-deployments: setup
 
 bench: setup
 	$(PY) scripts/bench.py
+	$(PY) scripts/bench_catalog.py
 
 # requirements.lock beside each backend's requirements.txt (BACKEND=path for another one); synth refuses a
 # lock whose requirements.txt changed since.
@@ -99,6 +100,10 @@ local-event: setup
 
 diagram: synth
 	$(PY) scripts/diagram.py --out docs/architecture.svg
+
+# Which functions reach which shared backend modules (import closure): docs/dependency-graph.md.
+graph: setup
+	$(PY) scripts/dependency_graph.py --env $(ENV)
 
 smoke: setup
 	$(PY) scripts/smoke_test.py --url $(URL)

@@ -660,12 +660,7 @@ def impact(
 
     Source only (no bundle needed): for the PR diff. `changed_files` are relative to `source_dir`.
     """
-    files = source_files(source_dir, DEFAULT_EXCLUDES if excludes is None else excludes)
-    modules = read_source(source_dir, files)
-    resolver = _Resolver(
-        modules, _source_dirs(files), stdlib_names(f"{sys.version_info.major}.{sys.version_info.minor}"), None
-    )
-    init, lazy = _reach(resolver, handlers)
+    init, lazy = source_reach(source_dir, handlers, excludes=excludes)
     return {
         changed: {
             "init": sorted(fn for fn, fs in init.items() if changed in fs),
@@ -673,3 +668,16 @@ def impact(
         }
         for changed in changed_files
     }
+
+
+def source_reach(
+    source_dir: Path, handlers: Sequence[tuple[str, str]], *, excludes: Sequence[str] | None = None
+) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+    """({function: source files its handler imports at init}, {function: files it reaches lazily}), files
+    relative to `source_dir`: the dependency graph of `make graph` and of the PR diff's impact. Source only."""
+    files = source_files(source_dir, DEFAULT_EXCLUDES if excludes is None else excludes)
+    modules = read_source(source_dir, files)
+    resolver = _Resolver(
+        modules, _source_dirs(files), stdlib_names(f"{sys.version_info.major}.{sys.version_info.minor}"), None
+    )
+    return _reach(resolver, handlers)
