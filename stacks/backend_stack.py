@@ -123,7 +123,7 @@ class BackendStack(Stack):
             ],
         )
         acknowledge_shared_deployment(
-            self.hooks, self.application, [g.shared_role for g in self.groups if g.shared_role is not None]
+            self.hooks, [g.shared_role for g in self.groups if g.shared_role is not None]
         )
 
     @staticmethod

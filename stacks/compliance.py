@@ -10,8 +10,9 @@ where they are built.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import Any
 
-from aws_cdk import Acknowledgment, CfnResource, Stack, Validations
+from aws_cdk import Acknowledgment, Stack, Validations
 from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
@@ -75,26 +76,41 @@ STACK_ALARMS_REASON = (
 )
 
 
-def acknowledge_shared_deployment(
-    hooks: DeploymentHooks, application: Construct, function_roles: Iterable[Construct]
-) -> None:
+def acknowledge_shared_deployment(hooks: DeploymentHooks, function_roles: Iterable[Construct]) -> None:
     """The environment's shared hooks and CodeDeploy role (deploy_hooks.py), and each stack's FunctionRole,
     which carries the X-Ray statement of the functions that share it."""
-    stack = Stack.of(application)
-    cfn_application = application.node.default_child
-    assert isinstance(cfn_application, CfnResource)
-    app_id = stack.resolve(stack.get_logical_id(cfn_application))
-    groups = f"arn:<AWS::Partition>:codedeploy:<AWS::Region>:<AWS::AccountId>:deploymentgroup:<{app_id}>/*"
+    stack = Stack.of(hooks)
     for hook in hooks.hooks:
         if isinstance(hook.role, Construct):
-            _ack(hook.role, [(f"{AS}-IAM5[Resource::{groups}]", HOOK_DEPLOYMENTS_REASON)])
-    _ack(hooks.role, [(f"{AS}-IAM5[Resource::{_alarms_pattern()}]", STACK_ALARMS_REASON)])
+            _ack(
+                hook.role,
+                [
+                    (
+                        f"{AS}-IAM5[Resource::{_nag_text(stack, hooks.deployments_arn)}]",
+                        HOOK_DEPLOYMENTS_REASON,
+                    )
+                ],
+            )
+    _ack(hooks.role, [(f"{AS}-IAM5[Resource::{_nag_text(stack, hooks.alarms_arn)}]", STACK_ALARMS_REASON)])
     for role in function_roles:
         _ack(role, [(f"{AS}-IAM5[Resource::*]", XRAY_REASON)])
 
 
-def _alarms_pattern() -> str:
-    return "arn:<AWS::Partition>:cloudwatch:<AWS::Region>:<AWS::AccountId>:alarm:<AWS::StackName>-*"
+def _nag_text(stack: Stack, value: str) -> str:
+    """A resource as cdk-nag writes it in a finding's ID: literal text, `<AWS::Region>` for a pseudo
+    parameter, `<LogicalId>` for a reference."""
+
+    def text(part: Any) -> str:
+        if isinstance(part, str):
+            return part
+        if isinstance(part, dict) and "Ref" in part:
+            return f"<{part['Ref']}>"
+        if isinstance(part, dict) and "Fn::Join" in part:
+            separator, parts = part["Fn::Join"]
+            return separator.join(text(p) for p in parts)
+        raise ValueError(f"cannot name {part!r} as cdk-nag does")
+
+    return text(stack.resolve(value))
 
 
 def _ack(scope: Construct, findings: Iterable[tuple[str, str]]) -> None:

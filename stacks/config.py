@@ -1134,7 +1134,7 @@ def _with_post_traffic_path(
             raise ConfigError(
                 f"cdk context functions.{fn.name}.post_traffic.login_path (environment {env}): the "
                 f"post-traffic checks need a path the API routes to this function, and health_path "
-                f"{fn.health_path} is not one; set post_traffic.health_path to a path under its trigger.paths"
+                f"{fn.health_path} is not one; allowed: a post_traffic.health_path under its trigger.paths"
             )
         return replace(fn, post_traffic=None)
     return replace(fn, post_traffic=replace(post, health_path=candidate))

@@ -219,10 +219,37 @@ BAD_CATALOGS: list[tuple[str, Any, dict[str, Any] | None, str]] = [
         "functions.Q.health_path",
     ),
     (
-        "health path outside the function's paths",
-        {"G": {**API, "trigger": {"type": "api", "paths": ["/goals"]}}},
+        "post-traffic path the API routes elsewhere",
+        {
+            "G": {
+                **API,
+                "trigger": {"type": "api", "paths": ["/goals"]},
+                "post_traffic": {"health_path": "/health"},
+            }
+        },
         None,
-        "functions.G.health_path",
+        "functions.G.post_traffic.health_path",
+    ),
+    (
+        "login check without a routed health path",
+        {
+            "G": {
+                **API,
+                "trigger": {"type": "api", "paths": ["/goals"]},
+                "post_traffic": {"login_path": "/goals/in"},
+            }
+        },
+        None,
+        "functions.G.post_traffic.login_path",
+    ),
+    (
+        "construct IDs that meet",
+        {
+            "Worker": {"handler": "w.main", "trigger": {"type": "sqs"}},
+            "WorkerQueue": {"handler": "q.main", "trigger": {"type": "none"}},
+        },
+        None,
+        "WorkerQueue, already used by function Worker",
     ),
     ("unknown key", {"Api": {**API, "memory": 512}}, None, "functions.Api.memory"),
     (

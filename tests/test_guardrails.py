@@ -84,6 +84,10 @@ def _leaf_matches(matcher: Any, value: Any) -> bool:
         return isinstance(value, str) and value.startswith(arg)
     if op == "suffix":
         return isinstance(value, str) and value.endswith(arg)
+    if op == "wildcard":
+        # `*` matches any run of characters, `\*` a literal star; everything else is literal.
+        parts = [re.escape(p).replace(r"\*", ".*") for p in arg.split("\\*")]
+        return isinstance(value, str) and re.fullmatch(r"\*".join(parts), value, re.S) is not None
     if op == "equals-ignore-case":
         return isinstance(value, str) and value.lower() == arg.lower()
     if op == "anything-but":
@@ -549,9 +553,11 @@ def test_drift_check_runs_on_schedule_and_alarms_to_on_call(synth):
         assert props["AlarmActions"] == [{"Ref": topic_id}] and props["OKActions"] == [{"Ref": topic_id}]
         assert props["Period"] == 1800 and props["Threshold"] == 1
         by_metric.setdefault(props["MetricName"], []).append(props)
-    code = by_metric["CodeDrift"]
-    assert sorted(p["Dimensions"][0]["Value"] for p in code) == sorted(LABELS)
-    assert all(p["Namespace"] == METRIC_NAMESPACE for p in code + by_metric["StackDrift"])
+    # One CodeDrift alarm for the stack (not one per function: a resource each), naming every function.
+    (code,) = by_metric["CodeDrift"]
+    assert code["Dimensions"] == [{"Name": "Stack", "Value": STACK_NAME}]
+    assert all(label in code["AlarmDescription"] for label in LABELS)
+    assert all(p["Namespace"] == METRIC_NAMESPACE for p in [code, *by_metric["StackDrift"]])
     assert by_metric["StackDrift"][0]["Dimensions"] == [{"Name": "Stack", "Value": STACK_NAME}]
     assert len(by_metric["Errors"]) == 1
 

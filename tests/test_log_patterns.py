@@ -171,9 +171,21 @@ def test_other_init_failures_feed_the_init_error_metric(event):
 
 
 @pytest.mark.parametrize("event", TIMEOUTS)
-def test_timeout_lines_feed_the_timeout_metric_only(event):
-    assert metric_matches("Timeouts", event)
+def test_timeout_lines_are_not_init_errors(event):
+    # Timeouts are counted from the Duration metric (alarms.timeout_rank_statistic), not from log lines.
     assert not metric_matches("InitErrors", event)
+
+
+@pytest.mark.parametrize(
+    ("event", "counted"),
+    [
+        ("INIT_REPORT Init Duration: 10.00 ms\tPhase: init\tStatus: success", False),
+        ("INIT_REPORT Init Duration: 10.00 ms\tPhase: invoke\tStatus: failure", True),
+        ("INIT_REPORT Init Duration: 10.00 ms\tPhase: init\tStatus: timeout", True),
+    ],
+)
+def test_every_init_report_status_but_success_is_an_init_error(event, counted):
+    assert metric_matches("InitErrors", event) is counted
 
 
 def test_a_timed_out_invocations_report_line_is_not_an_init_error():

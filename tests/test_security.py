@@ -410,6 +410,39 @@ def _fact_unscoped_reads(r: _Resource) -> None:
                 assert a.split(":")[1].startswith(("Describe", "Get", "List", "GET")), a
 
 
+def _fact_hook_deployments(r: _Resource) -> None:
+    statements = r.role_statements()
+    scoped = [s for s in statements if any(a.startswith("codedeploy:") for a in _actions(s))]
+    (deployments,) = scoped
+    (application,) = _of_type(r.tpl, "AWS::CodeDeploy::Application")
+    assert application in json.dumps(deployments["Resource"]) and ":deploymentgroup:" in json.dumps(
+        deployments["Resource"]
+    )
+    # What the hooks invoke is exact: versions only (each stack's DeploymentGrants).
+    versions = set(_of_type(r.tpl, "AWS::Lambda::Version"))
+    invoke = [
+        s
+        for p in _of_type(r.tpl, "AWS::IAM::ManagedPolicy").values()
+        if {"Ref": r.logical_id} in p["Properties"].get("Roles", [])
+        for s in p["Properties"]["PolicyDocument"]["Statement"]
+        if "lambda:InvokeFunction" in _actions(s)
+    ]
+    assert invoke and all(
+        isinstance(x, dict) and x.get("Ref") in versions
+        for s in invoke
+        for x in (s["Resource"] if isinstance(s["Resource"], list) else [s["Resource"]])
+    )
+
+
+def _fact_stack_alarms(r: _Resource) -> None:
+    wildcard = [s for s in r.role_statements() if "*" in json.dumps(s["Resource"])]
+    (describe,) = wildcard
+    assert _actions(describe) == ["cloudwatch:DescribeAlarms"]
+    assert ":alarm:" in json.dumps(describe["Resource"]) and "AWS::StackName" in json.dumps(
+        describe["Resource"]
+    )
+
+
 def _fact_provider(r: _Resource) -> None:
     customs = [v for v in r.tpl["Resources"].values() if v["Type"].startswith("Custom::")]
     assert len(customs) == 1
@@ -436,6 +469,8 @@ FACTS: dict[str, Callable[[_Resource], None]] = {
     waf.NO_LOG_DESTINATION_REASON: _fact_waf_no_logs,
     c.NO_WAF_REASON: _fact_no_waf,
     guardrails.UNSCOPED_READS_REASON: _fact_unscoped_reads,
+    c.HOOK_DEPLOYMENTS_REASON: _fact_hook_deployments,
+    c.STACK_ALARMS_REASON: _fact_stack_alarms,
     PROVIDER_DLQ_REASON: _fact_provider,
     PROVIDER_VPC_REASON: _fact_provider_role,
 }
@@ -523,13 +558,12 @@ def _lid(stack: Any, construct: Any) -> str:
 
 
 def _roles_of(stack: Any) -> list[tuple[str, Any]]:
-    """(what, role) for every function, hook and deployment-group role of the catalog's units."""
-    out = []
-    for name, unit in stack.units.items():
-        out.append((f"{name} function", unit.guarded.role))
-        out += [(f"{name} {hook_id}", role) for hook_id, role in unit.canary.hook_roles.items()]
-        out.append((f"{name} deployment group", unit.canary.deployment_group_role))
-    return out
+    """(what, role) for every function role (own or its stack's FunctionRole), both shared hooks and the
+    shared CodeDeploy role."""
+    out = [(f"{name} function", unit.guarded.role) for name, unit in stack.units.items()]
+    out += [(f"hook {h.node.id}", h.role) for h in stack.hooks.hooks]
+    out.append(("CodeDeploy", stack.hooks.role))
+    return list({id(role): (what, role) for what, role in out}.values())
 
 
 def _policy_of(stack: Any, backend: dict[str, Any], role: Any) -> tuple[str, list[dict[str, Any]]]:
@@ -545,24 +579,35 @@ def _granting(statements: list[dict[str, Any]], action: str) -> list[Any]:
     return [s["Resource"] for s in statements if action in _actions(s)]
 
 
+def _grants(stack: Any, backend: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The main stack's DeploymentGrants: (hooks' invoke statements, CodeDeploy's alias statements)."""
+    grants = stack.node.find_child("DeploymentGrants")
+    invoke = backend["Resources"][_lid(stack, grants.invoke)]["Properties"]
+    aliases = backend["Resources"][_lid(stack, grants.aliases)]["Properties"]
+    hook_roles = sorted({"Ref": _lid(stack, h.role)}["Ref"] for h in stack.hooks.hooks)
+    assert sorted(r["Ref"] for r in invoke["Roles"]) == hook_roles
+    assert aliases["Roles"] == [{"Ref": _lid(stack, stack.hooks.role)}]
+    return invoke["PolicyDocument"]["Statement"], aliases["PolicyDocument"]["Statement"]
+
+
 @pytest.mark.parametrize("env", ENVS)
-def test_every_role_of_the_catalog_keeps_its_grants_in_one_customer_managed_policy(
+def test_every_role_of_the_catalog_keeps_its_grants_in_customer_managed_policies(
     synthesized: dict[str, Any], env: str
 ) -> None:
-    """No inline policy on any function, hook or deployment-group role: CDK's own grants land in the
-    role's customer-managed policy, and each function still waits for it."""
+    """No inline policy on any role: CDK's own grants land in the role's customer-managed policy, and each
+    function still waits for it; the shared roles get each stack's exact grants in policies of their own."""
     stack, backend = synthesized["stacks"][env], _backend(synthesized, env)
     assert not _of_type(backend, "AWS::IAM::Policy"), "no inline policy in the backend stack"
-    roles = _roles_of(stack)
-    assert len(roles) >= 3 * len(stack.units)
-    for what, role in roles:
+    grants = stack.node.find_child("DeploymentGrants")
+    grant_ids = {_lid(stack, grants.invoke), _lid(stack, grants.aliases)}
+    for what, role in _roles_of(stack):
         lid, _statements = _policy_of(stack, backend, role)
         attached = [
             k
             for k, p in _of_type(backend, "AWS::IAM::ManagedPolicy").items()
             if {"Ref": _lid(stack, role)} in p["Properties"]["Roles"]
         ]
-        assert attached == [lid], f"{env} {what}: {attached}"
+        assert set(attached) - grant_ids == {lid}, f"{env} {what}: {attached}"
     for name, unit in stack.units.items():
         fn = backend["Resources"][_lid(stack, unit.guarded.function)]
         lid, statements = _policy_of(stack, backend, unit.guarded.role)
@@ -570,71 +615,69 @@ def test_every_role_of_the_catalog_keeps_its_grants_in_one_customer_managed_poli
         # X-Ray (active tracing), the environment key and its own log group: all granted by CDK or the stack.
         assert _granting(statements, "xray:PutTraceSegments") == ["*"]
         assert {"Fn::GetAtt": [_key_id(backend), "Arn"]} in _granting(statements, "kms:Decrypt")
-        logs = _granting(statements, "logs:PutLogEvents")
-        assert logs == [{"Fn::GetAtt": [_lid(stack, unit.guarded.log_group), "Arn"]}], name
+        logs = json.dumps(_granting(statements, "logs:PutLogEvents"))
+        assert json.dumps({"Fn::GetAtt": [_lid(stack, unit.guarded.log_group), "Arn"]}) in logs, name
         if unit.queues is not None:  # the SQS event source's grant to consume its queue
             queue = {"Fn::GetAtt": [_lid(stack, unit.queues.queue), "Arn"]}
             assert queue in _granting(statements, "sqs:ReceiveMessage"), name
-        for hook_id, role in unit.canary.hook_roles.items():
-            _lid_hook, hook_statements = _policy_of(stack, backend, role)
-            # The deployment group's grant to report the hook's status.
-            assert _granting(hook_statements, "codedeploy:PutLifecycleEventHookExecutionStatus"), hook_id
-            # The failed-invocations queue (alarms.AsyncFailures goes through the role's default policy).
-            assert _granting(hook_statements, "sqs:SendMessage"), hook_id
+    for hook in stack.hooks.hooks:
+        _lid_hook, hook_statements = _policy_of(stack, backend, hook.role)
+        assert _granting(hook_statements, "codedeploy:PutLifecycleEventHookExecutionStatus"), hook.node.id
+        # The failed-invocations queue (alarms.AsyncFailures goes through the role's default policy).
+        assert _granting(hook_statements, "sqs:SendMessage"), hook.node.id
 
 
 @pytest.mark.parametrize("env", ENVS)
-def test_pre_traffic_hook_may_invoke_exactly_the_version_the_deploy_publishes(
+def test_the_hooks_may_invoke_exactly_the_versions_the_deploy_publishes(
     synthesized: dict[str, Any], env: str
 ) -> None:
     stack, backend = synthesized["stacks"][env], _backend(synthesized, env)
-    for name, unit in stack.units.items():
+    invoke, _aliases = _grants(stack, backend)
+    assert ':*"' not in json.dumps(invoke), "no wildcard qualifier"
+    (granted,) = _granting(invoke, "lambda:InvokeFunction")
+    versions = []
+    for unit in stack.units.values():
         alias = backend["Resources"][_lid(stack, unit.guarded.alias)]
         version_id = alias["Properties"]["FunctionVersion"]["Fn::GetAtt"][0]
         assert backend["Resources"][version_id]["Type"] == "AWS::Lambda::Version"
-        for hook_id, role in unit.canary.hook_roles.items():
-            _policy_id, statements = _policy_of(stack, backend, role)
-            assert ':*"' not in json.dumps(statements), f"{name} {hook_id}: no wildcard qualifier"
-            invokes = _granting(statements, "lambda:InvokeFunction")
-            if hook_id == "PreTrafficHook":
-                assert invokes == [{"Ref": version_id}], f"{name}: {invokes}"
-            else:  # the post-traffic hook calls the API, never a function
-                assert invokes == [], f"{name} {hook_id}: {invokes}"
+        versions.append({"Ref": version_id})
+    assert sorted(map(json.dumps, granted)) == sorted(map(json.dumps, versions))
+    for hook in stack.hooks.hooks:  # nothing else to invoke in their own policies
+        _policy_id, statements = _policy_of(stack, backend, hook.role)
+        assert _granting(statements, "lambda:InvokeFunction") == [], hook.node.id
 
 
 @pytest.mark.parametrize("env", ENVS)
-def test_codedeploy_role_has_no_aws_managed_policy_and_reaches_only_its_alias_alarms_and_hooks(
+def test_codedeploy_role_has_no_aws_managed_policy_and_reaches_only_the_aliases_alarms_and_hooks(
     synthesized: dict[str, Any], env: str
 ) -> None:
     stack, backend = synthesized["stacks"][env], _backend(synthesized, env)
-    for name, unit in stack.units.items():
-        role = unit.canary.deployment_group_role
-        role_res = backend["Resources"][_lid(stack, role)]
-        assert "ManagedPolicyArns" not in role_res["Properties"], name
-        assert role_res["Properties"]["AssumeRolePolicyDocument"]["Statement"][0]["Principal"] == {
-            "Service": "codedeploy.amazonaws.com"
-        }
-        policy_id, statements = _policy_of(stack, backend, role)
-        assert ':*"' not in json.dumps(statements) and '"*"' not in json.dumps(statements), name
+    role = stack.hooks.role
+    role_res = backend["Resources"][_lid(stack, role)]
+    assert "ManagedPolicyArns" not in role_res["Properties"]
+    assert role_res["Properties"]["AssumeRolePolicyDocument"]["Statement"][0]["Principal"] == {
+        "Service": "codedeploy.amazonaws.com"
+    }
+    _policy_id, statements = _policy_of(stack, backend, role)
+    _invoke, alias_statements = _grants(stack, backend)
+    assert ':*"' not in json.dumps(alias_statements) and '"*"' not in json.dumps(alias_statements)
+    expected = []
+    for unit in stack.units.values():
         fn_arn = {"Fn::GetAtt": [_lid(stack, unit.guarded.function), "Arn"]}
-        alias_arn = {"Fn::Join": ["", [fn_arn, f":{unit.guarded.alias.alias_name}"]]}
-        for action in ("lambda:GetAlias", "lambda:UpdateAlias", "lambda:GetProvisionedConcurrencyConfig"):
-            assert _granting(statements, action) == [[fn_arn, alias_arn]], f"{name} {action}"
-        group = backend["Resources"][_lid(stack, unit.canary.deployment_group)]["Properties"]
-        alarm_ids = sorted(a["Name"]["Ref"] for a in group["AlarmConfiguration"]["Alarms"])
-        (described,) = _granting(statements, "cloudwatch:DescribeAlarms")
-        assert sorted(r["Fn::GetAtt"][0] for r in described) == alarm_ids, name
+        expected += [fn_arn, {"Fn::Join": ["", [fn_arn, f":{unit.guarded.alias.alias_name}"]]}]
+    for action in ("lambda:GetAlias", "lambda:UpdateAlias", "lambda:GetProvisionedConcurrencyConfig"):
+        (granted,) = _granting(alias_statements, action)
+        assert sorted(map(json.dumps, granted)) == sorted(map(json.dumps, expected)), action
+    (described,) = _granting(statements, "cloudwatch:DescribeAlarms")
+    assert ":alarm:" in json.dumps(described) and "AWS::StackName" in json.dumps(described)
+    (invoked,) = _granting(statements, "lambda:InvokeFunction")
+    invoked = invoked if isinstance(invoked, list) else [invoked]
+    assert sorted(r["Fn::GetAtt"][0] for r in invoked) == sorted(_lid(stack, h) for h in stack.hooks.hooks)
+    grants = stack.node.find_child("DeploymentGrants")
+    for unit in stack.units.values():
         alias = backend["Resources"][_lid(stack, unit.guarded.alias)]
-        hooks = alias["UpdatePolicy"]["CodeDeployLambdaAliasUpdate"]
-        hook_ids = sorted(v["Ref"] for k, v in hooks.items() if k.endswith("TrafficHook"))
-        assert len(hook_ids) == len(unit.canary.hook_roles)
-        (invoked,) = _granting(statements, "lambda:InvokeFunction")
-        invoked = invoked if isinstance(invoked, list) else [invoked]
-        assert sorted(r["Fn::GetAtt"][0] for r in invoked) == hook_ids, name
-        # The deployment (the alias update) starts only once CodeDeploy's and the pre-traffic hook's
-        # permissions for this deploy are in place.
-        pre_policy_id, _s = _policy_of(stack, backend, unit.canary.hook_roles["PreTrafficHook"])
-        assert {policy_id, pre_policy_id} <= set(alias["DependsOn"]), name
+        # The deployment (the alias update) starts only once the grants naming this deploy are in place.
+        assert {_lid(stack, grants.invoke), _lid(stack, grants.aliases)} <= set(alias["DependsOn"])
 
 
 @pytest.mark.parametrize("env", ENVS)

@@ -146,15 +146,19 @@ def test_alias_update_policy_points_at_hooks_with_rollback(
         update = alias["UpdatePolicy"]["CodeDeployLambdaAliasUpdate"]
         group_id = logical_id(tpl, "AWS::CodeDeploy::DeploymentGroup", f"{label}CanaryDeploymentGroup")
         assert update["DeploymentGroupName"] == {"Ref": group_id}
+        # The environment's one pre-traffic hook serves every group; the post-traffic hook only the
+        # functions with post-traffic checks (the API function's health path is routed to it).
         assert update["BeforeAllowTrafficHook"] == {
-            "Ref": logical_id(tpl, "AWS::Lambda::Function", f"{label}CanaryPreTrafficHook")
+            "Ref": logical_id(tpl, "AWS::Lambda::Function", "DeploymentHooksPreTrafficHook")
         }
         if label == "BackendApi":
             assert update["AfterAllowTrafficHook"] == {
-                "Ref": logical_id(tpl, "AWS::Lambda::Function", "BackendApiCanaryPostTrafficHook")
+                "Ref": logical_id(tpl, "AWS::Lambda::Function", "DeploymentHooksPostTrafficHook")
             }
         else:
             assert "AfterAllowTrafficHook" not in update
+        # The alias waits for the grants that name its new version, so the hook may invoke it.
+        assert any(d.startswith("DeploymentGrants") for d in alias.get("DependsOn", []))
         group = tpl["Resources"][group_id]["Properties"]
         assert group["DeploymentConfigName"] == config
         assert set(group["AutoRollbackConfiguration"]["Events"]) == {
@@ -187,28 +191,34 @@ def _role_statements(tpl: dict[str, Any], function_id: str) -> list[dict[str, An
     ]
 
 
-@pytest.mark.parametrize("label", BACKEND)
-def test_pre_traffic_hook_may_invoke_only_its_target_and_report_only_to_its_group(
-    synthesized: dict[str, Any], label: str
+def test_the_shared_hooks_may_invoke_exactly_the_new_versions_and_report_only_to_this_application(
+    synthesized: dict[str, Any],
 ) -> None:
     tpl = template(synthesized, "prod")
-    hook = logical_id(tpl, "AWS::Lambda::Function", f"{label}CanaryPreTrafficHook")
-    target = logical_id(tpl, "AWS::Lambda::Function", f"{label}Function")
-    group = logical_id(tpl, "AWS::CodeDeploy::DeploymentGroup", f"{label}CanaryDeploymentGroup")
-    statements = _role_statements(tpl, hook)
-    invoke = [s for s in statements if "lambda:InvokeFunction" in json.dumps(s["Action"])]
-    # Exactly the version the live alias is deployed to (the one CodeDeploy shifts to).
-    alias = logical_id(tpl, "AWS::Lambda::Alias", f"{label}LiveAlias")
-    version = tpl["Resources"][alias]["Properties"]["FunctionVersion"]["Fn::GetAtt"][0]
-    assert tpl["Resources"][version]["Properties"]["FunctionName"] == {"Ref": target}
-    assert [s["Resource"] for s in invoke] == [{"Ref": version}]
-    others = [f for f in BACKEND if f != label]
-    assert not any(o + "Function" in json.dumps(invoke) for o in others)
-    report = [s for s in statements if "PutLifecycleEventHookExecutionStatus" in json.dumps(s["Action"])]
-    assert report and all(group in json.dumps(s["Resource"]) for s in report)
-    env = tpl["Resources"][hook]["Properties"]["Environment"]["Variables"]
-    assert env["TARGET_FUNCTION_NAME"] == {"Ref": target} and env["TARGET_ALIAS"] == "live"
-    assert env["SCHEMA_MISMATCH"] == "fail" and env["CHECK_HTTP_HEALTH"] == str(label == "BackendApi").lower()
+    versions = []
+    for label in BACKEND:
+        target = logical_id(tpl, "AWS::Lambda::Function", f"{label}Function")
+        alias = logical_id(tpl, "AWS::Lambda::Alias", f"{label}LiveAlias")
+        version = tpl["Resources"][alias]["Properties"]["FunctionVersion"]["Fn::GetAtt"][0]
+        assert tpl["Resources"][version]["Properties"]["FunctionName"] == {"Ref": target}
+        versions.append({"Ref": version})
+    application = logical_id(tpl, "AWS::CodeDeploy::Application", "DeployApplication")
+    for hook_prefix in ("DeploymentHooksPreTrafficHook", "DeploymentHooksPostTrafficHook"):
+        hook = logical_id(tpl, "AWS::Lambda::Function", hook_prefix)
+        statements = _role_statements(tpl, hook)
+        invoke = [s for s in statements if "lambda:InvokeFunction" in json.dumps(s["Action"])]
+        # Exactly the versions the live aliases are deployed to (the ones CodeDeploy shifts to): no alias,
+        # no `ARN:*`, no $LATEST.
+        (grant,) = invoke
+        assert sorted(map(json.dumps, grant["Resource"])) == sorted(map(json.dumps, versions))
+        report = [s for s in statements if "PutLifecycleEventHookExecutionStatus" in json.dumps(s["Action"])]
+        (scope,) = report
+        assert application in json.dumps(scope["Resource"]) and json.dumps(scope["Resource"]).endswith(
+            '/*"]}'
+        )
+        env = tpl["Resources"][hook]["Properties"]["Environment"]["Variables"]
+        assert env["TARGET_ALIAS"] == "live"
+        assert not any(json.dumps(v).count("Function") for k, v in env.items() if k != "API_URL")
 
 
 @pytest.mark.parametrize("env", ENVS)
@@ -263,17 +273,37 @@ def test_bad_backend_root_is_a_config_error(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("env", ENVS)
-def test_post_traffic_hook_checks_the_stage_url_and_names_its_function(
-    synthesized: dict[str, Any], env: str
-) -> None:
+def test_post_traffic_hook_checks_this_stacks_api(synthesized: dict[str, Any], env: str) -> None:
     tpl = template(synthesized, env)
-    hook_id = logical_id(tpl, "AWS::Lambda::Function", "BackendApiCanaryPostTrafficHook")
+    hook_id = logical_id(tpl, "AWS::Lambda::Function", "DeploymentHooksPostTrafficHook")
     variables = tpl["Resources"][hook_id]["Properties"]["Environment"]["Variables"]
-    fn_id = logical_id(tpl, "AWS::Lambda::Function", "BackendApiFunction")
-    # Its log lines name the function (on-call reads them after a rollback) and it calls this stack's API.
-    assert variables["TARGET_FUNCTION_NAME"] == {"Ref": fn_id}
     assert "ApiF70053CD" in json.dumps(variables["API_URL"])
     assert variables["ALLOWED_ORIGIN"].startswith("https://")
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_each_function_tells_the_hooks_what_to_check(synthesized: dict[str, Any], env: str) -> None:
+    tpl = template(synthesized, env)
+    checks = {
+        label: json.loads(
+            tpl["Resources"][logical_id(tpl, "AWS::Lambda::Function", f"{label}Function")]["Properties"][
+                "Environment"
+            ]["Variables"]["CREDMATE_CHECKS"]
+        )
+        for label in BACKEND
+    }
+    mode = "fail" if env == "prod" else "warn"
+    assert checks["BackendApi"] == {
+        "pre": {
+            "http_health": True,
+            "health_path": "/health",
+            "uses_database": True,
+            "schema_mismatch": mode,
+        },
+        "post": {"health_path": "/health", "login_path": "/api/v1/auth/login", "login_body": "json"},
+    }
+    for label in ("Worker", "CampaignScheduler"):
+        assert checks[label]["pre"]["http_health"] is False and checks[label]["post"] is None
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -301,7 +331,7 @@ def test_hooks_and_check_lambdas_run_the_newest_python_runtime(synthesized: dict
         for k, f in functions.items()
         if any(part in k for part in ("PreTrafficHook", "PostTrafficHook", "CodeDriftCheck", "HealthCheck"))
     }
-    assert len([k for k in tools if "PreTrafficHook" in k]) == len(BACKEND)
+    assert len([k for k in tools if "PreTrafficHook" in k]) == 1  # one for the whole environment
     assert any("CodeDriftCheck" in k for k in tools) and any("HealthCheck" in k for k in tools)
     assert set(tools.values()) == {newest}, tools
     # The backend keeps its configured runtime: the hooks' runtime never moves it.
@@ -312,20 +342,21 @@ def test_hooks_and_check_lambdas_run_the_newest_python_runtime(synthesized: dict
         assert target["Properties"]["Runtime"] == runtime
 
 
-@pytest.mark.parametrize("label", BACKEND)
-def test_pre_traffic_hook_outlasts_its_targets_invokes(synthesized: dict[str, Any], label: str) -> None:
+def test_the_pre_traffic_hook_outlasts_the_invokes_of_the_slowest_function(
+    synthesized: dict[str, Any],
+) -> None:
     from stacks.hook_budget import hook_timeout_seconds
 
     tpl = template(synthesized, "prod")
-    hook = tpl["Resources"][logical_id(tpl, "AWS::Lambda::Function", f"{label}CanaryPreTrafficHook")]
-    target = tpl["Resources"][logical_id(tpl, "AWS::Lambda::Function", f"{label}Function")]
-    variables = hook["Properties"]["Environment"]["Variables"]
-    invokes = 2 if variables["CHECK_HTTP_HEALTH"] == "true" else 1
-    expected = hook_timeout_seconds(target["Properties"]["Timeout"], invokes=invokes)
-    assert hook["Properties"]["Timeout"] == expected
-    assert expected > target["Properties"]["Timeout"] * invokes
-    assert variables["USES_DATABASE"] in ("true", "false")
-    assert variables["HEALTH_PATH"].startswith("/")
+    hook = tpl["Resources"][logical_id(tpl, "AWS::Lambda::Function", "DeploymentHooksPreTrafficHook")]
+    needed = []
+    for label in BACKEND:
+        target = tpl["Resources"][logical_id(tpl, "AWS::Lambda::Function", f"{label}Function")]
+        checks = json.loads(target["Properties"]["Environment"]["Variables"]["CREDMATE_CHECKS"])
+        invokes = 2 if checks["pre"]["http_health"] else 1
+        needed.append(hook_timeout_seconds(target["Properties"]["Timeout"], invokes=invokes))
+        assert hook["Properties"]["Timeout"] > target["Properties"]["Timeout"] * invokes
+    assert hook["Properties"]["Timeout"] == max(needed)
 
 
 def _hooks_stack(code: Any, *, pre_traffic_timeout_seconds: int, log_retention_days: int) -> Any:

@@ -673,8 +673,9 @@ def impact(
 def source_reach(
     source_dir: Path, handlers: Sequence[tuple[str, str]], *, excludes: Sequence[str] | None = None
 ) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
-    """({function: source files its handler imports at init}, {function: files it reaches lazily}), files
-    relative to `source_dir`: the dependency graph of `make graph` and of the PR diff's impact. Source only."""
+    """({function: source files its handler imports at init}, {function: files it reaches lazily}),
+    files relative to `source_dir`: the dependency graph of `make graph` and of the PR diff's impact.
+    Source only."""
     files = source_files(source_dir, DEFAULT_EXCLUDES if excludes is None else excludes)
     modules = read_source(source_dir, files)
     resolver = _Resolver(

@@ -84,7 +84,7 @@ class DeploymentHooks(Construct):
         stack = Stack.of(self)
         self._log_retention_days = log_retention_days
         concurrency = max(1, min(group_count, MAX_HOOK_CONCURRENCY))
-        groups_of_this_application = stack.format_arn(
+        self.deployments_arn = groups_of_this_application = stack.format_arn(
             service="codedeploy",
             resource="deploymentgroup",
             resource_name=f"{application.application_name}/*",
@@ -189,18 +189,15 @@ class DeploymentHooks(Construct):
             replaces_aws_managed=("service-role/AWSCodeDeployRoleForLambdaLimited",),
         )
         stack = Stack.of(self)
+        self.alarms_arn = stack.format_arn(
+            service="cloudwatch",
+            resource="alarm",
+            resource_name=f"{Aws.STACK_NAME}-*",
+            arn_format=_COLON_RESOURCE_NAME,
+        )
         role.add_to_principal_policy(
             iam.PolicyStatement(
-                sid="ReadThisStacksAlarms",
-                actions=["cloudwatch:DescribeAlarms"],
-                resources=[
-                    stack.format_arn(
-                        service="cloudwatch",
-                        resource="alarm",
-                        resource_name=f"{Aws.STACK_NAME}-*",
-                        arn_format=_COLON_RESOURCE_NAME,
-                    )
-                ],
+                sid="ReadThisStacksAlarms", actions=["cloudwatch:DescribeAlarms"], resources=[self.alarms_arn]
             )
         )
         role.add_to_principal_policy(
