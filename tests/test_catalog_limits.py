@@ -191,3 +191,54 @@ def test_two_functions_whose_ids_would_meet_are_refused_naming_both() -> None:
         ConfigError, match=r"functions\.WorkerQueue .*WorkerQueue, already used by function Worker"
     ):
         parse_environments(context["environments"], catalog)
+
+
+@pytest.mark.synth
+def test_a_catch_all_function_beside_a_deep_routed_prefix_keeps_every_other_path() -> None:
+    import aws_cdk as cdk
+    from aws_cdk.assertions import Template
+
+    from app import build_app
+
+    # GIVEN the catch-all BackendApi and a function routed at a three-segment prefix
+    catalog = base_catalog()
+    catalog["Goals"] = {
+        "handler": "handler.lambda_handler",
+        "trigger": {"type": "api", "paths": ["/api/v1/goals"]},
+        "health_path": "/health",
+    }
+    app = cdk.App(context=_context(catalog))
+    stacks, _policies = build_app(app)
+    stack = stacks["prod"]
+    res = Template.from_stack(stack).to_json()["Resources"]
+    by_path: dict[str, str] = {}
+
+    def path_of(logical_id: str) -> str:
+        props = res[logical_id]["Properties"]
+        parent = props["ParentId"]
+        prefix = "" if "Fn::GetAtt" in parent else path_of(parent["Ref"])
+        return f"{prefix}/{props['PathPart']}"
+
+    for k, v in res.items():
+        if v["Type"] == "AWS::ApiGateway::Resource":
+            by_path[path_of(k)] = k
+    api_alias = stack.resolve(
+        stack.get_logical_id(stack.units["BackendApi"].guarded.alias.node.default_child)
+    )
+    goals_alias = stack.resolve(stack.get_logical_id(stack.units["Goals"].guarded.alias.node.default_child))
+
+    def any_target(path: str) -> str:
+        (method,) = [
+            v["Properties"]
+            for v in res.values()
+            if v["Type"] == "AWS::ApiGateway::Method"
+            and v["Properties"]["HttpMethod"] == "ANY"
+            and v["Properties"]["ResourceId"] == {"Ref": by_path[path]}
+        ]
+        return json.dumps(method["Integration"]["Uri"])
+
+    # THEN the prefix and everything below it reach Goals
+    assert goals_alias in any_target("/api/v1/goals") and goals_alias in any_target("/api/v1/goals/{proxy+}")
+    # AND every other path below the resources on the way still reaches the catch-all
+    for path in ("/api/{proxy+}", "/api/v1/{proxy+}"):
+        assert api_alias in any_target(path), path

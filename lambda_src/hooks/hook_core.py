@@ -635,18 +635,26 @@ def version_problem(version: str | None, *, current: str | None, alias: str) -> 
     return None
 
 
+def _the_one_for(alias: str, items: Sequence[tuple[str | None, str, str, T]], *, none: str, many: str) -> T:
+    """The one item deploying `alias`, from (alias, where, name, item) rows; TargetVersionError, worded by
+    `none` ({named}: every row) or `many` ({count}, {names}), when there is none or more than one."""
+    mine = [row for row in items if row[0] == alias]
+    if not mine:
+        named = ", ".join(f"{where} (alias {a})" for a, where, _n, _i in items) or "none"
+        raise TargetVersionError(none.format(named=named))
+    if len(mine) > 1:
+        raise TargetVersionError(many.format(count=len(mine), names=", ".join(n for _a, _w, n, _i in mine)))
+    return mine[0][3]
+
+
 def target_from_appspec(targets: Sequence[AppSpecTarget], alias: str) -> DeploymentTarget:
     """The one function resource whose Alias is `alias`, and its TargetVersion; TargetVersionError if none."""
-    mine = [t for t in targets if t.alias == alias]
-    if not mine:
-        named = ", ".join(f"{t.resource} (alias {t.alias})" for t in targets) or "none"
-        raise TargetVersionError(f"names no function resource with Alias {alias} (resources: {named})")
-    if len(mine) > 1:
-        raise TargetVersionError(
-            f"names {len(mine)} function resources with Alias {alias} "
-            f"({', '.join(t.name or t.resource for t in mine)}): ambiguous, refused"
-        )
-    (entry,) = mine
+    entry = _the_one_for(
+        alias,
+        [(t.alias, t.resource, t.name or t.resource, t) for t in targets],
+        none=f"names no function resource with Alias {alias} (resources: {{named}})",
+        many=f"names {{count}} function resources with Alias {alias} ({{names}}): ambiguous, refused",
+    )
     if not entry.name:
         raise TargetVersionError(f"resource {entry.resource} has no Name")
     function = function_name_of(entry.name)
@@ -679,16 +687,12 @@ def target_from_deployment_targets(
     known_current: str | None = None,
 ) -> DeploymentTarget:
     """The one Lambda target deploying `alias`. `known_*`: what a refused AppSpec said (still binding)."""
-    mine = [i for i in infos if i.alias == alias]
-    if not mine:
-        named = ", ".join(f"{i.function_name} (alias {i.alias})" for i in infos) or "none"
-        raise TargetVersionError(f"no Lambda target with alias {alias} (targets: {named})")
-    if len(mine) > 1:
-        raise TargetVersionError(
-            f"{len(mine)} Lambda targets with alias {alias} "
-            f"({', '.join(str(i.function_name) for i in mine)}): ambiguous, refused"
-        )
-    (info,) = mine
+    info = _the_one_for(
+        alias,
+        [(i.alias, str(i.function_name), str(i.function_name), i) for i in infos],
+        none=f"no Lambda target with alias {alias} (targets: {{named}})",
+        many=f"{{count}} Lambda targets with alias {alias} ({{names}}): ambiguous, refused",
+    )
     if not info.function_name:
         raise TargetVersionError(f"target {info.target_id} has no functionName")
     function = function_name_of(info.function_name)

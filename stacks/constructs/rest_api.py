@@ -9,7 +9,7 @@ must not change.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from aws_cdk import Aws, Duration, Fn, RemovalPolicy, Stack
@@ -17,7 +17,6 @@ from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
-from constructs import Construct
 
 from stacks.config import (
     CORS_HEADERS,
@@ -28,7 +27,12 @@ from stacks.config import (
     route_owner,
 )
 from stacks.constructs.guarded_function import RETENTION_BY_DAYS
-from stacks.constructs.throttling import MethodThrottle, ThrottleSettings, route_throttled_methods
+from stacks.constructs.throttling import (
+    MethodThrottle,
+    ThrottleSettings,
+    route_resource,
+    route_throttled_methods,
+)
 
 API_STAGE = "v1"
 
@@ -130,28 +134,6 @@ def rest_api(
                 ),
             )
     return api
-
-
-def route_resource(
-    api: apigw.RestApi, path: str, serving: Callable[[str], apigw.Integration | None]
-) -> apigw.IResource:
-    """The API's resource for a routed prefix, creating what is missing, beside a catch-all's `{proxy+}` too
-    (a proxying LambdaRestApi refuses add_resource on its root, but explicit resources are valid there and
-    win for their own paths). API Gateway does not fall back to a shorter match: once `/api/v1/goals` exists,
-    `/api/v1/other` no longer reaches the root's `{proxy+}`. So each resource created on the way gets a
-    `{proxy+}` to whichever function serves the paths below it (`serving(path)`), when one does."""
-    resource: apigw.IResource = api.root
-    parts = path.strip("/").split("/")
-    for i, part in enumerate(parts):
-        child = resource.get_resource(part)
-        if child is None:
-            assert isinstance(resource, Construct)
-            child = apigw.Resource(resource, part, parent=resource, path_part=part)
-            below = serving("/" + "/".join([*parts[: i + 1], "{proxy+}"]))
-            if i < len(parts) - 1 and below is not None:
-                child.add_proxy(default_integration=below, any_method=True)
-        resource = child
-    return resource
 
 
 def proxy_integration(api: apigw.IRestApi, alias: lambda_.IFunction) -> apigw.Integration:

@@ -104,26 +104,24 @@ class ThrottleSettings:
         }
 
 
-def _resource_for(api: apigw.RestApi, path: str, integration: apigw.Integration) -> apigw.IResource:
-    """The API's resource for `path`, creating missing parts (even below a proxying root).
-
-    API Gateway matches a request path resource by resource and does not fall back to a shorter match: once
-    `/api` exists, `/api/v1/other` no longer reaches the root's `{proxy+}`. So every resource created on
-    the way to the route also gets a `{proxy+}` child with `ANY` on the same integration: every other path
-    below it reaches the backend as before. The route's resource itself gets only its throttled methods
-    (another method on exactly that path gets API Gateway's 403 instead of the backend's 405).
-    """
+def route_resource(
+    api: apigw.RestApi, path: str, serving: Callable[[str], apigw.Integration | None]
+) -> apigw.IResource:
+    """The API's resource for a routed prefix, creating what is missing, beside a catch-all's `{proxy+}` too
+    (a proxying LambdaRestApi refuses add_resource on its root, but explicit resources are valid there and
+    win for their own paths). API Gateway does not fall back to a shorter match: once `/api/v1/goals` exists,
+    `/api/v1/other` no longer reaches the root's `{proxy+}`. So each resource created on the way gets a
+    `{proxy+}` to whichever function serves the paths below it (`serving(path)`), when one does."""
     resource: apigw.IResource = api.root
     parts = path.strip("/").split("/")
     for i, part in enumerate(parts):
         child = resource.get_resource(part)
         if child is None:
-            # Built directly rather than with add_resource: a proxying LambdaRestApi refuses add_resource on
-            # its root, but explicit resources beside `{proxy+}` are valid and win for their own path.
             assert isinstance(resource, Construct)
             child = apigw.Resource(resource, part, parent=resource, path_part=part)
-            if i < len(parts) - 1:
-                child.add_proxy(default_integration=integration, any_method=True)
+            below = serving("/" + "/".join([*parts[: i + 1], "{proxy+}"])) if i < len(parts) - 1 else None
+            if below is not None:
+                child.add_proxy(default_integration=below, any_method=True)
         resource = child
     return resource
 
@@ -139,7 +137,7 @@ def route_throttled_methods(
     integration = apigw.LambdaIntegration(handler, proxy=True)
     methods: list[apigw.Method] = []
     for m in settings.method_limits:
-        resource = _resource_for(api, m.path, integration)
+        resource = route_resource(api, m.path, lambda _below: integration)
         if resource.node.try_find_child(m.method) is None:
             methods.append(resource.add_method(m.method, integration))
     api.node.add_validation(_Validation(lambda: unmatched_method_settings(api)))
