@@ -222,10 +222,12 @@ def test_a_catch_all_function_beside_a_deep_routed_prefix_keeps_every_other_path
     for k, v in res.items():
         if v["Type"] == "AWS::ApiGateway::Resource":
             by_path[path_of(k)] = k
-    api_alias = stack.resolve(
-        stack.get_logical_id(stack.units["BackendApi"].guarded.alias.node.default_child)
-    )
-    goals_alias = stack.resolve(stack.get_logical_id(stack.units["Goals"].guarded.alias.node.default_child))
+    def alias_id(name: str) -> str:
+        cfn = stack.units[name].guarded.alias.node.default_child
+        assert isinstance(cfn, cdk.CfnElement)
+        return str(stack.resolve(stack.get_logical_id(cfn)))
+
+    api_alias, goals_alias = alias_id("BackendApi"), alias_id("Goals")
 
     def any_target(path: str) -> str:
         (method,) = [
