@@ -61,7 +61,7 @@ class BackendStack(Stack):
     ) -> None:
         config = props.config
         names = ", ".join(f.name for f in config.functions)
-        if len(names) > 900:  # CloudFormation's 1,024-character description
+        if len(names) > 400:  # CloudFormation's description limit (1,024 bytes), with room to spare
             names = f"{len(config.functions)} functions"
         super().__init__(
             scope,
