@@ -391,14 +391,16 @@ def test_relative_imports_resolve_from_the_package(tmp_path: Path) -> None:
     closure = _analyze(
         {
             "pkg/__init__.py": "",
-            "pkg/a.py": "from . import b\nfrom .b import Y\nfrom .. import nothing\n",
+            "pkg/a.py": "from . import b\nfrom .b import Y\nfrom .. import nothing\n"
+            "from ..json import dumps\n",
             "pkg/b.py": "Y = 1\n",
             "app.py": "import pkg.a\ndef main(e, c): pass\n",
         },
         tmp_path,
     )
     assert [(p.site.where, p.message) for p in closure.problems] == [
-        ("pkg/a.py:3", "relative import beyond the top-level package")
+        ("pkg/a.py:3", "relative import beyond the top-level package"),
+        ("pkg/a.py:4", "relative import beyond the top-level package"),  # never the stdlib's json
     ]
 
 
@@ -560,10 +562,9 @@ def test_name_bound_only_in_a_branch_the_target_never_takes_is_not_exported(tmp_
 )
 def test_except_import_error_that_raises_is_not_a_guard(tmp_path: Path, failing: str) -> None:
     (problem,) = _analyze({"app.py": failing + "def main(e, c): pass\n"}, tmp_path).problems
-    assert (
-        problem.message == "No module named 'ujson'"
-        and problem.site.line == failing.count("\n", 0, failing.index("import ujson")) + 1
-    )
+    import_line = failing[: failing.index("import ujson")].count("\n") + 1
+    assert (problem.site.where, problem.message) == (f"app.py:{import_line}", "No module named 'ujson'")
+    assert "ujson is not in requirements.txt: add it there (pinned)" in problem.hint
 
 
 def test_find_spec_guards_only_the_module_it_finds(tmp_path: Path) -> None:
@@ -610,6 +611,27 @@ def test_literal_dynamic_imports_are_resolved_like_imports(tmp_path: Path) -> No
         ("plugins/email.py:1", "No module named 'docopt'", False),
     ]
     assert "plugins/fax(.py) does not exist" in closure.problems[1].hint
+
+
+def test_relative_dynamic_imports_resolve_from_their_package(tmp_path: Path) -> None:
+    files = {
+        "pkg/__init__.py": "",
+        "pkg/a.py": "",
+        "pkg/sub/__init__.py": "from importlib import import_module\n"
+        "def load():\n"
+        "    import_module('..a', __package__)\n"
+        "    import_module('.b', __name__)\n"
+        "    import_module('...beyond', 'pkg.sub')\n"
+        "    __import__('c', globals(), None, [], 1)\n",
+        "pkg/sub/b.py": "",
+        "app.py": "import pkg.sub\ndef main(e, c): pass\n",
+    }
+    closure = _analyze(files, tmp_path)
+    assert _problems(closure) == [
+        ("pkg/sub/__init__.py:5", "relative import beyond the top-level package"),
+        ("pkg/sub/__init__.py:6", "No module named 'pkg.sub.c'"),
+    ]
+    assert closure.lazy_files["Fn"] == ["pkg/a.py", "pkg/sub/b.py"]
 
 
 def test_dynamic_import_at_module_level_runs_at_init(tmp_path: Path) -> None:

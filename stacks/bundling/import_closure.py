@@ -341,11 +341,11 @@ def static_truth(test: ast.expr, target: Target) -> bool | None:
         return _static_compare(test, target)
     if isinstance(test, ast.Call) and isinstance(test.func, ast.Attribute) and test.func.attr == "startswith":
         string = _string_value(test.func.value, target)
-        prefixes = _strings(test.args[0]) if len(test.args) == 1 else None
-        if len(test.args) == 1 and _literal_str(test.args[0]) is not None:
-            prefixes = {str(_literal_str(test.args[0]))}
-        if string is not None and prefixes is not None and not test.keywords:
-            return string.startswith(tuple(prefixes))
+        if string is None or len(test.args) != 1 or test.keywords:
+            return None
+        prefix = _literal_str(test.args[0])
+        prefixes = {prefix} if prefix is not None else _strings(test.args[0])
+        return None if prefixes is None else string.startswith(tuple(prefixes))
     return None
 
 
@@ -394,8 +394,8 @@ def _dynamic_import(node: ast.Call, info: ModuleInfo) -> str | None:
     "" when a relative name goes beyond the top-level package (an ImportError, as for `from .. import`)."""
     func = node.func
     name = _literal_str(node.args[0]) if node.args else None
-    if name is None:
-        return None
+    if not name:
+        return None  # computed, or empty (a ValueError, not an import)
     if isinstance(func, ast.Name) and func.id == "__import__":
         # __import__(name, globals, locals, fromlist, level): a missing fromlist entry is no error, so only
         # the module itself counts.
@@ -405,7 +405,7 @@ def _dynamic_import(node: ast.Call, info: ModuleInfo) -> str | None:
             else next((k.value for k in node.keywords if k.arg == "level"), None)
         )
         level = 0 if level_node is None else _int(level_node)
-        return None if level is None else _absolute(info, name or None, level)
+        return None if level is None else _absolute(info, name, level)
     is_import_module = (isinstance(func, ast.Name) and func.id == "import_module") or _is_attr(
         func, "importlib", "import_module"
     )
@@ -491,12 +491,12 @@ class _Collector(ast.NodeVisitor):
         self.generic_visit(node)
         self.scope_depth -= 1
 
-    def _dunder_all(self, target: ast.expr, value: ast.expr | None, *, extend: bool) -> None:
+    def _dunder_all(self, target: ast.expr, names: set[str] | None, *, extend: bool) -> None:
         """`__all__` at module level, read when it is a literal list of strings (assigned, `+=`, `.extend`,
-        `.append`). Set in a branch that may not run, the lists of both branches count."""
+        `.append`; `names` None for anything else). Set in a branch that may not run, the lists of both
+        branches count."""
         if not (self._module_level and isinstance(target, ast.Name) and target.id == "__all__"):
             return
-        names = _strings(value)
         if names is None:
             self.info.all_literal = False
             return
@@ -506,29 +506,30 @@ class _Collector(ast.NodeVisitor):
     def visit_Assign(self, node: ast.Assign) -> None:
         for target in node.targets:
             self._define(_target_names(target))
-            self._dunder_all(target, node.value, extend=False)
+            self._dunder_all(target, _strings(node.value), extend=False)
         self.generic_visit(node)
 
     def visit_AnnAssign(self, node: ast.AnnAssign) -> None:
         self._define(_target_names(node.target))
         if node.value is not None:
-            self._dunder_all(node.target, node.value, extend=False)
+            self._dunder_all(node.target, _strings(node.value), extend=False)
         self.generic_visit(node)
 
     def visit_AugAssign(self, node: ast.AugAssign) -> None:
         self._define(_target_names(node.target))
-        self._dunder_all(node.target, node.value if isinstance(node.op, ast.Add) else None, extend=True)
+        self._dunder_all(
+            node.target, _strings(node.value) if isinstance(node.op, ast.Add) else None, extend=True
+        )
         self.generic_visit(node)
 
     def visit_Expr(self, node: ast.Expr) -> None:
         call = node.value
         if isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute):
             # __all__.extend([...]) / __all__.append("x"); any other method leaves __all__ unread.
-            method = call.func.attr
-            arg = call.args[0] if len(call.args) == 1 and method in ("extend", "append") else None
-            if method == "append" and isinstance(arg, ast.Constant):
-                arg = ast.List([arg])
-            self._dunder_all(call.func.value, arg, extend=True)
+            method, arg = call.func.attr, call.args[0] if len(call.args) == 1 else None
+            appended = _literal_str(arg) if method == "append" else None
+            names = {appended} if appended is not None else _strings(arg) if method == "extend" else None
+            self._dunder_all(call.func.value, names, extend=True)
         self.generic_visit(node)
 
     def visit_NamedExpr(self, node: ast.NamedExpr) -> None:
@@ -669,8 +670,10 @@ def _absolute(info: ModuleInfo, module: str | None, level: int) -> str:
         return module or ""
     package = info.name if info.is_package else info.name.rpartition(".")[0]
     parts = package.split(".") if package else []
-    if level - 1 > len(parts):
-        return ""  # beyond the top: Python raises ImportError; reported as unresolvable
+    if level > len(parts):
+        # beyond the top (level 2 needs a package two deep, as importlib's _resolve_name): Python raises
+        # ImportError; reported as unresolvable
+        return ""
     base = parts[: len(parts) - (level - 1)]
     return ".".join([*base, *([module] if module else [])])
 
