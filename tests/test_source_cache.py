@@ -104,9 +104,11 @@ def test_an_edit_reparses_recompiles_and_redeflates_only_the_edited_file(
     deflated: list[str] = []
     real_parse, real_pyc, real_deflate = import_closure._parse, compile_imported.pyc_data, zipwrite.deflate
 
-    def parse(name: str, relative: str, package: bool, data: bytes) -> import_closure.ModuleInfo:
+    def parse(
+        name: str, relative: str, package: bool, data: bytes, target: import_closure.Target
+    ) -> import_closure.ModuleInfo:
         parsed.append(relative)
-        return real_parse(name, relative, package, data)
+        return real_parse(name, relative, package, data, target)
 
     def pyc(data: bytes, relative: str) -> bytes:
         compiled.append(relative)

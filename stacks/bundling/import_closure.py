@@ -7,10 +7,17 @@ source file with `ast` (nothing is imported), collects every import with its fil
 
 * the module must resolve: a source module, a distribution installed in the bundle, the standard library of
   the target Python, or the Lambda runtime (`RUNTIME_PROVIDED`);
-* `from M import N` with M in the source: N must be defined at M's module level, be a submodule, come through
-  `from X import *`, or M must define a module `__getattr__`;
-* imports guarded by `try/except ImportError` (or `ModuleNotFoundError`, `Exception`, a bare except) and
+* `from M import N` with M in the source: N must be bound at M's module level when it runs (not only under
+  `if TYPE_CHECKING:`, not removed by `del`), be a submodule, come through `from X import *` (which binds
+  only X's `__all__`, or its public names without one), or M must define a module `__getattr__`;
+* imports guarded by `try/except ImportError` (or `ModuleNotFoundError`, `Exception`, a bare except) whose
+  handler does not raise, by `if importlib.util.find_spec("m"):` (for m and its submodules) and
   `if TYPE_CHECKING:` blocks are optional: never errors.
+
+The source is read the way the target runs it (`Target`: the bundle's Python on Lambda's Linux): a branch of
+`if sys.version_info ...` or `if sys.platform ...` the target never takes is skipped (its imports never run,
+its names are never bound), and literal `importlib.import_module("m")` / `__import__("m")` calls count as
+imports of m.
 
 Dependencies imported lazily cannot be checked statically (which names a package exports is only known by
 importing it): they are listed per function (`Closure.lazy_dependencies`), and verification imports them in
@@ -27,10 +34,11 @@ from __future__ import annotations
 import ast
 import functools
 import json
+import operator
 import re
 import subprocess
 import sys
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -46,8 +54,33 @@ RUNTIME_PROVIDED: frozenset[str] = frozenset(
     {"boto3", "botocore", "s3transfer", "jmespath", "dateutil", "six", "urllib3", "awslambdaric"}
 )
 
-# Exception names whose handler makes an import optional (the code copes with its absence).
+# Exception names whose handler makes an import optional (the code copes with its absence), unless the handler
+# raises (see _guards_imports).
 _OPTIONAL_HANDLERS = frozenset({"ImportError", "ModuleNotFoundError", "Exception", "BaseException"})
+
+# `sys.platform` and `os.name` on every Lambda runtime.
+LAMBDA_PLATFORM = "linux"
+LAMBDA_OS_NAME = "posix"
+
+
+@dataclass(frozen=True)
+class Target:
+    """The interpreter that runs the bundle: the version and platform checks of the source are judged against
+    it. The micro version is not known (a runtime moves through them), so a check that depends on it is left
+    undecided: both branches count."""
+
+    version: tuple[int, int]
+    platform: str = LAMBDA_PLATFORM
+    os_name: str = LAMBDA_OS_NAME
+
+    @classmethod
+    def for_python(cls, python_version: str) -> Target:
+        """The Lambda target of `python_version` ("3.11", as BundleSpec.python_version gives it)."""
+        major, minor = python_version.split(".")[:2]
+        return cls((int(major), int(minor)))
+
+    def __str__(self) -> str:
+        return f"python{self.version[0]}.{self.version[1]} on {self.platform}"
 
 
 @dataclass(frozen=True)
@@ -77,6 +110,15 @@ class ModuleInfo:
     stars: list[str] = field(default_factory=list)  # modules this one does `from X import *` from
     has_getattr: bool = False  # a module __getattr__ or module-level globals(): any name is accepted
     sites: list[ImportSite] = field(default_factory=list)
+    # `__all__` as a literal list of strings: the names `from M import *` binds. None: no `__all__` (the star
+    # binds the public names). all_literal False: `__all__` is built in a way not read here (any name passes).
+    all_names: set[str] | None = None
+    all_literal: bool = True
+    # Why a name is not in `defined`, for the hint: bound only under TYPE_CHECKING; removed by `del` (name ->
+    # line); bound only in a branch the target never takes (name -> line of the `if`).
+    type_checking_names: set[str] = field(default_factory=set)
+    deleted: dict[str, int] = field(default_factory=dict)
+    unreachable: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -138,6 +180,16 @@ def _handler_names(handler: ast.ExceptHandler) -> set[str]:
     return names
 
 
+def _guards_imports(handlers: Sequence[ast.ExceptHandler]) -> bool:
+    """Whether the try body's failed imports are coped with. The first handler catching ImportError is the one
+    Python runs; when its body raises (a bare `raise`, or `raise SomeError(...)`), the import fails the module
+    as surely as with no handler. A `raise` nested in an `if` of the handler may not run: still a guard."""
+    for handler in handlers:
+        if _handler_names(handler) & _OPTIONAL_HANDLERS:
+            return not any(isinstance(stmt, ast.Raise) for stmt in handler.body)
+    return False
+
+
 def _is_type_checking(test: ast.expr) -> bool:
     return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
         isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
@@ -154,22 +206,266 @@ def _target_names(node: ast.expr) -> Iterable[str]:
             yield from _target_names(elt)
 
 
+def _strings(node: ast.expr | None) -> set[str] | None:
+    """The strings of a literal list, tuple or set of strings; None for anything else."""
+    if not isinstance(node, (ast.List, ast.Tuple, ast.Set)):
+        return None
+    values = [elt.value for elt in node.elts if isinstance(elt, ast.Constant) and isinstance(elt.value, str)]
+    return set(values) if len(values) == len(node.elts) else None
+
+
+def _literal_str(node: ast.expr | None) -> str | None:
+    return node.value if isinstance(node, ast.Constant) and isinstance(node.value, str) else None
+
+
+# -- tests judged against the target. Only `sys.version_info`, `sys.platform` (and `os.name`) are read,
+# spelled through `sys.` / `os.`, as type checkers judge them (PEP 484): a name imported under another
+# spelling or a flag computed from them is a runtime condition, and both of its branches count.
+
+_COMPARE: dict[type[ast.cmpop], Callable[[int, int], bool]] = {
+    ast.Eq: operator.eq,
+    ast.NotEq: operator.ne,
+    ast.Lt: operator.lt,
+    ast.LtE: operator.le,
+    ast.Gt: operator.gt,
+    ast.GtE: operator.ge,
+}
+_MIRRORED: dict[type[ast.cmpop], ast.cmpop] = {
+    ast.Eq: ast.Eq(),
+    ast.NotEq: ast.NotEq(),
+    ast.Lt: ast.Gt(),
+    ast.LtE: ast.GtE(),
+    ast.Gt: ast.Lt(),
+    ast.GtE: ast.LtE(),
+}
+
+# What a `sys.version_info` expression is on the target: (its known leading components, whether the real
+# value has more: the micro version and release level, unknown here), or one component.
+_Version = tuple[tuple[int, ...], bool] | int
+
+
+def _is_attr(node: ast.expr, module: str, attr: str) -> bool:
+    return (
+        isinstance(node, ast.Attribute)
+        and node.attr == attr
+        and isinstance(node.value, ast.Name)
+        and node.value.id == module
+    )
+
+
+def _int(node: ast.expr | None) -> int | None:
+    return node.value if isinstance(node, ast.Constant) and type(node.value) is int else None
+
+
+def _version_value(node: ast.expr, target: Target) -> _Version | None:
+    if _is_attr(node, "sys", "version_info"):
+        return target.version, True
+    if isinstance(node, ast.Attribute) and _is_attr(node.value, "sys", "version_info"):
+        if node.attr in ("major", "minor"):
+            return target.version[node.attr == "minor"]
+        return None
+    if isinstance(node, ast.Subscript) and _is_attr(node.value, "sys", "version_info"):
+        index = _int(node.slice)
+        if index in (0, 1):
+            return target.version[index]
+        if isinstance(node.slice, ast.Slice) and node.slice.lower is None and node.slice.step is None:
+            upper = _int(node.slice.upper)
+            if upper is not None and upper > 0:
+                return target.version[:upper], upper > len(target.version)
+    return None
+
+
+def _version_literal(node: ast.expr) -> tuple[int, ...] | int | None:
+    if isinstance(node, ast.Tuple):
+        values = [_int(elt) for elt in node.elts]
+        return tuple(v for v in values if v is not None) if None not in values else None
+    return _int(node)
+
+
+def _compare_version(value: _Version, op: ast.cmpop, literal: tuple[int, ...] | int) -> bool | None:
+    compare = _COMPARE[type(op)]
+    if isinstance(value, int) or isinstance(literal, int):
+        return compare(value, literal) if isinstance(value, int) and isinstance(literal, int) else None
+    known, longer = value
+    for mine, theirs in zip(known, literal, strict=False):
+        if mine != theirs:
+            return compare(mine, theirs)
+    # Equal as far as both go: tuples then order by length, unless the literal reaches the unknown micro.
+    if len(literal) > len(known):
+        return None if longer else compare(0, 1)
+    return compare(1 if longer or len(known) > len(literal) else 0, 0)
+
+
+def _string_value(node: ast.expr, target: Target) -> str | None:
+    if _is_attr(node, "sys", "platform"):
+        return target.platform
+    if _is_attr(node, "os", "name"):
+        return target.os_name
+    return None
+
+
+def _static_compare(node: ast.Compare, target: Target) -> bool | None:
+    if len(node.ops) != 1:
+        return None
+    left, op, right = node.left, node.ops[0], node.comparators[0]
+    if type(op) in _MIRRORED and _version_value(left, target) is None and _string_value(left, target) is None:
+        left, op, right = right, _MIRRORED[type(op)], left  # `(3, 11) <= sys.version_info`
+    version = _version_value(left, target)
+    literal = _version_literal(right)
+    if version is not None and literal is not None and type(op) in _COMPARE:
+        return _compare_version(version, op, literal)
+    string = _string_value(left, target)
+    if string is None:
+        return None
+    if isinstance(op, (ast.Eq, ast.NotEq)) and _literal_str(right) is not None:
+        return (string == _literal_str(right)) == isinstance(op, ast.Eq)
+    choices = _strings(right)
+    if isinstance(op, (ast.In, ast.NotIn)) and choices is not None:
+        return (string in choices) == isinstance(op, ast.In)
+    return None
+
+
+def static_truth(test: ast.expr, target: Target) -> bool | None:
+    """The value of an `if` test on `target` when it reads only the Python version and the platform; None
+    when it depends on anything else (then both branches may run)."""
+    if isinstance(test, ast.UnaryOp) and isinstance(test.op, ast.Not):
+        value = static_truth(test.operand, target)
+        return None if value is None else not value
+    if isinstance(test, ast.BoolOp):
+        values = [static_truth(v, target) for v in test.values]
+        decisive = isinstance(test.op, ast.Or)  # True decides an `or`, False an `and`
+        if decisive in values:
+            return decisive
+        return None if None in values else not decisive
+    if isinstance(test, ast.Compare):
+        return _static_compare(test, target)
+    if isinstance(test, ast.Call) and isinstance(test.func, ast.Attribute) and test.func.attr == "startswith":
+        string = _string_value(test.func.value, target)
+        if string is None or len(test.args) != 1 or test.keywords:
+            return None
+        prefix = _literal_str(test.args[0])
+        prefixes = {prefix} if prefix is not None else _strings(test.args[0])
+        return None if prefixes is None else string.startswith(tuple(prefixes))
+    return None
+
+
+# -- find_spec guards
+
+
+def _probed_module(node: ast.expr) -> str | None:
+    """m for `importlib.util.find_spec("m")`, `util.find_spec("m")` or `find_spec("m")` (absolute m only)."""
+    if not isinstance(node, ast.Call) or not node.args:
+        return None
+    name = node.func.id if isinstance(node.func, ast.Name) else getattr(node.func, "attr", None)
+    module = _literal_str(node.args[0])
+    return module if name == "find_spec" and module and not module.startswith(".") else None
+
+
+def _found_by_test(test: ast.expr) -> tuple[frozenset[str], frozenset[str]]:
+    """(modules find_spec found when the body runs, modules it found when the `else` runs)."""
+    if isinstance(test, ast.UnaryOp) and isinstance(test.op, ast.Not):
+        body, orelse = _found_by_test(test.operand)
+        return orelse, body
+    if isinstance(test, ast.BoolOp):
+        parts = [_found_by_test(v) for v in test.values]
+        if isinstance(test.op, ast.And):  # the body runs when every operand held
+            return frozenset().union(*(body for body, _ in parts)), frozenset()
+        return frozenset(), frozenset().union(*(orelse for _, orelse in parts))
+    if isinstance(test, ast.Compare) and len(test.ops) == 1:
+        right = test.comparators[0]
+        module = _probed_module(test.left)
+        if module and isinstance(right, ast.Constant) and right.value is None:
+            found = frozenset({module})
+            if isinstance(test.ops[0], (ast.IsNot, ast.NotEq)):
+                return found, frozenset()
+            if isinstance(test.ops[0], (ast.Is, ast.Eq)):
+                return frozenset(), found
+        return frozenset(), frozenset()
+    module = _probed_module(test)
+    return (frozenset({module}), frozenset()) if module else (frozenset(), frozenset())
+
+
+# -- literal dynamic imports
+
+
+def _dynamic_import(node: ast.Call, info: ModuleInfo) -> str | None:
+    """The absolute module a literal `importlib.import_module(...)` or `__import__(...)` call imports, None
+    for any other call (a computed name cannot be read statically: left to verification and the probe).
+    "" when a relative name goes beyond the top-level package (an ImportError, as for `from .. import`)."""
+    func = node.func
+    name = _literal_str(node.args[0]) if node.args else None
+    if not name:
+        return None  # computed, or empty (a ValueError, not an import)
+    if isinstance(func, ast.Name) and func.id == "__import__":
+        # __import__(name, globals, locals, fromlist, level): a missing fromlist entry is no error, so only
+        # the module itself counts.
+        level_node = (
+            node.args[4]
+            if len(node.args) > 4
+            else next((k.value for k in node.keywords if k.arg == "level"), None)
+        )
+        level = 0 if level_node is None else _int(level_node)
+        return None if level is None else _absolute(info, name, level)
+    is_import_module = (isinstance(func, ast.Name) and func.id == "import_module") or _is_attr(
+        func, "importlib", "import_module"
+    )
+    if not is_import_module:
+        return None
+    level = len(name) - len(name.lstrip("."))
+    if level == 0:
+        return name
+    # import_module(".m", package): resolved against `package` as `from . import` is against a package.
+    package = (
+        node.args[1]
+        if len(node.args) > 1
+        else next((k.value for k in node.keywords if k.arg == "package"), None)
+    )
+    if isinstance(package, ast.Name) and package.id == "__package__":
+        anchor = info
+    elif isinstance(package, ast.Name) and package.id == "__name__":
+        anchor = ModuleInfo(info.name, info.file, is_package=True)
+    elif _literal_str(package):
+        anchor = ModuleInfo(str(_literal_str(package)), info.file, is_package=True)
+    else:
+        return None
+    return _absolute(anchor, name[level:] or None, level)
+
+
 class _Collector(ast.NodeVisitor):
-    def __init__(self, info: ModuleInfo) -> None:
+    def __init__(self, info: ModuleInfo, target: Target) -> None:
         self.info = info
+        self.target = target
         self.function_depth = 0
         self.scope_depth = 0  # functions and classes: names bound there are not module attributes
         self.optional_depth = 0
         self.type_checking_depth = 0
+        # Branches that may or may not run (a runtime `if`, try, loops, match): a `del` there may not happen.
+        self.flow_depth = 0
+        self.found: list[frozenset[str]] = []  # modules find_spec found, per enclosing branch
+        self.global_names: set[str] = set()
+
+    def collect(self, tree: ast.AST) -> None:
+        self.visit(tree)
+        # `global X` in a function makes its assignment a module attribute, whenever the function runs: a
+        # module-level `del X` before that does not remove it for good.
+        self.info.defined |= self.global_names
 
     # -- definitions
     def _define(self, names: Iterable[str]) -> None:
-        if self.scope_depth == 0:
+        if self.scope_depth:
+            return
+        if self.type_checking_depth:
+            self.info.type_checking_names.update(names)  # never bound at run time: not an export
+        else:
             self.info.defined.update(names)
+
+    @property
+    def _module_level(self) -> bool:
+        return self.scope_depth == 0 and self.type_checking_depth == 0
 
     def visit_FunctionDef(self, node: ast.FunctionDef | ast.AsyncFunctionDef) -> None:
         self._define([node.name])
-        if self.scope_depth == 0 and node.name == "__getattr__":
+        if self._module_level and node.name == "__getattr__":
             self.info.has_getattr = True
         for decorator in node.decorator_list:
             self.visit(decorator)
@@ -195,17 +491,45 @@ class _Collector(ast.NodeVisitor):
         self.generic_visit(node)
         self.scope_depth -= 1
 
+    def _dunder_all(self, target: ast.expr, names: set[str] | None, *, extend: bool) -> None:
+        """`__all__` at module level, read when it is a literal list of strings (assigned, `+=`, `.extend`,
+        `.append`; `names` None for anything else). Set in a branch that may not run, the lists of both
+        branches count."""
+        if not (self._module_level and isinstance(target, ast.Name) and target.id == "__all__"):
+            return
+        if names is None:
+            self.info.all_literal = False
+            return
+        kept = self.info.all_names if (extend or self.flow_depth) and self.info.all_names else set()
+        self.info.all_names = kept | names
+
     def visit_Assign(self, node: ast.Assign) -> None:
         for target in node.targets:
             self._define(_target_names(target))
+            self._dunder_all(target, _strings(node.value), extend=False)
         self.generic_visit(node)
 
     def visit_AnnAssign(self, node: ast.AnnAssign) -> None:
         self._define(_target_names(node.target))
+        if node.value is not None:
+            self._dunder_all(node.target, _strings(node.value), extend=False)
         self.generic_visit(node)
 
     def visit_AugAssign(self, node: ast.AugAssign) -> None:
         self._define(_target_names(node.target))
+        self._dunder_all(
+            node.target, _strings(node.value) if isinstance(node.op, ast.Add) else None, extend=True
+        )
+        self.generic_visit(node)
+
+    def visit_Expr(self, node: ast.Expr) -> None:
+        call = node.value
+        if isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute):
+            # __all__.extend([...]) / __all__.append("x"); any other method leaves __all__ unread.
+            method, arg = call.func.attr, call.args[0] if len(call.args) == 1 else None
+            appended = _literal_str(arg) if method == "append" else None
+            names = {appended} if appended is not None else _strings(arg) if method == "extend" else None
+            self._dunder_all(call.func.value, names, extend=True)
         self.generic_visit(node)
 
     def visit_NamedExpr(self, node: ast.NamedExpr) -> None:
@@ -214,9 +538,18 @@ class _Collector(ast.NodeVisitor):
 
     def visit_For(self, node: ast.For | ast.AsyncFor) -> None:
         self._define(_target_names(node.target))
+        self.flow_depth += 1
         self.generic_visit(node)
+        self.flow_depth -= 1
 
     visit_AsyncFor = visit_For
+
+    def visit_While(self, node: ast.While) -> None:
+        self.flow_depth += 1
+        self.generic_visit(node)
+        self.flow_depth -= 1
+
+    visit_Match = visit_While  # type: ignore[assignment]
 
     def visit_With(self, node: ast.With | ast.AsyncWith) -> None:
         for item in node.items:
@@ -226,44 +559,84 @@ class _Collector(ast.NodeVisitor):
 
     visit_AsyncWith = visit_With
 
+    def visit_Delete(self, node: ast.Delete) -> None:
+        # Only a `del` that surely runs removes a name; one in a branch may not, and the name then stays.
+        if self.scope_depth == 0 and self.flow_depth == 0:
+            for target in node.targets:
+                for name in _target_names(target):
+                    self.info.defined.discard(name)
+                    self.info.deleted[name] = node.lineno
+        self.generic_visit(node)
+
     def visit_Call(self, node: ast.Call) -> None:
         # `globals()[name] = ...` / `globals().update(...)` at module level defines names no parser can list:
         # such a module is treated like one with a module __getattr__ (any name accepted).
-        if self.scope_depth == 0 and isinstance(node.func, ast.Name) and node.func.id == "globals":
+        if self._module_level and isinstance(node.func, ast.Name) and node.func.id == "globals":
             self.info.has_getattr = True
+        module = _dynamic_import(node, self.info)
+        if module is not None:
+            self._site(node, module, ())
         self.generic_visit(node)
 
     def visit_Global(self, node: ast.Global) -> None:
-        # `global X` in a function makes its assignment a module attribute.
-        self.info.defined.update(node.names)
+        self.global_names.update(node.names)
 
     # -- guards
     def visit_Try(self, node: ast.Try) -> None:
-        optional = any(_handler_names(h) & _OPTIONAL_HANDLERS for h in node.handlers)
+        optional = _guards_imports(node.handlers)
+        self.flow_depth += 1
         self.optional_depth += optional
         for stmt in node.body:
             self.visit(stmt)
         self.optional_depth -= optional
         for part in (*node.handlers, *node.orelse, *node.finalbody):
             self.visit(part)
+        self.flow_depth -= 1
 
     visit_TryStar = visit_Try  # type: ignore[assignment]
 
     def visit_If(self, node: ast.If) -> None:
         self.visit(node.test)
-        if _is_type_checking(node.test):
-            self.type_checking_depth += 1
-            for stmt in node.body:
+        taken = static_truth(node.test, self.target)
+        if taken is not None:
+            # Judged as the target runs it: the branch it never takes is not read (its imports never run,
+            # its names are never bound), and the one it takes is read as unconditional code.
+            live, dead = (node.body, node.orelse) if taken else (node.orelse, node.body)
+            self._unreachable(dead, node.lineno)
+            for stmt in live:
                 self.visit(stmt)
-            self.type_checking_depth -= 1
-        else:
-            for stmt in node.body:
-                self.visit(stmt)
-        for stmt in node.orelse:
+            return
+        body_found, else_found = _found_by_test(node.test)
+        type_checking = _is_type_checking(node.test)
+        self.flow_depth += 1
+        self.type_checking_depth += type_checking
+        self._branch(node.body, body_found)
+        self.type_checking_depth -= type_checking
+        self._branch(node.orelse, else_found)
+        self.flow_depth -= 1
+
+    def _branch(self, body: Sequence[ast.stmt], found: frozenset[str]) -> None:
+        self.found.append(found)
+        for stmt in body:
             self.visit(stmt)
+        self.found.pop()
+
+    def _unreachable(self, body: Sequence[ast.stmt], line: int) -> None:
+        """Note what a skipped branch would bind at module level, so a hint can say why a name is missing."""
+        if not (self._module_level and body):
+            return
+        scratch = ModuleInfo(self.info.name, self.info.file, self.info.is_package)
+        collector = _Collector(scratch, self.target)
+        for stmt in body:
+            collector.visit(stmt)
+        for name in scratch.defined:
+            self.info.unreachable.setdefault(name, line)
 
     # -- imports
-    def _site(self, node: ast.stmt, module: str, names: tuple[str, ...], star: bool = False) -> None:
+    def _site(
+        self, node: ast.stmt | ast.expr, module: str, names: tuple[str, ...], star: bool = False
+    ) -> None:
+        found = any(module == m or module.startswith(m + ".") for frame in self.found for m in frame)
         self.info.sites.append(
             ImportSite(
                 file=self.info.file,
@@ -271,7 +644,7 @@ class _Collector(ast.NodeVisitor):
                 module=module,
                 names=names,
                 lazy=self.function_depth > 0,
-                optional=self.optional_depth > 0 or self.type_checking_depth > 0,
+                optional=self.optional_depth > 0 or self.type_checking_depth > 0 or found,
                 type_checking=self.type_checking_depth > 0,
                 star=star,
             )
@@ -287,7 +660,7 @@ class _Collector(ast.NodeVisitor):
         star = any(a.name == "*" for a in node.names)
         names = tuple(a.name for a in node.names if a.name != "*")
         self._define(a.asname or a.name for a in node.names if a.name != "*")
-        if star and self.scope_depth == 0 and module:
+        if star and self._module_level and module:
             self.info.stars.append(module)
         self._site(node, module, names, star)
 
@@ -297,8 +670,10 @@ def _absolute(info: ModuleInfo, module: str | None, level: int) -> str:
         return module or ""
     package = info.name if info.is_package else info.name.rpartition(".")[0]
     parts = package.split(".") if package else []
-    if level - 1 > len(parts):
-        return ""  # beyond the top: Python raises ImportError; reported as unresolvable
+    if level > len(parts):
+        # beyond the top (level 2 needs a package two deep, as importlib's _resolve_name): Python raises
+        # ImportError; reported as unresolvable
+        return ""
     base = parts[: len(parts) - (level - 1)]
     return ".".join([*base, *([module] if module else [])])
 
@@ -316,11 +691,18 @@ def read_source(
     *,
     contents: Mapping[str, bytes] | None = None,
     results: FileResults | None = None,
+    target: Target | None = None,
 ) -> dict[str, ModuleInfo]:
-    """Every .py file of the source, parsed. A syntax error is left to verification (which names it).
+    """Every .py file of the source, parsed as `target` runs it. A syntax error is left to verification (which
+    names it).
 
     `contents`: the files' bytes where the caller has already read them; `results`: parses kept from the
-    last build (source_cache.py), so an edit parses only the edited files."""
+    last build (source_cache.py), so an edit parses only the edited files; `target`: the bundle's Python
+    (default: this interpreter's version, on Lambda)."""
+    if target is None:
+        target = Target(sys.version_info[:2])
+    # A parse depends on the target (the branches it skips): kept per target, never shared between two.
+    kind = f"closure {target}"
     modules: dict[str, ModuleInfo] = {}
     for relative, path in files:
         if not relative.endswith(".py"):
@@ -330,21 +712,21 @@ def read_source(
             continue  # not importable by name (e.g. migrations/versions/0001_x.py): loaded by path, if at all
         data = contents[relative] if contents is not None and relative in contents else path.read_bytes()
         if results is None:
-            modules[name] = _parse(name, relative, is_package, data)
+            modules[name] = _parse(name, relative, is_package, data, target)
         else:
             modules[name] = results.get(
-                "closure", relative, data, functools.partial(_parse, name, relative, is_package, data)
+                kind, relative, data, functools.partial(_parse, name, relative, is_package, data, target)
             )
     return modules
 
 
-def _parse(name: str, relative: str, is_package: bool, data: bytes) -> ModuleInfo:
+def _parse(name: str, relative: str, is_package: bool, data: bytes, target: Target) -> ModuleInfo:
     info = ModuleInfo(name=name, file=relative, is_package=is_package)
     try:
         tree = ast.parse(data, filename=relative)
     except (SyntaxError, ValueError):
         return info
-    _Collector(info).visit(tree)
+    _Collector(info, target).collect(tree)
     return info
 
 
@@ -459,9 +841,31 @@ class _Resolver:
         for star in info.stars:
             if self.kind(star) != "source":
                 return True  # a dependency's star export is unknown statically: accepted
-            if star not in seen and self.exports(star, name, seen):
+            if star not in seen and self.star_binds(star, name) and self.exports(star, name, seen):
                 return True
         return False
+
+    def star_binds(self, module: str, name: str) -> bool:
+        """Whether `from module import *` binds `name` when module has it: the names of its `__all__`, or
+        without one its public names (not starting with "_")."""
+        info = self.modules.get(module)
+        if info is None or not info.all_literal:
+            return True  # a namespace folder (exports decides), or an `__all__` not read statically
+        return name in info.all_names if info.all_names is not None else not name.startswith("_")
+
+    def hidden_by_star(self, module: str, name: str, seen: set[str]) -> str | None:
+        """The source module whose `from X import *` reaches `name` defined there but does not bind it."""
+        info = self.modules.get(module)
+        seen.add(module)
+        for star in info.stars if info else ():
+            if star in seen or self.kind(star) != "source":
+                continue
+            if not self.star_binds(star, name) and self.exports(star, name):
+                return star
+            found = self.hidden_by_star(star, name, seen) if self.star_binds(star, name) else None
+            if found:
+                return found
+        return None
 
 
 def _source_dirs(files: Iterable[tuple[str, Path]]) -> set[str]:
@@ -533,8 +937,40 @@ def listed_in_requirements(requirements: Path | None, top: str) -> bool:
     return False
 
 
+def _missing_name_hint(resolver: _Resolver, module: str, name: str, target: Target) -> str:
+    """What to fix when `from module import name` fails: why the name is not there, where it would be."""
+    info = resolver.modules.get(module)
+    file = info.file if info else module.replace(".", "/")
+    fix = "or update the importers"
+    if info is not None and name in info.deleted:
+        return f"{file}:{info.deleted[name]} deletes {name} (`del`): keep it there {fix}"
+    if info is not None and name in info.type_checking_names:
+        return (
+            f"module {module} ({file}) binds {name} only under `if TYPE_CHECKING:`, which never runs: "
+            f"bind it outside that block {fix}"
+        )
+    if info is not None and name in info.unreachable:
+        return (
+            f"{file}:{info.unreachable[name]} binds {name} only in a branch {target} never takes: bind it "
+            f"in the branch that runs there {fix}"
+        )
+    star = resolver.hidden_by_star(module, name, set())
+    if star is not None:
+        star_info = resolver.modules[star]
+        why = (
+            f"{name} is not in its `__all__`"
+            if star_info.all_names is not None
+            else "a name starting with '_' is not star-imported"
+        )
+        return (
+            f"{star_info.file} defines {name}, but `from {star} import *` does not bind it ({why}): "
+            f"add it to {star}.__all__, or import it from {star}"
+        )
+    return f"module {module} ({file}) no longer defines {name}: restore it there {fix}"
+
+
 def _check(
-    resolver: _Resolver, site: ImportSite, requirements: Path | None, source_dir: Path
+    resolver: _Resolver, site: ImportSite, requirements: Path | None, source_dir: Path, target: Target
 ) -> tuple[str, str] | None:
     """(message, hint) when the import fails on Lambda, None when it resolves (or is left to verification)."""
     if not site.module:
@@ -568,12 +1004,9 @@ def _check(
             )
     for name in site.names:
         if not resolver.exports(site.module, name):
-            info = resolver.modules.get(site.module)
-            file = info.file if info else site.module.replace(".", "/")
             return (
                 f"cannot import name '{name}' from '{site.module}'",
-                f"module {site.module} ({file}) no longer defines {name}: restore it there or update "
-                "the importers",
+                _missing_name_hint(resolver, site.module, name, target),
             )
     return None
 
@@ -594,9 +1027,10 @@ def analyze(
     `installed` is the bundle's top-level names (None: source only, dependencies are not judged). Problems are
     only reported for files some function reaches. Without handlers, every file's imports inside functions
     are checked (module-level ones are left to verification's handler imports) and recorded under "*".
-    `contents` and `results`: as for read_source.
+    `contents` and `results`: as for read_source. The source is read as `python_version` runs it on Lambda.
     """
-    modules = read_source(source_dir, files, contents=contents, results=results)
+    target = Target.for_python(python_version)
+    modules = read_source(source_dir, files, contents=contents, results=results, target=target)
     resolver = _Resolver(modules, _source_dirs(files), stdlib_names(python_version), installed)
     problems: list[ImportProblem] = []
     for function, handler in handlers:
@@ -628,7 +1062,7 @@ def analyze(
                 # Without the functions, which module-level imports run at init is unknown: those are left
                 # to verification, which imports each handler and names its function.
                 continue
-            problem = _check(resolver, site, requirements, source_dir)
+            problem = _check(resolver, site, requirements, source_dir, target)
             if problem:
                 problems.append(ImportProblem(site, problem[0], problem[1], functions))
                 continue
