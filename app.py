@@ -103,12 +103,11 @@ def main(outdir: Path | None = None) -> None:
     # The bundles' import checks go on while synth runs cdk-nag and writes the assembly, the longest step
     # (in Node, while this process waits). They are joined before the process ends: a failure withdraws
     # the assembly, so no template or manifest of an unverified bundle is left for a deploy to pick up.
-    assembly = app.synth()
-    outdir = Path(assembly.directory)
     try:
+        outdir = Path(app.synth().directory)
         join_verifications()
-    except BundlingError as err:
-        withdraw_assembly(outdir)
+    except Exception as err:  # whatever broke, nothing unverified is left for a deploy to pick up
+        withdraw_assembly(Path(app.outdir))
         stop(err)
     write_policies(outdir, policies)
 

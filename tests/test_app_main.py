@@ -66,3 +66,17 @@ def test_passing_checks_leave_the_assembly(monkeypatch: pytest.MonkeyPatch, tmp_
     assert joined == [True]
     assert (tmp_path / "manifest.json").is_file()
     assert (tmp_path / "tiny.template.json").is_file()
+
+
+def test_a_check_that_broke_with_any_exception_withdraws_the_assembly(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def broken() -> None:
+        raise KeyError("ok")
+
+    with pytest.raises(SystemExit) as stopped:
+        _run_main(monkeypatch, tmp_path, broken)
+    assert stopped.value.code == 1
+    assert "KeyError" not in capsys.readouterr().out
+    assert not (tmp_path / "manifest.json").exists()
+    assert not list(tmp_path.glob("*.template.json"))

@@ -118,11 +118,33 @@ def test_every_kind_of_input_change_changes_the_hash(mini_backend: Path, tmp_pat
     assert input_hash(spec_for(mini_backend, tmp_path), "uv 0.14.0") != baseline, "installer version"
 
 
-def test_bundler_version_is_part_of_the_hash(
+def test_a_change_to_the_bundlers_code_changes_the_hash_with_no_constant_bumped(
     mini_backend: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     before = input_hash(spec_for(mini_backend, tmp_path), TOOL)
-    monkeypatch.setattr(hashing, "BUNDLER_VERSION", "999")
+    layer_before = hashing.dependency_key(spec_for(mini_backend, tmp_path), TOOL, ())
+    # GIVEN a copy of the bundler package in which one module changed by a comment
+    package = tmp_path / "bundling"
+    shutil.copytree(hashing.PACKAGE_DIR, package, ignore=shutil.ignore_patterns("__pycache__"))
+    assert hashing.bundler_code(package) == hashing.bundler_code(hashing.PACKAGE_DIR)
+    build = package / "build.py"
+    build.write_text(build.read_text() + "\n# a change to how bundles are built\n")
+    # WHEN the hash is taken with that package as the bundler's code
+    monkeypatch.setattr(hashing, "PACKAGE_DIR", package)
+    # THEN the asset and the dependency layer are new
+    assert input_hash(spec_for(mini_backend, tmp_path), TOOL) != before
+    assert hashing.dependency_key(spec_for(mini_backend, tmp_path), TOOL, ()) != layer_before
+
+
+@pytest.mark.parametrize(
+    ("module", "name", "value"),
+    [("sys", "version", "3.11.99 (other)"), ("zlib", "ZLIB_RUNTIME_VERSION", "9.9")],
+)
+def test_the_exact_python_and_zlib_are_part_of_the_hash(
+    mini_backend: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, module: str, name: str, value: str
+) -> None:
+    before = input_hash(spec_for(mini_backend, tmp_path), TOOL)
+    monkeypatch.setattr(getattr(hashing, module), name, value)
     assert input_hash(spec_for(mini_backend, tmp_path), TOOL) != before
 
 

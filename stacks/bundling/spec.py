@@ -72,6 +72,9 @@ class HandlerCheck:
     health_path: str = "/health"  # the path of the GET driven through it when http_health is true
     memory_mb: int = 1024  # the context object's memory_limit_in_mb
     timeout_seconds: int = 60  # get_remaining_time_in_millis() counts down from this
+    # Variables of `environment` that only label the function (e.g. for its reports): checks equal apart
+    # from these and the function's name are run once (verification.shared_identity).
+    label_variables: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

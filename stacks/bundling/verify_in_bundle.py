@@ -1,9 +1,10 @@
-"""Runs INSIDE the target interpreter, started as `python3.X -I -S verify_in_bundle.py BUNDLE CHECK_JSON`.
+"""Runs INSIDE the target interpreter: `python3.X -I -S verify_in_bundle.py BUNDLE CHECK_JSON RESULT_FILE`.
 
 `-I -S` leaves only the standard library on sys.path; this script adds the bundle, exactly what Lambda's
 /var/task gives a handler. It imports one handler (one process per handler, as Lambda does), optionally
 drives GET <health_path> through it with a Lambda-like context object, then imports the dependencies the
-function's code imports lazily (inside functions: init does not prove them), and prints one JSON line.
+function's code imports lazily (inside functions: init does not prove them), and writes one JSON object to
+RESULT_FILE: its own channel, since the handler owns stdout and may print anything there, at any time.
 The line lists every bundle file the run read (modules loaded, files opened): a later bundle in which all
 of them are unchanged does not need the run again (verify_cache.py). Standard library only.
 """
@@ -140,7 +141,7 @@ def bundle_reads(bundle: str, opened: "set[str]") -> "list[str]":
 
 
 def main() -> None:
-    bundle, check = sys.argv[1], json.loads(sys.argv[2])
+    bundle, check, result_file = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3]
     opened = watch_opened(bundle)
     sys.path.insert(0, bundle)
     result = {"function": check["function"], "handler": check["handler"], "ok": False, "stage": "import"}
@@ -175,7 +176,8 @@ def main() -> None:
             result["filename"], result["lineno"] = exc.filename, exc.lineno
         result["traceback"] = traceback.format_exc()[-3000:]
     result["reads"] = bundle_reads(bundle, opened)
-    sys.stdout.write("\n" + json.dumps(result) + "\n")
+    with open(result_file, "w") as out:
+        json.dump(result, out)
 
 
 if __name__ == "__main__":
