@@ -199,7 +199,7 @@ def verify_bundle(
         **(environment or {}),
     }
     records = spec.cache_dir / "verified"
-    listing = verify_cache.bundle_listing(bundle.directory) if reuse else ""
+    listing = verify_cache.bundle_listing(bundle.directory, bundle.layer) if reuse else ""
     first: dict[str, HandlerCheck] = {}
     shared: list[tuple[str, str]] = []
     carried: list[str] = []
@@ -223,7 +223,7 @@ def verify_bundle(
     ):
         results = list(
             pool.map(
-                lambda n: _run_check(python, bundle.directory, *runs[n][1:3], Path(reports, str(n))),
+                lambda n: _run_check(python, bundle.paths, *runs[n][1:3], Path(reports, str(n))),
                 range(len(runs)),
             )
         )
@@ -250,18 +250,27 @@ def verify_bundle(
 
 
 def _run_check(
-    python: str, bundle: Path, request: Mapping[str, object], env: Mapping[str, str], report: Path
+    python: str, paths: Sequence[Path], request: Mapping[str, object], env: Mapping[str, str], report: Path
 ) -> dict[str, Any] | VerificationFailure:
     """One check in a fresh interpreter; its result comes through `report`, never the handler's stdout."""
     function, handler = str(request["function"]), str(request["handler"])
     proc = subprocess.Popen(
-        [python, "-I", "-S", "-B", str(VERIFY_SCRIPT), str(bundle), json.dumps(request), str(report)],
+        [
+            python,
+            "-I",
+            "-S",
+            "-B",
+            str(VERIFY_SCRIPT),
+            os.pathsep.join(map(str, paths)),
+            json.dumps(request),
+            str(report),
+        ],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
         env=dict(env),
-        cwd=bundle,
+        cwd=paths[0],
     )
     try:
         _out, err = proc.communicate(timeout=VERIFY_TIMEOUT_SECONDS)

@@ -28,7 +28,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -100,6 +100,7 @@ class LambdaEmulator:
         self,
         *,
         bundle: Path,
+        paths: Sequence[Path] = (),
         environment: Mapping[str, str],
         handler: str = "credmate_probe.handler",
         function_name: str = "function",
@@ -109,6 +110,7 @@ class LambdaEmulator:
         start_timeout: float = 15.0,
     ) -> None:
         self.bundle = Path(bundle).resolve()
+        self.paths = [Path(p).resolve() for p in paths]  # the bundle's other folders (its dependency layer)
         if not (self.bundle / handler.rpartition(".")[0].replace(".", "/")).with_suffix(".py").exists():
             raise HarnessError(f"{self.bundle} has no module for handler {handler}")
         self.environment = dict(environment)
@@ -133,7 +135,7 @@ class LambdaEmulator:
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
             "LANG": "C.UTF-8",
             "TZ": "UTC",
-            "PYTHONPATH": f"{self.bundle}{os.pathsep}{runtime_path()}",
+            "PYTHONPATH": os.pathsep.join(map(str, [self.bundle, *self.paths, runtime_path()])),
             "PYTHONNOUSERSITE": "1",
             "PYTHONDONTWRITEBYTECODE": "1",
             "LAMBDA_TASK_ROOT": str(self.bundle),
