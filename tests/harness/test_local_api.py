@@ -311,11 +311,20 @@ def test_binary_round_trip_and_watch_rebuilds_on_a_source_edit(mini_backend, tmp
         process.wait_for_log(lambda t: "reloaded" in t, 240, "a reload after the edit")
         assert http("GET", f"{process.url}/greeting").json() == {"greeting": "bonjour"}
 
+        assert process.log().count("[local] synthesized") == 1, "a source edit is rebuilt without a synth"
+
+        # A source the bundler refuses is shown, and answered as an error: never the previous code
         handler.write_text("import module_that_does_not_exist\n" + textwrap.dedent(ECHO_HANDLER))
         log = process.wait_for_log(lambda t: "rebuild FAILED" in t, 240, "a failed rebuild")
         assert "module_that_does_not_exist" in log
-        still = http("GET", f"{process.url}/greeting")
-        assert still.status == 200 and still.json() == {"greeting": "bonjour"}
+        assert http("GET", f"{process.url}/greeting").status == 502
+
+        # A handler that fails only when it runs: the request fails, and so does the verification, shown
+        handler.write_text(textwrap.dedent(ECHO_HANDLER) + "\nraise RuntimeError('settings missing')\n")
+        process.wait_for_log(lambda t: t.count("reloaded") >= 2, 240, "a reload after the fix")
+        assert http("GET", f"{process.url}/greeting").status == 502
+        log = process.wait_for_log(lambda t: "FAILED verification" in t, 240, "the verification's failure")
+        assert "RuntimeError: settings missing" in log
     finally:
         process.stop()
 
