@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import json
+import shutil
 import sys
 from pathlib import Path
 from typing import Any, NoReturn
@@ -110,6 +112,7 @@ def main(outdir: Path | None = None) -> None:
         withdraw_assembly(Path(app.outdir))
         stop(err)
     write_policies(outdir, policies)
+    prune_assets(outdir)
 
 
 def stop(err: Exception) -> NoReturn:
@@ -136,6 +139,19 @@ def withdraw_assembly(outdir: Path) -> None:
     for pattern in ASSEMBLY_FILES:
         for path in outdir.glob(pattern):
             path.unlink(missing_ok=True)
+
+
+def prune_assets(outdir: Path) -> list[Path]:
+    """Delete the assets of earlier synths that this assembly no longer references (every source edit
+    copies a new ~37 MB bundle zip into the output folder); returns what was deleted."""
+    referenced: set[str] = set()
+    for manifest in outdir.glob("*.assets.json"):
+        files = json.loads(manifest.read_text()).get("files", {})
+        referenced.update(str(asset.get("source", {}).get("path", "")) for asset in files.values())
+    stale = [path for path in outdir.glob("asset.*") if path.name not in referenced]
+    for path in stale:
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+    return stale
 
 
 def write_policies(outdir: Path, policies: dict[str, StackPolicyStack]) -> None:
