@@ -30,7 +30,7 @@ from stacks.bundling import bundle_cache
 from stacks.bundling.build import build_bundle
 from stacks.bundling.spec import BundleResult, BundlingError
 from stacks.bundling.verification import verify_bundle
-from stacks.config import parse_environments
+from stacks.config import ConfigError, parse_environments
 
 Log = Callable[[str], None]
 _HOST_ARCH = "arm64" if platform.machine().lower() in ("aarch64", "arm64") else "x86_64"
@@ -54,7 +54,12 @@ def environment_config(context: Mapping[str, str], environment: str) -> Any:
             merged[key] = json.loads(value)
         except ValueError:
             merged[key] = value
-    return parse_environments(merged["environments"], merged.get("functions"))[environment]
+    environments = parse_environments(merged["environments"], merged.get("functions"))
+    if environment not in environments:
+        raise ConfigError(
+            f"environment {environment!r} is not in cdk.json; one of: {', '.join(environments)}"
+        )
+    return environments[environment]
 
 
 class EditLoop:
