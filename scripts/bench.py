@@ -112,7 +112,8 @@ METHOD = (
     "request. SAM alone is the `sam build --cached` row.",
     "- **Zip size.** Ours: the bundle's zip as deployed (with the bytecode of what init imports). SAM: its "
     "build output zipped the same way (sorted, deflate level 6), without bytecode.",
-    "- **Cold start.** A fresh RIE on each output, start plus the first GET /health (init included).",
+    "- **Cold start.** A fresh RIE on each output (`python -m awslambdaric`, no zygote), start plus the "
+    "first GET /health (init included), after one untimed round.",
 )
 
 
@@ -265,19 +266,21 @@ def middle_edit(path: Path, token: str) -> None:
     path.write_text("".join(lines))
 
 
+Step = tuple[str, Callable[[int], float]]
+
+
 def interleaved(
-    runs: int, steps: Sequence[tuple[str, Callable[[int], float]]], log: Callable[[str], None]
+    runs: int, steps: Sequence[Step], log: Callable[[str], None], *, warmup: bool = False
 ) -> dict[str, Timing]:
-    """Each step once per run, in turn (A B A B ...); a step returns its seconds."""
+    """Each step once per run, in turn (A B A B ...); a step returns its seconds. `warmup`: one untimed
+    round first (file caches, a server's first request)."""
+    for key, step in steps if warmup else ():
+        log(f"[bench] warm-up {key}: {step(-1):.2f} s (not counted)")
     values: dict[str, list[float]] = {key: [] for key, _step in steps}
-    for run in range(runs):
+    for n in range(runs):
         for key, step in steps:
-            values[key].append(step(run))
-        log(
-            "[bench] run {}/{}: {}".format(
-                run + 1, runs, ", ".join(f"{k} {v[-1]:.2f} s" for k, v in values.items())
-            )
-        )
+            values[key].append(step(n))
+        log(f"[bench] run {n + 1}/{runs}: " + ", ".join(f"{k} {v[-1]:.2f} s" for k, v in values.items()))
     return {key: Timing(key, tuple(v)) for key, v in values.items()}
 
 
@@ -474,7 +477,7 @@ class Bench:
                 _invoke_health(build / "Api", (), "handler.lambda_handler", {})
                 return time.perf_counter() - started
 
-            return interleaved(self.runs, [("served", ours), ("sam_served", sam)], self.log)
+            return interleaved(self.runs, [("served", ours), ("sam_served", sam)], self.log, warmup=True)
         finally:
             server.terminate()
             server.wait(30)
@@ -499,7 +502,7 @@ class Bench:
         def sam(_n: int) -> float:
             return _invoke_health(sam_output, (), "handler.lambda_handler", {})
 
-        return interleaved(self.runs, [("start", ours), ("sam_start", sam)], self.log)
+        return interleaved(self.runs, [("start", ours), ("sam_start", sam)], self.log, warmup=True)
 
 
 def _invoke_health(code: Path, layers: Sequence[Path], handler: str, env: Mapping[str, str]) -> float:

@@ -3,7 +3,8 @@ runtimes, with no `cdk synth` (a change to cdk.json or the requirements still sy
 
 The bundle is built from the same spec the stack uses (stacks/backend_bundle.py), on the cached dependency
 layer: only the edited source is new, so the build takes about a tenth of a second. Every function whose
-code was the previous backend bundle then runs the new one, in fresh runtimes started on their next request.
+code was the previous backend bundle then runs the new one, in fresh runtimes started on their next request,
+forked from a zygote that has imported the layer's dependencies already (scripts/zygote.py).
 Nothing is served stale as if it were the new code:
 
 * a source the bundler refuses (the static import check) is printed, and the functions answer 502 with it
@@ -24,6 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from local_stack import REPO_ROOT, LocalFunction, Runtimes, backend_root
+from rie import runtime_path
+from zygote import Zygote
 
 from stacks.backend_bundle import bundle_spec, handler_checks
 from stacks.bundling import bundle_cache
@@ -71,6 +74,21 @@ class EditLoop:
         self.checks = handler_checks(config)
         self.log = log
         self.current: BundleResult = build_bundle(self.spec)  # the bundle synth built: a cache hit
+        self.zygote: Zygote | None = None
+        self._warm(self.current)
+
+    def _warm(self, result: BundleResult) -> None:
+        """A zygote (scripts/zygote.py) for the bundle's dependency layer, made ready before the edit."""
+        tree = str(result.layer) if result.layer else None
+        if self.zygote is not None and self.zygote.tree != tree:
+            self.zygote.stop()
+            self.zygote = None
+        if tree is not None and self.zygote is None:
+            self.zygote = Zygote(tree, str(runtime_path()))
+
+    def close(self) -> None:
+        if self.zygote is not None:
+            self.zygote.stop()
 
     def rebuild(self, runtimes: Runtimes, function_ids: list[str], extra_env: Mapping[str, str]) -> Served:
         """New runtimes for `function_ids` where they ran the previous bundle (raises nothing: a failure is
@@ -91,9 +109,11 @@ class EditLoop:
         if result.directory != self.current.directory:  # no longer served: the cache may prune it
             bundle_cache.release(self.current.directory.parent)
         self.current = result
+        self._warm(result)
         self.log(f"{result.summary(sorted(functions[f].label for f in backend))}")
         self.log("[local-api] reloaded: the edit is served by new runtimes; its verification follows")
-        served = Served(Runtimes(functions, extra_env=extra_env, log=self.log))
+        bootstrap = self.zygote.bootstrap if self.zygote else ()
+        served = Served(Runtimes(functions, extra_env=extra_env, log=self.log, bootstrap=bootstrap))
         threading.Thread(target=self._verify, args=(result, served, backend), daemon=True).start()
         return served
 

@@ -633,7 +633,6 @@ def make_server(gateway: Gateway, port: int) -> _Server:
 
 @dataclass(frozen=True)
 class Options:
-    environment: str
     stack: str
     outdir: Path
     context: dict[str, str]
@@ -641,6 +640,7 @@ class Options:
     code: tuple[str, ...]
     env: dict[str, str]
     cache_dir: Path
+    environment: str = "staging"  # the cdk.json environment (what --watch rebuilds without a synth)
 
 
 def load_deployment(options: Options, *, log: Log = stderr_log) -> Deployment:
@@ -724,8 +724,11 @@ def watch(gateway: Gateway, options: Options, stop: threading.Event, *, interval
             continue
         gateway.replace(deployment)
         if edits is not None:  # the catalog or the requirements may have changed
+            edits.close()
             edits = EditLoop(options.context, options.environment, options.cache_dir, log)
         log("[local-api] reloaded: new bundle verified; runtimes restart on their next request")
+    if edits is not None:
+        edits.close()
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -409,8 +409,10 @@ class Runtimes:
         extra_env: Mapping[str, str] | None = None,
         log: Log = stderr_log,
         forward_logs: bool = True,
+        bootstrap: Sequence[str] = (),
     ) -> None:
         self._slots = {fid: _Slot(fn) for fid, fn in functions.items()}
+        self.bootstrap = tuple(bootstrap)  # the runtimes' command before the handler (rie.LambdaEmulator)
         self.extra_env = dict(extra_env or {})
         self.log = log
         self.forward_logs = forward_logs
@@ -450,6 +452,7 @@ class Runtimes:
             handler=fn.handler,
             function_name=fn.label,
             timeout_seconds=fn.timeout_seconds,
+            bootstrap=self.bootstrap,
         )
         emulator.start()
         slot.emulator, slot.invocations, slot.log_offset = emulator, 0, 0

@@ -205,8 +205,19 @@ def build_bundle(spec: BundleSpec, *, log: Callable[[str], None] = lambda _m: No
     with bundle_cache.building(final) as done:
         if not done or not _held_with_layer(spec, final):
             shutil.rmtree(final, ignore_errors=True)  # leftovers of an entry deleted half-way
-            notices = _build(spec, tool, command, wheelhouse, files, contents, asset_hash, final)
-            for notice in notices:
+            work = Path(tempfile.mkdtemp(prefix=f".{asset_hash[:12]}-", dir=final.parent))
+            try:
+                # Informational (three git calls), so asked on the side while the bundle is built.
+                with ThreadPoolExecutor(max_workers=1) as side:
+                    provenance = side.submit(git_commit, [spec.source_dir, spec.requirements])
+                    meta = _build_in(
+                        spec, tool, command, wheelhouse, files, contents, asset_hash, work, provenance
+                    )
+                os.replace(work, final)
+            except BaseException:
+                shutil.rmtree(work, ignore_errors=True)
+                raise
+            for notice in meta["notices"]:
                 log(f"[bundle] notice: {notice}")
     bundle_cache.prune(spec.cache_dir)
     return _result(final, asset_hash, tool, cache_hit=done, started=started)
@@ -218,29 +229,6 @@ def _held_with_layer(spec: BundleSpec, final: Path) -> bool:
         return False
     layer = json.loads((final / "meta.json").read_text())["layer"]
     return not layer or bundle_cache.use(spec.cache_dir / "layers" / layer)
-
-
-def _build(
-    spec: BundleSpec,
-    tool: str,
-    command: list[str],
-    wheelhouse: Wheelhouse,
-    files: Sequence[tuple[str, Path]],
-    contents: Mapping[str, bytes],
-    asset_hash: str,
-    final: Path,
-) -> list[str]:
-    # Informational (three git calls), so asked on the side while the bundle is built.
-    with ThreadPoolExecutor(max_workers=1) as side:
-        provenance = side.submit(git_commit, [spec.source_dir, spec.requirements])
-        work = Path(tempfile.mkdtemp(prefix=f".{asset_hash[:12]}-", dir=final.parent))
-        try:
-            meta = _build_in(spec, tool, command, wheelhouse, files, contents, asset_hash, work, provenance)
-            os.replace(work, final)
-        except BaseException:
-            shutil.rmtree(work, ignore_errors=True)
-            raise
-    return list(meta["notices"])
 
 
 def _build_in(

@@ -108,6 +108,7 @@ class LambdaEmulator:
         rie: Path | None = None,
         python: str = sys.executable,
         start_timeout: float = 15.0,
+        bootstrap: Sequence[str] = (),
     ) -> None:
         self.bundle = Path(bundle).resolve()
         self.paths = [Path(p).resolve() for p in paths]  # the bundle's other folders (its dependency layer)
@@ -120,6 +121,8 @@ class LambdaEmulator:
         self.rie = rie
         self.python = python
         self.start_timeout = start_timeout
+        # The runtime's command before the handler (default: `python -S -B -m awslambdaric`).
+        self.bootstrap = list(bootstrap) or [python, "-S", "-B", "-m", "awslambdaric"]
         self.port = 0
         self.process: subprocess.Popen[bytes] | None = None
         self._log = tempfile.NamedTemporaryFile(prefix="rie-", suffix=".log", delete=False)  # noqa: SIM115
@@ -151,7 +154,7 @@ class LambdaEmulator:
             str(rie),
             "--runtime-interface-emulator-address", f"127.0.0.1:{self.port}",
             "--runtime-api-address", f"127.0.0.1:{runtime_api_port}",
-            self.python, "-S", "-B", "-m", "awslambdaric", self.handler,
+            *self.bootstrap, self.handler,
         ]  # fmt: skip
         self.process = subprocess.Popen(
             command,

@@ -104,7 +104,7 @@ def _preflight_settings(template) -> tuple[int, dict[str, str], str]:
 
 def test_health_returns_the_bundle_versions(server, template):
     function = _proxy_function(template)
-    bundle = local_stack.code_location(template, function)
+    bundle = local_stack.code_location(template, function)[0]
     build_info = json.loads((bundle / "build_info.json").read_text())
     first = http("GET", f"{server.url}/health")
     second = http("GET", f"{server.url}/health")
@@ -185,9 +185,10 @@ def test_smoke_test_refuses_plain_http_to_other_hosts():
 
 def test_broken_bundle_answers_502_and_logs_the_import_error(assembly, template, tmp_path):
     function = _proxy_function(template)
-    bundle = local_stack.code_location(template, function)
     broken = tmp_path / "broken"
-    shutil.copytree(bundle, broken, symlinks=True, copy_function=os.link)  # hard links: fast, read-only use
+    for folder in reversed(local_stack.code_location(template, function)):  # the bundle's own files win
+        # hard links: fast, read-only use
+        shutil.copytree(folder, broken, symlinks=True, copy_function=os.link, dirs_exist_ok=True)
     remove_distribution(broken, "mangum")
     label = template.cdk_path(function).split("/")[0]
     process = LocalApiProcess(
@@ -327,6 +328,16 @@ def test_binary_round_trip_and_watch_rebuilds_on_a_source_edit(mini_backend, tmp
         assert "RuntimeError: settings missing" in log
     finally:
         process.stop()
+    # AND the warm runtime it forked the edited code's runtimes from ended with it
+    time.sleep(0.5)
+    assert not [p for p in Path("/proc").glob("[0-9]*/cmdline") if _is_zygote(p)]
+
+
+def _is_zygote(cmdline: Path) -> bool:
+    try:
+        return str(REPO_ROOT / "scripts" / "zygote.py") in cmdline.read_bytes().decode(errors="replace")
+    except OSError:
+        return False
 
 
 # ---------------------------------------------------------------------------------------------------------
