@@ -135,6 +135,33 @@ def test_a_cache_hit_marks_the_bundle_used_and_a_pruned_bundle_is_built_again(
     assert not again.cache_hit and again.zip_path.read_bytes() == zip_bytes
 
 
+def test_a_bundle_whose_layer_went_away_is_built_again(
+    mini_backend: Path, shared_cache: Path, tmp_path: Path
+) -> None:
+    import shutil
+    import threading
+
+    cache = _cache_sharing_wheels(tmp_path / "cache", shared_cache)
+    spec = spec_for(mini_backend, cache)
+    first = build_bundle(spec)
+    zip_bytes = first.zip_path.read_bytes()
+    # GIVEN the bundle complete but its dependency layer deleted by hand (this process no longer holds them)
+    assert first.layer is not None
+    bundle_cache.release(first.directory.parent)
+    bundle_cache.release(first.layer.parent)
+    shutil.rmtree(first.layer.parent)
+    # WHEN the same inputs are built, THEN the bundle is built again on a new layer, the same bytes (and the
+    # build does not wait on its own lock)
+    done: list[object] = []
+    builder = threading.Thread(target=lambda: done.append(build_bundle(spec)), daemon=True)
+    builder.start()
+    builder.join(300)
+    assert done, "the build never finished"
+    again = done[0]
+    assert isinstance(again, type(first)) and not again.cache_hit
+    assert again.layer is not None and again.layer.is_dir() and again.zip_path.read_bytes() == zip_bytes
+
+
 _BUILD = """
 import json, sys
 from pathlib import Path

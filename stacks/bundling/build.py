@@ -203,7 +203,10 @@ def build_bundle(spec: BundleSpec, *, log: Callable[[str], None] = lambda _m: No
     if _held_with_layer(spec, final):
         return _result(final, asset_hash, tool, cache_hit=True, started=started)
     with bundle_cache.building(final) as done:
-        if not done or not _held_with_layer(spec, final):
+        # Under the bundle's exclusive lock: its layer may be held (another lock), never the bundle itself.
+        layer = _layer_dir(spec, final) if done else None
+        hit = done and (layer is None or bundle_cache.use(layer))
+        if not hit:
             shutil.rmtree(final, ignore_errors=True)  # leftovers of an entry deleted half-way
             work = Path(tempfile.mkdtemp(prefix=f".{asset_hash[:12]}-", dir=final.parent))
             try:
@@ -220,15 +223,25 @@ def build_bundle(spec: BundleSpec, *, log: Callable[[str], None] = lambda _m: No
             for notice in meta["notices"]:
                 log(f"[bundle] notice: {notice}")
     bundle_cache.prune(spec.cache_dir)
-    return _result(final, asset_hash, tool, cache_hit=done, started=started)
+    return _result(final, asset_hash, tool, cache_hit=hit, started=started)
+
+
+def _layer_dir(spec: BundleSpec, final: Path) -> Path | None:
+    """The dependency layer the complete bundle at `final` runs on (None: its folder holds it all)."""
+    layer = json.loads((final / "meta.json").read_text())["layer"]
+    return spec.cache_dir / "layers" / layer if layer else None
 
 
 def _held_with_layer(spec: BundleSpec, final: Path) -> bool:
-    """Whether the bundle at `final` is complete with its layer, both then held for this process."""
+    """Whether the bundle at `final` is complete with its layer, both then held for this process (neither
+    when its layer is gone: the caller rebuilds it under the bundle's exclusive lock)."""
     if not bundle_cache.use(final):
         return False
-    layer = json.loads((final / "meta.json").read_text())["layer"]
-    return not layer or bundle_cache.use(spec.cache_dir / "layers" / layer)
+    layer = _layer_dir(spec, final)
+    if layer is None or bundle_cache.use(layer):
+        return True
+    bundle_cache.release(final)
+    return False
 
 
 def _build_in(
