@@ -106,10 +106,12 @@ METHOD = (
     "- **Save-to-served.** Ours: one `scripts/local_api.py --watch` process serves the backend; a run writes "
     "the edit and polls GET /health every 10 ms until it answers 200 with a new `code_version` (which "
     "build_info.json gives every bundle): it includes noticing the write, the rebuild on the cached layer, a "
-    "fresh runtime's init under the RIE and the request. Verification of the edited bundle starts once "
-    "the first request has been answered, so it is not included. SAM: `sam build --cached` after the same "
-    "edit, then a fresh RIE on its output and the same GET /health event: build, runtime start and init, "
-    "request. SAM alone is the `sam build --cached` row.",
+    "fresh runtime under the RIE (forked from a process that imported the dependency layer before the edit: "
+    "scripts/zygote.py; it imports the edited source and builds the app) and the request. Verification of "
+    "the edited bundle starts once that request has been answered, so it is not included. SAM: `sam build "
+    "--cached` after the same edit, then a fresh RIE on its output and the same GET /health event: build, "
+    "runtime start and init, request. SAM alone is the `sam build --cached` row. One untimed round of both "
+    "sides comes first.",
     "- **Zip size.** Ours: the bundle's zip as deployed (with the bytecode of what init imports). SAM: its "
     "build output zipped the same way (sorted, deflate level 6), without bytecode.",
     "- **Cold start.** A fresh RIE on each output (`python -m awslambdaric`, no zygote), start plus the "
