@@ -9,12 +9,14 @@ closure.json beside it), each reported with the file:line of its import.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import shutil
 import subprocess
 import tempfile
+import threading
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -29,6 +31,11 @@ HEALTHY = ("healthy", "ok", "pass", "up")  # as verify_in_bundle.HEALTHY_STATUSE
 
 VERIFY_SCRIPT = Path(__file__).with_name("verify_in_bundle.py")
 VERIFY_TIMEOUT_SECONDS = 120
+# At most one check per core at once, across every verification of this process (an app verifies each
+# environment's bundle side by side), each at a lower priority than synth's own work, which every synth
+# waits on (a niceness, never starved like an idle-only policy would be on a busy machine).
+_CORES = threading.BoundedSemaphore(os.cpu_count() or 1)
+CHECK_NICENESS = 10
 
 
 @dataclass(frozen=True)
@@ -181,7 +188,8 @@ def verify_bundle(
 ) -> Verified:
     """Raise BundlingError listing every handler that does not import (or answer /health) from the bundle.
 
-    Each distinct check runs in a fresh interpreter, up to one per core at once; checks equal but for the
+    Each distinct check runs in a fresh interpreter, up to one per core at once (across the process);
+    checks equal but for the
     function's label run once (shared_identity). With `reuse`, a check that passed on an earlier bundle
     whose files it read are all unchanged here (and with the same file names) is not run again: see
     verify_cache.py."""
@@ -254,6 +262,19 @@ def _run_check(
 ) -> dict[str, Any] | VerificationFailure:
     """One check in a fresh interpreter; its result comes through `report`, never the handler's stdout."""
     function, handler = str(request["function"]), str(request["handler"])
+    with _CORES:
+        return _run_one(python, paths, request, env, report, function, handler)
+
+
+def _run_one(
+    python: str,
+    paths: Sequence[Path],
+    request: Mapping[str, object],
+    env: Mapping[str, str],
+    report: Path,
+    function: str,
+    handler: str,
+) -> dict[str, Any] | VerificationFailure:
     proc = subprocess.Popen(
         [
             python,
@@ -272,6 +293,8 @@ def _run_check(
         env=dict(env),
         cwd=paths[0],
     )
+    with contextlib.suppress(OSError):  # the process may have ended already
+        os.setpriority(os.PRIO_PROCESS, proc.pid, CHECK_NICENESS)
     try:
         _out, err = proc.communicate(timeout=VERIFY_TIMEOUT_SECONDS)
     except subprocess.TimeoutExpired:
