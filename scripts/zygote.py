@@ -22,6 +22,7 @@ runtime ends when its client's connection closes (the RIE stopped it).
 from __future__ import annotations
 
 import array
+import contextlib
 import glob
 import json
 import os
@@ -54,6 +55,16 @@ def serve(path: str, tree: str, runtime: str) -> None:
     server = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     server.bind(path)
     server.listen(16)
+    try:
+        _accept(server)
+    finally:  # its folder goes with it, however the local API ended
+        server.close()
+        os.unlink(path)
+        with contextlib.suppress(OSError):
+            os.rmdir(os.path.dirname(path))
+
+
+def _accept(server: socket.socket) -> None:
     while True:
         ready, _w, _x = select.select([server, sys.stdin], [], [])
         if sys.stdin in ready and not os.read(sys.stdin.fileno(), 1):
@@ -95,9 +106,10 @@ def _runtime(conn: socket.socket) -> None:
 
         traceback.print_exc()
         code = 1
-    sys.stdout.flush()
-    sys.stderr.flush()
-    conn.sendall(bytes([code & 0xFF]))
+    with contextlib.suppress(BaseException):  # never back into the server's loop: this is a fork
+        sys.stdout.flush()
+        sys.stderr.flush()
+        conn.sendall(bytes([code & 0xFF]))
     os._exit(code)
 
 

@@ -16,6 +16,7 @@ import json
 import os
 import shutil
 import sys
+import tempfile
 import textwrap
 import time
 from collections.abc import Iterator
@@ -293,6 +294,7 @@ lambda_handler = Mangum(app, lifespan="off")
 
 
 def test_binary_round_trip_and_watch_rebuilds_on_a_source_edit(mini_backend, tmp_path):
+    zygotes_before = set(Path(tempfile.gettempdir()).glob("credmate-zygote-*"))
     handler = mini_backend / "src" / "handler.py"
     handler.write_text(textwrap.dedent(ECHO_HANDLER).replace("GREETING", "hello"))
     process = LocalApiProcess(
@@ -328,9 +330,10 @@ def test_binary_round_trip_and_watch_rebuilds_on_a_source_edit(mini_backend, tmp
         assert "RuntimeError: settings missing" in log
     finally:
         process.stop()
-    # AND the warm runtime it forked the edited code's runtimes from ended with it
+    # AND the warm runtime it forked the edited code's runtimes from ended with it, leaving nothing behind
     time.sleep(0.5)
     assert not [p for p in Path("/proc").glob("[0-9]*/cmdline") if _is_zygote(p)]
+    assert not [p for p in zygotes_before ^ set(Path(tempfile.gettempdir()).glob("credmate-zygote-*"))]
 
 
 def _is_zygote(cmdline: Path) -> bool:
