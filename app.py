@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import json
+import shutil
 import sys
 from pathlib import Path
 from typing import Any, NoReturn
@@ -111,12 +113,11 @@ def main(outdir: Path | None = None) -> None:
     # The bundles' import checks go on while synth runs cdk-nag and writes the assembly, the longest step
     # (in Node, while this process waits). They are joined before the process ends: a failure withdraws
     # the assembly, so no template or manifest of an unverified bundle is left for a deploy to pick up.
-    assembly = app.synth()
-    outdir = Path(assembly.directory)
     try:
+        outdir = Path(app.synth().directory)
         join_verifications()
-    except BundlingError as err:
-        withdraw_assembly(outdir)
+    except Exception as err:  # whatever broke, nothing unverified is left for a deploy to pick up
+        withdraw_assembly(Path(app.outdir))
         stop(err)
     try:
         check_templates(outdir.glob("*.template.json"))
@@ -124,6 +125,7 @@ def main(outdir: Path | None = None) -> None:
         withdraw_assembly(outdir)
         stop(err)
     write_policies(outdir, policies)
+    prune_assets(outdir)
 
 
 def stop(err: Exception) -> NoReturn:
@@ -150,6 +152,21 @@ def withdraw_assembly(outdir: Path) -> None:
     for pattern in ASSEMBLY_FILES:
         for path in outdir.glob(pattern):
             path.unlink(missing_ok=True)
+
+
+def prune_assets(outdir: Path) -> list[Path]:
+    """Delete the assets of earlier synths that this assembly no longer references (every source edit
+    copies a new ~37 MB bundle zip into the output folder); returns what was deleted."""
+    referenced: set[str] = set()
+    for manifest in outdir.glob("*.assets.json"):
+        files = json.loads(manifest.read_text()).get("files", {})
+        referenced.update(str(asset.get("source", {}).get("path", "")) for asset in files.values())
+    # A nested stack's template is an asset too: a catalog that shrank leaves no group template behind.
+    candidates = [*outdir.glob("asset.*"), *outdir.glob("*.nested.template.json")]
+    stale = [path for path in candidates if path.name not in referenced]
+    for path in stale:
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+    return stale
 
 
 def write_policies(outdir: Path, policies: dict[str, StackPolicyStack]) -> None:

@@ -295,9 +295,9 @@ def _code_reasons(
         if old_info.get(key) != new_info.get(key)
     ]
     if not reasons:
-        # Same source and requirements: the hash moved with runtime, architecture, installer or bundler.
+        # Same source and requirements: the hash moved with runtime, architecture, installer or the bundler.
         changed = [k for k in ("runtime", "architecture", "installer") if old_info.get(k) != new_info.get(k)]
-        return [f"bundle inputs ({', '.join(changed) or 'bundler version'}; {arrow})"]
+        return [f"bundle inputs ({', '.join(changed) or 'the bundler: its code, Python or zlib'}; {arrow})"]
     return [f"{' and '.join(reasons)} changed ({arrow})"]
 
 

@@ -21,8 +21,10 @@ JWT_SECRET for this run (unless --set-env gives them). `make local-user EMAIL=..
 user that can log in. --no-database serves without one (every login then answers 401). Ctrl-C stops the
 emulators and the PostgreSQL server this started.
 
---watch polls the backend's source (and cdk.json) and, on a change, synthesizes again (the project's
-bundler and its import verification run inside synth); a bundle that fails keeps the previous one serving.
+--watch polls the backend's source (and cdk.json, requirements) for changes. A source edit is rebuilt by
+the bundler directly and served by new runtimes, usually within a second (scripts/edit_loop.py: a bundle
+that fails answers its error, never the previous code); any other change synthesizes again, and a synth
+that fails keeps the previous deployment serving.
 
 Deliberate differences from API Gateway: a request body that is not UTF-8 is sent base64-encoded even when
 its Content-Type is not a binary media type (the log says API Gateway would corrupt it), and a base64
@@ -53,6 +55,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from edit_loop import EditLoop, source_only
 from local_database import DEFAULT_ROOT, local_database, migrate
 from local_postgres import PostgresError
 from local_stack import (
@@ -470,6 +473,8 @@ class Deployment:
     api: Api
     runtimes: Runtimes
     template: Template
+    failures: dict[str, str] = field(default_factory=dict)  # function -> why it answers 502 (edit_loop.py)
+    answered: threading.Event = field(default_factory=threading.Event)  # set once it answered a request
 
 
 class Gateway:
@@ -488,6 +493,7 @@ class Gateway:
         request_id = str(uuid.uuid4())
         deployment = self.deployment
         response, label, cold = self._route(deployment, request, request_id)
+        deployment.answered.set()
         ms = (time.monotonic() - started) * 1000
         path = urllib.parse.urlsplit(request.raw_path).path
         temperature = "" if label is None else f" {label} {'cold' if cold else 'warm'}"
@@ -525,6 +531,12 @@ class Gateway:
             )
         event, notes = proxy_event(api, request, resource, params, request_id)
         function = deployment.runtimes.function(integration.function)
+        failure = deployment.failures.get(integration.function)
+        if failure:
+            self.log(
+                f"[local-api] {function.label}: its bundle failed (API Gateway would never see it): {failure}"
+            )
+            return _json_response(502, "Internal server error", request_id), function.label, False
         try:
             invocation = deployment.runtimes.invoke(
                 integration.function, event, timeout=INTEGRATION_TIMEOUT_S
@@ -640,6 +652,7 @@ class Options:
     code: tuple[str, ...]
     env: dict[str, str]
     cache_dir: Path
+    environment: str = "staging"  # the cdk.json environment (what --watch rebuilds without a synth)
 
 
 def load_deployment(options: Options, *, log: Log = stderr_log) -> Deployment:
@@ -684,10 +697,13 @@ def watched_files(options: Options) -> dict[Path, float]:
     return stamps
 
 
-def watch(gateway: Gateway, options: Options, stop: threading.Event, *, interval: float = 1.0) -> None:
+def watch(gateway: Gateway, options: Options, stop: threading.Event, *, interval: float = 0.02) -> None:
     log = gateway.log
     root = backend_root(options.context)
     log(f"[local-api] watching {root / 'src'} (and requirements, cdk.json) for changes")
+    edits = (
+        EditLoop(options.context, options.environment, options.cache_dir, log) if not options.code else None
+    )
     last = watched_files(options)
     while not stop.wait(interval):
         current = watched_files(options)
@@ -695,7 +711,7 @@ def watch(gateway: Gateway, options: Options, stop: threading.Event, *, interval
             continue
         changed = sorted({*current.keys() ^ last.keys(), *(p for p in current if last.get(p) != current[p])})
         # Editors write in several steps: wait until the tree is quiet before rebuilding.
-        while not stop.wait(0.3):
+        while not stop.wait(interval):
             settled = watched_files(options)
             if settled == current:
                 break
@@ -705,6 +721,13 @@ def watch(gateway: Gateway, options: Options, stop: threading.Event, *, interval
             str(p.relative_to(REPO_ROOT) if p.is_relative_to(REPO_ROOT) else p) for p in changed[:5]
         )
         log(f"[local-api] change detected ({shown}{' ...' if len(changed) > 5 else ''}): rebuilding")
+        if edits is not None and source_only(changed, options.context):
+            old = gateway.deployment
+            served = edits.rebuild(old.runtimes, sorted(old.api.functions), options.env)
+            gateway.replace(
+                replace(old, runtimes=served.runtimes, failures=served.failures, answered=served.answered)
+            )
+            continue
         try:
             synthesize(options.outdir, options.context, log=log)
             deployment = load_deployment(options, log=log)
@@ -712,7 +735,12 @@ def watch(gateway: Gateway, options: Options, stop: threading.Event, *, interval
             log(f"[local-api] rebuild FAILED; still serving the previous bundle:\n{exc}")
             continue
         gateway.replace(deployment)
+        if edits is not None:  # the catalog or the requirements may have changed
+            edits.close()
+            edits = EditLoop(options.context, options.environment, options.cache_dir, log)
         log("[local-api] reloaded: new bundle verified; runtimes restart on their next request")
+    if edits is not None:
+        edits.close()
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -776,6 +804,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     resources = contextlib.ExitStack()
     try:
         options = Options(
+            environment=args.environment,
             stack=args.stack or f"credmate-backend-{args.environment}",
             outdir=args.cdk_out.resolve(),
             context=parse_context(args.context),

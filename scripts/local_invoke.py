@@ -79,6 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"local_invoke: {exc}", file=sys.stderr)
         return 2
 
+    layers: tuple[Path, ...] = ()
     if args.bundle:
         bundle = args.bundle.resolve()
         if not bundle.is_dir():
@@ -91,10 +92,12 @@ def main(argv: list[str] | None = None) -> int:
             f"[local-invoke] bundle {result.directory} ({'cache hit' if result.cache_hit else 'built'})",
             file=sys.stderr,
         )
-        bundle = result.directory
+        bundle, *rest = result.paths
+        layers = tuple(rest)
 
     emulator = LambdaEmulator(
         bundle=bundle,
+        paths=layers,
         environment=function_environment(args.function, extra_env),
         function_name=args.function,
         timeout_seconds=args.timeout,

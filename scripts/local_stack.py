@@ -23,13 +23,10 @@ import json
 import os
 import platform
 import re
-import shutil
 import subprocess
 import sys
-import tempfile
 import threading
 import time
-import zipfile
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +38,8 @@ for _path in (REPO_ROOT, REPO_ROOT / "tests" / "harness"):
         sys.path.insert(0, str(_path))
 
 from rie import HarnessError, InvokeResult, LambdaEmulator  # noqa: E402
+
+from stacks.bundling import bundle_cache, zipwrite  # noqa: E402
 
 DEFAULT_CACHE = REPO_ROOT / ".cache"
 LOCAL_REGION = "us-east-1"
@@ -244,6 +243,7 @@ class LocalFunction:
     environment: dict[str, str]
     unresolved: tuple[str, ...]  # "NAME (Ref X)" for each placeholder
     code: Path
+    layers: tuple[Path, ...] = ()  # folders after `code` on sys.path (the bundler's dependency layer)
 
     @property
     def label(self) -> str:
@@ -271,29 +271,10 @@ def function_environment(template: Template, logical_id: str) -> tuple[dict[str,
     return env, tuple(unresolved)
 
 
-def _zip_extract(archive: Path, dest: Path) -> None:
-    """Unzip `archive` into `dest` atomically (built beside it and renamed), keeping file modes."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{dest.name[:12]}-", dir=dest.parent))
-    try:
-        with zipfile.ZipFile(archive) as zf:
-            for info in zf.infolist():
-                target = work / info.filename
-                zf.extract(info, work)
-                mode = (info.external_attr >> 16) & 0o777
-                if mode and not info.is_dir():
-                    os.chmod(target, mode | 0o400)
-        if dest.exists():
-            shutil.rmtree(work)
-        else:
-            os.replace(work, dest)
-    except BaseException:
-        shutil.rmtree(work, ignore_errors=True)
-        raise
-
-
-def code_location(template: Template, logical_id: str, cache_dir: Path = DEFAULT_CACHE) -> Path:
-    """The unzipped code of a function: the bundler's cache, a directory asset, or the zip unzipped once."""
+def code_location(template: Template, logical_id: str, cache_dir: Path = DEFAULT_CACHE) -> tuple[Path, ...]:
+    """The unzipped code of a function, as sys.path lists it: the bundler's cache (its bundle folder and
+    dependency layer, held while this process runs: no pruning deletes them), a directory asset, or the zip
+    unzipped once."""
     resource = template.resources[logical_id]
     code = resource.get("Properties", {}).get("Code", {})
     if "ZipFile" in code:
@@ -302,7 +283,7 @@ def code_location(template: Template, logical_id: str, cache_dir: Path = DEFAULT
         folder = cache_dir / "local-api" / "inline" / digest
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "index.py").write_text(text)
-        return folder
+        return (folder,)
     s3_key = code.get("S3Key")
     asset_path = resource.get("Metadata", {}).get("aws:asset:path")
     key_hash = str(s3_key).split(".")[0] if isinstance(s3_key, str) else None
@@ -314,12 +295,12 @@ def code_location(template: Template, logical_id: str, cache_dir: Path = DEFAULT
             "metadata; cannot find its code (images and S3 code outside the assembly are not supported)"
         )
     bundles = cache_dir / "bundles"
-    if bundles.is_dir():
-        for candidate in bundles.iterdir():
-            name = candidate.name
-            same = name == key_hash or hashlib.sha256(name.encode()).hexdigest() == key_hash
-            if same and (candidate / "bundle").is_dir() and (candidate / "meta.json").is_file():
-                return candidate / "bundle"
+    for candidate in bundles.iterdir() if bundles.is_dir() else ():
+        name = candidate.name
+        if candidate.is_dir() and key_hash in (name, hashlib.sha256(name.encode()).hexdigest()):
+            paths = bundle_paths(candidate)
+            if paths:
+                return paths
     asset = template.outdir / (asset_path or f"asset.{key_hash}.zip")
     if not asset.exists():
         matches = sorted(template.outdir.glob(f"asset.{key_hash}*"))
@@ -330,11 +311,19 @@ def code_location(template: Template, logical_id: str, cache_dir: Path = DEFAULT
             )
         asset = matches[0]
     if asset.is_dir():
-        return asset
-    unzipped = cache_dir / "local-api" / "assets" / key_hash
-    if not unzipped.is_dir():
-        _zip_extract(asset, unzipped)
-    return unzipped
+        return (asset,)
+    return (zipwrite.extract(asset, cache_dir / "local-api" / "assets" / key_hash),)
+
+
+def bundle_paths(entry: Path) -> tuple[Path, ...]:
+    """A bundle of the bundler's cache as sys.path lists it, held for this process; () when it is gone."""
+    if not bundle_cache.use(entry):
+        return ()
+    layer = json.loads((entry / "meta.json").read_text()).get("layer")
+    if not layer:
+        return (entry / "bundle",)
+    layer_dir = entry.parent.parent / "layers" / layer
+    return (entry / "bundle", layer_dir / "tree") if bundle_cache.use(layer_dir) else ()
 
 
 def load_function(template: Template, logical_id: str, cache_dir: Path = DEFAULT_CACHE) -> LocalFunction:
@@ -344,6 +333,7 @@ def load_function(template: Template, logical_id: str, cache_dir: Path = DEFAULT
     if props.get("PackageType") == "Image":
         raise LocalStackError(f"function {logical_id} is a container image: not supported locally")
     env, unresolved = function_environment(template, logical_id)
+    code, *layers = code_location(template, logical_id, cache_dir)
     return LocalFunction(
         logical_id=logical_id,
         path=template.cdk_path(logical_id),
@@ -354,7 +344,8 @@ def load_function(template: Template, logical_id: str, cache_dir: Path = DEFAULT
         memory_mb=int(props.get("MemorySize", 128)),
         environment=env,
         unresolved=unresolved,
-        code=code_location(template, logical_id, cache_dir),
+        code=code,
+        layers=tuple(layers),
     )
 
 
@@ -418,8 +409,10 @@ class Runtimes:
         extra_env: Mapping[str, str] | None = None,
         log: Log = stderr_log,
         forward_logs: bool = True,
+        bootstrap: Sequence[str] = (),
     ) -> None:
         self._slots = {fid: _Slot(fn) for fid, fn in functions.items()}
+        self.bootstrap = tuple(bootstrap)  # the runtimes' command before the handler (rie.LambdaEmulator)
         self.extra_env = dict(extra_env or {})
         self.log = log
         self.forward_logs = forward_logs
@@ -448,6 +441,7 @@ class Runtimes:
                      "placeholder (override with --set-env NAME=VALUE)")  # fmt: skip
         emulator = LambdaEmulator(
             bundle=fn.code,
+            paths=fn.layers,
             environment={
                 "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(fn.memory_mb),
                 "AWS_REGION": LOCAL_REGION,
@@ -458,6 +452,7 @@ class Runtimes:
             handler=fn.handler,
             function_name=fn.label,
             timeout_seconds=fn.timeout_seconds,
+            bootstrap=self.bootstrap,
         )
         emulator.start()
         slot.emulator, slot.invocations, slot.log_offset = emulator, 0, 0
@@ -534,7 +529,7 @@ def override_code(functions: dict[str, LocalFunction], template: Template, pairs
             raise LocalStackError(f"--code {pair!r}: {path} is not a folder")
         if fid in functions:
             fn = functions[fid]
-            functions[fid] = LocalFunction(**{**fn.__dict__, "code": path})
+            functions[fid] = LocalFunction(**{**fn.__dict__, "code": path, "layers": ()})
 
 
 def parse_env(pairs: Sequence[str]) -> dict[str, str]:

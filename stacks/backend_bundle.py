@@ -130,6 +130,7 @@ def handler_checks(config: EnvironmentConfig) -> list[HandlerCheck]:
             memory_mb=f.memory_mb,
             timeout_seconds=f.timeout_seconds,
             environment=tuple(sorted(verify_environment(config, f).items())),
+            label_variables=(FUNCTION_LABEL_ENV,),
         )
         for f in config.functions
     ]

@@ -61,8 +61,38 @@ def test_a_failed_check_withdraws_the_assembly(
 
 
 def test_passing_checks_leave_the_assembly(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    # GIVEN an earlier synth's bundle zip and asset folder, which this assembly does not reference
+    (tmp_path / "asset.0123abcd.zip").write_bytes(b"zip")
+    (tmp_path / "asset.4567cdef").mkdir()
     joined: list[bool] = []
     _run_main(monkeypatch, tmp_path, lambda: joined.append(True))
+    # THEN they are gone: the output folder holds this assembly's assets only
+    assert not list(tmp_path.glob("asset.*"))
     assert joined == [True]
     assert (tmp_path / "manifest.json").is_file()
     assert (tmp_path / "tiny.template.json").is_file()
+
+
+def test_a_check_that_broke_with_any_exception_withdraws_the_assembly(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def broken() -> None:
+        raise KeyError("ok")
+
+    with pytest.raises(SystemExit) as stopped:
+        _run_main(monkeypatch, tmp_path, broken)
+    assert stopped.value.code == 1
+    assert "KeyError" not in capsys.readouterr().out
+    assert not (tmp_path / "manifest.json").exists()
+    assert not list(tmp_path.glob("*.template.json"))
+
+
+def test_assets_the_assembly_references_stay(tmp_path: Path) -> None:
+    kept = tmp_path / "asset.aaaa.zip"
+    kept.write_bytes(b"current")
+    (tmp_path / "asset.bbbb.zip").write_bytes(b"an earlier edit's")
+    (tmp_path / "stack.assets.json").write_text(
+        '{"files": {"aaaa": {"source": {"path": "asset.aaaa.zip", "packaging": "file"}}}}'
+    )
+    assert [p.name for p in _load_app().prune_assets(tmp_path)] == ["asset.bbbb.zip"]
+    assert kept.read_bytes() == b"current"

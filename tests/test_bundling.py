@@ -118,11 +118,33 @@ def test_every_kind_of_input_change_changes_the_hash(mini_backend: Path, tmp_pat
     assert input_hash(spec_for(mini_backend, tmp_path), "uv 0.14.0") != baseline, "installer version"
 
 
-def test_bundler_version_is_part_of_the_hash(
+def test_a_change_to_the_bundlers_code_changes_the_hash_with_no_constant_bumped(
     mini_backend: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     before = input_hash(spec_for(mini_backend, tmp_path), TOOL)
-    monkeypatch.setattr(hashing, "BUNDLER_VERSION", "999")
+    layer_before = hashing.dependency_key(spec_for(mini_backend, tmp_path), TOOL, ())
+    # GIVEN a copy of the bundler package in which one module changed by a comment
+    package = tmp_path / "bundling"
+    shutil.copytree(hashing.PACKAGE_DIR, package, ignore=shutil.ignore_patterns("__pycache__"))
+    assert hashing.bundler_code(package) == hashing.bundler_code(hashing.PACKAGE_DIR)
+    build = package / "build.py"
+    build.write_text(build.read_text() + "\n# a change to how bundles are built\n")
+    # WHEN the hash is taken with that package as the bundler's code
+    monkeypatch.setattr(hashing, "PACKAGE_DIR", package)
+    # THEN the asset and the dependency layer are new
+    assert input_hash(spec_for(mini_backend, tmp_path), TOOL) != before
+    assert hashing.dependency_key(spec_for(mini_backend, tmp_path), TOOL, ()) != layer_before
+
+
+@pytest.mark.parametrize(
+    ("module", "name", "value"),
+    [("sys", "version", "3.11.99 (other)"), ("zlib", "ZLIB_RUNTIME_VERSION", "9.9")],
+)
+def test_the_exact_python_and_zlib_are_part_of_the_hash(
+    mini_backend: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, module: str, name: str, value: str
+) -> None:
+    before = input_hash(spec_for(mini_backend, tmp_path), TOOL)
+    monkeypatch.setattr(getattr(hashing, module), name, value)
     assert input_hash(spec_for(mini_backend, tmp_path), TOOL) != before
 
 
@@ -174,6 +196,11 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> BundleResult:
     return build_bundle(spec_for(MINI_BACKEND, tmp_path_factory.mktemp("cache-a")))
 
 
+def unpacked(result: BundleResult, dest: Path) -> Path:
+    """What ships: the bundle's zip, extracted (as Lambda's /var/task), modes kept."""
+    return zipwrite.extract(result.zip_path, dest)
+
+
 def _elf_machines(directory: Path) -> set[int]:
     machines = set()
     for so in directory.rglob("*.so"):
@@ -183,8 +210,10 @@ def _elf_machines(directory: Path) -> set[int]:
     return machines
 
 
-def test_bundle_holds_source_dependencies_build_info_and_bytecode(built: BundleResult) -> None:
-    root = built.directory
+def test_bundle_holds_source_dependencies_build_info_and_bytecode(
+    built: BundleResult, tmp_path: Path
+) -> None:
+    root = unpacked(built, tmp_path / "task")
     assert (root / "handler.py").is_file() and (root / "shared_pkg" / "__init__.py").is_file()
     assert (root / "mangum").is_dir() and (root / "fastapi").is_dir()
     assert not (root / "bin").exists(), "console scripts carry host paths"
@@ -230,7 +259,7 @@ def test_unchanged_inputs_are_a_cache_hit_without_installing(
 
 def test_arm64_gets_aarch64_wheels(mini_backend: Path, shared_cache: Path) -> None:
     result = build_bundle(spec_for(mini_backend, shared_cache, architecture="arm64"))
-    assert _elf_machines(result.directory) == {183}, "aarch64 wheels only"
+    assert _elf_machines(unpacked(result, mini_backend / "task")) == {183}, "aarch64 wheels only"
 
 
 def test_failed_install_leaves_nothing_half_written(mini_backend: Path, tmp_path: Path) -> None:
@@ -303,10 +332,9 @@ def test_verification_names_function_module_and_hint(built: BundleResult, tmp_pa
     # The interpreter check behind the static one: a bundle whose installed package went missing
     from tests.conftest import MINI_BACKEND
 
-    copy = tmp_path / "bundle"
-    shutil.copytree(built.directory, copy)
+    copy = unpacked(built, tmp_path / "bundle")
     shutil.rmtree(copy / "mangum")
-    broken = replace(built, directory=copy)
+    broken = replace(built, directory=copy, layer=None)
     with pytest.raises(BundlingError) as caught:
         verify_bundle(broken, spec_for(MINI_BACKEND, tmp_path), CHECKS)
     message = str(caught.value)
@@ -351,7 +379,7 @@ def test_unhealthy_api_stops_synth(mini_backend: Path, shared_cache: Path) -> No
 def test_bytecode_covers_exactly_what_the_handlers_import(mini_backend: Path, shared_cache: Path) -> None:
     # GIVEN a bundle whose bytecode is limited to what `handler` imports at init
     result = build_bundle(spec_for(mini_backend, shared_cache, bytecode_modules=("handler",)))
-    root = result.directory
+    root = unpacked(result, mini_backend / "task")
     pycs = {p.relative_to(root).as_posix() for p in root.rglob("*.pyc")}
     # THEN the handler, its own package and its dependencies have bytecode; the worker (not imported) has not
     assert "__pycache__/handler.cpython-311.pyc" in pycs
@@ -387,8 +415,8 @@ def test_bytecode_of_extra_files_follows_their_init_imports(
         bytecode_modules=("credmate_probe", "wrapper"),
     )
     # WHEN the bundle is built with bytecode for the two
-    result = build_bundle(spec)
-    pycs = {p.relative_to(result.directory).as_posix() for p in result.directory.rglob("*.pyc")}
+    root = unpacked(build_bundle(spec), tmp_path / "task")
+    pycs = {p.relative_to(root).as_posix() for p in root.rglob("*.pyc")}
     # THEN both have bytecode, and so do the source and dependency modules the wrapper imports at init
     assert {"__pycache__/credmate_probe.cpython-311.pyc", "__pycache__/wrapper.cpython-311.pyc"} <= pycs
     assert "shared_pkg/__pycache__/__init__.cpython-311.pyc" in pycs
@@ -435,8 +463,7 @@ def test_precompiled_bytecode_is_what_lambda_runs(
 
     result = build_bundle(spec_for(mini_backend, shared_cache, bytecode_modules=("handler",)))
     # GIVEN a copy of the bundle whose handler source no longer parses (its .pyc is kept)
-    copy = tmp_path / "task"
-    shutil.copytree(result.directory, copy)
+    copy = unpacked(result, tmp_path / "task")
     (copy / "handler.py").write_text("this is not python\n")
     # WHEN a read-only style interpreter imports it, THEN the unchecked-hash .pyc is used: no source check
     proc = subprocess.run(
@@ -479,11 +506,18 @@ def test_dependency_excludes_drop_test_suites_and_stubs(tmp_path: Path) -> None:
     assert left == ["passlib/hash.py", "pkg-1.0.dist-info/METADATA", "pkg/mod.py", "pkg/testsuite.py"]
 
 
-def _reference_zip(directory: Path, zip_path: Path) -> None:
-    """The zip as `zipfile` writes it for the same entries: write_zip must produce these exact bytes."""
+def _reference_zip(directory: Path | BundleResult, zip_path: Path) -> None:
+    """The zip as `zipfile` writes it for the same entries: write_zip must produce these exact bytes. For a
+    bundle, the files its zip names, read from its folders as they are on disk."""
     import stat
 
-    files = sorted((p.relative_to(directory).as_posix(), p) for p in directory.rglob("*") if p.is_file())
+    if isinstance(directory, BundleResult):
+        with zipfile.ZipFile(directory.zip_path) as archive:
+            names = archive.namelist()
+        folders = directory.paths
+        files = [(n, next(f / n for f in folders if (f / n).is_file())) for n in names]
+    else:
+        files = sorted((p.relative_to(directory).as_posix(), p) for p in directory.rglob("*") if p.is_file())
     with zipfile.ZipFile(zip_path, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=6) as archive:
         for name, path in files:
             info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
@@ -514,7 +548,7 @@ def test_parallel_zip_is_byte_identical_to_zipfile(tmp_path: Path) -> None:
 
 
 def test_real_bundle_zip_matches_zipfile(built: BundleResult, tmp_path: Path) -> None:
-    _reference_zip(built.directory, tmp_path / "reference.zip")
+    _reference_zip(built, tmp_path / "reference.zip")
     assert built.zip_path.read_bytes() == (tmp_path / "reference.zip").read_bytes()
 
 

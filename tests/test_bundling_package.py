@@ -116,7 +116,7 @@ def test_each_job_lives_in_its_module_and_not_in_build(module: str) -> None:
 
 def test_build_defines_the_orchestration_only() -> None:
     top = _top_level(_tree(PACKAGE / "build.py"))
-    # The shared types and constants live in spec.py, the bundler version in input_hash.py.
+    # The shared types and constants live in spec.py, what identifies the bundler in input_hash.py.
     classes = sorted(name for name, kind in top.items() if kind is ast.ClassDef)
     constants = sorted(name for name, kind in top.items() if kind in (ast.Assign, ast.AnnAssign))
     assert not classes and not constants, f"stacks/bundling/build.py defines {classes + constants}"

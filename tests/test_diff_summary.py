@@ -91,7 +91,7 @@ def _asset_infos(old_source: str, new_source: str, old_req: str, new_req: str) -
         (_asset_infos("s1", "s2", "r1", "r1"), "source changed"),
         (_asset_infos("s1", "s1", "r1", "r2"), "requirements changed"),
         (_asset_infos("s1", "s2", "r1", "r2"), "source and requirements changed"),
-        (_asset_infos("s1", "s1", "r1", "r1"), "bundle inputs (bundler version"),
+        (_asset_infos("s1", "s1", "r1", "r1"), "bundle inputs (the bundler: its code, Python or zlib"),
     ],
 )
 def test_build_info_tells_source_from_requirements(policy, infos, reason):

@@ -18,7 +18,7 @@ import pytest
 from stacks.bundling import build, bytecode, install, layers, strip, zipwrite
 from stacks.bundling.build import build_bundle
 from stacks.bundling.input_hash import installer_identity
-from stacks.bundling.spec import BundleSpec, BundlingError
+from stacks.bundling.spec import BundleResult, BundleSpec, BundlingError
 from tests.test_bundling import HANDLERS, _reference_zip, spec_for
 
 
@@ -68,7 +68,7 @@ def test_source_only_rebuild_reuses_the_dependency_layer_and_equals_a_clean_buil
         layered = build_bundle(_spec(mini_backend, cache))
     # THEN the only entries deflated into a store are the .pyc of the new set of dependency imports, never
     # the layer's
-    assert len(stores) == 1 and stores[0].parent.parent.name == "sets", stores
+    assert len(stores) == 1 and stores[0].parent.parent.parent.name == "pyc", stores
     # AND it is a new asset built on the cached layer
     assert not layered.cache_hit and layered.dependencies_reused
     assert layered.asset_hash != first.asset_hash
@@ -78,7 +78,7 @@ def test_source_only_rebuild_reuses_the_dependency_layer_and_equals_a_clean_buil
     assert not clean.dependencies_reused and clean.asset_hash == layered.asset_hash
     assert layered.zip_path.read_bytes() == clean.zip_path.read_bytes()
     assert (layered.unzipped_bytes, layered.zipped_bytes) == (clean.unzipped_bytes, clean.zipped_bytes)
-    _reference_zip(layered.directory, tmp_path / "reference.zip")
+    _reference_zip(layered, tmp_path / "reference.zip")
     assert layered.zip_path.read_bytes() == (tmp_path / "reference.zip").read_bytes()
     # AND the newly imported dependency module got its bytecode, taken into the layer's cache for next time
     with zipfile.ZipFile(layered.zip_path) as archive:
@@ -123,7 +123,7 @@ def test_source_edit_importing_the_same_dependencies_starts_no_interpreter(
     ], started
     assert not [cmd for cmd in started if str(bytecode.COMPILE_SCRIPT) in cmd]
     # AND every source file a compiled function runs at init has bytecode (the new module's); lazy ones not
-    pycs = {p.relative_to(layered.directory).as_posix() for p in layered.directory.rglob("*.pyc")}
+    pycs = _shipped_pyc(layered)
     info = json.loads((layered.directory / "build_info.json").read_text())
     compiled = [
         fn
@@ -137,7 +137,7 @@ def test_source_edit_importing_the_same_dependencies_starts_no_interpreter(
     assert "helpers/__pycache__/__init__.cpython-311.pyc" in pycs
     assert "helpers/__pycache__/later.cpython-311.pyc" not in pycs
     # AND the dependency bytecode is what the first build had
-    first_pycs = {p.relative_to(first.directory).as_posix() for p in first.directory.rglob("*.pyc")}
+    first_pycs = _shipped_pyc(first)
     assert {p for p in pycs if not p.startswith("helpers/")} == first_pycs
     # AND the bytes are a clean build's
     clean = build_bundle(_spec(mini_backend, _cache_sharing_wheels(tmp_path / "clean", shared_cache)))
@@ -149,7 +149,7 @@ def test_unchanged_inputs_after_a_layered_build_are_a_cache_hit(
 ) -> None:
     first = build_bundle(_spec(mini_backend, shared_cache))
     _forbid(monkeypatch, "install.install_dependencies", "zipwrite.store_entries")
-    monkeypatch.setattr(build, "compile_init_bytecode", lambda *_a: pytest.fail("compiled on a hit"))
+    monkeypatch.setattr(bytecode, "write_bytecode", lambda *_a: pytest.fail("compiled on a hit"))
     again = build_bundle(_spec(mini_backend, shared_cache))
     assert again.cache_hit and again.directory == first.directory and again.seconds < 1
 
@@ -167,8 +167,10 @@ def test_a_source_file_over_a_dependency_file_never_writes_into_the_layer(
     before = (layer.tree / target).read_bytes()
     (mini_backend / "src" / target).parent.mkdir(parents=True)
     (mini_backend / "src" / target).write_text("Metadata-Version: 2.1\nName: shadowed\n")
-    # WHEN the bundle is built, THEN the bundle has the source's file and the layer still has its own
+    # WHEN the bundle is built, THEN the bundle (its folder the whole bundle: they share a top-level name)
+    # has the source's file, and the layer still has its own
     result = build_bundle(_spec(mini_backend, shared_cache))
+    assert result.layer is None
     assert (result.directory / target).read_text().endswith("Name: shadowed\n")
     assert (layer.tree / target).read_bytes() == before
     with zipfile.ZipFile(result.zip_path) as archive:
@@ -251,7 +253,7 @@ def test_a_lazily_imported_dependency_ships_with_its_bytecode(
     # GIVEN a dependency module no handler imports at init: no bytecode ships for it
     module, pyc = "starlette.staticfiles", "starlette/__pycache__/staticfiles.cpython-311.pyc"
     first = build_bundle(_spec(mini_backend, shared_cache))
-    assert not (first.directory / pyc).exists()
+    assert pyc not in _shipped_pyc(first)
     # WHEN the worker imports it inside a function (run on a request, by verification and by the probe)
     worker = mini_backend / "src" / "worker.py"
     worker.write_text(
@@ -261,127 +263,20 @@ def test_a_lazily_imported_dependency_ships_with_its_bytecode(
     lazy = build_bundle(_spec(mini_backend, shared_cache))
     # THEN its bytecode ships too (Lambda's read-only /var/task would otherwise compile it on every cold
     # start), from the layer's cache, and the zip is still a clean build's
-    assert (lazy.directory / pyc).is_file()
-    with zipfile.ZipFile(lazy.zip_path) as archive:
-        assert pyc in archive.namelist()
+    assert pyc in _shipped_pyc(lazy)
     info = json.loads((lazy.directory / "build_info.json").read_text())
     assert module in info["lazy_imports"]["Worker"]
     clean = build_bundle(_spec(mini_backend, _cache_sharing_wheels(tmp_path / "clean", shared_cache)))
     assert clean.zip_path.read_bytes() == lazy.zip_path.read_bytes()
 
 
-def _ready_spare(layer_dir: Path, timeout_s: float = 60) -> Path:
-    """The spare linked tree a build starts making in the background, once it is ready."""
-    import time
-
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        ready = layers.ready_spares(layer_dir)
-        if ready:
-            return ready[0]
-        time.sleep(0.05)
-    raise AssertionError(f"no spare appeared under {layer_dir}")
-
-
-def _built_with_spare(backend: Path, cache: Path) -> tuple[Path, Path, str]:
-    """(layer folder, its ready spare, the digest of the PycSet in that spare) after a first build."""
-    build_bundle(_spec(backend, cache))
-    layer_dir = next((cache / "layers").glob("deps-*"))
-    spare = _ready_spare(layer_dir)
-    return layer_dir, spare, layers.spare_pyc_set(spare)
-
-
 def _tree(directory: Path) -> list[str]:
     return sorted(p.relative_to(directory).as_posix() for p in directory.rglob("*"))
 
 
-def test_a_rebuild_takes_the_tree_linked_ahead_and_still_equals_a_clean_build(
-    mini_backend: Path, shared_cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    cache = _cache_sharing_wheels(tmp_path / "layered", shared_cache)
-    # GIVEN the dependency tree a build links ahead, in the background, for the next one, with the
-    # dependency bytecode of that build's imports linked in too (its name ends in their set's digest)
-    layer_dir, spare, digest = _built_with_spare(mini_backend, cache)
-    assert digest and (spare / "fastapi" / "__pycache__" / "__init__.cpython-311.pyc").is_file()
-    linked: list[Path] = []
-    real_link = layers.DependencyLayer.link_into
-    real_link_set = layers.DependencyLayer.link_pyc_set
-
-    def recording(self: layers.DependencyLayer, bundle: Path) -> None:
-        linked.append(bundle)
-        real_link(self, bundle)
-
-    def recording_set(self: layers.DependencyLayer, pyc_set: layers.PycSet, bundle: Path) -> None:
-        linked.append(bundle)
-        real_link_set(self, pyc_set, bundle)
-
-    monkeypatch.setattr(layers.DependencyLayer, "link_into", recording)
-    monkeypatch.setattr(layers.DependencyLayer, "link_pyc_set", recording_set)
-    # WHEN the source changes
-    handler = mini_backend / "src" / "handler.py"
-    handler.write_text(handler.read_text() + "\n# edited\n")
-    rebuilt = build_bundle(_spec(mini_backend, cache))
-    # THEN the new bundle took that tree (nothing linked on the way, not even the dependency bytecode) ...
-    assert not spare.exists()
-    assert json.loads((rebuilt.directory.parent / "meta.json").read_text())["pyc_set"] == digest
-    assert not [p for p in linked if (cache / "bundles") in p.parents]
-    # ... and is still, file for file and byte for byte, a clean build
-    clean = build_bundle(_spec(mini_backend, _cache_sharing_wheels(tmp_path / "clean", shared_cache)))
-    assert rebuilt.zip_path.read_bytes() == clean.zip_path.read_bytes()
-    assert _tree(rebuilt.directory) == _tree(clean.directory)
-    # AND the layer's own tree was never written through
-    assert not list((layer_dir / "tree").rglob("*.pyc"))
-    assert not (layer_dir / "tree" / "handler.py").exists()
-
-
-def test_a_deleted_layer_is_neither_relinked_nor_mistaken_for_a_complete_one(
-    mini_backend: Path, shared_cache: Path, tmp_path: Path
-) -> None:
-    cache = _cache_sharing_wheels(tmp_path / "cache", shared_cache)
-    first = build_bundle(_spec(mini_backend, cache))
-    layer_dir = next((cache / "layers").glob("deps-*"))
-    _ready_spare(layer_dir)
-    layer = layers.DependencyLayer(layer_dir, layer_dir.name, (), (), built=False)
-    # GIVEN the cache cleared while a spare was about to be linked
-    shutil.rmtree(cache / "layers")
-    shutil.rmtree(cache / "bundles")
-    layer.make_spare()
-    assert not layer_dir.exists(), "a spare must not bring a deleted layer's folder back"
-    # AND leftovers of one (a spare folder, no layer) in the layer's place
-    (layer_dir / "spares" / f"{layers.SPARE_PREFIX}x").mkdir(parents=True)
-    # WHEN the next build needs the layer, THEN it builds it whole, in that place
-    again = build_bundle(_spec(mini_backend, cache))
-    assert (layer_dir / "meta.json").is_file() and (layer_dir / "index.json").is_file()
-    assert again.zip_path.read_bytes() == first.zip_path.read_bytes()
-
-
-def test_a_spare_holding_another_import_sets_bytecode_is_set_right(
-    mini_backend: Path, shared_cache: Path, tmp_path: Path
-) -> None:
-    cache = _cache_sharing_wheels(tmp_path / "layered", shared_cache)
-    # GIVEN a spare holding the dependency bytecode of the first build's imports
-    layer_dir, spare, old_digest = _built_with_spare(mini_backend, cache)
-    assert old_digest
-    # WHEN an edit makes init import other dependency modules (another set: one more, and mangum no more)
-    handler = mini_backend / "src" / "handler.py"
-    source = handler.read_text().replace("from mangum import Mangum\n", "")
-    source = source.replace('Mangum(app, lifespan="off")', "app")
-    handler.write_text("import fastapi.encoders  # noqa: F401\n" + source)
-    rebuilt = build_bundle(_spec(mini_backend, cache))
-    assert not list((rebuilt.directory / "mangum").rglob("*.pyc"))
-    # THEN the spare was taken, and the bundle holds exactly a clean build's files and bytes
-    assert not spare.exists()
-    assert json.loads((rebuilt.directory.parent / "meta.json").read_text())["pyc_set"] != old_digest
-    clean = build_bundle(_spec(mini_backend, _cache_sharing_wheels(tmp_path / "clean", shared_cache)))
-    assert _tree(rebuilt.directory) == _tree(clean.directory)
-    assert rebuilt.zip_path.read_bytes() == clean.zip_path.read_bytes()
-    # AND a build whose spare holds .pyc it does not ship (no bytecode at all) removes them
-    _ready_spare(layer_dir)
-    handler.write_text(handler.read_text() + "\n# without bytecode\n")
-    plain = build_bundle(spec_for(mini_backend, cache, bytecode_modules=(), compile_bytecode=False))
-    assert not list(plain.directory.rglob("*.pyc"))
-    with zipfile.ZipFile(plain.zip_path) as archive:
-        assert not [n for n in archive.namelist() if n.endswith(".pyc")]
+def _shipped_pyc(result: BundleResult) -> set[str]:
+    with zipfile.ZipFile(result.zip_path) as archive:
+        return {name for name in archive.namelist() if name.endswith(".pyc")}
 
 
 def test_a_source_file_over_a_dependency_module_never_ships_that_modules_bytecode(
@@ -391,21 +286,23 @@ def test_a_source_file_over_a_dependency_module_never_ships_that_modules_bytecod
     first = build_bundle(_spec(mini_backend, cache))
     name = "typing_extensions.py"
     pyc = importlib.util.cache_from_source(name)
-    assert (first.directory / pyc).is_file(), "the dependencies' imports load typing_extensions"
+    assert pyc in _shipped_pyc(first), "the dependencies' imports load typing_extensions"
     # GIVEN the source ships a file of the same path as a dependency module whose .pyc the layer caches
-    (mini_backend / "src" / name).write_bytes(
-        (first.directory / name).read_bytes() + b"\n# the source's own\n"
-    )
-    # WHEN rebuilt on the layer (a spare holding that module's cached .pyc ready), and clean
-    _ready_spare(next((cache / "layers").glob("deps-*")))
+    assert first.layer is not None
+    (mini_backend / "src" / name).write_bytes((first.layer / name).read_bytes() + b"\n# the source's own\n")
+    # WHEN rebuilt on the layer, and clean
     rebuilt = build_bundle(_spec(mini_backend, cache))
     clean = build_bundle(_spec(mini_backend, _cache_sharing_wheels(tmp_path / "clean", shared_cache)))
     # THEN the cached .pyc (of the dependency's bytes) ships in neither: it would run instead of the file
     for bundle in (rebuilt, clean):
+        # AND the name shared with the layer makes the bundle's folder the whole bundle, the source's file
+        # in it, as on Lambda
+        assert bundle.layer is None and bundle.paths == (bundle.directory,)
         assert (bundle.directory / name).read_bytes().endswith(b"# the source's own\n")
-        assert not (bundle.directory / pyc).exists()
+        assert (bundle.directory / "fastapi" / "__init__.py").is_file()
+        assert pyc not in _shipped_pyc(bundle)
         with zipfile.ZipFile(bundle.zip_path) as archive:
-            assert pyc not in archive.namelist()
+            assert archive.read(name).endswith(b"# the source's own\n")
     assert rebuilt.zip_path.read_bytes() == clean.zip_path.read_bytes()
 
 
@@ -435,6 +332,7 @@ def test_a_new_layer_compiles_the_dependency_bytecode_while_it_deflates_with_the
         in_turn = build_bundle(_spec(mini_backend, _cache_sharing_wheels(tmp_path / "in-turn", shared_cache)))
     assert ahead.zip_path.read_bytes() == in_turn.zip_path.read_bytes()
     assert _tree(ahead.directory) == _tree(in_turn.directory)
+    assert _tree(ahead.layer or tmp_path) == _tree(in_turn.layer or tmp_path)
 
 
 def test_a_source_importing_an_extra_file_at_init_still_gets_its_dependency_bytecode(
@@ -455,8 +353,9 @@ def test_a_source_importing_an_extra_file_at_init_still_gets_its_dependency_byte
     # WHEN built clean
     result = build_bundle(spec)
     # THEN the build compiled in turn: the dependency bytecode is there, the extra module's too
-    assert (result.directory / "fastapi" / "__pycache__" / "__init__.cpython-311.pyc").is_file()
-    assert (result.directory / "__pycache__" / "extra_module.cpython-311.pyc").is_file()
+    assert {"fastapi/__pycache__/__init__.cpython-311.pyc", "__pycache__/extra_module.cpython-311.pyc"} <= (
+        _shipped_pyc(result)
+    )
 
 
 def test_a_dependency_import_that_hangs_stops_the_build_naming_it(
@@ -498,19 +397,17 @@ def test_dependency_bytecode_lost_from_the_cache_is_made_again(
 ) -> None:
     cache = _cache_sharing_wheels(tmp_path / "layered", shared_cache)
     first = build_bundle(_spec(mini_backend, cache))
-    layer_dir = next((cache / "layers").glob("deps-*"))
-    _ready_spare(layer_dir)
-    # GIVEN a partly cleared cache: one dependency .pyc gone from the layer's cache, and no spare ready
+    # GIVEN a partly cleared cache: one dependency .pyc gone from the layer's tree
     pyc = "fastapi/__pycache__/applications.cpython-311.pyc"
-    lost = next((layer_dir / "pyc").glob(f"*/{pyc}"))
+    assert first.layer is not None
+    lost = first.layer / pyc
+    before = lost.read_bytes()
     lost.unlink()
-    shutil.rmtree(layer_dir / "spares")
     # WHEN the source changes
     handler = mini_backend / "src" / "handler.py"
     handler.write_text(handler.read_text() + "\n# edited\n")
     rebuilt = build_bundle(_spec(mini_backend, cache))
     # THEN the build made it again, and ships it as before
-    assert lost.is_file()
-    assert (rebuilt.directory / pyc).read_bytes() == (first.directory / pyc).read_bytes()
+    assert lost.read_bytes() == before and pyc in _shipped_pyc(rebuilt)
     clean = build_bundle(_spec(mini_backend, _cache_sharing_wheels(tmp_path / "clean", shared_cache)))
     assert rebuilt.zip_path.read_bytes() == clean.zip_path.read_bytes()

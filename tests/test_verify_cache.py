@@ -171,28 +171,3 @@ def test_remember_skips_a_record_whose_file_vanished(tmp_path: Path) -> None:
     assert verify_cache.proven(tmp_path / "r", "k", bundle, listing)
     os.unlink(bundle / "a.py")
     assert not verify_cache.proven(tmp_path / "r", "k", bundle, verify_cache.bundle_listing(bundle))
-
-
-def test_a_check_that_outlasts_its_idle_grace_gets_normal_priority_and_passes(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from stacks.bundling import verification
-
-    # GIVEN a handler whose import takes longer than the idle-priority grace
-    bundle = tmp_path / "bundle"
-    bundle.mkdir()
-    (bundle / "slow.py").write_text("import time\ntime.sleep(0.6)\ndef main(event, context):\n    return 1\n")
-    monkeypatch.setattr(verification, "IDLE_GRACE_SECONDS", 0.1)
-    restored: list[int] = []
-    real_normal = verification._normal_priority
-
-    def normal(pid: int) -> None:
-        restored.append(pid)
-        real_normal(pid)
-
-    monkeypatch.setattr(verification, "_normal_priority", normal)
-    # WHEN it is verified, THEN it passes (never reported as a hang) after its priority was restored
-    slow = [HandlerCheck(function="Slow", handler="slow.main")]
-    done = verify_bundle(_result(bundle), _spec(tmp_path), slow)
-    assert done.ran == ("Slow",)
-    assert len(restored) == 1

@@ -9,8 +9,7 @@ Docker to target the Lambda platform. This module is the orchestration only; eac
   matter; sdist.py turns pure-Python sdists into wheels first;
 * layers.py and zipwrite.py: the installed dependencies cached as a layer, and the zip written with sorted
   entries, fixed timestamps and permissions, so two clean builds are byte identical (CDK uploads a .zip
-  asset as is); source_cache.py: the source layer, what the last build computed per source file (its
-  parse, .pyc and zip entry), so an edit redoes the edited files only;
+  asset as is); bundle_cache.py: locks and pruning;
 * import_closure.py and bytecode.py: the static import check of the source, and bytecode for what init
   imports;
 * verification.py: every handler imported from the built bundle in an isolated interpreter, as on Lambda
@@ -18,7 +17,11 @@ Docker to target the Lambda platform. This module is the orchestration only; eac
   which earlier passes still prove a new bundle, by the files each check read.
 
 `build_bundle` returns the cached bundle when one exists for the input hash, and otherwise builds it beside
-its final place and renames it there in one step, so an interrupted build never looks complete.
+its final place, under its lock, and renames it there in one step, so an interrupted build never looks
+complete. A bundle's folder holds only its own files (source, extra files, build_info.json and their
+bytecode); `BundleResult.paths` puts the dependency layer's tree after it, which is how verification,
+`make local-invoke` and the local API run it. When the two share a top-level name, the layer's files are
+linked into the bundle's folder instead, and the folder alone is the bundle.
 """
 
 from __future__ import annotations
@@ -33,17 +36,16 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Collection, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from stacks.bundling import bundle_cache, import_closure, install, layers, strip
+from stacks.bundling import bundle_cache, import_closure, install, layers, strip, zipwrite
 from stacks.bundling import bytecode as init_bytecode
 from stacks.bundling.input_hash import dependency_key, host_can_compile, input_hash, installer_identity
 from stacks.bundling.sdist import Wheelhouse
-from stacks.bundling.source_cache import FileResults
-from stacks.bundling.spec import BundleResult, BundleSpec, BundlingError, source_files
+from stacks.bundling.spec import BundleResult, BundleSpec, BundlingError, bytecode_modules_for, source_files
 
 
 def _sha256(data: bytes) -> str:
@@ -104,114 +106,15 @@ def git_commit(paths: Sequence[Path]) -> tuple[str | None, bool]:
         return None, False
 
 
-def compile_bytecode(directory: Path) -> None:
-    """Unchecked-hash .pyc: Lambda's /var/task is read-only, so without these every cold start compiles.
-
-    unchecked-hash pycs are used without comparing source mtimes (which the zip resets anyway); paths are
-    rewritten to /var/task so tracebacks and co_filename are what Lambda shows and the bytes do not depend on
-    the build folder. Files that do not compile are skipped, not fatal: some wheels ship modules for other
-    Python versions, and a syntax error in the backend is reported by verification with its function.
-    """
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "compileall",
-            "-q",
-            "-j",
-            "0",
-            "--invalidation-mode",
-            "unchecked-hash",
-            "-s",
-            str(directory),
-            "-p",
-            "/var/task",
-            str(directory),
-        ],
-        check=False,
-        capture_output=True,
-        env={**os.environ, "PYTHONHASHSEED": "0"},
-    )
-
-
-def compile_init_bytecode(
-    spec: BundleSpec,
-    bundle: Path,
-    layer: layers.DependencyLayer,
-    closure: import_closure.Closure,
-    results: FileResults | None = None,
-    own_files: Collection[str] = (),
-    prelinked: str | None = None,
-) -> init_bytecode.Written:
-    """Unchecked-hash .pyc for what `spec.bytecode_modules` import at init (see stacks/bundling/bytecode.py):
-    the bundle's own modules (source and extra files) by their static init closure, dependency modules by
-    what their dependency imports load, the functions' lazy dependency imports included. `own_files`: what
-    the build wrote into the bundle; `prelinked`: as take_spare returned it."""
-    modules, lazy = _bytecode_inputs(spec, bundle, closure, results)
-    try:
-        done = init_bytecode.write_bytecode(
-            bundle,
-            layer,
-            modules,
-            spec.bytecode_modules,
-            import_closure.stdlib_names(spec.python_version),
-            lazy_dependencies=lazy,
-            results=results,
-            own_files=own_files,
-            prelinked=prelinked,
-        )
-    except init_bytecode.BytecodeError as exc:
-        raise BundlingError(str(exc)) from exc
-    return done
-
-
-def _bytecode_inputs(
-    spec: BundleSpec, bundle: Path, closure: import_closure.Closure, results: FileResults | None
-) -> tuple[dict[str, import_closure.ModuleInfo], list[init_bytecode.DependencyImport]]:
-    """The bundle's own modules (source and extra files) and the functions' lazy dependency imports."""
-    extra = [(name, path) for name, path in spec.extra_files if name.endswith(".py")]
-    modules = {**closure.modules, **import_closure.read_source(bundle, extra, results=results)}
-    lazy = {(d.module, d.names) for deps in closure.lazy_dependencies.values() for d in deps}
-    return modules, sorted(lazy)
-
-
-def prefetch_bytecode(
-    spec: BundleSpec,
-    files: Sequence[tuple[str, Path]],
-    contents: Mapping[str, bytes],
-    results: FileResults | None,
-    errors: list[init_bytecode.BytecodeError],
-) -> Callable[[layers.DependencyLayer], None]:
-    """For a new layer, while its entries are deflated: find and compile what the bundle's dependency
-    imports load (the slowest step of a build after the install), so compile_init_bytecode finds it done.
-
-    The closure is taken against the layer's tree, which lacks only the extra files: a source importing one
-    of those at init makes this fail, and the build then does it in turn. An import that crashed or hung
-    is put in `errors`, to be reported as it is rather than waited for twice."""
-
-    def run(pending: layers.DependencyLayer) -> None:
-        closure = check_import_closure(spec, pending.tree, files, contents, results)
-        modules, lazy = _bytecode_inputs(spec, pending.tree, closure, results)
-        stdlib = import_closure.stdlib_names(spec.python_version)
-        try:
-            init_bytecode.prefetch(pending, modules, spec.bytecode_modules, stdlib, lazy)
-        except init_bytecode.BytecodeError as exc:
-            errors.append(exc)
-
-    return run
-
-
 def check_import_closure(
     spec: BundleSpec,
-    bundle: Path,
+    paths: Sequence[Path],
     files: Sequence[tuple[str, Path]] | None = None,
     contents: Mapping[str, bytes] | None = None,
-    results: FileResults | None = None,
 ) -> import_closure.Closure:
-    """The static import closure of the source, resolved against the installed bundle; raises BundlingError
-    naming file:line, module or name, and the functions reaching the file (see import_closure.py).
-    `files`, `contents`, `results`: the source listing and bytes when already read, and the parses kept from
-    the last build."""
+    """The static import closure of the source, resolved against the bundle (`paths`: its folders, as on
+    sys.path); raises BundlingError naming file:line, module or name, and the functions reaching the file
+    (see import_closure.py). `files`, `contents`: the source listing and bytes when already read."""
     if files is None:
         files = source_files(spec.source_dir, spec.excludes)
     tops = {rel.split("/")[0].removesuffix(".py") for rel, _p in files}
@@ -219,15 +122,51 @@ def check_import_closure(
         spec.source_dir,
         files,
         spec.handlers,
-        installed=import_closure.installed_top_levels(bundle, tops),
+        installed=set().union(*(import_closure.installed_top_levels(p, tops) for p in paths)),
         python_version=spec.python_version,
         requirements=spec.requirements,
         contents=contents,
-        results=results,
     )
     if closure.problems:
         raise BundlingError(import_closure.closure_error(closure.problems))
     return closure
+
+
+def _bytecode_inputs(
+    spec: BundleSpec, paths: Sequence[Path], closure: import_closure.Closure
+) -> tuple[dict[str, import_closure.ModuleInfo], list[init_bytecode.DependencyImport], tuple[str, ...]]:
+    """The bundle's own modules (source and extra files), the functions' lazy dependency imports, and the
+    modules whose init imports get bytecode (the handlers' when the spec names none)."""
+    extra = [(name, path) for name, path in spec.extra_files if name.endswith(".py")]
+    modules = {**closure.modules, **import_closure.read_source(paths[0], extra)}
+    lazy = {(d.module, d.names) for deps in closure.lazy_dependencies.values() for d in deps}
+    roots = spec.bytecode_modules or bytecode_modules_for(h for _fn, h in spec.handlers) or tuple(modules)
+    return modules, sorted(lazy), roots
+
+
+def prefetch_bytecode(
+    spec: BundleSpec,
+    files: Sequence[tuple[str, Path]],
+    contents: Mapping[str, bytes],
+    errors: list[init_bytecode.BytecodeError],
+) -> Callable[[layers.DependencyLayer], None]:
+    """For a new layer, while its entries are deflated: find and compile what the bundle's dependency
+    imports load (the slowest step of a build after the install), so the build finds it done.
+
+    The closure is taken against the layer's tree, which lacks only the extra files: a source importing one
+    of those at init makes this fail, and the build then does it in turn. An import that crashed or hung
+    is put in `errors`, to be reported as it is rather than waited for twice."""
+
+    def run(pending: layers.DependencyLayer) -> None:
+        closure = check_import_closure(spec, [pending.tree], files, contents)
+        modules, lazy, roots = _bytecode_inputs(spec, [pending.tree], closure)
+        stdlib = import_closure.stdlib_names(spec.python_version)
+        try:
+            init_bytecode.prefetch(pending, modules, roots, stdlib, lazy)
+        except init_bytecode.BytecodeError as exc:
+            errors.append(exc)
+
+    return run
 
 
 def dependency_layer(
@@ -236,10 +175,8 @@ def dependency_layer(
     command: list[str],
     wheelhouse: Wheelhouse,
     meanwhile: Callable[[layers.DependencyLayer], None] | None = None,
-    link: Path | None = None,
 ) -> layers.DependencyLayer:
-    """The installed, pruned, stripped dependencies for `spec`, from the layer cache or built now
-    (`meanwhile`, `link`: see layers.dependency_layer)."""
+    """The installed, pruned, stripped dependencies for `spec`, from the layer cache or built now."""
 
     def build(tree: Path) -> list[str]:
         install.install_dependencies(
@@ -249,11 +186,12 @@ def dependency_layer(
         return strip.strip_native_libraries(tree, spec.architecture) if spec.strip_native else []
 
     key = dependency_key(spec, tool, wheelhouse.wheels)
-    return layers.dependency_layer(spec.cache_dir, key, build, meanwhile, link)
+    return layers.dependency_layer(spec.cache_dir, key, build, meanwhile)
 
 
 def build_bundle(spec: BundleSpec, *, log: Callable[[str], None] = lambda _m: None) -> BundleResult:
-    """Return the bundle for `spec`, building it only when no complete bundle exists for its input hash."""
+    """Return the bundle for `spec`, building it only when no complete bundle exists for its input hash.
+    The bundle and its layer are held for this process (bundle_cache.use): no pruner deletes them."""
     started = time.monotonic()
     tool, command = installer_identity(spec)
     wheelhouse = install.prepare_wheelhouse(spec, tool, command, log=log)
@@ -262,154 +200,155 @@ def build_bundle(spec: BundleSpec, *, log: Callable[[str], None] = lambda _m: No
     contents = {relative: path.read_bytes() for relative, path in files}
     asset_hash = input_hash(spec, tool, wheelhouse.wheels, contents)
     final = spec.cache_dir / "bundles" / asset_hash
-    meta_path = final / "meta.json"
-    if meta_path.is_file():
-        meta = json.loads(meta_path.read_text())
-        bundle_cache.mark_used(final)
-        return _result(final, asset_hash, tool, meta, cache_hit=True, started=started)
-
-    notices: list[str] = []
-    final.parent.mkdir(parents=True, exist_ok=True)
-    results = FileResults.for_source(spec.cache_dir, spec.source_dir)
-    # Informational (three git calls), so asked on the side while the bundle is built.
-    background = ThreadPoolExecutor(max_workers=1)
-    provenance = background.submit(git_commit, [spec.source_dir, spec.requirements])
-    background.shutdown(wait=False)
-    # Built beside its final place and renamed in one step: an interrupted build never looks complete.
-    work = Path(tempfile.mkdtemp(prefix=f".{asset_hash[:12]}-", dir=final.parent))
-    try:
-        bundle = work / "bundle"
-        compiles = spec.compile_bytecode and host_can_compile(spec) and bool(spec.bytecode_modules)
-        failed: list[init_bytecode.BytecodeError] = []
-        ahead = prefetch_bytecode(spec, files, contents, results, failed) if compiles else None
-        layer = dependency_layer(spec, tool, command, wheelhouse, ahead, link=bundle)
-        if failed:
-            raise BundlingError(str(failed[0]))
-        notices.extend(layer.notices)
-        # A new layer was linked into the bundle while it was made; else a tree linked ahead (layers.py) is
-        # taken, or one is linked now.
-        prelinked = "" if layer.built else layer.take_spare(bundle)
-        if prelinked is None:
-            bundle.mkdir()
-            layer.link_into(bundle)
-        # Files from the layer are hard links: anything this build writes over one is unlinked first, so
-        # the layer (and uv's cache behind it) is never written through.
-        own: dict[str, Path] = {}
-        made: set[Path] = set()
-        for relative, path in [*files, *spec.extra_files]:
-            dest = bundle / relative
-            if dest.parent not in made:
-                dest.parent.mkdir(parents=True, exist_ok=True)
-                made.add(dest.parent)
-            dest.unlink(missing_ok=True)
-            if relative in contents and relative not in own:
-                dest.write_bytes(contents[relative])
-            else:  # an extra file (which may also replace a source file of the same name)
-                shutil.copyfile(path, dest)
-            own[relative] = dest
-        closure = check_import_closure(spec, bundle, files, contents, results)
-        closure_info = {
-            # What each function imports lazily from its dependencies: the probe imports exactly these.
-            "lazy_imports": closure.lazy_imports(),
-            # Source files each function imports at init / reaches lazily (what a change to a file impacts).
-            "closure": {
-                fn: {"init": closure.init_files[fn], "lazy": closure.lazy_files[fn]}
-                for fn in closure.init_files
-            },
-            "built_wheels": [name for name, _sha in wheelhouse.wheels],
-        }
-        # Beside the bundle (not in it): the lazy dependency imports, with file:line, for verification.
-        (work / "closure.json").write_text(
-            json.dumps(
-                {fn: [d.as_json() for d in deps] for fn, deps in sorted(closure.lazy_dependencies.items())},
-                sort_keys=True,
-            )
-        )
-        commit, dirty = provenance.result()
-        req = install.requirements_file(spec)
-        info = {
-            "code_version": asset_hash[:12],
-            "bundle_hash": asset_hash,
-            "source_hash": _sha256(
-                b"".join(rel.encode() + b"\0" + _sha256(data).encode() for rel, data in contents.items())
-            )[:12],
-            "requirements_hash": _sha256(req.read_bytes())[:12],
-            "schema_head": schema_head(spec.source_dir, spec.migrations_dir),
-            "git_commit": commit,
-            "git_dirty": dirty,
-            "runtime": spec.runtime,
-            "architecture": spec.architecture,
-            "installer": tool,
-            **closure_info,
-        }
-        (bundle / "build_info.json").unlink(missing_ok=True)
-        (bundle / "build_info.json").write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
-        bytecode = spec.compile_bytecode and host_can_compile(spec)
-        bytecode_files = 0
-        # Every file this build wrote besides the layer's links, when known: the zip then need not list the
-        # whole bundle folder to find them (thousands of files, on every source edit).
-        written: list[str] | None = [*own, "build_info.json"]
-        pyc_set: layers.PycSet | None = None
-        replaced = [*own, "build_info.json"]
-        if prelinked and not (bytecode and spec.bytecode_modules):
-            init_bytecode.unlink_foreign_pyc(bundle, layer, own)  # a spare's .pyc this build does not ship
-        if bytecode and spec.bytecode_modules:
-            compiled = compile_init_bytecode(spec, bundle, layer, closure, results, own, prelinked)
-            bytecode_files = len(compiled.files)
-            pyc_set = compiled.pyc_set
-            written = [
-                *own,
-                "build_info.json",
-                *(importlib.util.cache_from_source(rel) for rel in compiled.own),
-            ]
-            replaced += compiled.shadowed
-        elif bytecode:
-            compile_bytecode(bundle)
-            bytecode_files = sum(1 for _ in bundle.rglob("*.pyc"))
-            written = None
-        if spec.compile_bytecode and not bytecode:
-            notices.append(
-                f"no precompiled bytecode: host Python is {sys.version_info.major}."
-                f"{sys.version_info.minor}, target is {spec.python_version}"
-            )
-        zipped, unzipped = layer.write_zip(
-            work / "bundle.zip", bundle, replaced=replaced, written=written, results=results, pyc_set=pyc_set
-        )
-        meta = {
-            "unzipped_bytes": unzipped,
-            "zipped_bytes": zipped,
-            "bytecode": bytecode,
-            "bytecode_files": bytecode_files,
-            "tool": tool,
-            "dependencies_reused": not layer.built,
-            "pyc_set": pyc_set.digest if pyc_set is not None else "",
-        }
-        (work / "meta.json").write_text(json.dumps(meta, sort_keys=True))
-        if final.exists():  # a concurrent synth finished first; its bundle has the same inputs
-            shutil.rmtree(work)
-        else:
-            os.replace(work, final)
-    except BaseException:
-        shutil.rmtree(work, ignore_errors=True)
-        raise
-    results.save()
-    for notice in notices:
-        log(f"[bundle] notice: {notice}")
-    # The next source edit on this layer then finds its dependency tree already linked.
-    layer.make_spare_in_background(meta.get("pyc_set", ""), prune=spec.cache_dir)
-    return _result(final, asset_hash, tool, meta, cache_hit=False, started=started, notices=tuple(notices))
+    if _held_with_layer(spec, final):
+        return _result(final, asset_hash, tool, cache_hit=True, started=started)
+    with bundle_cache.building(final) as done:
+        # Under the bundle's exclusive lock: its layer may be held (another lock), never the bundle itself.
+        layer = _layer_dir(spec, final) if done else None
+        hit = done and (layer is None or bundle_cache.use(layer))
+        if not hit:
+            shutil.rmtree(final, ignore_errors=True)  # leftovers of an entry deleted half-way
+            work = Path(tempfile.mkdtemp(prefix=f".{asset_hash[:12]}-", dir=final.parent))
+            try:
+                # Informational (three git calls), so asked on the side while the bundle is built.
+                with ThreadPoolExecutor(max_workers=1) as side:
+                    provenance = side.submit(git_commit, [spec.source_dir, spec.requirements])
+                    meta = _build_in(
+                        spec, tool, command, wheelhouse, files, contents, asset_hash, work, provenance
+                    )
+                os.replace(work, final)
+            except BaseException:
+                shutil.rmtree(work, ignore_errors=True)
+                raise
+            for notice in meta["notices"]:
+                log(f"[bundle] notice: {notice}")
+    bundle_cache.prune(spec.cache_dir)
+    return _result(final, asset_hash, tool, cache_hit=hit, started=started)
 
 
-def _result(
-    final: Path,
-    asset_hash: str,
+def _layer_dir(spec: BundleSpec, final: Path) -> Path | None:
+    """The dependency layer the complete bundle at `final` runs on (None: its folder holds it all)."""
+    layer = json.loads((final / "meta.json").read_text())["layer"]
+    return spec.cache_dir / "layers" / layer if layer else None
+
+
+def _held_with_layer(spec: BundleSpec, final: Path) -> bool:
+    """Whether the bundle at `final` is complete with its layer, both then held for this process (neither
+    when its layer is gone: the caller rebuilds it under the bundle's exclusive lock)."""
+    if not bundle_cache.use(final):
+        return False
+    layer = _layer_dir(spec, final)
+    if layer is None or bundle_cache.use(layer):
+        return True
+    bundle_cache.release(final)
+    return False
+
+
+def _build_in(
+    spec: BundleSpec,
     tool: str,
-    meta: dict[str, Any],
-    *,
-    cache_hit: bool,
-    started: float,
-    notices: tuple[str, ...] = (),
-) -> BundleResult:
+    command: list[str],
+    wheelhouse: Wheelhouse,
+    files: Sequence[tuple[str, Path]],
+    contents: Mapping[str, bytes],
+    asset_hash: str,
+    work: Path,
+    provenance: Future[tuple[str | None, bool]],
+) -> dict[str, Any]:
+    bytecode = spec.compile_bytecode and host_can_compile(spec)
+    failed: list[init_bytecode.BytecodeError] = []
+    ahead = prefetch_bytecode(spec, files, contents, failed) if bytecode else None
+    layer = dependency_layer(spec, tool, command, wheelhouse, ahead)
+    if failed:
+        raise BundlingError(str(failed[0]))
+    bundle = work / "bundle"
+    bundle.mkdir()
+    own = [rel for rel, _p in files] + [name for name, _p in spec.extra_files]
+    # A source file or package of the same top-level name as an installed one would hide or split it on
+    # a second sys.path entry: then the bundle's folder is the whole bundle, as on Lambda.
+    merged = bool(layers.top_level(own) & layers.top_level(e.name for e in layer.entries))
+    if merged:
+        layer.link_into(bundle)
+    writes = [(rel, contents[rel]) for rel, _p in files] + [(n, p.read_bytes()) for n, p in spec.extra_files]
+    for relative, data in writes:  # an extra file may replace a source file
+        dest = bundle / relative
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        dest.unlink(missing_ok=True)  # a link into the layer is never written through
+        dest.write_bytes(data)
+    paths = [bundle] if merged else [bundle, layer.tree]
+    closure = check_import_closure(spec, paths, files, contents)
+    # Beside the bundle (not in it): the lazy dependency imports, with file:line, for verification.
+    (work / "closure.json").write_text(
+        json.dumps(
+            {fn: [d.as_json() for d in deps] for fn, deps in sorted(closure.lazy_dependencies.items())},
+            sort_keys=True,
+        )
+    )
+    commit, dirty = provenance.result()
+    info = {
+        "code_version": asset_hash[:12],
+        "bundle_hash": asset_hash,
+        "source_hash": _sha256(
+            b"".join(rel.encode() + b"\0" + _sha256(data).encode() for rel, data in contents.items())
+        )[:12],
+        "requirements_hash": _sha256(install.requirements_file(spec).read_bytes())[:12],
+        "schema_head": schema_head(spec.source_dir, spec.migrations_dir),
+        "git_commit": commit,
+        "git_dirty": dirty,
+        "runtime": spec.runtime,
+        "architecture": spec.architecture,
+        "installer": tool,
+        # What each function imports lazily from its dependencies: the probe imports exactly these.
+        "lazy_imports": closure.lazy_imports(),
+        # Source files each function imports at init / reaches lazily (what a change to a file impacts).
+        "closure": {
+            fn: {"init": closure.init_files[fn], "lazy": closure.lazy_files[fn]} for fn in closure.init_files
+        },
+        "built_wheels": [name for name, _sha in wheelhouse.wheels],
+    }
+    own.append("build_info.json")
+    (bundle / "build_info.json").unlink(missing_ok=True)
+    (bundle / "build_info.json").write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
+    notices = list(layer.notices)
+    written = init_bytecode.Written((), None)
+    if bytecode:
+        modules, lazy, roots = _bytecode_inputs(spec, paths, closure)
+        stdlib = import_closure.stdlib_names(spec.python_version)
+        try:
+            written = init_bytecode.write_bytecode(bundle, layer, modules, roots, stdlib, lazy)
+        except init_bytecode.BytecodeError as exc:
+            raise BundlingError(str(exc)) from exc
+    elif spec.compile_bytecode:
+        notices.append(
+            f"no precompiled bytecode: host Python is {sys.version_info.major}."
+            f"{sys.version_info.minor}, target is {spec.python_version}"
+        )
+    own_pyc = [importlib.util.cache_from_source(rel) for rel in written.own]
+    new = zipwrite.NewEntries()
+    new.add_files([(name, bundle / name) for name in sorted({*own, *own_pyc})])
+    stores = [layer.store, *([written.pyc_set.store] if written.pyc_set else [])]
+    # A bundle file over a layer file replaces it, and its bytecode the layer file's.
+    replaced = {*own, *(importlib.util.cache_from_source(r) for r in own if r.endswith(".py"))}
+    zipped = zipwrite.write_merged(work / "bundle.zip", stores, new, replaced=replaced)
+    sizes = {e.name: e.size for store in stores for e in store.entries if e.name not in replaced}
+    sizes.update({e.name: e.size for e in new.entries})
+    meta = {
+        "unzipped_bytes": sum(sizes.values()),
+        "zipped_bytes": zipped,
+        "bytecode": bytecode,
+        "bytecode_files": len(written.files),
+        "tool": tool,
+        "dependencies_reused": not layer.built,
+        "layer": "" if merged else layer.path.name,
+        "notices": notices,
+    }
+    (work / "meta.json").write_text(json.dumps(meta, sort_keys=True))
+    return meta
+
+
+def _result(final: Path, asset_hash: str, tool: str, *, cache_hit: bool, started: float) -> BundleResult:
+    meta = json.loads((final / "meta.json").read_text())
+    layer = final.parent.parent / "layers" / meta["layer"] / "tree" if meta.get("layer") else None
     return BundleResult(
         directory=final / "bundle",
         zip_path=final / "bundle.zip",
@@ -421,6 +360,7 @@ def _result(
         zipped_bytes=meta["zipped_bytes"],
         bytecode=meta["bytecode"],
         bytecode_files=meta.get("bytecode_files", 0),
-        notices=notices,
+        notices=tuple(meta.get("notices", ())) if not cache_hit else (),
         dependencies_reused=meta.get("dependencies_reused", False),
+        layer=layer,
     )

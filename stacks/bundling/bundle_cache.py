@@ -1,29 +1,99 @@
-"""Keeping the bundle cache bounded: built bundles and dependency layers nobody has used for a while go.
+"""The bundle cache's entries (bundles, dependency layers): who may build, use and delete them, and how it
+stays bounded.
 
-Every source edit builds a new bundle (a ~40 MB zip; its tree is hard links), and every lock change a new
-dependency layer (~140 MB), so without pruning the cache grows by gigabytes a week. Each complete entry is
-marked used when built and on every cache hit (its `meta.json` is touched); pruning keeps the most
-recently used ones and anything used within the last minutes, which a concurrent synth may still be
-reading. An entry is renamed away before it is deleted, so a half-deleted one never looks complete, and a
-deleted one is simply built again when its inputs come back. Work folders left by builds that died
-(`.name-…`, never complete) go once they are a day old.
+Every entry folder `NAME` has a lock file `NAME.lock` beside it (`flock`, released by the kernel when its
+process ends, however it ends):
 
-CDK copies each asset into the cloud assembly at synth, so nothing outside this cache points into it.
+* using a complete entry holds a shared lock for as long as the process keeps it (`use`): a synth until it
+  exits, `make local-api` while it serves that bundle;
+* building one holds the exclusive lock (`building`): a second build of the same inputs waits, then finds
+  the first one's entry complete, so two builds never race to rename into one place;
+* pruning takes each candidate's exclusive lock without waiting, so it skips whatever anything uses, and
+  re-checks under the lock that the entry is still old before it deletes it.
+
+Pruning keeps the KEEP_BUNDLES most recently used bundles, every layer one of them is built on plus the
+KEEP_LAYERS most recently used others, anything used in the last RECENT_SECONDS, and the newest
+KEEP_RECORDS verification records (`verified/`). It runs at the end of a build, in the building process:
+nothing outlives the command.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import json
 import os
 import shutil
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 KEEP_BUNDLES = 12
-KEEP_LAYERS = 6
-RECENT_SECONDS = 15 * 60  # in use by a concurrent synth, or about to be again
-ABANDONED_SECONDS = 24 * 3600
+KEEP_LAYERS = 3
+KEEP_RECORDS = 256
+RECENT_SECONDS = 15 * 60  # about to be used again by a synth of the same inputs
+ABANDONED_SECONDS = 24 * 3600  # work folders of builds that died
+
+_held: dict[Path, int] = {}  # entry -> the descriptor holding its shared lock, for this process
+
+
+def _locked(entry: Path, mode: int) -> int:
+    """A descriptor of `entry`'s lock file holding `mode`; the file may be deleted by a pruner between open
+    and lock, so the lock counts only on the file still at that path."""
+    entry.parent.mkdir(parents=True, exist_ok=True)
+    lock = entry.with_name(entry.name + ".lock")
+    while True:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, mode)
+        except OSError:
+            os.close(fd)
+            raise
+        try:
+            if os.fstat(fd).st_ino == os.stat(lock).st_ino:
+                return fd
+        except FileNotFoundError:
+            pass
+        os.close(fd)
+
+
+def complete(entry: Path) -> bool:
+    return (entry / "meta.json").is_file()
+
+
+def use(entry: Path) -> bool:
+    """Hold `entry` for this process, so no pruner deletes it; False (holding nothing) when it is not a
+    complete entry."""
+    if entry not in _held:
+        fd = _locked(entry, fcntl.LOCK_SH)
+        if not complete(entry):
+            os.close(fd)
+            return False
+        _held[entry] = fd
+    mark_used(entry)
+    return complete(entry)
+
+
+def release(entry: Path) -> None:
+    """Stop holding `entry` (a local API that serves another bundle now)."""
+    fd = _held.pop(entry, None)
+    if fd is not None:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def building(entry: Path) -> Iterator[bool]:
+    """Exclusive while the body builds `entry`; yields whether it is already complete (someone built it
+    meanwhile). Afterwards the entry is held (`use`) when complete."""
+    fd = _locked(entry, fcntl.LOCK_EX)
+    try:
+        yield complete(entry)
+    finally:
+        if not complete(entry):  # a failed build leaves nothing (a waiting build finds the lock renewed)
+            entry.with_name(entry.name + ".lock").unlink(missing_ok=True)
+        os.close(fd)
+    use(entry)
 
 
 def mark_used(entry: Path) -> None:
@@ -32,40 +102,76 @@ def mark_used(entry: Path) -> None:
         os.utime(entry / "meta.json")
 
 
-def prune(folder: Path, keep: int, *, now: float | None = None) -> list[Path]:
-    """Delete the complete entries of `folder` beyond the `keep` most recently used, except those used in
-    the last RECENT_SECONDS, and abandoned work folders; returns what was deleted."""
-    now = time.time() if now is None else now
-    complete: list[tuple[float, Path]] = []
-    doomed: list[Path] = []
+def _entries(folder: Path) -> list[tuple[float, Path]]:
+    """The complete entries of `folder`, most recently used first."""
+    found = []
+    for child in folder.iterdir() if folder.is_dir() else ():
+        with contextlib.suppress(OSError):
+            if child.is_dir() and not child.name.startswith("."):
+                found.append(((child / "meta.json").stat().st_mtime, child))
+    return sorted(found, reverse=True)
+
+
+def _delete(entry: Path, now: float) -> bool:
+    """Delete `entry` unless something holds it or it was used since the caller looked."""
     try:
-        children = list(folder.iterdir())
+        fd = _locked(entry, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False  # in use by a build, a synth or a local API
+    try:
+        used = (entry / "meta.json").stat().st_mtime if complete(entry) else 0.0
+        if now - used < RECENT_SECONDS:
+            return False
+        aside = entry.with_name(f".pruned-{uuid.uuid4().hex}")
+        with contextlib.suppress(FileNotFoundError):
+            os.rename(entry, aside)  # one step: a build looking for it now finds nothing, builds it again
+        entry.with_name(entry.name + ".lock").unlink()
     except OSError:
-        return []
-    for child in children:
-        try:
-            if child.name.startswith("."):
-                if child.is_dir() and now - child.stat().st_mtime > ABANDONED_SECONDS:
-                    doomed.append(child)
-                continue
-            complete.append(((child / "meta.json").stat().st_mtime, child))
-        except OSError:
-            continue  # not a complete entry (or gone meanwhile): never ours to judge
-    complete.sort(reverse=True)
-    doomed += [path for used, path in complete[keep:] if now - used > RECENT_SECONDS]
-    deleted = []
-    for path in doomed:
-        aside = folder / f".pruned-{uuid.uuid4().hex}"
-        try:
-            os.rename(path, aside)  # one step: a build looking for it now simply builds it again
-        except OSError:
-            continue
-        shutil.rmtree(aside, ignore_errors=True)
-        deleted.append(path)
-    return deleted
+        return False
+    finally:
+        os.close(fd)
+    shutil.rmtree(aside, ignore_errors=True)
+    return True
 
 
-def prune_cache(cache_dir: Path) -> None:
-    """Prune the bundles and the dependency layers of a bundle cache folder."""
-    prune(cache_dir / "bundles", KEEP_BUNDLES)
-    prune(cache_dir / "layers", KEEP_LAYERS)
+def prune(cache_dir: Path, *, now: float | None = None) -> list[Path]:
+    """Bound the cache (see the module's docstring); returns what was deleted. One pruner at a time: another
+    one running already does the work."""
+    now = time.time() if now is None else now
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    with open(cache_dir / ".prune.lock", "w") as guard:
+        try:
+            fcntl.flock(guard, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return []
+        deleted = []
+        bundles = _entries(cache_dir / "bundles")
+        deleted += [path for _used, path in bundles[KEEP_BUNDLES:] if _delete(path, now)]
+        kept_layers = set()
+        for _used, bundle in _entries(cache_dir / "bundles"):
+            with contextlib.suppress(OSError, ValueError, KeyError):
+                kept_layers.add(json.loads((bundle / "meta.json").read_text())["layer"])
+        others = [(u, p) for u, p in _entries(cache_dir / "layers") if p.name not in kept_layers]
+        deleted += [path for _used, path in others[KEEP_LAYERS:] if _delete(path, now)]
+        for folder in (cache_dir / "bundles", cache_dir / "layers"):
+            for child in folder.iterdir() if folder.is_dir() else ():
+                with contextlib.suppress(OSError):
+                    if child.name.startswith(".") and now - child.lstat().st_mtime > ABANDONED_SECONDS:
+                        shutil.rmtree(child)
+                        deleted.append(child)
+        records = sorted((cache_dir / "verified").glob("*.json"), key=_mtime, reverse=True)
+        for record in records[KEEP_RECORDS:]:
+            record.unlink(missing_ok=True)
+            deleted.append(record)
+        legacy = cache_dir / "source-results"  # an earlier bundler's per-file results: never read now
+        if legacy.is_dir():
+            shutil.rmtree(legacy, ignore_errors=True)
+            deleted.append(legacy)
+        return deleted
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0

@@ -12,9 +12,10 @@ in two parts, so that a source-only change never has to run the handlers:
   functions import lazily (inside functions, recorded by the import closure). Those run on the first
   request that needs them and in every synth-time verification and probe; without bytecode each of those
   compiles them from source (botocore alone takes about a second), on every cold start, since Lambda's
-  /var/task is read-only. That set depends on the layer, the
-  import names and the Python only, so it is cached in the layer under a digest of the three: a source
-  edit that imports the same dependencies is a cache hit and starts no interpreter.
+  /var/task is read-only. That set depends on the layer, the import names and the Python only, so it is
+  recorded in the layer under a digest of the three: a source edit that imports the same dependencies
+  starts no interpreter. Their .pyc are written into the layer's tree, where verification and the local
+  API use them too.
 
 A clean build and a layered one go through the same steps, so they give the same bytes. What this does not
 see: dependency modules first imported while the handlers' module-level code runs (an app constructor that
@@ -24,23 +25,19 @@ once per sandbox at cold start, as without precompiled bytecode: a cost in start
 
 from __future__ import annotations
 
-import contextlib
-import functools
 import hashlib
 import importlib.util
 import json
 import os
-import shutil
 import subprocess
 import sys
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from stacks.bundling import layers
 from stacks.bundling.compile_imported import pyc_data, write_atomic
 from stacks.bundling.import_closure import ModuleInfo
-from stacks.bundling.source_cache import FileResults
 
 # Bump when the rules for which modules get bytecode change (part of the cached import sets' digest).
 BYTECODE_FORMAT = "3"
@@ -138,24 +135,21 @@ def dependency_modules(
     dependencies: Sequence[DependencyImport],
     groups: Sequence[Sequence[DependencyImport]] = (),
 ) -> tuple[str, list[str]]:
-    """(digest, layer-relative module files) of what `dependencies` load, each with its .pyc in
-    `layer.pyc_cache`: from the layer's record of this import set, or found (and recorded) by running the
-    imports now. `groups` (which together hold `dependencies`) run in interpreters of their own, side by
-    side: importing is mostly compiling, one core each. Modules two groups share are compiled twice, to
-    the same bytes."""
+    """(digest, tree-relative module files) of what `dependencies` load, each with its .pyc in the layer's
+    tree: from the layer's record of this import set, or found (and recorded) by running the imports now.
+    `groups` (which together hold `dependencies`) run in interpreters of their own, side by side:
+    importing is mostly compiling, one core each. Modules two groups share are compiled twice, to the same
+    bytes. A record whose .pyc went missing (a partly cleared cache) is made again."""
     digest = imports_digest(layer.key, dependencies)
     if not dependencies:
         return digest, []
-    record = layer.pyc_cache / "imports" / f"{digest}.json"
+    record = layer.records / f"{digest}.json"
     if record.is_file():
         loaded: list[str] = json.loads(record.read_text())["loaded"]
-        # A set made from the record had every .pyc at hand; without one, each is looked for.
-        if (layer.pyc_set_folder(digest) / "index.json").is_file() or all(
-            (layer.pyc_cache / importlib.util.cache_from_source(r)).is_file() for r in loaded
-        ):
+        if all((layer.tree / importlib.util.cache_from_source(r)).is_file() for r in loaded):
             return digest, loaded
     runs = [list(group) for group in groups if group] or [list(dependencies)]
-    command = [sys.executable, "-I", "-S", "-B", str(COMPILE_SCRIPT), str(layer.tree), str(layer.pyc_cache)]
+    command = [sys.executable, "-I", "-S", "-B", str(COMPILE_SCRIPT), str(layer.tree), str(layer.tree)]
     env = {
         "PATH": os.environ.get("PATH", ""),
         "PYTHONHASHSEED": "0",
@@ -177,17 +171,16 @@ def dependency_modules(
     found: set[str] = set()
     try:
         for proc, run in zip(procs, runs, strict=True):
+            names = ", ".join(module for module, _names in run)
             try:
                 stdout, stderr = proc.communicate(timeout=COMPILE_TIMEOUT_SECONDS)
             except subprocess.TimeoutExpired as exc:
-                names = ", ".join(module for module, _names in run)
                 raise BytecodeError(
                     f"importing the dependencies {names} to compile their bytecode took over "
                     f"{COMPILE_TIMEOUT_SECONDS} s: an import that waits on the network or a lock?"
                 ) from exc
             lines = [ln for ln in stdout.splitlines() if ln.startswith("{")]
             if not lines:
-                names = ", ".join(module for module, _names in run)
                 raise BytecodeError(
                     f"importing the dependencies {names} to compile their bytecode crashed the interpreter "
                     f"(exit {proc.returncode}): {stderr[-1500:]}"
@@ -210,13 +203,11 @@ class Written:
     """What write_bytecode wrote into a bundle."""
 
     own: tuple[str, ...]  # bundle-relative .py files of the bundle's own modules compiled into it
-    dependencies: tuple[str, ...]  # layer-relative .py files whose .pyc the bundle holds from `pyc_set`
-    pyc_set: layers.PycSet | None
-    shadowed: tuple[str, ...]  # .pyc names of `pyc_set` not in the bundle: the build wrote over their .py
+    pyc_set: layers.PycSet | None  # the dependency .pyc the bundle's zip takes from the layer
 
     @property
     def files(self) -> list[str]:
-        return sorted({*self.own, *self.dependencies})
+        return sorted({*self.own, *(self.pyc_set.names if self.pyc_set else ())})
 
 
 def write_bytecode(
@@ -226,40 +217,18 @@ def write_bytecode(
     roots: Iterable[str],
     stdlib: frozenset[str],
     lazy_dependencies: Iterable[DependencyImport] = (),
-    results: FileResults | None = None,
-    own_files: Collection[str] = (),
-    prelinked: str | None = None,
 ) -> Written:
-    """Write the unchecked-hash .pyc of what `roots` import at init, and of what `lazy_dependencies` load,
-    into `bundle`. Dependency .pyc are hard links to the layer's cache (a PycSet, whose entries the zip
-    copies); `own_files`, the files the build wrote over layer files, never get one from the cache.
-    `results`: the .pyc of the bundle's own modules kept from the last build (source_cache.py).
-    `prelinked`: the digest of the PycSet already linked into `bundle` (a spare's), "" for none."""
+    """Write the unchecked-hash .pyc of the bundle's own modules that `roots` import at init into `bundle`,
+    and find (compiling into the layer's tree when new) those of the dependency modules they, and
+    `lazy_dependencies`, load: their PycSet."""
     wanted = init_imports(modules, roots, stdlib)
     dependencies, groups = dependency_imports(wanted, lazy_dependencies)
-    # The dependency .pyc first: a module of the bundle's own compiled below replaces any of the same name.
     digest, loaded = dependency_modules(layer, dependencies, groups)
-    if prelinked and prelinked != digest:
-        unlink_foreign_pyc(bundle, layer, own_files)  # the spare holds another import set's .pyc
     pyc_set = layer.pyc_set(digest, loaded) if loaded else None
-    if pyc_set is not None and prelinked != digest:
-        try:
-            layer.link_pyc_set(pyc_set, bundle)
-        except FileNotFoundError:
-            # The cache lost some of the set's .pyc: made again (the ones still there are reused).
-            shutil.rmtree(pyc_set.path, ignore_errors=True)
-            digest, loaded = dependency_modules(layer, dependencies, groups)
-            pyc_set = layer.pyc_set(digest, loaded)
-            layer.link_pyc_set(pyc_set, bundle)
     own: list[str] = []
     for relative in wanted.files:
-        source = bundle / relative
         try:
-            code = source.read_bytes()
-            if results is None:
-                data = pyc_data(code, relative)
-            else:
-                data = results.get("pyc", relative, code, functools.partial(pyc_data, code, relative))
+            data = pyc_data((bundle / relative).read_bytes(), relative)
         except (OSError, SyntaxError, ValueError):
             continue  # a module that does not compile: verification names it and its function
         target = bundle / importlib.util.cache_from_source(relative)
@@ -267,30 +236,4 @@ def write_bytecode(
         target.unlink(missing_ok=True)  # never written through a link
         target.write_bytes(data)
         own.append(relative)
-    written = set(own_files)
-    shadowed = [r for r in loaded if r in written]
-    compiled = set(own)
-    for relative in shadowed:  # a dependency file the build wrote over: its cached .pyc is not this file's
-        if relative not in compiled:
-            _unlink_pyc(bundle / importlib.util.cache_from_source(relative))
-    return Written(
-        tuple(own),
-        tuple(r for r in loaded if r not in written),
-        pyc_set,
-        tuple(importlib.util.cache_from_source(r) for r in shadowed),
-    )
-
-
-def unlink_foreign_pyc(bundle: Path, layer: layers.DependencyLayer, own_files: Collection[str]) -> None:
-    """Remove every .pyc in `bundle` that is neither a layer file nor one of `own_files`."""
-    keep = {e.name for e in layer.entries} | set(own_files)
-    for name, path in layers.relative_files(bundle):
-        if name.endswith(".pyc") and name not in keep:
-            _unlink_pyc(Path(path))
-
-
-def _unlink_pyc(path: Path) -> None:
-    """Remove a .pyc, and its __pycache__ folder when that is left empty (as a clean build has none)."""
-    path.unlink(missing_ok=True)
-    with contextlib.suppress(OSError):
-        path.parent.rmdir()
+    return Written(tuple(own), pyc_set)

@@ -32,7 +32,6 @@ functions a changed file reaches, from the source alone (for the PR diff).
 from __future__ import annotations
 
 import ast
-import functools
 import json
 import operator
 import re
@@ -42,7 +41,6 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from stacks.bundling.source_cache import FileResults
 from stacks.bundling.spec import DEFAULT_EXCLUDES, source_files
 
 # Modules the Lambda Python runtime puts on sys.path itself (/var/runtime): the AWS SDK and what it depends
@@ -690,19 +688,15 @@ def read_source(
     files: Iterable[tuple[str, Path]],
     *,
     contents: Mapping[str, bytes] | None = None,
-    results: FileResults | None = None,
     target: Target | None = None,
 ) -> dict[str, ModuleInfo]:
     """Every .py file of the source, parsed as `target` runs it. A syntax error is left to verification (which
     names it).
 
-    `contents`: the files' bytes where the caller has already read them; `results`: parses kept from the
-    last build (source_cache.py), so an edit parses only the edited files; `target`: the bundle's Python
+    `contents`: the files' bytes where the caller has already read them; `target`: the bundle's Python
     (default: this interpreter's version, on Lambda)."""
     if target is None:
         target = Target(sys.version_info[:2])
-    # A parse depends on the target (the branches it skips): kept per target, never shared between two.
-    kind = f"closure {target}"
     modules: dict[str, ModuleInfo] = {}
     for relative, path in files:
         if not relative.endswith(".py"):
@@ -711,12 +705,7 @@ def read_source(
         if not name or not all(part.isidentifier() for part in name.split(".")):
             continue  # not importable by name (e.g. migrations/versions/0001_x.py): loaded by path, if at all
         data = contents[relative] if contents is not None and relative in contents else path.read_bytes()
-        if results is None:
-            modules[name] = _parse(name, relative, is_package, data, target)
-        else:
-            modules[name] = results.get(
-                kind, relative, data, functools.partial(_parse, name, relative, is_package, data, target)
-            )
+        modules[name] = _parse(name, relative, is_package, data, target)
     return modules
 
 
@@ -1020,17 +1009,16 @@ def analyze(
     python_version: str,
     requirements: Path | None = None,
     contents: Mapping[str, bytes] | None = None,
-    results: FileResults | None = None,
 ) -> Closure:
     """The closure of `files` (relative path, file) for `handlers` (function, `module.attr`).
 
     `installed` is the bundle's top-level names (None: source only, dependencies are not judged). Problems are
     only reported for files some function reaches. Without handlers, every file's imports inside functions
     are checked (module-level ones are left to verification's handler imports) and recorded under "*".
-    `contents` and `results`: as for read_source. The source is read as `python_version` runs it on Lambda.
+    `contents`: as for read_source. The source is read as `python_version` runs it on Lambda.
     """
     target = Target.for_python(python_version)
-    modules = read_source(source_dir, files, contents=contents, results=results, target=target)
+    modules = read_source(source_dir, files, contents=contents, target=target)
     resolver = _Resolver(modules, _source_dirs(files), stdlib_names(python_version), installed)
     problems: list[ImportProblem] = []
     for function, handler in handlers:

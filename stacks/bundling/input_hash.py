@@ -2,7 +2,9 @@
 key.
 
 The input hash covers every file under the source folder (minus the excludes), the requirements (or lock)
-content, runtime, architecture, installer and bundler version and every option that changes what is built.
+content, runtime, architecture, installer, every option that changes what is built, and what builds it: the
+bundler's own source files (no version constant to bump), the exact Python that compiles the bytecode and
+the zlib that deflates the zip (both change output bytes between releases).
 It is both the bundle cache's key and the CDK asset hash, so any change gives a new asset (a new Lambda
 version and a canary) and no change gives the same one, with no rebuild. It is computed before the bundle
 is built, which is what lets an unchanged synth stop at a cache hit. The dependency layer's key
@@ -13,11 +15,13 @@ Both keys live in this one module so that a new input cannot reach one without t
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import shutil
 import subprocess
 import sys
+import zlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -25,8 +29,32 @@ from stacks.bundling import strip
 from stacks.bundling.install import requirements_file
 from stacks.bundling.spec import BundleSpec, BundlingError, source_files
 
-# Bump when the bundle layout or any build step changes: it is part of every input hash.
-BUNDLER_VERSION = "9"
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def bundler_code(package: Path) -> str:
+    """A digest of the bundler's own source files: any change to how a bundle is made makes a new one
+    (read again whenever a file's size or time changes: a long-running `make local-api` sees edits too)."""
+    modules = sorted(package.glob("*.py"))
+    return _digest_files(tuple((str(m), m.stat().st_size, m.stat().st_mtime_ns) for m in modules))
+
+
+@functools.lru_cache(maxsize=8)
+def _digest_files(files: tuple[tuple[str, int, int], ...]) -> str:
+    digest = hashlib.sha256()
+    for path, size, _mtime in files:
+        digest.update(f"{Path(path).name}:{size}:".encode() + Path(path).read_bytes())
+    return digest.hexdigest()
+
+
+def builder_identity() -> list[tuple[str, str]]:
+    """What makes the output bytes besides the inputs: the bundler's code, the exact Python (its marshal
+    and compiler write the .pyc) and zlib (its deflate writes the zip)."""
+    return [
+        ("bundler", bundler_code(PACKAGE_DIR)),
+        ("python", sys.version),
+        ("zlib", zlib.ZLIB_RUNTIME_VERSION),
+    ]
 
 
 def installer_identity(spec: BundleSpec) -> tuple[str, list[str]]:
@@ -65,7 +93,8 @@ def input_hash(
         digest.update(f"{label}:{len(data)}:".encode())
         digest.update(data)
 
-    add("bundler", BUNDLER_VERSION)
+    for label, value in builder_identity():
+        add(label, value)
     add("tool", tool)
     add("runtime", spec.runtime)
     add("architecture", spec.architecture)
@@ -101,7 +130,7 @@ def dependency_key(
     the install, prune and strip steps, and nothing from the source folder."""
     req = requirements_file(spec)
     return [
-        ("bundler", BUNDLER_VERSION),
+        *builder_identity(),
         ("tool", tool),
         ("runtime", spec.runtime),
         ("architecture", spec.architecture),

@@ -72,6 +72,9 @@ class HandlerCheck:
     health_path: str = "/health"  # the path of the GET driven through it when http_health is true
     memory_mb: int = 1024  # the context object's memory_limit_in_mb
     timeout_seconds: int = 60  # get_remaining_time_in_millis() counts down from this
+    # Variables of `environment` that only label the function (e.g. for its reports): checks equal apart
+    # from these and the function's name are run once (verification.shared_identity).
+    label_variables: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -86,7 +89,7 @@ class BundleSpec:
     extra_files: tuple[tuple[str, Path], ...] = ()
     compile_bytecode: bool = True
     # Modules whose import at init gets precompiled bytecode (the handlers' modules): every bundle module
-    # they load, and nothing else. Empty: every module of the bundle is compiled.
+    # they load, and nothing else. Empty: those of `handlers`, else every module of the source.
     bytecode_modules: tuple[str, ...] = ()
     # Remove debug sections from native libraries (never symbols, never auditwheel-patched files).
     strip_native: bool = True
@@ -116,6 +119,13 @@ class BundleResult:
     notices: tuple[str, ...] = ()
     bytecode_files: int = 0
     dependencies_reused: bool = False  # built on an existing dependency layer: nothing was installed
+    # The dependency layer's tree, which follows `directory` on sys.path (None: `directory` holds it all).
+    layer: Path | None = None
+
+    @property
+    def paths(self) -> tuple[Path, ...]:
+        """The bundle's folders, as sys.path must list them to run it as Lambda's /var/task would."""
+        return (self.directory,) if self.layer is None else (self.directory, self.layer)
 
     def summary(self, functions: Sequence[str]) -> str:
         action = "cache hit" if self.cache_hit else "built"

@@ -15,9 +15,13 @@ import os
 import re
 import shutil
 import subprocess
+import tempfile
+import threading
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from stacks.bundling import verify_cache
 from stacks.bundling.import_closure import listed_in_requirements
@@ -27,8 +31,11 @@ HEALTHY = ("healthy", "ok", "pass", "up")  # as verify_in_bundle.HEALTHY_STATUSE
 
 VERIFY_SCRIPT = Path(__file__).with_name("verify_in_bundle.py")
 VERIFY_TIMEOUT_SECONDS = 120
-# How long a check runs at idle priority before it gets the normal one (a check takes about a second).
-IDLE_GRACE_SECONDS = 10.0
+# At most one check per core at once, across every verification of this process (an app verifies each
+# environment's bundle side by side), each at a lower priority than synth's own work, which every synth
+# waits on (a niceness, never starved like an idle-only policy would be on a busy machine).
+_CORES = threading.BoundedSemaphore(os.cpu_count() or 1)
+CHECK_NICENESS = 10
 
 
 @dataclass(frozen=True)
@@ -40,26 +47,6 @@ class VerificationFailure:
 
     def __str__(self) -> str:
         return f"function {self.function} (handler {self.handler}): {self.error}\n    hint: {self.hint}"
-
-
-def _lower_priority(pid: int) -> None:
-    """Checks run beside synth's own work (building the other stacks, cdk-nag, writing the assembly): on a
-    small machine they should take the idle core, not slow the path every synth waits on."""
-    # Not on every platform; the process may also have ended already. SCHED_IDLE (Linux): only CPU time
-    # nothing else wants (undone after IDLE_GRACE_SECONDS, see _normal_priority); elsewhere a higher nice
-    # value, which an unprivileged process cannot undo, so a moderate one.
-    with contextlib.suppress(AttributeError, OSError):
-        os.sched_setscheduler(pid, os.SCHED_IDLE, os.sched_param(0))
-        return
-    with contextlib.suppress(AttributeError, OSError):
-        os.setpriority(os.PRIO_PROCESS, pid, 10)
-
-
-def _normal_priority(pid: int) -> None:
-    """Back to the normal policy: on a machine kept busy by other work, an idle-only check could otherwise
-    wait long enough to be reported as a hanging import."""
-    with contextlib.suppress(AttributeError, OSError):
-        os.sched_setscheduler(pid, os.SCHED_OTHER, os.sched_param(0))
 
 
 def target_interpreter(spec: BundleSpec) -> str:
@@ -144,10 +131,50 @@ def _lazy_failure(check: HandlerCheck, failure: Mapping[str, str], spec: BundleS
 
 @dataclass(frozen=True)
 class Verified:
-    """What verify_bundle did: the functions it ran, and those whose earlier pass carried over."""
+    """What verify_bundle did: the functions whose check it ran, those proven by another function's run
+    (function -> the one whose run proved it), and those whose earlier pass carried over."""
 
     ran: tuple[str, ...]
     carried: tuple[str, ...]
+    shared: tuple[tuple[str, str], ...] = ()
+
+    def summary(self, runtime: str) -> str:
+        """The one log line of a verification."""
+        parts = [f"[bundle] verified {len(self.ran)} handler(s) in isolated {runtime} interpreters"]
+        if self.ran:
+            parts[0] += f": {', '.join(self.ran)}"
+        if self.shared:
+            parts.append(
+                "shared (same handler and environment but the function label): "
+                + ", ".join(f"{fn} by {by}" for fn, by in self.shared)
+            )
+        if self.carried:
+            parts.append(
+                f"carried over (every bundle file its check read is unchanged): {', '.join(self.carried)}"
+            )
+        return "; ".join(parts)
+
+
+def _request(check: HandlerCheck, lazy: Mapping[str, list[list[object]]]) -> dict[str, object]:
+    return {
+        "function": check.function,
+        "handler": check.handler,
+        "http_health": check.http_health,
+        "health_path": check.health_path,
+        "memory_mb": check.memory_mb,
+        "timeout_seconds": check.timeout_seconds,
+        # Without per-function closures (no BundleSpec.handlers), every lazy import.
+        "lazy": lazy.get(check.function, lazy.get("*", [])),
+    }
+
+
+def shared_identity(check: HandlerCheck, request: Mapping[str, object], env: Mapping[str, str]) -> str:
+    """What a check's run depends on, but the function's label: its name (the context's function name and
+    ARN) and `check.label_variables`. Two functions equal in all else run the same handler with the same
+    environment and lazy imports, so one run proves both. A run sees one function's name and label, so
+    code comparing the two sees them agree, as on Lambda."""
+    unlabelled = {k: v for k, v in env.items() if k not in check.label_variables}
+    return json.dumps([{**request, "function": ""}, unlabelled], sort_keys=True)
 
 
 def verify_bundle(
@@ -161,8 +188,11 @@ def verify_bundle(
 ) -> Verified:
     """Raise BundlingError listing every handler that does not import (or answer /health) from the bundle.
 
-    With `reuse`, a check that passed on an earlier bundle whose files it read are all unchanged here (and
-    with the same file names) is not run again: see verify_cache.py."""
+    Each distinct check runs in a fresh interpreter, up to one per core at once (across the process);
+    checks equal but for the
+    function's label run once (shared_identity). With `reuse`, a check that passed on an earlier bundle
+    whose files it read are all unchanged here (and with the same file names) is not run again: see
+    verify_cache.py."""
     python = interpreter or target_interpreter(spec)
     lazy = lazy_imports_for(bundle)
     # No database, no AWS: the handlers must import and answer /health lazily without either.
@@ -177,77 +207,114 @@ def verify_bundle(
         **(environment or {}),
     }
     records = spec.cache_dir / "verified"
-    listing = verify_cache.bundle_listing(bundle.directory) if reuse else ""
+    listing = verify_cache.bundle_listing(bundle.directory, bundle.layer) if reuse else ""
+    first: dict[str, HandlerCheck] = {}
+    shared: list[tuple[str, str]] = []
     carried: list[str] = []
-    procs = []
+    runs: list[tuple[HandlerCheck, dict[str, object], dict[str, str], str]] = []
     for check in checks:
-        request = {
-            "function": check.function,
-            "handler": check.handler,
-            "http_health": check.http_health,
-            "health_path": check.health_path,
-            "memory_mb": check.memory_mb,
-            "timeout_seconds": check.timeout_seconds,
-            # Without per-function closures (no BundleSpec.handlers), every lazy import.
-            "lazy": lazy.get(check.function, lazy.get("*", [])),
-        }
-        check_env = {**env, **dict(check.environment)}
+        request, check_env = _request(check, lazy), {**env, **dict(check.environment)}
+        same = shared_identity(check, request, check_env)
+        if same in first:
+            shared.append((check.function, first[same].function))
+            continue
+        first[same] = check
         key = verify_cache.check_key(python, VERIFY_SCRIPT, request, check_env)
         if reuse and verify_cache.proven(records, key, bundle.directory, listing):
             carried.append(check.function)
-            continue
-        proc = subprocess.Popen(
-            [python, "-I", "-S", "-B", str(VERIFY_SCRIPT), str(bundle.directory), json.dumps(request)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=check_env,
-            cwd=bundle.directory,
+        else:
+            runs.append((check, request, check_env, key))
+    workers = max(1, min(len(runs), os.cpu_count() or 1))
+    with (
+        tempfile.TemporaryDirectory(prefix="credmate-verify-") as reports,
+        ThreadPoolExecutor(workers) as pool,
+    ):
+        results = list(
+            pool.map(
+                lambda n: _run_check(python, bundle.paths, *runs[n][1:3], Path(reports, str(n))),
+                range(len(runs)),
+            )
         )
-        _lower_priority(proc.pid)
-        procs.append((check, proc, key))
-    failures = []
-    for check, proc, key in procs:
-        try:
-            try:
-                out, err = proc.communicate(timeout=IDLE_GRACE_SECONDS)
-            except subprocess.TimeoutExpired:
-                _normal_priority(proc.pid)
-                out, err = proc.communicate(timeout=VERIFY_TIMEOUT_SECONDS)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            failures.append(
-                VerificationFailure(
-                    check.function,
-                    check.handler,
-                    f"import did not finish within {VERIFY_TIMEOUT_SECONDS}s",
-                    "a handler module must not block at import",
-                )
-            )
-            continue
-        lines = [ln for ln in out.splitlines() if ln.startswith("{")]
-        if not lines:
-            failures.append(
-                VerificationFailure(
-                    check.function,
-                    check.handler,
-                    f"the verifier crashed (exit {proc.returncode}): {err[-1500:]}",
-                    "a handler module must not exit the interpreter at import",
-                )
-            )
-            continue
-        result = json.loads(lines[-1])
-        if result.get("lazy_failures"):
+    failures: list[VerificationFailure] = []
+    for (check, *_given, key), result in zip(runs, results, strict=True):
+        if isinstance(result, VerificationFailure):
+            failures.append(result)
+        elif result.get("lazy_failures"):
             failures.extend(_lazy_failure(check, f, spec) for f in result["lazy_failures"])
-        elif not result["ok"]:
+        elif not result.get("ok"):
             result["bundle"] = str(bundle.directory)
-            error = f"{result['type']}: {result['message']}"
+            error = f"{result.get('type')}: {result.get('message')}"
             failures.append(VerificationFailure(check.function, check.handler, error, hint_for(result, spec)))
         elif reuse:
             verify_cache.remember(records, key, bundle.directory, listing, result.get("reads") or ())
     if failures:
+        also = [f"{fn} (shares the check of {by})" for fn, by in shared]
         raise BundlingError(
             "bundle verification failed (the bundle would not run on Lambda):\n  "
             + "\n  ".join(str(f) for f in failures)
+            + (f"\n  checked once for: {', '.join(also)}" if also else "")
         )
-    return Verified(ran=tuple(c.function for c, _p, _k in procs), carried=tuple(carried))
+    return Verified(ran=tuple(c.function for c, *_rest in runs), carried=tuple(carried), shared=tuple(shared))
+
+
+def _run_check(
+    python: str, paths: Sequence[Path], request: Mapping[str, object], env: Mapping[str, str], report: Path
+) -> dict[str, Any] | VerificationFailure:
+    """One check in a fresh interpreter; its result comes through `report`, never the handler's stdout."""
+    function, handler = str(request["function"]), str(request["handler"])
+    with _CORES:
+        return _run_one(python, paths, request, env, report, function, handler)
+
+
+def _run_one(
+    python: str,
+    paths: Sequence[Path],
+    request: Mapping[str, object],
+    env: Mapping[str, str],
+    report: Path,
+    function: str,
+    handler: str,
+) -> dict[str, Any] | VerificationFailure:
+    proc = subprocess.Popen(
+        [
+            python,
+            "-I",
+            "-S",
+            "-B",
+            str(VERIFY_SCRIPT),
+            os.pathsep.join(map(str, paths)),
+            json.dumps(request),
+            str(report),
+        ],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=dict(env),
+        cwd=paths[0],
+    )
+    with contextlib.suppress(OSError):  # the process may have ended already
+        os.setpriority(os.PRIO_PROCESS, proc.pid, CHECK_NICENESS)
+    try:
+        _out, err = proc.communicate(timeout=VERIFY_TIMEOUT_SECONDS)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        return VerificationFailure(
+            function,
+            handler,
+            f"import did not finish within {VERIFY_TIMEOUT_SECONDS}s",
+            "a handler module must not block at import",
+        )
+    try:
+        result = json.loads(report.read_text())
+    except (OSError, ValueError):
+        result = None
+    if not isinstance(result, dict):
+        return VerificationFailure(
+            function,
+            handler,
+            f"the verifier crashed (exit {proc.returncode}) before it reported: {err[-1500:]}",
+            "a handler module must not exit the interpreter at import",
+        )
+    return result

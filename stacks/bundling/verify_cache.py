@@ -41,10 +41,12 @@ def _sha256_file(path: str) -> str | None:
     return digest.hexdigest()
 
 
-def bundle_listing(bundle: Path) -> str:
-    """A digest of every file name in `bundle`: an added or removed file (a new optional module, a new
-    .pyc, a data file) can change what an import does without changing any file it read before."""
+def bundle_listing(bundle: Path, layer: Path | None = None) -> str:
+    """A digest of every file name in `bundle` and of its dependency layer's identity (`layer`: its tree,
+    whose files never change under its content-addressed name): an added or removed file (a new optional
+    module, a new .pyc, a data file) can change what an import does without changing any file it read."""
     names = [name for name, _path in layers.relative_files(bundle)]
+    names.append(f"layer:{layer.parent.name if layer else ''}")
     return hashlib.sha256("\n".join(names).encode()).hexdigest()
 
 

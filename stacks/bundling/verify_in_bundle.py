@@ -1,11 +1,14 @@
-"""Runs INSIDE the target interpreter, started as `python3.X -I -S verify_in_bundle.py BUNDLE CHECK_JSON`.
+"""Runs INSIDE the target interpreter: `python3.X -I -S verify_in_bundle.py PATHS CHECK_JSON RESULT_FILE`.
 
-`-I -S` leaves only the standard library on sys.path; this script adds the bundle, exactly what Lambda's
-/var/task gives a handler. It imports one handler (one process per handler, as Lambda does), optionally
-drives GET <health_path> through it with a Lambda-like context object, then imports the dependencies the
-function's code imports lazily (inside functions: init does not prove them), and prints one JSON line.
-The line lists every bundle file the run read (modules loaded, files opened): a later bundle in which all
-of them are unchanged does not need the run again (verify_cache.py). Standard library only.
+`-I -S` leaves only the standard library on sys.path; this script adds the bundle's folders (PATHS, joined
+with os.pathsep: the bundle's own files, then its dependency layer), together what Lambda's /var/task gives
+a handler; the first is the working directory. It imports one handler (one process per handler, as Lambda
+does), optionally drives GET <health_path> through it with a Lambda-like context object, then imports the
+dependencies the function's code imports lazily (inside functions: init does not prove them), and writes
+one JSON object to RESULT_FILE: its own channel, since the handler owns stdout and may print anything there.
+The result lists every file of the bundle's own folder the run read (modules loaded, files opened): a later
+bundle on the same layer in which all of them are unchanged needs no new run (verify_cache.py). Standard
+library only.
 """
 
 import importlib
@@ -140,9 +143,10 @@ def bundle_reads(bundle: str, opened: "set[str]") -> "list[str]":
 
 
 def main() -> None:
-    bundle, check = sys.argv[1], json.loads(sys.argv[2])
+    paths, check, result_file = sys.argv[1].split(os.pathsep), json.loads(sys.argv[2]), sys.argv[3]
+    bundle = paths[0]
     opened = watch_opened(bundle)
-    sys.path.insert(0, bundle)
+    sys.path[0:0] = paths
     result = {"function": check["function"], "handler": check["handler"], "ok": False, "stage": "import"}
     module_name, _, attr = check["handler"].rpartition(".")
     try:
@@ -175,7 +179,8 @@ def main() -> None:
             result["filename"], result["lineno"] = exc.filename, exc.lineno
         result["traceback"] = traceback.format_exc()[-3000:]
     result["reads"] = bundle_reads(bundle, opened)
-    sys.stdout.write("\n" + json.dumps(result) + "\n")
+    with open(result_file, "w") as out:
+        json.dump(result, out)
 
 
 if __name__ == "__main__":

@@ -10,21 +10,20 @@ directory from the index. The bytes equal what `zipfile` writes for the same fil
 from __future__ import annotations
 
 import contextlib
-import functools
 import io
 import json
 import mmap
 import os
+import shutil
 import stat
 import struct
+import tempfile
 import zipfile
 import zlib
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-
-from stacks.bundling.source_cache import FileResults
 
 # Local header, central directory entry and end record of a zip (APPNOTE 4.3.7, 4.3.12, 4.3.16).
 _LOCAL = struct.Struct("<IHHHHHIIIHH")
@@ -90,23 +89,11 @@ class NewEntries:
         self.entries: list[Entry] = []
         self.blobs: list[bytes] = []
 
-    def add_files(self, files: Sequence[tuple[str, Path]], results: FileResults | None = None) -> None:
-        """Deflate files on every core (zlib releases the GIL); `results`: entries kept from the last build
-        (source_cache.py), so only the files whose bytes changed are deflated."""
-
-        def one(item: tuple[str, Path]) -> tuple[bytes, int, int, int, bool]:
-            name, path = item
-            data = path.read_bytes()
-            executable = is_executable(path)
-            if results is None:
-                return (*deflate(name, data, executable), executable)
-            kind = "zip-entry-executable" if executable else "zip-entry"
-            entry = results.get(kind, name, data, functools.partial(deflate, name, data, executable))
-            return (*entry, executable)
-
+    def add_files(self, files: Sequence[tuple[str, Path]]) -> None:
+        """Deflate files on every core (zlib releases the GIL)."""
         with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
             for (name, _path), (blob, crc, size, packed, executable) in zip(
-                files, pool.map(one, files), strict=True
+                files, pool.map(_deflate_file, files), strict=True
             ):
                 self.add_blob(name, blob, crc, size, packed, executable)
 
@@ -128,6 +115,27 @@ def store_entries(files: Sequence[tuple[str, Path]], blob_path: Path, index_path
             offset += len(blob)
     index_path.write_text(json.dumps([list(e.__dict__.values()) for e in entries], separators=(",", ":")))
     return entries
+
+
+def extract(archive: Path, dest: Path) -> Path:
+    """Unzip `archive` into `dest` (built beside it and renamed in one step; kept when `dest` exists), with
+    the file modes the zip records: what Lambda's /var/task holds."""
+    if dest.exists():
+        return dest
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{dest.name[:12]}-", dir=dest.parent))
+    try:
+        with zipfile.ZipFile(archive) as zf:
+            for info in zf.infolist():
+                zf.extract(info, work)
+                mode = (info.external_attr >> 16) & 0o777
+                if mode and not info.is_dir():
+                    os.chmod(work / info.filename, mode | 0o400)
+        with contextlib.suppress(OSError):  # another process unpacked it first: the same files
+            os.rename(work, dest)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return dest
 
 
 def load_index(index_path: Path) -> list[Entry]:

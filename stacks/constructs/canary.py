@@ -101,15 +101,16 @@ def hooks_code(
 
 
 # Runs in the host interpreter, `-I` (no PYTHONPATH, no user site): the runtime-provided SDK is imported
-# first from the interpreter's site-packages, then the bundle goes first on sys.path. Prints one JSON
+# first from the interpreter's site-packages, then the bundle's folders go first on sys.path. Prints one JSON
 # line: hook modules that failed to import, and every module they loaded from outside the bundle and the
 # standard library.
 _VERIFY_HOOKS = r"""
 import importlib, json, os, sys, sysconfig
-bundle, modules, provided = os.path.realpath(sys.argv[1]), sys.argv[2].split(","), sys.argv[3].split(",")
+bundles = [os.path.realpath(p) for p in sys.argv[1].split(os.pathsep)]
+modules, provided = sys.argv[2].split(","), sys.argv[3].split(",")
 for name in provided:
     importlib.import_module(name)
-sys.path.insert(0, bundle)
+sys.path[0:0] = bundles
 before = set(sys.modules)
 failed = {}
 for name in modules:
@@ -124,7 +125,7 @@ for name in sorted(set(sys.modules) - before):
     if not path:
         continue
     real = os.path.realpath(path)
-    if real.startswith(bundle + os.sep):
+    if any(real.startswith(bundle + os.sep) for bundle in bundles):
         continue
     if "site-packages" not in real and any(real.startswith(s + os.sep) for s in stdlib):
         continue
@@ -166,7 +167,7 @@ def verify_hooks_bundle(spec: BundleSpec, *, log: Callable[[str], None] = _log) 
             "-B",
             "-c",
             _VERIFY_HOOKS,
-            str(twin.directory.resolve()),
+            os.pathsep.join(str(path.resolve()) for path in twin.paths),
             ",".join(HOOK_MODULES),
             ",".join(RUNTIME_PROVIDED_MODULES),
         ],

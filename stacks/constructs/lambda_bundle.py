@@ -18,6 +18,8 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 
+import aws_cdk as cdk
+import jsii
 from aws_cdk import AssetHashType, BundlingOptions, DockerVolume
 from aws_cdk import aws_lambda as lambda_
 
@@ -41,9 +43,28 @@ def _log(message: str) -> None:
 class VerifiedBundle:
     result: BundleResult
     code: lambda_.Code
-    verified: bool
+    # For the template (Metadata.CredmateBundles, which scripts/deploy_guard.py trusts): false, or a token
+    # that resolves to true only once this bundle's verification has passed (see _VerifiedFlag).
+    verified: bool | cdk.IResolvable
     # A Code of the same asset for another stack (a nested function group): CDK binds a Code to one stack.
     new_code: Callable[[], lambda_.Code]
+
+
+@jsii.implements(cdk.IStableAnyProducer)
+class _VerifiedFlag:
+    """Resolved when synth writes the template: waits for the bundle's verification, and is true only when
+    it passed. A failed, broken or unfinished check can never be recorded as verified: a failure resolves to
+    false here and withdraws the assembly in app.py main()."""
+
+    def __init__(self, future: Future[None]) -> None:
+        self.future = future
+
+    def produce(self) -> bool:
+        try:
+            self.future.result()
+        except Exception:
+            return False
+        return True
 
 
 def verified_bundle(
@@ -63,8 +84,9 @@ def verified_bundle(
     log(result.summary(sorted({c.function for c in checks})))
     for warning in result.limit_warnings():
         log(f"[bundle] WARNING: {warning}")
+    verified: bool | cdk.IResolvable = False
     if verify:
-        _start_verification(spec, result, checks, log)
+        verified = cdk.Lazy.any(_VerifiedFlag(_start_verification(spec, result, checks, log)))
     else:
         log(
             "[bundle] WARNING: handler verification SKIPPED (skip_bundle_verification): nothing proves "
@@ -76,7 +98,7 @@ def verified_bundle(
             str(result.zip_path), asset_hash=result.asset_hash, asset_hash_type=AssetHashType.CUSTOM
         )
 
-    return VerifiedBundle(result=result, code=new_code(), verified=verify, new_code=new_code)
+    return VerifiedBundle(result=result, code=new_code(), verified=verified, new_code=new_code)
 
 
 def start_checks_early(
@@ -179,11 +201,12 @@ _pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="bundle-verify")
 
 def _start_verification(
     spec: BundleSpec, result: BundleResult, checks: Sequence[HandlerCheck], log: Callable[[str], None]
-) -> None:
+) -> Future[None]:
     key = json.dumps([result.asset_hash, spec.architecture, _checks_identity(checks)])
     with _pending_lock:
         if key not in _pending:  # one bundle shared by several stacks is verified once
             _pending[key] = _pool.submit(_verify_once, spec, result, checks, log)
+        return _pending[key]
 
 
 def _checks_identity(checks: Sequence[HandlerCheck]) -> list[object]:
@@ -207,6 +230,8 @@ def join_verifications() -> None:
             future.result()
         except BundlingError as exc:
             errors.append(str(exc))
+        except Exception as exc:  # a check that broke is a check that did not pass
+            errors.append(f"bundle verification could not run: {type(exc).__name__}: {exc}")
     if errors:
         raise BundlingError("\n".join(dict.fromkeys(errors)))
 
@@ -239,12 +264,4 @@ def _verify_once(
         return  # the same bundle already passed the same checks in the same interpreter
     done = verify_bundle(target, spec, checks, interpreter=interpreter)
     marker.write_text("ok\n")
-    carried = (
-        f"; {', '.join(done.carried)} carried over (every bundle file its check read is unchanged)"
-        if done.carried
-        else ""
-    )
-    log(
-        f"[bundle] verified {len(done.ran)} handler(s) in isolated {spec.runtime} interpreters"
-        f"{': ' + ', '.join(done.ran) if done.ran else ''}{carried}"
-    )
+    log(done.summary(spec.runtime))

@@ -19,6 +19,8 @@ import pytest
 from harness_bundles import FUNCTION_HANDLERS, build_backend_bundle
 from rie import fetch_rie_script, runtime_path
 
+from stacks.bundling import zipwrite
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 if str(REPO_ROOT / "tests" / "hooks") not in sys.path:
     sys.path.insert(0, str(REPO_ROOT / "tests" / "hooks"))
@@ -60,7 +62,7 @@ def rie_binary() -> Path:
 
 
 @pytest.fixture(scope="session")
-def backend_bundle(rie_binary: Path) -> Path:
+def backend_bundle(rie_binary: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The unzipped backend bundle (read-only: copy it before changing anything)."""
     modules = [handler.rpartition(".")[0].replace(".", "/") + ".py" for handler in FUNCTION_HANDLERS.values()]
     missing = [m for m in modules if not (BACKEND_ROOT / "src" / m).is_file()]
@@ -72,4 +74,5 @@ def backend_bundle(rie_binary: Path) -> Path:
     cache = REPO_ROOT / ".cache"
     cache.mkdir(exist_ok=True)
     runtime_path()
-    return build_backend_bundle(BACKEND_ROOT, cache, HOST_ARCH).directory
+    built = build_backend_bundle(BACKEND_ROOT, cache, HOST_ARCH)
+    return zipwrite.extract(built.zip_path, tmp_path_factory.mktemp("bundle") / "task")

@@ -28,7 +28,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -100,6 +100,7 @@ class LambdaEmulator:
         self,
         *,
         bundle: Path,
+        paths: Sequence[Path] = (),
         environment: Mapping[str, str],
         handler: str = "credmate_probe.handler",
         function_name: str = "function",
@@ -107,8 +108,10 @@ class LambdaEmulator:
         rie: Path | None = None,
         python: str = sys.executable,
         start_timeout: float = 15.0,
+        bootstrap: Sequence[str] = (),
     ) -> None:
         self.bundle = Path(bundle).resolve()
+        self.paths = [Path(p).resolve() for p in paths]  # the bundle's other folders (its dependency layer)
         if not (self.bundle / handler.rpartition(".")[0].replace(".", "/")).with_suffix(".py").exists():
             raise HarnessError(f"{self.bundle} has no module for handler {handler}")
         self.environment = dict(environment)
@@ -118,6 +121,8 @@ class LambdaEmulator:
         self.rie = rie
         self.python = python
         self.start_timeout = start_timeout
+        # The runtime's command before the handler (default: `python -S -B -m awslambdaric`).
+        self.bootstrap = list(bootstrap) or [python, "-S", "-B", "-m", "awslambdaric"]
         self.port = 0
         self.process: subprocess.Popen[bytes] | None = None
         self._log = tempfile.NamedTemporaryFile(prefix="rie-", suffix=".log", delete=False)  # noqa: SIM115
@@ -133,7 +138,7 @@ class LambdaEmulator:
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
             "LANG": "C.UTF-8",
             "TZ": "UTC",
-            "PYTHONPATH": f"{self.bundle}{os.pathsep}{runtime_path()}",
+            "PYTHONPATH": os.pathsep.join(map(str, [self.bundle, *self.paths, runtime_path()])),
             "PYTHONNOUSERSITE": "1",
             "PYTHONDONTWRITEBYTECODE": "1",
             "LAMBDA_TASK_ROOT": str(self.bundle),
@@ -149,7 +154,7 @@ class LambdaEmulator:
             str(rie),
             "--runtime-interface-emulator-address", f"127.0.0.1:{self.port}",
             "--runtime-api-address", f"127.0.0.1:{runtime_api_port}",
-            self.python, "-S", "-B", "-m", "awslambdaric", self.handler,
+            *self.bootstrap, self.handler,
         ]  # fmt: skip
         self.process = subprocess.Popen(
             command,

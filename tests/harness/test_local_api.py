@@ -17,6 +17,7 @@ import os
 import shutil
 import signal
 import sys
+import tempfile
 import textwrap
 import time
 from collections.abc import Iterator
@@ -111,7 +112,7 @@ def _preflight_settings(template) -> tuple[int, dict[str, str], str]:
 
 def test_health_returns_the_bundle_versions(server, template):
     function = _proxy_function(template)
-    bundle = local_stack.code_location(template, function)
+    bundle = local_stack.code_location(template, function)[0]
     build_info = json.loads((bundle / "build_info.json").read_text())
     first = http("GET", f"{server.url}/health")
     second = http("GET", f"{server.url}/health")
@@ -255,9 +256,10 @@ def test_smoke_test_refuses_plain_http_to_other_hosts():
 
 def test_broken_bundle_answers_502_and_logs_the_import_error(assembly, template, tmp_path):
     function = _proxy_function(template)
-    bundle = local_stack.code_location(template, function)
     broken = tmp_path / "broken"
-    shutil.copytree(bundle, broken, symlinks=True, copy_function=os.link)  # hard links: fast, read-only use
+    for folder in reversed(local_stack.code_location(template, function)):  # the bundle's own files win
+        # hard links: fast, read-only use
+        shutil.copytree(folder, broken, symlinks=True, copy_function=os.link, dirs_exist_ok=True)
     remove_distribution(broken, "mangum")
     label = template.cdk_path(function).split("/")[0]
     process = LocalApiProcess(
@@ -371,6 +373,7 @@ lambda_handler = Mangum(app, lifespan="off")
 
 
 def test_binary_round_trip_and_watch_rebuilds_on_a_source_edit(mini_backend, tmp_path):
+    zygotes_before = set(Path(tempfile.gettempdir()).glob("credmate-zygote-*"))
     handler = mini_backend / "src" / "handler.py"
     handler.write_text(textwrap.dedent(ECHO_HANDLER).replace("GREETING", "hello"))
     process = LocalApiProcess(
@@ -397,13 +400,33 @@ def test_binary_round_trip_and_watch_rebuilds_on_a_source_edit(mini_backend, tmp
         process.wait_for_log(lambda t: "reloaded" in t, 240, "a reload after the edit")
         assert http("GET", f"{process.url}/greeting").json() == {"greeting": "bonjour"}
 
+        assert process.log().count("[local] synthesized") == 1, "a source edit is rebuilt without a synth"
+
+        # A source the bundler refuses is shown, and answered as an error: never the previous code
         handler.write_text("import module_that_does_not_exist\n" + textwrap.dedent(ECHO_HANDLER))
         log = process.wait_for_log(lambda t: "rebuild FAILED" in t, 240, "a failed rebuild")
         assert "module_that_does_not_exist" in log
-        still = http("GET", f"{process.url}/greeting")
-        assert still.status == 200 and still.json() == {"greeting": "bonjour"}
+        assert http("GET", f"{process.url}/greeting").status == 502
+
+        # A handler that fails only when it runs: the request fails, and so does the verification, shown
+        handler.write_text(textwrap.dedent(ECHO_HANDLER) + "\nraise RuntimeError('settings missing')\n")
+        process.wait_for_log(lambda t: t.count("reloaded") >= 2, 240, "a reload after the fix")
+        assert http("GET", f"{process.url}/greeting").status == 502
+        log = process.wait_for_log(lambda t: "FAILED verification" in t, 240, "the verification's failure")
+        assert "RuntimeError: settings missing" in log
     finally:
         process.stop()
+    # AND the warm runtime it forked the edited code's runtimes from ended with it, leaving nothing behind
+    time.sleep(0.5)
+    assert not [p for p in Path("/proc").glob("[0-9]*/cmdline") if _is_zygote(p)]
+    assert not [p for p in zygotes_before ^ set(Path(tempfile.gettempdir()).glob("credmate-zygote-*"))]
+
+
+def _is_zygote(cmdline: Path) -> bool:
+    try:
+        return str(REPO_ROOT / "scripts" / "zygote.py") in cmdline.read_bytes().decode(errors="replace")
+    except OSError:
+        return False
 
 
 # ---------------------------------------------------------------------------------------------------------
