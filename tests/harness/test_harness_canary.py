@@ -286,11 +286,13 @@ ALEMBIC_HEAD = "0003_account_email_index"
 
 
 @pytest.fixture(scope="module")
-def alembic_bundle(backend_bundle: Path) -> Path:  # after the sample's: the runtime path is ready
+def alembic_bundle(backend_bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The unzipped bundle, as Lambda gets it (built after the sample's: the runtime path is ready)."""
     from dataclasses import replace
 
     from harness_bundles import backend_spec
 
+    from stacks.bundling import zipwrite
     from stacks.bundling.build import build_bundle
     from stacks.bundling.spec import BundleSpec
 
@@ -304,7 +306,8 @@ def alembic_bundle(backend_bundle: Path) -> Path:  # after the sample's: the run
         bytecode_modules=("credmate_probe",),
         migrations_dir="schema/versions",
     )
-    bundle = build_bundle(replace(spec, architecture=sample.architecture, runtime=sample.runtime)).directory
+    built = build_bundle(replace(spec, architecture=sample.architecture, runtime=sample.runtime))
+    bundle = zipwrite.extract(built.zip_path, tmp_path_factory.mktemp("alembic-bundle") / "task")
     assert schema_head(bundle) == ALEMBIC_HEAD
     assert not (bundle / "app").exists(), "this backend must not have the sample's app.versions"
     return bundle
