@@ -84,6 +84,13 @@ class BackendStack(Stack):
         )
         self.bundle = self._bundle(props)
         self.network = self._network(config)
+        # Every backend function and the migration runner: one bundle, so one runtime and architecture.
+        self.runtime = lambda_.Runtime(config.function.runtime, lambda_.RuntimeFamily.PYTHON)
+        self.architecture = (
+            lambda_.Architecture.ARM_64
+            if config.function.architecture == "arm64"
+            else lambda_.Architecture.X86_64
+        )
         self.application = codedeploy.LambdaApplication(self, "DeployApplication")
         self.groups = self._function_groups(config)
         self.functions = tuple(u.guarded for u in self.units.values())
@@ -160,11 +167,6 @@ class BackendStack(Stack):
     def _function_groups(self, config: EnvironmentConfig) -> list[FunctionGroup]:
         """Every function with its trigger, in the main stack or a nested group (stacks/function_groups.py).
         Every group's queues exist before any function, since a function may send to another group's."""
-        fn_cfg = config.function
-        runtime = lambda_.Runtime(fn_cfg.runtime, lambda_.RuntimeFamily.PYTHON)
-        architecture = (
-            lambda_.Architecture.ARM_64 if fn_cfg.architecture == "arm64" else lambda_.Architecture.X86_64
-        )
         groups: list[FunctionGroup] = []
         for n, functions in enumerate(placement(config.functions)):
             stack: Stack = (
@@ -177,8 +179,8 @@ class BackendStack(Stack):
             shared = SharedSettings(
                 config=config,
                 code=self.bundle.code if group.stack is self else self.bundle.new_code(),
-                runtime=runtime,
-                architecture=architecture,
+                runtime=self.runtime,
+                architecture=self.architecture,
                 network=self.network,
                 queues=queues,
                 key=self.data_key,
@@ -194,16 +196,13 @@ class BackendStack(Stack):
         config = self.config
         if not config.migrations.enabled:
             return None
-        fn_cfg = config.function
         main = self.groups[0]
         return MigrationStep(
             self,
             "Migrations",
             code=self.bundle.code,
-            runtime=lambda_.Runtime(fn_cfg.runtime, lambda_.RuntimeFamily.PYTHON),
-            architecture=(
-                lambda_.Architecture.ARM_64 if fn_cfg.architecture == "arm64" else lambda_.Architecture.X86_64
-            ),
+            runtime=self.runtime,
+            architecture=self.architecture,
             environment=base_environment(config),
             timeout=Duration.minutes(MIGRATION_TIMEOUT_MINUTES),
             log_retention_days=config.log_retention_days,

@@ -381,29 +381,26 @@ class CodeDriftCheck(Construct):
             created.add_ok_action(action)
             self.alarms[name] = created
 
-        watched = ", ".join(t.label for t in self.targets)
-        alarm(
-            "CodeDrift",
-            cloudwatch.Metric(
+        def per_stack(metric_name: str) -> cloudwatch.Metric:
+            return cloudwatch.Metric(
                 namespace=METRIC_NAMESPACE,
-                metric_name="CodeDrift",
+                metric_name=metric_name,
                 dimensions_map={"Stack": stack.stack_name},
                 statistic="Maximum",
                 period=period,
-            ),
+            )
+
+        watched = ", ".join(t.label for t in self.targets)
+        alarm(
+            "CodeDrift",
+            per_stack("CodeDrift"),
             f"The code running one of {watched} (or its {LIVE_ALIAS} alias) is not what the stack deployed. "
             "Which one: the CodeDrift metric per Function, or Logs Insights on the drift-check log group: "
             "fields @message | filter drifted = 1",
         )
         alarm(
             "StackDrift",
-            cloudwatch.Metric(
-                namespace=METRIC_NAMESPACE,
-                metric_name="StackDrift",
-                dimensions_map={"Stack": stack.stack_name},
-                statistic="Maximum",
-                period=period,
-            ),
+            per_stack("StackDrift"),
             f"{stack.stack_name}: CloudFormation drift detection found resources changed outside "
             "CloudFormation",
         )
