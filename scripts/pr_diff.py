@@ -245,6 +245,23 @@ def template_path(assembly: Path, stack: str) -> Path:
     return assembly / f"{stack}.template.json"
 
 
+_NESTED = re.compile(
+    r"^(?P<prefix>[A-Za-z0-9]+?)(?P<group>FunctionGroup[0-9]+)[0-9A-F]{8}\.nested\.template\.json$"
+)
+
+
+def nested_templates(assembly: Path, stack: str) -> dict[str, Path]:
+    """{group: template} of `stack`'s nested function groups (stacks/function_groups.py): CDK names a nested
+    template after its parent's path without punctuation, the group's construct ID and a hash."""
+    compact = re.sub(r"[^A-Za-z0-9]", "", stack)
+    found = {}
+    for path in assembly.glob("*.nested.template.json"):
+        match = _NESTED.match(path.name)
+        if match and match["prefix"] == compact:
+            found[match["group"]] = path
+    return found
+
+
 def policy_path(assembly: Path, stack: str) -> Path:
     return assembly / f"{stack}.stack-policy.json"
 
@@ -318,6 +335,54 @@ def extra_sections(options: Options, head: Path, comparison: Comparison) -> list
     return [s for s in sections if s]
 
 
+def write_nested_reports(
+    options: Options, base: Path, head: Path, stack: str, compared_with: str
+) -> list[Path]:
+    """One report per nested function group of `stack`: `cdk diff --template` compares a main template
+    only, so a change to the functions of a nested stack would otherwise reach no reviewer. The summary and
+    the CloudFormation library's diff compare the group's templates; its own stack policy is applied."""
+    old_groups, new_groups = nested_templates(base, stack), nested_templates(head, stack)
+    reports = []
+    for group in sorted(set(old_groups) | set(new_groups)):
+        name = f"{stack}.{group}"
+        old_dir = options.out_dir / "base"
+        old_dir.mkdir(parents=True, exist_ok=True)
+        old_file, new_file = old_dir / f"{name}.template.json", options.out_dir / f"{name}.head.template.json"
+        old = load_template(old_groups[group], f"base template of {name}") if group in old_groups else None
+        new = load_template(new_groups[group], f"head template of {name}") if group in new_groups else None
+        old_file.write_text(json.dumps(old or EMPTY_TEMPLATE, indent=1) + "\n")
+        new_file.write_text(json.dumps(new or EMPTY_TEMPLATE, indent=1) + "\n")
+        policy, notes = _policy(policy_path(base, name), policy_path(head, name))
+        if old is None:
+            notes = (f"`{group}` is new: every function in it is created.", *notes)
+        if new is None:
+            notes = (f"`{group}` is gone: CloudFormation deletes every function in it.", *notes)
+        library = run_cfn_diff(old_file, new_file)
+        summary = summarize(
+            old or EMPTY_TEMPLATE,
+            new or EMPTY_TEMPLATE,
+            policy=policy,
+            assets={
+                **load_asset_info(base, old or EMPTY_TEMPLATE),
+                **load_asset_info(head, new or EMPTY_TEMPLATE),
+            },
+            stack=name,
+            notes=notes,
+            library=library,
+        )
+        report = options.out_dir / f"{name}.md"
+        report.write_text(
+            compose_report(
+                name,
+                summary,
+                f"(nested stack of {stack}: deployed with it; the summary above compares its templates)",
+                compared_with,
+            )
+        )
+        reports.append(report)
+    return reports
+
+
 def write_report(options: Options, head: Path, comparison: Comparison, run: Runner) -> Path:
     base_dir = options.out_dir / "base"
     base_dir.mkdir(parents=True, exist_ok=True)
@@ -384,6 +449,7 @@ def run_offline(options: Options, run: Runner) -> list[Path]:
                 notes + policy_notes,
             )
             reports.append(write_report(options, head, comparison, run))
+            reports += write_nested_reports(options, base, head, stack, comparison.compared_with)
     return reports
 
 

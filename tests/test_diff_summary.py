@@ -894,3 +894,62 @@ def test_deployed_run_compares_with_the_deployed_template(cloudformation, repo, 
     assert "Compared with: the deployed stack" in text
     assert "The deployed stack has no stack policy" in text
     assert text.count("a canary deployment will run") == 3
+
+
+NESTED = "credmatebackendprodFunctionGroup1D820D639.nested.template.json"
+QUEUE = {"Type": "AWS::SQS::Queue", "Properties": {"VisibilityTimeout": 360}}
+
+
+class FakeCdkWithGroups(FakeCdk):
+    """As FakeCdk, plus a nested function group: the base's has a queue (protected by the group's own stack
+    policy), the head's has lost it."""
+
+    def __call__(self, command, cwd):
+        out = super().__call__(command, cwd)
+        if command[0] != "git" and command[1] == "synth":
+            folder = Path(command[command.index("--output") + 1])
+            head = cwd == self.repo
+            resources = {} if head else {"Fn042QueueA1B2C3D4": QUEUE}
+            (folder / NESTED).write_text(json.dumps({"Resources": resources}))
+            if not head:
+                policy = {
+                    "Statement": [
+                        {"Effect": "Allow", "Action": "Update:*", "Principal": "*", "Resource": "*"},
+                        {
+                            "Effect": "Deny",
+                            "Action": ["Update:Replace", "Update:Delete"],
+                            "Principal": "*",
+                            "Resource": ["LogicalResourceId/Fn042QueueA1B2C3D4"],
+                        },
+                    ]
+                }
+                (folder / f"{STACK}.FunctionGroup1.stack-policy.json").write_text(json.dumps(policy))
+        return out
+
+
+def test_offline_run_reports_each_nested_function_group_with_its_own_stack_policy(repo, tmp_path):
+    # GIVEN a change that deletes a protected queue inside a nested function group
+    fake = FakeCdkWithGroups(repo, head=load("base"), base=load("base"))
+    options = pr_diff.Options(base="main", stacks=(), out_dir=tmp_path / "diff", repo=repo)
+    # WHEN the PR diff runs offline
+    reports = pr_diff.run_offline(options, fake)
+    # THEN the group gets a report of its own, beside the main stack's, and its policy blocks the delete
+    assert [r.name for r in reports] == [f"{STACK}.md", f"{STACK}.FunctionGroup1.md"]
+    text = reports[1].read_text()
+    assert "Fn042QueueA1B2C3D4" in text and diff_render.BLOCKED in text
+    assert f"nested stack of {STACK}" in text
+    assert pr_diff.nested_templates(tmp_path / "nothing", STACK) == {}
+
+
+def test_a_group_gone_from_the_head_is_reported_as_deleting_its_functions(repo, tmp_path):
+    class HeadWithoutGroup(FakeCdkWithGroups):
+        def __call__(self, command, cwd):
+            out = super().__call__(command, cwd)
+            if command[0] != "git" and command[1] == "synth" and cwd == self.repo:
+                (Path(command[command.index("--output") + 1]) / NESTED).unlink()
+            return out
+
+    options = pr_diff.Options(base="main", stacks=(), out_dir=tmp_path / "diff", repo=repo)
+    reports = pr_diff.run_offline(options, HeadWithoutGroup(repo, head=load("base"), base=load("base")))
+    text = reports[1].read_text()
+    assert "`FunctionGroup1` is gone" in text and diff_render.BLOCKED in text
