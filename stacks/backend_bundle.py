@@ -33,10 +33,15 @@ def wrapper_environment(fn: FunctionConfig) -> dict[str, str]:
     return {REAL_HANDLER_ENV: fn.handler, FUNCTION_LABEL_ENV: fn.name, CHECKS_ENV: checks_json(fn)}
 
 
+def has_post_traffic_checks(fn: FunctionConfig) -> bool:
+    """The function has checks after traffic shifts: a path the API routes to it (config resolved it)."""
+    return fn.post_traffic is not None and fn.post_traffic.health_path is not None
+
+
 def deployment_checks(fn: FunctionConfig) -> dict[str, object]:
     """The checks the shared hooks run on a new version of `fn` (lambda_src/hooks): before traffic, on the
     version itself; after traffic, through the API on a path routed to it (None: no post-traffic checks)."""
-    post = fn.post_traffic
+    post = fn.post_traffic if has_post_traffic_checks(fn) else None
     return {
         "pre": {
             "http_health": fn.is_api,
@@ -46,7 +51,7 @@ def deployment_checks(fn: FunctionConfig) -> dict[str, object]:
         },
         "post": (
             {"health_path": post.health_path, "login_path": post.login_path, "login_body": post.login_body}
-            if post is not None and post.health_path
+            if post is not None
             else None
         ),
     }

@@ -20,7 +20,7 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
-from stacks.backend_bundle import base_environment, bundle_spec, deployment_checks, handler_checks
+from stacks.backend_bundle import base_environment, bundle_spec, handler_checks, has_post_traffic_checks
 from stacks.compliance import acknowledge_backend, acknowledge_shared_deployment
 from stacks.config import CORS_HEADERS, CORS_METHODS, ApiTrigger, EnvironmentConfig, ScheduleTrigger
 from stacks.constructs.alarms import ApiAlarms, AsyncFailures, ServiceHealthAlarm
@@ -221,7 +221,7 @@ class BackendStack(Stack):
         """The environment's one pre-traffic hook, its one post-traffic hook (when a function has
         post-traffic checks) and CodeDeploy's role, for every deployment group."""
         config = self.config
-        post = any(deployment_checks(f)["post"] is not None for f in config.functions)
+        post = any(has_post_traffic_checks(f) for f in config.functions)
         return DeploymentHooks(
             self,
             "DeploymentHooks",

@@ -15,14 +15,16 @@ from typing import Any
 from aws_cdk import CfnResource, Stack
 from constructs import Construct
 
+from stacks.function_groups import GROUP_SIZE
+
 MAX_RESOURCES = 500
 MAX_TEMPLATE_BYTES = 1_000_000  # a template CloudFormation reads from S3, as `cdk deploy` uploads it
 MAX_OUTPUTS = 200
 MAX_PARAMETERS = 200
 
 ADVICE = (
-    "functions beyond the first twelve go to nested stacks (stacks/function_groups.py), but the main stack "
-    "keeps the API with every routed prefix: give functions fewer path prefixes, or route them through "
+    f"functions beyond the first {GROUP_SIZE} go to nested stacks (stacks/function_groups.py), but the main "
+    "stack keeps the API with every routed prefix: give functions fewer path prefixes, or route them through "
     "one catch-all function"
 )
 

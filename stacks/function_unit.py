@@ -26,7 +26,7 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from stacks.backend_bundle import deployment_checks, function_environment
+from stacks.backend_bundle import function_environment, has_post_traffic_checks
 from stacks.config import (
     EnvironmentConfig,
     FunctionConfig,
@@ -201,7 +201,7 @@ class FunctionUnit:
             topic=settings.topic,
             hooks=settings.hooks,
             grants=grants,
-            post_traffic=deployment_checks(fn)["post"] is not None,
+            post_traffic=has_post_traffic_checks(fn),
         )
 
     @property

@@ -49,8 +49,6 @@ HOOK_CODEDEPLOY_ACTIONS = (
     "codedeploy:GetDeploymentTarget",
     "codedeploy:PutLifecycleEventHookExecutionStatus",
 )
-# arn:partition:service:region:account:resource:name
-_COLON_RESOURCE_NAME = ArnFormat.COLON_RESOURCE_NAME
 ALIAS_ACTIONS = ("lambda:GetAlias", "lambda:UpdateAlias", "lambda:GetProvisionedConcurrencyConfig")
 
 
@@ -84,11 +82,12 @@ class DeploymentHooks(Construct):
         stack = Stack.of(self)
         self._log_retention_days = log_retention_days
         concurrency = max(1, min(group_count, MAX_HOOK_CONCURRENCY))
-        self.deployments_arn = groups_of_this_application = stack.format_arn(
+        # Every deployment group of this environment's application: what the hooks read and report to.
+        self.deployments_arn = stack.format_arn(
             service="codedeploy",
             resource="deploymentgroup",
             resource_name=f"{application.application_name}/*",
-            arn_format=_COLON_RESOURCE_NAME,
+            arn_format=ArnFormat.COLON_RESOURCE_NAME,
         )
         self.pre_traffic_hook = self._hook(
             "PreTrafficHook",
@@ -97,7 +96,6 @@ class DeploymentHooks(Construct):
             {"TARGET_ALIAS": LIVE_ALIAS},
             timeout=Duration.seconds(pre_traffic_timeout_seconds),
             concurrency=concurrency,
-            groups=groups_of_this_application,
         )
         self.post_traffic_hook: lambda_.Function | None = None
         if post_traffic is not None:
@@ -114,7 +112,6 @@ class DeploymentHooks(Construct):
                 },
                 timeout=POST_TRAFFIC_TIMEOUT,
                 concurrency=concurrency,
-                groups=groups_of_this_application,
             )
         self.role = self._deployment_role(topic)
 
@@ -135,7 +132,6 @@ class DeploymentHooks(Construct):
         *,
         timeout: Duration,
         concurrency: int,
-        groups: str,
     ) -> lambda_.Function:
         log_group = logs.LogGroup(
             self,
@@ -155,7 +151,7 @@ class DeploymentHooks(Construct):
             iam.PolicyStatement(
                 sid="ReadAndReportThisApplicationsDeployments",
                 actions=list(HOOK_CODEDEPLOY_ACTIONS),
-                resources=[groups],
+                resources=[self.deployments_arn],
             )
         )
         return lambda_.Function(
@@ -193,7 +189,7 @@ class DeploymentHooks(Construct):
             service="cloudwatch",
             resource="alarm",
             resource_name=f"{Aws.STACK_NAME}-*",
-            arn_format=_COLON_RESOURCE_NAME,
+            arn_format=ArnFormat.COLON_RESOURCE_NAME,
         )
         role.add_to_principal_policy(
             iam.PolicyStatement(

@@ -94,6 +94,9 @@ def rest_api(
         api = apigw.LambdaRestApi(stack, "Api", handler=catch_all[0], proxy=True, **common)
     else:
         api = apigw.RestApi(stack, "Api", **common)
+    aliases = {fn.name: alias for fn, alias in functions}
+    configs = [fn for fn, _alias in functions]
+    # One integration, and so one invoke permission, per function however many resources route to it.
     integrations: dict[str, apigw.Integration] = {}
 
     def integration_of(fn: FunctionConfig | None) -> apigw.Integration | None:
@@ -103,8 +106,6 @@ def rest_api(
             integrations[fn.name] = proxy_integration(api, aliases[fn.name])
         return integrations[fn.name]
 
-    aliases = {fn.name: alias for fn, alias in functions}
-    configs = [fn for fn, _alias in functions]
     # Shorter prefixes first: a resource a longer route passes through may be another function's prefix.
     prefixes = sorted(
         ((path, fn) for fn in configs if isinstance(fn.trigger, ApiTrigger) for path in fn.trigger.paths),
