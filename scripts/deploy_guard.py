@@ -17,11 +17,10 @@ before `cdk deploy --app DIR`) the guard reads `DIR/<stack>.template.json`, whos
 
     python scripts/deploy_guard.py --assembly cdk.out credmate-backend-prod
 
-A bundle synthesized with `-c skip_bundle_verification=true`, or built by the Docker fallback (which the
-synth-time import check cannot run on), has never been imported: the first outage's failure mode. Prod
-refuses it (and a template without the record, or none at all); staging deploys it with a warning, so the
-pre-traffic hook is its only check. The `skip_bundle_verification` context flag itself is refused for prod
-before any synth.
+A bundle synthesized with `-c skip_bundle_verification=true` has never been imported: the first outage's
+failure mode. Prod refuses it (and a template without the record, or none at all); staging deploys it with
+a warning, so the pre-traffic hook is its only check. The `skip_bundle_verification` context flag itself
+is refused for prod before any synth.
 
 Exit status: 0 allowed, 2 refused (with one line per reason on stderr).
 """
@@ -50,8 +49,7 @@ BUNDLES_METADATA_KEY = "CredmateBundles"
 SKIP_VERIFICATION_CONTEXT = "skip_bundle_verification"
 ASSEMBLY_OPTION = "--assembly"
 RESYNTH = (
-    f"re-synthesize without `-c {SKIP_VERIFICATION_CONTEXT}=true`, on a machine where the bundler "
-    "finds wheels for every requirement (no Docker fallback), then deploy that assembly"
+    f"re-synthesize without `-c {SKIP_VERIFICATION_CONTEXT}=true`, then deploy that assembly"
 )
 # cdk options that take a value (from `cdk deploy --help`, CLI 2.1148): the value is not a stack name. Keep in
 # sync with the pinned CLI: the value of an option missing here would be read as a stack name.
@@ -244,12 +242,6 @@ def _entry_problems(stack: str, entry: dict[str, Any]) -> list[str]:
     asset = str(entry.get("asset_hash") or "?")[:12]
     what = f"{stack}: the bundle of {names} (asset {asset})"
     problems = []
-    if entry.get("docker_fallback") is not False:
-        problems.append(
-            f"{what} was built by the Docker fallback, which the synth-time import check never ran on"
-            if entry.get("docker_fallback") is True
-            else f"{what} does not record docker_fallback: false"
-        )
     if entry.get("verified") is not True:
         problems.append(
             f"{what} was not verified at synth (synthesized with {SKIP_VERIFICATION_CONTEXT}, or not "

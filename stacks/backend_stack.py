@@ -157,7 +157,6 @@ class BackendStack(Stack):
                 {
                     "asset_hash": bundle.result.asset_hash,
                     "verified": bundle.verified,
-                    "docker_fallback": bundle.result.tool.startswith("docker"),
                     "functions": [f.name for f in config.functions],
                 }
             ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import uuid
 import zipfile
@@ -624,64 +625,31 @@ def test_strip_tool_version_is_part_of_the_hash(
 
 
 # ---------------------------------------------------------------------------------------------------------
-# No wheel for the target: Docker when a daemon answers (tested against fakes: there is no Docker here)
+# No wheel for the target: synth stops naming the package, whether or not Docker answers (no fallback builds
+# a bundle that nothing verified)
 
 
-def test_no_wheel_without_docker_stops_naming_the_package(
-    mini_backend: Path, shared_cache: Path, monkeypatch: pytest.MonkeyPatch
+def test_no_wheel_stops_naming_the_package_even_with_a_docker_daemon(
+    mini_backend: Path, shared_cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from stacks.constructs import lambda_bundle
 
+    # GIVEN a native package published only as an sdist, and a `docker` on PATH whose daemon answers
     (mini_backend / "requirements.txt").write_text("mangum==0.19.0\npycrypto==2.6.1\n")
-    monkeypatch.setattr(lambda_bundle, "docker_available", lambda: False)
-    with pytest.raises(MissingWheelError, match="pycrypto"):
+    fake_bin = tmp_path / "bin"
+    fake_bin.mkdir()
+    docker = fake_bin / "docker"
+    docker.write_text(f"#!/bin/sh\necho called >> {tmp_path / 'docker-calls'}\nexit 0\n")
+    docker.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake_bin}{os.pathsep}{os.environ['PATH']}")
+    # WHEN the bundle is asked for
+    with pytest.raises(MissingWheelError, match="pycrypto") as raised:
         lambda_bundle.verified_bundle(
             spec_for(mini_backend, shared_cache), checks=CHECKS, log=lambda _m: None
         )
-
-
-def test_no_wheel_with_docker_falls_back_to_cdk_docker_bundling(
-    mini_backend: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from aws_cdk import aws_lambda as lambda_
-
-    from stacks.constructs import lambda_bundle
-
-    # GIVEN a package without a wheel and a Docker daemon that answers (fakes: no Docker here)
-    def no_wheel(spec: BundleSpec, **_k: object) -> BundleResult:
-        raise MissingWheelError("pycrypto", "manylinux2014_x86_64/cp311", "only a source distribution")
-
-    captured: dict[str, object] = {}
-
-    def from_asset(path: str, **kwargs: object) -> str:
-        captured.update(kwargs, path=path)
-        return "docker-asset"
-
-    monkeypatch.setattr(lambda_bundle, "build_bundle", no_wheel)
-    monkeypatch.setattr(lambda_bundle, "docker_available", lambda: True)
-    monkeypatch.setattr(lambda_.Code, "from_asset", staticmethod(from_asset))
-    probe = tmp_path / "probe" / "credmate_probe.py"
-    probe.parent.mkdir()
-    probe.write_text("handler = None\n")
-    spec = spec_for(mini_backend, tmp_path, extra_files=(("credmate_probe.py", probe),), architecture="arm64")
-    logs: list[str] = []
-    # WHEN the bundle is asked for
-    bundle = lambda_bundle.verified_bundle(spec, checks=CHECKS, log=logs.append)
-    # THEN CDK's Docker bundling builds it in the runtime's image for the target platform, loudly and
-    # unverified, still keyed by every input, with the requirements, the source and the probe wrapper
-    assert not bundle.verified and bundle.code == "docker-asset"  # type: ignore[comparison-overlap]
-    assert "falling back to Docker bundling" in logs[0] and "pycrypto" in logs[0]
-    assert captured["path"] == str(mini_backend)
-    assert captured["asset_hash"] == input_hash(spec, f"docker:{hashing.installer_identity(spec)[0]}")
-    options = captured["bundling"]
-    assert options.platform == "linux/arm64"  # type: ignore[attr-defined]
-    assert options.image.image == "public.ecr.aws/sam/build-python3.11"  # type: ignore[attr-defined]
-    command = options.command[-1]  # type: ignore[attr-defined]
-    assert "pip install --no-cache-dir -r requirements.txt -t /asset-output" in command
-    assert "cp -a src/. /asset-output/" in command
-    assert "cp /extra-0/credmate_probe.py /asset-output/credmate_probe.py" in command
-    (volume,) = options.volumes  # type: ignore[attr-defined]
-    assert volume.host_path == str(probe.parent) and volume.container_path == "/extra-0"
+    # THEN synth stops with the package and the platform named, and Docker was never asked
+    assert "has no wheel for" in str(raised.value) and "manylinux" in str(raised.value)
+    assert not (tmp_path / "docker-calls").exists()
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -87,7 +87,6 @@ def verified(functions=("BackendApi", "Worker"), **overrides):
     return {
         "asset_hash": "5f27264bd8f6a1b2c3d4e5f60718293a4b5c6d7e8f9012345678",
         "verified": True,
-        "docker_fallback": False,
         "functions": list(functions),
         **overrides,
     }
@@ -113,8 +112,7 @@ def test_verified_bundles_deploy_to_prod(tmp_path, capsys):
     ("bundles", "metadata", "expected"),
     [
         ([verified(verified=False)], True, "was not verified at synth"),
-        ([verified(), verified(("Worker",), docker_fallback=True)], True, "built by the Docker fallback"),
-        ([verified(docker_fallback=None)], True, "does not record docker_fallback: false"),
+        ([verified(), verified(("Worker",), verified=False)], True, "the bundle of Worker"),
         ([verified(verified="true")], True, "was not verified at synth"),  # only a JSON true counts
         (None, False, "records no bundle verification"),
         ([], True, "records no bundle verification"),
@@ -148,13 +146,13 @@ def test_prod_refuses_a_missing_template(tmp_path):
 
 
 def test_staging_only_warns(tmp_path, capsys):
-    write_template(tmp_path, "credmate-backend-staging", [verified(verified=False, docker_fallback=True)])
+    write_template(tmp_path, "credmate-backend-staging", [verified(verified=False)])
     refusals, warnings = deploy_guard.check_assembly(tmp_path, ["credmate-backend-staging"])
-    assert refusals == [] and len(warnings) == 2
+    assert refusals == [] and len(warnings) == 1
     assert deploy_guard.main(["--assembly", str(tmp_path), "credmate-backend-staging"]) == 0
     err = capsys.readouterr().err
     assert "WARNING: credmate-backend-staging: the bundle of BackendApi, Worker" in err
-    assert "not verified at synth" in err and "Docker fallback" in err
+    assert "not verified at synth" in err
 
 
 def test_only_the_targeted_stacks_templates_are_read(tmp_path):
@@ -210,7 +208,7 @@ def test_make_deploy_checks_the_assembly_it_then_deploys():
 
 
 def test_the_assembly_check_as_a_separate_process(tmp_path):
-    write_template(tmp_path, "credmate-backend-prod", [verified(docker_fallback=True)])
+    write_template(tmp_path, "credmate-backend-prod", [verified(verified=False)])
     done = subprocess.run(
         [
             sys.executable,
@@ -223,4 +221,4 @@ def test_the_assembly_check_as_a_separate_process(tmp_path):
         text=True,
         check=False,
     )
-    assert done.returncode == 2 and "Docker fallback" in done.stderr
+    assert done.returncode == 2 and "not verified at synth" in done.stderr

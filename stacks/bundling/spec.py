@@ -56,8 +56,9 @@ class MissingWheelError(BundlingError):
     def __init__(self, package: str, platform: str, detail: str) -> None:
         self.package = package
         super().__init__(
-            f"package '{package}' has no wheel for {platform}; without Docker it cannot be built for "
-            f"Lambda. Pin a version that ships a manylinux wheel, or run with a Docker daemon.\n{detail}"
+            f"package '{package}' has no wheel for {platform} and is not pure Python, so it cannot be "
+            f"built for Lambda here. Pin a version that ships a manylinux wheel for {platform}, or publish "
+            f"one to your index.\n{detail}"
         )
 
 

@@ -10,8 +10,6 @@ import dataclasses
 import hashlib
 import json
 import platform
-import shutil
-import subprocess
 import sys
 import threading
 from collections.abc import Callable, Sequence
@@ -20,13 +18,11 @@ from dataclasses import dataclass, replace
 
 import aws_cdk as cdk
 import jsii
-from aws_cdk import AssetHashType, BundlingOptions, DockerVolume
+from aws_cdk import AssetHashType
 from aws_cdk import aws_lambda as lambda_
 
 from stacks.bundling.build import build_bundle
-from stacks.bundling.input_hash import input_hash, installer_identity
-from stacks.bundling.install import requirements_file
-from stacks.bundling.spec import BundleResult, BundleSpec, BundlingError, HandlerCheck, MissingWheelError
+from stacks.bundling.spec import BundleResult, BundleSpec, BundlingError, HandlerCheck
 from stacks.bundling.verification import target_interpreter, verify_bundle
 
 _HOST_ARCH = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "arm64", "arm64": "arm64"}.get(
@@ -75,12 +71,9 @@ def verified_bundle(
     log: Callable[[str], None] = _log,
 ) -> VerifiedBundle:
     """Build (or reuse) the bundle, verify its handlers, and return it as a Lambda asset."""
-    try:
-        result = build_bundle(spec, log=log)
-    except MissingWheelError as exc:
-        if not docker_available():
-            raise  # the message names the package and says what to do
-        return docker_fallback(spec, exc, log=log)
+    # A package with no wheel for the target stops here (MissingWheelError names it): there is no Docker
+    # fallback, since a bundle built elsewhere would reach an environment without this verification.
+    result = build_bundle(spec, log=log)
     log(result.summary(sorted({c.function for c in checks})))
     for warning in result.limit_warnings():
         log(f"[bundle] WARNING: {warning}")
@@ -118,76 +111,6 @@ def start_checks_early(
     if not result.cache_hit:  # the stack's own line will say "cache hit": this one says what was built
         log(result.summary(sorted({c.function for c in checks})))
     _start_verification(spec, result, checks, log)
-
-
-def docker_available() -> bool:
-    """A Docker daemon that answers (not just a `docker` binary on PATH)."""
-    docker = shutil.which("docker")
-    if not docker:
-        return False
-    try:
-        return subprocess.run([docker, "info"], capture_output=True, timeout=20, check=False).returncode == 0
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-
-
-def docker_fallback(
-    spec: BundleSpec, error: MissingWheelError, *, log: Callable[[str], None] = _log
-) -> VerifiedBundle:
-    """CDK's Docker bundling in the runtime's own build image, for a package with no wheel for the target.
-
-    Only when a daemon answers; without one the MissingWheelError stands. Designed and tested against a fake
-    daemon only (no Docker here). The asset hash is still the input hash, so the never-stale rule holds; what
-    is lost is this bundler's reproducible zip, bytecode and synth-time verification: the pre-traffic hook is
-    the remaining import check, and the warning says so.
-    """
-    tool, _command = installer_identity(spec)
-    asset_hash = input_hash(spec, f"docker:{tool}")
-    backend = spec.source_dir.parent
-    # Extra files (the probe wrapper) live outside the backend folder: each gets its folder mounted.
-    volumes = [
-        DockerVolume(host_path=str(path.parent), container_path=f"/extra-{i}")
-        for i, (_name, path) in enumerate(spec.extra_files)
-    ]
-    extra = " ".join(
-        f"&& cp /extra-{i}/{path.name} /asset-output/{name}"
-        for i, (name, path) in enumerate(spec.extra_files)
-    )
-    log(
-        f"[bundle] WARNING: {error.package} has no wheel for {spec.runtime}/{spec.architecture}: falling "
-        "back to Docker bundling (no synth-time verification; the pre-traffic hook still imports handlers)"
-    )
-
-    def new_code() -> lambda_.Code:
-        return lambda_.Code.from_asset(
-            str(backend),
-            asset_hash=asset_hash,
-            asset_hash_type=AssetHashType.CUSTOM,
-            bundling=BundlingOptions(
-                image=lambda_.Runtime(spec.runtime, lambda_.RuntimeFamily.PYTHON).bundling_image,
-                platform="linux/arm64" if spec.architecture == "arm64" else "linux/amd64",
-                volumes=volumes,
-                command=[
-                    "bash",
-                    "-c",
-                    f"pip install --no-cache-dir -r {requirements_file(spec).name} -t /asset-output "
-                    f"&& cp -a {spec.source_dir.name}/. /asset-output/ {extra}".strip(),
-                ],
-            ),
-        )
-
-    result = BundleResult(
-        directory=backend,
-        zip_path=backend,
-        asset_hash=asset_hash,
-        tool=f"docker ({tool} unavailable for {error.package})",
-        cache_hit=False,
-        seconds=0.0,
-        unzipped_bytes=0,
-        zipped_bytes=0,
-        bytecode=False,
-    )
-    return VerifiedBundle(result=result, code=new_code(), verified=False, new_code=new_code)
 
 
 # Verification runs in the background: its interpreters import the handlers while synth goes on building
