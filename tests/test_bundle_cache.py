@@ -208,6 +208,72 @@ def test_the_caches_folders_are_bounded(tmp_path: Path) -> None:
     assert not (records / "0000.json").exists() and not (tmp_path / "source-results").exists()
 
 
+def test_wheelhouses_and_bytecode_sets_keep_the_most_recently_used(tmp_path: Path) -> None:
+    now = time.time()
+    # GIVEN more old sdist wheelhouses and more old bytecode sets of one layer than the cache keeps
+    houses = []
+    for i in range(bundle_cache.KEEP_WHEELHOUSES + 2):
+        house = tmp_path / "wheelhouse" / f"w{i:02}"
+        (house / "wheels").mkdir(parents=True)
+        (house / "manifest.json").write_text('{"wheels": []}')
+        os.utime(house / "manifest.json", (now - (i + 1) * HOUR,) * 2)
+        houses.append(house)
+    interpreter = tmp_path / "layers" / "deps-L0" / "pyc" / "3.11.7-a70d0d0a"
+    sets = []
+    for i in range(bundle_cache.KEEP_PYC_SETS + 2):
+        pyc_set = interpreter / f"d{i:02}"
+        pyc_set.mkdir(parents=True)
+        (pyc_set / "index.json").write_text("[]")
+        (interpreter / f"d{i:02}.json").write_text("{}")
+        os.utime(pyc_set / "index.json", (now - (i + 1) * HOUR,) * 2)
+        sets.append(pyc_set)
+    # AND the oldest bytecode set is held by a process that has used it for hours (a local API serving it)
+    held = subprocess.Popen(
+        [sys.executable, "-c", _HOLD, str(sets[-1]), str(now - 50 * HOUR)],
+        stdout=subprocess.PIPE,
+        cwd=REPO_ROOT,
+        text=True,
+    )
+    try:
+        assert held.stdout is not None and held.stdout.readline().strip() == "held"
+        # WHEN pruned
+        bundle_cache.prune(tmp_path, now=now)
+    finally:
+        held.kill()
+        held.wait()
+    # THEN the most recently used stay and the oldest go, each bytecode set with its record
+    keep_w, keep_p = bundle_cache.KEEP_WHEELHOUSES, bundle_cache.KEEP_PYC_SETS
+    assert [h.exists() for h in houses] == [True] * keep_w + [False] * 2
+    assert [p.exists() for p in sets] == [True] * keep_p + [False, True]
+    assert not (interpreter / f"d{keep_p:02}.json").exists() and (interpreter / "d00.json").exists()
+
+
+_HOLD = """
+import os, sys, time
+from pathlib import Path
+from stacks.bundling import bundle_cache
+assert bundle_cache.use(Path(sys.argv[1]))
+os.utime(Path(sys.argv[1]) / "index.json", (float(sys.argv[2]),) * 2)
+print("held", flush=True)
+time.sleep(60)
+"""
+
+
+def test_uv_cache_is_bounded_by_size_with_uv_s_own_commands(tmp_path: Path) -> None:
+    uv = str(Path(sys.executable).with_name("uv"))
+    uv_cache = tmp_path / "uv"
+    subprocess.run([uv, "cache", "prune"], env={**os.environ, "UV_CACHE_DIR": str(uv_cache)}, check=True)
+    # GIVEN a uv cache holding 3 MB that no lock refers to, and a limit of 1 MB
+    junk = uv_cache / "wheels-v5" / "pypi" / "gone"
+    junk.mkdir(parents=True)
+    (junk / "payload.bin").write_bytes(os.urandom(3 << 20))
+    # WHEN bounded
+    acted = bundle_cache.bound_uv_cache(uv, uv_cache, limit=1 << 20)
+    # THEN uv removed it; under the limit, nothing is done
+    assert acted and not junk.exists()
+    assert not bundle_cache.bound_uv_cache(uv, uv_cache, limit=1 << 20)
+
+
 _SYNTH = """
 import sys
 from pathlib import Path

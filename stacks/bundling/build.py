@@ -183,6 +183,8 @@ def dependency_layer(
             spec, command, tree, spec.cache_dir, wheelhouse.directory if wheelhouse.wheels else None
         )
         install.prune_installed(tree, spec.dependency_excludes)
+        if command[0].endswith("uv"):  # only a new layer adds to uv's cache
+            bundle_cache.bound_uv_cache(command[0], spec.cache_dir / "uv")
         return strip.strip_native_libraries(tree, spec.architecture) if spec.strip_native else []
 
     key = dependency_key(spec, tool, wheelhouse.wheels)

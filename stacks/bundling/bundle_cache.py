@@ -1,5 +1,5 @@
-"""The bundle cache's entries (bundles, dependency layers): who may build, use and delete them, and how it
-stays bounded.
+"""The bundle cache's entries (bundles, dependency layers, their bytecode sets, sdist wheelhouses): who may
+build, use and delete them, and how it stays bounded.
 
 Every entry folder `NAME` has a lock file `NAME.lock` beside it (`flock`, released by the kernel when its
 process ends, however it ends):
@@ -11,10 +11,15 @@ process ends, however it ends):
 * pruning takes each candidate's exclusive lock without waiting, so it skips whatever anything uses, and
   re-checks under the lock that the entry is still old before it deletes it.
 
+An entry is published by renaming a finished work folder into place, so it is complete when its marker
+file (MARKERS) is there, and the marker's mtime says when it was last used.
+
 Pruning keeps the KEEP_BUNDLES most recently used bundles, every layer one of them is built on plus the
-KEEP_LAYERS most recently used others, anything used in the last RECENT_SECONDS, and the newest
-KEEP_RECORDS verification records (`verified/`). It runs at the end of a build, in the building process:
-nothing outlives the command.
+KEEP_LAYERS most recently used others, per layer and interpreter the KEEP_PYC_SETS most recently used
+bytecode sets (one per set of dependency imports, layers.PycSet), the KEEP_WHEELHOUSES most recently used
+sdist wheelhouses, anything used in the last RECENT_SECONDS, and the newest KEEP_RECORDS verification
+records (`verified/`). It runs at the end of a build, in the building process: nothing outlives the
+command. uv's own cache is bounded by size when a build has just added to it (bound_uv_cache).
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import fcntl
 import json
 import os
 import shutil
+import subprocess
 import time
 import uuid
 from collections.abc import Iterator
@@ -32,6 +38,12 @@ from pathlib import Path
 KEEP_BUNDLES = 12
 KEEP_LAYERS = 3
 KEEP_RECORDS = 256
+KEEP_PYC_SETS = 8
+KEEP_WHEELHOUSES = 16
+UV_CACHE_LIMIT_BYTES = 4 << 30  # about ten backends' worth of wheels for both architectures
+# What a complete entry holds, written before its folder was renamed into place: a bundle or layer's
+# meta.json, a bytecode set's index.json, a wheelhouse's manifest.json.
+MARKERS = ("meta.json", "index.json", "manifest.json")
 RECENT_SECONDS = 15 * 60  # about to be used again by a synth of the same inputs
 ABANDONED_SECONDS = 24 * 3600  # work folders of builds that died
 
@@ -58,8 +70,15 @@ def _locked(entry: Path, mode: int) -> int:
         os.close(fd)
 
 
+def _marker(entry: Path) -> Path | None:
+    for name in MARKERS:
+        if (entry / name).is_file():
+            return entry / name
+    return None
+
+
 def complete(entry: Path) -> bool:
-    return (entry / "meta.json").is_file()
+    return _marker(entry) is not None
 
 
 def use(entry: Path) -> bool:
@@ -98,8 +117,10 @@ def building(entry: Path) -> Iterator[bool]:
 
 def mark_used(entry: Path) -> None:
     """Record that the complete cache entry `entry` (a bundle or layer folder) was just used."""
-    with contextlib.suppress(OSError):
-        os.utime(entry / "meta.json")
+    marker = _marker(entry)
+    if marker is not None:
+        with contextlib.suppress(OSError):
+            os.utime(marker)
 
 
 def _entries(folder: Path) -> list[tuple[float, Path]]:
@@ -107,8 +128,9 @@ def _entries(folder: Path) -> list[tuple[float, Path]]:
     found = []
     for child in folder.iterdir() if folder.is_dir() else ():
         with contextlib.suppress(OSError):
-            if child.is_dir() and not child.name.startswith("."):
-                found.append(((child / "meta.json").stat().st_mtime, child))
+            marker = _marker(child) if child.is_dir() and not child.name.startswith(".") else None
+            if marker is not None:
+                found.append((marker.stat().st_mtime, child))
     return sorted(found, reverse=True)
 
 
@@ -119,7 +141,8 @@ def _delete(entry: Path, now: float) -> bool:
     except BlockingIOError:
         return False  # in use by a build, a synth or a local API
     try:
-        used = (entry / "meta.json").stat().st_mtime if complete(entry) else 0.0
+        marker = _marker(entry)
+        used = marker.stat().st_mtime if marker is not None else 0.0
         if now - used < RECENT_SECONDS:
             return False
         aside = entry.with_name(f".pruned-{uuid.uuid4().hex}")
@@ -153,7 +176,15 @@ def prune(cache_dir: Path, *, now: float | None = None) -> list[Path]:
                 kept_layers.add(json.loads((bundle / "meta.json").read_text())["layer"])
         others = [(u, p) for u, p in _entries(cache_dir / "layers") if p.name not in kept_layers]
         deleted += [path for _used, path in others[KEEP_LAYERS:] if _delete(path, now)]
-        for folder in (cache_dir / "bundles", cache_dir / "layers"):
+        wheelhouses = _entries(cache_dir / "wheelhouse")
+        deleted += [path for _used, path in wheelhouses[KEEP_WHEELHOUSES:] if _delete(path, now)]
+        for interpreter in (cache_dir / "layers").glob("deps-*/pyc/*"):
+            for _used, pyc_set in _entries(interpreter)[KEEP_PYC_SETS:]:
+                if _delete(pyc_set, now):
+                    # Which modules the set loads: recomputed, with the set, when those imports come back.
+                    pyc_set.with_suffix(".json").unlink(missing_ok=True)
+                    deleted.append(pyc_set)
+        for folder in (cache_dir / "bundles", cache_dir / "layers", cache_dir / "wheelhouse"):
             for child in folder.iterdir() if folder.is_dir() else ():
                 with contextlib.suppress(OSError):
                     if child.name.startswith(".") and now - child.lstat().st_mtime > ABANDONED_SECONDS:
@@ -168,6 +199,29 @@ def prune(cache_dir: Path, *, now: float | None = None) -> list[Path]:
             shutil.rmtree(legacy, ignore_errors=True)
             deleted.append(legacy)
         return deleted
+
+
+def _size(folder: Path) -> int:
+    total = 0
+    for root, _dirs, files in os.walk(folder):
+        for name in files:
+            with contextlib.suppress(OSError):
+                total += os.lstat(os.path.join(root, name)).st_blocks * 512
+    return total
+
+
+def bound_uv_cache(uv: str, uv_cache: Path, limit: int = UV_CACHE_LIMIT_BYTES) -> bool:
+    """Keep uv's cache under `limit` bytes: `uv cache prune` (what no lock still points at), and when that
+    is not enough, `uv cache clean`. uv takes its own cache lock, so a concurrent install is waited for,
+    never broken; installed layers keep their hard links to the files. Returns whether it had to act."""
+    if not uv_cache.is_dir() or _size(uv_cache) <= limit:
+        return False
+    env = {**os.environ, "UV_CACHE_DIR": str(uv_cache)}
+    for action in ("prune", "clean"):
+        subprocess.run([uv, "cache", action], env=env, capture_output=True, check=False)
+        if _size(uv_cache) <= limit:
+            break
+    return True
 
 
 def _mtime(path: Path) -> float:

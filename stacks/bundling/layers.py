@@ -89,7 +89,8 @@ class DependencyLayer:
         """The PycSet of `digest` (bytecode.imports_digest) for the tree-relative `relatives`, whose .pyc
         are in the tree; its entries are deflated now when no build made them before."""
         folder = self.records / digest
-        if not (folder / "index.json").is_file():
+        # Held like a bundle (bundle_cache.use), so a pruner never deletes it while a zip is written from it.
+        while not bundle_cache.use(folder):
             folder.parent.mkdir(parents=True, exist_ok=True)
             work = Path(tempfile.mkdtemp(prefix=f".{digest[:12]}-", dir=folder.parent))
             try:

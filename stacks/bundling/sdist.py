@@ -32,6 +32,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from stacks.bundling import bundle_cache
+
 if TYPE_CHECKING:
     from stacks.bundling.spec import BundleSpec
 
@@ -193,7 +195,7 @@ def prepare_wheelhouse(
     key = wheelhouse_key(spec, requirements, tool)
     directory = spec.cache_dir / "wheelhouse" / key
     manifest = directory / "manifest.json"
-    if manifest.is_file():
+    if bundle_cache.use(directory):  # held: no pruner deletes it while the install reads its wheels
         data = json.loads(manifest.read_text())
         if data.get("error"):
             error = data["error"]
