@@ -42,7 +42,7 @@ synth: setup
 lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(PY) scripts/alarm_table.py --check README.md
+	$(PY) scripts/alarm_table.py --check docs/alarms.md
 	@$(MAKE) --no-print-directory lint-workflows
 
 # GitHub's workflow schema, offline; the validator takes one file per call.
