@@ -48,9 +48,7 @@ VERIFIED_BUNDLES_REQUIRED = ("prod",)
 BUNDLES_METADATA_KEY = "CredmateBundles"
 SKIP_VERIFICATION_CONTEXT = "skip_bundle_verification"
 ASSEMBLY_OPTION = "--assembly"
-RESYNTH = (
-    f"re-synthesize without `-c {SKIP_VERIFICATION_CONTEXT}=true`, then deploy that assembly"
-)
+RESYNTH = f"re-synthesize without `-c {SKIP_VERIFICATION_CONTEXT}=true`, then deploy that assembly"
 # cdk options that take a value (from `cdk deploy --help`, CLI 2.1148): the value is not a stack name. Keep in
 # sync with the pinned CLI: the value of an option missing here would be read as a stack name.
 OPTIONS_WITH_VALUE = frozenset(

@@ -119,8 +119,9 @@ def test_every_kind_of_input_change_changes_the_hash(mini_backend: Path, tmp_pat
     assert input_hash(spec_for(mini_backend, tmp_path), "uv 0.14.0") != baseline, "installer version"
 
 
+@pytest.mark.parametrize("module", ["build.py", "import_closure/reader.py"])
 def test_a_change_to_the_bundlers_code_changes_the_hash_with_no_constant_bumped(
-    mini_backend: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    mini_backend: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, module: str
 ) -> None:
     before = input_hash(spec_for(mini_backend, tmp_path), TOOL)
     layer_before = hashing.dependency_key(spec_for(mini_backend, tmp_path), TOOL, ())
@@ -128,8 +129,8 @@ def test_a_change_to_the_bundlers_code_changes_the_hash_with_no_constant_bumped(
     package = tmp_path / "bundling"
     shutil.copytree(hashing.PACKAGE_DIR, package, ignore=shutil.ignore_patterns("__pycache__"))
     assert hashing.bundler_code(package) == hashing.bundler_code(hashing.PACKAGE_DIR)
-    build = package / "build.py"
-    build.write_text(build.read_text() + "\n# a change to how bundles are built\n")
+    changed = package / module  # a module of the package, or of a subpackage
+    changed.write_text(changed.read_text() + "\n# a change to how bundles are built\n")
     # WHEN the hash is taken with that package as the bundler's code
     monkeypatch.setattr(hashing, "PACKAGE_DIR", package)
     # THEN the asset and the dependency layer are new

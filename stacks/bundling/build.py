@@ -10,7 +10,7 @@ Docker to target the Lambda platform. This module is the orchestration only; eac
 * layers.py and zipwrite.py: the installed dependencies cached as a layer, and the zip written with sorted
   entries, fixed timestamps and permissions, so two clean builds are byte identical (CDK uploads a .zip
   asset as is); bundle_cache.py: locks and pruning;
-* import_closure.py and bytecode.py: the static import check of the source, and bytecode for what init
+* import_closure/ and bytecode.py: the static import check of the source, and bytecode for what init
   imports;
 * verification.py: every handler imported from the built bundle in an isolated interpreter, as on Lambda
   (run by stacks/constructs/lambda_bundle.py, the only bundler module that touches CDK); verify_cache.py:
@@ -114,7 +114,7 @@ def check_import_closure(
 ) -> import_closure.Closure:
     """The static import closure of the source, resolved against the bundle (`paths`: its folders, as on
     sys.path); raises BundlingError naming file:line, module or name, and the functions reaching the file
-    (see import_closure.py). `files`, `contents`: the source listing and bytes when already read."""
+    (see import_closure/). `files`, `contents`: the source listing and bytes when already read."""
     if files is None:
         files = source_files(spec.source_dir, spec.excludes)
     tops = {rel.split("/")[0].removesuffix(".py") for rel, _p in files}

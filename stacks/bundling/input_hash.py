@@ -35,15 +35,20 @@ PACKAGE_DIR = Path(__file__).resolve().parent
 def bundler_code(package: Path) -> str:
     """A digest of the bundler's own source files: any change to how a bundle is made makes a new one
     (read again whenever a file's size or time changes: a long-running `make local-api` sees edits too)."""
-    modules = sorted(package.glob("*.py"))
-    return _digest_files(tuple((str(m), m.stat().st_size, m.stat().st_mtime_ns) for m in modules))
+    modules = sorted(package.rglob("*.py"))  # subpackages (import_closure/) included
+    return _digest_files(
+        tuple(
+            (str(m), m.relative_to(package).as_posix(), m.stat().st_size, m.stat().st_mtime_ns)
+            for m in modules
+        )
+    )
 
 
 @functools.lru_cache(maxsize=8)
-def _digest_files(files: tuple[tuple[str, int, int], ...]) -> str:
+def _digest_files(files: tuple[tuple[str, str, int, int], ...]) -> str:
     digest = hashlib.sha256()
-    for path, size, _mtime in files:
-        digest.update(f"{Path(path).name}:{size}:".encode() + Path(path).read_bytes())
+    for path, relative, size, _mtime in files:
+        digest.update(f"{relative}:{size}:".encode() + Path(path).read_bytes())
     return digest.hexdigest()
 
 

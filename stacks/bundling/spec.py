@@ -2,7 +2,7 @@
 the source folder a bundle takes.
 
 Kept apart from the steps that use them (input_hash.py, install.py, build.py, verification.py, lock.py,
-sdist.py, import_closure.py), and importing none of them, so every step can import these at module level
+sdist.py, import_closure/), and importing none of them, so every step can import these at module level
 without a cycle. Plain Python, no CDK: the benchmark, the local harness and the scripts use it too.
 """
 
