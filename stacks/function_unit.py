@@ -106,8 +106,13 @@ class FunctionUnit:
     """Built in two steps, because the API (which needs every API function's alias) sits in between:
     the function with its trigger first, then its alarms and canary (which need the API's alarms and URL)."""
 
+    # Built by deploy(), the second step.
+    alarms: FunctionAlarms
+    canary: CanaryDeployment
+
     def __init__(self, stack: Stack, fn: FunctionConfig, *, shared: SharedSettings) -> None:
         self.stack, self.config, self.environment_config = stack, fn, shared.config
+        self.deployed = False
         queue_env = {var: shared.queues[target].queue.queue_url for var, target in fn.queue_urls}
         self.guarded = GuardedFunction(
             stack,
@@ -203,12 +208,16 @@ class FunctionUnit:
             grants=grants,
             post_traffic=has_post_traffic_checks(fn),
         )
+        self.deployed = True
 
     @property
     def protected(self) -> list[Construct]:
-        """Resources a stack policy must never let CloudFormation replace or delete."""
+        """Resources a stack policy must never let CloudFormation replace or delete: every one built so far
+        (the deployment group only exists once deploy() has run)."""
         g = self.guarded
-        out: list[Construct] = [g.function, g.alias, g.log_group, self.canary.deployment_group]
+        out: list[Construct] = [g.function, g.alias, g.log_group]
+        if self.deployed:
+            out.append(self.canary.deployment_group)
         if self.queues is not None:
             out += [self.queues.queue, self.queues.dlq]
         return out

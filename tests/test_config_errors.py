@@ -269,3 +269,31 @@ def test_given_the_login_check_off_and_login_routes_set_then_the_templates_prote
     throttled, rule = protected("prod")
     assert throttled == {"/api/v1/auth/token"}
     assert "/api/v1/auth/token" in rule and LOGIN not in rule
+
+
+def test_a_function_units_protected_resources_can_be_listed_before_deploy() -> None:
+    import aws_cdk as cdk
+    from aws_cdk import aws_lambda as lambda_
+
+    from stacks.constructs.encryption import EnvironmentKey
+    from stacks.function_unit import FunctionUnit, SharedSettings, function_queues
+
+    # GIVEN a unit built in its first step only (function and trigger, no alarms or canary yet)
+    config = parse_environments(context()["environments"], context()["functions"])["staging"]
+    worker = config.function_named("Worker")
+    stack = cdk.Stack(cdk.App(), "Unit")
+    key = EnvironmentKey(stack, "DataKey", description="test environment key")
+    shared = SharedSettings(
+        config=config,
+        code=lambda_.Code.from_inline("def handler(event, context):\n    return None\n"),
+        runtime=lambda_.Runtime.PYTHON_3_11,
+        architecture=lambda_.Architecture.X86_64,
+        network=None,
+        queues={"Worker": function_queues(stack, worker, key)},
+        key=key,
+    )
+    unit = FunctionUnit(stack, worker, shared=shared)
+    # THEN what it protects is what exists: function, alias, log group and queues
+    g, queues = unit.guarded, unit.queues
+    assert queues is not None
+    assert unit.protected == [g.function, g.alias, g.log_group, queues.queue, queues.dlq]
