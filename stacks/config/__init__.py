@@ -11,6 +11,7 @@
 trust them: every check lives here. `from stacks.config import X` works for every public name below.
 """
 
+# Re-exports: these lists of names repeat the parsers' imports of the same names (lists, not logic).
 from stacks.config.catalog import (
     STACK_CONSTRUCT_IDS,
     TRIGGER_TYPES,

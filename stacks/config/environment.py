@@ -68,6 +68,7 @@ class AlarmThresholds:
     """Alarm thresholds; `alarms.thresholds` (per environment) and `functions.<name>.alarms` (per function)
     override any field by name. Values are validated by the parser, once."""
 
+    # One field per threshold: data, alike in shape line by line.
     error_rate_percent: float = 5.0
     throttles: float = 1.0
     timeout_rate_percent: float = 1.0

@@ -31,16 +31,9 @@ from stacks.config.environment import (
     NetworkSettings,
     SchemaMismatchPolicy,
 )
+
+# The reader's checks this parser uses; security.py's list is alike because both read settings the same way.
 from stacks.config.reader import (
-    ACCOUNT_RE,
-    CERTIFICATE_ARN_RE,
-    DOMAIN_RE,
-    EMAIL_RE,
-    HOSTED_ZONE_RE,
-    ORIGIN_RE,
-    REGION_RE,
-    ROLE_ARN_RE,
-    SECRET_ARN_RE,
     ConfigError,
     Reader,
     boolean,
@@ -51,6 +44,16 @@ from stacks.config.reader import (
     pattern,
 )
 from stacks.config.security import parse_security
+
+ACCOUNT_RE = r"\d{12}"
+REGION_RE = r"[a-z]{2}(-gov)?-[a-z]+-\d"
+ORIGIN_RE = r"https://[a-z0-9.-]+(:\d+)?|http://localhost(:\d+)?"
+EMAIL_RE = r"[^@\s]+@[^@\s]+\.[a-z]{2,}"
+SECRET_ARN_RE = r"arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:[A-Za-z0-9/_+=.@-]+"
+ROLE_ARN_RE = r"arn:aws[a-z-]*:iam::\d{12}:role/[A-Za-z0-9/_+=,.@-]+"
+DOMAIN_RE = r"(?=.{4,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}"
+CERTIFICATE_ARN_RE = r"arn:aws[a-z-]*:acm:([a-z0-9-]+):\d{12}:certificate/[0-9a-f-]{36}"
+HOSTED_ZONE_RE = r"Z[A-Z0-9]{4,31}"
 
 DEPLOYMENT_CONFIG_ALLOWED = (
     f"one of {', '.join(PREDEFINED_DEPLOYMENT_CONFIGS)}, or "

@@ -17,16 +17,6 @@ T = TypeVar("T")
 # A literal API path as the client calls it: leading slash, no trailing slash, no {parameters}. Routed
 # prefixes, health and login paths, and throttled routes all use it.
 PATH_RE = r"(/[A-Za-z0-9._~-]+)+"
-ACCOUNT_RE = r"\d{12}"
-REGION_RE = r"[a-z]{2}(-gov)?-[a-z]+-\d"
-ORIGIN_RE = r"https://[a-z0-9.-]+(:\d+)?|http://localhost(:\d+)?"
-EMAIL_RE = r"[^@\s]+@[^@\s]+\.[a-z]{2,}"
-SCHEDULE_RE = r"rate\(\d+ (minute|minutes|hour|hours|day|days)\)|cron\(\S+ \S+ \S+ \S+ \S+ \S+\)"
-SECRET_ARN_RE = r"arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:[A-Za-z0-9/_+=.@-]+"
-ROLE_ARN_RE = r"arn:aws[a-z-]*:iam::\d{12}:role/[A-Za-z0-9/_+=,.@-]+"
-DOMAIN_RE = r"(?=.{4,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}"
-CERTIFICATE_ARN_RE = r"arn:aws[a-z-]*:acm:([a-z0-9-]+):\d{12}:certificate/[0-9a-f-]{36}"
-HOSTED_ZONE_RE = r"Z[A-Z0-9]{4,31}"
 
 
 class ConfigError(ValueError):

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+# The reader's checks this parser uses; environment_parser.py's list is alike (both read settings alike).
 from stacks.config.reader import (
     PATH_RE,
     Reader,

@@ -74,6 +74,7 @@ class AlarmSpec:
 
 
 _TAIL = "aws logs tail {log_group} --since 15m"
+# Entries are alike in shape by design: each is one alarm's data in the same fields.
 CATALOGUE: tuple[AlarmSpec, ...] = (
     AlarmSpec(
         key="ErrorRate",

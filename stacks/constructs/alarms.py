@@ -52,6 +52,7 @@ from stacks.constructs.alarm_catalogue import (
     describe,
     timeout_rank_statistic,
 )
+from stacks.constructs.managed_policy_role import log_writer_policy
 
 # The catalogue's names, for the callers that import them from here (scripts/alarm_table.py, tests).
 __all__ = [
@@ -358,17 +359,12 @@ class ApiAlarms(Construct):
             assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
             description="Health check of the CredentialMate API: writes its own logs only",
         )
-        # A customer-managed policy rather than the role's inline default policy (HIPAA IAMNoInlinePolicy).
-        policy = iam.ManagedPolicy(
+        policy = log_writer_policy(
             self,
             "HealthCheckPolicy",
             description="Lets the CredentialMate health check write its own log group",
-            statements=[
-                iam.PolicyStatement(
-                    actions=["logs:CreateLogStream", "logs:PutLogEvents"], resources=[log_group.log_group_arn]
-                )
-            ],
-            roles=[role],
+            log_group=log_group,
+            role=role,
         )
         fn = lambda_.Function(
             self,
