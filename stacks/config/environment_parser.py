@@ -280,6 +280,7 @@ def _parse_custom_domain(r: Reader, region: str | None) -> CustomDomainSettings 
         )
     if endpoint == "REGIONAL" and region is not None and cert_region != region:
         raise fail(e, r.key("certificate_arn"), certificate, f"a certificate in the stack's region {region}")
+    # Keyword arguments one a line, alike in shape to other constructor calls: no logic to share.
     return CustomDomainSettings(
         domain_name=domain,
         certificate_arn=certificate,

@@ -105,6 +105,8 @@ class MigrationStep(Construct):
             policy_description="Migration runner: its log group, tracing, the secret",
         )
         self.role.allow_function_basics(self.log_group, in_vpc=network is not None)
+        # A plain function (no alias, canary or alarms: a deploy step, not a service); its keyword arguments
+        # are alike in shape to other constructor calls, with no logic to share.
         self.function = lambda_.Function(
             self,
             "Function",

@@ -62,6 +62,7 @@ def rest_api(
             stage_name=API_STAGE,
             **throttle.stage_options_kwargs(),
             access_log_destination=apigw.LogGroupLogDestination(access_logs),
+            # Every standard field but caller and user: the access log carries no identities.
             access_log_format=apigw.AccessLogFormat.json_with_standard_fields(
                 caller=False,
                 http_method=True,
