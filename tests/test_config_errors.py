@@ -202,6 +202,21 @@ def test_an_override_of_the_same_trigger_type_still_merges_with_the_catalog() ->
     assert fn.trigger.rule_id == "CampaignSchedule" and fn.trigger.enabled is False
 
 
+def test_a_route_clash_an_override_makes_is_named_in_the_override() -> None:
+    functions = context()["functions"]
+    functions["Goals"] = {
+        "handler": "handler.lambda_handler",
+        "trigger": {"type": "api", "paths": ["/goals"]},
+    }
+    functions["Reports"] = {"handler": "handler.lambda_handler", "trigger": {"type": "api", "paths": ["/r"]}}
+    envs = context()["environments"]
+    envs["prod"]["functions"] = {"Reports": {"trigger": {"paths": ["/goals"]}}}
+    message = error_of(envs, functions)
+    assert message.startswith(
+        "cdk.json context environments.prod.functions.Reports.trigger.paths: /goals is "
+    )
+
+
 # --- security.login_routes ----------------------------------------------------------------------------------
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import fields, replace
 from typing import Any
 
@@ -29,7 +29,7 @@ from stacks.config.catalog import (
 )
 from stacks.config.environment import DeploymentSettings, EnvironmentConfig, FunctionSettings
 from stacks.config.environment_parser import DEPLOYMENT_CONFIG_ALLOWED, deployment_config, parse_thresholds
-from stacks.config.reader import PATH_RE, ConfigError, FunctionReader, fail
+from stacks.config.reader import PATH_RE, ConfigError, FunctionReader, catalog_key, fail
 from stacks.hook_budget import check_fits
 
 FUNCTION_NAME_RE = r"[A-Z][A-Za-z0-9]{0,47}"
@@ -262,7 +262,7 @@ def _assign_construct_ids(env: str, functions: tuple[FunctionConfig, ...]) -> tu
             if other is not None or is_stack_construct_id(construct_id):
                 what = f"function {other}" if other else "the stack itself"
                 raise ConfigError(
-                    f"cdk context functions.{fn.name} (environment {env}): its resources would take the "
+                    f"{catalog_key(env, fn.name)}: its resources would take the "
                     f"construct ID {construct_id}, already used by {what}; rename one of them (IDs the "
                     f"stacks reserve: {', '.join(sorted(STACK_CONSTRUCT_IDS))}, FunctionGroup<n>)"
                 )
@@ -296,10 +296,15 @@ def parse_functions(
         for name, spec in catalog.items()
     )
     by_name = {f.name: f for f in functions}
+    # Where each function's values are written (its catalog entry or the environment's override).
+    where = {
+        name: FunctionReader(env, name, spec, overrides.get(name) or {}).where
+        for name, spec in catalog.items()
+    }
     catch_all = [f.name for f in functions if isinstance(f.trigger, ApiTrigger) and f.trigger.catch_all]
     if len(catch_all) > 1:
         raise ConfigError(
-            f"cdk context functions.{catch_all[1]}.trigger (environment {env}): {catch_all[0]} already takes "
+            f"{where[catch_all[1]]('trigger')}: {catch_all[0]} already takes "
             "the API's catch-all proxy; give this function `paths` (at most one api function has none)"
         )
     owner: dict[str, str] = {}
@@ -307,7 +312,7 @@ def parse_functions(
         for path in f.trigger.paths if isinstance(f.trigger, ApiTrigger) else ():
             if path in owner:
                 raise ConfigError(
-                    f"cdk context functions.{f.name}.trigger.paths (environment {env}): {path} is already "
+                    f"{where[f.name]('trigger', 'paths')}: {path} is already "
                     f"routed to {owner[path]}; each path prefix goes to one function"
                 )
             owner[path] = f.name
@@ -315,26 +320,29 @@ def parse_functions(
             if target not in by_name or not isinstance(by_name[target].trigger, SqsTrigger):
                 sqs_names = [n for n, g in by_name.items() if isinstance(g.trigger, SqsTrigger)]
                 raise ConfigError(
-                    f"cdk context functions.{f.name}.queue_urls.{var} (environment {env}): invalid value "
+                    f"{where[f.name]('queue_urls', var)}: invalid value "
                     f"{target!r}; allowed: a function with an sqs trigger ({', '.join(sqs_names) or 'none'})"
                 )
-    rule_ids = [
-        f.trigger.rule_construct_id(f.name) for f in functions if isinstance(f.trigger, ScheduleTrigger)
-    ]
-    if len(set(rule_ids)) != len(rule_ids):
-        raise ConfigError(
-            f"cdk context functions (environment {env}): two schedule rules share an ID {rule_ids}"
-        )
+    rules: dict[str, str] = {}
+    for f in functions:
+        if isinstance(f.trigger, ScheduleTrigger):
+            rule_id = f.trigger.rule_construct_id(f.name)
+            if rule_id in rules:
+                raise ConfigError(
+                    f"{where[f.name]('trigger', 'rule_id')}: the schedule rule ID {rule_id} is already "
+                    f"{rules[rule_id]}'s; each schedule rule needs its own"
+                )
+            rules[rule_id] = f.name
     if env_config.custom_domain is not None and not any(f.is_api for f in functions):
         raise fail(
             env, "custom_domain", env_config.custom_domain.domain_name, "null: no function has an api trigger"
         )
-    functions = tuple(_with_post_traffic_path(env, f, functions) for f in functions)
+    functions = tuple(_with_post_traffic_path(where[f.name], f, functions) for f in functions)
     return _assign_construct_ids(env, functions)
 
 
 def _with_post_traffic_path(
-    env: str, fn: FunctionConfig, functions: Sequence[FunctionConfig]
+    where: Callable[..., str], fn: FunctionConfig, functions: Sequence[FunctionConfig]
 ) -> FunctionConfig:
     """The post-traffic checks go through the API: their path must reach this function. An explicit
     `post_traffic.health_path` must; otherwise the health path is used when it does, and a function whose
@@ -348,13 +356,13 @@ def _with_post_traffic_path(
     routed = candidate is not None and route_owner(functions, candidate) is fn
     if explicit and not routed:
         raise ConfigError(
-            f"cdk context functions.{fn.name}.post_traffic.health_path (environment {env}): {explicit} is "
+            f"{where('post_traffic', 'health_path')}: {explicit} is "
             "not routed to this function by the API; allowed: a path under its trigger.paths"
         )
     if not routed:
         if post.login_path:
             raise ConfigError(
-                f"cdk context functions.{fn.name}.post_traffic.login_path (environment {env}): the "
+                f"{where('post_traffic', 'login_path')}: the "
                 f"post-traffic checks need a path the API routes to this function, and health_path "
                 f"{fn.health_path} is not one; allowed: a post_traffic.health_path under its trigger.paths"
             )
