@@ -243,12 +243,12 @@ def sqs_max_concurrency(reserved_concurrency: int | None) -> int | None:
 
 
 def expected_window(schedule: str) -> Duration:
-    """How long without an invocation means a scheduled function missed a run: twice its period, at most a
-    day (CloudWatch's longest alarm period; cron: a day, the longest a cron expression's period is assumed
-    to be)."""
+    """How long without an invocation means a scheduled function missed a run: twice its period, at least 5
+    minutes and at most a day (the alarm periods FunctionAlarms accepts; cron: a day, the longest a cron
+    expression's period is assumed to be)."""
     match = re.fullmatch(r"rate\((\d+) (minute|minutes|hour|hours|day|days)\)", schedule)
     if not match:
         return Duration.days(1)
     amount, unit = int(match.group(1)), match.group(2).rstrip("s")
     minutes = amount * {"minute": 1, "hour": 60, "day": 1440}[unit]
-    return Duration.minutes(min(2 * minutes, 1440))
+    return Duration.minutes(min(max(2 * minutes, 5), 1440))

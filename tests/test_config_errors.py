@@ -312,3 +312,17 @@ def test_a_function_units_protected_resources_can_be_listed_before_deploy() -> N
     g, queues = unit.guarded, unit.queues
     assert queues is not None
     assert unit.protected == [g.function, g.alias, g.log_group, queues.queue, queues.dlq]
+
+
+@pytest.mark.parametrize(
+    ("expression", "minutes"),
+    [("rate(1 minute)", 5), ("rate(2 minutes)", 5), ("rate(1 hour)", 120), ("rate(7 days)", 1440)],
+)
+def test_a_schedule_of_any_valid_rate_gets_a_missed_runs_window_the_alarm_accepts(
+    expression: str, minutes: int
+) -> None:
+    # A schedule config accepts (rate(1 minute)) once gave the MissedRuns alarm a 2-minute period, which
+    # FunctionAlarms refuses with a traceback; the window is now at least 5 minutes.
+    from stacks.function_unit import expected_window
+
+    assert expected_window(expression).to_minutes() == minutes

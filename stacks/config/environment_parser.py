@@ -209,6 +209,10 @@ def _parse_guardrails(r: Reader) -> GuardrailSettings:
         drift_check_minutes=r.get("drift_check_minutes", 60, int_in(e, 5, 1440)),
     )
     r.finish([f.name for f in fields(GuardrailSettings)])
+    arns = result.deny_direct_mutation_role_arns
+    for i, arn in enumerate(arns):
+        if arn in arns[:i]:
+            raise fail(e, r.key(f"deny_direct_mutation_role_arns[{i}]"), arn, "each role listed once")
     return result
 
 
