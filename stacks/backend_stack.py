@@ -23,6 +23,7 @@ from constructs import Construct
 from stacks.backend_bundle import base_environment, bundle_spec, handler_checks, has_post_traffic_checks
 from stacks.compliance import acknowledge_backend, acknowledge_shared_deployment
 from stacks.config import CORS_HEADERS, CORS_METHODS, ApiTrigger, EnvironmentConfig, ScheduleTrigger
+from stacks.constructs.alarm_catalogue import RUNBOOK_URL
 from stacks.constructs.alarms import ApiAlarms, AsyncFailures, ServiceHealthAlarm
 from stacks.constructs.canary import hooks_code, stage_url
 from stacks.constructs.custom_domain import ApiCustomDomain
@@ -32,7 +33,7 @@ from stacks.constructs.guarded_function import LIVE_ALIAS, NetworkPlacement
 from stacks.constructs.lambda_bundle import VerifiedBundle, start_checks_early, verified_bundle
 from stacks.constructs.migrations import MigrationStep, bundle_schema_head
 from stacks.constructs.oncall import OnCallTopic
-from stacks.constructs.rest_api import API_STAGE, access_log_group, login_paths, rest_api
+from stacks.constructs.rest_api import API_STAGE, access_log_group, rest_api
 from stacks.constructs.waf import ApiFirewall
 from stacks.function_groups import GROUP_ID, FunctionGroup, FunctionGroupStack, placement
 from stacks.function_unit import DeploySettings, FunctionUnit, SharedSettings
@@ -41,7 +42,6 @@ from stacks.hook_budget import DEFAULT_INVOKES, hook_timeout_seconds
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # Migrations hold the deploy until they finish; most take seconds, a backfill may take minutes.
 MIGRATION_TIMEOUT_MINUTES = 10
-RUNBOOK_URL = "https://github.com/credentialmate/credmate-lambda/blob/main/docs/runbook.md"
 
 
 @dataclass(frozen=True)
@@ -287,7 +287,7 @@ class BackendStack(Stack):
                 self,
                 "Firewall",
                 stage=self.api.deployment_stage,
-                login_paths=login_paths(config),
+                login_paths=config.security.login_routes,
                 rate_limit_per_5min=waf.login_rate_limit_per_5min,
                 topic=self.topic,
                 blocked_requests_threshold=int(config.thresholds.waf_blocked_requests),

@@ -106,8 +106,13 @@ class FunctionUnit:
     """Built in two steps, because the API (which needs every API function's alias) sits in between:
     the function with its trigger first, then its alarms and canary (which need the API's alarms and URL)."""
 
+    # Built by deploy(), the second step.
+    alarms: FunctionAlarms
+    canary: CanaryDeployment
+
     def __init__(self, stack: Stack, fn: FunctionConfig, *, shared: SharedSettings) -> None:
         self.stack, self.config, self.environment_config = stack, fn, shared.config
+        self.deployed = False
         queue_env = {var: shared.queues[target].queue.queue_url for var, target in fn.queue_urls}
         self.guarded = GuardedFunction(
             stack,
@@ -203,12 +208,16 @@ class FunctionUnit:
             grants=grants,
             post_traffic=has_post_traffic_checks(fn),
         )
+        self.deployed = True
 
     @property
     def protected(self) -> list[Construct]:
-        """Resources a stack policy must never let CloudFormation replace or delete."""
+        """Resources a stack policy must never let CloudFormation replace or delete: every one built so far
+        (the deployment group only exists once deploy() has run)."""
         g = self.guarded
-        out: list[Construct] = [g.function, g.alias, g.log_group, self.canary.deployment_group]
+        out: list[Construct] = [g.function, g.alias, g.log_group]
+        if self.deployed:
+            out.append(self.canary.deployment_group)
         if self.queues is not None:
             out += [self.queues.queue, self.queues.dlq]
         return out
@@ -234,12 +243,12 @@ def sqs_max_concurrency(reserved_concurrency: int | None) -> int | None:
 
 
 def expected_window(schedule: str) -> Duration:
-    """How long without an invocation means a scheduled function missed a run: twice its period, at most a
-    day (CloudWatch's longest alarm period; cron: a day, the longest a cron expression's period is assumed
-    to be)."""
+    """How long without an invocation means a scheduled function missed a run: twice its period, at least 5
+    minutes and at most a day (the alarm periods FunctionAlarms accepts; cron: a day, the longest a cron
+    expression's period is assumed to be)."""
     match = re.fullmatch(r"rate\((\d+) (minute|minutes|hour|hours|day|days)\)", schedule)
     if not match:
         return Duration.days(1)
     amount, unit = int(match.group(1)), match.group(2).rstrip("s")
     minutes = amount * {"minute": 1, "hour": 60, "day": 1440}[unit]
-    return Duration.minutes(min(2 * minutes, 1440))
+    return Duration.minutes(min(max(2 * minutes, 5), 1440))

@@ -125,6 +125,7 @@ class StackPolicyStack(Stack):
                 ),
             ],
         )
+        # Keyword arguments alike in shape to other calls (the key's in encryption.py): no shared logic.
         self.resource = cr.AwsCustomResource(
             self,
             "SetStackPolicy",

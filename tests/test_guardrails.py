@@ -564,20 +564,12 @@ def test_drift_check_runs_on_schedule_and_alarms_to_on_call(synth):
 
 @pytest.mark.parametrize("minutes", [1, 4, 1441])
 def test_drift_check_schedule_out_of_range_names_the_config_key(minutes):
-    stack = cdk.Stack(cdk.App(), "S", stack_name="s")
-    fn = lambda_.Function(
-        stack, "F", code=lambda_.Code.from_inline("x"), handler="index.h", runtime=lambda_.Runtime.PYTHON_3_11
-    )
-    alias = lambda_.Alias(stack, "A", alias_name="live", version=fn.current_version)
-    with pytest.raises(GuardrailsError, match="drift_check_minutes"):
-        CodeDriftCheck(
-            stack,
-            "C",
-            targets=[("F", fn, alias)],
-            stack=stack,
-            topic=sns.Topic(stack, "T"),
-            schedule=cdk.Duration.minutes(minutes),
-        )
+    from stacks.config import ConfigError, parse_environment
+
+    with pytest.raises(
+        ConfigError, match=r"environments\.prod\.guardrails\.drift_check_minutes: invalid value"
+    ):
+        parse_environment("prod", {"guardrails": {"drift_check_minutes": minutes}})
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -614,10 +606,7 @@ def test_deny_policy_denies_every_mutation_of_these_functions_to_the_configured_
     ("role_arns", "exec_role", "message"),
     [
         ((), None, "role_arns is empty"),
-        (("Admin",), None, "'Admin' is not an IAM role ARN"),
-        (("arn:aws:iam::123456789012:user/jdoe",), None, "not an IAM role ARN"),
         ((CFN_EXEC_ROLE,), CFN_EXEC_ROLE, "is the CloudFormation execution role"),
-        ((ROLE_ARNS[0], ROLE_ARNS[0]), None, "duplicate"),
     ],
 )
 def test_deny_policy_bad_input_names_the_config_key(role_arns, exec_role, message):
@@ -627,6 +616,24 @@ def test_deny_policy_bad_input_names_the_config_key(role_arns, exec_role, messag
     )
     with pytest.raises(GuardrailsError, match=message):
         DirectMutationDenyPolicy(stack, "D", functions=[fn], role_arns=role_arns, cfn_exec_role_arn=exec_role)
+
+
+@pytest.mark.parametrize(
+    ("role_arns", "key", "allowed"),
+    [
+        (["Admin"], "deny_direct_mutation_role_arns[0]", "an IAM role ARN"),
+        (["arn:aws:iam::123456789012:user/jdoe"], "deny_direct_mutation_role_arns[0]", "an IAM role ARN"),
+        ([ROLE_ARNS[0], ROLE_ARNS[0]], "deny_direct_mutation_role_arns[1]", "each role listed once"),
+    ],
+)
+def test_bad_deny_role_arns_name_the_config_key(role_arns, key, allowed):
+    from stacks.config import ConfigError, parse_environment
+
+    with pytest.raises(ConfigError) as err:
+        parse_environment("prod", {"guardrails": {"deny_direct_mutation_role_arns": role_arns}})
+    assert f"environments.prod.guardrails.{key}: invalid value" in str(err.value) and allowed in str(
+        err.value
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------

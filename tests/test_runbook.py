@@ -26,8 +26,8 @@ from typing import Any
 
 import pytest
 
-from stacks.backend_stack import RUNBOOK_URL
 from stacks.config import AlarmThresholds, CustomCanary, EnvironmentConfig, parse_environments
+from stacks.constructs.alarm_catalogue import RUNBOOK_URL
 from stacks.constructs.alarms import CATALOGUE, SPECS, AlarmSpec, describe
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

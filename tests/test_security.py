@@ -24,7 +24,6 @@ from stacks import compliance as c
 from stacks.config import EnvironmentConfig, NoTrigger, ScheduleTrigger, SqsTrigger
 from stacks.constructs import guardrails, waf
 from stacks.constructs.deploy_hooks import HOOK_RUNTIME
-from stacks.constructs.rest_api import login_paths
 from stacks.policy_stack import PROVIDER_DLQ_REASON, PROVIDER_VPC_REASON
 from tests.conftest import REPO_ROOT
 
@@ -168,7 +167,7 @@ def test_stage_and_login_route_are_throttled_as_configured(synthesized: dict[str
     settings = {(s["ResourcePath"], s["HttpMethod"]): s for s in stage["Properties"]["MethodSettings"]}
     assert settings[("/*", "*")]["ThrottlingRateLimit"] == t.rate_limit
     assert settings[("/*", "*")]["ThrottlingBurstLimit"] == t.burst_limit
-    logins = login_paths(cfg)
+    logins = cfg.security.login_routes
     assert logins, "the catalog's API function names a login route"
     for path in logins:
         s = settings[("/" + path.replace("/", "~1"), "POST")]
@@ -185,7 +184,7 @@ def test_throttled_route_keeps_every_other_path_below_it_on_the_backend(synthesi
     stack = synthesized["stacks"]["prod"]
     api = stack.api
     paths = {(m.resource.path, m.http_method) for m in api.methods}
-    for login in login_paths(stack.config):
+    for login in stack.config.security.login_routes:
         assert (login, "POST") in paths
         parts = login.strip("/").split("/")
         for i in range(1, len(parts)):
@@ -197,7 +196,8 @@ def test_unmatched_route_limit_fails_synth() -> None:
     from aws_cdk import aws_apigateway as apigw
     from aws_cdk import aws_lambda as lambda_
 
-    from stacks.constructs.throttling import MethodThrottle, ThrottleSettings, route_throttled_methods
+    from stacks.config import MethodLimit
+    from stacks.constructs.throttling import ThrottleSettings, route_throttled_methods
 
     app = cdk.App()
     stack = cdk.Stack(app, "S")
@@ -205,7 +205,7 @@ def test_unmatched_route_limit_fails_synth() -> None:
         stack, "F", code=lambda_.Code.from_inline("x"), handler="a.b", runtime=lambda_.Runtime.PYTHON_3_12
     )
     limit = ThrottleSettings(
-        rate_limit=10, burst_limit=20, method_limits=(MethodThrottle("/a/login", "POST", 1, 2),)
+        rate_limit=10, burst_limit=20, method_limits=(MethodLimit("/a/login", "POST", 1, 2),)
     )
     api = apigw.LambdaRestApi(
         stack, "Api", handler=fn, deploy_options=apigw.StageOptions(**limit.stage_options_kwargs())
@@ -233,7 +233,7 @@ def test_web_acl_is_on_the_stage_where_configured(synthesized: dict[str, Any], e
     )
     rate = rules[waf.LOGIN_RULE]["Statement"]["RateBasedStatement"]
     assert rate["Limit"] == cfg.security.waf.login_rate_limit_per_5min
-    assert all(path in json.dumps(rate["ScopeDownStatement"]) for path in login_paths(cfg))
+    assert all(path in json.dumps(rate["ScopeDownStatement"]) for path in cfg.security.login_routes)
     alarms = [
         a
         for a in _of_type(backend, "AWS::CloudWatch::Alarm").values()

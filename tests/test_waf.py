@@ -17,7 +17,8 @@ def _api_stack(**waf_kwargs: Any) -> tuple[Any, Any, Any]:
     from aws_cdk import aws_apigateway as apigw
     from aws_cdk import aws_lambda as lambda_
 
-    from stacks.constructs.throttling import MethodThrottle, ThrottleSettings, route_throttled_methods
+    from stacks.config import MethodLimit
+    from stacks.constructs.throttling import ThrottleSettings, route_throttled_methods
 
     app = cdk.App()
     stack = cdk.Stack(app, "api", env=cdk.Environment(account="123456789012", region="eu-west-1"))
@@ -32,8 +33,8 @@ def _api_stack(**waf_kwargs: Any) -> tuple[Any, Any, Any]:
         rate_limit=50,
         burst_limit=100,
         method_limits=(
-            MethodThrottle(LOGIN, "POST", rate_limit=2, burst_limit=5),
-            MethodThrottle("/api/v1/auth/reset", "POST", rate_limit=1, burst_limit=2),
+            MethodLimit(LOGIN, "POST", rate_limit=2, burst_limit=5),
+            MethodLimit("/api/v1/auth/reset", "POST", rate_limit=1, burst_limit=2),
         ),
     )
     api = apigw.LambdaRestApi(
@@ -117,7 +118,8 @@ def test_a_route_limit_naming_no_method_fails_synth() -> None:
     from aws_cdk import aws_apigateway as apigw
     from aws_cdk import aws_lambda as lambda_
 
-    from stacks.constructs.throttling import MethodThrottle, ThrottleSettings, route_throttled_methods
+    from stacks.config import MethodLimit
+    from stacks.constructs.throttling import ThrottleSettings, route_throttled_methods
 
     stack = cdk.Stack(cdk.App(), "mismatch")
     fn = lambda_.Function(
@@ -128,7 +130,7 @@ def test_a_route_limit_naming_no_method_fails_synth() -> None:
         code=lambda_.Code.from_inline("def handler(event, context):\n    return None\n"),
     )
     stage_settings = ThrottleSettings(
-        rate_limit=10, burst_limit=10, method_limits=(MethodThrottle(LOGIN, "POST", 1, 1),)
+        rate_limit=10, burst_limit=10, method_limits=(MethodLimit(LOGIN, "POST", 1, 1),)
     )
     api = apigw.LambdaRestApi(
         stack, "Api", handler=fn, deploy_options=apigw.StageOptions(**stage_settings.stage_options_kwargs())
@@ -140,35 +142,45 @@ def test_a_route_limit_naming_no_method_fails_synth() -> None:
 
 
 @pytest.mark.parametrize(
-    ("kwargs", "message"),
+    ("throttle", "key", "allowed"),
     [
-        ({"rate_limit": 0, "burst_limit": 1}, "rate_limit 0 must be a positive number"),
-        ({"rate_limit": 1, "burst_limit": 0}, "burst_limit 0 must be a positive whole number"),
-        ({"rate_limit": 1, "burst_limit": 2.5}, "burst_limit 2.5"),
+        ({"rate_limit": 0}, "security.throttle.rate_limit", "a number of requests per second above 0"),
+        ({"burst_limit": 2.5}, "security.throttle.burst_limit", "an integer from 1 to 5000"),
+        (
+            {"method_limits": [{"path": "/api/{id}", "method": "POST", "rate_limit": 1, "burst_limit": 1}]},
+            "security.throttle.method_limits[0].path",
+            "a literal path",
+        ),
+        (
+            {"method_limits": [{"path": LOGIN, "method": "post", "rate_limit": 1, "burst_limit": 1}]},
+            "security.throttle.method_limits[0].method",
+            "GET, POST",
+        ),
+        (
+            {
+                "rate_limit": 10,
+                "method_limits": [{"path": LOGIN, "method": "POST", "rate_limit": 20, "burst_limit": 5}],
+            },
+            "security.throttle.method_limits[0]",
+            "at most the stage's 10/",
+        ),
+        (
+            {"method_limits": [{"path": LOGIN, "method": "POST", "rate_limit": 1, "burst_limit": 1}] * 2},
+            "security.throttle.method_limits[1]",
+            "each route listed once",
+        ),
     ],
 )
-def test_bad_stage_limits_name_the_setting(kwargs: dict[str, Any], message: str) -> None:
-    from stacks.constructs.throttling import ThrottleSettings
+def test_bad_throttle_settings_name_the_key_in_cdk_json(
+    throttle: dict[str, Any], key: str, allowed: str
+) -> None:
+    # GIVEN a throttle setting the constructs cannot use; WHEN the environment is read
+    from stacks.config import ConfigError, parse_environment
 
-    with pytest.raises(ValueError, match=rf"security\.throttle\): {message}"):
-        ThrottleSettings(**kwargs)
-
-
-def test_bad_route_limits_name_the_route() -> None:
-    from stacks.constructs.throttling import MethodThrottle, ThrottleSettings
-
-    with pytest.raises(ValueError, match=r"\[POST /api/\{id\}\]: path"):
-        MethodThrottle("/api/{id}", "POST", 1, 1)
-    with pytest.raises(ValueError, match=r"method 'post' must be one of"):
-        MethodThrottle(LOGIN, "post", 1, 1)
-    with pytest.raises(ValueError, match=r"\[POST /api/v1/auth/login\]: rate 20/burst 5 must not exceed"):
-        ThrottleSettings(rate_limit=10, burst_limit=10, method_limits=(MethodThrottle(LOGIN, "POST", 20, 5),))
-    with pytest.raises(ValueError, match=r"/api/v1/auth/login/POST listed more than once"):
-        ThrottleSettings(
-            rate_limit=10,
-            burst_limit=10,
-            method_limits=(MethodThrottle(LOGIN, "POST", 1, 1), MethodThrottle(LOGIN, "POST", 2, 2)),
-        )
+    with pytest.raises(ConfigError) as err:
+        parse_environment("prod", {"security": {"throttle": throttle}})
+    # THEN the configuration names the key where it is written, before any construct sees it
+    assert f"environments.prod.{key}: invalid value" in str(err.value) and allowed in str(err.value)
 
 
 # ---- web ACL ---------------------------------------------------------------------------------------------
@@ -297,20 +309,30 @@ def test_without_login_path_or_logging_there_is_no_rate_rule_nor_logging() -> No
 
 
 @pytest.mark.parametrize(
-    ("kwargs", "message"),
+    ("security", "key", "allowed"),
     [
-        ({"rate_limit_per_5min": 5}, "rate_limit_per_5min 5 must be a whole number of requests between 10"),
-        ({"login_paths": ("/api/login", "api/login")}, "login path 'api/login' must start with /"),
-        ({"blocked_requests_threshold": 0}, "blocked_requests_threshold 0 must be >= 1"),
+        ({"waf": {"login_rate_limit_per_5min": 5}}, "security.waf.login_rate_limit_per_5min", "from 10 to"),
+        ({"login_routes": ["/api/login", "api/login"]}, "security.login_routes[1]", "a literal path"),
+        ({"login_routes": [LOGIN, LOGIN]}, "security.login_routes[1]", "each route listed once"),
     ],
 )
-def test_bad_firewall_settings_are_refused(kwargs: dict[str, Any], message: str) -> None:
-    from stacks.constructs.waf import ApiFirewall
+def test_bad_firewall_settings_name_the_key_in_cdk_json(
+    security: dict[str, Any], key: str, allowed: str
+) -> None:
+    from stacks.config import ConfigError, parse_environment
 
-    _, stack, api = _api_stack()
-    args: dict[str, Any] = {"login_paths": (LOGIN,), "rate_limit_per_5min": 100, "topic": None, **kwargs}
-    with pytest.raises(ValueError, match=rf"ApiFirewall api/Fw: {message}"):
-        ApiFirewall(stack, "Fw", stage=api.deployment_stage, **args)
+    with pytest.raises(ConfigError) as err:
+        parse_environment("prod", {"security": security})
+    assert f"environments.prod.{key}: invalid value" in str(err.value) and allowed in str(err.value)
+
+
+def test_a_blocked_requests_threshold_below_one_names_the_threshold() -> None:
+    from stacks.config import ConfigError, parse_environment
+
+    with pytest.raises(
+        ConfigError, match=r"environments\.prod\.alarms\.thresholds\.waf_blocked_requests: invalid"
+    ):
+        parse_environment("prod", {"alarms": {"thresholds": {"waf_blocked_requests": 0}}})
 
 
 def test_one_rate_limit_covers_every_login_path() -> None:

@@ -552,6 +552,11 @@ class AppSpecTarget:
     target_version: str | None
 
 
+def texts(mapping: Mapping[str, Any], *keys: str) -> tuple[str | None, ...]:
+    """The values of `keys` in `mapping` as text, None where a key is absent or null."""
+    return tuple(None if mapping.get(key) is None else str(mapping.get(key)) for key in keys)
+
+
 def appspec_targets(document: Any) -> list[AppSpecTarget]:
     if not isinstance(document, Mapping):
         raise AppSpecError("AppSpec is not a mapping")
@@ -568,14 +573,9 @@ def appspec_targets(document: Any) -> list[AppSpecTarget]:
             props = body.get("Properties") if isinstance(body, Mapping) else None
             if not isinstance(props, Mapping):
                 continue
-
-            def text(key: str, props: Mapping[str, Any] = props) -> str | None:
-                value = props.get(key)
-                return None if value is None else str(value)
-
             found.append(
                 AppSpecTarget(
-                    str(resource), text("Name"), text("Alias"), text("CurrentVersion"), text("TargetVersion")
+                    str(resource), *texts(props, "Name", "Alias", "CurrentVersion", "TargetVersion")
                 )
             )
     return found
@@ -790,18 +790,10 @@ def read_deployment_targets(
             info = lambda_target.get("lambdaFunctionInfo") if isinstance(lambda_target, Mapping) else None
             if not isinstance(info, Mapping):
                 continue
-
-            def text(key: str, info: Mapping[str, Any] = info) -> str | None:
-                value = info.get(key)
-                return None if value is None else str(value)
-
             infos.append(
                 LambdaTargetInfo(
                     target_id,
-                    text("functionName"),
-                    text("functionAlias"),
-                    text("currentVersion"),
-                    text("targetVersion"),
+                    *texts(info, "functionName", "functionAlias", "currentVersion", "targetVersion"),
                 )
             )
     except ReadTimeoutError:

@@ -87,6 +87,7 @@ class ApiSettings:
 class PostTrafficConfig:
     """Everything the four checks need: the API (ApiSettings) and the function's routes (`checks.post`)."""
 
+    # ApiSettings' fields again, flat: the checks (and their tests) build one object without the environment.
     api_url: str
     allowed_origin: str
     cors_methods: tuple[str, ...]
@@ -407,6 +408,7 @@ def post_traffic_checks(
     return results + api_checks(config, deadline=budget.checks, log=log, runtime=runtime)
 
 
+# Each hook's entry point: the same wiring with its own checks (the logic is hook_core.run_hook's).
 def run_post_traffic(
     event: object, context: object, *, environ: Mapping[str, str], runtime: Runtime
 ) -> dict[str, Any]:

@@ -75,7 +75,8 @@ class PreTrafficConfig:
 
 
 def health_event(path: str = "/health") -> dict[str, Any]:
-    """An API Gateway REST proxy event for GET `path`, as the deployed API would send it."""
+    """An API Gateway REST proxy event for GET `path`, as the deployed API would send it. (The backend's tests
+    build the same event: the hook ships apart from the backend, so neither can import the other's.)"""
     headers = {
         "Accept": "application/json",
         "Host": "pre-traffic.credmate.invalid",
@@ -236,6 +237,7 @@ def pre_traffic_checks(
     return results
 
 
+# Each hook's entry point: the same wiring with its own checks (the logic is hook_core.run_hook's).
 def run_pre_traffic(
     event: object, context: object, *, environ: Mapping[str, str], runtime: Runtime
 ) -> dict[str, Any]:

@@ -160,6 +160,7 @@ class ServiceDashboard(Construct):
     def _api_row(api: apigw.RestApi, t: AlarmThresholds) -> list[cloudwatch.IWidget]:
         width = WIDTH // 2
         return [
+            # One graph per question (requests and errors, latency): alike in shape by design.
             cloudwatch.GraphWidget(
                 title="API: requests and errors",
                 left=[

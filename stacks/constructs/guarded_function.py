@@ -21,7 +21,7 @@ from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 from stacks.backend_bundle import PROBE_HANDLER
-from stacks.constructs.managed_policy_role import ManagedPolicyRole, path_below_stack
+from stacks.constructs.managed_policy_role import ManagedPolicyRole, log_writer_policy, path_below_stack
 
 LIVE_ALIAS = "live"
 
@@ -164,16 +164,12 @@ def scope_function_logging(scope: Construct) -> None:
         if names is None or BASIC_EXECUTION_POLICY not in [n.rpartition("/")[2] for n in names]:
             continue
         log_group = fn.log_group
-        policy = iam.ManagedPolicy(
+        policy = log_writer_policy(
             fn,
             "LogsPolicy",
             description="Writes the function's own log streams",
-            statements=[
-                iam.PolicyStatement(
-                    actions=["logs:CreateLogStream", "logs:PutLogEvents"], resources=[log_group.log_group_arn]
-                )
-            ],
-            roles=[role],
+            log_group=log_group,
+            role=role,
         )
         # A fixed list replaces the role's lazy one, so the new policy (attached through its own Roles) is not
         # added here as well, which would make role and policy reference each other.

@@ -122,7 +122,6 @@ FUNCTION_READ_ACTIONS: tuple[str, ...] = (
     "lambda:GetRuntimeManagementConfig",
     "lambda:ListTags",
 )
-_ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/(?:[\w+=,.@-]+/)*[\w+=,.@-]{1,64}$")
 
 
 class GuardrailsError(ValueError):
@@ -255,13 +254,9 @@ class CodeDriftCheck(Construct):
                 f"CodeDriftCheck: labels {labels} must be unique and alphanumeric (they "
                 "become metric dimensions and construct IDs)"
             )
+        # `schedule`: 5 to 1440 minutes (guardrails.drift_check_minutes, checked by stacks/config): drift
+        # detection takes minutes, and the alarm period cannot exceed a day.
         minutes = schedule.to_minutes()
-        if not 5 <= minutes <= 1440:
-            raise GuardrailsError(
-                f"CodeDriftCheck: schedule of {minutes} minutes; allowed 5 to 1440 (cdk.json "
-                "environments.<env>.guardrails.drift_check_minutes): drift detection takes minutes, and "
-                "the alarm period cannot exceed a day"
-            )
         self._stack_name = stack.stack_name
         # The stack's ID is its ARN (arn:...:stack/NAME/UUID), the resource CloudFormation authorizes
         # against, whose UUID no name pattern has to guess.
@@ -474,21 +469,14 @@ class DirectMutationDenyPolicy(Construct):
                 "DirectMutationDenyPolicy: role_arns is empty (cdk.json environments.<env>."
                 "guardrails.deny_direct_mutation_role_arns); omit the construct instead"
             )
+        # `role_arns`: IAM role ARNs, each once (guardrails.deny_direct_mutation_role_arns, checked by
+        # stacks/config); which role runs CloudFormation is known here only.
         for arn in role_arns:
-            if not _ROLE_ARN.match(arn):
-                raise GuardrailsError(
-                    f"cdk.json environments.<env>.guardrails.deny_direct_mutation_role_arns: {arn!r} is not "
-                    "an IAM role ARN (arn:aws:iam::123456789012:role/NAME)"
-                )
             if cfn_exec_role_arn and arn == cfn_exec_role_arn:
                 raise GuardrailsError(
                     f"cdk.json environments.<env>.guardrails.deny_direct_mutation_role_arns: {arn!r} is the "
                     "CloudFormation execution role; denying it would make every deploy fail"
                 )
-        if len(set(role_arns)) != len(role_arns):
-            raise GuardrailsError(
-                "cdk.json environments.<env>.guardrails.deny_direct_mutation_role_arns: duplicate role ARNs"
-            )
         roles = [
             iam.Role.from_role_arn(self, f"Role{i}", arn, mutable=False) for i, arn in enumerate(role_arns)
         ]

@@ -116,3 +116,21 @@ class ManagedPolicyRole(iam.Role):
             return
         self._attached.add(arn)
         super().add_managed_policy(policy)
+
+
+def log_writer_policy(
+    scope: Construct, construct_id: str, *, description: str, log_group: logs.ILogGroup, role: iam.IRole
+) -> iam.ManagedPolicy:
+    """A customer-managed policy (not an inline one: HIPAA IAMNoInlinePolicy) letting `role` write the
+    streams of `log_group` only, in place of the AWS managed AWSLambdaBasicExecutionRole."""
+    return iam.ManagedPolicy(
+        scope,
+        construct_id,
+        description=description,
+        statements=[
+            iam.PolicyStatement(
+                actions=["logs:CreateLogStream", "logs:PutLogEvents"], resources=[log_group.log_group_arn]
+            )
+        ],
+        roles=[role],
+    )

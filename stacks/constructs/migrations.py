@@ -88,11 +88,6 @@ class MigrationStep(Construct):
             raise ValueError(
                 f"MigrationStep {self.node.path}: timeout {timeout.to_seconds()} s is above Lambda's 900 s"
             )
-        if log_retention_days not in RETENTION_BY_DAYS:
-            raise ValueError(
-                f"MigrationStep {self.node.path}: log_retention_days={log_retention_days} is not a "
-                f"CloudWatch Logs retention value ({sorted(RETENTION_BY_DAYS)})"
-            )
         self.log_group = logs.LogGroup(
             self, "Logs", retention=RETENTION_BY_DAYS[log_retention_days], removal_policy=RemovalPolicy.RETAIN
         )
@@ -105,6 +100,8 @@ class MigrationStep(Construct):
             policy_description="Migration runner: its log group, tracing, the secret",
         )
         self.role.allow_function_basics(self.log_group, in_vpc=network is not None)
+        # A plain function (no alias, canary or alarms: a deploy step, not a service); its keyword arguments
+        # are alike in shape to other constructor calls, with no logic to share.
         self.function = lambda_.Function(
             self,
             "Function",

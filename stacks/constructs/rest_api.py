@@ -27,12 +27,7 @@ from stacks.config import (
     route_owner,
 )
 from stacks.constructs.guarded_function import RETENTION_BY_DAYS
-from stacks.constructs.throttling import (
-    MethodThrottle,
-    ThrottleSettings,
-    route_resource,
-    route_throttled_methods,
-)
+from stacks.constructs.throttling import ThrottleSettings, route_resource, route_throttled_methods
 
 API_STAGE = "v1"
 
@@ -67,6 +62,7 @@ def rest_api(
             stage_name=API_STAGE,
             **throttle.stage_options_kwargs(),
             access_log_destination=apigw.LogGroupLogDestination(access_logs),
+            # Every standard field but caller and user: the access log carries no identities.
             access_log_format=apigw.AccessLogFormat.json_with_standard_fields(
                 caller=False,
                 http_method=True,
@@ -117,13 +113,8 @@ def rest_api(
         resource = route_resource(api, path, lambda below: integration_of(route_owner(configs, below)))
         resource.add_method("ANY", integration)
         resource.add_proxy(default_integration=integration, any_method=True)
-    unowned = [m for m in throttle.method_limits if route_owner(configs, m.path) is None]
-    if unowned:
-        raise ValueError(
-            f"environments.{config.name}.security.throttle.method_limits: {unowned[0].method} "
-            f"{unowned[0].path} is served by no API function (no catch-all, no matching trigger.paths)"
-        )
-    # Each throttled route to the function that serves its path (the longest routed prefix, else catch-all).
+    # Each throttled route to the function that serves its path (the longest routed prefix, else catch-all;
+    # stacks/config/load.py refuses a route no function serves).
     for fn, alias in functions:
         routes = tuple(m for m in throttle.method_limits if route_owner(configs, m.path) is fn)
         if routes:
@@ -158,25 +149,9 @@ def proxy_integration(api: apigw.IRestApi, alias: lambda_.IFunction) -> apigw.In
     return apigw.Integration(type=apigw.IntegrationType.AWS_PROXY, integration_http_method="POST", uri=uri)
 
 
-def login_paths(config: EnvironmentConfig) -> tuple[str, ...]:
-    """Every API function's login route (`post_traffic.login_path` in the catalog), in catalog order."""
-    paths = (f.post_traffic.login_path for f in config.api_functions if f.post_traffic is not None)
-    return tuple(dict.fromkeys(p for p in paths if p))
-
-
 def throttle_settings(config: EnvironmentConfig) -> ThrottleSettings:
-    """The stage limit, POST on each login route at the login limit, and the configured route limits."""
+    """The stage limit, and every route limit (POST on each login route first: stacks/config/security.py)."""
     t = config.security.throttle
-    configured = {(m.path, m.method) for m in t.method_limits}
     return ThrottleSettings(
-        rate_limit=t.rate_limit,
-        burst_limit=t.burst_limit,
-        method_limits=(
-            *(
-                MethodThrottle(path, "POST", t.login_rate_limit, t.login_burst_limit)
-                for path in login_paths(config)
-                if (path, "POST") not in configured
-            ),
-            *(MethodThrottle(m.path, m.method, m.rate_limit, m.burst_limit) for m in t.method_limits),
-        ),
+        rate_limit=t.rate_limit, burst_limit=t.burst_limit, method_limits=config.security.route_limits
     )

@@ -11,7 +11,7 @@ to that route alone.
 Usage (the StageOptions are fixed when the RestApi is built):
 
     throttle = ThrottleSettings(rate_limit=100, burst_limit=200,
-                                method_limits=(MethodThrottle("/api/v1/auth/login", "POST", 5, 10),))
+                                method_limits=(MethodLimit("/api/v1/auth/login", "POST", 5, 10),))
     api = apigw.LambdaRestApi(..., deploy_options=apigw.StageOptions(stage_name="v1",
                                                                     **throttle.stage_options_kwargs()))
     route_throttled_methods(api, handler, throttle)
@@ -19,7 +19,6 @@ Usage (the StageOptions are fixed when the RestApi is built):
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -30,65 +29,17 @@ from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_lambda as lambda_
 from constructs import Construct, IValidation
 
-HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
-_PATH_RE = re.compile(r"(/[A-Za-z0-9._~-]+)+")
-_WHERE = "ThrottleSettings (cdk.json context environments.<env>.security.throttle)"
-
-
-def _check_limits(where: str, rate_limit: float, burst_limit: int) -> None:
-    if isinstance(rate_limit, bool) or not isinstance(rate_limit, int | float) or rate_limit <= 0:
-        raise ValueError(
-            f"{where}: rate_limit {rate_limit!r} must be a positive number (requests per second)"
-        )
-    if isinstance(burst_limit, bool) or not isinstance(burst_limit, int) or burst_limit < 1:
-        raise ValueError(f"{where}: burst_limit {burst_limit!r} must be a positive whole number of requests")
-
-
-@dataclass(frozen=True)
-class MethodThrottle:
-    """A stricter limit on one route: `path` as the client calls it (no stage, no trailing slash)."""
-
-    path: str
-    method: str
-    rate_limit: float
-    burst_limit: int
-
-    def __post_init__(self) -> None:
-        where = f"{_WHERE}.method_limits[{self.method} {self.path}]"
-        if not _PATH_RE.fullmatch(self.path):
-            raise ValueError(
-                f"{where}: path {self.path!r} must be a literal resource path like /api/v1/auth/login "
-                "(leading slash, no trailing slash, no {parameters})"
-            )
-        if self.method not in HTTP_METHODS:
-            raise ValueError(f"{where}: method {self.method!r} must be one of {', '.join(HTTP_METHODS)}")
-        _check_limits(where, self.rate_limit, self.burst_limit)
-
-    @property
-    def method_options_key(self) -> str:
-        """StageOptions.method_options key: resource path, then the HTTP method."""
-        return f"{self.path}/{self.method}"
+from stacks.config import MethodLimit
 
 
 @dataclass(frozen=True)
 class ThrottleSettings:
+    """The stage's limit and the stricter route limits, as stacks/config/security.py validated them (a route
+    limit at most the stage's, each route once, literal paths)."""
+
     rate_limit: float
     burst_limit: int
-    method_limits: tuple[MethodThrottle, ...] = ()
-
-    def __post_init__(self) -> None:
-        _check_limits(_WHERE, self.rate_limit, self.burst_limit)
-        keys = [m.method_options_key for m in self.method_limits]
-        duplicates = sorted({k for k in keys if keys.count(k) > 1})
-        if duplicates:
-            raise ValueError(f"{_WHERE}.method_limits: {', '.join(duplicates)} listed more than once")
-        for m in self.method_limits:
-            # A route limit above the stage's would never apply: the stage limit is reached first.
-            if m.rate_limit > self.rate_limit or m.burst_limit > self.burst_limit:
-                raise ValueError(
-                    f"{_WHERE}.method_limits[{m.method} {m.path}]: rate {m.rate_limit}/burst {m.burst_limit} "
-                    f"must not exceed the stage's rate {self.rate_limit}/burst {self.burst_limit}"
-                )
+    method_limits: tuple[MethodLimit, ...] = ()
 
     def stage_options_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for `apigw.StageOptions(...)`."""

@@ -34,7 +34,7 @@ from aws_cdk import aws_wafv2 as wafv2
 from constructs import Construct
 
 from stacks.config import AlarmThresholds
-from stacks.constructs.alarms import SPECS, describe
+from stacks.constructs.alarm_catalogue import RUNBOOK_URL, SPECS, describe
 
 MANAGED_RULE_GROUPS = (
     ("AWSManagedRulesCommonRuleSet", 10),
@@ -42,12 +42,9 @@ MANAGED_RULE_GROUPS = (
 )
 LOGIN_RULE = "LoginRateLimit"
 LOGIN_RULE_PRIORITY = 0
-# WAF's bounds for a rate-based rule's limit (requests per evaluation window, here 5 minutes).
-MIN_RATE_LIMIT, MAX_RATE_LIMIT = 10, 2_000_000_000
 REDACTED_HEADERS = ("authorization", "cookie")
 TOO_MANY_BODY = "TooManyRequests"
 BLOCKED_ALARM = "WafBlockedRequests"
-RUNBOOK_URL = "https://github.com/credentialmate/credmate-lambda/blob/main/docs/runbook.md"
 NO_LOG_DESTINATION_REASON = (
     "security.waf.log_destination_arn is null in cdk.json: WAF logs only to a destination named "
     "aws-waf-logs-*, and this app creates no physical names"
@@ -77,25 +74,11 @@ class ApiFirewall(Construct):
         log_destination_arn: str | None = None,
         runbook_url: str = RUNBOOK_URL,
     ) -> None:
-        """`count_only_rules`: rule names inside the managed groups to count instead of block (e.g.
-        `SizeRestrictions_BODY` for an API that takes bodies over 8 KB). `log_destination_arn`: an
-        `aws-waf-logs-*` log group, bucket or Firehose stream."""
+        """`login_paths`: literal paths like /api/v1/auth/login; `rate_limit_per_5min`: within WAF's bounds
+        (stacks/config/security.py checks both). `count_only_rules`: rule names inside the managed groups to
+        count instead of block (e.g. `SizeRestrictions_BODY` for an API that takes bodies over 8 KB).
+        `log_destination_arn`: an `aws-waf-logs-*` log group, bucket or Firehose stream."""
         super().__init__(scope, construct_id)
-        where = f"ApiFirewall {self.node.path}"
-        if (
-            isinstance(rate_limit_per_5min, bool)
-            or not MIN_RATE_LIMIT <= rate_limit_per_5min <= MAX_RATE_LIMIT
-        ):
-            raise ValueError(
-                f"{where}: rate_limit_per_5min {rate_limit_per_5min!r} must be a whole number of requests "
-                f"between {MIN_RATE_LIMIT} and {MAX_RATE_LIMIT} (security.waf.login_rate_limit_per_5min)"
-            )
-        for login_path in login_paths:
-            if not login_path.startswith("/") or login_path.endswith("/"):
-                raise ValueError(f"{where}: login path {login_path!r} must start with / and not end with /")
-        if blocked_requests_threshold < 1:
-            raise ValueError(f"{where}: blocked_requests_threshold {blocked_requests_threshold} must be >= 1")
-
         rules = [
             self._managed_group(name, priority, count_only_rules) for name, priority in MANAGED_RULE_GROUPS
         ]

@@ -26,7 +26,7 @@ CDK_JSON = REPO_ROOT / "cdk.json"
 @cache
 def catalog_config(env: str = "prod") -> EnvironmentConfig:
     """The environment as the stack sees it: cdk.json's environments and function catalog, parsed the same way
-    (stacks/config.py) without starting jsii."""
+    (stacks/config/) without starting jsii."""
     context = json.loads(CDK_JSON.read_text())["context"]
     return parse_environments(context["environments"], context["functions"])[env]
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
+# Alembic's template header, repeated in every revision on purpose: each revision file must stand alone.
 revision: str = "0001_create_users"
 down_revision: str | None = None
 branch_labels: str | tuple[str, ...] | None = None

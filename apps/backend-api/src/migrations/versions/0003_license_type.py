@@ -10,6 +10,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
+# Alembic's template header, repeated in every revision on purpose: each revision file must stand alone.
 revision: str = "0003_license_type"
 down_revision: str | None = "0002_create_licenses"
 branch_labels: str | tuple[str, ...] | None = None

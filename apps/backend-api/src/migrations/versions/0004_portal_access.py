@@ -10,6 +10,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
+# Alembic's template header, repeated in every revision on purpose: each revision file must stand alone.
 revision: str = "0004_portal_access"
 down_revision: str | None = "0003_license_type"
 branch_labels: str | tuple[str, ...] | None = None

@@ -10,6 +10,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
+# Alembic's template header, repeated in every revision on purpose: each revision file must stand alone.
 revision: str = "0006_exclude_from_calculations"
 down_revision: str | None = "0005_portal_password"
 branch_labels: str | tuple[str, ...] | None = None

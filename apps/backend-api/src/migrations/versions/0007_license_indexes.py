@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from alembic import op
 
+# Alembic's template header, repeated in every revision on purpose: each revision file must stand alone.
 revision: str = "0007_license_indexes"
 down_revision: str | None = "0006_exclude_from_calculations"
 branch_labels: str | tuple[str, ...] | None = None

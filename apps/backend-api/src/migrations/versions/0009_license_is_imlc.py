@@ -10,6 +10,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
+# Alembic's template header, repeated in every revision on purpose: each revision file must stand alone.
 revision: str = "0009_license_is_imlc"
 down_revision: str | None = "0008_user_renewal_goal"
 branch_labels: str | tuple[str, ...] | None = None
