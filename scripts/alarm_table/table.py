@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """Print the README's alarm table from the alarm catalogue the constructs build their alarms from.
 
-    python scripts/alarm_table.py                      # Markdown table on stdout
-    python scripts/alarm_table.py --write README.md    # replace the table between the markers
-    python scripts/alarm_table.py --check README.md    # exit 1 if README's table is stale (CI)
+    python -m scripts.alarm_table                      # Markdown table on stdout
+    python -m scripts.alarm_table --write README.md    # replace the table between the markers
+    python -m scripts.alarm_table --check README.md    # exit 1 if README's table is stale (CI)
 
 Thresholds come from cdk.json (each environment's `alarms.thresholds` over AlarmThresholds' defaults),
 parsed by the same stacks.config the app uses. Nothing here is hand-written: a new alarm or a changed
@@ -20,8 +20,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT))
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 from stacks.config import (  # noqa: E402
     AlarmThresholds,
@@ -100,7 +99,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.check:
         if updated != current:
             print(
-                f"alarm_table: {target} is stale; run: python scripts/alarm_table.py --write {target}",
+                f"alarm_table: {target} is stale; run: python -m scripts.alarm_table --write {target}",
                 file=sys.stderr,
             )
             return 1

@@ -10,7 +10,7 @@ synth has it (results carried over: the warm-up round verified each catalog once
 one-line change in the middle of a backend module before each run, so the bundle is rebuilt and every check
 that read the module runs again.
 
-    python scripts/bench_catalog.py [--runs 5] [--out docs/benchmark-catalog.md]
+    python -m scripts.bench.catalog [--runs 5] [--out docs/benchmark-catalog.md]
 """
 
 from __future__ import annotations
@@ -25,8 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT))
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 from tests.catalogs import mixed_catalog  # noqa: E402
 
@@ -121,7 +120,7 @@ def main() -> None:
     print(text)
     args.out.write_text(
         "# Synth time against catalog size\n\n"
-        f"Measured by `make bench` (scripts/bench_catalog.py) on {time.strftime('%Y-%m-%d')}, "
+        f"Measured by `make bench` (scripts/bench/catalog.py) on {time.strftime('%Y-%m-%d')}, "
         f"{os.cpu_count()} cores. Method: the script's docstring.\n\n{text}\n"
     )
 

@@ -1,12 +1,12 @@
 """What `make local-api` adds to a warm request: the same request through it and straight to the emulator.
 
-    python scripts/bench_local_api.py [--runs 100] [--env staging] [--cdk-out DIR]
+    python -m scripts.bench.local_api [--runs 100] [--env staging] [--cdk-out DIR]
 
 Synthesizes the app (unless --cdk-out holds an assembly already), serves the environment's API in this
 process on a free loopback port, makes the API function warm, then alternates `runs` times: GET <stage>/health
 through local-api with urllib (a new connection each time, as curl does), and the very event local-api built
 for that request POSTed to the same aws-lambda-rie process directly. The overhead is the difference of the
-two medians; the target is at most 20 ms. `scripts/bench.py` calls `report_line()` and prints its row.
+two medians; the target is at most 20 ms. `scripts/bench/run.py` calls `report_line()` and prints its row.
 """
 
 from __future__ import annotations
@@ -23,10 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import local_api
-from local_stack import DEFAULT_CACHE, LocalStackError, synthesize
+from scripts.local import api as local_api
+from scripts.local.stack import DEFAULT_CACHE, LocalStackError, synthesize
 
 OVERHEAD_LIMIT_MS = 20.0
 HEALTH_PATH = "/health"
@@ -143,7 +141,7 @@ def _alternate(port: int, deployment: local_api.Deployment, runs: int) -> LocalA
 
 
 def report_line(log: Callable[[str], None], backend_root: Path | None = None, runs: int = 100) -> str:
-    """The benchmark's line for scripts/bench.py; the reason instead when it could not be measured."""
+    """The benchmark's line for scripts/bench/run.py; the reason instead when it could not be measured."""
     try:
         context = {"backend_root": str(backend_root)} if backend_root else None
         return measure(runs=runs, context=context, log=log).sentence()

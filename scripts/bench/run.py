@@ -5,7 +5,7 @@ times (5), and reports the median with the spread (min-max). SAM gets the backen
 requirements file (what this bundler installs), so both install the same versions.
 
 Rows and targets:
-* cold bundle: `python scripts/bundle.py` in an empty cache folder (uv's wheel cache included) against
+* cold bundle: `python -m scripts.bundle.build` in an empty cache folder (uv's wheel cache included) against
   `sam build` in a fresh build folder with an empty pip cache: <= 0.3x;
 * after a one-line edit in the middle of handler.py: `cdk synth` of this app against a no-op `cdk synth`
   (<= 1.15x) and against `sam build --cached` after the same edit;
@@ -37,8 +37,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-for _path in (REPO_ROOT, REPO_ROOT / "scripts", REPO_ROOT / "tests" / "harness"):
+REPO_ROOT = Path(__file__).resolve().parents[2]
+for _path in (REPO_ROOT / "tests" / "harness",):
     if str(_path) not in sys.path:
         sys.path.insert(0, str(_path))
 
@@ -94,21 +94,21 @@ METHOD = (
     "- **Whole processes.** Every figure is the wall time of a process started from the shell by this "
     "script: interpreter and CLI start-up, imports and clean-up included on both sides. The runs of a row "
     "alternate between its commands (A B A B ...), so a slow phase of this shared 2-core machine hits both.",
-    "- **Cold.** Ours: `python scripts/bundle.py --cache-dir EMPTY` (uv's wheel cache lives in that folder, "
-    "so every wheel is downloaded; it builds the dependency layer, the bytecode of what init imports and "
-    "the zip). SAM: `sam build` into a fresh build folder with an empty `PIP_CACHE_DIR` (it downloads, "
+    "- **Cold.** Ours: `python -m scripts.bundle.build --cache-dir EMPTY` (uv's wheel cache lives in that "
+    "folder, so every wheel is downloaded; it builds the dependency layer, the bytecode of what init imports "
+    "and the zip). SAM: `sam build` into a fresh build folder with an empty `PIP_CACHE_DIR` (it downloads, "
     "installs and copies; it compiles no bytecode and zips nothing: `sam deploy` zips later).",
     "- **After a one-line edit.** Each run inserts one assignment line before the top-level statement "
     f"nearest the middle of `{EDITED}`, with a token unique to the run. `cdk synth` (whole app: both "
     "environments, cdk-nag, the bundle's import verification, the assembly written) after that edit "
     "against `cdk synth` with nothing changed; `sam build --cached` after the same edit in its project "
     "(`--cached` rebuilds the function whose code changed, dependencies included).",
-    "- **Save-to-served.** Ours: one `scripts/local_api.py --watch` process serves the backend; a run writes "
+    "- **Save-to-served.** Ours: one `scripts/local/api.py --watch` process serves the backend; a run writes "
     "the edit and polls GET /health every 10 ms until it answers 200 with a new `code_version` (which "
     "build_info.json gives every bundle): it includes noticing the write, the rebuild on the cached layer, a "
     "fresh runtime under the RIE (forked from a process that imported the dependency layer before the edit: "
-    "scripts/zygote.py; it imports the edited source and builds the app) and the request. Verification of "
-    "the edited bundle starts once that request has been answered, so it is not included. SAM: `sam build "
+    "scripts/local/zygote.py; it imports the edited source and builds the app) and the request. Verification "
+    "of the edited bundle starts once that request has been answered, so it is not included. SAM: `sam build "
     "--cached` after the same edit, then a fresh RIE on its output and the same GET /health event: build, "
     "runtime start and init, request. SAM alone is the `sam build --cached` row. One untimed round of both "
     "sides comes first.",
@@ -199,7 +199,7 @@ class Report:
 
 
 ROWS = (  # (key, what it times), in the order of the table
-    ("cold", "this bundler, cold (`scripts/bundle.py`, empty cache)"),
+    ("cold", "this bundler, cold (`scripts/bundle/build.py`, empty cache)"),
     ("sam_cold", "`sam build`, cold (fresh build folder, empty pip cache)"),
     ("synth_noop", "`cdk synth`, nothing changed"),
     ("synth_edit", "`cdk synth` after the one-line edit"),
@@ -383,13 +383,14 @@ class Bench:
             cache = self.scratch / f"cold-{n}"
             cmd = [
                 sys.executable,
-                "scripts/bundle.py",
+                "-m",
+                "scripts.bundle.build",
                 "--backend",
                 str(self.project.backend),
                 "--cache-dir",
                 str(cache),
             ]
-            seconds = run(cmd, "scripts/bundle.py (cold)", env=self.env, cwd=REPO_ROOT)
+            seconds = run(cmd, "scripts/bundle/build.py (cold)", env=self.env, cwd=REPO_ROOT)
             zips = sorted(cache.glob("bundles/*/bundle.zip"))
             if zips:
                 self.ours_zip = self.scratch / "ours.zip"
@@ -447,7 +448,8 @@ class Bench:
         log_path = self.scratch / "local-api.log"
         cmd = [
             sys.executable,
-            "scripts/local_api.py",
+            "-m",
+            "scripts.local.api",
             "--watch",
             "--port",
             "0",
@@ -485,9 +487,7 @@ class Bench:
             server.wait(30)
 
     def cold_starts(self) -> dict[str, Timing]:
-        sys.path.insert(0, str(REPO_ROOT / "scripts"))
-        from edit_loop import environment_config
-
+        from scripts.local.edit_loop import environment_config
         from stacks.backend_bundle import bundle_spec, function_environment
         from stacks.bundling.build import build_bundle
 
@@ -599,7 +599,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     print(render(report, args.runs))
     generated = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
-    command = " ".join(["scripts/bench.py", *(sys.argv[1:] if argv is None else argv)])
+    command = " ".join(["python -m scripts.bench", *(sys.argv[1:] if argv is None else argv)])
     DOC_PATH.write_text(render_document(report, args.runs, command, generated))
     _log(f"[bench] wrote {DOC_PATH.relative_to(REPO_ROOT)}")
     return 0

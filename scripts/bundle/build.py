@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
 """Build an environment's backend bundle as the stack does, without CDK: the bundler from the shell.
 
-    python scripts/bundle.py [--env staging] [--backend apps/backend-api] [--cache-dir .cache]
+    python -m scripts.bundle.build [--env staging] [--backend apps/backend-api] [--cache-dir .cache]
 
 Prints the bundle's summary line and its zip's path. The benchmark times this whole process against
-`sam build` (scripts/bench.py).
+`sam build` (scripts/bench/run.py).
 """
 
 from __future__ import annotations
@@ -14,13 +14,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-for _path in (REPO_ROOT, REPO_ROOT / "scripts"):
-    if str(_path) not in sys.path:
-        sys.path.insert(0, str(_path))
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
-from edit_loop import environment_config  # noqa: E402
-
+from scripts.local.edit_loop import environment_config  # noqa: E402
 from stacks.backend_bundle import bundle_spec  # noqa: E402
 from stacks.bundling.build import build_bundle  # noqa: E402
 from stacks.bundling.spec import BundlingError  # noqa: E402

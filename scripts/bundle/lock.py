@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """Write `requirements.lock` beside each backend's `requirements.txt` (run by `make lock`).
 
-    python scripts/lock.py                      # the default backend (apps/backend-api)
-    python scripts/lock.py apps/other-backend   # a backend folder, or its requirements.txt
-    python scripts/lock.py --check [PATHS]      # exit 1 when a lock is missing or stale
+    python -m scripts.bundle.lock                      # the default backend (apps/backend-api)
+    python -m scripts.bundle.lock apps/other-backend   # a backend folder, or its requirements.txt
+    python -m scripts.bundle.lock --check [PATHS]      # exit 1 when a lock is missing or stale
 
 Resolved (`uv pip compile --generate-hashes --only-binary :all:`) for every Python runtime of cdk.json's
 `environments.*.function.runtime`, on both Lambda architectures, each for its manylinux2014 platform as the
@@ -20,9 +20,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-if str(REPO_ROOT) not in sys.path:  # run as `python scripts/lock.py`: make `stacks` importable
-    sys.path.insert(0, str(REPO_ROOT))
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 from stacks.bundling.lock import (  # noqa: E402
     LOCK_NAME,

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Fail when checkov finds an unexplained problem in the synthesized CloudFormation templates.
 
-    python scripts/checkov_gate.py [--dir cdk.out] [--summary]
+    python -m scripts.checkov_gate [--dir cdk.out] [--summary]
 
 Runs checkov offline (`--framework cloudformation --skip-download`) on every `DIR/*.template.json` (named one
 by one: cdk.out also holds the bundles, thousands of files checkov must not read), then fails, listing:
@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 REQUIREMENTS = REPO_ROOT / "requirements-checkov.txt"
 CHECKOV_ARGS = ("--framework", "cloudformation", "-o", "json", "--quiet", "--skip-download")
 

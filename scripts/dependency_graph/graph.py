@@ -6,7 +6,7 @@ every backend module that two or more functions reach, and which functions impor
 export there fails their cold start, as `goals_common` failed every login) or reach it lazily (the first
 request that runs that code fails). Written as Markdown with a Mermaid flowchart, which GitHub renders:
 
-    python scripts/dependency_graph.py [--env prod] [--out docs/dependency-graph.md] [--all]
+    python -m scripts.dependency_graph [--env prod] [--out docs/dependency-graph.md] [--all]
 
 `--all` lists modules reached by a single function too. Source only: no bundle, no AWS.
 """
@@ -20,8 +20,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT))
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 from stacks.bundling.import_closure import source_reach  # noqa: E402
 from stacks.config import ConfigError, EnvironmentConfig, parse_environments  # noqa: E402
@@ -52,7 +51,7 @@ def render(graph: Graph, functions: Sequence[str], env: str) -> str:
         f"# Dependency graph ({env})",
         "",
         "Which functions reach each backend module that more than one function uses (`make graph`;",
-        "scripts/dependency_graph.py). **init**: imported when the function starts, so a broken export",
+        "scripts/dependency_graph/graph.py). **init**: imported when the function starts, so a broken export",
         "fails its cold start; **lazy**: imported inside a function, so the first request running it fails.",
         "",
         "| module | init | lazy |",

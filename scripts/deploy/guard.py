@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Refuse deploy commands that bypass the canary for staging and prod. `make deploy` runs this first:
 
-    python scripts/deploy_guard.py STACK [CDK ARGS...]      # e.g. credmate-backend-prod --hotswap -> refused
+    python -m scripts.deploy.guard STACK [CDK ARGS...]      # e.g. credmate-backend-prod --hotswap -> refused
 
 Why: `cdk deploy --hotswap`, `--hotswap-fallback`, `cdk watch` (and `cdk deploy --watch`, which hotswaps by
 default) and `sam sync` update Lambda code and configuration with direct Lambda API calls
@@ -15,7 +15,7 @@ Prod also refuses a silent downgrade of the bundle's safety. With `--assembly DI
 before `cdk deploy --app DIR`) the guard reads `DIR/<stack>.template.json`, whose top-level
 `Metadata.CredmateBundles` records each bundle's synth-time verification:
 
-    python scripts/deploy_guard.py --assembly cdk.out credmate-backend-prod
+    python -m scripts.deploy.guard --assembly cdk.out credmate-backend-prod
 
 A bundle synthesized with `-c skip_bundle_verification=true`, or built by the Docker fallback (which the
 synth-time import check cannot run on), has never been imported: the first outage's failure mode. Prod

@@ -1,6 +1,6 @@
 """Smoke-test any deployment of the API from a laptop or CI: the post-traffic hook's four checks.
 
-    python scripts/smoke_test.py --url https://abc123.execute-api.eu-west-1.amazonaws.com/v1/
+    python -m scripts.deploy.smoke_test --url https://abc123.execute-api.eu-west-1.amazonaws.com/v1/
     make smoke URL=https://api.credentialmate.com/
     make smoke URL=http://127.0.0.1:3000/v1      # against `make local-api` (plain http: loopback only)
 
@@ -23,10 +23,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 HOOKS = REPO_ROOT / "lambda_src" / "hooks"
 for path in (REPO_ROOT, HOOKS):
-    if str(path) not in sys.path:  # run as `python scripts/smoke_test.py`
+    if str(path) not in sys.path:  # run as `python -m scripts.deploy.smoke_test`, or loaded from its file
         sys.path.insert(0, str(path))
 
 import hook_core  # noqa: E402

@@ -1,6 +1,6 @@
 """Serve a synthesized environment's REST API on 127.0.0.1, each route running its real bundle. No Docker.
 
-    python scripts/local_api.py [--env staging] [--port 3000] [--watch] [-c backend_root=PATH]
+    python -m scripts.local.api [--env staging] [--port 3000] [--watch] [-c backend_root=PATH]
     make local-api [ENV=staging] [PORT=3000] [WATCH=1]
 
 What API Gateway would do, read from `cdk.out/<stack>.template.json` (synthesized first, as `make synth`
@@ -15,14 +15,14 @@ back as API Gateway returns it. A function error or a malformed proxy response a
 path outside the stage 403 {"message": "Forbidden"}, an integration running past 29 s 504.
 
 The database, by default: DATABASE_URL when set (or --database-url), else a local PostgreSQL whose data
-persists in .cache/local-postgres/<env>/ (scripts/local_database.py; `make clean` removes it), migrated to
+persists in .cache/local-postgres/<env>/ (scripts/local/database.py; `make clean` removes it), migrated to
 head with the deploy's own runner before the first request. The functions get its DATABASE_URL and a
 JWT_SECRET for this run (unless --set-env gives them). `make local-user EMAIL=.. PASSWORD=..` creates a
 user that can log in. --no-database serves without one (every login then answers 401). Ctrl-C stops the
 emulators and the PostgreSQL server this started.
 
 --watch polls the backend's source (and cdk.json, requirements) for changes. A source edit is rebuilt by
-the bundler directly and served by new runtimes, usually within a second (scripts/edit_loop.py: a bundle
+the bundler directly and served by new runtimes, usually within a second (scripts/local/edit_loop.py: a bundle
 that fails answers its error, never the previous code); any other change synthesizes again, and a synth
 that fails keeps the previous deployment serving.
 
@@ -53,12 +53,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from edit_loop import EditLoop, source_only
-from local_database import DEFAULT_ROOT, local_database, migrate
-from local_postgres import PostgresError
-from local_stack import (
+from scripts.local.database import DEFAULT_ROOT, local_database, migrate
+from scripts.local.edit_loop import EditLoop, source_only
+from scripts.local.postgres import PostgresError
+from scripts.local.stack import (
     DEFAULT_CACHE,
     LOCAL_ACCOUNT,
     REPO_ROOT,

@@ -18,9 +18,9 @@ import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from local_postgres import LocalPostgres, PostgresError
+from scripts.local.postgres import LocalPostgres, PostgresError
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_ROOT = REPO_ROOT / ".cache" / "local-postgres"
 DATABASE = "credmate"
 RUNNING = "running.json"

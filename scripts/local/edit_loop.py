@@ -4,7 +4,7 @@ runtimes, with no `cdk synth` (a change to cdk.json or the requirements still sy
 The bundle is built from the same spec the stack uses (stacks/backend_bundle.py), on the cached dependency
 layer: only the edited source is new, so the build takes about a tenth of a second. Every function whose
 code was the previous backend bundle then runs the new one, in fresh runtimes started on their next request,
-forked from a zygote that has imported the layer's dependencies already (scripts/zygote.py).
+forked from a zygote that has imported the layer's dependencies already (scripts/local/zygote.py).
 Nothing is served stale as if it were the new code:
 
 * a source the bundler refuses (the static import check) is printed, and the functions answer 502 with it
@@ -24,10 +24,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from local_stack import REPO_ROOT, LocalFunction, Runtimes, backend_root
 from rie import runtime_path
-from zygote import Zygote
 
+from scripts.local.stack import REPO_ROOT, LocalFunction, Runtimes, backend_root
+from scripts.local.zygote import Zygote
 from stacks.backend_bundle import bundle_spec, handler_checks
 from stacks.bundling import bundle_cache
 from stacks.bundling.build import build_bundle
@@ -78,7 +78,7 @@ class EditLoop:
         self._warm(self.current)
 
     def _warm(self, result: BundleResult) -> None:
-        """A zygote (scripts/zygote.py) for the bundle's dependency layer, made ready before the edit."""
+        """A zygote (local/zygote.py) for the bundle's dependency layer, made ready before the edit."""
         tree = str(result.layer) if result.layer else None
         if self.zygote is not None and self.zygote.tree != tree:
             self.zygote.stop()

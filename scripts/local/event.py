@@ -1,13 +1,13 @@
 """Send a function the event SQS or EventBridge would deliver, on its real bundle under the Lambda RIE.
 
-    python scripts/local_event.py --function Worker --kind sqs [--body '{"task": "extract"}'] [--count 2]
-    python scripts/local_event.py --function CampaignScheduler --kind schedule
+    python -m scripts.local.event --function Worker --kind sqs [--body '{"task": "extract"}'] [--count 2]
+    python -m scripts.local.event --function CampaignScheduler --kind schedule
     make local-event FUNCTION=Worker KIND=sqs|schedule [BODY=...] [ENV=staging]
 
 Like `sam local generate-event` followed by an invoke, but from the synthesized template: the queue behind
 the function's SQS event source mapping (its ARN, FIFO attributes, batch size) and the EventBridge rule
 targeting it (its ARN, and the target's constant Input, which EventBridge delivers instead of the event).
-The function runs with its template environment (as scripts/local_api.py does). Prints the event to stderr
+The function runs with its template environment (as scripts/local/api.py does). Prints the event to stderr
 with --show-event, the function's log on stderr and its response as JSON on stdout. Exit 0 when the function
 answered, 1 on a function error, 2 on bad usage.
 """
@@ -27,9 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from local_stack import (
+from scripts.local.stack import (
     DEFAULT_CACHE,
     LOCAL_ACCOUNT,
     LOCAL_REGION,

@@ -4,7 +4,7 @@ The emulator binary ships inside the `aws-sam-cli` wheel on PyPI (samcli/local/r
 This downloads that one wheel without its dependencies into the cache folder, extracts only the binary for
 the requested architecture and makes it executable. Idempotent: an existing binary is returned untouched.
 
-    python scripts/fetch_rie.py [--arch x86_64|arm64] [--cache-dir DIR]   # prints the binary's path
+    python -m scripts.local.fetch_rie [--arch x86_64|arm64] [--cache-dir DIR]   # prints the binary's path
 
 Never run the binary without `--runtime-interface-emulator-address 127.0.0.1:PORT`: with no address flag
 (even with --help) it listens on every interface at 8080. tests/harness/rie.py always passes one.
@@ -22,7 +22,7 @@ import zipfile
 from pathlib import Path
 
 SAM_CLI_VERSION = "1.170.0"
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_CACHE = REPO_ROOT / ".cache" / "rie"
 _ARCHES = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "arm64", "arm64": "arm64"}
 

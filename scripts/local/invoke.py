@@ -1,7 +1,7 @@
 """Invoke one backend function locally, as Lambda would run it: real bundle, real runtime client, no Docker.
 
-    python scripts/local_invoke.py --function BackendApi --event event.json
-    python scripts/local_invoke.py --function Worker --probe            # the deploy-time probe
+    python -m scripts.local.invoke --function BackendApi --event event.json
+    python -m scripts.local.invoke --function Worker --probe            # the deploy-time probe
     make local-invoke FUNCTION=BackendApi EVENT=event.json
 
 Builds (or reuses) the backend bundle with the same bundler as `cdk synth` (for this machine's architecture),
@@ -20,15 +20,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-# The harness library lives with its tests; the bundler (stacks/) is imported from the repo root.
-for _path in (REPO_ROOT, REPO_ROOT / "tests" / "harness"):
-    if str(_path) not in sys.path:
-        sys.path.insert(0, str(_path))
+# harness_bundles and rie are importable through this package's __init__.
+from harness_bundles import FUNCTION_HANDLERS, build_backend_bundle, function_environment
+from rie import HarnessError, LambdaEmulator
 
-from harness_bundles import FUNCTION_HANDLERS, build_backend_bundle, function_environment  # noqa: E402
-from local_stack import LocalStackError, parse_pairs  # noqa: E402
-from rie import HarnessError, LambdaEmulator  # noqa: E402
+from scripts.local.stack import LocalStackError, parse_pairs
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 DEFAULT_BACKEND = REPO_ROOT / "apps" / "backend-api"
 

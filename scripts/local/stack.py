@@ -1,7 +1,7 @@
 """A synthesized stack, run locally: its functions' code, handlers and environment, read from the template.
 
-Shared by scripts/local_api.py (the API behind a local API Gateway), scripts/local_event.py (SQS and
-EventBridge events) and scripts/bench_local_api.py. Everything comes from the synthesized template in the
+Shared by scripts/local/api.py (the API behind a local API Gateway), scripts/local/event.py (SQS and
+EventBridge events) and scripts/bench/local_api.py. Everything comes from the synthesized template in the
 cloud assembly, never from the stack's Python code, so any function catalog works:
 
 * code: the function's `Code` asset (S3Key `<hash>.zip`, metadata `aws:asset:path`). A bundle this repo's
@@ -32,14 +32,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-for _path in (REPO_ROOT, REPO_ROOT / "tests" / "harness"):
-    if str(_path) not in sys.path:
-        sys.path.insert(0, str(_path))
+# rie is importable through this package's __init__; HarnessError is re-exported for the local commands.
+from rie import HarnessError as HarnessError
+from rie import InvokeResult, LambdaEmulator
 
-from rie import HarnessError, InvokeResult, LambdaEmulator  # noqa: E402
+from stacks.bundling import bundle_cache, zipwrite
 
-from stacks.bundling import bundle_cache, zipwrite  # noqa: E402
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 DEFAULT_CACHE = REPO_ROOT / ".cache"
 LOCAL_REGION = "us-east-1"

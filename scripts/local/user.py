@@ -1,7 +1,7 @@
 """Create (or reset) a user in the local database, so a login works against `make local-api`.
 
     make local-user EMAIL=me@example.com PASSWORD=secret [ENV=staging]
-    python scripts/local_user.py --email me@example.com [--password-stdin] [--database-url URL]
+    python -m scripts.local.user --email me@example.com [--password-stdin] [--database-url URL]
 
 The sample backend has no registration route: this step writes the user with the backend's own model and
 password hashing (app.models.User, app.security.hash_password), so the login route verifies it exactly as
@@ -19,11 +19,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from local_database import DEFAULT_ROOT, local_database, migrate
-from local_postgres import PostgresError
-from local_stack import LocalStackError, backend_root, parse_context
+from scripts.local.database import DEFAULT_ROOT, local_database, migrate
+from scripts.local.postgres import PostgresError
+from scripts.local.stack import LocalStackError, backend_root, parse_context
 
 # Runs in the backend's own source folder (its `app` package), reading the password from stdin.
 CREATE_USER = """

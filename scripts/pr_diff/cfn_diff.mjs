@@ -2,10 +2,10 @@
 // How CloudFormation will apply one template over another, as JSON, from @aws-cdk/cloudformation-diff:
 // the library behind `cdk diff`, whose replacement rules come from the CloudFormation resource
 // specification (per property: update in place, may replace, will replace) and follow references to
-// replaced resources. scripts/diff_summary.py adds this project's own judgement (stack policy, canaries,
+// replaced resources. scripts/pr_diff/summary.py adds this project's own judgement (stack policy, canaries,
 // alarms) on top.
 //
-//     node scripts/cfn_diff.mjs OLD.template.json NEW.template.json
+//     node scripts/pr_diff/cfn_diff.mjs OLD.template.json NEW.template.json
 //
 // Output: {"library": version, "resources": {logicalId: {...}}, "iam": {...}, "securityGroups": {...}}.
 // Exit status 2: a file that cannot be read, or the library missing (the message says which).

@@ -2,7 +2,7 @@
 """What `make diff` and CI run: for each environment stack, a risk summary on top of the `cdk diff` output,
 written to cdk.out/diff/<stack>.md (one PR comment per environment).
 
-    python scripts/pr_diff.py [--base REF] [--offline] [--stacks S1,S2] [--out DIR]
+    python -m scripts.pr_diff [--base REF] [--offline] [--stacks S1,S2] [--out DIR]
 
 Two modes:
 
@@ -40,18 +40,13 @@ from pathlib import Path
 from typing import Any, Literal
 
 # diff_* are scripts beside this one, not package modules; stacks/ is the app's (for its config).
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import migration_diff
-import source_impact
-from diff_inputs import DiffInputError, load_asset_info, load_policy, load_template
-from diff_library import CfnDiffError, run_cfn_diff
-from diff_summary import summarize
-
+from scripts.pr_diff import migration_diff, source_impact
+from scripts.pr_diff.inputs import DiffInputError, load_asset_info, load_policy, load_template
+from scripts.pr_diff.library import CfnDiffError, run_cfn_diff
+from scripts.pr_diff.summary import summarize
 from stacks.config import ConfigError
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 # Borrowed by the base worktree: installing them again would cost minutes; bundles are keyed by input hash.
 SHARED_DIRS = (".venv", "node_modules", ".cache")
 # Any of these means the AWS SDK can find credentials (keys, profile, web identity, container role).

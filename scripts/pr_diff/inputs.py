@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from diff_model import Template
+from scripts.pr_diff.model import Template
 
 
 class DiffInputError(ValueError):

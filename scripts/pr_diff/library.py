@@ -1,8 +1,9 @@
-"""@aws-cdk/cloudformation-diff's verdict on two templates: scripts/cfn_diff.mjs run with the pinned Node.
+"""@aws-cdk/cloudformation-diff's verdict on two templates: cfn_diff.mjs (beside this file) run with the
+pinned Node.
 
 The library behind `cdk diff` decides how CloudFormation applies each change (update in place, may replace,
 will replace, destroy) and which IAM statements and security-group rules are added or removed; see
-scripts/cfn_diff.mjs for the JSON it prints.
+scripts/pr_diff/cfn_diff.mjs for the JSON it prints.
 """
 
 from __future__ import annotations
@@ -16,15 +17,15 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from diff_model import Template
+from scripts.pr_diff.model import Template
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 CFN_DIFF = Path(__file__).resolve().with_name("cfn_diff.mjs")
 LibraryDiff = Mapping[str, Any]
 
 
 class CfnDiffError(RuntimeError):
-    """scripts/cfn_diff.mjs could not run; the message says what to do."""
+    """scripts/pr_diff/cfn_diff.mjs could not run; the message says what to do."""
 
 
 def node_binary() -> str:
@@ -39,7 +40,7 @@ def node_binary() -> str:
 
 
 def run_cfn_diff(old_path: Path, new_path: Path) -> dict[str, Any]:
-    """The library's verdict on two template files (see scripts/cfn_diff.mjs for the JSON)."""
+    """The library's verdict on two template files (see scripts/pr_diff/cfn_diff.mjs for the JSON)."""
     command = [node_binary(), str(CFN_DIFF), str(old_path), str(new_path)]
     proc = subprocess.run(command, capture_output=True, text=True, check=False)
     if proc.returncode != 0:

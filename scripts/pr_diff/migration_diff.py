@@ -2,8 +2,9 @@
 """The Alembic migrations a deploy will apply: new revision files under the backend's `versions/` since a
 git base ref, with their revision ids read from the files as text (nothing is imported or executed).
 
-    python scripts/migration_diff.py --backend apps/backend-api --base origin/main [--migrations-dir DIR]
-    python scripts/migration_diff.py ... --json
+    python -m scripts.pr_diff.migration_diff --backend apps/backend-api --base origin/main \
+        [--migrations-dir DIR]
+    python -m scripts.pr_diff.migration_diff ... --json
 
 The deploy's migration step runs `upgrade head`, so on a database at the base's head these are exactly the
 revisions it applies, in the order listed (down_revision chain). It also lists migration files changed or

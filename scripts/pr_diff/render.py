@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from diff_model import CONTENT_HASHED_TYPES, KINDS, ResourceChange, StackDiff
+from scripts.pr_diff.model import CONTENT_HASHED_TYPES, KINDS, ResourceChange, StackDiff
 
 BLOCKED = "WILL BE BLOCKED by the stack policy"
 MAY_BE_BLOCKED = "WILL BE BLOCKED by the stack policy if CloudFormation replaces it"

@@ -4,10 +4,10 @@ at init and those that reach it lazily (inside a function), from the bundle's st
 
 Every function of the catalog shares one bundle, so any source change gives all of them a new version; this
 says which of them actually run the changed code, and when: the dependency graph a reviewer needs to know
-that renaming an export of a shared module breaks login. Used by `make diff` (scripts/pr_diff.py), and as a
+that renaming an export of a shared module breaks login. Used by `make diff` (pr_diff/cli.py), and as a
 command:
 
-    scripts/source_impact.py --base origin/main [--env prod]
+    scripts/pr_diff/source_impact.py --base origin/main [--env prod]
 """
 
 from __future__ import annotations
@@ -19,12 +19,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
-from migration_diff import MigrationDiffError, run_git  # noqa: E402
-
+from scripts.pr_diff.migration_diff import MigrationDiffError, run_git  # noqa: E402
 from stacks.bundling.import_closure import impact  # noqa: E402
 from stacks.bundling.spec import DEFAULT_EXCLUDES, is_excluded  # noqa: E402
 from stacks.config import ConfigError, EnvironmentConfig, parse_environments  # noqa: E402

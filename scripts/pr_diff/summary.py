@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """A risk-annotated Markdown summary of what deploying one CloudFormation template over another will do.
 
-    python scripts/diff_summary.py --old OLD.template.json --new NEW.template.json \
+    python -m scripts.pr_diff.summary --old OLD.template.json --new NEW.template.json \
         [--policy STACK.stack-policy.json] [--stack NAME] [--old-assets CDK_OUT] [--new-assets CDK_OUT]
 
 `cdk diff` lists every property change; a reviewer needs the few that matter: what is replaced or removed
@@ -11,7 +11,7 @@ alarm changes.
 
 How CloudFormation applies each change (update in place, may replace, will replace, destroy) and which IAM
 statements and security-group rules are added or removed come from `@aws-cdk/cloudformation-diff`, the
-library behind `cdk diff` (diff_library.py runs scripts/cfn_diff.mjs). This module adds what is this
+library behind `cdk diff` (diff_library.py runs scripts/pr_diff/cfn_diff.mjs). This module adds what is this
 project's own: the stack policy's verdict, canaries, alarms, rename hints and severity flags. Inputs are
 read by diff_inputs.py, the result types are in diff_model.py, the Markdown is written by diff_render.py.
 Everything is a function of the two templates, the stack policy in force and the bundle metadata
@@ -29,9 +29,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from diff_inputs import DiffInputError, asset_key, load_asset_info, load_policy, load_template
-from diff_library import CfnDiffError, LibraryDiff, library_diff, run_cfn_diff
-from diff_model import (
+from scripts.pr_diff.inputs import DiffInputError, asset_key, load_asset_info, load_policy, load_template
+from scripts.pr_diff.library import CfnDiffError, LibraryDiff, library_diff, run_cfn_diff
+from scripts.pr_diff.model import (
     CONTENT_HASHED_TYPES,
     AlarmChange,
     ChangeKind,
@@ -41,7 +41,7 @@ from diff_model import (
     Template,
     VersionChange,
 )
-from diff_render import md, render_markdown
+from scripts.pr_diff.render import md, render_markdown
 
 # Resource attributes CloudFormation does not act on: a change to only these is no change.
 INERT_ATTRIBUTES = frozenset({"Metadata", "DependsOn"})
@@ -612,7 +612,7 @@ def diff_templates(
 ) -> StackDiff:
     """Everything the summary reports, as data. `assets` maps an asset key (S3Key without .zip) to that
     bundle's build_info.json; missing entries only make the version reasons less precise. `library` is
-    scripts/cfn_diff.mjs's output for these two templates (computed here when not given)."""
+    scripts/pr_diff/cfn_diff.mjs's output for these two templates (computed here when not given)."""
     assets = assets or {}
     library = library or library_diff(old, new)
     versions, in_place = function_versions(old, new, assets)

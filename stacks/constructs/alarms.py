@@ -2,7 +2,7 @@
 
 One catalogue (`CATALOGUE`) describes every alarm: what it means, its likely cause, the first command to
 run, its threshold wording, comparison, evaluation and who is told. The constructs below build alarms only
-through it, and scripts/alarm_table.py prints the README table from it, so the two cannot diverge.
+through it, and scripts/alarm_table/table.py prints the README table from it, so the two cannot diverge.
 
 Why hand-written rather than cdk-monitoring-constructs (checked: 10.3.3 asks for aws-cdk-lib >=2.160,<3,
 so it would install next to 2.275):

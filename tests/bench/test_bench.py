@@ -4,17 +4,13 @@ interleaving and the document. Nothing here builds anything; the real benchmark 
 from __future__ import annotations
 
 import ast
-import sys
 from pathlib import Path
 
 import pytest
 
-# scripts/ is a folder of scripts, not a package: importing it as `bench` (its own name) keeps mypy's
-# `mypy .` from seeing scripts/bench.py under two module names.
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
-import bench
+from scripts.bench import run as bench
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def _report(**rows: tuple[float, ...]) -> bench.Report:
@@ -101,7 +97,7 @@ def test_runs_interleave_their_commands() -> None:
 
 def test_the_document_holds_rows_targets_method_and_notes() -> None:
     report = bench.Report(_report().rows, {"ours": None, "sam": 1_000_000}, (("host", "x"),), ("sam failed",))
-    text = bench.render_document(report, 3, "scripts/bench.py", "2026-12-07")
+    text = bench.render_document(report, 3, "python -m scripts.bench", "2026-12-07")
     assert "save-to-served" in text and "| sam build's output, zipped | 1.00 |" in text
     assert "not measured" in text and "## Method: what each side includes" in text
     assert "- sam failed" in text and "- host: x" in text

@@ -1,4 +1,4 @@
-"""scripts/checkov_gate.py and checkov_skip: unexplained findings fail, reasoned skips pass.
+"""scripts/checkov_gate/gate.py and checkov_skip: unexplained findings fail, reasoned skips pass.
 
 The first two tests run the real, pinned checkov (requirements-checkov.txt, through `uv tool run`: the first
 run on a machine installs it from PyPI, about 10 s); the others use a stand-in checkov command.
@@ -14,8 +14,7 @@ from typing import Any
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
-import checkov_gate
+from scripts.checkov_gate import gate as checkov_gate
 
 SQS_ENCRYPTION = "CKV_AWS_27"
 

@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 
+from scripts.dependency_graph import graph as dependency_graph
 from stacks.config import ConfigError, EnvironmentConfig, parse_functions
-from tests.conftest import REPO_ROOT
-
-sys.path.insert(0, str(REPO_ROOT / "scripts"))
-
-import dependency_graph
 
 
 def _backend(tmp_path: Path) -> Path:

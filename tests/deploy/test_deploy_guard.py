@@ -1,6 +1,6 @@
 # mypy: allow-untyped-defs, allow-incomplete-defs
 # (pyproject relaxes tests.* like this, but mypy names these files without the tests. prefix)
-"""scripts/deploy_guard.py: staging and prod refuse every deploy mode bypassing CloudFormation/CodeDeploy."""
+"""scripts/deploy/guard.py: staging and prod refuse every deploy mode bypassing CloudFormation/CodeDeploy."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
-import deploy_guard
+from scripts.deploy import guard as deploy_guard
 
-SCRIPTS = Path(deploy_guard.__file__).parent
+REPO_ROOT = Path(deploy_guard.__file__).parents[2]
+GUARD = [sys.executable, "-m", "scripts.deploy.guard"]
 
 
 @pytest.mark.parametrize(
@@ -71,7 +71,8 @@ def test_main_exits_non_zero_with_a_message(capsys):
 def test_the_make_target_invocation_blocks_before_cdk_runs():
     """As `make deploy ENV=prod CDK_ARGS=--hotswap` runs it: a separate process, non-zero exit."""
     done = subprocess.run(
-        [sys.executable, str(SCRIPTS / "deploy_guard.py"), "credmate-backend-prod", "--hotswap"],
+        [*GUARD, "credmate-backend-prod", "--hotswap"],
+        cwd=REPO_ROOT,
         capture_output=True,
         text=True,
         check=False,
@@ -199,12 +200,12 @@ def test_skip_flag_allowed_elsewhere(argv):
 
 def test_make_deploy_checks_the_assembly_it_then_deploys():
     """The Makefile's deploy recipe: synth, the assembly check, then `cdk deploy` of that same assembly."""
-    makefile = (SCRIPTS.parent / "Makefile").read_text()
+    makefile = (REPO_ROOT / "Makefile").read_text()
     recipe = makefile.split("\ndeploy:", 1)[1].split("\n\n", 1)[0].splitlines()[1:]
     commands = [ln.strip() for ln in recipe if not ln.strip().startswith("@#")]
     synth = next(i for i, c in enumerate(commands) if " synth " in c)
-    guard = next(i for i, c in enumerate(commands) if "deploy_guard.py --assembly cdk.out" in c)
-    deploy = next(i for i, c in enumerate(commands) if " deploy " in c and "deploy_guard" not in c)
+    guard = next(i for i, c in enumerate(commands) if "scripts.deploy.guard --assembly cdk.out" in c)
+    deploy = next(i for i, c in enumerate(commands) if " deploy " in c and "scripts.deploy.guard" not in c)
     assert synth < guard < deploy
     assert "--app cdk.out" in commands[deploy]
 
@@ -213,12 +214,12 @@ def test_the_assembly_check_as_a_separate_process(tmp_path):
     write_template(tmp_path, "credmate-backend-prod", [verified(docker_fallback=True)])
     done = subprocess.run(
         [
-            sys.executable,
-            str(SCRIPTS / "deploy_guard.py"),
+            *GUARD,
             "--assembly",
             str(tmp_path),
             "credmate-backend-prod",
         ],
+        cwd=REPO_ROOT,
         capture_output=True,
         text=True,
         check=False,

@@ -1,4 +1,4 @@
-"""scripts/smoke_test.py against local HTTP servers: a healthy API passes, a broken one fails by name."""
+"""scripts.deploy.smoke_test against local HTTP servers: a healthy API passes, a broken one fails by name."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from types import ModuleType
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "smoke_test.py"
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "deploy" / "smoke_test.py"
 ORIGIN = "https://credentialmate.com"
 
 

@@ -1,15 +1,11 @@
-"""scripts/wait_deployments.py against Stubber fakes of CloudFormation and CodeDeploy."""
+"""scripts/deploy/wait_deployments.py against Stubber fakes of CloudFormation and CodeDeploy."""
 
 from __future__ import annotations
-
-import sys
-from pathlib import Path
 
 import boto3
 from botocore.stub import Stubber
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
-import wait_deployments
+from scripts.deploy import wait_deployments
 
 STACK = "credmate-backend-prod"
 

@@ -1,4 +1,4 @@
-"""scripts/diagram.py on a small hand-written tree.json (no synth, no CDK): what the model finds, that the SVG
+"""scripts.diagram on a small hand-written tree.json (no synth, no CDK): what the model finds, that the SVG
 is deterministic, valid and free of overlaps, and the command line's exit codes. One test reads the real
 cdk.out/tree.json when a synth left one there."""
 
@@ -7,19 +7,15 @@ from __future__ import annotations
 import copy
 import itertools
 import json
-import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-# scripts/ is a folder of scripts, not a package: importing `diagram` by its own name keeps `mypy .` from
-# seeing scripts/diagram.py under two module names (as tests/test_bench.py does).
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
-import diagram
+from scripts.diagram import render as diagram
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 STACK = "shop-prod"
 LAMBDA_FQN = "aws-cdk-lib.aws_lambda.Function"
 

@@ -1,4 +1,4 @@
-"""Run scripts/local_api.py as a developer does (its own process, a real port) and talk to it with urllib.
+"""Run scripts.local.api as a developer does (its own process, a real port) and talk to it with urllib.
 
 The synthesized assembly of the real app is shared by every xdist worker of one run: the first worker to
 need it synthesizes under a file lock, the others reuse it (a full synth costs ~10 s).
@@ -23,12 +23,9 @@ from typing import Any
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-SCRIPTS = REPO_ROOT / "scripts"
-if str(SCRIPTS) not in sys.path:
-    sys.path.insert(0, str(SCRIPTS))
+from scripts.local import stack as local_stack
 
-import local_stack  # noqa: E402
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 LISTENING = re.compile(r"listening on (http://127\.0\.0\.1:\d+/\S+)")
 
@@ -72,13 +69,13 @@ def http(
 
 
 class LocalApiProcess:
-    """`python scripts/local_api.py ARGS --port 0`, its log in a file; stopped by its own process id."""
+    """`python -m scripts.local.api ARGS --port 0`, its log in a file; stopped by its own process id."""
 
     def __init__(self, args: list[str], log_path: Path, *, start_timeout: float = 240.0) -> None:
         self.log_path = log_path
         self._log = open(log_path, "wb")  # noqa: SIM115 (closed in stop)
         self.process = subprocess.Popen(
-            [sys.executable, str(SCRIPTS / "local_api.py"), "--port", "0", *args],
+            [sys.executable, "-m", "scripts.local.api", "--port", "0", *args],
             cwd=REPO_ROOT,
             stdout=self._log,
             stderr=subprocess.STDOUT,

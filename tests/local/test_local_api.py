@@ -1,5 +1,5 @@
 # mypy: allow-untyped-defs, allow-incomplete-defs
-"""scripts/local_api.py and scripts/local_event.py: the synthesized API and triggers, on the real bundles.
+"""scripts.local.api and scripts.local.event: the synthesized API and triggers, on the real bundles.
 
 The server runs as its own process on a free loopback port and is called with urllib, as a browser or the
 frontend would. Expected values come from the synthesized template and the built bundle, not from constants:
@@ -28,13 +28,12 @@ from typing import Any
 
 import pytest
 from harness_bundles import remove_distribution
-from local_api_server import REPO_ROOT, LocalApiProcess, http, shared_assembly
-from local_postgres import scratch_folder
 
-# scripts/ is on sys.path once local_api_server is imported.
-local_api = importlib.import_module("local_api")
-local_event = importlib.import_module("local_event")
-local_stack = importlib.import_module("local_stack")
+from scripts.local import api as local_api
+from scripts.local import event as local_event
+from scripts.local import stack as local_stack
+from scripts.local.postgres import scratch_folder
+from tests.local.local_api_server import REPO_ROOT, LocalApiProcess, http, shared_assembly
 
 pytestmark = pytest.mark.harness
 
@@ -44,7 +43,7 @@ PROBE = REPO_ROOT / "lambda_src" / "probe" / "credmate_probe.py"
 
 def _smoke_module() -> ModuleType:
     spec = importlib.util.spec_from_file_location(
-        "smoke_test_script", REPO_ROOT / "scripts" / "smoke_test.py"
+        "smoke_test_script", REPO_ROOT / "scripts" / "deploy" / "smoke_test.py"
     )
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
@@ -200,8 +199,8 @@ def test_a_local_user_logs_in_and_the_data_survives_a_restart(assembly, tmp_path
     """`make local-api`, then the documented `make local-user` step, then a real HTTP client: a token for
     the right password, 401 for a wrong one; Ctrl-C stops the PostgreSQL it started; a second start finds
     the user still there."""
-    import local_database
-    import local_user
+    from scripts.local import database as local_database
+    from scripts.local import user as local_user
 
     data = scratch_folder("credmate-local-user-")
     args = ["--no-synth", "--cdk-out", str(assembly), "--stack", STACK, "--data-dir", str(data)]
@@ -243,7 +242,7 @@ def test_a_local_user_logs_in_and_the_data_survives_a_restart(assembly, tmp_path
 
 
 def test_local_user_refuses_bad_input(capsys):
-    import local_user
+    from scripts.local import user as local_user
 
     assert local_user.main(["--email", "not-an-address", "--password", "x"]) == 2
     assert "is not an email address" in capsys.readouterr().err
@@ -424,7 +423,8 @@ def test_binary_round_trip_and_watch_rebuilds_on_a_source_edit(mini_backend, tmp
 
 def _is_zygote(cmdline: Path) -> bool:
     try:
-        return str(REPO_ROOT / "scripts" / "zygote.py") in cmdline.read_bytes().decode(errors="replace")
+        zygote = REPO_ROOT / "scripts" / "local" / "zygote.py"
+        return str(zygote) in cmdline.read_bytes().decode(errors="replace")
     except OSError:
         return False
 
@@ -466,8 +466,9 @@ def test_routing_prefers_literal_then_parameter_then_greedy():
 def test_unknown_route_and_method_answer_missing_authentication_token():
     api = _api()
     narrow = local_api.Api("Api", "v1", (api.resources[2],), (), None)
+    no_template: Any = None  # the gateway never reads it on these paths
     gateway = local_api.Gateway(
-        local_api.Deployment(narrow, local_stack.Runtimes({}), None), log=lambda _m: None
+        local_api.Deployment(narrow, local_stack.Runtimes({}), no_template), log=lambda _m: None
     )
     for method, path in (("GET", "/v1/elsewhere"), ("DELETE", "/v1/items")):
         answer = gateway.handle(local_api.Request(method, path, [], b"", "127.0.0.1", "127.0.0.1", 1))
@@ -497,10 +498,13 @@ def test_event_carries_everything_api_gateway_sends():
     assert context["identity"]["sourceIp"] == "127.0.0.1" and context["httpMethod"] == "POST"
     assert not notes  # a binary media type: nothing API Gateway would do differently
 
-    text, _ = local_api.proxy_event(api, _request("/v1/", body="é".encode()), *api.match(()), "r")
+    root = api.match(())
+    assert root is not None
+    top, no_params = root
+    text, _ = local_api.proxy_event(api, _request("/v1/", body="é".encode()), top, no_params, "r")
     assert text["body"] == "é" and text["isBase64Encoded"] is False and text["pathParameters"] is None
     assert text["queryStringParameters"] is None
-    undecodable, notes = local_api.proxy_event(api, _request("/v1/", body=b"\xff"), *api.match(()), "r")
+    undecodable, notes = local_api.proxy_event(api, _request("/v1/", body=b"\xff"), top, no_params, "r")
     assert undecodable["isBase64Encoded"] is True and notes
 
 

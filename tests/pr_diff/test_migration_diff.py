@@ -1,6 +1,6 @@
 # mypy: allow-untyped-defs, allow-incomplete-defs
 # (pyproject relaxes tests.* like this, but mypy names these files without the tests. prefix)
-"""scripts/migration_diff.py: the migration files a deploy applies, from a temporary git repository."""
+"""scripts.pr_diff.migration_diff: the migration files a deploy applies, from a temporary git repository."""
 
 from __future__ import annotations
 
@@ -11,8 +11,7 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
-import migration_diff
+from scripts.pr_diff import migration_diff
 
 SCRIPT = Path(migration_diff.__file__)
 
@@ -131,6 +130,6 @@ def test_cli(repo):
 
 def test_the_sample_backend_layout_is_found():
     """The real repository: the sample backend's versions/ exists where the default settings look."""
-    repo_root = Path(__file__).resolve().parents[1]
+    repo_root = Path(__file__).resolve().parents[2]
     changes = migration_diff.migration_changes(repo_root / "apps" / "backend-api", "HEAD")
     assert changes.versions_dir == "apps/backend-api/src/migrations/versions"

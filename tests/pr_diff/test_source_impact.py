@@ -1,21 +1,17 @@
-"""scripts/source_impact.py and `make diff`'s extra sections: which functions run a changed source file,
+"""scripts.pr_diff.source_impact and `make diff`'s extra sections: which functions run a changed source file,
 from a temporary git repository holding a backend and its catalog."""
 
 from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from scripts.pr_diff import cli as pr_diff
+from scripts.pr_diff import migration_diff, source_impact
 from tests.conftest import REPO_ROOT
-
-sys.path.insert(0, str(REPO_ROOT / "scripts"))
-
-import pr_diff
-import source_impact
 
 CATALOG = {
     "Login": {"handler": "handlers.login.main", "trigger": {"type": "api"}},
@@ -86,7 +82,7 @@ def test_no_change_renders_nothing_and_a_bad_ref_is_named(repo: Path) -> None:
         source_impact.render_markdown(source_impact.source_impact(backend / "src", configs["prod"], "HEAD"))
         == ""
     )
-    with pytest.raises(source_impact.MigrationDiffError, match="no-such-ref"):
+    with pytest.raises(migration_diff.MigrationDiffError, match="no-such-ref"):
         source_impact.source_impact(backend / "src", configs["prod"], "no-such-ref")
 
 

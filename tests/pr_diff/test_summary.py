@@ -1,6 +1,6 @@
 # mypy: allow-untyped-defs, allow-incomplete-defs
 # (pyproject relaxes tests.* like this, but mypy names these files without the tests. prefix)
-"""scripts/diff_summary.py on fixture template pairs (tests/fixtures/diff), and scripts/pr_diff.py's
+"""scripts/pr_diff/summary.py on fixture template pairs (tests/fixtures/diff), and scripts/pr_diff/cli.py's
 argument handling, worktree lifecycle and report writing with fake synth/diff commands (no CDK, no AWS).
 
 Fixtures: base.template.json is a trimmed synth of credmate-backend-prod; each <case>.template.json is the
@@ -11,21 +11,19 @@ from __future__ import annotations
 import copy
 import json
 import subprocess
-import sys
 import zipfile
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
-import diff_library
-import diff_model
-import diff_render
-import diff_summary as ds
-import pr_diff
+from scripts.pr_diff import cli as pr_diff
+from scripts.pr_diff import library as diff_library
+from scripts.pr_diff import model as diff_model
+from scripts.pr_diff import render as diff_render
+from scripts.pr_diff import summary as ds
 
-FIXTURES = Path(__file__).resolve().parent / "fixtures" / "diff"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "diff"
 STACK = "credmate-backend-prod"
 FUNCTIONS = {
     "BackendApi/Function": "BackendApiFunction1069C09C",
@@ -623,7 +621,7 @@ def test_cli_assets_folder_must_exist(tmp_path, capsys):
 
 
 # ---------------------------------------------------------------------------------------------------------
-# scripts/pr_diff.py: arguments and mode
+# scripts/pr_diff/cli.py: arguments and mode
 
 
 @pytest.mark.parametrize(
@@ -692,7 +690,7 @@ def test_compose_report_cuts_long_diff_output():
 
 
 # ---------------------------------------------------------------------------------------------------------
-# scripts/pr_diff.py: worktree and offline flow, on a throwaway git repository with fake cdk commands
+# scripts/pr_diff/cli.py: worktree and offline flow, on a throwaway git repository with fake cdk commands
 
 
 def _git(repo: Path, *args: str) -> str:
@@ -712,7 +710,7 @@ def repo(tmp_path) -> Path:
     _git(path, "init", "--quiet", "--initial-branch=main")
     (path / "app.py").write_text("print('base')\n")
     # the project's cdk.json: pr_diff reads the environments from it for the source-impact section
-    (path / "cdk.json").write_text((Path(__file__).resolve().parents[1] / "cdk.json").read_text())
+    (path / "cdk.json").write_text((Path(__file__).resolve().parents[2] / "cdk.json").read_text())
     _git(path, "add", "app.py", "cdk.json")
     _git(path, "commit", "--quiet", "-m", "base")
     (path / "app.py").write_text("print('head')\n")  # uncommitted head change
@@ -838,7 +836,7 @@ def test_default_base_prefers_origin_main_then_main(repo):
 
 
 # ---------------------------------------------------------------------------------------------------------
-# scripts/pr_diff.py: deployed mode, CloudFormation faked with botocore's Stubber (no AWS)
+# scripts/pr_diff/cli.py: deployed mode, CloudFormation faked with botocore's Stubber (no AWS)
 
 
 @pytest.fixture

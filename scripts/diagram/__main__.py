@@ -1,0 +1,5 @@
+import sys
+
+from scripts.diagram.render import main
+
+sys.exit(main())
