@@ -1,5 +1,5 @@
 import sys
 
-from scripts.diagram.render import main
+from scripts.diagram.cli import main
 
 sys.exit(main())

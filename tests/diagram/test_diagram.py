@@ -13,7 +13,11 @@ from typing import Any
 
 import pytest
 
-from scripts.diagram import render as diagram
+from scripts.diagram.build import build_model
+from scripts.diagram.cli import DEFAULT_STACK, load_tree, main
+from scripts.diagram.layout import PAD_X, TEXT_SIZE, TITLE_SIZE, _text_width, layout
+from scripts.diagram.model import Model
+from scripts.diagram.render import render_svg
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 STACK = "shop-prod"
@@ -287,18 +291,18 @@ def tree() -> dict[str, Any]:
 
 
 @pytest.fixture
-def model(tree: dict[str, Any]) -> diagram.Model:
-    return diagram.build_model(tree, STACK)
+def model(tree: dict[str, Any]) -> Model:
+    return build_model(tree, STACK)
 
 
-def edges(model: diagram.Model, kind: str) -> set[tuple[str, str, str]]:
+def edges(model: Model, kind: str) -> set[tuple[str, str, str]]:
     return {(e.source, e.target, e.label) for e in model.edges if e.kind == kind}
 
 
 # ------------------------------------------------------------------------------------------------ model
 
 
-def test_functions_are_the_aliased_lambdas_request_path_first(model: diagram.Model) -> None:
+def test_functions_are_the_aliased_lambdas_request_path_first(model: Model) -> None:
     # THEN only functions with an alias count (hooks and the drift check do not), API-fed first, then queue,
     # then schedule; each named by the construct that holds function and alias
     assert [(f.name, f.alias, f.runtime, f.memory_mb) for f in model.functions] == [
@@ -308,7 +312,7 @@ def test_functions_are_the_aliased_lambdas_request_path_first(model: diagram.Mod
     ]
 
 
-def test_sources_point_at_the_alias_and_the_queue_at_its_dead_letter_queue(model: diagram.Model) -> None:
+def test_sources_point_at_the_alias_and_the_queue_at_its_dead_letter_queue(model: Model) -> None:
     assert edges(model, "invokes") >= {
         ("Api", "Front/Function", "live"),
         ("JobsQueue", "Worker/Function", "live"),
@@ -322,7 +326,7 @@ def test_sources_point_at_the_alias_and_the_queue_at_its_dead_letter_queue(model
     assert kinds["NightlySchedule"] == ("schedule", "EventBridge cron(0 3 * * ? *)")
 
 
-def test_each_deployment_group_has_its_function_and_hooks(model: diagram.Model) -> None:
+def test_each_deployment_group_has_its_function_and_hooks(model: Model) -> None:
     hooks = {d.function: [(h.stage, h.name) for h in d.hooks] for d in model.deployments}
     # THEN Front has both hooks, Worker only a pre-traffic hook, Nightly (no canary in the tree) nothing
     assert hooks == {
@@ -344,12 +348,12 @@ def test_a_group_without_references_falls_back_to_the_name_convention(tree: dict
     # GIVEN a canary for Nightly whose group names no alarm and has no hook
     stack_children(tree)["NightlyCanary"] = {**canary("NightlyGroupABAB1212", [], {}), "id": "NightlyCanary"}
     # WHEN the model is built
-    model = diagram.build_model(tree, STACK)
+    model = build_model(tree, STACK)
     # THEN `<Name>Canary` belongs to `<Name>`
     assert ("NightlyCanary/DeploymentGroup", "Nightly/Function", "shifts prod") in edges(model, "deploys")
 
 
-def test_alarms_are_grouped_per_owner_construct_and_point_to_their_topics(model: diagram.Model) -> None:
+def test_alarms_are_grouped_per_owner_construct_and_point_to_their_topics(model: Model) -> None:
     groups = {g.key: g for g in model.alarm_groups}
     assert [g.label for g in model.alarm_groups] == [
         "DriftCheck: 1 alarm",
@@ -374,14 +378,14 @@ def test_alarms_are_grouped_per_owner_construct_and_point_to_their_topics(model:
     }
 
 
-def test_topics_with_their_subscribers(model: diagram.Model) -> None:
+def test_topics_with_their_subscribers(model: Model) -> None:
     assert [(t.key, t.subscribers) for t in model.topics] == [
         ("OnCall/PagingTopic", ()),
         ("OnCall/Topic", ("email",)),
     ]
 
 
-def test_guardrails_are_found(model: diagram.Model) -> None:
+def test_guardrails_are_found(model: Model) -> None:
     assert [(w.key, w.sources, w.watches, w.topics) for w in model.watchers] == [
         ("OutOfBandChangeAlert/Rule", ("aws.lambda",), ("Front", "Worker"), ("OnCall/Topic",))
     ]
@@ -394,8 +398,8 @@ def test_what_the_tree_lacks_is_not_drawn(tree: dict[str, Any]) -> None:
     for key in ("OutOfBandChangeAlert", "DriftCheck", "JobsDeadLetters"):
         del stack_children(tree)[key]
     # WHEN it is modelled and drawn
-    model = diagram.build_model(tree, STACK)
-    svg = diagram.render_svg(model)
+    model = build_model(tree, STACK)
+    svg = render_svg(model)
     # THEN none of them appears, and neither does their section or column
     assert not model.watchers and not model.checks
     assert not edges(model, "redrive") and not any(s.kind == "domain" for s in model.sources)
@@ -410,14 +414,14 @@ def test_what_the_tree_lacks_is_not_drawn(tree: dict[str, Any]) -> None:
 
 
 def test_custom_domain_is_drawn_only_when_present(tree: dict[str, Any]) -> None:
-    without = diagram.build_model(tree, STACK)
+    without = build_model(tree, STACK)
     assert not [s for s in without.sources if s.kind == "domain"]
     # GIVEN the same stack with an API Gateway domain name mapped to the API
-    model = diagram.build_model(with_custom_domain(tree), STACK)
+    model = build_model(with_custom_domain(tree), STACK)
     # THEN the domain stands in front of the API
     assert [(s.key, s.detail) for s in model.sources if s.kind == "domain"] == [("Domain", "api.example.com")]
     assert edges(model, "routes") == {("Domain", "Api", "/")}
-    svg = diagram.render_svg(model)
+    svg = render_svg(model)
     assert "api.example.com" in svg and "Custom domain" in svg
 
 
@@ -425,8 +429,8 @@ def test_custom_domain_is_drawn_only_when_present(tree: dict[str, Any]) -> None:
 def test_the_real_tree_and_the_committed_picture(synthesized: dict[str, Any]) -> None:
     path = Path(synthesized["outdir"]) / "tree.json"
     # The README's picture must be the one this commit's app draws: `make diagram` regenerates it.
-    assert diagram.main(["--tree", str(path), "--check"]) == 0, "docs/architecture.svg is stale: make diagram"
-    model = diagram.build_model(diagram.load_tree(path), diagram.DEFAULT_STACK)
+    assert main(["--tree", str(path), "--check"]) == 0, "docs/architecture.svg is stale: make diagram"
+    model = build_model(load_tree(path), DEFAULT_STACK)
     names = {f.name for f in model.functions}
     assert {"BackendApi", "Worker", "CampaignScheduler"} <= names
     hooks = {d.function: {h.stage for h in d.hooks} for d in model.deployments}
@@ -441,23 +445,23 @@ def test_the_real_tree_and_the_committed_picture(synthesized: dict[str, Any]) ->
 # ----------------------------------------------------------------------------------------------- render
 
 
-def assert_no_overlaps(model: diagram.Model) -> None:
-    placed = list(diagram.layout(model).boxes.values())
+def assert_no_overlaps(model: Model) -> None:
+    placed = list(layout(model).boxes.values())
     for a, b in itertools.combinations(placed, 2):
         apart = a.x + a.w <= b.x or b.x + b.w <= a.x or a.y + a.h <= b.y or b.y + b.h <= a.y
         assert apart, f"{a.box.key} overlaps {b.box.key}"
     for p in placed:
         for line in p.box.lines:
-            size = diagram.TITLE_SIZE if line.bold else diagram.TEXT_SIZE
-            assert diagram._text_width(line.text, size, line.bold) <= p.w - 2 * diagram.PAD_X, line.text
+            size = TITLE_SIZE if line.bold else TEXT_SIZE
+            assert _text_width(line.text, size, line.bold) <= p.w - 2 * PAD_X, line.text
 
 
 def test_svg_is_deterministic_valid_and_shows_no_logical_ids(tree: dict[str, Any]) -> None:
-    first = diagram.render_svg(diagram.build_model(tree, STACK))
+    first = render_svg(build_model(tree, STACK))
     # WHEN the same tree is read again with its children in another order
     shuffled = json.loads(json.dumps(tree, sort_keys=True))
     shuffled["tree"]["children"][STACK]["children"] = dict(reversed(stack_children(shuffled).items()))
-    second = diagram.render_svg(diagram.build_model(shuffled, STACK))
+    second = render_svg(build_model(shuffled, STACK))
     # THEN the bytes are the same, the XML parses, and labels are construct paths, never hashed logical IDs
     assert first == second
     root = ET.fromstring(first)
@@ -470,14 +474,14 @@ def test_svg_is_deterministic_valid_and_shows_no_logical_ids(tree: dict[str, Any
 
 
 def test_boxes_do_not_overlap(tree: dict[str, Any]) -> None:
-    assert_no_overlaps(diagram.build_model(with_custom_domain(tree), STACK))
+    assert_no_overlaps(build_model(with_custom_domain(tree), STACK))
 
 
 def test_text_is_escaped(tree: dict[str, Any]) -> None:
     tree = with_custom_domain(tree)
     domain = stack_children(tree)["Domain"]["children"]["Resource"]["attributes"]
     domain["aws:cdk:cloudformation:props"]["domainName"] = "a<b>&c.example.com"
-    svg = diagram.render_svg(diagram.build_model(tree, STACK))
+    svg = render_svg(build_model(tree, STACK))
     ET.fromstring(svg)
     assert "a&lt;b&gt;&amp;c.example.com" in svg
 
@@ -494,18 +498,18 @@ def tree_file(tmp_path: Path, tree: dict[str, Any]) -> Path:
 
 def test_writes_the_svg_and_check_passes_on_a_fresh_file(tree_file: Path, tmp_path: Path) -> None:
     out = tmp_path / "docs" / "architecture.svg"
-    assert diagram.main(["--tree", str(tree_file), "--stack", STACK, "--out", str(out)]) == 0
+    assert main(["--tree", str(tree_file), "--stack", STACK, "--out", str(out)]) == 0
     assert out.read_text().startswith("<svg ")
-    assert diagram.main(["--tree", str(tree_file), "--stack", STACK, "--out", str(out), "--check"]) == 0
+    assert main(["--tree", str(tree_file), "--stack", STACK, "--out", str(out), "--check"]) == 0
 
 
 def test_check_fails_on_a_stale_or_missing_file(
     tree_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "architecture.svg"
-    assert diagram.main(["--tree", str(tree_file), "--stack", STACK, "--out", str(out), "--check"]) == 1
+    assert main(["--tree", str(tree_file), "--stack", STACK, "--out", str(out), "--check"]) == 1
     out.write_text("<svg/>\n")
-    assert diagram.main(["--tree", str(tree_file), "--stack", STACK, "--out", str(out), "--check"]) == 1
+    assert main(["--tree", str(tree_file), "--stack", STACK, "--out", str(out), "--check"]) == 1
     assert f"{out} is stale: run make diagram" in capsys.readouterr().err
     assert out.read_text() == "<svg/>\n"  # --check never writes
 
@@ -514,14 +518,14 @@ def test_check_names_the_default_file_relative_to_the_repo(
     tree_file: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # The committed picture is of the real app, never of this fixture: stale, and not rewritten by --check.
-    assert diagram.main(["--tree", str(tree_file), "--stack", STACK, "--check"]) == 1
+    assert main(["--tree", str(tree_file), "--stack", STACK, "--check"]) == 1
     assert "docs/architecture.svg is stale: run make diagram" in capsys.readouterr().err
 
 
 def test_unknown_stack_exits_2_listing_the_stacks(
     tree_file: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert diagram.main(["--tree", str(tree_file), "--stack", "shop-dev", "--out", "/dev/null"]) == 2
+    assert main(["--tree", str(tree_file), "--stack", "shop-dev", "--out", "/dev/null"]) == 2
     err = capsys.readouterr().err
     assert str(tree_file) in err
     assert "stack 'shop-dev' is not in the tree; stacks found: shop-prod, shop-staging" in err
@@ -532,22 +536,22 @@ def test_missing_or_invalid_tree_exits_2_naming_the_file(
 ) -> None:
     # GIVEN a working directory elsewhere: relative paths still resolve from the repository root
     monkeypatch.chdir(tmp_path)
-    assert diagram.main(["--tree", "cdk.out/no-such-tree.json"]) == 2
+    assert main(["--tree", "cdk.out/no-such-tree.json"]) == 2
     assert "cdk.out/no-such-tree.json not found: run make synth first" in capsys.readouterr().err
     bad = tmp_path / "bad.json"
     bad.write_text("{not json")
-    assert diagram.main(["--tree", str(bad)]) == 2
+    assert main(["--tree", str(bad)]) == 2
     assert f"{bad} is not valid JSON" in capsys.readouterr().err
     bad.write_text('{"version": "tree-0.1"}')
-    assert diagram.main(["--tree", str(bad)]) == 2
+    assert main(["--tree", str(bad)]) == 2
     assert f"{bad} is not a CDK tree.json" in capsys.readouterr().err
 
 
 def test_a_stack_with_nothing_to_draw_still_renders(tree: dict[str, Any]) -> None:
     # GIVEN a stack with none of the things the picture shows
-    model = diagram.build_model(tree, "shop-staging")
+    model = build_model(tree, "shop-staging")
     # THEN the SVG says so instead of failing
-    svg = diagram.render_svg(model)
+    svg = render_svg(model)
     ET.fromstring(svg)
     assert "Nothing to draw" in svg
 
@@ -557,5 +561,5 @@ def test_an_arrow_is_labelled_with_the_alias_only_when_it_targets_the_alias(tree
     rule = stack_children(tree)["NightlySchedule"]["children"]["Resource"]["attributes"]
     rule["aws:cdk:cloudformation:props"]["targets"] = [{"arn": arn("NightlyFunction8C9D0E1F")}]
     # THEN the arrow still reaches Nightly, but does not claim to go through the alias
-    model = diagram.build_model(tree, STACK)
+    model = build_model(tree, STACK)
     assert ("NightlySchedule", "Nightly/Function", "") in edges(model, "invokes")
