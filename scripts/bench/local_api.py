@@ -24,6 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from scripts.local import api as local_api
+from scripts.local import gateway as local_gateway
+from scripts.local import proxy as local_proxy
 from scripts.local.stack import DEFAULT_CACHE, LocalStackError, synthesize
 
 OVERHEAD_LIMIT_MS = 20.0
@@ -83,8 +85,8 @@ def measure(
         quiet: Callable[[str], None] = lambda _m: None  # noqa: E731 (the request log would flood the console)
         deployment = local_api.load_deployment(options, log=quiet)
         deployment.runtimes.forward_logs = False
-        gateway = local_api.Gateway(deployment, log=quiet)
-        server = local_api.make_server(gateway, 0)
+        gateway = local_gateway.Gateway(deployment, log=quiet)
+        server = local_gateway.make_server(gateway, 0)
         thread = threading.Thread(target=server.serve_forever, daemon=True)
         thread.start()
         try:
@@ -95,7 +97,7 @@ def measure(
             deployment.runtimes.stop()
 
 
-def _alternate(port: int, deployment: local_api.Deployment, runs: int) -> LocalApiBench:
+def _alternate(port: int, deployment: local_gateway.Deployment, runs: int) -> LocalApiBench:
     api = deployment.api
     url = f"http://127.0.0.1:{port}/{api.stage}{HEALTH_PATH}"
     resource, params = api.match(tuple(HEALTH_PATH.strip("/").split("/"))) or (None, {})
@@ -108,10 +110,10 @@ def _alternate(port: int, deployment: local_api.Deployment, runs: int) -> LocalA
         ("User-Agent", "Python-urllib/3"),
         ("Accept-Encoding", "identity"),
     ]
-    request = local_api.Request(
+    request = local_proxy.Request(
         "GET", f"/{api.stage}{HEALTH_PATH}", headers, b"", "127.0.0.1", "127.0.0.1", port
     )
-    event: dict[str, Any] = local_api.proxy_event(api, request, resource, params, "bench")[0]
+    event: dict[str, Any] = local_proxy.proxy_event(api, request, resource, params, "bench")[0]
 
     def through() -> float:
         started = time.perf_counter()

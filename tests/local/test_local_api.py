@@ -31,6 +31,9 @@ from harness_bundles import remove_distribution
 
 from scripts.local import api as local_api
 from scripts.local import event as local_event
+from scripts.local import gateway as local_gateway
+from scripts.local import proxy as local_proxy
+from scripts.local import routes as local_routes
 from scripts.local import stack as local_stack
 from scripts.local.postgres import scratch_folder
 from tests.local.local_api_server import REPO_ROOT, LocalApiProcess, http, shared_assembly
@@ -434,15 +437,15 @@ def _is_zygote(cmdline: Path) -> bool:
 
 
 def _api(binary: tuple[str, ...] = ()) -> Any:
-    proxy = local_api.Integration("proxy", function="Fn")
-    return local_api.Api(
+    proxy = local_routes.Integration("proxy", function="Fn")
+    return local_routes.Api(
         logical_id="Api",
         stage="v1",
         resources=(
-            local_api.Resource("/", (), {"ANY": proxy}),
-            local_api.Resource("/{proxy+}", ("{proxy+}",), {"ANY": proxy}),
-            local_api.Resource("/items", ("items",), {"GET": proxy}),
-            local_api.Resource("/items/{id}", ("items", "{id}"), {"GET": proxy}),
+            local_routes.Resource("/", (), {"ANY": proxy}),
+            local_routes.Resource("/{proxy+}", ("{proxy+}",), {"ANY": proxy}),
+            local_routes.Resource("/items", ("items",), {"GET": proxy}),
+            local_routes.Resource("/items/{id}", ("items", "{id}"), {"GET": proxy}),
         ),
         binary_media_types=binary,
         stage_variables={"color": "blue"},
@@ -450,7 +453,7 @@ def _api(binary: tuple[str, ...] = ()) -> Any:
 
 
 def _request(path: str, body: bytes = b"", headers: list[tuple[str, str]] | None = None) -> Any:
-    return local_api.Request("POST", path, headers or [], body, "127.0.0.1", "127.0.0.1", 3000)
+    return local_proxy.Request("POST", path, headers or [], body, "127.0.0.1", "127.0.0.1", 3000)
 
 
 def test_routing_prefers_literal_then_parameter_then_greedy():
@@ -465,13 +468,13 @@ def test_routing_prefers_literal_then_parameter_then_greedy():
 
 def test_unknown_route_and_method_answer_missing_authentication_token():
     api = _api()
-    narrow = local_api.Api("Api", "v1", (api.resources[2],), (), None)
+    narrow = local_routes.Api("Api", "v1", (api.resources[2],), (), None)
     no_template: Any = None  # the gateway never reads it on these paths
-    gateway = local_api.Gateway(
-        local_api.Deployment(narrow, local_stack.Runtimes({}), no_template), log=lambda _m: None
+    gateway = local_gateway.Gateway(
+        local_gateway.Deployment(narrow, local_stack.Runtimes({}), no_template), log=lambda _m: None
     )
     for method, path in (("GET", "/v1/elsewhere"), ("DELETE", "/v1/items")):
-        answer = gateway.handle(local_api.Request(method, path, [], b"", "127.0.0.1", "127.0.0.1", 1))
+        answer = gateway.handle(local_proxy.Request(method, path, [], b"", "127.0.0.1", "127.0.0.1", 1))
         assert answer.status == 403
         assert json.loads(answer.body) == {"message": "Missing Authentication Token"}
 
@@ -484,7 +487,7 @@ def test_event_carries_everything_api_gateway_sends():
         body=b"\x89PNG",
         headers=[("Content-Type", "image/png"), ("Cookie", "a=1"), ("Cookie", "b=2")],
     )
-    event, notes = local_api.proxy_event(api, request, resource, params, "rid")
+    event, notes = local_proxy.proxy_event(api, request, resource, params, "rid")
     assert event["resource"] == "/items/{id}" and event["path"] == "/items/a b"
     assert event["pathParameters"] == {"id": "a b"}
     assert event["queryStringParameters"] == {"x": "2", "y": ""}
@@ -501,16 +504,16 @@ def test_event_carries_everything_api_gateway_sends():
     root = api.match(())
     assert root is not None
     top, no_params = root
-    text, _ = local_api.proxy_event(api, _request("/v1/", body="é".encode()), top, no_params, "r")
+    text, _ = local_proxy.proxy_event(api, _request("/v1/", body="é".encode()), top, no_params, "r")
     assert text["body"] == "é" and text["isBase64Encoded"] is False and text["pathParameters"] is None
     assert text["queryStringParameters"] is None
-    undecodable, notes = local_api.proxy_event(api, _request("/v1/", body=b"\xff"), top, no_params, "r")
+    undecodable, notes = local_proxy.proxy_event(api, _request("/v1/", body=b"\xff"), top, no_params, "r")
     assert undecodable["isBase64Encoded"] is True and notes
 
 
 def test_proxy_responses_as_api_gateway_reads_them():
     api, request = _api(), _request("/v1/")
-    response, why = local_api.proxy_response(
+    response, why = local_proxy.proxy_response(
         {
             "statusCode": 201,
             "headers": {"X-One": "1", "X-Both": "single"},
@@ -534,7 +537,7 @@ def test_proxy_responses_as_api_gateway_reads_them():
         {"statusCode": 200, "unexpected": 1},
         {"body": "no status"},
     ):
-        assert local_api.proxy_response(malformed, request, api, "rid")[0] is None, malformed
+        assert local_proxy.proxy_response(malformed, request, api, "rid")[0] is None, malformed
 
 
 def test_environment_placeholders_name_the_unresolvable_intrinsic(template):
@@ -690,10 +693,10 @@ def test_any_template_routes_each_function_with_its_code_and_environment(tmp_pat
     )
     lines: list[str] = []
     deployment = local_api.load_deployment(options, log=lines.append)
-    gateway = local_api.Gateway(deployment, log=lines.append)
+    gateway = local_gateway.Gateway(deployment, log=lines.append)
     assert deployment.api.functions == {"FnA", "FnB"}
     try:
-        a = gateway.handle(local_api.Request("GET", "/prod/a?x=1", [], b"", "127.0.0.1", "127.0.0.1", 1))
+        a = gateway.handle(local_proxy.Request("GET", "/prod/a?x=1", [], b"", "127.0.0.1", "127.0.0.1", 1))
         body = json.loads(a.body)
         assert a.status == 200 and body["function"] == "A"
         assert body["env"]["GREETING"] == "hi"
@@ -707,17 +710,19 @@ def test_any_template_routes_each_function_with_its_code_and_environment(tmp_pat
         assert event["resource"] == "/a" and event["stageVariables"] == {"tier": "gold"}
         assert event["requestContext"]["stage"] == "prod" and event["queryStringParameters"] == {"x": "1"}
         # A POST to /a has no method: API Gateway's 403, not the function.
-        post_a = gateway.handle(local_api.Request("POST", "/prod/a", [], b"", "127.0.0.1", "127.0.0.1", 1))
+        post_a = gateway.handle(local_proxy.Request("POST", "/prod/a", [], b"", "127.0.0.1", "127.0.0.1", 1))
         assert post_a.status == 403
 
         png = b"\x89PNG\r\n\x1a\n" + bytes(range(256))
         headers = [("Content-Type", "image/png"), ("Accept", "image/png")]
-        b = gateway.handle(local_api.Request("PUT", "/prod/b/img", headers, png, "127.0.0.1", "127.0.0.1", 1))
+        b = gateway.handle(
+            local_proxy.Request("PUT", "/prod/b/img", headers, png, "127.0.0.1", "127.0.0.1", 1)
+        )
         assert b.status == 200 and b.body == png and not b.notes  # image/png is a binary media type
         assert (tmp_path / "cache" / "local-api" / "assets" / "bbbb" / "app.py").is_file()  # unzipped once
 
         for which in ("raise", "malformed"):
-            bad = gateway.handle(local_api.Request("GET", f"/prod/b/{which}", [], b"", "127.0.0.1", "h", 1))
+            bad = gateway.handle(local_proxy.Request("GET", f"/prod/b/{which}", [], b"", "127.0.0.1", "h", 1))
             assert bad.status == 502 and json.loads(bad.body) == {"message": "Internal server error"}
         log = "\n".join(lines)
         assert "handler blew up" in log and "malformed Lambda proxy response" in log

@@ -18,10 +18,12 @@ from typing import Any
 import pytest
 
 from scripts.pr_diff import cli as pr_diff
+from scripts.pr_diff import findings as diff_findings
 from scripts.pr_diff import library as diff_library
 from scripts.pr_diff import model as diff_model
 from scripts.pr_diff import render as diff_render
 from scripts.pr_diff import summary as ds
+from scripts.pr_diff import values as diff_values
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "diff"
 STACK = "credmate-backend-prod"
@@ -124,7 +126,7 @@ def test_alarm_added_removed_and_actions(base):
         },
     }
     res["BackendApiAlarmsErrors7E2B1F40"]["Properties"]["AlarmActions"] = []
-    by_id = {a.logical_id: a for a in ds.alarm_changes(base, new)}
+    by_id = {a.logical_id: a for a in diff_findings.alarm_changes(base, new)}
     assert by_id["WorkerAlarmsErrors38D8F738"].kind == "removed"
     assert by_id["WorkerAlarmsThrottles1A2B3C4D"].kind == "added"
     assert by_id["WorkerAlarmsThrottles1A2B3C4D"].name == "Worker: throttles"
@@ -207,7 +209,7 @@ def test_iam_reordering_and_merging_statements_is_not_broadening(base):
     doc = new["Resources"]["WorkerFunctionServiceRoleDefaultPolicy07D8276A"]["Properties"]["PolicyDocument"]
     (statement,) = doc["Statement"]
     doc["Statement"] = [{**statement, "Action": [a]} for a in reversed(statement["Action"])]
-    assert ds.iam_findings(base, new) == []
+    assert diff_findings.iam_findings(base, new) == []
 
 
 def test_iam_allow_with_not_action_is_broadening_though_the_library_calls_it_negative(base):
@@ -219,7 +221,7 @@ def test_iam_allow_with_not_action_is_broadening_though_the_library_calls_it_neg
     (added,) = library["iam"]["statementAdditions"]
     assert added["negative"] is True and library["iam"]["broadened"] is False  # the library's verdict
     # THEN the summary reports it, in the library's rendering, as a wildcard grant
-    (finding,) = ds.iam_findings(base, new, library)
+    (finding,) = diff_findings.iam_findings(base, new, library)
     assert finding.logical_id == "WorkerFunctionServiceRoleDefaultPolicy07D8276A"
     assert "new Allow `NOT iam:*` on `arn:aws:s3:::bucket/*`" in finding.message
     assert "wildcard action" in finding.message and finding.severe
@@ -232,9 +234,9 @@ def test_iam_deny_split_into_two_statements_is_not_a_removal(base):
     doc["Statement"].append(deny)
     doc = new["Resources"]["WorkerFunctionServiceRoleDefaultPolicy07D8276A"]["Properties"]["PolicyDocument"]
     doc["Statement"] += [{**deny, "Action": a} for a in deny["Action"]]
-    assert ds.iam_findings(old, new) == []
+    assert diff_findings.iam_findings(old, new) == []
     doc["Statement"].pop()  # now s3:DeleteObject is no longer denied
-    (finding,) = ds.iam_findings(old, new)
+    (finding,) = diff_findings.iam_findings(old, new)
     assert finding.message.startswith("Deny removed: `s3:DeleteBucket s3:DeleteObject`") and finding.severe
 
 
@@ -262,7 +264,7 @@ def test_iam_public_permission_deny_removed_and_boundary(base):
             "Principal": "*",
         },
     }
-    findings = ds.iam_findings(old, new)
+    findings = diff_findings.iam_findings(old, new)
     messages = {f.message: f.severe for f in findings}
     assert messages["permissions boundary removed"] is True
     # the library reports the statement, not the inline policy's name; the finding names the role
@@ -297,14 +299,14 @@ def test_security_group_rule_on_one_port_from_a_private_range_is_listed_not_flag
     new = copy.deepcopy(old)
     rules = new["Resources"]["HooksSecurityGroup4D2E6F8A"]["Properties"]["SecurityGroupIngress"]
     rules.append({**rules[0], "CidrIp": "10.30.0.0/24"})
-    (finding,) = ds.security_group_findings(old, new)
+    (finding,) = diff_findings.security_group_findings(old, new)
     assert finding.message.startswith("new ingress TCP 443 from `10.30.0.0/24`; the group had")
     assert not finding.severe
 
 
 def test_security_group_narrowing_is_not_reported():
     old, new = load("sg_broadening"), load("sg_broadening.old")
-    assert ds.security_group_findings(old, new) == []
+    assert diff_findings.security_group_findings(old, new) == []
 
 
 def test_config_change_gives_new_versions_for_config(policy):
@@ -521,19 +523,21 @@ def test_metadata_only_change_is_no_change(base):
     ],
 )
 def test_policy_denies(statements, action, lid, rtype, denied):
-    assert ds.policy_denies({"Statement": statements}, action, lid, rtype) is denied
+    assert diff_values.policy_denies({"Statement": statements}, action, lid, rtype) is denied
 
 
 def test_render_and_references():
     value = {"Fn::Join": ["", ["arn:", {"Ref": "AWS::Partition"}, ":x:", {"Fn::GetAtt": ["Queue1", "Arn"]}]]}
-    assert ds.render(value) == "arn:${AWS::Partition}:x:${Queue1.Arn}"
-    assert ds.references(value) == {"Queue1"}
-    assert ds.references({"Fn::Sub": ["${Fn1.Arn}/${AWS::Region}/${Var}", {"Var": {"Ref": "Topic1"}}]}) == {
+    assert diff_values.render(value) == "arn:${AWS::Partition}:x:${Queue1.Arn}"
+    assert diff_values.references(value) == {"Queue1"}
+    assert diff_values.references(
+        {"Fn::Sub": ["${Fn1.Arn}/${AWS::Region}/${Var}", {"Var": {"Ref": "Topic1"}}]}
+    ) == {
         "Fn1",
         "Var",
         "Topic1",
     }
-    assert ds.references({"Fn::GetAtt": "Role1.Arn"}) == {"Role1"}
+    assert diff_values.references({"Fn::GetAtt": "Role1.Arn"}) == {"Role1"}
 
 
 # ---------------------------------------------------------------------------------------------------------
