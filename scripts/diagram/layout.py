@@ -41,6 +41,7 @@ COLUMN_TITLES = {
     ALARM_COL: "Alarms (CloudWatch)",
     TOPIC_COL: "On-call (SNS)",
 }
+# Colours per kind of box: data, alike line by line by design.
 # fill, stroke
 PALETTE = {
     "domain": ("#f1f5f9", "#475569"),
@@ -76,6 +77,7 @@ SOURCE_ORDER = {
 }
 
 
+# Records only: `duplicates` pairs their field lists with other records' by shape; no logic repeats.
 @dataclass(frozen=True)
 class Line:
     text: str

@@ -44,6 +44,7 @@ class DiagramError(Exception):
     """The tree cannot be drawn: missing or invalid file, or no such stack. main() exits 2 with it."""
 
 
+# Records only: `duplicates` pairs their field lists with other records' by shape; no logic repeats.
 @dataclass(frozen=True)
 class Function:
     """An application function: a Lambda function that has an alias (traffic goes to the alias)."""

@@ -18,6 +18,7 @@ from scripts.local.stack import (
 )
 
 
+# Records only: `duplicates` pairs their field lists with other records' by shape; no logic repeats.
 @dataclass(frozen=True)
 class MockResponse:
     status: int

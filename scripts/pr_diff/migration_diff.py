@@ -164,21 +164,22 @@ def render_markdown(changes: MigrationChanges) -> str:
             revision = f"`{m.revision}`" if m.revision else "**no revision id found**"
             lines.append(f"| {i} | {revision} | {revises} | `{m.path}` | {m.title} |")
         lines.append("")
-    if changes.modified:
-        lines.append(
-            "**Changed existing migration(s)**: a database that already ran them will not run them again; "
-            "add a new revision instead:"
-        )
-        lines += [f"- `{m.path}` (`{m.revision}`)" for m in changes.modified]
-        lines.append("")
-    if changes.removed:
-        lines.append(
-            "**Removed migration(s)**: a database at one of these revisions will make the migration step "
-            "refuse to run (it never downgrades):"
-        )
-        lines += [f"- `{p}`" for p in changes.removed]
-        lines.append("")
+    lines += _bullets(
+        "**Changed existing migration(s)**: a database that already ran them will not run them again; "
+        "add a new revision instead:",
+        [f"`{m.path}` (`{m.revision}`)" for m in changes.modified],
+    )
+    lines += _bullets(
+        "**Removed migration(s)**: a database at one of these revisions will make the migration step "
+        "refuse to run (it never downgrades):",
+        [f"`{p}`" for p in changes.removed],
+    )
     return "\n".join(lines)
+
+
+def _bullets(heading: str, items: Sequence[str]) -> list[str]:
+    """A heading line, one bullet per item and a blank line; nothing when there are no items."""
+    return [heading, *(f"- {item}" for item in items), ""] if items else []
 
 
 def main(argv: Sequence[str] | None = None) -> int:

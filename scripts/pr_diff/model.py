@@ -26,6 +26,7 @@ class ResourceChange:
     looks_like: str | None = None  # the logical ID this one looks renamed from/to
 
 
+# Records only: `duplicates` pairs their field lists with other records' by shape; no logic repeats.
 @dataclass(frozen=True)
 class VersionChange:
     function_id: str

@@ -107,21 +107,17 @@ def render_markdown(diff: StackDiff, extra_sections: Sequence[str] = ()) -> str:
 
     added = diff.of_kind("added")
     listed = [c for c in added if c.type not in CONTENT_HASHED_TYPES]
-    if listed:
-        lines += ["#### Added", ""]
-        lines += [
-            f"- {_label(c)}" + (f" (looks renamed from {md(c.looks_like)})" if c.looks_like else "")
-            for c in listed
-        ]
-        lines.append("")
-    modified = diff.of_kind("modified")
-    if modified:
-        lines += ["#### Modified (in place)", ""]
-        lines += [
-            f"- {_label(c)}: {', '.join(c.changed)}" + (f" — **{BLOCKED}**" if c.blocked_by else "")
-            for c in modified
-        ]
-        lines.append("")
+    lines += _section(
+        "Added",
+        [_label(c) + (f" (looks renamed from {md(c.looks_like)})" if c.looks_like else "") for c in listed],
+    )
+    lines += _section(
+        "Modified (in place)",
+        [
+            f"{_label(c)}: {', '.join(c.changed)}" + (f" — **{BLOCKED}**" if c.blocked_by else "")
+            for c in diff.of_kind("modified")
+        ],
+    )
     churn = [
         c
         for c in diff.changes
@@ -143,3 +139,8 @@ def render_markdown(diff: StackDiff, extra_sections: Sequence[str] = ()) -> str:
             "",
         ]
     return "\n".join(lines)
+
+
+def _section(title: str, items: Sequence[str]) -> list[str]:
+    """A level-4 heading, one bullet per item and a blank line; nothing when there are no items."""
+    return [f"#### {title}", "", *(f"- {item}" for item in items), ""] if items else []

@@ -291,6 +291,7 @@ def diff_templates(
     )
 
 
+# The keywords repeat diff_templates' on purpose: spelled out, callers' keywords are type-checked.
 def summarize(
     old: Template,
     new: Template,
@@ -337,6 +338,7 @@ def run(args: argparse.Namespace) -> str:
     return summarize(old, new, policy=policy, assets=assets, stack=stack, library=library)
 
 
+# The CLI tail every tool here shares (the error on stderr, an exit code): too small to factor out.
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     try:
