@@ -5,7 +5,8 @@
 * invoke: `make local-invoke` (`python -m scripts.local.invoke --function F --event E`), one handler;
 * event: `make local-event` (`python -m scripts.local.event --env ENV --function F --kind sqs|schedule`);
 * user: `make local-user` (`python -m scripts.local.user --env ENV --email E --password-stdin`);
-* stack: the synthesized template read as functions, routes and triggers (shared by the commands above);
+* stack: the synthesized template read as functions and triggers (shared by the commands above); routes,
+  proxy and gateway: API Gateway's part; assets: zip assets unzipped once, the folder bounded;
 * postgres, database: a real local PostgreSQL server and the environment's migrated database in it;
 * fetch_rie: the emulator binary, from the pinned aws-sam-cli wheel.
 

@@ -6,7 +6,8 @@ cloud assembly, never from the stack's Python code, so any function catalog work
 
 * code: the function's `Code` asset (S3Key `<hash>.zip`, metadata `aws:asset:path`). A bundle this repo's
   bundler built is found in its cache (`.cache/bundles/<input hash>/bundle`: CDK's custom asset hash is the
-  sha256 of the input hash); any other zip asset is unzipped once into `.cache/local-api/assets/<hash>`;
+  sha256 of the input hash); any other zip asset is unzipped once into `.cache/local-api/assets/<hash>/code`
+  (assets.py, which keeps that folder bounded);
   a directory asset is used as it is; inline `ZipFile` code is written to `index.py`.
 * handler, runtime, timeout, memory and `Environment.Variables`; intrinsics that only CloudFormation can
   resolve (a queue's Ref, a role's Fn::GetAtt) become `local-unresolved:<intrinsic>` placeholders, listed so
@@ -36,7 +37,8 @@ from typing import Any
 from rie import HarnessError as HarnessError
 from rie import InvokeResult, LambdaEmulator
 
-from stacks.bundling import bundle_cache, zipwrite
+from scripts.local import assets
+from stacks.bundling import bundle_cache
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -311,7 +313,7 @@ def code_location(template: Template, logical_id: str, cache_dir: Path = DEFAULT
         asset = matches[0]
     if asset.is_dir():
         return (asset,)
-    return (zipwrite.extract(asset, cache_dir / "local-api" / "assets" / key_hash),)
+    return (assets.unzipped(asset, cache_dir / "local-api" / "assets", key_hash),)
 
 
 def bundle_paths(entry: Path) -> tuple[Path, ...]:

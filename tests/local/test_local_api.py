@@ -719,7 +719,9 @@ def test_any_template_routes_each_function_with_its_code_and_environment(tmp_pat
             local_proxy.Request("PUT", "/prod/b/img", headers, png, "127.0.0.1", "127.0.0.1", 1)
         )
         assert b.status == 200 and b.body == png and not b.notes  # image/png is a binary media type
-        assert (tmp_path / "cache" / "local-api" / "assets" / "bbbb" / "app.py").is_file()  # unzipped once
+        assert (
+            tmp_path / "cache" / "local-api" / "assets" / "bbbb" / "code" / "app.py"
+        ).is_file()  # unzipped once
 
         for which in ("raise", "malformed"):
             bad = gateway.handle(local_proxy.Request("GET", f"/prod/b/{which}", [], b"", "127.0.0.1", "h", 1))
