@@ -381,7 +381,8 @@ def write_nested_reports(
 def write_report(options: Options, head: Path, comparison: Comparison, run: Runner) -> Path:
     base_dir = options.out_dir / "base"
     base_dir.mkdir(parents=True, exist_ok=True)
-    # Kept beside the report so the summary can be re-run by hand: diff_summary.py --old ... --new ...
+    # Kept beside the report so the summary can be re-run by hand:
+    # python -m scripts.pr_diff.summary --old ... --new ...
     old_file = template_path(base_dir, comparison.stack)
     old_file.write_text(json.dumps(comparison.old_template, indent=1) + "\n")
     new_file = template_path(head, comparison.stack)

@@ -1,4 +1,4 @@
-"""What the PR diff summary reports, as data: built by diff_summary.py, rendered by diff_render.py."""
+"""What the PR diff summary reports, as data: built by summary.py, rendered by render.py."""
 
 from __future__ import annotations
 

@@ -11,9 +11,10 @@ alarm changes.
 
 How CloudFormation applies each change (update in place, may replace, will replace, destroy) and which IAM
 statements and security-group rules are added or removed come from `@aws-cdk/cloudformation-diff`, the
-library behind `cdk diff` (diff_library.py runs scripts/pr_diff/cfn_diff.mjs). This module adds what is this
-project's own: the stack policy's verdict, canaries, alarms, rename hints and severity flags. Inputs are
-read by diff_inputs.py, the result types are in diff_model.py, the Markdown is written by diff_render.py.
+library behind `cdk diff` (library.py runs cfn_diff.mjs). This module adds what is this project's own: the
+stack policy's verdict, canaries, alarms, rename hints and severity flags (values.py reads CloudFormation
+values and the policy, findings.py flags IAM, security-group and alarm changes). Inputs are read by
+inputs.py, the result types are in model.py, the Markdown is written by render.py.
 Everything is a function of the two templates, the stack policy in force and the bundle metadata
 (build_info.json of each asset), so it is tested on fixture template pairs without AWS.
 """
