@@ -39,7 +39,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-# diff_* are scripts beside this one, not package modules; stacks/ is the app's (for its config).
 from scripts.pr_diff import migration_diff, source_impact
 from scripts.pr_diff.inputs import DiffInputError, load_asset_info, load_policy, load_template
 from scripts.pr_diff.library import CfnDiffError, run_cfn_diff
