@@ -770,4 +770,4 @@ def test_checkov_finds_nothing_unexplained_in_the_synthesized_templates(synthesi
 def test_make_synth_runs_the_checkov_gate() -> None:
     makefile = (REPO_ROOT / "Makefile").read_text()
     recipe = makefile.split("\nsynth:", 1)[1].split("\n\n", 1)[0]
-    assert "scripts/checkov_gate/gate.py --dir cdk.out" in recipe
+    assert "-m scripts.checkov_gate --dir cdk.out" in recipe
