@@ -36,13 +36,13 @@ synth: setup
 	@rc=0; $(VENV)/bin/cfn-lint --format parseable cdk.out/*.template.json > cdk.out/cfn-lint-report.txt || rc=$$?; \
 	  if [ $$((rc & 2)) -ne 0 ]; then grep ':E' cdk.out/cfn-lint-report.txt; echo "cfn-lint found errors"; exit 1; fi
 	@# checkov, offline: every failed check must be fixed or skipped with its reason (checkov_skip).
-	$(PY) scripts/checkov_gate.py --dir cdk.out --summary
+	$(PY) -m scripts.checkov_gate --dir cdk.out --summary
 	@ls cdk.out/*.template.json
 
 lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(PY) scripts/alarm_table.py --check docs/alarms.md
+	$(PY) -m scripts.alarm_table --check docs/alarms.md
 	@$(MAKE) --no-print-directory lint-workflows
 
 # GitHub's workflow schema, offline; the validator takes one file per call.
@@ -59,54 +59,54 @@ unit: setup
 test: lint typecheck unit
 
 diff: setup
-	$(PY) scripts/pr_diff.py $(if $(BASE),--base $(BASE))
+	$(PY) -m scripts.pr_diff $(if $(BASE),--base $(BASE))
 
 deploy: setup
-	$(PY) scripts/deploy_guard.py $(STACK) $(CDK_ARGS)
+	$(PY) -m scripts.deploy.guard $(STACK) $(CDK_ARGS)
 	@# Synthesize once, check that assembly's bundle verification, then deploy exactly that assembly.
 	$(CDK) synth --quiet $(STACK) $(STACK)-policy $(CDK_ARGS)
-	$(PY) scripts/deploy_guard.py --assembly cdk.out $(STACK) $(CDK_ARGS)
+	$(PY) -m scripts.deploy.guard --assembly cdk.out $(STACK) $(CDK_ARGS)
 	$(CDK) deploy --app cdk.out $(STACK) $(STACK)-policy --require-approval never $(CDK_ARGS)
 
 wait-deployments: setup
-	$(PY) scripts/wait_deployments.py --stack $(STACK)
+	$(PY) -m scripts.deploy.wait_deployments --stack $(STACK)
 
 bench: setup
-	$(PY) scripts/bench.py
-	$(PY) scripts/bench_catalog.py
+	$(PY) -m scripts.bench
+	$(PY) -m scripts.bench.catalog
 
 # requirements.lock beside each backend's requirements.txt (BACKEND=path for another one); synth refuses a
 # lock whose requirements.txt changed since.
 lock: setup
-	$(PY) scripts/lock.py $(BACKEND)
+	$(PY) -m scripts.bundle.lock $(BACKEND)
 
 local-invoke: setup
-	$(PY) scripts/local_invoke.py --function $(FUNCTION) --event $(EVENT)
+	$(PY) -m scripts.local.invoke --function $(FUNCTION) --event $(EVENT)
 
 # The environment's API on 127.0.0.1 (real bundles under the Lambda RIE); WATCH=1 rebuilds on source edits.
 # Its database: $$DATABASE_URL, else a local PostgreSQL kept in .cache/local-postgres/ENV, migrated to head.
 PORT ?= 3000
 local-api: setup
-	$(PY) scripts/local_api.py --env $(ENV) --port $(PORT) $(if $(filter 1 true yes,$(WATCH)),--watch) $(ARGS)
+	$(PY) -m scripts.local.api --env $(ENV) --port $(PORT) $(if $(filter 1 true yes,$(WATCH)),--watch) $(ARGS)
 
 # A user of the local database who can log in through `make local-api` (the backend has no sign-up route).
 local-user: setup
 	@test -n "$(EMAIL)" -a -n "$(PASSWORD)" || { echo "usage: make local-user EMAIL=me@example.com PASSWORD=..."; exit 2; }
-	@printf '%s\n' '$(PASSWORD)' | $(PY) scripts/local_user.py --env $(ENV) --email '$(EMAIL)' --password-stdin $(ARGS)
+	@printf '%s\n' '$(PASSWORD)' | $(PY) -m scripts.local.user --env $(ENV) --email '$(EMAIL)' --password-stdin $(ARGS)
 
 # The event SQS (KIND=sqs) or EventBridge (KIND=schedule) would deliver to FUNCTION, invoked locally.
 local-event: setup
-	$(PY) scripts/local_event.py --env $(ENV) --function $(FUNCTION) --kind $(KIND) $(if $(BODY),--body '$(BODY)') $(ARGS)
+	$(PY) -m scripts.local.event --env $(ENV) --function $(FUNCTION) --kind $(KIND) $(if $(BODY),--body '$(BODY)') $(ARGS)
 
 diagram: synth
-	$(PY) scripts/diagram.py --out docs/architecture.svg
+	$(PY) -m scripts.diagram --out docs/architecture.svg
 
 # Which functions reach which shared backend modules (import closure): docs/dependency-graph.md.
 graph: setup
-	$(PY) scripts/dependency_graph.py --env $(ENV)
+	$(PY) -m scripts.dependency_graph --env $(ENV)
 
 smoke: setup
-	$(PY) scripts/smoke_test.py --url $(URL)
+	$(PY) -m scripts.deploy.smoke_test --url $(URL)
 
 clean:
 	rm -rf cdk.out .cache

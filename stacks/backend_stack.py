@@ -145,7 +145,7 @@ class BackendStack(Stack):
 
     def _bundle(self, props: BackendStackProps) -> VerifiedBundle:
         """One bundle, verified, shared by every function of the catalog; recorded in the template's
-        metadata so `make deploy` can refuse an unverified one in prod (scripts/deploy_guard.py)."""
+        metadata so `make deploy` can refuse an unverified one in prod (scripts/deploy/guard.py)."""
         config = props.config
         bundle = verified_bundle(
             bundle_spec(config, backend_root=props.backend_root, cache_dir=props.cache_dir),

@@ -5,7 +5,6 @@ from __future__ import annotations
 import itertools
 import os
 import shutil
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,9 +12,7 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 MINI_BACKEND = REPO_ROOT / "tests" / "fixtures" / "mini_backend"
-if str(REPO_ROOT / "scripts") not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT / "scripts"))
-from local_postgres import LocalPostgres, scratch_folder  # noqa: E402
+from scripts.local.postgres import LocalPostgres, scratch_folder  # noqa: E402
 
 # jsii spawns `node` from PATH: the one pinned in package.json, as under make, even when pytest runs alone.
 os.environ["PATH"] = os.pathsep.join([str(REPO_ROOT / "node_modules" / ".bin"), os.environ.get("PATH", "")])

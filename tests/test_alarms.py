@@ -48,9 +48,8 @@ from stacks.constructs.dashboard import ServiceDashboard
 from stacks.constructs.oncall import PUBLISHING_SERVICES, OnCallTopic
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT / "scripts"))
 
-from alarm_table import END, START, main, render_table, thresholds_from_cdk_json  # noqa: E402
+from scripts.alarm_table.table import END, START, main, render_table, thresholds_from_cdk_json  # noqa: E402
 
 STACK_NAME = "credmate-alarm-test"
 LABELS = ("BackendApi", "Worker", "CampaignScheduler")

@@ -8,17 +8,14 @@ from __future__ import annotations
 
 import copy
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 from aws_cdk.assertions import Match, Template
 
+from scripts.pr_diff import summary as ds
 from tests.cfn_lint import cfn_lint_errors
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
-import diff_summary as ds
 
 PROD_CERT = "arn:aws:acm:eu-west-1:123456789012:certificate/0b6c9e2e-5a8e-4b8e-9c1e-0123456789ab"
 EDGE_CERT = "arn:aws:acm:us-east-1:123456789012:certificate/1c7d0f3f-6b9f-4c9f-8d2f-0123456789ab"

@@ -84,11 +84,13 @@ def test_make_lock_writes_a_hashed_lock_the_bundler_installs(
     proc = subprocess.run(
         [
             sys.executable,
-            str(REPO_ROOT / "scripts" / "lock.py"),
+            "-m",
+            "scripts.bundle.lock",
             str(mini_backend),
             "--cdk-json",
             str(cdk_json),
         ],
+        cwd=REPO_ROOT,
         capture_output=True,
         text=True,
         check=False,
@@ -103,8 +105,8 @@ def test_make_lock_writes_a_hashed_lock_the_bundler_installs(
     assert any(p.startswith("pydantic-core==") for p in pins), "transitive dependencies are pinned"
     assert all("==" in p for p in pins) and text.count("--hash=sha256:") >= len(pins)
     assert str(tmp_path) not in text and str(REPO_ROOT) not in text
-    check = [sys.executable, str(REPO_ROOT / "scripts" / "lock.py"), "--check", str(mini_backend)]
-    assert subprocess.run(check, capture_output=True, check=False).returncode == 0
+    check = [sys.executable, "-m", "scripts.bundle.lock", "--check", str(mini_backend)]
+    assert subprocess.run(check, capture_output=True, check=False, cwd=REPO_ROOT).returncode == 0
     # AND the bundler installs from it with hashes required: a tampered hash fails the install
     result = build_bundle(spec_for(mini_backend, shared_cache))
     assert result.layer is not None and (result.layer / "mangum").is_dir()
@@ -123,7 +125,7 @@ def test_make_lock_writes_a_hashed_lock_the_bundler_installs(
     with pytest.raises(BundlingError, match=r"(?i)hash"):
         build_bundle(spec_for(mini_backend, shared_cache))
     (mini_backend / "requirements.txt").write_text("mangum==0.19.0\n")
-    assert subprocess.run(check, capture_output=True, check=False).returncode == 1
+    assert subprocess.run(check, capture_output=True, check=False, cwd=REPO_ROOT).returncode == 1
 
 
 def test_merge_keeps_agreeing_pins_plain_and_marks_the_rest() -> None:

@@ -21,7 +21,7 @@ queue worker): Succeeded, with a log line saying no post-traffic checks are conf
 A probe response without valid `checks` fails ("the function has no CREDMATE_CHECKS (deployed by an older
 credmate-lambda?)"). HTTP with urllib only; the same reporting guarantee as the pre-traffic hook
 (hook_core.run_hook): every call's timeout comes from the budget left when it starts, and none starts
-without time to finish. scripts/smoke_test.py runs the same four checks (api_checks) from a laptop.
+without time to finish. scripts/deploy/smoke_test.py runs the same four checks (api_checks) from a laptop.
 """
 
 from __future__ import annotations

@@ -266,7 +266,7 @@ def check_lock_complete(target: Path, spec: BundleSpec, lock: Path) -> None:
                 raise BundlingError(
                     f"{lock} does not pin {requirement.name}, which {name} requires ({line}) on "
                     f"{spec.runtime}/{spec.architecture}: the lock is incomplete (edited by hand?). Run "
-                    f"`make lock` (or `python scripts/lock.py {lock.parent}`) and commit the new lock"
+                    f"`make lock` (or `python -m scripts.bundle.lock {lock.parent}`) and commit the new lock"
                 )
 
 

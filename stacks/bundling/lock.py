@@ -38,7 +38,7 @@ def recorded_sha256(lock: Path) -> str | None:
 
 def check_fresh(lock: Path, requirements: Path) -> None:
     """Raise BundlingError (naming both files and `make lock`) unless `lock` was made from `requirements`."""
-    fix = f"run `make lock` (or `python scripts/lock.py {requirements.parent}`) and commit the new lock"
+    fix = f"run `make lock` (`python -m scripts.bundle.lock {requirements.parent}`) and commit the new lock"
     if not requirements.is_file():
         raise BundlingError(f"{lock} has no {requirements.name} beside it ({requirements} is missing): {fix}")
     recorded = recorded_sha256(lock)

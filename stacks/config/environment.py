@@ -58,7 +58,7 @@ PREDEFINED_DEPLOYMENT_CONFIGS = (
 )
 DEFAULT_CORS_ORIGINS = ("https://credentialmate.com",)
 # What the API allows across origins (API Gateway preflight) and what the post-traffic hook and
-# scripts/smoke_test.py require of it.
+# scripts/deploy/smoke_test.py require of it.
 CORS_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 CORS_HEADERS = ("Authorization", "Content-Type")
 

@@ -17,7 +17,7 @@ from stacks.config.environment import ENVIRONMENT_NAMES, EnvironmentConfig
 from stacks.config.environment_parser import parse_settings
 from stacks.config.reader import ConfigError, catalog_key, env_key
 
-# parse_environments(raw) without a catalog reads the settings alone (scripts/alarm_table.py needs no
+# parse_environments(raw) without a catalog reads the settings alone (scripts/alarm_table/ needs no
 # functions); a catalog given as None is cdk.json without its `functions` key, which synth refuses.
 SETTINGS_ONLY: Any = object()
 CATALOG_EXAMPLE = """{"Api": {"handler": "handler.main", "trigger": {"type": "api"}}}"""

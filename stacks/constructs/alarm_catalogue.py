@@ -2,7 +2,7 @@
 first command to run, its threshold wording, comparison, evaluation and who is told.
 
 The constructs in alarms.py (and the web ACL's alarm in waf.py) build alarms only through it, and
-scripts/alarm_table.py prints the README table from it, so the two cannot diverge. Each description links
+scripts/alarm_table/ prints docs/alarms.md from it, so the two cannot diverge. Each description links
 its section of the runbook (RUNBOOK_URL).
 """
 

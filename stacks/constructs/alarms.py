@@ -2,7 +2,7 @@
 
 One catalogue (stacks/constructs/alarm_catalogue.py) describes every alarm: what it means, its likely cause,
 the first command to run, its threshold wording, comparison, evaluation and who is told. The constructs
-below build alarms only through it, and scripts/alarm_table.py prints the README table from it (through
+below build alarms only through it, and scripts/alarm_table/ prints docs/alarms.md from it (through
 the names this module re-exports), so the two cannot diverge.
 
 Why hand-written rather than cdk-monitoring-constructs (checked: 10.3.3 asks for aws-cdk-lib >=2.160,<3,
@@ -54,7 +54,7 @@ from stacks.constructs.alarm_catalogue import (
 )
 from stacks.constructs.managed_policy_role import log_writer_policy
 
-# The catalogue's names, for the callers that import them from here (scripts/alarm_table.py, tests).
+# The catalogue's names, for the callers that import them from here (scripts/alarm_table/, tests).
 __all__ = [
     "API_KEYS",
     "AUDIENCE_TEXT",

@@ -39,7 +39,7 @@ def _log(message: str) -> None:
 class VerifiedBundle:
     result: BundleResult
     code: lambda_.Code
-    # For the template (Metadata.CredmateBundles, which scripts/deploy_guard.py trusts): false, or a token
+    # For the template (Metadata.CredmateBundles, which scripts/deploy/guard.py trusts): false, or a token
     # that resolves to true only once this bundle's verification has passed (see _VerifiedFlag).
     verified: bool | cdk.IResolvable
     # A Code of the same asset for another stack (a nested function group): CDK binds a Code to one stack.

@@ -17,7 +17,7 @@ def checkov_skip(construct: IConstruct, check_id: str, reason: str) -> None:
     """Skip one checkov check on one resource, with the reason (the only way skips are written here).
 
     Writes `Metadata: {"checkov": {"skip": [{"id": ..., "comment": ...}]}}` on the construct's CloudFormation
-    resource (the construct itself, or its default child), which checkov honours; scripts/checkov_gate.py
+    resource (the construct itself, or its default child), which checkov honours; scripts/checkov_gate/gate.py
     fails on any skip without a comment, so a hand-written metadata entry cannot slip one through.
     """
     cfn = construct if isinstance(construct, CfnResource) else construct.node.default_child

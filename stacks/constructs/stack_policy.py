@@ -7,7 +7,7 @@ What a stack policy can and cannot do (read this before relying on it):
 * It does **not** stop anyone calling a service API directly: `aws lambda update-function-code`,
   `update-alias`, the console's "Deploy" button, `cdk deploy --hotswap` and `sam sync` all talk to Lambda,
   not to CloudFormation, so no stack policy ever sees them. Those paths are covered elsewhere
-  (stacks/constructs/guardrails.py: alert, drift check, deny policy; scripts/deploy_guard.py).
+  (stacks/constructs/guardrails.py: alert, drift check, deny policy; scripts/deploy/guard.py).
 * It does not cover stack deletion (termination protection does).
 
 Policies are built from the constructs themselves (`protect`), never from hand-written IDs: the logical ID

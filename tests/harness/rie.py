@@ -3,7 +3,7 @@
     with LambdaEmulator(bundle=path, environment={"CREDMATE_REAL_HANDLER": "handler.lambda_handler"}) as fn:
         result = fn.invoke({"credmate_probe": {}})
 
-The emulator binary comes from scripts/fetch_rie.py (it ships in the aws-sam-cli wheel). It always binds
+The emulator binary comes from scripts/local/fetch_rie.py (it ships in the aws-sam-cli wheel). It always binds
 127.0.0.1 on free ports: without an address flag it would listen on every interface. The runtime is this
 interpreter started with `-S`, so its site-packages (where the backend's dependencies are installed for the
 tests) are NOT importable; sys.path is the bundle, then a folder holding only awslambdaric and its two
@@ -35,9 +35,9 @@ from types import TracebackType
 from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-if str(REPO_ROOT / "scripts") not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT / "scripts"))
-import fetch_rie as fetch_rie_script  # noqa: E402 (re-exported: the tests and fixtures use it)
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+from scripts.local import fetch_rie as fetch_rie_script  # noqa: E402 (re-exported: the tests and fixtures use it)
 
 __all__ = ["HarnessError", "InvokeResult", "LambdaEmulator", "fetch_rie_script", "free_port", "runtime_path"]
 

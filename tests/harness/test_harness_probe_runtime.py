@@ -95,7 +95,7 @@ def test_probe_and_pass_through_under_the_runtime(tmp_path, rie_binary):
 
 
 def test_local_invoke_script(tmp_path, rie_binary, capsys):
-    import local_invoke  # scripts/ is on sys.path through rie.py
+    from scripts.local import invoke as local_invoke
 
     bundle = tiny_bundle(tmp_path / "bundle", {"worker.py": HANDLER})
     event = tmp_path / "event.json"

@@ -1,0 +1,5 @@
+import sys
+
+from scripts.checkov_gate.gate import main
+
+sys.exit(main())

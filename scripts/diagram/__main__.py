@@ -1,0 +1,5 @@
+import sys
+
+from scripts.diagram.cli import main
+
+sys.exit(main())
