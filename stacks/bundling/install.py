@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from stacks.bundling import sdist
+from stacks.bundling.indexes import installer_environment, redact
 from stacks.bundling.lock import check_fresh as check_lock_fresh
 from stacks.bundling.sdist import Wheelhouse
 from stacks.bundling.spec import BundleSpec, BundlingError, MissingWheelError, is_excluded
@@ -100,6 +101,10 @@ def _install_command(
     if command[0].endswith("uv"):
         args = [
             *command,
+            # Run as in the backend's folder: its uv.toml / pyproject.toml [tool.uv] index settings apply
+            # (indexes.py says why configuration is safe to read).
+            "--directory",
+            str(spec.requirements.parent),
             "pip",
             "install",
             "--target",
@@ -125,7 +130,7 @@ def _install_command(
             "-r",
             str(req),
         ]
-        env = {**os.environ, "UV_CACHE_DIR": str(cache / "uv"), "UV_NO_CONFIG": "1"}
+        env = installer_environment("uv", uv_cache=cache / "uv")
     else:
         args = [
             *command,
@@ -147,7 +152,7 @@ def _install_command(
             "-r",
             str(req),
         ]
-        env = dict(os.environ)
+        env = installer_environment("pip")
     return args, env
 
 
@@ -166,7 +171,7 @@ def prepare_wheelhouse(
                     spec, command, Path(target), spec.cache_dir, find_links, dry_run=True, offline=offline
                 ),
             )
-        return proc.returncode == 0, proc.stdout + proc.stderr
+        return proc.returncode == 0, redact(proc.stdout + proc.stderr)
 
     uv = command[0] if command[0].endswith("uv") else None
     try:
@@ -209,7 +214,7 @@ def install_dependencies(
 
     proc = _run_cache_first(req, command, build)
     if proc.returncode != 0:
-        output = proc.stdout + proc.stderr
+        output = redact(proc.stdout + proc.stderr)
         package = _no_wheel_package(output)
         if package:
             raise MissingWheelError(package, _wheel_target(spec, command), output[-2000:])
