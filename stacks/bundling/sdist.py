@@ -154,8 +154,9 @@ def build_pure_wheel(
             )
         if use_uv:
             directory = ["--directory", str(project)] if project else []
+            # Not --quiet: uv then drops the build backend's own output, the reason a build failed.
             args = [
-                use_uv, *directory, "build", "--wheel", "--quiet", "--out-dir", str(work / "wheel"),
+                use_uv, *directory, "build", "--wheel", "--out-dir", str(work / "wheel"),
                 str(sdists[0]),
             ]  # fmt: skip
         else:
