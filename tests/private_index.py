@@ -78,10 +78,10 @@ class PrivateIndex:
         expected = "Basic " + base64.b64encode(f"{self.username}:{self.password}".encode()).decode()
 
         class Handler(BaseHTTPRequestHandler):
-            def do_HEAD(self) -> None:  # noqa: N802 (http.server's name; uv asks a wheel's size first)
+            def do_HEAD(self) -> None:  # uv asks a wheel's size first
                 self._respond(with_body=False)
 
-            def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+            def do_GET(self) -> None:
                 self._respond(with_body=True)
 
             def _respond(self, *, with_body: bool) -> None:
@@ -109,7 +109,11 @@ class PrivateIndex:
                     )
                     self._page(body)
                 elif len(parts) == 2 and parts[0] == "files" and (index.folder / parts[1]).is_file():
-                    self._send(200, (index.folder / parts[1]).read_bytes(), {"Content-Type": "application/octet-stream"})
+                    self._send(
+                        200,
+                        (index.folder / parts[1]).read_bytes(),
+                        {"Content-Type": "application/octet-stream"},
+                    )
                 else:
                     self._send(404, b"not found\n")
 
@@ -126,7 +130,7 @@ class PrivateIndex:
                 if self.with_body:
                     self.wfile.write(body)
 
-            def log_message(self, format: str, *args: object) -> None:  # noqa: A002 (http.server's name)
+            def log_message(self, format: str, *args: object) -> None:
                 pass  # the requests list is the log
 
         return Handler
@@ -143,7 +147,8 @@ def write_wheel(folder: Path, name: str, version: str, files: dict[str, str]) ->
     }
     entries = {**files, **metadata}
     record = "".join(
-        f"{path},sha256={_urlsafe_digest(text.encode())},{len(text.encode())}\n" for path, text in entries.items()
+        f"{path},sha256={_urlsafe_digest(text.encode())},{len(text.encode())}\n"
+        for path, text in entries.items()
     )
     entries[f"{dist}.dist-info/RECORD"] = record + f"{dist}.dist-info/RECORD,,\n"
     folder.mkdir(parents=True, exist_ok=True)
@@ -159,7 +164,7 @@ def _urlsafe_digest(data: bytes) -> str:
 
 # A PEP 517 backend kept in the sdist itself (backend-path): it needs nothing from any index, and fails while
 # the flag file exists, removing it, so the first build fails and the next one succeeds.
-_FLAKY_BACKEND = '''
+_FLAKY_BACKEND = """
 import base64, hashlib, os, zipfile
 
 FLAG = {flag!r}
@@ -193,7 +198,9 @@ def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
     entries = {{
         "credmate_flaky_sdist.py": b"BUILT = True\\n",
         DIST + ".dist-info/METADATA": b"Metadata-Version: 2.1\\nName: credmate-flaky-sdist\\nVersion: 0.1\\n",
-        DIST + ".dist-info/WHEEL": b"Wheel-Version: 1.0\\nGenerator: flaky\\nRoot-Is-Purelib: true\\nTag: py3-none-any\\n",
+        DIST + ".dist-info/WHEEL": (
+            b"Wheel-Version: 1.0\\nGenerator: flaky\\nRoot-Is-Purelib: true\\nTag: py3-none-any\\n"
+        ),
     }}
     record = "".join(f"{{p}},sha256={{_digest(d)}},{{len(d)}}\\n" for p, d in entries.items())
     entries[DIST + ".dist-info/RECORD"] = (record + DIST + ".dist-info/RECORD,,\\n").encode()
@@ -202,7 +209,7 @@ def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
         for path, data in entries.items():
             archive.writestr(zipfile.ZipInfo(path, (1980, 1, 1, 0, 0, 0)), data)
     return name
-'''
+"""
 
 
 def write_flaky_sdist(folder: Path, flag: Path, builds: Path) -> Path:
@@ -211,8 +218,10 @@ def write_flaky_sdist(folder: Path, flag: Path, builds: Path) -> Path:
     root = "credmate_flaky_sdist-0.1"
     files = {
         "PKG-INFO": "Metadata-Version: 2.1\nName: credmate-flaky-sdist\nVersion: 0.1\n",
-        "pyproject.toml": '[build-system]\nrequires = []\nbuild-backend = "flaky_backend"\nbackend-path = ["."]\n'
-        '\n[project]\nname = "credmate-flaky-sdist"\nversion = "0.1"\n',
+        "pyproject.toml": (
+            '[build-system]\nrequires = []\nbuild-backend = "flaky_backend"\nbackend-path = ["."]\n\n'
+            '[project]\nname = "credmate-flaky-sdist"\nversion = "0.1"\n'
+        ),
         "flaky_backend.py": _FLAKY_BACKEND.format(flag=str(flag), builds=str(builds)),
     }
     folder.mkdir(parents=True, exist_ok=True)

@@ -111,9 +111,7 @@ def leaks(root: Path, password: str) -> list[str]:
     return found
 
 
-def _configure(
-    how: str, env: pytest.MonkeyPatch, index: PrivateIndex, backend: Path, tmp_path: Path
-) -> None:
+def _configure(how: str, env: pytest.MonkeyPatch, index: PrivateIndex, backend: Path, tmp_path: Path) -> None:
     """Point the installers at the private index the way a user of `how` would."""
     if how == "pip variables, credentials in the URL":
         env.setenv("PIP_EXTRA_INDEX_URL", index.url_with_credentials)
@@ -174,21 +172,25 @@ def test_a_password_protected_index_serves_a_private_package_into_the_bundle(
     assert input_hash(spec, result.tool) == result.asset_hash
 
 
+@pytest.mark.parametrize("installer", ["uv", "pip"])
 def test_a_wrong_password_stops_naming_the_index_without_the_password(
-    index: PrivateIndex, backend: Path, clean_env: pytest.MonkeyPatch, tmp_path: Path
+    installer: str, index: PrivateIndex, backend: Path, clean_env: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     wrong = f"wrong-{uuid.uuid4().hex}"
     clean_env.setenv("PIP_EXTRA_INDEX_URL", index.url_for(USER, wrong))
+    spec = spec_for(backend, tmp_path / "cache", installer=installer)
     with pytest.raises(BundlingError) as caught:
-        build_bundle(spec_for(backend, tmp_path / "cache"))
+        build_bundle(spec)
+    # Not "no wheel for the target" (which would send it to Docker bundling): the index refused
+    assert not isinstance(caught.value, MissingWheelError)
     message = str(caught.value)
-    assert index.host in message and "credmate-private-lib" in message, message
-    assert "401" in message or "Unauthorized" in message, message
+    assert f"the package index {index.host} refused the credentials" in message, message
+    assert "credmate-private-lib" in message and "401" in message, message
     assert wrong not in message and index.password not in message
     assert leaks(tmp_path / "cache", wrong) == []
     # Nothing was cached from the failure: the same synth with the right password builds
     clean_env.setenv("PIP_EXTRA_INDEX_URL", index.url_with_credentials)
-    result = build_bundle(spec_for(backend, tmp_path / "cache"))
+    result = build_bundle(spec)
     assert (result.directory.parent / "meta.json").is_file()
 
 
@@ -243,7 +245,8 @@ def test_make_lock_resolves_from_the_private_index_and_writes_no_index_url(
     (backend / "requirements.txt").write_text("credmate-private-lib==1.0\n# changed\n")
     with pytest.raises(RuntimeError) as caught:
         lock.compile_lock(backend / "requirements.txt", [("3.11", "x86_64")], cache_dir=tmp_path / "uv2")
-    assert index.host in str(caught.value) and wrong not in str(caught.value)
+    assert f"the package index {index.host} refused the credentials" in str(caught.value)
+    assert wrong not in str(caught.value)
 
 
 _SYNTH = """
@@ -266,7 +269,8 @@ spec = BundleSpec(
     cache_dir=Path({cache!r}),
     handlers=(("Private", "handler.lambda_handler"),),
 )
-made = lambda_bundle.verified_bundle(spec, checks=[HandlerCheck(function="Private", handler="handler.lambda_handler")])
+check = HandlerCheck(function="Private", handler="handler.lambda_handler")
+made = lambda_bundle.verified_bundle(spec, checks=[check])
 lambda_.Function(
     stack, "Private", runtime=lambda_.Runtime.PYTHON_3_11, handler="handler.lambda_handler", code=made.code
 )
@@ -322,7 +326,10 @@ def test_redact_hides_url_credentials_and_secret_values() -> None:
 
 
 def test_each_tool_gets_the_others_index_variables_when_its_own_are_unset(tmp_path: Path) -> None:
-    pip_user = {"PIP_INDEX_URL": "https://mirror/simple", "PIP_EXTRA_INDEX_URL": "https://a/simple https://b/s"}
+    pip_user = {
+        "PIP_INDEX_URL": "https://mirror/simple",
+        "PIP_EXTRA_INDEX_URL": "https://a/simple https://b/s",
+    }
     uv = installer_environment("uv", {**pip_user, "UV_NO_CONFIG": "1"}, uv_cache=tmp_path)
     assert uv["UV_DEFAULT_INDEX"] == "https://mirror/simple"
     assert uv["UV_EXTRA_INDEX_URL"] == "https://a/simple https://b/s"

@@ -32,6 +32,8 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
+from stacks.bundling.spec import BundlingError
+
 # Userinfo of a URL (`scheme://user:password@`): everything up to the last "@" before the host.
 _USERINFO = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.-]*://)[^\s/?#`'\"<>]+@")
 # Variables whose value is a secret wherever it appears (UV_INDEX_<NAME>_PASSWORD, *_TOKEN, ...).
@@ -110,3 +112,30 @@ def _pip_url(entry: str, env: Mapping[str, str]) -> str:
         return url
     userinfo = quote(user, safe="") + (f":{quote(password, safe='')}" if password else "")
     return urlunsplit(parts._replace(netloc=f"{userinfo}@{parts.netloc}"))
+
+
+# An index refusing the credentials, as uv ("could not be queried due to a lack of valid authentication
+# credentials (401 Unauthorized)", "403 Forbidden") and pip ("401 Error, Credentials not correct for") say it.
+_REFUSAL_WORDS = r"(?:Unauthori[sz]ed|Forbidden|credentials)"
+_AUTH_REFUSED = re.compile(rf"\b40[13]\b.*{_REFUSAL_WORDS}|{_REFUSAL_WORDS}.*\b40[13]\b", re.I)
+_URL = re.compile(r"\b[A-Za-z][A-Za-z0-9+.-]*://[^\s`'\"()<>]+")
+
+
+def auth_refused(output: str, what: str) -> BundlingError | None:
+    """The error to raise when the (redacted) installer `output` says an index refused the credentials:
+    it names the index, never the credentials, and where they are set. Not a MissingWheelError: a package
+    the installer could not see has no wheel only in appearance, and Docker bundling would fail the same."""
+    output = redact(output)
+    refused = [line for line in output.splitlines() if _AUTH_REFUSED.search(line)]
+    if not refused:
+        return None
+    hosts = sorted(
+        {urlsplit(url).netloc.rpartition("@")[2] for line in refused for url in _URL.findall(line)}
+    )
+    return BundlingError(
+        f"{what}: the package index {', '.join(hosts) or '(see below)'} refused the credentials "
+        "(401/403). The bundler installs with the index settings of any uv or pip install on this machine: "
+        "fix the credentials where they are set (the index URL in PIP_INDEX_URL / PIP_EXTRA_INDEX_URL / "
+        "UV_INDEX..., UV_INDEX_<NAME>_USERNAME / _PASSWORD, ~/.netrc, or uv.toml / pip.conf).\n"
+        + output[-2000:]
+    )

@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from stacks.bundling import sdist
-from stacks.bundling.indexes import installer_environment, redact
+from stacks.bundling.indexes import auth_refused, installer_environment, redact
 from stacks.bundling.lock import check_fresh as check_lock_fresh
 from stacks.bundling.sdist import Wheelhouse
 from stacks.bundling.spec import BundleSpec, BundlingError, MissingWheelError, is_excluded
@@ -171,12 +171,19 @@ def prepare_wheelhouse(
                     spec, command, Path(target), spec.cache_dir, find_links, dry_run=True, offline=offline
                 ),
             )
-        return proc.returncode == 0, redact(proc.stdout + proc.stderr)
+        output = redact(proc.stdout + proc.stderr)
+        refused = auth_refused(output, f"resolving {req} for {spec.runtime}/{spec.architecture}")
+        if proc.returncode != 0 and refused:
+            raise refused
+        return proc.returncode == 0, output
 
     uv = command[0] if command[0].endswith("uv") else None
     try:
         return sdist.prepare_wheelhouse(spec, req, tool, dry_run, uv=uv, log=log)
     except sdist.SdistError as exc:
+        refused = auth_refused(exc.detail, f"downloading the source distribution of {exc.package}")
+        if refused:
+            raise refused from None
         raise MissingWheelError(exc.package, _wheel_target(spec, command), exc.detail) from None
 
 
@@ -215,6 +222,9 @@ def install_dependencies(
     proc = _run_cache_first(req, command, build)
     if proc.returncode != 0:
         output = redact(proc.stdout + proc.stderr)
+        refused = auth_refused(output, f"installing {req} for {spec.runtime}/{spec.architecture}")
+        if refused:
+            raise refused
         package = _no_wheel_package(output)
         if package:
             raise MissingWheelError(package, _wheel_target(spec, command), output[-2000:])

@@ -20,7 +20,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from stacks.bundling.indexes import installer_environment, redact
+from stacks.bundling.indexes import auth_refused, installer_environment, redact
 from stacks.bundling.spec import BundlingError
 
 LOCK_NAME = "requirements.lock"
@@ -167,6 +167,11 @@ def compile_lock(
             args, cwd=requirements.parent, capture_output=True, text=True, env=env, check=False
         )
         if proc.returncode != 0:
+            refused = auth_refused(
+                redact(proc.stderr), f"resolving {requirements} for python{version}/{arch}"
+            )
+            if refused:
+                raise refused
             raise RuntimeError(
                 f"resolving {requirements} for python{version}/{arch} failed:\n{redact(proc.stderr)[-3000:]}"
             )
