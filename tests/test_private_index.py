@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import uuid
 import zipfile
 from collections.abc import Iterator
@@ -56,6 +57,9 @@ def index(tmp_path: Path, password: str) -> Iterator[PrivateIndex]:
     write_flaky_sdist(files, tmp_path / "fail-once", tmp_path / "builds.log")
     with PrivateIndex(files, USER, password) as served:
         yield served
+    # Stopped with the test: neither the server's thread nor any request's outlives it
+    left = [t.name for t in threading.enumerate() if t.name == "private-index" or "process_request" in t.name]
+    assert left == [], left
 
 
 @pytest.fixture
