@@ -334,9 +334,10 @@ def test_each_tool_gets_the_others_index_variables_when_its_own_are_unset(tmp_pa
         "PIP_INDEX_URL": "https://mirror/simple",
         "PIP_EXTRA_INDEX_URL": "https://a/simple https://b/s",
     }
-    uv = installer_environment("uv", {**pip_user, "UV_NO_CONFIG": "1"}, uv_cache=tmp_path)
+    uv = installer_environment("uv", pip_user, uv_cache=tmp_path)
     assert uv["UV_DEFAULT_INDEX"] == "https://mirror/simple"
     assert uv["UV_EXTRA_INDEX_URL"] == "https://a/simple https://b/s"
+    # uv's configuration files are read (they hold uv users' index settings) unless the user said not to
     assert uv["UV_CACHE_DIR"] == str(tmp_path) and "UV_NO_CONFIG" not in uv
     # uv's own variables win
     own = installer_environment("uv", {**pip_user, "UV_INDEX": "corp=https://corp/simple"})

@@ -78,10 +78,8 @@ def installer_environment(
             env["UV_DEFAULT_INDEX"] = env["PIP_INDEX_URL"]
         if not _any(env, _UV_EXTRA) and env.get("PIP_EXTRA_INDEX_URL"):
             env["UV_EXTRA_INDEX_URL"] = env["PIP_EXTRA_INDEX_URL"]
-        # A caller once disabled uv's configuration files: they hold the index settings uv users rely on.
-        env.pop("UV_NO_CONFIG", None)
         if uv_cache is not None:
-            env["UV_CACHE_DIR"] = str(uv_cache)
+            env["UV_CACHE_DIR"] = str(uv_cache.absolute())  # uv may run in another folder (--directory)
         return env
     if not env.get("PIP_INDEX_URL"):
         default = next((env[n] for n in _UV_DEFAULT if env.get(n)), "")

@@ -89,7 +89,9 @@ def _install_command(
     dry_run: bool,
     offline: bool = False,
 ) -> tuple[list[str], dict[str, str]]:
-    req = requirements_file(spec)
+    # Absolute: uv runs in the backend's folder (--directory), where a relative path would mean another.
+    req, target, cache = requirements_file(spec).absolute(), target.absolute(), cache.absolute()
+    find_links = find_links.absolute() if find_links else None
     uv_platform, pip_platform = _PLATFORMS[spec.architecture]
     hashes = ["--require-hashes"] if req.name == "requirements.lock" else []
     # Locally built pure-Python wheels (stacks/bundling/sdist.py), found beside the index.
@@ -104,7 +106,7 @@ def _install_command(
             # Run as in the backend's folder: its uv.toml / pyproject.toml [tool.uv] index settings apply
             # (indexes.py says why configuration is safe to read).
             "--directory",
-            str(spec.requirements.parent),
+            str(req.parent),
             "pip",
             "install",
             "--target",
@@ -222,15 +224,14 @@ def install_dependencies(
     proc = _run_cache_first(req, command, build)
     if proc.returncode != 0:
         output = redact(proc.stdout + proc.stderr)
-        refused = auth_refused(output, f"installing {req} for {spec.runtime}/{spec.architecture}")
+        what = f"installing {req} for {spec.runtime}/{spec.architecture}"
+        refused = auth_refused(output, what)
         if refused:
             raise refused
         package = _no_wheel_package(output)
         if package:
             raise MissingWheelError(package, _wheel_target(spec, command), output[-2000:])
-        raise BundlingError(
-            f"installing {req} for {spec.runtime}/{spec.architecture} failed:\n{output[-3000:]}"
-        )
+        raise BundlingError(f"{what} failed:\n{output[-3000:]}")
     if req.name == "requirements.lock":
         check_lock_complete(target, spec, req)
 
