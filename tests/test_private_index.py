@@ -302,6 +302,9 @@ def test_a_synth_with_the_private_index_leaves_the_password_nowhere(
     template = json.loads((outdir / "PrivateIndex.template.json").read_text())
     assert template["Metadata"]["CredmateBundles"] == [{"verified": True}]
     assert index.served("credmate_private_lib-1.0-py3-none-any.whl")
+    (asset,) = outdir.glob("asset.*.zip")  # the bundle as cdk deploy uploads it
+    with zipfile.ZipFile(asset) as archive:
+        assert "credmate_private_lib/__init__.py" in archive.namelist()
     assert leaks(outdir, index.password) == [] and leaks(cache, index.password) == []
     assert not any(form.decode() in proc.stdout + proc.stderr for form in secret_forms(index.password))
 

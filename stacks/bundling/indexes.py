@@ -15,7 +15,9 @@ one is configured for all of them:
   given to uv as its default and extra indexes, and UV_INDEX_URL / UV_DEFAULT_INDEX / UV_INDEX /
   UV_EXTRA_INDEX_URL (a named index with the credentials of its UV_INDEX_<NAME>_* variables) to pip (which
   downloads sdists even when uv installs), each only when the tool's own variable is unset. pip.conf is
-  not translated: uv has its own configuration, and a machine's pip.conf is often about pip only.
+  not translated: uv has its own configuration, and a machine's pip.conf is often about pip only. uv keeps
+  its own index strategy (first-index: a package the private index has is never taken from another one),
+  safer against dependency confusion than pip's merge of every index.
 
 No index setting is part of the asset hash: the installed bytes are what it covers (the lock and its hashes,
 the built wheels' sha256), so moving a mirror or rotating a password never makes a new Lambda version.
