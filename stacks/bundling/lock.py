@@ -167,14 +167,11 @@ def compile_lock(
             args, cwd=requirements.parent, capture_output=True, text=True, env=env, check=False
         )
         if proc.returncode != 0:
-            refused = auth_refused(
-                redact(proc.stderr), f"resolving {requirements} for python{version}/{arch}"
-            )
+            what = f"resolving {requirements} for python{version}/{arch}"
+            refused = auth_refused(proc.stderr, what)
             if refused:
                 raise refused
-            raise RuntimeError(
-                f"resolving {requirements} for python{version}/{arch} failed:\n{redact(proc.stderr)[-3000:]}"
-            )
+            raise RuntimeError(f"{what} failed:\n{redact(proc.stderr)[-3000:]}")
         resolutions.append(
             (f"python_version == '{version}' and platform_machine == '{machine}'", proc.stdout)
         )
