@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -228,6 +229,29 @@ def test_a_failed_sdist_build_is_never_cached_and_the_next_synth_builds_it(
     assert again.wheels == wheelhouse.wheels and builds.read_text().count("build") == 2
     assert index.served("credmate_flaky_sdist-0.1.tar.gz")
     assert leaks(tmp_path / "cache", index.password) == []
+
+
+def test_an_unreachable_index_leaves_no_wheelhouse_that_would_hide_the_sdist(
+    index: PrivateIndex, backend: Path, clean_env: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # GIVEN an sdist-only requirement and, first, an index that does not answer
+    (backend / "requirements.txt").write_text("credmate-flaky-sdist==0.1\n")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed = probe.getsockname()[1]
+    clean_env.setenv("UV_HTTP_RETRIES", "0")
+    clean_env.setenv(
+        "PIP_EXTRA_INDEX_URL", index.url_with_credentials.replace(index.host, f"127.0.0.1:{closed}")
+    )
+    spec = spec_for(backend, tmp_path / "cache")
+    tool, command = installer_identity(spec)
+    # WHEN the dry run cannot reach it, no wheel is built and nothing is cached (not even "none needed")
+    assert install.prepare_wheelhouse(spec, tool, command).wheels == ()
+    assert not list((tmp_path / "cache" / "wheelhouse").glob("*/manifest.json"))
+    # THEN once the index answers, the next synth builds the sdist
+    clean_env.setenv("PIP_EXTRA_INDEX_URL", index.url_with_credentials)
+    wheelhouse = install.prepare_wheelhouse(spec, tool, command)
+    assert [name for name, _sha in wheelhouse.wheels] == ["credmate_flaky_sdist-0.1-py3-none-any.whl"]
 
 
 def test_make_lock_resolves_from_the_private_index_and_writes_no_index_url(
