@@ -20,6 +20,7 @@ JOBS = {
     "spec.py": {"source_files", "is_excluded", "bytecode_modules_for"},
     "input_hash.py": {"input_hash", "installer_identity", "dependency_key", "host_can_compile"},
     "install.py": {"requirements_file", "prepare_wheelhouse", "install_dependencies", "prune_installed"},
+    "indexes.py": {"installer_environment", "redact", "auth_refused"},
 }
 
 

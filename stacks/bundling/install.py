@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from stacks.bundling import sdist
+from stacks.bundling.indexes import auth_refused, installer_environment, redact
 from stacks.bundling.lock import check_fresh as check_lock_fresh
 from stacks.bundling.sdist import Wheelhouse
 from stacks.bundling.spec import BundleSpec, BundlingError, MissingWheelError, is_excluded
@@ -88,7 +89,9 @@ def _install_command(
     dry_run: bool,
     offline: bool = False,
 ) -> tuple[list[str], dict[str, str]]:
-    req = requirements_file(spec)
+    # Absolute: uv runs in the backend's folder (--directory), where a relative path would mean another.
+    req, target, cache = requirements_file(spec).absolute(), target.absolute(), cache.absolute()
+    find_links = find_links.absolute() if find_links else None
     uv_platform, pip_platform = _PLATFORMS[spec.architecture]
     hashes = ["--require-hashes"] if req.name == "requirements.lock" else []
     # Locally built pure-Python wheels (stacks/bundling/sdist.py), found beside the index.
@@ -100,6 +103,10 @@ def _install_command(
     if command[0].endswith("uv"):
         args = [
             *command,
+            # Run as in the backend's folder: its uv.toml / pyproject.toml [tool.uv] index settings apply
+            # (indexes.py says why configuration is safe to read).
+            "--directory",
+            str(req.parent),
             "pip",
             "install",
             "--target",
@@ -125,7 +132,7 @@ def _install_command(
             "-r",
             str(req),
         ]
-        env = {**os.environ, "UV_CACHE_DIR": str(cache / "uv"), "UV_NO_CONFIG": "1"}
+        env = installer_environment("uv", uv_cache=cache / "uv")
     else:
         args = [
             *command,
@@ -147,7 +154,7 @@ def _install_command(
             "-r",
             str(req),
         ]
-        env = dict(os.environ)
+        env = installer_environment("pip")
     return args, env
 
 
@@ -166,12 +173,19 @@ def prepare_wheelhouse(
                     spec, command, Path(target), spec.cache_dir, find_links, dry_run=True, offline=offline
                 ),
             )
-        return proc.returncode == 0, proc.stdout + proc.stderr
+        output = redact(proc.stdout + proc.stderr)
+        refused = auth_refused(output, f"resolving {req} for {spec.runtime}/{spec.architecture}")
+        if proc.returncode != 0 and refused:
+            raise refused
+        return proc.returncode == 0, output
 
     uv = command[0] if command[0].endswith("uv") else None
     try:
         return sdist.prepare_wheelhouse(spec, req, tool, dry_run, uv=uv, log=log)
     except sdist.SdistError as exc:
+        refused = auth_refused(exc.detail, f"downloading the source distribution of {exc.package}")
+        if refused:
+            raise refused from None
         raise MissingWheelError(exc.package, _wheel_target(spec, command), exc.detail) from None
 
 
@@ -209,13 +223,15 @@ def install_dependencies(
 
     proc = _run_cache_first(req, command, build)
     if proc.returncode != 0:
-        output = proc.stdout + proc.stderr
+        output = redact(proc.stdout + proc.stderr)
+        what = f"installing {req} for {spec.runtime}/{spec.architecture}"
+        refused = auth_refused(output, what)
+        if refused:
+            raise refused
         package = _no_wheel_package(output)
         if package:
             raise MissingWheelError(package, _wheel_target(spec, command), output[-2000:])
-        raise BundlingError(
-            f"installing {req} for {spec.runtime}/{spec.architecture} failed:\n{output[-3000:]}"
-        )
+        raise BundlingError(f"{what} failed:\n{output[-3000:]}")
     if req.name == "requirements.lock":
         check_lock_complete(target, spec, req)
 

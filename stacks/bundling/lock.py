@@ -20,6 +20,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from stacks.bundling.indexes import auth_refused, installer_environment, redact
 from stacks.bundling.spec import BundlingError
 
 LOCK_NAME = "requirements.lock"
@@ -139,9 +140,8 @@ def compile_lock(
     if not targets:
         raise ValueError("no (python version, architecture) target to resolve for")
     lock = requirements.with_name(LOCK_NAME)
-    env = {**os.environ, "UV_NO_CONFIG": "1"}
-    if cache_dir is not None:
-        env["UV_CACHE_DIR"] = str(cache_dir)
+    # The index settings of the Lambda-platform install (indexes.py): the lock resolves what it installs.
+    env = installer_environment("uv", uv_cache=cache_dir)
     resolutions = []
     for version, arch in sorted(set(targets)):
         platform, machine = TARGET_PLATFORMS[arch]
@@ -158,14 +158,20 @@ def compile_lock(
             ":all:",
             "--generate-hashes",
             "--no-header",  # uv's header names this machine's paths; ours records what matters
+            # Whatever the configuration says: index URLs (maybe with credentials) stay out of the lock.
+            "--no-emit-index-url",
+            "--no-emit-find-links",
+            "--no-emit-index-annotation",
         ]
         proc = subprocess.run(
             args, cwd=requirements.parent, capture_output=True, text=True, env=env, check=False
         )
         if proc.returncode != 0:
-            raise RuntimeError(
-                f"resolving {requirements} for python{version}/{arch} failed:\n{proc.stderr[-3000:]}"
-            )
+            what = f"resolving {requirements} for python{version}/{arch}"
+            refused = auth_refused(proc.stderr, what)
+            if refused:
+                raise refused
+            raise RuntimeError(f"{what} failed:\n{redact(proc.stderr)[-3000:]}")
         resolutions.append(
             (f"python_version == '{version}' and platform_machine == '{machine}'", proc.stdout)
         )

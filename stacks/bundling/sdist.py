@@ -12,7 +12,8 @@ passes. An sdist whose build gives a platform-specific wheel, or that does not b
 `MissingWheelError` naming the package (the Docker fallback in lambda_bundle.py applies).
 
 The wheelhouse is cached under the bundle cache by the requirements content, runtime, architecture and
-installer: a synth with unchanged requirements reads its manifest and does nothing else. The built wheels'
+installer: a synth with unchanged requirements reads its manifest and does nothing else. Only a complete
+wheelhouse is cached, never a failure: the next synth downloads and builds again. The built wheels'
 names and sha256 are part of the bundle's input hash.
 """
 
@@ -33,12 +34,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from stacks.bundling import bundle_cache
+from stacks.bundling.indexes import installer_environment, redact
 
 if TYPE_CHECKING:
     from stacks.bundling.spec import BundleSpec
 
 # Bump when the way wheels are built changes: part of the wheelhouse key.
-SDIST_BUILDER_VERSION = "1"
+SDIST_BUILDER_VERSION = "2"  # 2: failures are no longer cached (1 kept a failed build's verdict)
 _PURE_TAGS = ("-py3-none-any.whl", "-py2.py3-none-any.whl")
 _MAX_ROUNDS = 20
 _BUILD_TIMEOUT_SECONDS = 600
@@ -56,10 +58,9 @@ _NO_WHEEL = (
 class SdistError(Exception):
     """`package` has no wheel for the target and its sdist gives none that runs everywhere."""
 
-    def __init__(self, package: str, detail: str, *, cacheable: bool = True) -> None:
+    def __init__(self, package: str, detail: str) -> None:
         self.package = package
         self.detail = detail
-        self.cacheable = cacheable  # False for a failed download, which may be passing
         super().__init__(f"{package}: {detail}")
 
 
@@ -110,9 +111,16 @@ def _pinned(requirements: Path, package: str) -> str:
 
 
 def build_pure_wheel(
-    package: str, specifier: str, out: Path, *, use_uv: str | None, uv_cache: Path | None = None
+    package: str,
+    specifier: str,
+    out: Path,
+    *,
+    use_uv: str | None,
+    uv_cache: Path | None = None,
+    project: Path | None = None,
 ) -> Path:
     """Download `package specifier` as an sdist and build it into a wheel in `out`; return the wheel.
+    `project`: the backend's folder, whose uv configuration (its indexes) the build reads.
 
     Raises SdistError when the sdist cannot be had or built, or builds a platform-specific wheel."""
     with tempfile.TemporaryDirectory(prefix="credmate-sdist-") as tmp:
@@ -135,6 +143,7 @@ def build_pure_wheel(
             capture_output=True,
             text=True,
             timeout=_BUILD_TIMEOUT_SECONDS,
+            env=installer_environment("pip"),
             check=False,
         )
         sdists = sorted((work / "sdist").glob("*")) if (work / "sdist").is_dir() else []
@@ -142,19 +151,23 @@ def build_pure_wheel(
             raise SdistError(
                 package,
                 f"no source distribution of {package}{specifier} could be downloaded either:\n"
-                f"{(download.stdout + download.stderr)[-1500:]}",
-                cacheable=False,
+                f"{redact(download.stdout + download.stderr)[-1500:]}",
             )
         if use_uv:
-            args = [use_uv, "build", "--wheel", "--quiet", "--out-dir", str(work / "wheel"), str(sdists[0])]
+            directory = ["--directory", str(project)] if project else []
+            # Not --quiet: uv then drops the build backend's own output, the reason a build failed.
+            args = [
+                use_uv, *directory, "build", "--wheel", "--out-dir", str(work / "wheel"),
+                str(sdists[0]),
+            ]  # fmt: skip
         else:
             args = [
                 sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "--disable-pip-version-check",
                 "-w", str(work / "wheel"), str(sdists[0]),
             ]  # fmt: skip
-        env = {**os.environ, "SOURCE_DATE_EPOCH": "315532800", "UV_NO_CONFIG": "1"}
-        if uv_cache is not None:
-            env["UV_CACHE_DIR"] = str(uv_cache)
+        # Build isolation fetches the build backend from the index: the same index settings as the install.
+        env = installer_environment("uv" if use_uv else "pip", uv_cache=uv_cache)
+        env["SOURCE_DATE_EPOCH"] = "315532800"
         built = subprocess.run(
             args, capture_output=True, text=True, timeout=_BUILD_TIMEOUT_SECONDS, env=env, check=False
         )
@@ -163,7 +176,7 @@ def build_pure_wheel(
             raise SdistError(
                 package,
                 f"its source distribution {sdists[0].name} did not build into a wheel:\n"
-                f"{(built.stdout + built.stderr)[-1500:]}",
+                f"{redact(built.stdout + built.stderr)[-1500:]}",
             )
         wheel = wheels[0]
         if not wheel.name.endswith(_PURE_TAGS):
@@ -197,9 +210,6 @@ def prepare_wheelhouse(
     manifest = directory / "manifest.json"
     if bundle_cache.use(directory):  # held: no pruner deletes it while the install reads its wheels
         data = json.loads(manifest.read_text())
-        if data.get("error"):
-            error = data["error"]
-            raise SdistError(error["package"], error["detail"])
         return Wheelhouse(directory / "wheels", tuple((str(n), str(h)) for n, h in data["wheels"]))
     directory.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{key[:12]}-", dir=directory.parent))
@@ -212,21 +222,27 @@ def prepare_wheelhouse(
                 break
             found = no_wheel_requirement(output)
             if found is None or _normalise(found[0]) in built:
-                break  # another failure: the install reports it with its own message
+                # Another failure (the index unreachable, a credential refused, a conflict): the install
+                # reports it with its own message. Nothing is cached: an empty wheelhouse kept now would
+                # hide, once the index answers, the sdists these requirements need.
+                return Wheelhouse(directory / "wheels", ())
             package, specifier = found
             specifier = _pinned(requirements, package) or specifier
             log(f"[bundle] {package}{specifier} has no wheel: building its source distribution")
-            try:
-                built[_normalise(package)] = build_pure_wheel(
-                    package, specifier, wheels_dir, use_uv=uv, uv_cache=spec.cache_dir / "uv"
-                )
-            except SdistError as exc:
-                if exc.cacheable:
-                    work.joinpath("manifest.json").write_text(
-                        json.dumps({"error": {"package": exc.package, "detail": exc.detail}})
-                    )
-                    _publish(work, directory)
-                raise
+            # An SdistError leaves no manifest (`work` is removed): a failure is never cached, the next
+            # synth tries again. Downloads and builds fail for reasons the key does not cover (the index
+            # was down or refused the credentials, the build backend fetched from it was broken, a compiler
+            # was missing or present), and a cached verdict would stop every synth until someone deleted it.
+            built[_normalise(package)] = build_pure_wheel(
+                package,
+                specifier,
+                wheels_dir,
+                use_uv=uv,
+                uv_cache=spec.cache_dir / "uv",
+                project=requirements.parent,
+            )
+        else:
+            return Wheelhouse(directory / "wheels", ())  # never resolved: nothing cached either
         wheels = tuple((p.name, hashlib.sha256(p.read_bytes()).hexdigest()) for p in sorted(built.values()))
         (work / "manifest.json").write_text(json.dumps({"wheels": [list(w) for w in wheels]}))
         _publish(work, directory)
