@@ -41,7 +41,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from stacks.bundling import bundle_cache, import_closure, install, layers, strip, zipwrite
+from stacks.bundling import bundle_cache, import_closure, install, layers, manifest, strip, zipwrite
 from stacks.bundling import bytecode as init_bytecode
 from stacks.bundling.input_hash import dependency_key, host_can_compile, input_hash, installer_identity
 from stacks.bundling.sdist import Wheelhouse
@@ -341,6 +341,7 @@ def _build_in(
         "dependencies_reused": not layer.built,
         "layer": "" if merged else layer.path.name,
         "notices": notices,
+        "manifest": manifest.manifest_for(spec.requirements).label,
     }
     (work / "meta.json").write_text(json.dumps(meta, sort_keys=True))
     return meta
@@ -363,4 +364,5 @@ def _result(final: Path, asset_hash: str, tool: str, *, cache_hit: bool, started
         notices=tuple(meta.get("notices", ())) if not cache_hit else (),
         dependencies_reused=meta.get("dependencies_reused", False),
         layer=layer,
+        manifest=meta.get("manifest", ""),
     )
