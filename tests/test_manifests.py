@@ -27,6 +27,17 @@ BACKENDS = {
     "poetry_backend": manifest.POETRY,
     "editable_backend": manifest.REQUIREMENTS,
 }
+# `make` with its set-up targets taken as done: `make test` (or `make unit`) ran them before the tests.
+MAKE = (
+    "make",
+    "--no-print-directory",
+    "-o",
+    "setup",
+    "-o",
+    ".venv/.installed",
+    "-o",
+    "node_modules/.installed",
+)
 HEALTHY = {"status": "healthy", "greeting": "hello from libs/common"}
 
 
@@ -37,7 +48,17 @@ def _env() -> dict[str, str]:
 
 def _synth(backend: Path, outdir: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        ["npx", "--no-install", "cdk", "synth", "--quiet", "-o", str(outdir), "-c", f"backend_root={backend}"],
+        [
+            "npx",
+            "--no-install",
+            "cdk",
+            "synth",
+            "--quiet",
+            "-o",
+            str(outdir),
+            "-c",
+            f"backend_root={backend}",
+        ],
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,
@@ -81,7 +102,7 @@ def test_the_first_manifest_present_wins(tmp_path: Path, files: list[str], label
 
 
 def test_a_root_without_a_manifest_names_what_is_missing(tmp_path: Path) -> None:
-    with pytest.raises(BundlingError, match="expected pyproject.toml with uv.lock or poetry.lock, or"):
+    with pytest.raises(BundlingError, match=r"expected pyproject\.toml with uv\.lock or poetry\.lock, or"):
         manifest.find_manifest(tmp_path)
     (tmp_path / "pyproject.toml").write_text("")
     with pytest.raises(BundlingError, match=r"pyproject.toml has no uv.lock or poetry.lock .*`uv lock`"):
@@ -130,7 +151,9 @@ def test_poetry_content_hash_is_the_one_poetry_wrote() -> None:
 
 
 @pytest.mark.parametrize("name", ["uv_workspace_backend", "poetry_backend"])
-def test_locks_pin_main_dependencies_with_hashes_and_local_packages_by_path(name: str, tmp_path: Path) -> None:
+def test_locks_pin_main_dependencies_with_hashes_and_local_packages_by_path(
+    name: str, tmp_path: Path
+) -> None:
     resolved = manifest.resolve(_spec(FIXTURES / name, tmp_path))
     assert resolved.manifest.label == BACKENDS[name]
     assert resolved.pins.name == "requirements.lock"  # installed with --require-hashes
@@ -212,26 +235,39 @@ def test_local_package_is_installed_and_a_broken_name_import_from_it_is_caught(
 
 
 @pytest.fixture(scope="module", params=sorted(BACKENDS))
-def synthesized_backend(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
+def synthesized_backend(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[str, Path, str]:
+    """(fixture name, assembly folder, synth log) of one backend, synthesized once for this module."""
     name: str = request.param
-    proc = _synth(FIXTURES / name, tmp_path_factory.mktemp(f"out-{name}"))
+    outdir = tmp_path_factory.mktemp(f"out-{name}")
+    proc = _synth(FIXTURES / name, outdir)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    return name + "\n" + proc.stdout + proc.stderr
+    return name, outdir, proc.stdout + proc.stderr
 
 
-def test_each_backend_synthesizes_verified_and_names_its_manifest(synthesized_backend: str) -> None:
-    name, _, log = synthesized_backend.partition("\n")
+def test_each_backend_synthesizes_verified_and_names_its_manifest(
+    synthesized_backend: tuple[str, Path, str],
+) -> None:
+    name, outdir, log = synthesized_backend
     assert f"manifest: {BACKENDS[name]}, asset" in log
-    assert "[bundle] verified 3 handler(s)" in log
+    template = json.loads((outdir / "credmate-backend-prod.template.json").read_text())
+    [bundle] = template["Metadata"]["CredmateBundles"]
+    assert bundle["verified"] is True and bundle["asset_hash"][:12] in log
 
 
-def test_each_backend_serves_health_through_make_local_invoke(synthesized_backend: str) -> None:
-    name = synthesized_backend.partition("\n")[0]
+def test_each_backend_serves_health_through_make_local_invoke(
+    synthesized_backend: tuple[str, Path, str],
+) -> None:
+    name = synthesized_backend[0]
     proc = subprocess.run(
-        # -o: the venv and node_modules are set up already (make test does it first).
-        ["make", "--no-print-directory", "-o", "setup", "-o", ".venv/.installed", "-o", "node_modules/.installed"]
-        + ["local-invoke", "FUNCTION=BackendApi", f"EVENT={FIXTURES / 'health_event.json'}"]
-        + [f"BACKEND={FIXTURES / name}"],
+        [
+            *MAKE,
+            "local-invoke",
+            "FUNCTION=BackendApi",
+            f"EVENT={FIXTURES / 'health_event.json'}",
+            f"BACKEND={FIXTURES / name}",
+        ],
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,
