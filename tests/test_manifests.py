@@ -16,6 +16,7 @@ import pytest
 from stacks.bundling import import_closure, manifest
 from stacks.bundling.build import build_bundle
 from stacks.bundling.input_hash import dependency_key, input_hash
+from stacks.bundling.lock import compile_lock
 from stacks.bundling.spec import BundleSpec, BundlingError
 from stacks.bundling.verification import verify_bundle
 from tests.test_bundling import CHECKS, HANDLERS, TOOL
@@ -169,6 +170,16 @@ def test_plain_requirements_resolve_the_local_packages_dependencies(tmp_path: Pa
     resolved = manifest.resolve(_spec(FIXTURES / "editable_backend", tmp_path))
     assert resolved.pins.name == "requirements.txt"
     assert resolved.pins.read_text().splitlines()[-1] == "pydantic>=2"  # from the local wheel's metadata
+
+
+def test_make_lock_of_an_editable_requirement_installs_it_from_its_folder(tmp_path: Path) -> None:
+    # `make lock` keeps `-e ./libs/common` as a line without hashes: it must not reach the hashed install.
+    backend = _copy("editable_backend", tmp_path / "backend")
+    compile_lock(backend / "requirements.txt", [("3.11", "x86_64")], cache_dir=REPO_ROOT / ".cache" / "uv")
+    resolved = manifest.resolve(_spec(backend, tmp_path / "cache"))
+    assert resolved.manifest.label == manifest.REQUIREMENTS_LOCK
+    assert resolved.pins.name == "requirements.lock" and "libs/common" not in resolved.pins.read_text()
+    assert [p.source for p in resolved.local] == [backend / "libs" / "common"]
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -453,8 +453,10 @@ def _write_pins(cache_dir: Path, text: str, name: str) -> Path:
     path = folder / name
     if not path.is_file():
         folder.mkdir(parents=True, exist_ok=True)
-        temporary = folder / f".{name}.{os.getpid()}.tmp"
-        temporary.write_text(text)
+        # A temporary file of its own: the environments of one synth resolve on several threads at once.
+        handle, temporary = tempfile.mkstemp(prefix=f".{name}.", dir=folder)
+        with os.fdopen(handle, "w") as out:
+            out.write(text)
         os.replace(temporary, path)
     return path
 
