@@ -39,6 +39,13 @@ MAKE = (
     "-o",
     "node_modules/.installed",
 )
+LAZY_IMPORT = """
+
+def later() -> object:
+    from credmate_common import missing_lazy
+
+    return missing_lazy
+"""
 HEALTHY = {"status": "healthy", "greeting": "hello from libs/common"}
 
 
@@ -235,10 +242,17 @@ def test_local_package_is_installed_and_a_broken_name_import_from_it_is_caught(
     assert "credmate_common" in installed
     assert not (result.layer or result.directory).joinpath("credmate_common", "__init__.py").is_symlink()
     assert not list((result.layer or result.directory).glob("*.pth")), "a regular install, not editable"
-    handler = backend / "src" / "worker.py"
-    handler.write_text(handler.read_text().replace("import greeting", "import greeting, missing_name"))
-    with pytest.raises(BundlingError, match="cannot import name 'missing_name' from 'credmate_common'"):
-        verify_bundle(build_bundle(spec), spec, CHECKS[1:2], reuse=False)
+    # A name the local package no longer exports, imported at init or lazily, is caught naming its folder.
+    worker = backend / "src" / "worker.py"
+    worker.write_text(worker.read_text().replace("import greeting", "import greeting, missing_name"))
+    scheduler = backend / "src" / "campaign_scheduler.py"
+    scheduler.write_text(scheduler.read_text() + LAZY_IMPORT)
+    with pytest.raises(BundlingError) as caught:
+        verify_bundle(build_bundle(spec), spec, CHECKS[1:], reuse=False)
+    where = backend / "libs" / "common" / "credmate_common"
+    for name in ("missing_name", "missing_lazy"):
+        assert f"cannot import name '{name}' from 'credmate_common'" in str(caught.value)
+        assert f"no longer exports {name}: restore it in {where}" in str(caught.value)
 
 
 # ---------------------------------------------------------------------------------------------------------

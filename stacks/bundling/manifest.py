@@ -461,6 +461,21 @@ def _write_pins(cache_dir: Path, text: str, name: str) -> Path:
     return path
 
 
+def local_module_path(spec: BundleSpec, module: str) -> Path | None:
+    """Where a local package of `spec`'s manifest holds `module` (None: no local package does), for the
+    hints that name the file to fix."""
+    try:
+        local = resolve(spec).local
+    except BundlingError:
+        return None
+    top = module.split(".")[0]
+    for package in local:
+        for base in (package.source, package.source / "src"):
+            if (base / top).is_dir() or (base / f"{top}.py").is_file():
+                return base / module.replace(".", "/")
+    return None
+
+
 def install_local_packages(
     resolved: Resolved, command: list[str], target: Path, platform: tuple[str, str], python_version: str
 ) -> None:
