@@ -28,16 +28,12 @@ BACKENDS = {
     "poetry_backend": manifest.POETRY,
     "editable_backend": manifest.REQUIREMENTS,
 }
+CDK_SYNTH = ("npx", "--no-install", "cdk", "synth", "--quiet")
 # `make` with its set-up targets taken as done: `make test` (or `make unit`) ran them before the tests.
 MAKE = (
     "make",
     "--no-print-directory",
-    "-o",
-    "setup",
-    "-o",
-    ".venv/.installed",
-    "-o",
-    "node_modules/.installed",
+    *(f"--assume-old={t}" for t in ("setup", ".venv/.installed", "node_modules/.installed")),
 )
 LAZY_IMPORT = """
 
@@ -54,26 +50,15 @@ def _env() -> dict[str, str]:
     return {**os.environ, "PATH": os.pathsep.join([*bins, os.environ.get("PATH", "")])}
 
 
-def _synth(backend: Path, outdir: Path) -> subprocess.CompletedProcess[str]:
+def _run(*args: str) -> subprocess.CompletedProcess[str]:
+    """A command of the repository's, from its root, as a user runs it."""
     return subprocess.run(
-        [
-            "npx",
-            "--no-install",
-            "cdk",
-            "synth",
-            "--quiet",
-            "-o",
-            str(outdir),
-            "-c",
-            f"backend_root={backend}",
-        ],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        env=_env(),
-        timeout=900,
-        check=False,
+        args, cwd=REPO_ROOT, capture_output=True, text=True, env=_env(), timeout=900, check=False
     )
+
+
+def _synth(backend: Path, outdir: Path) -> subprocess.CompletedProcess[str]:
+    return _run(*CDK_SYNTH, "-o", str(outdir), "-c", f"backend_root={backend}")
 
 
 def _copy(name: str, dest: Path) -> Path:
@@ -285,21 +270,8 @@ def test_each_backend_serves_health_through_make_local_invoke(
     synthesized_backend: tuple[str, Path, str],
 ) -> None:
     name = synthesized_backend[0]
-    proc = subprocess.run(
-        [
-            *MAKE,
-            "local-invoke",
-            "FUNCTION=BackendApi",
-            f"EVENT={FIXTURES / 'health_event.json'}",
-            f"BACKEND={FIXTURES / name}",
-        ],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        env=_env(),
-        timeout=600,
-        check=False,
-    )
+    event = FIXTURES / "health_event.json"
+    proc = _run(*MAKE, "local-invoke", "FUNCTION=BackendApi", f"EVENT={event}", f"BACKEND={FIXTURES / name}")
     assert proc.returncode == 0, proc.stderr[-3000:]
     response = json.loads(proc.stdout[proc.stdout.index("{") :])
     assert response["statusCode"] == 200 and json.loads(response["body"]) == HEALTHY
