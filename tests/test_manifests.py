@@ -158,6 +158,25 @@ def test_locks_pin_main_dependencies_with_hashes_and_local_packages_by_path(
     assert resolved.local[0].wheel.name == "credmate_common-0.1.0-py3-none-any.whl"
 
 
+def test_a_backend_that_is_a_uv_workspace_member_uses_the_workspace_lock(tmp_path: Path) -> None:
+    # GIVEN the workspace's root above the backend: its pyproject.toml declares the members, uv.lock is there
+    workspace = tmp_path / "workspace"
+    backend = _copy("uv_workspace_backend", workspace / "apps" / "api")
+    shutil.move(backend / "libs", workspace / "libs")
+    (backend / "uv.lock").unlink()
+    pyproject = backend / "pyproject.toml"
+    pyproject.write_text(pyproject.read_text().partition("[tool.uv.workspace]")[0])
+    (workspace / "pyproject.toml").write_text('[tool.uv.workspace]\nmembers = ["apps/api", "libs/common"]\n')
+    locked = _run("uv", "lock", "--directory", str(workspace), "--quiet")
+    assert locked.returncode == 0, locked.stderr
+    # THEN the backend's manifest is its pyproject.toml with the workspace's lock, members by their folders
+    found = manifest.find_manifest(backend)
+    assert (found.label, found.lock) == (manifest.UV, workspace / "uv.lock")
+    resolved = manifest.resolve(_spec(backend, tmp_path / "cache"))
+    assert [p.source for p in resolved.local] == [workspace / "libs" / "common"]
+    assert "fastapi==0.115.6" in resolved.pins.read_text()
+
+
 def test_plain_requirements_resolve_the_local_packages_dependencies(tmp_path: Path) -> None:
     resolved = manifest.resolve(_spec(FIXTURES / "editable_backend", tmp_path))
     assert resolved.pins.name == "requirements.txt"

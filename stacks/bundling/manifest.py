@@ -2,7 +2,8 @@
 
 A backend root is read in this order (the first that is there wins):
 
-1. `pyproject.toml` + `uv.lock`: a uv project or workspace. `uv export --locked` writes the pins (hashes
+1. `pyproject.toml` + `uv.lock`: a uv project or workspace (the backend may be a member: the workspace's
+   uv.lock is then in a folder above). `uv export --locked` writes the pins (hashes
    included) of the non-dev dependencies; it fails when the lock no longer matches the pyproject files,
    which stops synth naming `uv lock`.
 2. `pyproject.toml` + `poetry.lock`: the lock is read as TOML (Poetry is not needed at synth): the packages
@@ -64,8 +65,8 @@ class Manifest:
     @property
     def refresh(self) -> str:
         """The command that makes the lock again, with where to run it."""
-        if self.label == UV:
-            return f"`uv lock` in {self.primary.parent}"
+        if self.label == UV and self.lock is not None:
+            return f"`uv lock` in {self.lock.parent}"
         if self.label == POETRY:
             return f"`poetry lock` in {self.primary.parent}"
         return f"`make lock` (or `python scripts/lock.py {self.primary.parent}`)"
@@ -96,7 +97,7 @@ def find_manifest(root: Path) -> Manifest:
     """The manifest of backend folder `root`, in the module docstring's order; BundlingError names what is
     missing when there is none."""
     pyproject, requirements = root / "pyproject.toml", root / "requirements.txt"
-    if pyproject.is_file() and ((root / "uv.lock").is_file() or (root / "poetry.lock").is_file()):
+    if pyproject.is_file() and (uv_lock_for(pyproject) or (root / "poetry.lock").is_file()):
         return manifest_for(pyproject)
     if requirements.is_file():
         return manifest_for(requirements)
@@ -115,9 +116,11 @@ def manifest_for(primary: Path) -> Manifest:
     """The manifest a BundleSpec's `requirements` file stands for: a pyproject.toml with its lock, or a
     requirements file with or without requirements.lock."""
     if primary.name == "pyproject.toml":
-        for name, label in (("uv.lock", UV), ("poetry.lock", POETRY)):
-            if (primary.parent / name).is_file():
-                return Manifest(label, primary, primary.parent / name)
+        uv_lock = uv_lock_for(primary)
+        if uv_lock is not None:
+            return Manifest(UV, primary, uv_lock)
+        if (primary.parent / "poetry.lock").is_file():
+            return Manifest(POETRY, primary, primary.parent / "poetry.lock")
         raise BundlingError(
             f"{primary} has no uv.lock or poetry.lock beside it: run `uv lock` (or `poetry lock`) in "
             f"{primary.parent} and commit the lock"
@@ -128,6 +131,24 @@ def manifest_for(primary: Path) -> Manifest:
         if lock.is_file()
         else Manifest(REQUIREMENTS, primary, None)
     )
+
+
+def uv_lock_for(pyproject: Path) -> Path | None:
+    """uv.lock beside `pyproject`, else that of the workspace it is a member of: the nearest folder above
+    whose pyproject.toml declares `[tool.uv.workspace]` (as uv finds it), when that folder holds uv.lock."""
+    if (pyproject.parent / "uv.lock").is_file():
+        return pyproject.parent / "uv.lock"
+    for folder in pyproject.parent.resolve().parents:
+        candidate = folder / "pyproject.toml"
+        if not candidate.is_file():
+            continue
+        try:
+            declares = "workspace" in tomllib.loads(candidate.read_text()).get("tool", {}).get("uv", {})
+        except (tomllib.TOMLDecodeError, OSError):
+            continue
+        if declares:
+            return folder / "uv.lock" if (folder / "uv.lock").is_file() else None
+    return None
 
 
 def primary_file(root: Path) -> Path:
@@ -188,7 +209,9 @@ def split_local(text: str, base: Path) -> tuple[str, list[Path]]:
 
 
 def uv_pins(manifest: Manifest) -> tuple[str, list[Path]]:
-    """`uv export` of the project or workspace: its non-dev dependencies with hashes, members as paths."""
+    """`uv export` of the project (a workspace member's, when the backend is one): its non-dev dependencies
+    with hashes, members as paths (relative to the workspace root, where uv.lock is)."""
+    assert manifest.lock is not None
     root = manifest.primary.parent
     uv = requirements_lock.uv_command()
     proc = subprocess.run(
@@ -216,10 +239,10 @@ def uv_pins(manifest: Manifest) -> tuple[str, list[Path]]:
         if "--locked" in detail or "needs to be updated" in detail:
             raise BundlingError(
                 f"{manifest.lock} is stale: {manifest.primary} (or a workspace member's pyproject.toml) "
-                f"changed since it was locked. Run `uv lock` in {root} and commit uv.lock\n{detail}"
+                f"changed since it was locked. Run {manifest.refresh} and commit uv.lock\n{detail}"
             )
         raise BundlingError(f"`uv export` of {manifest.lock} failed (fix it, then run `uv lock`):\n{detail}")
-    return split_local(proc.stdout, root)
+    return split_local(proc.stdout, manifest.lock.parent)
 
 
 def poetry_content_hash(pyproject: Mapping[str, Any], *, with_dependency_groups: bool = True) -> str:
@@ -433,15 +456,13 @@ def _stamp(paths: Iterable[Path]) -> tuple[tuple[str, int, int], ...]:
 def _uv_pins_cached(manifest: Manifest) -> tuple[str, list[Path]]:
     """uv_pins, run again only when uv.lock or a pyproject.toml it read changed (one build asks often)."""
     assert manifest.lock is not None
-    key = manifest.lock.resolve()
-    cached = _UV_EXPORTS.get(key)
-    if cached is not None:
-        _text, members = cached[1]
-        if cached[0] == _stamp([manifest.lock, manifest.primary, *(m / "pyproject.toml" for m in members)]):
-            return cached[1]
+    read = [manifest.lock, manifest.primary, manifest.lock.with_name("pyproject.toml")]
+    cached = _UV_EXPORTS.get(manifest.lock.resolve())
+    if cached is not None and cached[0] == _stamp([*read, *(m / "pyproject.toml" for m in cached[1][1])]):
+        return cached[1]
     result = uv_pins(manifest)
-    _UV_EXPORTS[key] = (
-        _stamp([manifest.lock, manifest.primary, *(m / "pyproject.toml" for m in result[1])]),
+    _UV_EXPORTS[manifest.lock.resolve()] = (
+        _stamp([*read, *(m / "pyproject.toml" for m in result[1])]),
         result,
     )
     return result
