@@ -227,6 +227,8 @@ def uv_pins(manifest: Manifest) -> tuple[str, list[Path]]:
             "--no-header",
             "--no-annotate",
             "--quiet",
+            "--color",
+            "never",  # its message goes into synth's
         ],
         cwd=root,
         capture_output=True,
@@ -239,7 +241,7 @@ def uv_pins(manifest: Manifest) -> tuple[str, list[Path]]:
         if "--locked" in detail or "needs to be updated" in detail:
             raise BundlingError(
                 f"{manifest.lock} is stale: {manifest.primary} (or a workspace member's pyproject.toml) "
-                f"changed since it was locked. Run {manifest.refresh} and commit uv.lock\n{detail}"
+                f"changed since it was locked. Run {manifest.refresh} and commit uv.lock"
             )
         raise BundlingError(f"`uv export` of {manifest.lock} failed (fix it, then run `uv lock`):\n{detail}")
     return split_local(proc.stdout, manifest.lock.parent)
