@@ -133,6 +133,17 @@ def test_editable_path_resolves_against_the_requirements_folder_not_the_cwd(
     ]
 
 
+def test_an_included_requirements_file_resolves_its_local_paths_against_its_own_folder(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "deps").mkdir()
+    (tmp_path / "deps" / "base.txt").write_text("fastapi==0.115.6\n-e ../libs/common\n")
+    (tmp_path / "requirements.txt").write_text("-r deps/base.txt\nmangum==0.19.0\n")
+    text, local = manifest.read_requirements(tmp_path / "requirements.txt")
+    assert text == "fastapi==0.115.6\nmangum==0.19.0\n"
+    assert local == [tmp_path / "libs" / "common"]
+
+
 def test_poetry_content_hash_is_the_one_poetry_wrote() -> None:
     # The fixture's lock was written by `poetry lock` (Poetry 2.5.1): our hash must agree with Poetry's.
     root = FIXTURES / "poetry_backend"

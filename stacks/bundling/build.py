@@ -291,7 +291,12 @@ def _build_in(
         "source_hash": _sha256(
             b"".join(rel.encode() + b"\0" + _sha256(data).encode() for rel, data in contents.items())
         )[:12],
-        "requirements_hash": _sha256(install.requirements_file(spec).read_bytes())[:12],
+        # The pins, and the local packages' sources when there are any (`make diff` tells a dependency change
+        # from a source change by this).
+        "requirements_hash": _sha256(
+            install.requirements_file(spec).read_bytes()
+            + "".join(f"\0{p.wheel.name}:{p.digest}" for p in manifest.resolve(spec).local).encode()
+        )[:12],
         "schema_head": schema_head(spec.source_dir, spec.migrations_dir),
         "git_commit": commit,
         "git_dirty": dirty,

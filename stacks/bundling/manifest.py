@@ -333,8 +333,36 @@ def requirements_pins(manifest: Manifest) -> tuple[str, list[Path]]:
     """requirements.txt (or its lock, fresh) without local paths, which are resolved against its folder."""
     if manifest.lock is not None:
         requirements_lock.check_fresh(manifest.lock, manifest.primary)
-    chosen = manifest.lock or manifest.primary
-    return split_local(chosen.read_text(), manifest.primary.parent)
+    return read_requirements(manifest.lock or manifest.primary)
+
+
+_INCLUDE = re.compile(r"^\s*(-r|--requirement|-c|--constraint)(?:\s+|=)(\S+)\s*$")
+
+
+def read_requirements(path: Path, seen: frozenset[Path] = frozenset()) -> tuple[str, list[Path]]:
+    """split_local of a requirements file, with the files it includes (`-r`) inlined, each one's local paths
+    resolved against its own folder. A constraints file (`-c`) keeps its place, by absolute path (only in a
+    file that is rewritten because it names a local package: then its pins are no longer beside it)."""
+    if path in seen:
+        raise BundlingError(f"{path} includes itself (through -r): remove the cycle")
+    kept, local = split_local(path.read_text(), path.parent)
+    out = []
+    for line in kept.splitlines():
+        include = _INCLUDE.match(line)
+        if include is None:
+            out.append(f"{line}\n")
+            continue
+        flag, name = include.groups()
+        target = (path.parent / name).resolve()
+        if not target.is_file():
+            raise BundlingError(f"{path} includes {name} ({target}), which does not exist: fix the path")
+        if flag in ("-c", "--constraint"):
+            out.append(f"{flag} {target}\n")
+            continue
+        text, more = read_requirements(target, seen | {path})
+        out.append(text)
+        local += more
+    return "".join(out), local
 
 
 # ---------------------------------------------------------------------------------------------------------
