@@ -123,9 +123,12 @@ def test_editable_path_resolves_against_the_requirements_folder_not_the_cwd(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    text = "fastapi==0.115.6\n-e ./libs/common\n../shared \\\n    --hash=sha256:00\nx @ file:///opt/x\n"
+    vcs = "-e git+https://example.com/x.git#egg=x"
+    text = (
+        f"fastapi==0.115.6\n-e ./libs/common\n../shared \\\n    --hash=sha256:00\nx @ file:///opt/x\n{vcs}\n"
+    )
     kept, local = manifest.split_local(text, FIXTURES / "editable_backend")
-    assert kept == "fastapi==0.115.6\n"
+    assert kept == f"fastapi==0.115.6\n{vcs}\n"
     assert local == [
         FIXTURES / "editable_backend" / "libs" / "common",
         FIXTURES / "shared",

@@ -3,9 +3,9 @@
 A backend root is read in this order (the first that is there wins):
 
 1. `pyproject.toml` + `uv.lock`: a uv project or workspace (the backend may be a member: the workspace's
-   uv.lock is then in a folder above). `uv export --locked` writes the pins (hashes
-   included) of the non-dev dependencies; it fails when the lock no longer matches the pyproject files,
-   which stops synth naming `uv lock`.
+   uv.lock is then in a folder above). `uv export --locked` writes the pins (hashes included) of the
+   non-dev dependencies; it fails when the lock no longer matches the pyproject files, which stops synth
+   naming `uv lock`.
 2. `pyproject.toml` + `poetry.lock`: the lock is read as TOML (Poetry is not needed at synth): the packages
    of the main group whose markers hold on Lambda's Linux, pinned with every file hash the lock records.
    Stale when its `content-hash` is not the one Poetry computes from pyproject.toml (`poetry lock`).
@@ -197,8 +197,8 @@ def split_local(text: str, base: Path) -> tuple[str, list[Path]]:
             continue
         dropping = False
         match = _LOCAL_LINE.match(stripped.rstrip("\\").strip().split(" ;")[0].strip())
-        if match and not stripped.startswith("#"):
-            raw = next(g for g in match.groups() if g)
+        raw = next((g for g in match.groups() if g), "") if match else ""
+        if raw and ("://" not in raw or raw.startswith("file:")):  # `-e git+https://...` is not a folder
             if raw.startswith("file:"):
                 raw = unquote(urlparse(raw).path)
             local.append((base / raw).resolve())
@@ -213,7 +213,10 @@ def uv_pins(manifest: Manifest) -> tuple[str, list[Path]]:
     with hashes, members as paths (relative to the workspace root, where uv.lock is)."""
     assert manifest.lock is not None
     root = manifest.primary.parent
-    uv = requirements_lock.uv_command()
+    try:
+        uv = requirements_lock.uv_command()
+    except RuntimeError as exc:
+        raise BundlingError(f"{manifest.lock}: {exc}") from None
     proc = subprocess.run(
         [
             uv,
