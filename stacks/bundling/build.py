@@ -212,7 +212,7 @@ def build_bundle(spec: BundleSpec, *, log: Callable[[str], None] = lambda _m: No
             try:
                 # Informational (three git calls), so asked on the side while the bundle is built.
                 with ThreadPoolExecutor(max_workers=1) as side:
-                    provenance = side.submit(git_commit, [spec.source_dir, spec.requirements])
+                    provenance = side.submit(git_commit, _provenance_paths(spec))
                     meta = _build_in(
                         spec, tool, command, wheelhouse, files, contents, asset_hash, work, provenance
                     )
@@ -224,6 +224,18 @@ def build_bundle(spec: BundleSpec, *, log: Callable[[str], None] = lambda _m: No
                 log(f"[bundle] notice: {notice}")
     bundle_cache.prune(spec.cache_dir)
     return _result(final, asset_hash, tool, cache_hit=hit, started=started)
+
+
+def _provenance_paths(spec: BundleSpec) -> list[Path]:
+    """What git_commit asks about: the source, the manifest and its lock, and the local packages."""
+    resolved = manifest.resolve(spec)
+    named = resolved.manifest
+    return [
+        spec.source_dir,
+        named.primary,
+        *([named.lock] if named.lock else []),
+        *(p.source for p in resolved.local),
+    ]
 
 
 def _layer_dir(spec: BundleSpec, final: Path) -> Path | None:
