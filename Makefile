@@ -80,8 +80,9 @@ bench: setup
 lock: setup
 	$(PY) -m scripts.bundle.lock $(BACKEND)
 
+# BACKEND=path: another backend folder (src/ and its manifest) than apps/backend-api.
 local-invoke: setup
-	$(PY) -m scripts.local.invoke --function $(FUNCTION) --event $(EVENT)
+	$(PY) -m scripts.local.invoke --function $(FUNCTION) --event $(EVENT) $(if $(BACKEND),--backend $(BACKEND))
 
 # The environment's API on 127.0.0.1 (real bundles under the Lambda RIE); WATCH=1 rebuilds on source edits.
 # Its database: $$DATABASE_URL, else a local PostgreSQL kept in .cache/local-postgres/ENV, migrated to head.

@@ -13,6 +13,7 @@ import aws_cdk as cdk
 from cdk_nag import AwsSolutionsChecks, HIPAASecurityChecks
 
 from stacks.backend_stack import BackendStack, BackendStackProps
+from stacks.bundling.manifest import find_manifest
 from stacks.bundling.spec import BundlingError
 from stacks.config import ConfigError, EnvironmentConfig, parse_environments
 from stacks.constructs.lambda_bundle import join_verifications
@@ -37,12 +38,16 @@ def backend_root(app: cdk.App) -> Path:
     raw = app.node.try_get_context("backend_root") or DEFAULT_BACKEND_ROOT
     root = Path(raw)
     root = root if root.is_absolute() else (REPO_ROOT / root)
-    for needed in ("src", "requirements.txt"):
-        if not (root / needed).exists():
-            raise ConfigError(
-                f"cdk context backend_root={raw!r}: {root / needed} does not exist; "
-                "backend_root must be a folder holding src/ and requirements.txt"
-            )
+    if not (root / "src").is_dir():
+        raise ConfigError(
+            f"cdk context backend_root={raw!r}: {root / 'src'} does not exist; backend_root must be a "
+            "folder holding src/ and a dependency manifest (pyproject.toml with uv.lock or poetry.lock, or "
+            "requirements.txt)"
+        )
+    try:
+        find_manifest(root)
+    except BundlingError as err:
+        raise ConfigError(f"cdk context backend_root={raw!r}: {err}") from None
     return root.resolve()
 
 

@@ -11,6 +11,7 @@ import json
 from collections.abc import Mapping
 from pathlib import Path
 
+from stacks.bundling import manifest
 from stacks.bundling.spec import DEFAULT_EXCLUDES, BundleSpec, HandlerCheck, bytecode_modules_for
 from stacks.config import ConfigError, EnvironmentConfig, FunctionConfig
 
@@ -95,7 +96,8 @@ def bundle_spec(
     extra_files: Mapping[str, Path] | None = None,
 ) -> BundleSpec:
     """One bundle of `backend_root/src` (plus the probe wrapper, and the migration runner when the
-    environment runs migrations) serves every function of the catalog."""
+    environment runs migrations), with the dependencies its manifest locks, serves every function of the
+    catalog."""
     fn_settings = config.function
     extra = {"credmate_probe.py": PROBE_MODULE, **(extra_files or {})}
     migrations = config.migrations.directory
@@ -110,7 +112,8 @@ def bundle_spec(
         extra["credmate_migrate.py"] = MIGRATE_MODULE
     return BundleSpec(
         source_dir=backend_root / "src",
-        requirements=backend_root / "requirements.txt",
+        # pyproject.toml (uv or Poetry) or requirements.txt, in manifest.py's order.
+        requirements=manifest.primary_file(backend_root),
         cache_dir=cache_dir,
         runtime=fn_settings.runtime,
         architecture=fn_settings.architecture,

@@ -41,7 +41,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from stacks.bundling import bundle_cache, import_closure, install, layers, strip, zipwrite
+from stacks.bundling import bundle_cache, import_closure, install, layers, manifest, strip, zipwrite
 from stacks.bundling import bytecode as init_bytecode
 from stacks.bundling.input_hash import dependency_key, host_can_compile, input_hash, installer_identity
 from stacks.bundling.sdist import Wheelhouse
@@ -214,7 +214,7 @@ def build_bundle(spec: BundleSpec, *, log: Callable[[str], None] = lambda _m: No
             try:
                 # Informational (three git calls), so asked on the side while the bundle is built.
                 with ThreadPoolExecutor(max_workers=1) as side:
-                    provenance = side.submit(git_commit, [spec.source_dir, spec.requirements])
+                    provenance = side.submit(git_commit, _provenance_paths(spec))
                     meta = _build_in(
                         spec, tool, command, wheelhouse, files, contents, asset_hash, work, provenance
                     )
@@ -226,6 +226,18 @@ def build_bundle(spec: BundleSpec, *, log: Callable[[str], None] = lambda _m: No
                 log(f"[bundle] notice: {notice}")
     bundle_cache.prune(spec.cache_dir)
     return _result(final, asset_hash, tool, cache_hit=hit, started=started)
+
+
+def _provenance_paths(spec: BundleSpec) -> list[Path]:
+    """What git_commit asks about: the source, the manifest and its lock, and the local packages."""
+    resolved = manifest.resolve(spec)
+    named = resolved.manifest
+    return [
+        spec.source_dir,
+        named.primary,
+        *([named.lock] if named.lock else []),
+        *(p.source for p in resolved.local),
+    ]
 
 
 def _layer_dir(spec: BundleSpec, final: Path) -> Path | None:
@@ -293,7 +305,12 @@ def _build_in(
         "source_hash": _sha256(
             b"".join(rel.encode() + b"\0" + _sha256(data).encode() for rel, data in contents.items())
         )[:12],
-        "requirements_hash": _sha256(install.requirements_file(spec).read_bytes())[:12],
+        # The pins, and the local packages' sources when there are any (`make diff` tells a dependency change
+        # from a source change by this).
+        "requirements_hash": _sha256(
+            install.requirements_file(spec).read_bytes()
+            + "".join(f"\0{p.wheel.name}:{p.digest}" for p in manifest.resolve(spec).local).encode()
+        )[:12],
         "schema_head": schema_head(spec.source_dir, spec.migrations_dir),
         "git_commit": commit,
         "git_dirty": dirty,
@@ -343,6 +360,7 @@ def _build_in(
         "dependencies_reused": not layer.built,
         "layer": "" if merged else layer.path.name,
         "notices": notices,
+        "manifest": manifest.manifest_for(spec.requirements).label,
     }
     (work / "meta.json").write_text(json.dumps(meta, sort_keys=True))
     return meta
@@ -365,4 +383,5 @@ def _result(final: Path, asset_hash: str, tool: str, *, cache_hit: bool, started
         notices=tuple(meta.get("notices", ())) if not cache_hit else (),
         dependencies_reused=meta.get("dependencies_reused", False),
         layer=layer,
+        manifest=meta.get("manifest", ""),
     )

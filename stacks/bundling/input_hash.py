@@ -1,10 +1,11 @@
 """What decides a bundle's identity: the input hash (the asset hash CDK deploys) and the dependency layer's
 key.
 
-The input hash covers every file under the source folder (minus the excludes), the requirements (or lock)
-content, runtime, architecture, installer, every option that changes what is built, and what builds it: the
-bundler's own source files (no version constant to bump), the exact Python that compiles the bytecode and
-the zlib that deflates the zip (both change output bytes between releases).
+The input hash covers every file under the source folder (minus the excludes), the pins the manifest gives
+(manifest.py: requirements.txt, its lock, or what uv.lock or poetry.lock pin) and which manifest it is, the
+local packages' sources, runtime, architecture, installer, every option that changes what is built, and what
+builds it: the bundler's own source files (no version constant to bump), the exact Python that compiles the
+bytecode and the zlib that deflates the zip (both change output bytes between releases).
 It is both the bundle cache's key and the CDK asset hash, so any change gives a new asset (a new Lambda
 version and a canary) and no change gives the same one, with no rebuild. It is computed before the bundle
 is built, which is what lets an unchanged synth stop at a cache hit. The dependency layer's key
@@ -25,7 +26,7 @@ import zlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from stacks.bundling import strip
+from stacks.bundling import manifest, strip
 from stacks.bundling.install import requirements_file
 from stacks.bundling.spec import BundleSpec, BundlingError, source_files
 
@@ -115,6 +116,8 @@ def input_hash(
     req = requirements_file(spec)
     add("requirements-name", req.name)
     add("requirements", req.read_bytes())
+    for label, value in manifest.resolve(spec).identity():
+        add(label, value)
     if sources is None:
         sources = {rel: path.read_bytes() for rel, path in source_files(spec.source_dir, spec.excludes)}
     for relative, data in sources.items():
@@ -143,6 +146,8 @@ def dependency_key(
         ("strip", strip.strip_identity() if spec.strip_native else "off"),
         ("requirements-name", req.name),
         ("requirements", req.read_bytes()),
+        # Which manifest, and the local packages' wheels by their source content.
+        *manifest.resolve(spec).identity(),
         # Wheels built here from pure-Python sdists: part of what gets installed.
         ("built-wheels", json.dumps(sorted(list(w) for w in wheels))),
     ]

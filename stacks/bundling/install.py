@@ -3,9 +3,9 @@
 * Only manylinux wheels for the target Python and architecture are installed (`--only-binary :all:` with the
   target's platform tag): a wheel for Lambda installs the same on a laptop and in CI, and nothing is compiled
   for the wrong machine. `uv` when present (hard links into its cache, no copy), pip otherwise.
-* The file installed from is a hashed `requirements.lock` beside requirements.txt when there is one, and it
-  must have been resolved from that requirements.txt (lock.py): a stale lock would ship something else than
-  requirements.txt says. With a lock, every file's hash is required.
+* The file installed from is what the backend's manifest pins (manifest.py: uv.lock, poetry.lock, a hashed
+  `requirements.lock` resolved from the requirements.txt beside it, or requirements.txt alone); a stale lock
+  stops synth. With a lock, every file's hash is required. Local packages are installed after, from wheels.
 * A requirement published only as a pure-Python sdist becomes a wheel first (sdist.py); one that has no
   wheel for the target and none can be built stops with MissingWheelError naming the package (the Docker
   fallback in stacks/constructs/lambda_bundle.py applies).
@@ -23,9 +23,8 @@ import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from stacks.bundling import sdist
+from stacks.bundling import manifest, sdist
 from stacks.bundling.indexes import auth_refused, installer_environment, redact
-from stacks.bundling.lock import check_fresh as check_lock_fresh
 from stacks.bundling.sdist import Wheelhouse
 from stacks.bundling.spec import BundleSpec, BundlingError, MissingWheelError, is_excluded
 
@@ -36,21 +35,20 @@ _PLATFORMS = {
 
 
 def requirements_file(spec: BundleSpec) -> Path:
-    """The file dependencies install from: a hashed lock beside requirements.txt wins when present."""
-    lock = spec.requirements.with_name("requirements.lock")
-    chosen = lock if lock.is_file() else spec.requirements
+    """The file registry dependencies install from: the backend's manifest turned into pins (manifest.py):
+    requirements.txt, its fresh hashed lock, or what uv.lock or poetry.lock pin for the target."""
+    resolved = manifest.resolve(spec)
+    chosen = resolved.pins
     if not chosen.is_file():
         raise BundlingError(
             f"requirements file {spec.requirements} is missing: a Lambda without its "
             "dependencies fails every request (No module named 'mangum'). Create it."
         )
-    if chosen is lock:
-        check_lock_fresh(lock, spec.requirements)
     lines = [ln.strip() for ln in chosen.read_text().splitlines()]
-    if not any(ln and not ln.startswith("#") for ln in lines):
+    if not resolved.local and not any(ln and not ln.startswith("#") for ln in lines):
         raise BundlingError(
-            f"requirements file {chosen} lists no packages: refusing to bundle a Lambda "
-            "without dependencies. Add the backend's packages (fastapi, mangum, ...)."
+            f"requirements file {resolved.manifest.lock or chosen} lists no packages: refusing to bundle a "
+            "Lambda without dependencies. Add the backend's packages (fastapi, mangum, ...)."
         )
     return chosen
 
@@ -232,11 +230,11 @@ def install_dependencies(
         if package:
             raise MissingWheelError(package, _wheel_target(spec, command), output[-2000:])
         raise BundlingError(f"{what} failed:\n{output[-3000:]}")
+    manifest.install_local_packages(
+        manifest.resolve(spec), command, target, _PLATFORMS[spec.architecture], spec.python_version
+    )
     if req.name == "requirements.lock":
         check_lock_complete(target, spec, req)
-
-
-_MACHINES = {"x86_64": "x86_64", "arm64": "aarch64"}
 
 
 def check_lock_complete(target: Path, spec: BundleSpec, lock: Path) -> None:
@@ -253,17 +251,7 @@ def check_lock_complete(target: Path, spec: BundleSpec, lock: Path) -> None:
         return
     from email.parser import HeaderParser
 
-    environment = {
-        "python_version": spec.python_version,
-        "python_full_version": f"{spec.python_version}.0",
-        "platform_machine": _MACHINES[spec.architecture],
-        "sys_platform": "linux",
-        "platform_system": "Linux",
-        "os_name": "posix",
-        "implementation_name": "cpython",
-        "platform_python_implementation": "CPython",
-        "extra": "",
-    }
+    environment = manifest.target_environment(spec.python_version, spec.architecture)
     requires: dict[str, list[str]] = {}
     for metadata in sorted(target.glob("*.dist-info/METADATA")):
         headers = HeaderParser().parsestr(metadata.read_text(errors="replace"))
@@ -279,10 +267,11 @@ def check_lock_complete(target: Path, spec: BundleSpec, lock: Path) -> None:
             if requirement.marker is not None and not requirement.marker.evaluate(environment):
                 continue
             if canonicalize_name(requirement.name) not in requires:
+                named = manifest.resolve(spec).manifest
                 raise BundlingError(
-                    f"{lock} does not pin {requirement.name}, which {name} requires ({line}) on "
-                    f"{spec.runtime}/{spec.architecture}: the lock is incomplete (edited by hand?). Run "
-                    f"`make lock` (or `python -m scripts.bundle.lock {lock.parent}`) and commit the new lock"
+                    f"{named.lock or lock} does not pin {requirement.name}, which {name} requires ({line}) "
+                    f"on {spec.runtime}/{spec.architecture}: the lock is incomplete (edited by hand?). Run "
+                    f"{named.refresh} and commit the new lock"
                 )
 
 

@@ -122,6 +122,9 @@ class BundleResult:
     dependencies_reused: bool = False  # built on an existing dependency layer: nothing was installed
     # The dependency layer's tree, which follows `directory` on sys.path (None: `directory` holds it all).
     layer: Path | None = None
+    manifest: str = (
+        ""  # which manifest the dependencies came from (manifest.py), e.g. "pyproject.toml + uv.lock"
+    )
 
     @property
     def paths(self) -> tuple[Path, ...]:
@@ -136,7 +139,7 @@ class BundleResult:
             f"[bundle] {', '.join(functions)}: {self.tool}, {action} in {self.seconds:.1f}s, "
             f"{self.unzipped_bytes / 1e6:.1f} MB unzipped, {self.zipped_bytes / 1e6:.1f} MB zipped, "
             f"bytecode {f'{self.bytecode_files} modules' if self.bytecode else 'no'}, "
-            f"asset {self.asset_hash[:12]}"
+            f"{f'manifest: {self.manifest}, ' if self.manifest else ''}asset {self.asset_hash[:12]}"
         )
 
     def limit_warnings(self) -> list[str]:

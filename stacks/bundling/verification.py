@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from stacks.bundling import verify_cache
+from stacks.bundling import manifest, verify_cache
 from stacks.bundling.import_closure import listed_in_requirements
 from stacks.bundling.spec import BundleResult, BundleSpec, BundlingError, HandlerCheck
 
@@ -79,9 +79,9 @@ def hint_for(result: Mapping[str, object], spec: BundleSpec) -> str:
         match = re.search(r"cannot import name '([^']+)' from '([^']+)'", message)
         if match:
             symbol, module = match.groups()
+            where = manifest.local_module_path(spec, module) or spec.source_dir / module.replace(".", "/")
             return (
-                f"module {module} no longer exports {symbol}: restore it in "
-                f"{spec.source_dir / module.replace('.', '/')} or update the importers"
+                f"module {module} no longer exports {symbol}: restore it in {where} or update the importers"
             )
     if kind in ("SyntaxError", "IndentationError", "TabError"):
         filename = str(result.get("filename") or "")

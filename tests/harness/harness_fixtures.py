@@ -5,7 +5,7 @@ PYTEST_DONT_REWRITE: the test module imports this before pytest loads it as a pl
 
 The bundle is `stacks.bundling.build.build_bundle` on apps/backend-api (the same spec as the stack, for
 this host's architecture), so the tests run what would be deployed. CREDMATE_HARNESS_BACKEND may point at
-another backend folder (src/ + requirements.txt) while developing.
+another backend folder (src/ and its dependency manifest) while developing.
 """
 
 from __future__ import annotations
@@ -69,7 +69,7 @@ def backend_bundle(rie_binary: Path, tmp_path_factory: pytest.TempPathFactory) -
     if missing:
         pytest.fail(
             f"{BACKEND_ROOT / 'src'} has no {', '.join(missing)}: the harness runs the real backend's "
-            "handlers (CREDMATE_HARNESS_BACKEND=<folder with src/ and requirements.txt> to use another)"
+            "handlers (CREDMATE_HARNESS_BACKEND=<folder with src/ and its manifest> to use another)"
         )
     cache = REPO_ROOT / ".cache"
     cache.mkdir(exist_ok=True)

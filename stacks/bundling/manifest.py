@@ -1,0 +1,556 @@
+"""Which file says a backend's dependencies, and what installing it for Lambda means.
+
+A backend root is read in this order (the first that is there wins):
+
+1. `pyproject.toml` + `uv.lock`: a uv project or workspace (the backend may be a member: the workspace's
+   uv.lock is then in a folder above). `uv export --locked` writes the pins (hashes included) of the
+   non-dev dependencies; it fails when the lock no longer matches the pyproject files, which stops synth
+   naming `uv lock`.
+2. `pyproject.toml` + `poetry.lock`: the lock is read as TOML (Poetry is not needed at synth): the packages
+   of the main group whose markers hold on Lambda's Linux, pinned with every file hash the lock records.
+   Stale when its `content-hash` is not the one Poetry computes from pyproject.toml (`poetry lock`).
+3. `requirements.txt` with the `requirements.lock` `make lock` writes beside it (lock.py judges its
+   freshness).
+4. `requirements.txt` alone: installed with dependency resolution, unpinned transitives.
+
+Local packages (`-e ./libs/common`, a Poetry path dependency, a uv workspace member) never reach the
+installer as paths: their path is resolved against the folder of the file naming it (never the cwd), each
+is built into a wheel once per content of its source (`local-wheels/` in the bundle cache) and installed
+from that wheel without dependencies, as a regular package. Their dependencies come from the lock, or, with
+a plain requirements.txt, from the wheel's metadata, added to what the installer resolves. Their source
+digests are part of the input hash and the dependency layer's key (`Resolved.identity`).
+
+What the installer reads (`Resolved.pins`) is the registry pins only; when it differs from the manifest's own
+file it is written under the bundle cache, named by its content, as `requirements.lock` when every pin
+carries hashes (install.py then requires them) and `requirements.txt` otherwise. It never holds a path of
+this machine, so the input hash is the same on a laptop and in CI.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import tomllib
+import zipfile
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlparse
+
+from stacks.bundling import lock as requirements_lock
+from stacks.bundling.spec import DEFAULT_EXCLUDES, BundleSpec, BundlingError, source_files
+
+UV = "pyproject.toml + uv.lock"
+POETRY = "pyproject.toml + poetry.lock"
+REQUIREMENTS_LOCK = "requirements.txt + requirements.lock"
+REQUIREMENTS = "requirements.txt"
+
+# What a local package's digest ignores: what its own build or tools leave beside the source.
+_LOCAL_EXCLUDES = (*DEFAULT_EXCLUDES, "build", "dist", "*.egg-info")
+
+
+@dataclass(frozen=True)
+class Manifest:
+    label: str  # which one it is, as the build log says it (one of the constants above)
+    primary: Path  # the file naming the dependencies: pyproject.toml or requirements.txt
+    lock: Path | None  # the lock beside it, if any
+
+    @property
+    def refresh(self) -> str:
+        """The command that makes the lock again, with where to run it."""
+        if self.label == UV and self.lock is not None:
+            return f"`uv lock` in {self.lock.parent}"
+        if self.label == POETRY:
+            return f"`poetry lock` in {self.primary.parent}"
+        return f"`make lock` (or `python -m scripts.bundle.lock {self.primary.parent}`)"
+
+
+@dataclass(frozen=True)
+class LocalPackage:
+    source: Path  # its folder (absolute)
+    digest: str  # sha256 of its source files (relative paths and contents)
+    wheel: Path  # the wheel built from it, in the bundle cache
+
+
+@dataclass(frozen=True)
+class Resolved:
+    manifest: Manifest
+    pins: Path  # what the installer reads: registry requirements only
+    local: tuple[LocalPackage, ...]
+
+    def identity(self) -> list[tuple[str, str]]:
+        """What the input hash and the layer key take besides the pins' content: no absolute path."""
+        return [
+            ("manifest", self.manifest.label),
+            *(("local-package", f"{p.wheel.name}:{p.digest}") for p in self.local),
+        ]
+
+
+def find_manifest(root: Path) -> Manifest:
+    """The manifest of backend folder `root`, in the module docstring's order; BundlingError names what is
+    missing when there is none."""
+    pyproject, requirements = root / "pyproject.toml", root / "requirements.txt"
+    if pyproject.is_file() and (uv_lock_for(pyproject) or (root / "poetry.lock").is_file()):
+        return manifest_for(pyproject)
+    if requirements.is_file():
+        return manifest_for(requirements)
+    if pyproject.is_file():
+        raise BundlingError(
+            f"{pyproject} has no uv.lock or poetry.lock beside it (and {root} has no requirements.txt): "
+            "the bundle installs locked versions only. Run `uv lock` (or `poetry lock`) there and commit it"
+        )
+    raise BundlingError(
+        f"{root} has no dependency manifest: expected pyproject.toml with uv.lock or poetry.lock, or "
+        "requirements.txt (with the requirements.lock `make lock` writes)"
+    )
+
+
+def manifest_for(primary: Path) -> Manifest:
+    """The manifest a BundleSpec's `requirements` file stands for: a pyproject.toml with its lock, or a
+    requirements file with or without requirements.lock."""
+    if primary.name == "pyproject.toml":
+        uv_lock = uv_lock_for(primary)
+        if uv_lock is not None:
+            return Manifest(UV, primary, uv_lock)
+        if (primary.parent / "poetry.lock").is_file():
+            return Manifest(POETRY, primary, primary.parent / "poetry.lock")
+        raise BundlingError(
+            f"{primary} has no uv.lock or poetry.lock beside it: run `uv lock` (or `poetry lock`) in "
+            f"{primary.parent} and commit the lock"
+        )
+    lock = primary.with_name(requirements_lock.LOCK_NAME)
+    return (
+        Manifest(REQUIREMENTS_LOCK, primary, lock)
+        if lock.is_file()
+        else Manifest(REQUIREMENTS, primary, None)
+    )
+
+
+def uv_lock_for(pyproject: Path) -> Path | None:
+    """uv.lock beside `pyproject`, else that of the workspace it is a member of: the nearest folder above
+    whose pyproject.toml declares `[tool.uv.workspace]` (as uv finds it), when that folder holds uv.lock."""
+    if (pyproject.parent / "uv.lock").is_file():
+        return pyproject.parent / "uv.lock"
+    for folder in pyproject.parent.resolve().parents:
+        candidate = folder / "pyproject.toml"
+        if not candidate.is_file():
+            continue
+        try:
+            declares = "workspace" in tomllib.loads(candidate.read_text()).get("tool", {}).get("uv", {})
+        except (tomllib.TOMLDecodeError, OSError):
+            continue
+        if declares:
+            return folder / "uv.lock" if (folder / "uv.lock").is_file() else None
+    return None
+
+
+def primary_file(root: Path) -> Path:
+    """The file a backend's BundleSpec names: its manifest's, else requirements.txt (whose absence
+    install.requirements_file reports)."""
+    try:
+        return find_manifest(root).primary
+    except BundlingError:
+        return root / "requirements.txt"
+
+
+def target_environment(python_version: str, architecture: str) -> dict[str, str]:
+    """PEP 508 marker values on Lambda for the target Python and architecture."""
+    return {
+        "python_version": python_version,
+        "python_full_version": f"{python_version}.0",
+        "platform_machine": {"x86_64": "x86_64", "arm64": "aarch64"}[architecture],
+        "sys_platform": "linux",
+        "platform_system": "Linux",
+        "os_name": "posix",
+        "implementation_name": "cpython",
+        "platform_python_implementation": "CPython",
+        "extra": "",
+    }
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Registry pins and local paths, per kind of manifest. Each returns (requirement lines, local folders).
+
+_LOCAL_LINE = re.compile(
+    r"^(?:-e|--editable)\s+(\S.*)$|^((?:\.{1,2}/|/|file:)\S*)$|^[A-Za-z0-9._-]+\s*@\s*(file:\S+)"
+)
+
+
+def split_local(text: str, base: Path) -> tuple[str, list[Path]]:
+    """`text` of a requirements file without its local-path lines, and those paths resolved against `base`
+    (the folder of the file naming them: pip and uv resolve them against the cwd, which is why
+    `-e ./libs/common` failed from the app's folder). A local line's continuation and comments go too."""
+    kept: list[str] = []
+    local: list[Path] = []
+    dropping = False
+    for line in text.splitlines():
+        stripped = line.strip()
+        if dropping and (line.startswith((" ", "\t")) or not stripped):
+            dropping = stripped.endswith("\\")
+            continue
+        dropping = False
+        match = _LOCAL_LINE.match(stripped.rstrip("\\").strip().split(" ;")[0].strip())
+        raw = next((g for g in match.groups() if g), "") if match else ""
+        if raw and ("://" not in raw or raw.startswith("file:")):  # `-e git+https://...` is not a folder
+            if raw.startswith("file:"):
+                raw = unquote(urlparse(raw).path)
+            local.append((base / raw).resolve())
+            dropping = stripped.endswith("\\")
+            continue
+        kept.append(line)
+    return "".join(f"{line}\n" for line in kept), local
+
+
+def uv_pins(manifest: Manifest) -> tuple[str, list[Path]]:
+    """`uv export` of the project (a workspace member's, when the backend is one): its non-dev dependencies
+    with hashes, members as paths (relative to the workspace root, where uv.lock is)."""
+    assert manifest.lock is not None
+    root = manifest.primary.parent
+    try:
+        uv = requirements_lock.uv_command()
+    except RuntimeError as exc:
+        raise BundlingError(f"{manifest.lock}: {exc}") from None
+    proc = subprocess.run(
+        [
+            uv,
+            "export",
+            "--locked",  # fails, instead of writing a new lock, when pyproject.toml changed since
+            "--no-dev",
+            "--no-emit-project",  # the app's own code is src/, bundled as source
+            "--no-editable",
+            "--format",
+            "requirements-txt",
+            "--no-header",
+            "--no-annotate",
+            "--quiet",
+            "--color",
+            "never",  # its message goes into synth's
+        ],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "UV_NO_CONFIG": "1", "UV_PYTHON_DOWNLOADS": "never"},
+    )
+    if proc.returncode != 0:
+        detail = proc.stderr.strip()[-1500:]
+        if "--locked" in detail or "needs to be updated" in detail:
+            raise BundlingError(
+                f"{manifest.lock} is stale: {manifest.primary} (or a workspace member's pyproject.toml) "
+                f"changed since it was locked. Run {manifest.refresh} and commit uv.lock"
+            )
+        raise BundlingError(f"`uv export` of {manifest.lock} failed (fix it, then run `uv lock`):\n{detail}")
+    return split_local(proc.stdout, manifest.lock.parent)
+
+
+def poetry_content_hash(pyproject: Mapping[str, Any], *, with_dependency_groups: bool = True) -> str:
+    """The `[metadata] content-hash` Poetry writes for `pyproject` (its Locker's rule): sha256 of the sorted
+    JSON of the sections that decide the lock. Poetry 2.3 added `[dependency-groups]` to it."""
+    legacy = ("dependencies", "source", "extras", "dev-dependencies")
+    project = pyproject.get("project", {})
+    groups = pyproject.get("dependency-groups", {}) if with_dependency_groups else {}
+    poetry = pyproject.get("tool", {}).get("poetry", {})
+    relevant_project = {
+        key: project[key]
+        for key in ("requires-python", "dependencies", "optional-dependencies")
+        if project.get(key) is not None
+    }
+    relevant_poetry = {}
+    for key in (*legacy, "group"):
+        value = poetry.get(key)
+        # Absent legacy keys are written as null, unless [project] or [dependency-groups] say something.
+        if value is None and (key not in legacy or relevant_project or groups):
+            continue
+        relevant_poetry[key] = value
+    content: dict[str, Any] = {}
+    if relevant_project:
+        content["project"] = relevant_project
+    if groups:
+        content["dependency-groups"] = groups
+    if content:
+        content["tool"] = {"poetry": relevant_poetry}
+    else:
+        content = relevant_poetry
+    return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
+
+
+def poetry_pins(manifest: Manifest, environment: Mapping[str, str]) -> tuple[str, list[Path]]:
+    """The main group's packages of poetry.lock that install on the target, each pinned with its hashes."""
+    from packaging.markers import Marker
+
+    assert manifest.lock is not None
+    root = manifest.primary.parent
+    fix = f"Run `poetry lock` in {root} and commit poetry.lock"
+    try:
+        pyproject = tomllib.loads(manifest.primary.read_text())
+        locked = tomllib.loads(manifest.lock.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise BundlingError(
+            f"{manifest.primary} or {manifest.lock} is not valid TOML ({exc}). {fix}"
+        ) from None
+    recorded = locked.get("metadata", {}).get("content-hash")
+    # A lock written before Poetry 2.3 hashed no [dependency-groups]; Poetry accepts either, so do we.
+    current = {poetry_content_hash(pyproject), poetry_content_hash(pyproject, with_dependency_groups=False)}
+    if recorded not in current:
+        raise BundlingError(
+            f"{manifest.lock} is stale: {manifest.primary} changed since it was locked (content-hash "
+            f"{str(recorded)[:12]}, now {poetry_content_hash(pyproject)[:12]}). {fix}"
+        )
+    lines: list[str] = []
+    local: list[Path] = []
+    for package in locked.get("package", []):
+        name, version = package["name"], package["version"]
+        # lock-version 2.1 lists groups; older locks a category.
+        groups = package.get("groups") or [package.get("category", "main")]
+        if "main" not in groups or package.get("optional", False):
+            continue
+        markers = package.get("markers")
+        marker = markers.get("main") if isinstance(markers, dict) else markers
+        if marker and not Marker(marker).evaluate(dict(environment)):
+            continue
+        source = package.get("source", {})
+        kind = source.get("type")
+        if kind == "directory":
+            local.append((root / source["url"]).resolve())
+            continue
+        if kind in ("git", "url", "file"):
+            raise BundlingError(
+                f"{manifest.lock} takes {name} from a {kind} source ({source.get('url')}): the bundle "
+                "installs registry packages and local folders only. Publish it, or depend on its folder"
+            )
+        hashes = [f["hash"] for f in package.get("files", []) if f.get("hash")]
+        if not hashes:
+            raise BundlingError(f"{manifest.lock} records no file hash for {name} {version}. {fix}")
+        lines.append(" \\\n".join([f"{name}=={version}", *(f"    --hash={h}" for h in sorted(hashes))]))
+    return "".join(f"{line}\n" for line in lines), local
+
+
+def requirements_pins(manifest: Manifest) -> tuple[str, list[Path]]:
+    """requirements.txt (or its lock, fresh) without local paths, which are resolved against its folder."""
+    if manifest.lock is not None:
+        requirements_lock.check_fresh(manifest.lock, manifest.primary)
+    return read_requirements(manifest.lock or manifest.primary)
+
+
+_INCLUDE = re.compile(r"^\s*(-r|--requirement|-c|--constraint)(?:\s+|=)(\S+)\s*$")
+
+
+def read_requirements(path: Path, seen: frozenset[Path] = frozenset()) -> tuple[str, list[Path]]:
+    """split_local of a requirements file, with the files it includes (`-r`) inlined, each one's local paths
+    resolved against its own folder. A constraints file (`-c`) keeps its place, by absolute path (only in a
+    file that is rewritten because it names a local package: then its pins are no longer beside it)."""
+    if path in seen:
+        raise BundlingError(f"{path} includes itself (through -r): remove the cycle")
+    kept, local = split_local(path.read_text(), path.parent)
+    out = []
+    for line in kept.splitlines():
+        include = _INCLUDE.match(line)
+        if include is None:
+            out.append(f"{line}\n")
+            continue
+        flag, name = include.groups()
+        target = (path.parent / name).resolve()
+        if not target.is_file():
+            raise BundlingError(f"{path} includes {name} ({target}), which does not exist: fix the path")
+        if flag in ("-c", "--constraint"):
+            out.append(f"{flag} {target}\n")
+            continue
+        text, more = read_requirements(target, seen | {path})
+        out.append(text)
+        local += more
+    return "".join(out), local
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Local packages: a wheel per source content.
+
+
+def source_digest(folder: Path) -> str:
+    digest = hashlib.sha256()
+    for relative, path in source_files(folder, _LOCAL_EXCLUDES):
+        digest.update(f"{relative}\0".encode() + hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()
+
+
+def build_local_wheel(folder: Path, cache_dir: Path) -> LocalPackage:
+    """The pure-Python wheel of local package `folder`, built once per content of its source."""
+    if not folder.is_dir():
+        raise BundlingError(f"local package {folder} does not exist: fix the path in the manifest naming it")
+    digest = source_digest(folder)
+    home = cache_dir / "local-wheels" / digest[:32]
+    wheels = sorted(home.glob("*.whl")) if home.is_dir() else []
+    if not wheels:
+        home.parent.mkdir(parents=True, exist_ok=True)
+        work = Path(tempfile.mkdtemp(prefix=f".{digest[:12]}-", dir=home.parent))
+        try:
+            _build_wheel(folder, work, cache_dir)
+            try:
+                os.replace(work, home)  # complete or absent: a concurrent build may have won
+            except OSError:
+                shutil.rmtree(work, ignore_errors=True)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        wheels = sorted(home.glob("*.whl"))
+    if len(wheels) != 1:
+        raise BundlingError(f"building local package {folder} gave {len(wheels)} wheels, expected one")
+    if not wheels[0].name.endswith(("-py3-none-any.whl", "-py2.py3-none-any.whl")):
+        raise BundlingError(
+            f"local package {folder} builds {wheels[0].name}, not a pure-Python wheel: without Docker it "
+            "cannot be built for Lambda. Move its native part into a published package with manylinux wheels"
+        )
+    return LocalPackage(folder, digest, wheels[0])
+
+
+def _build_wheel(folder: Path, out: Path, cache_dir: Path) -> None:
+    uv = shutil.which("uv") or str(Path(sys.executable).with_name("uv"))
+    if Path(uv).exists():
+        args = [uv, "build", "--wheel", "--quiet", "--out-dir", str(out), str(folder)]
+        env = {**os.environ, "UV_CACHE_DIR": str(cache_dir / "uv"), "UV_NO_CONFIG": "1"}
+    else:
+        args = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", str(out), str(folder)]
+        env = dict(os.environ)
+    proc = subprocess.run(args, capture_output=True, text=True, env=env, check=False)
+    if proc.returncode != 0:
+        raise BundlingError(
+            f"building local package {folder} into a wheel failed (`{' '.join(args[:3])}`): fix its "
+            f"pyproject.toml or build backend\n{(proc.stdout + proc.stderr)[-2000:]}"
+        )
+
+
+def wheel_requirements(wheel: Path, environment: Mapping[str, str]) -> list[str]:
+    """The Requires-Dist of `wheel` that hold on the target (extras' requirements never do)."""
+    from email.parser import HeaderParser
+
+    from packaging.requirements import Requirement
+
+    with zipfile.ZipFile(wheel) as archive:
+        name = next(n for n in archive.namelist() if n.endswith(".dist-info/METADATA"))
+        headers = HeaderParser().parsestr(archive.read(name).decode())
+    out = []
+    for line in headers.get_all("Requires-Dist", []):
+        requirement = Requirement(line)
+        if requirement.marker is None or requirement.marker.evaluate(dict(environment)):
+            requirement.marker = None
+            out.append(str(requirement))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------------
+
+
+def resolve(spec: BundleSpec) -> Resolved:
+    """What installing `spec`'s manifest means: the pins file and the local packages (built)."""
+    manifest = manifest_for(spec.requirements)
+    environment = target_environment(spec.python_version, spec.architecture)
+    if manifest.label == UV:
+        text, folders = _uv_pins_cached(manifest)
+    elif manifest.label == POETRY:
+        text, folders = poetry_pins(manifest, environment)
+    else:
+        if not manifest.primary.is_file():
+            return Resolved(manifest, manifest.primary, ())  # requirements_file reports it
+        text, folders = requirements_pins(manifest)
+    local = tuple(build_local_wheel(folder, spec.cache_dir) for folder in _unique(folders))
+    hashed = manifest.label != REQUIREMENTS
+    if manifest.label != UV and manifest.label != POETRY and not folders:
+        return Resolved(manifest, manifest.lock or manifest.primary, local)  # installed as it is
+    if not hashed:
+        # Resolved with the rest, the local packages' own dependencies (they are installed without).
+        text += "".join(f"{r}\n" for p in local for r in wheel_requirements(p.wheel, environment))
+    pins = _write_pins(spec.cache_dir, text, "requirements.lock" if hashed else "requirements.txt")
+    return Resolved(manifest, pins, local)
+
+
+def _unique(paths: Iterable[Path]) -> list[Path]:
+    return sorted(set(paths))
+
+
+_UV_EXPORTS: dict[Path, tuple[tuple[tuple[str, int, int], ...], tuple[str, list[Path]]]] = {}
+
+
+def _stamp(paths: Iterable[Path]) -> tuple[tuple[str, int, int], ...]:
+    stats = []
+    for path in paths:
+        try:
+            stat = path.stat()
+            stats.append((str(path), stat.st_size, stat.st_mtime_ns))
+        except OSError:
+            stats.append((str(path), -1, -1))
+    return tuple(stats)
+
+
+def _uv_pins_cached(manifest: Manifest) -> tuple[str, list[Path]]:
+    """uv_pins, run again only when uv.lock or a pyproject.toml it read changed (one build asks often)."""
+    assert manifest.lock is not None
+    read = [manifest.lock, manifest.primary, manifest.lock.with_name("pyproject.toml")]
+    cached = _UV_EXPORTS.get(manifest.lock.resolve())
+    if cached is not None and cached[0] == _stamp([*read, *(m / "pyproject.toml" for m in cached[1][1])]):
+        return cached[1]
+    result = uv_pins(manifest)
+    _UV_EXPORTS[manifest.lock.resolve()] = (
+        _stamp([*read, *(m / "pyproject.toml" for m in result[1])]),
+        result,
+    )
+    return result
+
+
+def _write_pins(cache_dir: Path, text: str, name: str) -> Path:
+    """`text` as file `name` under the cache, in a folder named by its content (written once, atomically)."""
+    folder = cache_dir / "manifests" / hashlib.sha256(f"{name}\0{text}".encode()).hexdigest()[:32]
+    path = folder / name
+    if not path.is_file():
+        folder.mkdir(parents=True, exist_ok=True)
+        # A temporary file of its own: the environments of one synth resolve on several threads at once.
+        handle, temporary = tempfile.mkstemp(prefix=f".{name}.", dir=folder)
+        with os.fdopen(handle, "w") as out:
+            out.write(text)
+        os.replace(temporary, path)
+    return path
+
+
+def local_module_path(spec: BundleSpec, module: str) -> Path | None:
+    """Where a local package of `spec`'s manifest holds `module` (None: no local package does), for the
+    hints that name the file to fix."""
+    try:
+        local = resolve(spec).local
+    except BundlingError:
+        return None
+    top = module.split(".")[0]
+    for package in local:
+        for base in (package.source, package.source / "src"):
+            if (base / top).is_dir() or (base / f"{top}.py").is_file():
+                return base / module.replace(".", "/")
+    return None
+
+
+def install_local_packages(
+    resolved: Resolved, command: list[str], target: Path, platform: tuple[str, str], python_version: str
+) -> None:
+    """Install the local packages' wheels into `target`, without dependencies (the pins hold them)."""
+    if not resolved.local:
+        return
+    wheels = [str(p.wheel) for p in resolved.local]
+    uv_platform, pip_platform = platform
+    common = ["--target", str(target), "--python-version", python_version, "--no-deps", "--no-index"]
+    if command[0].endswith("uv"):
+        args = [*command, "pip", "install", *common, "--python-platform", uv_platform]
+        env = {**os.environ, "UV_NO_CONFIG": "1"}
+    else:
+        args = [*command, "install", *common, "--platform", pip_platform, "--implementation", "cp"]
+        args.append("--only-binary=:all:")
+        env = dict(os.environ)
+    args += ["--no-compile", "--quiet", *wheels]
+    proc = subprocess.run(args, capture_output=True, text=True, env=env, check=False)
+    if proc.returncode != 0:
+        raise BundlingError(
+            f"installing the local packages of {resolved.manifest.primary} "
+            f"({', '.join(str(p.source) for p in resolved.local)}) failed:\n"
+            f"{(proc.stdout + proc.stderr)[-2000:]}"
+        )
