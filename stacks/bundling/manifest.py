@@ -45,6 +45,7 @@ from typing import Any
 from urllib.parse import unquote, urlparse
 
 from stacks.bundling import lock as requirements_lock
+from stacks.bundling.indexes import installer_environment, redact
 from stacks.bundling.spec import DEFAULT_EXCLUDES, BundleSpec, BundlingError, source_files
 
 UV = "pyproject.toml + uv.lock"
@@ -237,10 +238,10 @@ def uv_pins(manifest: Manifest) -> tuple[str, list[Path]]:
         capture_output=True,
         text=True,
         check=False,
-        env={**os.environ, "UV_NO_CONFIG": "1", "UV_PYTHON_DOWNLOADS": "never"},
+        env={**installer_environment("uv"), "UV_PYTHON_DOWNLOADS": "never"},
     )
     if proc.returncode != 0:
-        detail = proc.stderr.strip()[-1500:]
+        detail = redact(proc.stderr.strip()[-1500:])
         if "--locked" in detail or "needs to be updated" in detail:
             raise BundlingError(
                 f"{manifest.lock} is stale: {manifest.primary} (or a workspace member's pyproject.toml) "
@@ -412,15 +413,16 @@ def _build_wheel(folder: Path, out: Path, cache_dir: Path) -> None:
     uv = shutil.which("uv") or str(Path(sys.executable).with_name("uv"))
     if Path(uv).exists():
         args = [uv, "build", "--wheel", "--quiet", "--out-dir", str(out), str(folder)]
-        env = {**os.environ, "UV_CACHE_DIR": str(cache_dir / "uv"), "UV_NO_CONFIG": "1"}
+        # The build backend comes from the same indexes as every other install (private ones included).
+        env = installer_environment("uv", uv_cache=cache_dir / "uv")
     else:
         args = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", str(out), str(folder)]
-        env = dict(os.environ)
+        env = installer_environment("pip")
     proc = subprocess.run(args, capture_output=True, text=True, env=env, check=False)
     if proc.returncode != 0:
         raise BundlingError(
             f"building local package {folder} into a wheel failed (`{' '.join(args[:3])}`): fix its "
-            f"pyproject.toml or build backend\n{(proc.stdout + proc.stderr)[-2000:]}"
+            f"pyproject.toml or build backend\n{redact((proc.stdout + proc.stderr)[-2000:])}"
         )
 
 
@@ -552,5 +554,5 @@ def install_local_packages(
         raise BundlingError(
             f"installing the local packages of {resolved.manifest.primary} "
             f"({', '.join(str(p.source) for p in resolved.local)}) failed:\n"
-            f"{(proc.stdout + proc.stderr)[-2000:]}"
+            f"{redact((proc.stdout + proc.stderr)[-2000:])}"
         )
