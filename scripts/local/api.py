@@ -64,6 +64,8 @@ from scripts.local.stack import (
     stderr_log,
     synthesize,
 )
+from stacks.bundling import manifest
+from stacks.bundling.spec import BundlingError
 
 
 @dataclass(frozen=True)
@@ -104,13 +106,29 @@ def describe(deployment: Deployment, base_url: str) -> list[str]:
     return lines
 
 
-def watched_files(options: Options) -> dict[Path, float]:
+def watched_inputs(options: Options, edits: EditLoop | None) -> list[Path]:
+    """What a rebuild depends on besides src/: cdk.json, the dependency manifest and its lock, and the
+    local packages it installs (their folders). Resolved again after each rebuild: a manifest edit may
+    add or drop a local package."""
     root = backend_root(options.context)
-    candidates = [REPO_ROOT / "cdk.json", *(root / n for n in ("requirements.txt", "requirements.lock"))]
-    files = [p for p in candidates if p.is_file()]
-    src = root / "src"
-    if src.is_dir():
-        files += [p for p in src.rglob("*") if p.is_file() and "__pycache__" not in p.parts]
+    inputs = [REPO_ROOT / "cdk.json"]
+    with contextlib.suppress(BundlingError):  # no manifest: the rebuild says so
+        found = manifest.find_manifest(root)
+        inputs += [found.primary, *([found.lock] if found.lock else [])]
+    if edits is not None:
+        with contextlib.suppress(BundlingError):
+            inputs += [package.source for package in manifest.resolve(edits.spec).local]
+    return inputs
+
+
+def watched_files(options: Options, inputs: Sequence[Path] = ()) -> dict[Path, float]:
+    root = backend_root(options.context)
+    files: list[Path] = []
+    for path in [root / "src", *inputs]:
+        if path.is_dir():
+            files += [p for p in path.rglob("*") if p.is_file() and "__pycache__" not in p.parts]
+        elif path.is_file():
+            files.append(path)
     stamps: dict[Path, float] = {}
     for path in files:
         try:
@@ -123,19 +141,20 @@ def watched_files(options: Options) -> dict[Path, float]:
 def watch(gateway: Gateway, options: Options, stop: threading.Event, *, interval: float = 0.02) -> None:
     log = gateway.log
     root = backend_root(options.context)
-    log(f"[local-api] watching {root / 'src'} (and requirements, cdk.json) for changes")
+    log(f"[local-api] watching {root / 'src'} (and the manifest, its local packages, cdk.json) for changes")
     edits = (
         EditLoop(options.context, options.environment, options.cache_dir, log) if not options.code else None
     )
-    last = watched_files(options)
+    inputs = watched_inputs(options, edits)
+    last = watched_files(options, inputs)
     while not stop.wait(interval):
-        current = watched_files(options)
+        current = watched_files(options, inputs)
         if current == last:
             continue
         changed = sorted({*current.keys() ^ last.keys(), *(p for p in current if last.get(p) != current[p])})
         # Editors write in several steps: wait until the tree is quiet before rebuilding.
         while not stop.wait(interval):
-            settled = watched_files(options)
+            settled = watched_files(options, inputs)
             if settled == current:
                 break
             current = settled
@@ -161,6 +180,8 @@ def watch(gateway: Gateway, options: Options, stop: threading.Event, *, interval
         if edits is not None:  # the catalog or the requirements may have changed
             edits.close()
             edits = EditLoop(options.context, options.environment, options.cache_dir, log)
+        inputs = watched_inputs(options, edits)
+        last = watched_files(options, inputs)
         log("[local-api] reloaded: new bundle verified; runtimes restart on their next request")
     if edits is not None:
         edits.close()

@@ -413,3 +413,31 @@ def _is_zygote(cmdline: Path) -> bool:
         return str(zygote) in cmdline.read_bytes().decode(errors="replace")
     except OSError:
         return False
+
+
+def test_watch_sees_the_manifest_and_its_local_packages_and_resynthesizes_for_them(tmp_path, shared_cache):
+    from types import SimpleNamespace
+
+    from scripts.local.api import Options, watched_files, watched_inputs
+    from scripts.local.edit_loop import source_only
+    from tests.test_manifests import _spec as spec_of
+
+    # GIVEN a backend whose requirements.txt installs a local package (-e ./libs/common)
+    backend = tmp_path / "backend"
+    shutil.copytree(REPO_ROOT / "tests" / "fixtures" / "editable_backend", backend)
+    context = {"backend_root": str(backend)}
+    options = Options("s", tmp_path, context, None, (), {}, shared_cache)
+    edits = SimpleNamespace(spec=spec_of(backend, shared_cache))
+    inputs = watched_inputs(options, edits)  # type: ignore[arg-type]
+    before = watched_files(options, inputs)
+    # WHEN the local package's source and the manifest change
+    module = backend / "libs" / "common" / "credmate_common" / "__init__.py"
+    module.write_text(module.read_text() + "\nEXTRA = 1\n")
+    os.utime(module, (before[module] + 5,) * 2)
+    requirements = backend / "requirements.txt"
+    os.utime(requirements, (before[requirements] + 5,) * 2)
+    after = watched_files(options, inputs)
+    changed = [p for p in after if after[p] != before.get(p)]
+    # THEN both are seen, and neither is a source-only edit: the bundle's dependencies are rebuilt
+    assert set(changed) == {module, requirements}
+    assert not source_only(changed, context)
