@@ -273,6 +273,30 @@ def test_local_package_is_installed_and_a_broken_name_import_from_it_is_caught(
         assert f"no longer exports {name}: restore it in {where}" in str(caught.value)
 
 
+@pytest.mark.parametrize("guarded", [False, True])
+def test_a_local_packages_lazy_import_is_checked_like_the_sources(
+    tmp_path: Path, shared_cache: Path, guarded: bool
+) -> None:
+    # GIVEN a local package whose function imports a package the backend does not install
+    backend = _copy("editable_backend", tmp_path / "backend")
+    body = "        import passlib.context\n"
+    if guarded:
+        body = "    try:\n    " + body + "    except ImportError:\n        return None\n"
+    (backend / "libs" / "common" / "credmate_common" / "hashing.py").write_text(
+        f"def hasher() -> object:\n{body.replace('        import', '    import', 1) if not guarded else body}"
+        "    return passlib.context\n"
+    )
+    spec = _spec(backend, shared_cache)
+    if guarded:
+        # THEN an optional import is no error
+        build_bundle(spec)
+        return
+    # WHEN the bundle is built, THEN synth stops at the package's own file and line, before any deploy
+    with pytest.raises(BundlingError) as caught:
+        build_bundle(spec)
+    assert "libs/common/credmate_common/hashing.py:2: No module named 'passlib.context'" in str(caught.value)
+
+
 # ---------------------------------------------------------------------------------------------------------
 # End to end: synth (with verification), then `make local-invoke`
 

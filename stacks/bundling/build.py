@@ -38,6 +38,7 @@ import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -127,9 +128,40 @@ def check_import_closure(
         requirements=spec.requirements,
         contents=contents,
     )
-    if closure.problems:
-        raise BundlingError(import_closure.closure_error(closure.problems))
+    problems = [*closure.problems, *local_package_problems(spec, paths)]
+    if problems:
+        raise BundlingError(import_closure.closure_error(problems))
     return closure
+
+
+def local_package_problems(spec: BundleSpec, paths: Sequence[Path]) -> list[import_closure.ImportProblem]:
+    """The team's own local packages (manifest.py) install like any dependency, so the source's closure
+    stops at them; their imports inside functions are checked here as the source's are, each problem named
+    by the package's file. Their module-level imports run when a handler imports them: verification."""
+    try:
+        local = manifest.resolve(spec).local
+    except BundlingError:
+        return []  # the install reports it
+    problems = []
+    for package in local:
+        base = package.source / "src" if (package.source / "src").is_dir() else package.source
+        files = [(rel, path) for rel, path in source_files(base, spec.excludes) if rel.endswith(".py")]
+        tops = {rel.split("/")[0].removesuffix(".py") for rel, _p in files}
+        pyproject = package.source / "pyproject.toml"
+        found = import_closure.analyze(
+            base,
+            files,
+            (),
+            installed=set().union(*(import_closure.installed_top_levels(p, tops) for p in paths)),
+            python_version=spec.python_version,
+            requirements=pyproject if pyproject.is_file() else None,
+        )
+        shown = os.path.relpath(base, spec.source_dir.parent)
+        problems += [
+            replace(p, site=replace(p.site, file=f"{shown}/{p.site.file}"), functions=())
+            for p in found.problems
+        ]
+    return problems
 
 
 def _bytecode_inputs(
