@@ -31,7 +31,7 @@ from stacks.bundling.lock import (  # noqa: E402
 )
 
 DEFAULT_BACKENDS = ("apps/backend-api",)
-DEFAULT_RUNTIME = "python3.11"  # the default of `function.runtime` (stacks/config.py)
+DEFAULT_RUNTIME = "python3.11"  # the default of `function.runtime` (stacks/config/environment.py)
 
 
 def targets(cdk_json: Path) -> list[tuple[str, str]]:

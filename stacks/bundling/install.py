@@ -7,8 +7,8 @@
   `requirements.lock` resolved from the requirements.txt beside it, or requirements.txt alone); a stale lock
   stops synth. With a lock, every file's hash is required. Local packages are installed after, from wheels.
 * A requirement published only as a pure-Python sdist becomes a wheel first (sdist.py); one that has no
-  wheel for the target and none can be built stops with MissingWheelError naming the package (the Docker
-  fallback in stacks/constructs/lambda_bundle.py applies).
+  wheel for the target and none can be built stops synth with MissingWheelError naming the package (no
+  Docker fallback: nothing built elsewhere reaches an environment unverified).
 * What the installer leaves that Lambda never reads or that differs between hosts (console scripts, RECORD,
   `__pycache__`, the dependency excludes) is pruned, so two hosts install the same tree.
 """

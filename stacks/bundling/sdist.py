@@ -9,7 +9,7 @@ the target; for each package it reports without one, download its sdist (`pip do
 the index), and keep it in a wheelhouse only when its tag is `py3-none-any` (or `py2.py3-none-any`):
 installable on any platform. Then the dry run is repeated with `--find-links` to the wheelhouse, until it
 passes. An sdist whose build gives a platform-specific wheel, or that does not build, stops with
-`MissingWheelError` naming the package (the Docker fallback in lambda_bundle.py applies).
+`MissingWheelError` naming the package, which stops synth.
 
 The wheelhouse is cached under the bundle cache by the requirements content, runtime, architecture and
 installer: a synth with unchanged requirements reads its manifest and does nothing else. Only a complete
