@@ -1,11 +1,16 @@
-"""docs/runbook.md must follow the code. These tests fail when it drifts:
+"""The on-call runbook must follow the code. It is two files: docs/runbook.md (Start here and one section
+per alarm, where every alarm description's link lands) and docs/runbook-procedures.md (deploy, migrations,
+rollbacks, out-of-band change alerts with the drift-check alarms, escalation). These tests fail when
+either drifts:
 
-1. every alarm the catalogue builds has a runbook section whose GitHub anchor is exactly the one its
-   description links to (`describe()` output, not a hard-coded list), with the right "rolls back" and
-   "pages" facts; the drift-check alarms have sections too;
-2. every `docs/runbook.md#…` / `docs/guardrails.md#…` reference in the code resolves to a heading;
+1. every alarm the catalogue builds has a section in docs/runbook.md whose GitHub anchor is exactly the
+   one its description links to (`describe()` output, not a hard-coded list), with the right "rolls back"
+   and "pages" facts; the drift-check alarms and the general sections have sections in one of the files;
+2. every `docs/runbook.md#…` / `docs/runbook-procedures.md#…` / `docs/guardrails.md#…` reference in the
+   code resolves to a heading of that file;
 3. every `make <target>` in the runbook's code is a Makefile target (and `ENV=` a real environment);
-4. every relative Markdown link in the runbook points to an existing file (and heading, with a fragment);
+4. every relative Markdown link in either runbook file points to an existing file (and heading, with a
+   fragment), so the links between the two files resolve; so do links to them from the other documents;
 
 plus the per-environment deploy table, the hook check names, and (synth) every `res TYPE PREFIX` lookup
 and every alarm description's runbook link in the synthesized templates.
@@ -32,13 +37,15 @@ from stacks.constructs.alarms import CATALOGUE, SPECS, AlarmSpec, describe
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RUNBOOK = REPO_ROOT / "docs" / "runbook.md"
+PROCEDURES = REPO_ROOT / "docs" / "runbook-procedures.md"
+RUNBOOK_FILES = (RUNBOOK, PROCEDURES)
 GUARDRAILS_DOC = REPO_ROOT / "docs" / "guardrails.md"
 MAKEFILE = REPO_ROOT / "Makefile"
 GUARDRAILS_PY = REPO_ROOT / "stacks" / "constructs" / "guardrails.py"
 HOOKS = REPO_ROOT / "lambda_src" / "hooks"
 # Where code may point on-call at a document section (the brief: stacks/ and lambda_src/; the rest is cheap).
 REFERENCE_ROOTS = ("stacks", "lambda_src", "scripts", "app.py", "README.md", "docs", ".github")
-DOC_REFERENCE = re.compile(r"docs/(runbook|guardrails)\.md#([A-Za-z0-9_-]+)")
+DOC_REFERENCE = re.compile(r"docs/(runbook-procedures|runbook|guardrails)\.md#([A-Za-z0-9_-]+)")
 REQUIRED_SECTIONS = (
     "Deploy",
     "Migrations",
@@ -122,6 +129,21 @@ def sections(markdown: str) -> list[Section]:
 
 def anchors(path: Path) -> set[str]:
     return {s.anchor for s in sections(path.read_text())}
+
+
+def runbook_text() -> str:
+    """Both runbook files, one after the other (for what may live in either: commands, make calls)."""
+    return "\n".join(path.read_text() for path in RUNBOOK_FILES)
+
+
+def runbook_section(anchor: str) -> Section:
+    """The section with this anchor in whichever runbook file holds it (exactly one must)."""
+    found = [(path, s) for path in RUNBOOK_FILES for s in sections(path.read_text()) if s.anchor == anchor]
+    assert len(found) == 1, (
+        f"#{anchor} must be a heading in exactly one of docs/runbook.md and docs/runbook-procedures.md; "
+        f"found in {[path.name for path, _ in found] or 'neither'}"
+    )
+    return found[0][1]
 
 
 def code_text(markdown: str) -> str:
@@ -255,13 +277,19 @@ def guardrail_alarm_names() -> list[str]:
 def test_drift_check_alarms_have_sections() -> None:
     names = guardrail_alarm_names()
     assert names, f"found no alarm(...) calls in {GUARDRAILS_PY}: update guardrail_alarm_names()"
-    missing = [n for n in names if n.lower() not in anchors(RUNBOOK)]
-    assert not missing, f"docs/runbook.md has no `### <name>` section for drift-check alarm(s) {missing}"
+    for name in names:
+        assert runbook_section(name.lower()).text == name, f"the drift-check alarm's heading must read {name}"
 
 
 @pytest.mark.parametrize("title", REQUIRED_SECTIONS)
 def test_general_sections_exist(title: str) -> None:
-    assert github_slug(title) in anchors(RUNBOOK), f"docs/runbook.md lacks the section '## {title}'"
+    assert runbook_section(github_slug(title)).level == 2, f"'{title}' must be a `## {title}` section"
+
+
+def test_start_here_stays_with_the_alarm_sections() -> None:
+    """Every alarm section relies on the shell Start here sets up; alarm links land in docs/runbook.md."""
+    assert "start-here" in anchors(RUNBOOK), "docs/runbook.md lacks '## Start here'"
+    assert "triage-in-two-minutes" in anchors(RUNBOOK), "docs/runbook.md lacks '### Triage in two minutes'"
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -279,7 +307,7 @@ def reference_files() -> Iterator[Path]:
 
 
 def test_document_anchors_referenced_in_code_exist() -> None:
-    targets = {"runbook": RUNBOOK, "guardrails": GUARDRAILS_DOC}
+    targets = {"runbook": RUNBOOK, "runbook-procedures": PROCEDURES, "guardrails": GUARDRAILS_DOC}
     known = {name: anchors(path) for name, path in targets.items()}
     refs = [
         (path.relative_to(REPO_ROOT), match.group(1), match.group(2))
@@ -334,7 +362,7 @@ def environments() -> dict[str, EnvironmentConfig]:
 
 
 def test_make_targets_in_the_runbook_exist() -> None:
-    calls = make_calls(RUNBOOK.read_text())
+    calls = make_calls(runbook_text())
     real = makefile_targets()
     assert {"deploy", "wait-deployments"} <= real, f"Makefile targets parsed as {sorted(real)}"
     mentioned = {t for call in calls for t in call.targets}
@@ -347,7 +375,7 @@ def test_make_environments_in_the_runbook_exist() -> None:
     envs = set(environments())
     bad = [
         f"{call.line!r}: ENV={value}"
-        for call in make_calls(RUNBOOK.read_text())
+        for call in make_calls(runbook_text())
         for name, value in call.assignments
         if name == "ENV" and value not in envs and not re.fullmatch(r"<[^>]+>|\$\{?\w+\}?", value)
     ]
@@ -358,21 +386,52 @@ def test_make_environments_in_the_runbook_exist() -> None:
 # 4. Links
 
 
-def test_relative_links_resolve() -> None:
-    markdown = RUNBOOK.read_text()
-    targets = link_targets(markdown)
-    assert targets, "no links found in docs/runbook.md: is link_targets() still right?"
+def broken_links(document: Path, targets: Iterable[str]) -> list[str]:
+    """The relative link targets in `document` whose file does not exist or has no heading `#fragment`."""
     broken = []
     for target in targets:
         if re.match(r"^[a-z][a-z0-9+.-]*:", target, flags=re.I):  # https:, mailto:...
             continue
         path_part, _, fragment = target.partition("#")
-        path = (RUNBOOK.parent / path_part).resolve() if path_part else RUNBOOK
+        path = (document.parent / path_part).resolve() if path_part else document
         if not path.exists():
             broken.append(f"{target}: {path} does not exist")
         elif fragment and path.suffix == ".md" and fragment not in anchors(path):
             broken.append(f"{target}: {path.name} has no heading with anchor #{fragment}")
-    assert not broken, "broken links in docs/runbook.md:\n" + "\n".join(broken)
+    return broken
+
+
+@pytest.mark.parametrize("document", RUNBOOK_FILES, ids=[p.name for p in RUNBOOK_FILES])
+def test_relative_links_resolve(document: Path) -> None:
+    targets = link_targets(document.read_text())
+    assert targets, f"no links found in docs/{document.name}: is link_targets() still right?"
+    broken = broken_links(document, targets)
+    assert not broken, f"broken links in docs/{document.name}:\n" + "\n".join(broken)
+
+
+def test_the_two_runbook_files_link_to_each_other() -> None:
+    """On-call moves between the alarm sections and the procedures: both directions must have links (and
+    test_relative_links_resolve checks they land on a heading)."""
+    for document, other in ((RUNBOOK, PROCEDURES), (PROCEDURES, RUNBOOK)):
+        to_other = [t for t in link_targets(document.read_text()) if t.partition("#")[0] == other.name]
+        assert any("#" in t for t in to_other), f"docs/{document.name} links to no section of {other.name}"
+
+
+def test_links_to_the_runbook_from_other_documents_resolve() -> None:
+    """Markdown links from README.md and docs/*.md into either runbook file land on a heading."""
+    documents = [REPO_ROOT / "README.md", *sorted((REPO_ROOT / "docs").rglob("*.md"))]
+    names = {p.resolve() for p in RUNBOOK_FILES}
+    broken = []
+    for document in documents:
+        if document.resolve() in names:
+            continue
+        into_runbook = [
+            t
+            for t in link_targets(document.read_text())
+            if t.partition("#")[0] and (document.parent / t.partition("#")[0]).resolve() in names
+        ]
+        broken += [f"{document.relative_to(REPO_ROOT)}: {b}" for b in broken_links(document, into_runbook)]
+    assert not broken, "links into the runbook that do not resolve:\n" + "\n".join(broken)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -388,7 +447,7 @@ def traffic_shift_text(config: str | CustomCanary) -> str:
 @pytest.mark.parametrize("env", sorted(environments()))
 def test_deploy_table_matches_cdk_json(env: str) -> None:
     config = environments()[env]
-    deploy = next(s for s in sections(RUNBOOK.read_text()) if s.anchor == "deploy")
+    deploy = runbook_section("deploy")
     rows = [line for line in deploy.body.splitlines() if line.startswith(f"| `{env}` |")]
     assert len(rows) == 1, f"## Deploy needs one table row starting '| `{env}` |'"
     cells = [c.strip() for c in rows[0].strip("|").split("|")]
@@ -413,7 +472,7 @@ def test_rollback_table_names_the_real_hook_checks() -> None:
         "post_traffic": hook_check_names("post_traffic.py") | core,
     }
     assert by_hook["pre_traffic"] - core and by_hook["post_traffic"] - core, "no hook checks found"
-    rollback = next(s for s in sections(RUNBOOK.read_text()) if s.anchor == "read-a-rollback")
+    rollback = runbook_section("read-a-rollback")
     rows = [
         (m.group(1), m.group(2))
         for m in re.finditer(r"^\| (pre_traffic|post_traffic|both) \| `(\w+)` \|", rollback.body, flags=re.M)
@@ -444,7 +503,7 @@ def _template(synthesized: dict[str, Any], env: str) -> dict[str, Any]:
 @pytest.mark.parametrize("env", sorted(environments()))
 def test_resource_lookups_find_exactly_one_resource(synthesized: dict[str, Any], env: str) -> None:
     template = _template(synthesized, env)
-    code = code_text(RUNBOOK.read_text())
+    code = code_text(runbook_text())
     lookups = sorted(set(re.findall(r"\bres\s+(AWS::\w+::\w+)\s+(\w+)", code)))
     assert len(lookups) >= 10, f"found only {lookups}: is the regex still right?"
     wrong = []
@@ -481,12 +540,23 @@ def test_every_synthesized_alarm_link_resolves(synthesized: dict[str, Any], env:
     assert not broken, "alarm descriptions linking to missing runbook headings:\n" + "\n".join(broken)
 
 
+@pytest.mark.synth
+@pytest.mark.parametrize("env", sorted(environments()))
+def test_every_document_link_in_the_template_resolves(synthesized: dict[str, Any], env: str) -> None:
+    """Any `docs/<doc>.md#anchor` a template carries (alarm descriptions, dashboard text, hook settings)."""
+    documents = {"runbook": RUNBOOK, "runbook-procedures": PROCEDURES, "guardrails": GUARDRAILS_DOC}
+    refs = set(DOC_REFERENCE.findall(json.dumps(_template(synthesized, env))))
+    assert refs, "no docs/*.md#anchor in the template: is DOC_REFERENCE still right?"
+    broken = sorted(f"docs/{doc}.md#{a}" for doc, a in refs if a not in anchors(documents[doc]))
+    assert not broken, "template links to missing headings:\n" + "\n".join(broken)
+
+
 def test_migrations_section_explains_every_status_the_runner_logs() -> None:
     runner = REPO_ROOT / "lambda_src" / "migrate" / "credmate_migrate.py"
     pattern = r'"migration":\s*"([\w-]+)"(?: if [^\n]+? else "([\w-]+)")?'
     statuses = {name for pair in re.findall(pattern, runner.read_text()) for name in pair if name}
     assert {"upgraded", "up-to-date", "refused", "failed"} <= statuses, f"statuses parsed as {statuses}"
-    section = next(s for s in sections(RUNBOOK.read_text()) if s.anchor == "migrations")
+    section = runbook_section("migrations")
     rows = set(re.findall(r"^\| `([\w-]+)` \|", section.body, flags=re.M))
     assert statuses <= rows, f"## Migrations lacks a row for {sorted(statuses - rows)}"
     assert "alembic upgrade` by hand" in section.body

@@ -154,7 +154,7 @@ def render_markdown(changes: MigrationChanges) -> str:
         lines += [
             f"The deploy's migration step will apply **{len(changes.added)}** new revision(s), in this "
             "order, before any traffic moves (old code keeps serving on the new schema during the canary: "
-            "expand/contract, docs/runbook.md#migrations):",
+            "expand/contract, docs/runbook-procedures.md#migrations):",
             "",
             "| # | Revision | Revises | File | Title |",
             "|---|---|---|---|---|",

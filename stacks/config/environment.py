@@ -150,7 +150,7 @@ class GuardrailSettings:
 @dataclass(frozen=True)
 class MigrationSettings:
     """Alembic migrations run by the deploy, after the functions' new versions exist and before any alias
-    moves (expand/contract: docs/runbook.md). Off for backends without Alembic."""
+    moves (expand/contract: docs/runbook-procedures.md#migrations). Off for backends without Alembic."""
 
     enabled: bool = False
     # The Alembic script folder, relative to the backend's src/ (where env.py and versions/ live).

@@ -16,7 +16,7 @@ migration function; the runner accepts a database at the head in `OldResourcePro
 release's) without any AWS call (lambda_src/migrate/credmate_migrate.py).
 
 Running the migrations before the traffic shift is safe only under the expand/contract rule
-(docs/runbook.md#migrations): during the canary the old version keeps serving on the new schema.
+(docs/runbook-procedures.md#migrations): during the canary the old version keeps serving on the new schema.
 """
 
 from __future__ import annotations
