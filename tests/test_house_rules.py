@@ -87,7 +87,7 @@ def _code_lines(text: str) -> list[tuple[int, str, bool]]:
 
 
 def _is_logic(line: str) -> bool:
-    """A statement of its own, not an item of an argument list or record, nor an opening or closing bracket."""
+    """A statement of its own: not an item of an argument list or record, nor a lone bracket."""
     return not line.endswith((",", "(", "[", "{")) and not _CLOSER.match(line)
 
 
@@ -117,8 +117,9 @@ def test_no_block_of_code_is_written_twice() -> None:
         if name.endswith(".py") and not name.startswith("tests/") and "/tests/" not in name
     }
     found = duplicate_blocks(sources)
-    assert not found, "blocks written twice (share them, or say why one stays with `# duplicate kept: ...`):\n" + (
-        "\n".join(found)
+    assert not found, (
+        "blocks written twice (share them, or say why one stays with `# duplicate kept: ...`):\n"
+        + ("\n".join(found))
     )
 
 
