@@ -2,9 +2,9 @@
 
 Every acknowledgement names one rule (with its finding where the rule has several) on one construct: nothing
 is silenced stack-wide. Every reason states a fact about this template or its configuration that
-tests/test_security.py checks (e.g. "no network in cdk.json" is checked against the parsed config), so an
-acknowledgement cannot outlive its reason. Guardrail and alarm constructs acknowledge their own findings
-where they are built.
+tests/test_security_acknowledgements.py checks (e.g. "no network in cdk.json" is checked against the parsed
+config), so an acknowledgement cannot outlive its reason. Guardrail and alarm constructs acknowledge their
+own findings where they are built.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from stacks.constructs.nag import checkov_skip
 
 AS, HIPAA = "AwsSolutions::AwsSolutions", "HIPAA.Security::HIPAA.Security"
 
-# Reasons (checked by tests/test_security.py, which matches on these texts).
+# Reasons (checked by tests/test_security_acknowledgements.py, which matches on these texts).
 XRAY_REASON = (
     "the only statement on Resource * allows xray:PutTraceSegments and xray:PutTelemetryRecords, which "
     "X-Ray does not scope to resources (active tracing)"
@@ -64,7 +64,7 @@ WAF_NO_LOGS_REASON = (
 NO_WAF_REASON = "security.waf.enabled is false for this environment in cdk.json"
 
 
-# Facts tests/test_security.py checks against the template.
+# Facts tests/test_security_acknowledgements.py checks against the template.
 HOOK_DEPLOYMENTS_REASON = (
     "the shared hooks read and report the deployments of every deployment group of this environment's "
     "CodeDeploy application (the `/*` is the group name: one group per function); they may invoke only the "

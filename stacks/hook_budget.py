@@ -2,11 +2,11 @@
 
 The hook invokes the new version synchronously (the probe, then GET /health for an API function) and must
 then report to CodeDeploy before Lambda kills it; when it is killed first, CodeDeploy waits an hour. The
-hook itself bounds every call by the time it has left (lambda_src/hooks/hook_core.py), so it always reports;
+hook itself bounds every call by the time it has left (lambda_src/hooks/hook_calls.py), so it always reports;
 this module makes sure that time is enough for the target to give its own answer: each invoke may last the
 target's full timeout (Lambda then ends it with "Task timed out", a definite Failed) plus a cold start.
 
-The numbers mirror `hook_core.budget_from_context`: the last REPORT_RESERVE_SECONDS are for the report and
+The numbers mirror `hook_calls.budget_from_context`: the last REPORT_RESERVE_SECONDS are for the report and
 the last SAFETY_SECONDS for the final log line.
 """
 
@@ -20,7 +20,7 @@ SETUP_SECONDS = 20
 # Per invoke, beyond the function's own timeout: a cold start with its init (Lambda allows 10 s) and the
 # network round trip.
 INVOKE_OVERHEAD_SECONDS = 12
-# hook_core.budget_from_context: at most 30 s kept for reporting, at most 3 s kept as the last margin.
+# hook_calls.budget_from_context: at most 30 s kept for reporting, at most 3 s kept as the last margin.
 REPORT_RESERVE_SECONDS = 30
 SAFETY_SECONDS = 3
 # The probe and GET /health: what a pre-traffic hook of an API function does.

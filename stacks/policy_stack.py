@@ -31,7 +31,7 @@ from constructs import Construct
 from stacks.constructs.nag import checkov_skip
 from stacks.constructs.stack_policy import StackPolicy, StackPolicyError
 
-# Facts tests/test_security.py checks against the template.
+# Facts tests/test_security_acknowledgements.py checks against the template.
 PROVIDER_DLQ_REASON = (
     "the provider of this stack's only custom resource: CloudFormation waits for its response and fails "
     "the update without one"

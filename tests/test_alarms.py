@@ -2,32 +2,24 @@
 # (pyproject relaxes tests.* like this, but mypy names these files without the tests. prefix)
 """On-call topics, alarms, composite alarm and dashboard, proven on synthesized templates.
 
-A small test stack (three dummy functions with `live` aliases and log groups, a queue with its DLQ, a REST
-API) gets the constructs the real stack uses. Synths are shared per module: one with cdk-nag, one per
-environment's thresholds from cdk.json, and one per single-threshold change.
+A small test stack (tests/alarm_stack.py: three dummy functions with `live` aliases and log groups, a queue
+with its DLQ, a REST API) gets the constructs the real stack uses. Synths are shared per module: one with
+cdk-nag, one per environment's thresholds from cdk.json, and one per single-threshold change. What needs no
+synthesized stack is in tests/test_alarm_catalogue.py.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import http.server
 import json
 import re
 import subprocess
 import sys
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import aws_cdk as cdk
 import pytest
-from aws_cdk import aws_apigateway as apigw
-from aws_cdk import aws_lambda as lambda_
-from aws_cdk import aws_logs as logs
-from aws_cdk import aws_sns as sns
-from aws_cdk import aws_sqs as sqs
-from cdk_nag import AwsSolutionsChecks, HIPAASecurityChecks
 
 from stacks.config import AlarmSettings, AlarmThresholds
 from stacks.constructs.alarms import (
@@ -35,166 +27,16 @@ from stacks.constructs.alarms import (
     CATALOGUE,
     DLQ_KEYS,
     FUNCTION_KEYS,
-    HEALTH_CHECK_SOURCE,
     LOG_PATTERNS,
     SCHEDULER_KEYS,
     SPECS,
-    ApiAlarms,
-    AsyncFailures,
-    FunctionAlarms,
-    ServiceHealthAlarm,
 )
-from stacks.constructs.dashboard import ServiceDashboard
 from stacks.constructs.oncall import PUBLISHING_SERVICES, OnCallTopic
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
-from scripts.alarm_table.table import END, START, main, render_table, thresholds_from_cdk_json  # noqa: E402
-
-STACK_NAME = "credmate-alarm-test"
-LABELS = ("BackendApi", "Worker", "CampaignScheduler")
-TIMEOUT = cdk.Duration.seconds(60)
-WINDOW = cdk.Duration.hours(2)
-RUNBOOK = "https://example.com/runbook.md"
-EMAILS = ("oncall@example.com", "lead@example.com")
-PAGING_URL = "https://events.pagerduty.com/integration/abc123/enqueue"
-FULL_ONCALL = AlarmSettings(
-    emails=EMAILS, slack_workspace_id="T0123ABCD", slack_channel_id="C0123ABCD", paging_url=PAGING_URL
-)
-
-
-@dataclasses.dataclass
-class Fn:
-    """Stands in for GuardedFunction (what FunctionAlarms and ServiceDashboard read of it)."""
-
-    label: str
-    function: lambda_.Function
-    alias: lambda_.Alias
-    log_group: logs.LogGroup
-    timeout: cdk.Duration
-
-
-class Synth:
-    def __init__(self, outdir: Path, thresholds: AlarmThresholds, *, nag: bool = False) -> None:
-        app = cdk.App(outdir=str(outdir))
-        self.stack = stack = cdk.Stack(app, "AlarmTest", stack_name=STACK_NAME)
-        self.thresholds = thresholds
-        self.outdir = outdir
-        self.oncall = OnCallTopic(stack, "OnCall", config=FULL_ONCALL)
-        self.dlq = sqs.Queue(stack, "Dlq", enforce_ssl=True)
-        self.queue = sqs.Queue(
-            stack,
-            "Queue",
-            enforce_ssl=True,
-            dead_letter_queue=sqs.DeadLetterQueue(queue=self.dlq, max_receive_count=3),
-        )
-        self.fns: dict[str, Fn] = {}
-        for label in LABELS:
-            log_group = logs.LogGroup(stack, f"{label}Logs")
-            fn = lambda_.Function(
-                stack,
-                label,
-                code=lambda_.Code.from_inline("def h(event, context):\n    return 1\n"),
-                handler="index.h",
-                runtime=lambda_.Runtime.PYTHON_3_11,
-                timeout=TIMEOUT,
-                log_group=log_group,
-            )
-            alias = lambda_.Alias(stack, f"{label}Live", alias_name="live", version=fn.current_version)
-            self.fns[label] = Fn(label, fn, alias, log_group, TIMEOUT)
-        self.function_alarms = {
-            f.label: FunctionAlarms(
-                stack,
-                f"{f.label}Alarms",
-                label=f.label,
-                function=f.function,
-                alias=f.alias,
-                log_group=f.log_group,
-                timeout=f.timeout,
-                thresholds=thresholds,
-                topic=self.oncall.topic,
-                runbook_url=RUNBOOK,
-                dlq=self.dlq if f.label == "Worker" else None,
-                expected_invocation_window=WINDOW if f.label == "CampaignScheduler" else None,
-            )
-            for f in self.fns.values()
-        }
-        self.api = apigw.LambdaRestApi(stack, "Api", handler=self.fns["BackendApi"].alias)
-        self.api_alarms = ApiAlarms(
-            stack,
-            "ApiAlarms",
-            api=self.api,
-            health_url=f"{self.api.url}health",
-            thresholds=thresholds,
-            topic=self.oncall.topic,
-            runbook_url=RUNBOOK,
-        )
-        key_alarms = [a for fa in self.function_alarms.values() for a in fa.deployment_alarms]
-        self.service = ServiceHealthAlarm(
-            stack,
-            "ServiceHealth",
-            alarms=[*key_alarms, *self.api_alarms.key_alarms],
-            topic=self.oncall.paging_topic,
-            runbook_url=RUNBOOK,
-        )
-        self.dashboard = ServiceDashboard(
-            stack,
-            "Dashboard",
-            functions=list(self.fns.values()),
-            api=self.api,
-            queues=[("Worker", self.queue, self.dlq)],
-            alarms=[self.service.alarm],
-            thresholds=thresholds,
-        )
-        self.report: dict[str, Any] = {"pluginReports": []}
-        # As BackendStack does: the environment key and scoped logging on everything, and the scheduled
-        # health check's acknowledgements (stacks/compliance.py).
-        from stacks.compliance import acknowledge_scheduled_checks
-        from stacks.constructs.encryption import EnvironmentKey, apply_stack_security
-
-        key = EnvironmentKey(stack, "DataKey", description="test environment key")
-        self.failures = failures = AsyncFailures(
-            stack,
-            "AsyncFailures",
-            queue_kwargs=key.queue_kwargs(),
-            key_arn=key.key.key_arn,
-            thresholds=thresholds,
-            topic=self.oncall.topic,
-            runbook_url=RUNBOOK,
-        )
-        failures.attach(self.api_alarms.health_check)
-        apply_stack_security(stack, key)
-        acknowledge_scheduled_checks([self.api_alarms.health_check], in_vpc=False)
-        if nag:
-            cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app), HIPAASecurityChecks(app))
-        try:
-            app.synth()
-        except RuntimeError as err:  # nag findings on the scaffolding fail validation; files are written
-            assert nag and "ValidationFailed" in str(err), err
-        self.template: dict[str, Any] = json.loads((outdir / "AlarmTest.template.json").read_text())
-        report = outdir / "validation-report.json"
-        if report.exists():
-            self.report = json.loads(report.read_text())
-
-    @property
-    def resources(self) -> dict[str, Any]:
-        return self.template["Resources"]
-
-    def id_of(self, construct: Any) -> str:
-        return self.stack.resolve(construct.node.default_child.logical_id)  # honours logical-ID overrides
-
-    def props(self, construct: Any) -> dict[str, Any]:
-        return self.resources[self.id_of(construct)]["Properties"]
-
-    def of_type(self, type_: str) -> dict[str, Any]:
-        return {k: v for k, v in self.resources.items() if v["Type"] == type_}
-
-    def alarm_construct(self, owner: str, key: str) -> Any:
-        group = self.api_alarms if owner == "API" else self.function_alarms[owner]
-        return group.alarms_by_key[key]
-
-    def alarm(self, owner: str, key: str) -> dict[str, Any]:
-        return self.props(self.alarm_construct(owner, key))
+from scripts.alarm_table.table import thresholds_from_cdk_json  # noqa: E402
+from tests.alarm_stack import EMAILS, LABELS, PAGING_URL, RUNBOOK, STACK_NAME, Synth  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -596,49 +438,6 @@ def test_without_slack_or_pager_only_emails_are_created(tmp_path):
     assert protocols == ["email", "email"]
 
 
-def test_defaults_are_the_incident_write_ups_numbers():
-    assert dataclasses.asdict(AlarmThresholds()) == {
-        "error_rate_percent": 5.0,
-        "throttles": 1.0,
-        "timeout_rate_percent": 1.0,
-        "init_errors": 1.0,
-        "duration_p99_fraction_of_timeout": 0.8,
-        "dlq_depth": 0.0,
-        "dlq_oldest_age_seconds": 86400.0,
-        "scheduler_min_invocations": 1.0,
-        "api_5xx_count": 10.0,
-        "api_5xx_rate_percent": 5.0,
-        "api_latency_p99_ms": 5000.0,
-        "health_check_failures": 1.0,
-        "waf_blocked_requests": 100.0,
-    }
-    assert {s.threshold_field for s in CATALOGUE} - {None} == {
-        f.name for f in dataclasses.fields(AlarmThresholds)
-    }
-
-
-def test_an_impossible_scheduler_window_names_the_setting():
-    stack = cdk.Stack(cdk.App(), "Window")
-    log_group = logs.LogGroup(stack, "Logs")
-    fn = lambda_.Function(stack, "Fn", code=lambda_.Code.from_inline("x = 1"), handler="index.h",
-                          runtime=lambda_.Runtime.PYTHON_3_11, log_group=log_group)  # fmt: skip
-    alias = lambda_.Alias(stack, "Live", alias_name="live", version=fn.current_version)
-    with pytest.raises(ValueError, match=r"expected_invocation_window.*trigger.expression"):
-        FunctionAlarms(
-            stack,
-            "Alarms",
-            label="CampaignScheduler",
-            function=fn,
-            alias=alias,
-            log_group=log_group,
-            timeout=TIMEOUT,
-            thresholds=AlarmThresholds(),
-            topic=sns.Topic(stack, "Topic"),
-            runbook_url=RUNBOOK,
-            expected_invocation_window=cdk.Duration.days(2),
-        )
-
-
 # ---------------------------------------------------------------------------------------------------------
 # Dashboard
 
@@ -693,92 +492,3 @@ def test_constructs_pass_cdk_nag_aws_solutions_and_hipaa(synth):
     plugins = {p["pluginName"] for p in synth.report["pluginReports"]}
     assert plugins == {"AwsSolutions", "HIPAA.Security"}
     assert findings_under(synth.report, ("AlarmTest/BackendApi/",)), "the scaffolding should have findings"
-
-
-# ---------------------------------------------------------------------------------------------------------
-# The health check's inline code, run against a local HTTP server
-
-
-@pytest.fixture
-def health_server() -> Iterator[tuple[str, list[int]]]:
-    statuses: list[int] = []
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            status = statuses.pop(0) if statuses else 200
-            self.send_response(status)
-            self.end_headers()
-            self.wfile.write(b"{}")
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}/v1/health", statuses
-    server.shutdown()
-
-
-def health_handler(monkeypatch: pytest.MonkeyPatch, url: str) -> Any:
-    monkeypatch.setenv("HEALTH_URL", url)
-    monkeypatch.setenv("RETRY_DELAY_SECONDS", "0")
-    monkeypatch.setenv("ATTEMPT_TIMEOUT_SECONDS", "2")
-    namespace: dict[str, Any] = {}
-    exec(compile(HEALTH_CHECK_SOURCE, "index.py", "exec"), namespace)
-    return namespace["handler"]
-
-
-def test_health_check_passes_on_200(health_server, monkeypatch):
-    url, _ = health_server
-    assert health_handler(monkeypatch, url)({}, None) == {"healthy": True, "status": 200}
-
-
-def test_health_check_retries_once_then_passes(health_server, monkeypatch):
-    url, statuses = health_server
-    statuses.extend([502])
-    assert health_handler(monkeypatch, url)({}, None)["status"] == 200
-
-
-def test_health_check_fails_the_invocation_on_persistent_502(health_server, monkeypatch):
-    url, statuses = health_server
-    statuses.extend([502, 502])
-    with pytest.raises(RuntimeError, match="502"):
-        health_handler(monkeypatch, url)({}, None)
-
-
-def test_health_check_fails_when_nothing_listens(monkeypatch):
-    with pytest.raises(RuntimeError, match="health check failed"):
-        health_handler(monkeypatch, "http://127.0.0.1:9/health")({}, None)
-
-
-def test_health_check_source_fits_cloudformation_inline_limit():
-    assert len(HEALTH_CHECK_SOURCE.encode()) < 4096
-
-
-# ---------------------------------------------------------------------------------------------------------
-# The README table, generated from the catalogue
-
-
-def test_table_has_a_row_per_catalogue_alarm_and_thresholds_per_environment():
-    table = render_table({"staging": AlarmThresholds(), "prod": AlarmThresholds(api_5xx_count=3)})
-    lines = table.splitlines()
-    assert lines[0].startswith("| Alarm | Applies to | Meaning | Threshold (staging) | Threshold (prod) |")
-    assert len(lines) == 2 + len(CATALOGUE)
-    (row,) = [line for line in lines if line.startswith("| `Api5xxCount`")]
-    assert "> 10 5XX responses in 5 min | > 3 5XX responses in 5 min" in row
-    (page,) = [line for line in lines if line.startswith("| `ServiceUnhealthy`")]
-    assert "paging topic" in page
-
-
-def test_readme_check_and_write(tmp_path, capsys):
-    readme = tmp_path / "README.md"
-    readme.write_text(f"# x\n{START}\nold\n{END}\nafter\n")
-    assert main(["--check", str(readme)]) == 1
-    assert main(["--write", str(readme)]) == 0
-    assert main(["--check", str(readme)]) == 0
-    text = readme.read_text()
-    assert text.endswith(f"{END}\nafter\n") and "| `InitErrors` |" in text
-    readme.write_text("no markers")
-    assert main(["--check", str(readme)]) == 2
-    assert "alarm-table:start" in capsys.readouterr().err

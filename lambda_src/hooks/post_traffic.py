@@ -4,8 +4,8 @@ Handler `post_traffic.handler`. One instance serves every deployment group of an
 API_URL (the stage URL), ALLOWED_ORIGIN (one browser origin the API must allow), CORS_METHODS and
 CORS_HEADERS (comma-separated, what a preflight must allow), TARGET_ALIAS (default `live`).
 
-Which function and version: as the pre-traffic hook (hook_core.resolve_target: the deployment's AppSpec, else
-ListDeploymentTargets + GetDeploymentTarget). What to check: that version's light probe
+Which function and version: as the pre-traffic hook (hook_target.resolve_target: the deployment's AppSpec,
+else ListDeploymentTargets + GetDeploymentTarget). What to check: that version's light probe
 (`{"credmate_probe": {"checks_only": true}}`: no database or version read, no import sweep) answers with
 `checks`, its function's CREDMATE_CHECKS parsed. `checks.post` null (a function without an API, such as a
 queue worker): Succeeded, with a log line saying no post-traffic checks are configured for it. Otherwise its
@@ -20,7 +20,7 @@ queue worker): Succeeded, with a log line saying no post-traffic checks are conf
 
 A probe response without valid `checks` fails ("the function has no CREDMATE_CHECKS (deployed by an older
 credmate-lambda?)"). HTTP with urllib only; the same reporting guarantee as the pre-traffic hook
-(hook_core.run_hook): every call's timeout comes from the budget left when it starts, and none starts
+(hook_report.run_hook): every call's timeout comes from the budget left when it starts, and none starts
 without time to finish. scripts/deploy/smoke_test.py runs the same four checks (api_checks) from a laptop.
 """
 
@@ -36,24 +36,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-import hook_core
-from hook_core import (
-    PROBE_KEY,
-    Budget,
-    CheckResult,
-    Clients,
-    ConfigError,
-    HookIds,
-    HookLog,
-    PostChecks,
-    Runtime,
-    env_list,
-    env_required,
-    find_target,
-    function_checks,
-    invoke_check,
-    run_hook,
-)
+import hook_calls
+import hook_checks
+from hook_calls import Budget, Clients, Runtime
+from hook_checks import PROBE_KEY, PostChecks, function_checks, invoke_check
+from hook_report import CheckResult, ConfigError, HookIds, HookLog, env_list, env_required, run_hook
+from hook_target import find_target
 
 USER_AGENT = "credmate-post-traffic-hook"
 MAX_REQUEST_SECONDS = 15.0
@@ -177,7 +165,7 @@ def request_with_retry(
             isinstance(exc, urllib.error.URLError) and not isinstance(exc, urllib.error.HTTPError)
         )
 
-    return hook_core.call_with_retry(
+    return hook_calls.call_with_retry(
         attempt,
         what=f"{method} {url}",
         deadline=deadline,
@@ -192,7 +180,7 @@ def request_with_retry(
 
 
 def health_check(response: HttpResponse, path: str = "/health") -> CheckResult:
-    problem = hook_core.health_problem(response.status, response.body)
+    problem = hook_checks.health_problem(response.status, response.body)
     if problem:
         return CheckResult("health", False, f"GET {path} {problem}")
     return CheckResult("health", True, f"GET {path}: healthy (200)")
@@ -292,7 +280,7 @@ def api_checks(
         try:
             return log.result(run())
         except Exception as exc:
-            return log.result(CheckResult(check, False, f"request failed: {hook_core.describe(exc)}"))
+            return log.result(CheckResult(check, False, f"request failed: {hook_calls.describe(exc)}"))
 
     health_path = config.health_path
 
@@ -307,7 +295,7 @@ def api_checks(
                 runtime=runtime,
             )
         except Exception as exc:
-            reason = f"GET {health_path} failed: {hook_core.describe(exc)}"
+            reason = f"GET {health_path} failed: {hook_calls.describe(exc)}"
             return CheckResult("health", False, reason), CheckResult("cors_get", False, reason)
         return health_check(response, health_path), cors_get_check(
             response, config.allowed_origin, health_path
@@ -408,7 +396,7 @@ def post_traffic_checks(
     return results + api_checks(config, deadline=budget.checks, log=log, runtime=runtime)
 
 
-# Each hook's entry point: the same wiring with its own checks (the logic is hook_core.run_hook's).
+# Each hook's entry point: the same wiring with its own checks (the logic is hook_report.run_hook's).
 def run_post_traffic(
     event: object, context: object, *, environ: Mapping[str, str], runtime: Runtime
 ) -> dict[str, Any]:

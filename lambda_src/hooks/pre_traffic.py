@@ -10,7 +10,7 @@ database's version (from `alembic_version`, or the backend's own reader) and it 
 database that cannot be read (`db_error`), no database version at all, or a mismatch all fail. A function
 without `uses_database` only gets a warning when no version is reported.
 
-Which function and version (hook_core.resolve_target, shared with the post-traffic hook): GetDeployment's
+Which function and version (hook_target.resolve_target, shared with the post-traffic hook): GetDeployment's
 `revision.appSpecContent` (the one function resource whose Alias is TARGET_ALIAS, its TargetVersion), else
 CodeDeploy's ListDeploymentTargets + GetDeploymentTarget (`lambdaTarget.lambdaFunctionInfo`: functionName,
 functionAlias, currentVersion, targetVersion). Neither usable: Failed, naming both. `$LATEST`, the alias and
@@ -44,21 +44,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from hook_core import (
-    PROBE_KEY,
-    Budget,
-    CheckResult,
-    Clients,
-    HookIds,
-    HookLog,
-    Invocation,
-    Runtime,
-    find_target,
-    function_checks,
-    health_problem,
-    invoke_check,
-    run_hook,
-)
+from hook_calls import Budget, Clients, Runtime
+from hook_checks import PROBE_KEY, Invocation, function_checks, health_problem, invoke_check
+from hook_report import CheckResult, HookIds, HookLog, run_hook
+from hook_target import find_target
 
 
 @dataclass(frozen=True)
@@ -237,7 +226,7 @@ def pre_traffic_checks(
     return results
 
 
-# Each hook's entry point: the same wiring with its own checks (the logic is hook_core.run_hook's).
+# Each hook's entry point: the same wiring with its own checks (the logic is hook_report.run_hook's).
 def run_pre_traffic(
     event: object, context: object, *, environ: Mapping[str, str], runtime: Runtime
 ) -> dict[str, Any]:

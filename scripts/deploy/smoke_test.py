@@ -29,7 +29,8 @@ for path in (REPO_ROOT, HOOKS):
     if str(path) not in sys.path:  # run as `python -m scripts.deploy.smoke_test`, or loaded from its file
         sys.path.insert(0, str(path))
 
-import hook_core  # noqa: E402
+import hook_calls  # noqa: E402
+import hook_report  # noqa: E402
 import post_traffic  # noqa: E402
 
 from stacks.config import CORS_HEADERS, CORS_METHODS, DEFAULT_CORS_ORIGINS  # noqa: E402
@@ -79,8 +80,8 @@ def run(argv: Sequence[str], out: TextIO | None = None) -> int:
         login_path=args.login_path,
         login_body=args.login_body,
     )
-    runtime = hook_core.Runtime()
-    log = hook_core.HookLog(hook="smoke_test", function=args.url, stream=sys.stderr)
+    runtime = hook_calls.Runtime()
+    log = hook_report.HookLog(hook="smoke_test", function=args.url, stream=sys.stderr)
     started = time.monotonic()
     results = post_traffic.api_checks(
         config, deadline=runtime.clock() + args.timeout, log=log, runtime=runtime

@@ -35,7 +35,9 @@ from stacks.constructs.guarded_function import GuardedFunction
 from stacks.constructs.lambda_bundle import _HOST_ARCH, _log
 
 HOOKS_SRC = Path(__file__).resolve().parents[2] / "lambda_src" / "hooks"
-HOOK_MODULES = ("hook_core", "pre_traffic", "post_traffic")
+# Every module of lambda_src/hooks: the shared core (hook_calls, hook_report, hook_target, hook_checks) and
+# the two hooks. test_hooks_bundle checks that none is missing.
+HOOK_MODULES = ("hook_calls", "hook_report", "hook_target", "hook_checks", "pre_traffic", "post_traffic")
 # The AWS SDK: every Lambda Python runtime provides it, so the hook asset does not ship it (nor its 20 MB).
 # Verification imports these first, from the host, and judges only what the hook modules import beyond
 # them: everything else must come from the asset.

@@ -128,7 +128,7 @@ class GuardrailsError(ValueError):
     """A guardrail construct was given inputs it cannot honour."""
 
 
-# Acknowledgement reasons (facts tests/test_security.py checks against the template).
+# Acknowledgement reasons (facts tests/test_security_acknowledgements.py checks against the template).
 UNSCOPED_READS_REASON = (
     "Read-only actions without resource-level permissions: "
     "DescribeStackDriftDetectionStatus (the "

@@ -37,7 +37,7 @@ from harness_fixtures import (
     HOOK_EVENT,
     FakeContext,
     appspec_yaml,
-    hook_core,
+    hook_calls,
     log_lines,
     make_client,
     pre_traffic,
@@ -152,9 +152,9 @@ def deploy(
             "provide-client-params.codedeploy.PutLifecycleEventHookExecutionStatus",
             lambda params, **_: statuses.append(params["status"]),
         )
-        real_client = hook_core.client
+        real_client = hook_calls.client
         monkeypatch.setattr(
-            hook_core,
+            hook_calls,
             "client",
             lambda service, **kw: codedeploy if service == "codedeploy" else real_client(service, **kw),
         )
@@ -170,7 +170,7 @@ def deploy(
         environ = {"TARGET_ALIAS": "live"}  # the shared hook's whole environment
         capsys.readouterr()
         result = pre_traffic.run_pre_traffic(
-            HOOK_EVENT, FakeContext(120_000), environ=environ, runtime=hook_core.Runtime()
+            HOOK_EVENT, FakeContext(120_000), environ=environ, runtime=hook_calls.Runtime()
         )
         lines = log_lines(capsys.readouterr().out)
         return Outcome(result["status"], statuses, [i.qualifier for i in fake.invocations], lines)

@@ -34,12 +34,15 @@ for _path in (REPO_ROOT / "lambda_src" / "hooks", REPO_ROOT / "lambda_src" / "pr
         sys.path.insert(0, str(_path))
 
 # `import x as x`: explicit re-exports for the test modules.
-import hook_core as hook_core  # noqa: E402
+import hook_calls as hook_calls  # noqa: E402
+import hook_checks as hook_checks  # noqa: E402
+import hook_report as hook_report  # noqa: E402
+import hook_target as hook_target  # noqa: E402
 import post_traffic as post_traffic  # noqa: E402
 import pre_traffic as pre_traffic  # noqa: E402
 
 # The real factory, before any fixture replaces it: the loopback tests make real clients.
-REAL_CLIENT = hook_core.client
+REAL_CLIENT = hook_calls.client
 
 DEPLOYMENT_ID = "d-CANARY123"
 EXECUTION_ID = "exec-0001"
@@ -139,7 +142,7 @@ def streaming(payload: Any) -> StreamingBody:
 
 @dataclass
 class StubbedAws:
-    """One Stubber-backed client per service, handed to the hooks in place of hook_core.client."""
+    """One Stubber-backed client per service, handed to the hooks in place of hook_calls.client."""
 
     codedeploy: Any
     lambda_: Any
@@ -284,7 +287,7 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[StubbedAws]:
     codedeploy.meta.events.register("provide-client-params.codedeploy", stubbed.record("codedeploy"))
     lambda_.meta.events.register("provide-client-params.lambda", stubbed.record("lambda"))
     clients = {"codedeploy": codedeploy, "lambda": lambda_}
-    monkeypatch.setattr(hook_core, "client", lambda service, **_: clients[service])
+    monkeypatch.setattr(hook_calls, "client", lambda service, **_: clients[service])
     with stubbed.codedeploy_stub, stubbed.lambda_stub:
         yield stubbed
 
@@ -295,8 +298,8 @@ def fake_clock() -> FakeClock:
 
 
 @pytest.fixture
-def runtime(fake_clock: FakeClock) -> hook_core.Runtime:
-    return hook_core.Runtime(clock=fake_clock.clock, sleep=fake_clock.sleep, rng=random.Random(7))
+def runtime(fake_clock: FakeClock) -> hook_calls.Runtime:
+    return hook_calls.Runtime(clock=fake_clock.clock, sleep=fake_clock.sleep, rng=random.Random(7))
 
 
 @dataclass(frozen=True)
@@ -304,7 +307,7 @@ class TimedCall:
     operation: str  # botocore method name, e.g. "invoke"
     started: float  # fake-clock time the call started
     ended: float
-    timeout: float  # the attempt's time allowance the hook gave hook_core.client
+    timeout: float  # the attempt's time allowance the hook gave hook_calls.client
     outcome: str  # "ok", "timeout" or the exception's class name
 
 
@@ -314,7 +317,7 @@ class SlowAws:
 
     `delays["invoke"] = [30.0, 0.5]` makes the first Invoke take 30 s, the second 0.5 s (then 0 s);
     `float("inf")` hangs; `fail_with[operation]` is raised by every call after its delay. A call slower
-    than the attempt's time allowance the hook gave `hook_core.client`
+    than the attempt's time allowance the hook gave `hook_calls.client`
     (its connect plus read timeout) costs exactly that allowance and ends in ReadTimeoutError, as botocore
     does; the stub's queued answer is not consumed then. Every call is recorded with its timing.
     """
@@ -367,7 +370,7 @@ class _SlowClient:
 @pytest.fixture
 def slow_aws(aws: StubbedAws, fake_clock: FakeClock, monkeypatch: pytest.MonkeyPatch) -> SlowAws:
     slow = SlowAws(aws, fake_clock)
-    monkeypatch.setattr(hook_core, "client", slow.client)
+    monkeypatch.setattr(hook_calls, "client", slow.client)
     return slow
 
 

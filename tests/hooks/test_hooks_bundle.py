@@ -14,6 +14,7 @@ import pytest
 from stacks.bundling.build import build_bundle
 from stacks.bundling.spec import BundlingError
 from stacks.constructs.canary import (
+    HOOK_MODULES,
     HOOKS_SRC,
     hooks_bundle_spec,
     hooks_code,
@@ -37,7 +38,8 @@ def test_hooks_bundle_ships_sources_and_pyyaml_for_the_hooks_runtime(shared_cach
     hooks_code(shared_cache, log=logs.append)
     result = build_bundle(hooks_bundle_spec(shared_cache))
     names = set(zipfile.ZipFile(result.zip_path).namelist())
-    assert {"hook_core.py", "pre_traffic.py", "post_traffic.py", "yaml/__init__.py"} <= names
+    assert {*(f"{m}.py" for m in HOOK_MODULES), "yaml/__init__.py"} <= names
+    assert {"hook_calls.py", "pre_traffic.py", "post_traffic.py", "yaml/__init__.py"} <= names
     assert "requirements.txt" not in names
     tag = HOOK_RUNTIME.name.removeprefix("python").replace(".", "")
     assert any(n.startswith("yaml/_yaml.cpython-" + tag) and n.endswith(".so") for n in names), (

@@ -21,7 +21,7 @@ from hook_fakes import (
     StubbedAws,
     appspec_yaml,
     function_checks,
-    hook_core,
+    hook_calls,
     log_lines,
     post_traffic,
 )
@@ -384,7 +384,7 @@ def test_real_time_hanging_api_reports_failed_before_the_timeout(aws, capsys):
             HOOK_EVENT,
             FakeContext(int(left * 1000)),
             environ=env(api.url + "/v1/"),
-            runtime=hook_core.Runtime(),
+            runtime=hook_calls.Runtime(),
         )
         elapsed = time.monotonic() - started
         hits = list(api.hits)

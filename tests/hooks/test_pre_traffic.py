@@ -21,7 +21,8 @@ from hook_fakes import (
     StubbedAws,
     appspec_yaml,
     function_checks,
-    hook_core,
+    hook_calls,
+    hook_target,
     log_lines,
     pre_traffic,
     version_arn,
@@ -58,7 +59,7 @@ def probe(base: dict[str, Any] | None = None, **checks: Any) -> dict[str, Any]:
     return {**(base or PROBE_OK), "checks": function_checks(**checks)}
 
 
-def run(runtime: hook_core.Runtime, environ: dict[str, str], context: Any = None) -> dict[str, Any]:
+def run(runtime: hook_calls.Runtime, environ: dict[str, str], context: Any = None) -> dict[str, Any]:
     return pre_traffic.run_pre_traffic(HOOK_EVENT, context or FakeContext(), environ=environ, runtime=runtime)
 
 
@@ -366,8 +367,8 @@ def test_no_database_version_is_a_warning_not_a_failure(aws, runtime, capsys):
 
 
 def test_appspec_yaml_subset_parses_like_yaml():
-    document = hook_core.parse_appspec(appspec_yaml(target="8", current="6", other_alias="live"))
-    targets = hook_core.appspec_targets(document)
+    document = hook_target.parse_appspec(appspec_yaml(target="8", current="6", other_alias="live"))
+    targets = hook_target.appspec_targets(document)
     assert [(t.name, t.alias, t.current_version, t.target_version) for t in targets] == [
         ("credmate-staging-WorkerFunction-Zz9", "live", "40", "41"),
         (FUNCTION, "live", "6", "8"),
@@ -376,8 +377,8 @@ def test_appspec_yaml_subset_parses_like_yaml():
 
 
 def test_flow_style_appspec_parses_like_block_style():
-    block = hook_core.parse_appspec(appspec_yaml(target="8", current="6", other_alias="live"))
-    flow = hook_core.parse_appspec(
+    block = hook_target.parse_appspec(appspec_yaml(target="8", current="6", other_alias="live"))
+    flow = hook_target.parse_appspec(
         "{version: 0.0, Resources: ["
         "{OtherFunction: {Type: 'AWS::Lambda::Function', Properties: {"
         "Name: credmate-staging-WorkerFunction-Zz9, Alias: live, CurrentVersion: '40',"
@@ -386,14 +387,14 @@ def test_flow_style_appspec_parses_like_block_style():
         " CurrentVersion: '6', TargetVersion: '8'}}}],"
         " Hooks: [{BeforeAllowTraffic: credmate-staging-PreTrafficHook}]}"
     )
-    assert hook_core.appspec_targets(flow) == hook_core.appspec_targets(block)
+    assert hook_target.appspec_targets(flow) == hook_target.appspec_targets(block)
 
 
 def test_unquoted_version_numbers_are_read_as_text():
-    document = hook_core.parse_appspec(
+    document = hook_target.parse_appspec(
         f"Resources:\n  - Fn:\n      Properties: {{Name: {FUNCTION}, CurrentVersion: 6, TargetVersion: 8}}\n"
     )
-    (target,) = hook_core.appspec_targets(document)
+    (target,) = hook_target.appspec_targets(document)
     assert (target.current_version, target.target_version) == ("6", "8")
 
 
@@ -407,25 +408,25 @@ def test_unquoted_version_numbers_are_read_as_text():
     ],
 )
 def test_unreadable_appspec_is_refused_with_a_reason(content, expected):
-    with pytest.raises(hook_core.AppSpecError, match=expected):
-        hook_core.parse_appspec(content)
+    with pytest.raises(hook_target.AppSpecError, match=expected):
+        hook_target.parse_appspec(content)
 
 
 def test_yaml_tags_that_would_run_code_are_refused():
     # safe_load only: an AppSpec is data, never a constructor call.
-    with pytest.raises(hook_core.AppSpecError, match="AppSpec YAML is invalid"):
-        hook_core.parse_appspec("Resources: !!python/object/apply:os.system ['true']\n")
+    with pytest.raises(hook_target.AppSpecError, match="AppSpec YAML is invalid"):
+        hook_target.parse_appspec("Resources: !!python/object/apply:os.system ['true']\n")
 
 
 def test_function_names_match_across_arns_and_names():
-    assert hook_core.function_name_of(version_arn("3")) == FUNCTION
-    assert hook_core.function_name_of(f"{FUNCTION}:live") == FUNCTION
-    assert hook_core.version_of(version_arn("3")) == "3"
+    assert hook_target.function_name_of(version_arn("3")) == FUNCTION
+    assert hook_target.function_name_of(f"{FUNCTION}:live") == FUNCTION
+    assert hook_target.version_of(version_arn("3")) == "3"
 
 
 def test_budget_leaves_time_to_report():
     clock = FakeClock()
-    budget = hook_core.budget_from_context(FakeContext(180_000), hook_core.Runtime(clock=clock.clock))
+    budget = hook_calls.budget_from_context(FakeContext(180_000), hook_calls.Runtime(clock=clock.clock))
     assert budget.checks - clock.now == pytest.approx(147.0)
     assert budget.report - clock.now == pytest.approx(177.0)
 

@@ -23,7 +23,9 @@ from hook_fakes import (
     SlowAws,
     appspec_yaml,
     function_checks,
-    hook_core,
+    hook_calls,
+    hook_report,
+    hook_target,
     log_lines,
     pre_traffic,
 )
@@ -82,7 +84,7 @@ class _TimingOutLambda:
 
 def test_invoke_timeout_fails(aws, runtime, monkeypatch, capsys):
     clients = {"codedeploy": aws.codedeploy, "lambda": _TimingOutLambda()}
-    monkeypatch.setattr(hook_core, "client", lambda service, **_: clients[service])
+    monkeypatch.setattr(hook_calls, "client", lambda service, **_: clients[service])
     aws.get_deployment(appspec_yaml(target="8"))
     aws.put_status("Failed")
     assert run(runtime, env())["status"] == "Failed"
@@ -93,7 +95,7 @@ def test_unexpected_exception_in_checks_reports_failed_exactly_once(aws, runtime
     def boom(*_: Any, **__: Any) -> Any:
         raise RuntimeError("something nobody planned for")
 
-    monkeypatch.setattr(hook_core, "resolve_target", boom)
+    monkeypatch.setattr(hook_target, "resolve_target", boom)
     aws.put_status("Failed")
     assert run(runtime, env())["status"] == "Failed"
     assert reported(aws) == ["Failed"]
@@ -166,7 +168,7 @@ def test_reporting_that_never_succeeds_is_logged_and_raised(aws, runtime, capsys
     aws.invoke("8", PROBE_OK)
     for _ in range(200):
         aws.put_error("ThrottlingException")
-    with pytest.raises(hook_core.DeadlineExceeded):
+    with pytest.raises(hook_calls.DeadlineExceeded):
         run(runtime, env(), FakeContext(remaining_ms=20_000))
     assert any(
         r.startswith("report: could not report Succeeded") for r in failed_reasons(capsys.readouterr().out)
@@ -192,7 +194,7 @@ def test_an_already_completed_lifecycle_event_counts_as_reported(aws, runtime, c
 
 @pytest.mark.parametrize("event", [{}, {"DeploymentId": "d-1"}, "not an event", None])
 def test_an_event_without_ids_raises_without_reporting(aws, runtime, event):
-    with pytest.raises(hook_core.HookEventError):
+    with pytest.raises(hook_report.HookEventError):
         pre_traffic.run_pre_traffic(event, FakeContext(), environ=env(), runtime=runtime)
     assert aws.calls == []
 
@@ -206,9 +208,11 @@ LEFT = 20.0
 KILLED_AT = START + LEFT
 
 
-def budget_now() -> hook_core.Budget:
+def budget_now() -> hook_calls.Budget:
     clock = FakeClock()
-    return hook_core.budget_from_context(FakeContext(int(LEFT * 1000)), hook_core.Runtime(clock=clock.clock))
+    return hook_calls.budget_from_context(
+        FakeContext(int(LEFT * 1000)), hook_calls.Runtime(clock=clock.clock)
+    )
 
 
 def assert_never_outlives_the_hook(slow: SlowAws) -> None:
@@ -217,7 +221,7 @@ def assert_never_outlives_the_hook(slow: SlowAws) -> None:
     for call in slow.calls:
         assert call.ended <= call.started + call.timeout + 1e-9, call
         assert call.started + call.timeout <= KILLED_AT, f"{call} could outlive the hook"
-        assert call.timeout >= hook_core.MIN_ATTEMPT_SECONDS, f"{call} started without time to finish"
+        assert call.timeout >= hook_calls.MIN_ATTEMPT_SECONDS, f"{call} started without time to finish"
 
 
 def assert_reported_in_time(slow: SlowAws, status: str) -> None:
@@ -310,7 +314,7 @@ def test_invoke_throttled_until_the_deadline_never_starts_an_attempt_it_cannot_f
     invokes = slow_aws.of("invoke")
     assert len(invokes) > 2 and {c.outcome for c in invokes} == {"TooManyRequestsException"}
     checks_deadline = budget_now().checks
-    assert all(checks_deadline - c.started >= hook_core.MIN_ATTEMPT_SECONDS for c in invokes)
+    assert all(checks_deadline - c.started >= hook_calls.MIN_ATTEMPT_SECONDS for c in invokes)
     assert invokes[-1].ended <= checks_deadline
     assert_never_outlives_the_hook(slow_aws)
     assert_reported_in_time(slow_aws, "Failed")
@@ -380,13 +384,13 @@ def test_report_throttled_repeatedly_keeps_retrying_but_never_past_the_deadline(
     slow_aws.delays["put_lifecycle_event_hook_execution_status"] = [2.0] * 50
     # WHEN the hook runs THEN it retries the report while an attempt still fits, then gives up, loudly
     with pytest.raises(
-        hook_core.DeadlineExceeded, match="PutLifecycleEventHookExecutionStatus still failing"
+        hook_calls.DeadlineExceeded, match="PutLifecycleEventHookExecutionStatus still failing"
     ):
         run(runtime, env(), FakeContext(remaining_ms=int(LEFT * 1000)))
     puts = slow_aws.of("put_lifecycle_event_hook_execution_status")
     report_deadline = budget_now().report
     assert len(puts) >= 2
-    assert all(report_deadline - c.started >= hook_core.MIN_ATTEMPT_SECONDS for c in puts)
+    assert all(report_deadline - c.started >= hook_calls.MIN_ATTEMPT_SECONDS for c in puts)
     assert all(c.started + c.timeout <= report_deadline + 1e-9 for c in puts)
     assert_never_outlives_the_hook(slow_aws)
     assert any(
@@ -402,7 +406,7 @@ def test_report_that_hangs_once_is_retried_with_the_time_left(slow_aws, runtime)
     assert run(runtime, env(), FakeContext(remaining_ms=int(LEFT * 1000)))["status"] == "Succeeded"
     first, second = slow_aws.of("put_lifecycle_event_hook_execution_status")
     assert first.outcome == "timeout" and second.outcome == "ok"
-    assert first.timeout <= hook_core.REPORT_ATTEMPT_SECONDS
+    assert first.timeout <= hook_report.REPORT_ATTEMPT_SECONDS
     assert_never_outlives_the_hook(slow_aws)
     assert_reported_in_time(slow_aws, "Succeeded")
 
@@ -410,7 +414,7 @@ def test_report_that_hangs_once_is_retried_with_the_time_left(slow_aws, runtime)
 @pytest.mark.parametrize("left_ms", [3_000, 60_000, 180_000, 900_000])
 def test_report_deadline_always_ends_before_lambdas_timeout(left_ms):
     clock = FakeClock()
-    budget = hook_core.budget_from_context(FakeContext(left_ms), hook_core.Runtime(clock=clock.clock))
+    budget = hook_calls.budget_from_context(FakeContext(left_ms), hook_calls.Runtime(clock=clock.clock))
     assert clock.now < budget.checks < budget.report < clock.now + left_ms / 1000
 
 
@@ -418,7 +422,7 @@ def test_real_time_hanging_lambda_endpoint_reports_before_the_timeout(aws, monke
     # GIVEN real boto3 Lambda clients pointed at a loopback endpoint that never answers, and 6 s left
     # (CodeDeploy stays a Stubber: its report is instant, so the time measured is the invoke's)
     monkeypatch.setattr(
-        hook_core,
+        hook_calls,
         "client",
         lambda service, **kw: aws.codedeploy if service == "codedeploy" else REAL_CLIENT(service, **kw),
     )
@@ -441,7 +445,7 @@ def test_real_time_hanging_lambda_endpoint_reports_before_the_timeout(aws, monke
             HOOK_EVENT,
             FakeContext(remaining_ms=int(left * 1000)),
             environ=env(),
-            runtime=hook_core.Runtime(),
+            runtime=hook_calls.Runtime(),
         )
         elapsed = time.monotonic() - started
         hits = list(lambda_endpoint.hits)
@@ -458,5 +462,5 @@ def test_a_client_is_made_for_one_attempt_that_ends_within_its_seconds(monkeypat
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     config = REAL_CLIENT("lambda", timeout=seconds).meta.config
     assert config.connect_timeout + config.read_timeout == pytest.approx(seconds)
-    assert 0 < config.connect_timeout <= hook_core.MAX_CONNECT_SECONDS
+    assert 0 < config.connect_timeout <= hook_calls.MAX_CONNECT_SECONDS
     assert config.retries["total_max_attempts"] == 1
