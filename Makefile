@@ -19,7 +19,10 @@ WORKFLOWS ?= $(wildcard .github/workflows/*.yml)
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt apps/backend-api/requirements.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	@# uv (pinned in requirements.txt) installs the rest: parallel downloads, the same pins, a minute less
+	@# than pip on a fresh machine.
+	$(PY) -m pip install --quiet --disable-pip-version-check $$(grep -E '^uv==' requirements.txt)
+	VIRTUAL_ENV=$(CURDIR)/$(VENV) $(VENV)/bin/uv pip install --quiet -r requirements-dev.txt
 	@touch $@
 
 node_modules/.installed: package.json package-lock.json
@@ -56,7 +59,10 @@ typecheck: setup
 unit: setup
 	$(VENV)/bin/pytest -n 2
 
-test: lint typecheck unit
+# Lint first (seconds); then mypy (one core) beside pytest (which leaves part of the second core idle), each
+# target's output printed whole when it ends.
+test: lint
+	@$(MAKE) --no-print-directory -j2 --output-sync=target typecheck unit
 
 diff: setup
 	$(PY) -m scripts.pr_diff $(if $(BASE),--base $(BASE))
