@@ -53,11 +53,11 @@ lint-workflows: node_modules/.installed
 	@for f in $(WORKFLOWS); do action-validator "$$f" || { echo "$$f: not a valid workflow"; exit 1; }; done
 
 typecheck: setup
-	$(VENV)/bin/mypy .
+	$(VENV)/bin/mypy --num-workers 2 .
 	cd apps/backend-api && ../../.venv/bin/mypy src tests --config-file ../../pyproject.toml
 
 unit: setup
-	$(VENV)/bin/pytest -n 2
+	$(VENV)/bin/pytest -n 2 --dist worksteal
 
 # Lint first (seconds); then mypy (one core) beside pytest (which leaves part of the second core idle), each
 # target's output printed whole when it ends.
