@@ -59,9 +59,11 @@ typecheck: setup
 unit: setup
 	$(VENV)/bin/pytest -n 2 --dist worksteal
 
-# Lint first (seconds); then mypy (one core) beside pytest (which leaves part of the second core idle), each
-# target's output printed whole when it ends.
-test: lint
+# Set-up's two installs side by side; lint (seconds); then mypy beside pytest, which leaves part of the second
+# core idle. Each target's output is printed whole when it ends.
+test:
+	@$(MAKE) --no-print-directory -j2 --output-sync=target $(VENV)/.installed node_modules/.installed
+	@$(MAKE) --no-print-directory lint
 	@$(MAKE) --no-print-directory -j2 --output-sync=target typecheck unit
 
 diff: setup

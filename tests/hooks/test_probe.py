@@ -57,6 +57,11 @@ def bundle(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable
             path = root / relative
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(textwrap.dedent(text))
+            # A module of that name another test imported (the CDK app's `app`, say) would shadow the
+            # bundle's: set aside until the test ends, as a fresh Lambda sandbox has none of them.
+            top = relative.split("/")[0].removesuffix(".py")
+            for name in [n for n in sys.modules if n == top or n.startswith(f"{top}.")]:
+                monkeypatch.delitem(sys.modules, name)
         importlib.invalidate_caches()
         return root
 
