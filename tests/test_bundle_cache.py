@@ -12,6 +12,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from stacks.bundling import bundle_cache
 from stacks.bundling.build import build_bundle
 from tests.conftest import MINI_BACKEND, REPO_ROOT
@@ -246,6 +248,28 @@ def test_wheelhouses_and_bytecode_sets_keep_the_most_recently_used(tmp_path: Pat
     assert [h.exists() for h in houses] == [True] * keep_w + [False] * 2
     assert [p.exists() for p in sets] == [True] * keep_p + [False, True]
     assert not (interpreter / f"d{keep_p:02}.json").exists() and (interpreter / "d00.json").exists()
+
+
+@pytest.mark.parametrize(
+    ("folder", "keep"),
+    [("local-wheels", bundle_cache.KEEP_LOCAL_WHEELS), ("manifests", bundle_cache.KEEP_PINS)],
+)
+def test_local_package_wheels_and_pins_files_keep_the_most_recently_used(
+    tmp_path: Path, folder: str, keep: int
+) -> None:
+    now = time.time()
+    # GIVEN more old entries than the cache keeps (one per content of a local package, or of a pins file)
+    entries = []
+    for i in range(keep + 2):
+        entry = tmp_path / folder / f"e{i:02}"
+        entry.mkdir(parents=True)
+        (entry / "payload").write_text("x")
+        (entry / "meta.json").write_text("{}")
+        os.utime(entry / "meta.json", (now - (i + 1) * HOUR,) * 2)
+        entries.append(entry)
+    # WHEN pruned, THEN the most recently used stay and the two oldest go
+    bundle_cache.prune(tmp_path, now=now)
+    assert [e.exists() for e in entries] == [True] * keep + [False] * 2
 
 
 _HOLD = """

@@ -44,10 +44,8 @@ def unzipped(asset: Path, folder: Path, key: str) -> Path:
 def prune(folder: Path, *, now: float | None = None) -> list[Path]:
     """Bound `folder` (see the module's docstring); returns what was deleted."""
     now = time.time() if now is None else now
-    # The bundle cache's listing (most recently used first) and its lock-checked delete: one
-    # implementation of the protocol for both caches.
-    entries = bundle_cache._entries(folder)
-    deleted = [path for _used, path in entries[KEEP_ASSETS:] if bundle_cache._delete(path, now)]
+    # The bundle cache's own pruning: one implementation of the protocol for both caches.
+    deleted = bundle_cache.prune_least_used(folder, KEEP_ASSETS, now)
     for child in folder.iterdir() if folder.is_dir() else ():
         with contextlib.suppress(OSError):
             stale = now - child.lstat().st_mtime > bundle_cache.ABANDONED_SECONDS

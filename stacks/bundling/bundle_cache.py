@@ -17,7 +17,8 @@ file (MARKERS) is there, and the marker's mtime says when it was last used.
 Pruning keeps the KEEP_BUNDLES most recently used bundles, every layer one of them is built on plus the
 KEEP_LAYERS most recently used others, per layer and interpreter the KEEP_PYC_SETS most recently used
 bytecode sets (one per set of dependency imports, layers.PycSet), the KEEP_WHEELHOUSES most recently used
-sdist wheelhouses, anything used in the last RECENT_SECONDS, and the newest KEEP_RECORDS verification
+sdist wheelhouses, the KEEP_LOCAL_WHEELS most recently used wheels of local packages and KEEP_PINS pins
+files (manifest.py), anything used in the last RECENT_SECONDS, and the newest KEEP_RECORDS verification
 records (`verified/`). It runs at the end of a build, in the building process: nothing outlives the
 command. uv's own cache is bounded by size when a build has just added to it (bound_uv_cache).
 """
@@ -32,7 +33,7 @@ import shutil
 import subprocess
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Container, Iterator
 from pathlib import Path
 
 KEEP_BUNDLES = 12
@@ -40,10 +41,14 @@ KEEP_LAYERS = 3
 KEEP_RECORDS = 256
 KEEP_PYC_SETS = 8
 KEEP_WHEELHOUSES = 16
+KEEP_LOCAL_WHEELS = 16  # one per content of a local package: a few edits of a few packages
+KEEP_PINS = 16
 UV_CACHE_LIMIT_BYTES = 4 << 30  # about ten backends' worth of wheels for both architectures
 # What a complete entry holds, written before its folder was renamed into place: a bundle or layer's
 # meta.json, a bytecode set's index.json, a wheelhouse's manifest.json.
 MARKERS = ("meta.json", "index.json", "manifest.json")
+# The cache's folders of entries: what prune bounds, work folders of dead builds included.
+_ENTRY_FOLDERS = ("bundles", "layers", "wheelhouse", "local-wheels", "manifests")
 RECENT_SECONDS = 15 * 60  # about to be used again by a synth of the same inputs
 ABANDONED_SECONDS = 24 * 3600  # work folders of builds that died
 
@@ -167,24 +172,23 @@ def prune(cache_dir: Path, *, now: float | None = None) -> list[Path]:
             fcntl.flock(guard, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             return []
-        deleted = []
-        bundles = _entries(cache_dir / "bundles")
-        deleted += [path for _used, path in bundles[KEEP_BUNDLES:] if _delete(path, now)]
+        deleted = prune_least_used(cache_dir / "bundles", KEEP_BUNDLES, now)
         kept_layers = set()
         for _used, bundle in _entries(cache_dir / "bundles"):
             with contextlib.suppress(OSError, ValueError, KeyError):
                 kept_layers.add(json.loads((bundle / "meta.json").read_text())["layer"])
-        others = [(u, p) for u, p in _entries(cache_dir / "layers") if p.name not in kept_layers]
-        deleted += [path for _used, path in others[KEEP_LAYERS:] if _delete(path, now)]
-        wheelhouses = _entries(cache_dir / "wheelhouse")
-        deleted += [path for _used, path in wheelhouses[KEEP_WHEELHOUSES:] if _delete(path, now)]
+        deleted += prune_least_used(cache_dir / "layers", KEEP_LAYERS, now, spare=kept_layers)
+        deleted += prune_least_used(cache_dir / "wheelhouse", KEEP_WHEELHOUSES, now)
+        deleted += prune_least_used(cache_dir / "local-wheels", KEEP_LOCAL_WHEELS, now)
+        deleted += prune_least_used(cache_dir / "manifests", KEEP_PINS, now)
         for interpreter in (cache_dir / "layers").glob("deps-*/pyc/*"):
-            for _used, pyc_set in _entries(interpreter)[KEEP_PYC_SETS:]:
-                if _delete(pyc_set, now):
-                    # Which modules the set loads: recomputed, with the set, when those imports come back.
-                    pyc_set.with_suffix(".json").unlink(missing_ok=True)
-                    deleted.append(pyc_set)
-        for folder in (cache_dir / "bundles", cache_dir / "layers", cache_dir / "wheelhouse"):
+            for pyc_set in prune_least_used(interpreter, KEEP_PYC_SETS, now):
+                # Which modules the set loads: recomputed, with the set, when those imports come back.
+                pyc_set.with_suffix(".json").unlink(missing_ok=True)
+                deleted.append(pyc_set)
+        for folder in [
+            cache_dir / name for name in ("bundles", "layers", "wheelhouse", "local-wheels", "manifests")
+        ]:
             for child in folder.iterdir() if folder.is_dir() else ():
                 with contextlib.suppress(OSError):
                     if child.name.startswith(".") and now - child.lstat().st_mtime > ABANDONED_SECONDS:
@@ -199,6 +203,14 @@ def prune(cache_dir: Path, *, now: float | None = None) -> list[Path]:
             shutil.rmtree(legacy, ignore_errors=True)
             deleted.append(legacy)
         return deleted
+
+
+def prune_least_used(folder: Path, keep: int, now: float, *, spare: Container[str] = ()) -> list[Path]:
+    """Delete the complete entries of `folder` beyond the `keep` most recently used, each only when nothing
+    holds it and it was not used since it was listed (_delete); entries named in `spare` neither count nor
+    go. Returns what was deleted. Every bounded cache folder of the bundler and the local runtime uses it."""
+    candidates = [path for _used, path in _entries(folder) if path.name not in spare]
+    return [path for path in candidates[keep:] if _delete(path, now)]
 
 
 def _size(folder: Path) -> int:

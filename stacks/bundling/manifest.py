@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
 
+from stacks.bundling import bundle_cache
 from stacks.bundling import lock as requirements_lock
 from stacks.bundling.indexes import installer_environment, redact
 from stacks.bundling.spec import DEFAULT_EXCLUDES, BundleSpec, BundlingError, source_files
@@ -386,19 +387,21 @@ def build_local_wheel(folder: Path, cache_dir: Path) -> LocalPackage:
         raise BundlingError(f"local package {folder} does not exist: fix the path in the manifest naming it")
     digest = source_digest(folder)
     home = cache_dir / "local-wheels" / digest[:32]
-    wheels = sorted(home.glob("*.whl")) if home.is_dir() else []
-    if not wheels:
-        home.parent.mkdir(parents=True, exist_ok=True)
-        work = Path(tempfile.mkdtemp(prefix=f".{digest[:12]}-", dir=home.parent))
-        try:
-            _build_wheel(folder, work, cache_dir)
-            try:
-                os.replace(work, home)  # complete or absent: a concurrent build may have won
-            except OSError:
-                shutil.rmtree(work, ignore_errors=True)
-        finally:
-            shutil.rmtree(work, ignore_errors=True)
-        wheels = sorted(home.glob("*.whl"))
+    # Held like a bundle (bundle_cache.use), so no pruner deletes it while the install reads the wheel;
+    # built under its lock and renamed into place complete (meta.json), as the bundle cache's entries are.
+    if not bundle_cache.use(home):
+        with bundle_cache.building(home) as done:
+            if not done:
+                shutil.rmtree(home, ignore_errors=True)  # an interrupted build's leftovers
+                home.parent.mkdir(parents=True, exist_ok=True)
+                work = Path(tempfile.mkdtemp(prefix=f".{digest[:12]}-", dir=home.parent))
+                try:
+                    _build_wheel(folder, work, cache_dir)
+                    (work / "meta.json").write_text(json.dumps({"source": folder.name}) + "\n")
+                    os.replace(work, home)
+                finally:
+                    shutil.rmtree(work, ignore_errors=True)
+    wheels = sorted(home.glob("*.whl"))
     if len(wheels) != 1:
         raise BundlingError(f"building local package {folder} gave {len(wheels)} wheels, expected one")
     if not wheels[0].name.endswith(("-py3-none-any.whl", "-py2.py3-none-any.whl")):
@@ -506,15 +509,16 @@ def _uv_pins_cached(manifest: Manifest) -> tuple[str, list[Path]]:
 def _write_pins(cache_dir: Path, text: str, name: str) -> Path:
     """`text` as file `name` under the cache, in a folder named by its content (written once, atomically)."""
     folder = cache_dir / "manifests" / hashlib.sha256(f"{name}\0{text}".encode()).hexdigest()[:32]
-    path = folder / name
-    if not path.is_file():
-        folder.mkdir(parents=True, exist_ok=True)
-        # A temporary file of its own: the environments of one synth resolve on several threads at once.
-        handle, temporary = tempfile.mkstemp(prefix=f".{name}.", dir=folder)
-        with os.fdopen(handle, "w") as out:
-            out.write(text)
-        os.replace(temporary, path)
-    return path
+    # Held while the installer reads it (bundle_cache.use); written under its lock (the environments of one
+    # synth resolve on several threads at once), the marker last.
+    if not bundle_cache.use(folder):
+        with bundle_cache.building(folder) as done:
+            if not done:
+                shutil.rmtree(folder, ignore_errors=True)
+                folder.mkdir(parents=True)
+                (folder / name).write_text(text)
+                (folder / "meta.json").write_text("{}\n")
+    return folder / name
 
 
 def local_module_path(spec: BundleSpec, module: str) -> Path | None:
