@@ -25,7 +25,6 @@ import argparse
 import json
 import os
 import shlex
-import shutil
 import subprocess
 import sys
 from collections import Counter
@@ -33,6 +32,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from stacks.bundling.indexes import find_uv
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 REQUIREMENTS = REPO_ROOT / "requirements-checkov.txt"
@@ -87,8 +88,8 @@ def checkov_command(override: str | None) -> list[str]:
     )
     if pin is None:
         raise SystemExit(f"checkov_gate: no checkov==VERSION line in {REQUIREMENTS}")
-    uv = shutil.which("uv") or str(Path(sys.executable).with_name("uv"))
-    if not Path(uv).exists() and shutil.which(uv) is None:
+    uv = find_uv()
+    if uv is None:
         raise SystemExit("checkov_gate: uv not found (it is in requirements.txt: run `make setup`)")
     return [uv, "tool", "run", "--constraints", str(REQUIREMENTS), "--from", pin, "checkov"]
 

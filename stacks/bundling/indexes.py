@@ -30,6 +30,8 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
+import sys
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
@@ -46,6 +48,13 @@ _MIN_SECRET = 4
 
 _UV_DEFAULT = ("UV_DEFAULT_INDEX", "UV_INDEX_URL")
 _UV_EXTRA = ("UV_INDEX", "UV_EXTRA_INDEX_URL")
+
+
+def find_uv() -> str | None:
+    """The uv the bundler runs: the one on PATH, else the one installed beside this Python (the app's venv,
+    requirements.txt pins it); None when there is neither."""
+    found = shutil.which("uv") or str(Path(sys.executable).with_name("uv"))
+    return found if Path(found).exists() else None
 
 
 def redact(text: str, environ: Mapping[str, str] | None = None) -> str:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-import shutil
 import subprocess
 import sys
 import zlib
@@ -27,6 +26,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from stacks.bundling import manifest, strip
+from stacks.bundling.indexes import find_uv
 from stacks.bundling.install import requirements_file
 from stacks.bundling.spec import BundleSpec, BundlingError, source_files
 
@@ -66,8 +66,8 @@ def builder_identity() -> list[tuple[str, str]]:
 def installer_identity(spec: BundleSpec) -> tuple[str, list[str]]:
     """(name and version, command prefix) of the tool that installs dependencies."""
     if spec.installer in ("auto", "uv"):
-        uv = shutil.which("uv") or str(Path(sys.executable).with_name("uv"))
-        if Path(uv).exists():
+        uv = find_uv()
+        if uv is not None:
             version = subprocess.run([uv, "--version"], capture_output=True, text=True, check=True).stdout
             # The host triple in "(x86_64-unknown-linux-gnu)" must not reach the hash: a laptop and CI agree.
             return version.split(" (")[0].strip(), [uv]

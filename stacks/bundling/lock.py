@@ -14,13 +14,11 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import shutil
 import subprocess
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from stacks.bundling.indexes import auth_refused, installer_environment, redact
+from stacks.bundling.indexes import auth_refused, find_uv, installer_environment, redact
 from stacks.bundling.spec import BundlingError
 
 LOCK_NAME = "requirements.lock"
@@ -58,8 +56,8 @@ def check_fresh(lock: Path, requirements: Path) -> None:
 
 
 def uv_command() -> str:
-    found = shutil.which("uv") or str(Path(sys.executable).with_name("uv"))
-    if not Path(found).exists():
+    found = find_uv()
+    if found is None:
         raise RuntimeError("uv is needed to resolve the lock (pip install uv)")
     return found
 

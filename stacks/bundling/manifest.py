@@ -46,7 +46,7 @@ from urllib.parse import unquote, urlparse
 
 from stacks.bundling import bundle_cache
 from stacks.bundling import lock as requirements_lock
-from stacks.bundling.indexes import installer_environment, redact
+from stacks.bundling.indexes import find_uv, installer_environment, redact
 from stacks.bundling.spec import DEFAULT_EXCLUDES, BundleSpec, BundlingError, source_files
 
 UV = "pyproject.toml + uv.lock"
@@ -413,8 +413,8 @@ def build_local_wheel(folder: Path, cache_dir: Path) -> LocalPackage:
 
 
 def _build_wheel(folder: Path, out: Path, cache_dir: Path) -> None:
-    uv = shutil.which("uv") or str(Path(sys.executable).with_name("uv"))
-    if Path(uv).exists():
+    uv = find_uv()
+    if uv is not None:
         args = [uv, "build", "--wheel", "--quiet", "--out-dir", str(out), str(folder)]
         # The build backend comes from the same indexes as every other install (private ones included).
         env = installer_environment("uv", uv_cache=cache_dir / "uv")
