@@ -78,6 +78,21 @@ def _wheel_target(spec: BundleSpec, command: list[str]) -> str:
     return f"{platform}/cp{spec.python_version.replace('.', '')}"
 
 
+def _platform_args(spec: BundleSpec, command: list[str], target: Path) -> list[str]:
+    """What makes an install land in `target` for the Lambda platform: the target's platform tag and Python,
+    wheels only, no bytecode (bytecode.py writes its own, reproducibly)."""
+    uv_platform, pip_platform = _PLATFORMS[spec.architecture]
+    if command[0].endswith("uv"):
+        return [
+            *("--target", str(target), "--python-platform", uv_platform),
+            *("--python-version", spec.python_version, "--only-binary", ":all:", "--no-compile"),
+        ]
+    return [
+        *("--target", str(target), "--platform", pip_platform, "--implementation", "cp"),
+        *("--python-version", spec.python_version, "--only-binary=:all:", "--no-compile"),
+    ]
+
+
 def _install_command(
     spec: BundleSpec,
     command: list[str],
@@ -90,7 +105,6 @@ def _install_command(
     # Absolute: uv runs in the backend's folder (--directory), where a relative path would mean another.
     req, target, cache = requirements_file(spec).absolute(), target.absolute(), cache.absolute()
     find_links = find_links.absolute() if find_links else None
-    uv_platform, pip_platform = _PLATFORMS[spec.architecture]
     hashes = ["--require-hashes"] if req.name == "requirements.lock" else []
     # Locally built pure-Python wheels (stacks/bundling/sdist.py), found beside the index.
     extra = [
@@ -107,15 +121,7 @@ def _install_command(
             str(req.parent),
             "pip",
             "install",
-            "--target",
-            str(target),
-            "--python-platform",
-            uv_platform,
-            "--python-version",
-            spec.python_version,
-            "--only-binary",
-            ":all:",
-            "--no-compile",
+            *_platform_args(spec, command, target),
             # Hard links into uv's cache: no 100 MB copy. Nothing edits installed files in place (strip writes
             # a new file), so the cache is never modified through a link.
             "--link-mode",
@@ -135,16 +141,7 @@ def _install_command(
         args = [
             *command,
             "install",
-            "--target",
-            str(target),
-            "--platform",
-            pip_platform,
-            "--implementation",
-            "cp",
-            "--python-version",
-            spec.python_version,
-            "--only-binary=:all:",
-            "--no-compile",
+            *_platform_args(spec, command, target),
             "--no-deps" if hashes else "--upgrade",
             "--quiet",
             *extra,
@@ -230,11 +227,32 @@ def install_dependencies(
         if package:
             raise MissingWheelError(package, _wheel_target(spec, command), output[-2000:])
         raise BundlingError(f"{what} failed:\n{output[-3000:]}")
-    manifest.install_local_packages(
-        manifest.resolve(spec), command, target, _PLATFORMS[spec.architecture], spec.python_version
-    )
+    _install_local_packages(spec, command, target)
     if req.name == "requirements.lock":
         check_lock_complete(target, spec, req)
+
+
+def _install_local_packages(spec: BundleSpec, command: list[str], target: Path) -> None:
+    """Install the wheels of the manifest's local packages (manifest.py) into `target`, without dependencies
+    (the pins hold them) and without any index: nothing but those wheels can be installed."""
+    resolved = manifest.resolve(spec)
+    if not resolved.local:
+        return
+    wheels = [str(p.wheel) for p in resolved.local]
+    if command[0].endswith("uv"):
+        args = [*command, "pip", "install", *_platform_args(spec, command, target)]
+        env = {**os.environ, "UV_NO_CONFIG": "1"}
+    else:
+        args = [*command, "install", *_platform_args(spec, command, target)]
+        env = dict(os.environ)
+    args += ["--no-deps", "--no-index", "--quiet", *wheels]
+    proc = subprocess.run(args, capture_output=True, text=True, env=env, check=False)
+    if proc.returncode != 0:
+        raise BundlingError(
+            f"installing the local packages of {resolved.manifest.primary} "
+            f"({', '.join(str(p.source) for p in resolved.local)}) failed:\n"
+            f"{redact((proc.stdout + proc.stderr)[-2000:])}"
+        )
 
 
 def check_lock_complete(target: Path, spec: BundleSpec, lock: Path) -> None:

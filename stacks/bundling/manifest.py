@@ -534,29 +534,3 @@ def local_module_path(spec: BundleSpec, module: str) -> Path | None:
             if (base / top).is_dir() or (base / f"{top}.py").is_file():
                 return base / module.replace(".", "/")
     return None
-
-
-def install_local_packages(
-    resolved: Resolved, command: list[str], target: Path, platform: tuple[str, str], python_version: str
-) -> None:
-    """Install the local packages' wheels into `target`, without dependencies (the pins hold them)."""
-    if not resolved.local:
-        return
-    wheels = [str(p.wheel) for p in resolved.local]
-    uv_platform, pip_platform = platform
-    common = ["--target", str(target), "--python-version", python_version, "--no-deps", "--no-index"]
-    if command[0].endswith("uv"):
-        args = [*command, "pip", "install", *common, "--python-platform", uv_platform]
-        env = {**os.environ, "UV_NO_CONFIG": "1"}
-    else:
-        args = [*command, "install", *common, "--platform", pip_platform, "--implementation", "cp"]
-        args.append("--only-binary=:all:")
-        env = dict(os.environ)
-    args += ["--no-compile", "--quiet", *wheels]
-    proc = subprocess.run(args, capture_output=True, text=True, env=env, check=False)
-    if proc.returncode != 0:
-        raise BundlingError(
-            f"installing the local packages of {resolved.manifest.primary} "
-            f"({', '.join(str(p.source) for p in resolved.local)}) failed:\n"
-            f"{redact((proc.stdout + proc.stderr)[-2000:])}"
-        )
