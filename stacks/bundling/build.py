@@ -119,22 +119,24 @@ def check_import_closure(
     if files is None:
         files = source_files(spec.source_dir, spec.excludes)
     tops = {rel.split("/")[0].removesuffix(".py") for rel, _p in files}
+    # Read once: the source's analysis and each local package's take it less their own top-level names.
+    installed: set[str] = set().union(*(import_closure.installed_top_levels(p) for p in paths))
     closure = import_closure.analyze(
         spec.source_dir,
         files,
         spec.handlers,
-        installed=set().union(*(import_closure.installed_top_levels(p, tops) for p in paths)),
+        installed=installed - tops,
         python_version=spec.python_version,
         requirements=spec.requirements,
         contents=contents,
     )
-    problems = [*closure.problems, *local_package_problems(spec, paths)]
+    problems = [*closure.problems, *local_package_problems(spec, installed)]
     if problems:
         raise BundlingError(import_closure.closure_error(problems))
     return closure
 
 
-def local_package_problems(spec: BundleSpec, paths: Sequence[Path]) -> list[import_closure.ImportProblem]:
+def local_package_problems(spec: BundleSpec, installed: set[str]) -> list[import_closure.ImportProblem]:
     """The team's own local packages (manifest.py) install like any dependency, so the source's closure
     stops at them; their imports inside functions are checked here as the source's are, each problem named
     by the package's file. Their module-level imports run when a handler imports them: verification."""
@@ -152,7 +154,7 @@ def local_package_problems(spec: BundleSpec, paths: Sequence[Path]) -> list[impo
             base,
             files,
             (),
-            installed=set().union(*(import_closure.installed_top_levels(p, tops) for p in paths)),
+            installed=installed - tops,
             python_version=spec.python_version,
             requirements=pyproject if pyproject.is_file() else None,
         )
