@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from stacks.bundling import input_hash as hashing
-from stacks.bundling import install, strip, zipwrite
+from stacks.bundling import install, sdist, strip, zipwrite
 from stacks.bundling.build import build_bundle
 from stacks.bundling.input_hash import input_hash
 from stacks.bundling.spec import (
@@ -25,6 +25,7 @@ from stacks.bundling.spec import (
     BundlingError,
     HandlerCheck,
     MissingWheelError,
+    bundler_code,
 )
 
 TOOL = "uv 0.13.9"
@@ -126,7 +127,7 @@ def test_a_change_to_the_bundlers_code_changes_the_hash_with_no_constant_bumped(
     # GIVEN a copy of the bundler package in which one module changed by a comment
     package = tmp_path / "bundling"
     shutil.copytree(hashing.PACKAGE_DIR, package, ignore=shutil.ignore_patterns("__pycache__"))
-    assert hashing.bundler_code(package) == hashing.bundler_code(hashing.PACKAGE_DIR)
+    assert bundler_code(package) == bundler_code(hashing.PACKAGE_DIR)
     changed = package / module  # a module of the package, or of a subpackage
     changed.write_text(changed.read_text() + "\n# a change to how bundles are built\n")
     # WHEN the hash is taken with that package as the bundler's code
@@ -134,6 +135,21 @@ def test_a_change_to_the_bundlers_code_changes_the_hash_with_no_constant_bumped(
     # THEN the asset and the dependency layer are new
     assert input_hash(spec_for(mini_backend, tmp_path), TOOL) != before
     assert hashing.dependency_key(spec_for(mini_backend, tmp_path), TOOL, ()) != layer_before
+
+
+def test_a_change_to_the_bundlers_code_makes_new_sdist_wheelhouses_with_no_constant_bumped(
+    mini_backend: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spec = spec_for(mini_backend, tmp_path)
+    before = sdist.wheelhouse_key(spec, spec.requirements, TOOL)
+    # GIVEN a copy of the bundler in which the sdist builder changed by a comment
+    package = tmp_path / "bundling"
+    shutil.copytree(hashing.PACKAGE_DIR, package, ignore=shutil.ignore_patterns("__pycache__"))
+    builder = package / "sdist.py"
+    builder.write_text(builder.read_text() + "\n# a change to how sdists become wheels\n")
+    monkeypatch.setattr(sdist, "BUNDLER_DIR", package)
+    # THEN the cached wheelhouses of the old builder are not reused
+    assert sdist.wheelhouse_key(spec, spec.requirements, TOOL) != before
 
 
 @pytest.mark.parametrize(

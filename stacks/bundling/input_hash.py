@@ -16,41 +16,19 @@ Both keys live in this one module so that a new input cannot reach one without t
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import subprocess
 import sys
 import zlib
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 
 from stacks.bundling import manifest, strip
 from stacks.bundling.indexes import find_uv
 from stacks.bundling.install import requirements_file
-from stacks.bundling.spec import BundleSpec, BundlingError, source_files
+from stacks.bundling.spec import BUNDLER_DIR, BundleSpec, BundlingError, bundler_code, source_files
 
-PACKAGE_DIR = Path(__file__).resolve().parent
-
-
-def bundler_code(package: Path) -> str:
-    """A digest of the bundler's own source files: any change to how a bundle is made makes a new one
-    (read again whenever a file's size or time changes: a long-running `make local-api` sees edits too)."""
-    modules = sorted(package.rglob("*.py"))  # subpackages (import_closure/) included
-    return _digest_files(
-        tuple(
-            (str(m), m.relative_to(package).as_posix(), m.stat().st_size, m.stat().st_mtime_ns)
-            for m in modules
-        )
-    )
-
-
-@functools.lru_cache(maxsize=8)
-def _digest_files(files: tuple[tuple[str, str, int, int], ...]) -> str:
-    digest = hashlib.sha256()
-    for path, relative, size, _mtime in files:
-        digest.update(f"{relative}:{size}:".encode() + Path(path).read_bytes())
-    return digest.hexdigest()
+PACKAGE_DIR = BUNDLER_DIR  # what builder_identity hashes (a test points it at a changed copy)
 
 
 def builder_identity() -> list[tuple[str, str]]:

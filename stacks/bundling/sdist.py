@@ -11,10 +11,10 @@ installable on any platform. Then the dry run is repeated with `--find-links` to
 passes. An sdist whose build gives a platform-specific wheel, or that does not build, stops with
 `MissingWheelError` naming the package, which stops synth.
 
-The wheelhouse is cached under the bundle cache by the requirements content, runtime, architecture and
-installer: a synth with unchanged requirements reads its manifest and does nothing else. Only a complete
-wheelhouse is cached, never a failure: the next synth downloads and builds again. The built wheels'
-names and sha256 are part of the bundle's input hash.
+The wheelhouse is cached under the bundle cache by the requirements content, runtime, architecture,
+installer and the bundler's own code: a synth with unchanged requirements reads its manifest and does
+nothing else. Only a complete wheelhouse is cached, never a failure: the next synth downloads and builds
+again. The built wheels' names and sha256 are part of the bundle's input hash.
 """
 
 from __future__ import annotations
@@ -31,16 +31,11 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from stacks.bundling import bundle_cache
 from stacks.bundling.indexes import installer_environment, redact
+from stacks.bundling.spec import BUNDLER_DIR, BundleSpec, bundler_code
 
-if TYPE_CHECKING:
-    from stacks.bundling.spec import BundleSpec
-
-# Bump when the way wheels are built changes: part of the wheelhouse key.
-SDIST_BUILDER_VERSION = "2"  # 2: failures are no longer cached (1 kept a failed build's verdict)
 _PURE_TAGS = ("-py3-none-any.whl", "-py2.py3-none-any.whl")
 _MAX_ROUNDS = 20
 _BUILD_TIMEOUT_SECONDS = 600
@@ -78,7 +73,9 @@ def _normalise(name: str) -> str:
 def wheelhouse_key(spec: BundleSpec, requirements: Path, tool: str) -> str:
     digest = hashlib.sha256()
     for part in (
-        SDIST_BUILDER_VERSION,
+        bundler_code(
+            BUNDLER_DIR
+        ),  # a change to how wheels are built makes new ones, with no constant to bump
         tool,
         spec.runtime,
         spec.architecture,

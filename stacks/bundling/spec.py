@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import fnmatch
 import functools
+import hashlib
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -189,3 +190,27 @@ def source_files(source_dir: Path, excludes: Iterable[str]) -> list[tuple[str, P
         if path.is_file() and not is_excluded(relative, excludes):
             found.append((relative, path))
     return sorted(found)
+
+
+# The bundler's own package: its code is part of every key that caches what it makes.
+BUNDLER_DIR = Path(__file__).resolve().parent
+
+
+def bundler_code(package: Path) -> str:
+    """A digest of the bundler's own source files: any change to how a bundle is made makes a new one
+    (read again whenever a file's size or time changes: a long-running `make local-api` sees edits too)."""
+    modules = sorted(package.rglob("*.py"))  # subpackages (import_closure/) included
+    return _digest_files(
+        tuple(
+            (str(m), m.relative_to(package).as_posix(), m.stat().st_size, m.stat().st_mtime_ns)
+            for m in modules
+        )
+    )
+
+
+@functools.lru_cache(maxsize=8)
+def _digest_files(files: tuple[tuple[str, str, int, int], ...]) -> str:
+    digest = hashlib.sha256()
+    for path, relative, size, _mtime in files:
+        digest.update(f"{relative}:{size}:".encode() + Path(path).read_bytes())
+    return digest.hexdigest()
