@@ -5,6 +5,8 @@ Docker to target the Lambda platform. This module is the orchestration only; eac
 
 * spec.py: the specification, result and errors every step shares, and which source files a bundle takes;
 * input_hash.py: the input hash (cache key and CDK asset hash) and the dependency layer's key;
+* manifest.py: which manifest the backend keeps (uv.lock, poetry.lock, requirements), its pins and its local
+  packages; indexes.py: the package index settings every installer run gets, and redaction;
 * install.py: the dependencies, from manylinux wheels for the target (uv, or pip), so the host OS does not
   matter; sdist.py turns pure-Python sdists into wheels first;
 * layers.py and zipwrite.py: the installed dependencies cached as a layer, and the zip written with sorted
