@@ -296,7 +296,7 @@ class Bench:
             server.wait(30)
 
     def cold_starts(self) -> dict[str, Timing]:
-        from scripts.local.edit_loop import environment_config
+        from scripts.local.environment import environment_config
         from stacks.backend_bundle import bundle_spec, function_environment
         from stacks.bundling.build import build_bundle
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
-from scripts.local.edit_loop import environment_config  # noqa: E402
+from scripts.local.environment import environment_config  # noqa: E402
 from stacks.backend_bundle import bundle_spec  # noqa: E402
 from stacks.bundling.build import build_bundle  # noqa: E402
 from stacks.bundling.spec import BundlingError  # noqa: E402

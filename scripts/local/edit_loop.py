@@ -16,24 +16,22 @@ Nothing is served stale as if it were the new code:
 
 from __future__ import annotations
 
-import json
 import platform
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
 
 from rie import runtime_path
 
-from scripts.local.stack import REPO_ROOT, LocalFunction, Runtimes, backend_root
+from scripts.local.environment import environment_config
+from scripts.local.stack import LocalFunction, Runtimes, backend_root
 from scripts.local.zygote import Zygote
 from stacks.backend_bundle import bundle_spec, handler_checks
 from stacks.bundling import bundle_cache
 from stacks.bundling.build import build_bundle
 from stacks.bundling.spec import BundleResult, BundlingError
 from stacks.bundling.verification import verify_bundle
-from stacks.config import ConfigError, parse_environments
 
 Log = Callable[[str], None]
 _HOST_ARCH = "arm64" if platform.machine().lower() in ("aarch64", "arm64") else "x86_64"
@@ -47,22 +45,6 @@ class Served:
     runtimes: Runtimes
     failures: dict[str, str] = field(default_factory=dict)
     answered: threading.Event = field(default_factory=threading.Event)
-
-
-def environment_config(context: Mapping[str, str], environment: str) -> Any:
-    """The environment's configuration as the app reads it: cdk.json's context, then `-c` values."""
-    merged: dict[str, Any] = json.loads((REPO_ROOT / "cdk.json").read_text())["context"]
-    for key, value in context.items():
-        try:
-            merged[key] = json.loads(value)
-        except ValueError:
-            merged[key] = value
-    environments = parse_environments(merged["environments"], merged.get("functions"))
-    if environment not in environments:
-        raise ConfigError(
-            f"environment {environment!r} is not in cdk.json; one of: {', '.join(environments)}"
-        )
-    return environments[environment]
 
 
 class EditLoop:
