@@ -45,15 +45,10 @@ from scripts.bench.report import (
     render,
     render_document,
 )
+from scripts.local.emulator import LambdaEmulator
+from stacks.bundling.zipwrite import write_zip
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-for _path in (REPO_ROOT / "tests" / "harness",):
-    if str(_path) not in sys.path:
-        sys.path.insert(0, str(_path))
-
-from rie import LambdaEmulator  # noqa: E402
-
-from stacks.bundling.zipwrite import write_zip  # noqa: E402
 
 SAM_VERSION = "1.170.0"
 SAM_VENV = REPO_ROOT / ".cache" / "bench" / "sam-venv"

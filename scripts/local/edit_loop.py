@@ -22,8 +22,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from rie import runtime_path
-
+from scripts.local.emulator import runtime_path
 from scripts.local.environment import environment_config
 from scripts.local.stack import LocalFunction, Runtimes, backend_root
 from scripts.local.zygote import Zygote

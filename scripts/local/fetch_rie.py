@@ -7,7 +7,7 @@ the requested architecture and makes it executable. Idempotent: an existing bina
     python -m scripts.local.fetch_rie [--arch x86_64|arm64] [--cache-dir DIR]   # prints the binary's path
 
 Never run the binary without `--runtime-interface-emulator-address 127.0.0.1:PORT`: with no address flag
-(even with --help) it listens on every interface at 8080. tests/harness/rie.py always passes one.
+(even with --help) it listens on every interface at 8080. scripts/local/emulator.py always passes one.
 """
 
 from __future__ import annotations

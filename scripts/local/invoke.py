@@ -20,10 +20,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-# harness_bundles and rie are importable through this package's __init__.
-from harness_bundles import FUNCTION_HANDLERS, build_backend_bundle, function_environment
-from rie import HarnessError, LambdaEmulator
-
+from scripts.local.backend import FUNCTION_HANDLERS, build_backend_bundle, function_environment
+from scripts.local.emulator import HarnessError, LambdaEmulator
 from scripts.local.stack import LocalStackError, parse_pairs
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

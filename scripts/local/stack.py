@@ -13,7 +13,7 @@ cloud assembly, never from the stack's Python code, so any function catalog work
   resolve (a queue's Ref, a role's Fn::GetAtt) become `local-unresolved:<intrinsic>` placeholders, listed so
   the caller can log them; pseudo parameters get local values (region us-east-1, account 123456789012).
 
-Each function runs in its own aws-lambda-rie process with awslambdaric (tests/harness/rie.py), started on
+Each function runs in its own aws-lambda-rie process with awslambdaric (scripts/local/emulator.py), started on
 first use and kept warm, one invocation at a time (a Lambda sandbox has concurrency one).
 """
 
@@ -33,11 +33,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-# rie is importable through this package's __init__; HarnessError is re-exported for the local commands.
-from rie import HarnessError as HarnessError
-from rie import InvokeResult, LambdaEmulator
-
 from scripts.local import assets
+
+# rie is importable through this package's __init__; HarnessError is re-exported for the local commands.
+from scripts.local.emulator import HarnessError as HarnessError
+from scripts.local.emulator import InvokeResult, LambdaEmulator
 from stacks.bundling import bundle_cache
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

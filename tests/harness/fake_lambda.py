@@ -19,7 +19,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any
 
-from rie import LambdaEmulator
+from scripts.local.emulator import LambdaEmulator
 
 
 @dataclass(frozen=True)

@@ -16,9 +16,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from harness_bundles import FUNCTION_HANDLERS, build_backend_bundle
-from rie import fetch_rie_script, runtime_path
 
+from scripts.local.backend import FUNCTION_HANDLERS, build_backend_bundle
+from scripts.local.emulator import fetch_rie_script, runtime_path
 from stacks.bundling import zipwrite
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

@@ -23,14 +23,7 @@ from typing import Any
 import pytest
 from botocore.stub import Stubber
 from fake_lambda import FakeLambdaService
-from harness_bundles import (
-    FUNCTION_HANDLERS,
-    REPO_ROOT,
-    copy_bundle,
-    drop_export,
-    function_environment,
-    remove_distribution,
-)
+from harness_bundles import copy_bundle, drop_export, remove_distribution
 from harness_fixtures import (
     DEPLOYMENT_ID,
     EXECUTION_ID,
@@ -42,7 +35,10 @@ from harness_fixtures import (
     make_client,
     pre_traffic,
 )
-from rie import LambdaEmulator
+
+from scripts.local.backend import FUNCTION_HANDLERS, backend_spec, function_environment
+from scripts.local.emulator import LambdaEmulator
+from tests.conftest import REPO_ROOT
 
 pytestmark = pytest.mark.harness
 pytest_plugins = ["harness_fixtures"]
@@ -289,8 +285,6 @@ ALEMBIC_HEAD = "0003_account_email_index"
 def alembic_bundle(backend_bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The unzipped bundle, as Lambda gets it (built after the sample's: the runtime path is ready)."""
     from dataclasses import replace
-
-    from harness_bundles import backend_spec
 
     from stacks.bundling import zipwrite
     from stacks.bundling.build import build_bundle

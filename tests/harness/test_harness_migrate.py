@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 from harness_fixtures import REPO_ROOT
-from rie import InvokeResult, LambdaEmulator
+
+from scripts.local.emulator import InvokeResult, LambdaEmulator
 
 pytestmark = pytest.mark.harness
 pytest_plugins = ["harness_fixtures"]

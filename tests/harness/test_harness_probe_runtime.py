@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 from harness_fixtures import REPO_ROOT
-from rie import LambdaEmulator
+
+from scripts.local.emulator import LambdaEmulator
 
 pytestmark = pytest.mark.harness
 pytest_plugins = ["harness_fixtures"]

@@ -26,11 +26,11 @@ from types import ModuleType
 from typing import Any
 
 import pytest
-from harness_bundles import remove_distribution
 
 from scripts.local import event as local_event
 from scripts.local import stack as local_stack
 from scripts.local.postgres import scratch_folder
+from tests.harness.harness_bundles import remove_distribution
 from tests.local.conftest import STACK
 from tests.local.local_api_server import REPO_ROOT, LocalApiProcess, http
 

@@ -34,10 +34,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from scripts.local import fetch_rie as fetch_rie_script  # re-exported: the tests and fixtures use it
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))
-from scripts.local import fetch_rie as fetch_rie_script  # noqa: E402 (re-exported: the tests and fixtures use it)
 
 __all__ = ["HarnessError", "InvokeResult", "LambdaEmulator", "fetch_rie_script", "free_port", "runtime_path"]
 
