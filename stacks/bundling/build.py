@@ -67,18 +67,15 @@ def git_commit(paths: Sequence[Path]) -> tuple[str | None, bool]:
     Informational only (build_info.json), never part of the hash: a new commit that leaves the inputs as they
     were must not produce a new Lambda version.
     """
-    try:
-        commit, dirty = (
-            subprocess.run(
-                ["git", *args, "--", *map(str, paths)],
-                cwd=paths[0],
-                capture_output=True,
-                text=True,
-                check=True,
-            ).stdout.strip()
-            for args in (["log", "-1", "--format=%H"], ["status", "--porcelain"])
+
+    def git(*args: str) -> str:
+        run = subprocess.run(
+            ["git", *args, "--", *map(str, paths)], cwd=paths[0], capture_output=True, text=True, check=True
         )
-        return commit or None, bool(dirty)
+        return run.stdout.strip()
+
+    try:
+        return git("log", "-1", "--format=%H") or None, bool(git("status", "--porcelain"))
     except (OSError, subprocess.CalledProcessError):
         return None, False
 
@@ -228,39 +225,28 @@ def build_bundle(spec: BundleSpec, *, log: Callable[[str], None] = lambda _m: No
             _build_in(spec, tool, command, wheelhouse, files, contents, asset_hash, work, provenance)
 
     built = bundle_cache.publish(final, make, usable=layer_held)
-    meta = json.loads((final / "meta.json").read_text())
+    meta = json.loads((final / "meta.json").read_text())  # the result's fields a cache hit reads back
     if built:
         for notice in meta["notices"]:
             log(f"[bundle] notice: {notice}")
         bundle_cache.prune(spec.cache_dir)
+    layer = meta.pop("layer")
     return BundleResult(
         directory=final / "bundle",
         zip_path=final / "bundle.zip",
         asset_hash=asset_hash,
-        tool=tool,
         cache_hit=not built,
         seconds=time.monotonic() - started,
-        unzipped_bytes=meta["unzipped_bytes"],
-        zipped_bytes=meta["zipped_bytes"],
-        bytecode=meta["bytecode"],
-        bytecode_files=meta["bytecode_files"],
-        notices=tuple(meta["notices"]) if built else (),
-        dependencies_reused=meta["dependencies_reused"],
-        layer=spec.cache_dir / "layers" / meta["layer"] / "tree" if meta["layer"] else None,
-        manifest=meta["manifest"],
+        layer=spec.cache_dir / "layers" / layer / "tree" if layer else None,
+        **{**meta, "notices": tuple(meta["notices"]) if built else ()},
     )
 
 
 def _provenance_paths(spec: BundleSpec) -> list[Path]:
     """What git_commit asks about: the source, the manifest and its lock, and the local packages."""
     resolved = manifest.resolve(spec)
-    named = resolved.manifest
-    return [
-        spec.source_dir,
-        named.primary,
-        *([named.lock] if named.lock else []),
-        *(p.source for p in resolved.local),
-    ]
+    lock = [resolved.manifest.lock] if resolved.manifest.lock else []
+    return [spec.source_dir, resolved.manifest.primary, *lock, *(p.source for p in resolved.local)]
 
 
 def _write(dest: Path, data: bytes) -> None:

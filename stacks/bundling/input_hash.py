@@ -1,16 +1,12 @@
-"""What decides a bundle's identity: the input hash (the asset hash CDK deploys) and the dependency layer's
-key.
+"""What decides a bundle's identity: the input hash (the bundle cache's key and the asset hash CDK deploys)
+and the dependency layer's key.
 
-The input hash covers every file under the source folder (minus the excludes), the pins the manifest gives
-(manifest.py: requirements.txt, its lock, or what uv.lock or poetry.lock pin) and which manifest it is, the
-local packages' sources, runtime, architecture, installer, every option that changes what is built, and what
-builds it: the bundler's own source files (no version constant to bump), the exact Python that compiles the
-bytecode and the zlib that deflates the zip (both change output bytes between releases).
-It is both the bundle cache's key and the CDK asset hash, so any change gives a new asset (a new Lambda
-version and a canary) and no change gives the same one, with no rebuild. It is computed before the bundle
-is built, which is what lets an unchanged synth stop at a cache hit. The dependency layer's key is the
-subset that decides the installed dependencies, so a source-only change reuses them; the input hash is made
-of that key and the rest, so no input of the layer can miss the bundle's.
+The input hash covers every input that can change the bundle, including what builds it (the bundler's own
+source, so there is no version constant to bump): any change gives a new asset (a new Lambda version and a
+canary) and no change gives the same one, with no rebuild. It is computed before the bundle is built, which
+is what lets an unchanged synth stop at a cache hit. The dependency layer's key is the subset that decides
+the installed dependencies, so a source-only change reuses them; the input hash is that key plus the rest,
+so no input of the layer can miss the bundle's.
 """
 
 from __future__ import annotations
@@ -27,17 +23,7 @@ from stacks.bundling.install import requirements_file
 from stacks.bundling.layers import layer_key
 from stacks.bundling.spec import BUNDLER_DIR, BundleSpec, BundlingError, bundler_code, source_files
 
-PACKAGE_DIR = BUNDLER_DIR  # what builder_identity hashes (a test points it at a changed copy)
-
-
-def builder_identity() -> list[tuple[str, str]]:
-    """What makes the output bytes besides the inputs: the bundler's code, the exact Python (its marshal
-    and compiler write the .pyc) and zlib (its deflate writes the zip)."""
-    return [
-        ("bundler", bundler_code(PACKAGE_DIR)),
-        ("python", sys.version),
-        ("zlib", zlib.ZLIB_RUNTIME_VERSION),
-    ]
+PACKAGE_DIR = BUNDLER_DIR  # the bundler code both keys hash (a test points it at a changed copy)
 
 
 def installer_identity(spec: BundleSpec) -> tuple[str, list[str]]:
@@ -96,7 +82,11 @@ def dependency_key(
     install, prune and strip steps, and nothing from the source folder."""
     req = requirements_file(spec)
     return [
-        *builder_identity(),
+        # What makes the output bytes besides the inputs: the bundler's code, the exact Python (its marshal
+        # and compiler write the .pyc) and zlib (its deflate writes the zip).
+        ("bundler", bundler_code(PACKAGE_DIR)),
+        ("python", sys.version),
+        ("zlib", zlib.ZLIB_RUNTIME_VERSION),
         ("tool", tool),
         ("runtime", spec.runtime),
         ("architecture", spec.architecture),

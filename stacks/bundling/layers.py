@@ -5,17 +5,14 @@ layers: this one, keyed by everything that shapes the installed tree (input_hash
 bundle's own files (source, extra files, build_info.json, their bytecode) in a folder of their own. Run
 with the bundle folder first on sys.path and this layer's tree second, the pair is what Lambda's /var/task
 holds when the two share no top-level name (build.py links the tree into the bundle folder when they do).
-A layer holds:
+A layer holds, each part built once under its lock (bundle_cache.publish):
 
 * `tree/`: the installed tree. Dependency `.pyc` are written into its `__pycache__` folders (bytecode.py):
   a dependency file never changes inside a layer, and its `.pyc` depends only on its bytes, its path and
   the compiling Python, so verification and the local API run them too;
-* `entries.bin` + `index.json`: every installed file's zip entry, deflated once (zipwrite); a bundle's zip
-  copies them as they are;
+* `entries.bin` + `index.json`: every installed file's zip entry, deflated once (zipwrite);
 * `pyc/<python>/<digest>.json` and `pyc/<python>/<digest>/`: which dependency modules one set of dependency
-  imports loads, and their `.pyc`'s zip entries deflated once (a `PycSet`), copied like the layer's own.
-
-Each is built once, under its lock (bundle_cache.publish).
+  imports loads, and their `.pyc`'s zip entries deflated once (a `PycSet`).
 """
 
 from __future__ import annotations
@@ -70,12 +67,9 @@ class DependencyLayer:
 
     def link_into(self, bundle: Path) -> None:
         """Hard-link every installed file of the layer into `bundle` (copy where links are impossible)."""
-        made: set[str] = set()
+        for parent in sorted({entry.name.rpartition("/")[0] for entry in self.entries} - {""}):
+            os.makedirs(bundle / parent, exist_ok=True)
         for entry in self.entries:
-            parent = entry.name.rpartition("/")[0]
-            if parent and parent not in made:
-                os.makedirs(bundle / parent, exist_ok=True)
-                made.add(parent)
             try:
                 os.link(self.tree / entry.name, bundle / entry.name)
             except OSError:
@@ -85,17 +79,13 @@ class DependencyLayer:
         """The PycSet of `digest` (bytecode.imports_digest) for the tree-relative `relatives`, whose .pyc
         are in the tree; its entries are deflated now when no build made them before."""
         folder = self.records / digest
-        pycs = sorted(importlib.util.cache_from_source(r) for r in relatives)
+        pycs = [(name, self.tree / name) for name in sorted(map(importlib.util.cache_from_source, relatives))]
         # Held like a bundle, so a pruner never deletes it while a zip is written from it.
         bundle_cache.publish(
-            folder,
-            lambda work: zipwrite.store_entries(
-                [(name, self.tree / name) for name in pycs], work / "entries.bin", work / "index.json"
-            ),
+            folder, lambda w: zipwrite.store_entries(pycs, w / "entries.bin", w / "index.json")
         )
-        return PycSet(
-            digest, zipwrite.Store(zipwrite.load_index(folder / "index.json"), folder / "entries.bin")
-        )
+        entries = zipwrite.load_index(folder / "index.json")
+        return PycSet(digest, zipwrite.Store(entries, folder / "entries.bin"))
 
 
 def layer_key(parts: Sequence[tuple[str, str | bytes]]) -> str:

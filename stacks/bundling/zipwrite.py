@@ -162,19 +162,17 @@ def write_merged(
     Runs of consecutive entries of one store are copied in one call, never recompressed. Returns the zip's
     size.
     """
-    taken = set(replaced) | {e.name for e in new.entries}
-    merged: list[tuple[str, int, Entry]] = [(e.name, -1, e) for e in new.entries]
-    for index in reversed(range(len(stores))):
-        kept = [e for e in stores[index].entries if e.name not in taken]
-        taken.update(e.name for e in kept)
-        merged += [(e.name, index, e) for e in kept]
-    merged.sort(key=lambda item: item[0])
+    chosen = {e.name: (index, e) for index, store in enumerate(stores) for e in store.entries}
+    for name in replaced:
+        chosen.pop(name, None)
+    chosen.update((e.name, (-1, e)) for e in new.entries)
+    merged = sorted(chosen.items())
     if len(merged) >= MAX_ENTRIES:
         raise ZipLimitError(f"{len(merged)} files: more than a zip without zip64 can hold")
     central = bytearray()
     runs: list[list[int]] = []  # [store, start, end] of consecutive blobs in one store; store -1: a new entry
     position = 0
-    for name, source, entry in merged:
+    for name, (source, entry) in merged:
         if position > _ZIP_MAX:
             raise ZipLimitError(f"{name}: the zip is over 4 GiB, more than a zip without zip64 can hold")
         encoded = name.encode("utf-8")
@@ -192,31 +190,28 @@ def write_merged(
         raise ZipLimitError("the zip is over 4 GiB, more than a zip without zip64 can hold")
     with zip_path.open("wb") as out, contextlib.ExitStack() as opened:
         blob_files = [opened.enter_context(store.blob_path.open("rb")).fileno() for store in stores]
-        kernel = hasattr(os, "copy_file_range")
         for source, start, end in runs:
             if source < 0:
                 out.write(new.blobs[start])
             else:
-                kernel = _copy(blob_files[source], out, start, end, kernel)
+                _copy(blob_files[source], out, start, end)
         out.write(central)
         out.write(_END.pack(0x06054B50, 0, 0, len(merged), len(merged), len(central), position, 0))
     return position + len(central) + _END.size
 
 
-def _copy(blob_file: int, out: BinaryIO, start: int, end: int, kernel: bool) -> bool:
-    """Append bytes start..end of `blob_file` to `out`: in the kernel (no trip through this process) while
-    `kernel`, else read and written. Returns whether the in-kernel copy still works."""
-    out.flush()  # the kernel copy writes at the file's position: what `out` buffered goes first
+def _copy(blob_file: int, out: BinaryIO, start: int, end: int) -> None:
+    """Append bytes start..end of `blob_file` to `out`: in the kernel (no trip through this process) where
+    the system can, else read and written."""
     while start < end:
-        copied = 0
-        if kernel:
-            with contextlib.suppress(OSError):
-                copied = os.copy_file_range(blob_file, out.fileno(), end - start, start)
-            kernel = copied > 0
-        if not kernel:
+        out.flush()  # the kernel copy writes at the file's position: what `out` buffered goes first
+        try:
+            copied = os.copy_file_range(blob_file, out.fileno(), end - start, start)
+        except (AttributeError, OSError):  # not on this system, or not between these files
+            copied = 0
+        if copied <= 0:
             chunk = os.pread(blob_file, end - start, start)
             if not chunk:
                 raise OSError(f"a blob file ends at {start}, before the {end} bytes its index names")
             copied = out.write(chunk)
         start += copied
-    return kernel
