@@ -14,13 +14,10 @@ process ends, however it ends):
 An entry is published by renaming a finished work folder into place, so it is complete when its marker
 file (MARKERS) is there, and the marker's mtime says when it was last used.
 
-Pruning keeps the KEEP_BUNDLES most recently used bundles, every layer one of them is built on plus the
-KEEP_LAYERS most recently used others, per layer and interpreter the KEEP_PYC_SETS most recently used
-bytecode sets (one per set of dependency imports, layers.PycSet), the KEEP_WHEELHOUSES most recently used
-sdist wheelhouses, the KEEP_LOCAL_WHEELS most recently used wheels of local packages and KEEP_PINS pins
-files (manifest.py), anything used in the last RECENT_SECONDS, and the newest KEEP_RECORDS verification
-records (`verified/`). It runs at the end of a build, in the building process: nothing outlives the
-command. uv's own cache is bounded by size when a build has just added to it (bound_uv_cache).
+Pruning, at the end of a build and in the building process (nothing outlives the command), keeps each
+folder's most recently used entries (the KEEP_* bounds; bytecode sets per layer and interpreter), every
+layer a kept bundle is built on, and anything used in the last RECENT_SECONDS. uv's own cache is bounded by
+size when a build has just added to it (bound_uv_cache).
 """
 
 from __future__ import annotations
@@ -214,7 +211,7 @@ def prune(cache_dir: Path, *, now: float | None = None) -> list[Path]:
                 if child.name.startswith(".") and now - child.lstat().st_mtime > ABANDONED_SECONDS:
                     shutil.rmtree(child)
                     deleted.append(child)
-        records = sorted((cache_dir / "verified").glob("*.json"), key=_mtime, reverse=True)
+        records = sorted((cache_dir / "verified").glob("*.json"), key=os.path.getmtime, reverse=True)
         for record in records[KEEP_RECORDS:]:
             record.unlink(missing_ok=True)
             deleted.append(record)
@@ -254,10 +251,3 @@ def bound_uv_cache(uv: str, uv_cache: Path, limit: int = UV_CACHE_LIMIT_BYTES) -
         if _size(uv_cache) <= limit:
             break
     return True
-
-
-def _mtime(path: Path) -> float:
-    try:
-        return path.stat().st_mtime
-    except OSError:
-        return 0.0
