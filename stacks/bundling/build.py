@@ -69,8 +69,9 @@ def git_commit(paths: Sequence[Path]) -> tuple[str | None, bool]:
     """
 
     def git(*args: str) -> str:
+        names = [str(p.absolute()) for p in paths]
         run = subprocess.run(
-            ["git", *args, "--", *map(str, paths)], cwd=paths[0], capture_output=True, text=True, check=True
+            ["git", *args, "--", *names], cwd=paths[0], capture_output=True, text=True, check=True
         )
         return run.stdout.strip()
 

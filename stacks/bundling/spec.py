@@ -164,18 +164,14 @@ def bytecode_modules_for(handlers: Iterable[str]) -> tuple[str, ...]:
 def is_excluded(relative: str, excludes: Iterable[str]) -> bool:
     """Whether a pattern matches the whole relative path or any one of its parts (fnmatch rules)."""
     pattern = _exclusion(tuple(excludes))
-    if pattern is None:
-        return False
     return bool(pattern.match(relative)) or any(pattern.match(part) for part in relative.split("/"))
 
 
 @functools.lru_cache(maxsize=64)
-def _exclusion(excludes: tuple[str, ...]) -> re.Pattern[str] | None:
+def _exclusion(excludes: tuple[str, ...]) -> re.Pattern[str]:
     # One compiled alternation instead of an fnmatch call per pattern and part: pruning an installed tree
-    # asks this of every one of its thousands of files.
-    if not excludes:
-        return None
-    return re.compile("|".join(f"(?:{fnmatch.translate(p)})" for p in excludes))
+    # asks this of every one of its thousands of files. No pattern: "(?!)", which matches nothing.
+    return re.compile("|".join(f"(?:{fnmatch.translate(p)})" for p in excludes) or "(?!)")
 
 
 def source_files(source_dir: Path, excludes: Iterable[str]) -> list[tuple[str, Path]]:
