@@ -232,6 +232,7 @@ def build_bundle(spec: BundleSpec, *, log: Callable[[str], None] = lambda _m: No
             log(f"[bundle] notice: {notice}")
         bundle_cache.prune(spec.cache_dir)
     layer = meta.pop("layer")
+    meta["notices"] = tuple(meta["notices"]) if built else ()  # a hit's were shown when it was built
     return BundleResult(
         directory=final / "bundle",
         zip_path=final / "bundle.zip",
@@ -239,7 +240,7 @@ def build_bundle(spec: BundleSpec, *, log: Callable[[str], None] = lambda _m: No
         cache_hit=not built,
         seconds=time.monotonic() - started,
         layer=spec.cache_dir / "layers" / layer / "tree" if layer else None,
-        **{**meta, "notices": tuple(meta["notices"]) if built else ()},
+        **meta,
     )
 
 

@@ -75,10 +75,7 @@ def _locked(entry: Path, mode: int) -> int:
 
 
 def _marker(entry: Path) -> Path | None:
-    for name in MARKERS:
-        if (entry / name).is_file():
-            return entry / name
-    return None
+    return next((entry / name for name in MARKERS if (entry / name).is_file()), None)
 
 
 def complete(entry: Path) -> bool:

@@ -149,13 +149,7 @@ def write_zip(directory: Path, zip_path: Path) -> int:
     return write_merged(zip_path, (), new, replaced=())
 
 
-def write_merged(
-    zip_path: Path,
-    stores: Sequence[Store],
-    new: NewEntries,
-    *,
-    replaced: Iterable[str],
-) -> int:
+def write_merged(zip_path: Path, stores: Sequence[Store], new: NewEntries, *, replaced: Iterable[str]) -> int:
     """Write a zip of the stores' entries (minus `replaced` names) and the new ones, in name order; a name
     in a later store replaces it in an earlier one, and a new entry replaces both.
 
