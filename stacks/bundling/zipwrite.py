@@ -4,7 +4,8 @@ A bundle's zip is sorted by name, so dependency entries and the source's entries
 kept as its local header, name and deflated data (a blob: a local header carries no offset, so a blob is the
 same wherever it lands in a zip); a merge copies runs of stored blobs as they are and writes the central
 directory from the index. The bytes equal what `zipfile` writes for the same files (sorted, dated
-1980-01-01, mode 0644 or 0755, deflate level 6), which the tests compare.
+1980-01-01, mode 0644 or 0755, deflate level 6), which the tests compare: two clean builds give the same
+zip, and CDK uploads a .zip asset as it is.
 """
 
 from __future__ import annotations
