@@ -1,29 +1,15 @@
 """Builds a Python Lambda's bundle straight from its source folder, without Docker, and proves it imports.
 
 Why not `PythonFunction` or SAM: both reuse build caches keyed on less than every input, and both need
-Docker to target the Lambda platform. This module is the orchestration only; each step has its own module:
+Docker to target the Lambda platform. This module is the orchestration only: each step has its own module
+(the package's docstring lists them).
 
-* spec.py: the specification, result and errors every step shares, and which source files a bundle takes;
-* input_hash.py: the input hash (cache key and CDK asset hash) and the dependency layer's key;
-* manifest.py: which manifest the backend keeps (uv.lock, poetry.lock, requirements), its pins and its local
-  packages; indexes.py: the package index settings every installer run gets, and redaction;
-* install.py: the dependencies, from manylinux wheels for the target (uv, or pip), so the host OS does not
-  matter; sdist.py turns pure-Python sdists into wheels first;
-* layers.py and zipwrite.py: the installed dependencies cached as a layer, and the zip written with sorted
-  entries, fixed timestamps and permissions, so two clean builds are byte identical (CDK uploads a .zip
-  asset as is); bundle_cache.py: locks and pruning;
-* import_closure/ and bytecode.py: the static import check of the source, and bytecode for what init
-  imports;
-* verification.py: every handler imported from the built bundle in an isolated interpreter, as on Lambda
-  (run by stacks/constructs/lambda_bundle.py, the only bundler module that touches CDK); verify_cache.py:
-  which earlier passes still prove a new bundle, by the files each check read.
-
-`build_bundle` returns the cached bundle when one exists for the input hash, and otherwise builds it beside
-its final place, under its lock, and renames it there in one step, so an interrupted build never looks
-complete. A bundle's folder holds only its own files (source, extra files, build_info.json and their
-bytecode); `BundleResult.paths` puts the dependency layer's tree after it, which is how verification,
-`make local-invoke` and the local API run it. When the two share a top-level name, the layer's files are
-linked into the bundle's folder instead, and the folder alone is the bundle.
+`build_bundle` returns the cached bundle when one exists for the input hash, and otherwise builds it under
+its lock and publishes it complete (bundle_cache.publish). A bundle's folder holds only its own files
+(source, extra files, build_info.json and their bytecode); `BundleResult.paths` puts the dependency layer's
+tree after it, which is how verification, `make local-invoke` and the local API run it. When the two share
+a top-level name, the layer's files are linked into the bundle's folder instead, and the folder alone is
+the bundle.
 """
 
 from __future__ import annotations
@@ -33,10 +19,8 @@ import importlib.util
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -57,24 +41,22 @@ def _sha256(data: bytes) -> str:
 
 def schema_head(source_dir: Path, migrations_dir: str | None) -> str | None:
     """The Alembic head revision from the migration scripts, read as text (nothing is imported)."""
-    if not migrations_dir or not (source_dir / migrations_dir).is_dir():
+    folder = source_dir / migrations_dir if migrations_dir else None
+    if folder is None or not folder.is_dir():
         return None
-    revisions: dict[str, tuple[str, ...]] = {}
-    rev_re = re.compile(r"^revision(?:\s*:\s*str)?\s*=\s*['\"]([^'\"]+)['\"]", re.M)
-    down_re = re.compile(r"^down_revision(?:\s*:[^=]+)?\s*=\s*(.+)$", re.M)
-    for script in sorted((source_dir / migrations_dir).glob("*.py")):
+    revisions: set[str] = set()
+    parents: set[str] = set()
+    for script in sorted(folder.glob("*.py")):
         text = script.read_text()
-        rev = rev_re.search(text)
-        down = down_re.search(text)
+        rev = re.search(r"^revision(?:\s*:\s*str)?\s*=\s*['\"]([^'\"]+)['\"]", text, re.M)
+        down = re.search(r"^down_revision(?:\s*:[^=]+)?\s*=\s*(.+)$", text, re.M)
         if rev:
-            parents = tuple(re.findall(r"['\"]([^'\"]+)['\"]", down.group(1))) if down else ()
-            revisions[rev.group(1)] = parents
-    referenced = {p for parents in revisions.values() for p in parents}
-    heads = sorted(set(revisions) - referenced)
+            revisions.add(rev.group(1))
+            parents.update(re.findall(r"['\"]([^'\"]+)['\"]", down.group(1)) if down else ())
+    heads = sorted(revisions - parents)
     if len(heads) > 1:
         raise BundlingError(
-            f"{source_dir / migrations_dir} has several Alembic heads {heads}: merge them "
-            "(alembic merge) before deploying"
+            f"{folder} has several Alembic heads {heads}: merge them (alembic merge) before deploying"
         )
     return heads[0] if heads else None
 
@@ -85,26 +67,16 @@ def git_commit(paths: Sequence[Path]) -> tuple[str | None, bool]:
     Informational only (build_info.json), never part of the hash: a new commit that leaves the inputs as they
     were must not produce a new Lambda version.
     """
+
+    def git(*args: str) -> str:
+        names = [str(p.absolute()) for p in paths]
+        run = subprocess.run(
+            ["git", *args, "--", *names], cwd=paths[0], capture_output=True, text=True, check=True
+        )
+        return run.stdout.strip()
+
     try:
-        top = subprocess.run(
-            ["git", "rev-parse", "--show-toplevel"], cwd=paths[0], capture_output=True, text=True, check=True
-        ).stdout.strip()
-        names = [str(p) for p in paths]
-        commit = subprocess.run(
-            ["git", "log", "-1", "--format=%H", "--", *names],
-            cwd=top,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--", *names],
-            cwd=top,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        return commit or None, bool(dirty)
+        return git("log", "-1", "--format=%H") or None, bool(git("status", "--porcelain"))
     except (OSError, subprocess.CalledProcessError):
         return None, False
 
@@ -170,14 +142,20 @@ def local_package_problems(spec: BundleSpec, installed: set[str]) -> list[import
 
 def _bytecode_inputs(
     spec: BundleSpec, paths: Sequence[Path], closure: import_closure.Closure
-) -> tuple[dict[str, import_closure.ModuleInfo], list[init_bytecode.DependencyImport], tuple[str, ...]]:
-    """The bundle's own modules (source and extra files), the functions' lazy dependency imports, and the
-    modules whose init imports get bytecode (the handlers' when the spec names none)."""
+) -> tuple[
+    dict[str, import_closure.ModuleInfo],
+    tuple[str, ...],
+    frozenset[str],
+    list[init_bytecode.DependencyImport],
+]:
+    """What bytecode.prefetch and write_bytecode take after the layer: the bundle's own modules (source and
+    extra files), the modules whose init imports get bytecode (the handlers' when the spec names none), the
+    standard library's names and the functions' lazy dependency imports."""
     extra = [(name, path) for name, path in spec.extra_files if name.endswith(".py")]
     modules = {**closure.modules, **import_closure.read_source(paths[0], extra)}
     lazy = {(d.module, d.names) for deps in closure.lazy_dependencies.values() for d in deps}
     roots = spec.bytecode_modules or bytecode_modules_for(h for _fn, h in spec.handlers) or tuple(modules)
-    return modules, sorted(lazy), roots
+    return modules, roots, import_closure.stdlib_names(spec.python_version), sorted(lazy)
 
 
 def prefetch_bytecode(
@@ -195,10 +173,8 @@ def prefetch_bytecode(
 
     def run(pending: layers.DependencyLayer) -> None:
         closure = check_import_closure(spec, [pending.tree], files, contents)
-        modules, lazy, roots = _bytecode_inputs(spec, [pending.tree], closure)
-        stdlib = import_closure.stdlib_names(spec.python_version)
         try:
-            init_bytecode.prefetch(pending, modules, roots, stdlib, lazy)
+            init_bytecode.prefetch(pending, *_bytecode_inputs(spec, [pending.tree], closure))
         except init_bytecode.BytecodeError as exc:
             errors.append(exc)
 
@@ -238,60 +214,49 @@ def build_bundle(spec: BundleSpec, *, log: Callable[[str], None] = lambda _m: No
     contents = {relative: path.read_bytes() for relative, path in files}
     asset_hash = input_hash(spec, tool, wheelhouse.wheels, contents)
     final = spec.cache_dir / "bundles" / asset_hash
-    if _held_with_layer(spec, final):
-        return _result(final, asset_hash, tool, cache_hit=True, started=started)
-    with bundle_cache.building(final) as done:
-        # Under the bundle's exclusive lock: its layer may be held (another lock), never the bundle itself.
-        layer = _layer_dir(spec, final) if done else None
-        hit = done and (layer is None or bundle_cache.use(layer))
-        if not hit:
-            shutil.rmtree(final, ignore_errors=True)  # leftovers of an entry deleted half-way
-            work = Path(tempfile.mkdtemp(prefix=f".{asset_hash[:12]}-", dir=final.parent))
-            try:
-                # Informational (three git calls), so asked on the side while the bundle is built.
-                with ThreadPoolExecutor(max_workers=1) as side:
-                    provenance = side.submit(git_commit, _provenance_paths(spec))
-                    meta = _build_in(
-                        spec, tool, command, wheelhouse, files, contents, asset_hash, work, provenance
-                    )
-                os.replace(work, final)
-            except BaseException:
-                shutil.rmtree(work, ignore_errors=True)
-                raise
-            for notice in meta["notices"]:
-                log(f"[bundle] notice: {notice}")
-    bundle_cache.prune(spec.cache_dir)
-    return _result(final, asset_hash, tool, cache_hit=hit, started=started)
+
+    def layer_held() -> bool:  # a complete bundle whose layer is gone is built again
+        layer = json.loads((final / "meta.json").read_text())["layer"]
+        return not layer or bundle_cache.use(spec.cache_dir / "layers" / layer)
+
+    def make(work: Path) -> None:
+        # Informational (two git calls), so asked on the side while the bundle is built.
+        with ThreadPoolExecutor(max_workers=1) as side:
+            provenance = side.submit(git_commit, _provenance_paths(spec))
+            _build_in(spec, tool, command, wheelhouse, files, contents, asset_hash, work, provenance)
+
+    built = bundle_cache.publish(final, make, usable=layer_held)
+    meta = json.loads((final / "meta.json").read_text())  # the result's fields a cache hit reads back
+    if built:
+        for notice in meta["notices"]:
+            log(f"[bundle] notice: {notice}")
+        bundle_cache.prune(spec.cache_dir)
+    layer = meta.pop("layer")
+    meta["notices"] = tuple(meta["notices"]) if built else ()  # a hit's were shown when it was built
+    return BundleResult(
+        directory=final / "bundle",
+        zip_path=final / "bundle.zip",
+        asset_hash=asset_hash,
+        cache_hit=not built,
+        seconds=time.monotonic() - started,
+        layer=spec.cache_dir / "layers" / layer / "tree" if layer else None,
+        **meta,
+    )
 
 
 def _provenance_paths(spec: BundleSpec) -> list[Path]:
     """What git_commit asks about: the source, the manifest and its lock, and the local packages."""
     resolved = manifest.resolve(spec)
-    named = resolved.manifest
-    return [
-        spec.source_dir,
-        named.primary,
-        *([named.lock] if named.lock else []),
-        *(p.source for p in resolved.local),
-    ]
+    lock = [resolved.manifest.lock] if resolved.manifest.lock else []
+    return [spec.source_dir, resolved.manifest.primary, *lock, *(p.source for p in resolved.local)]
 
 
-def _layer_dir(spec: BundleSpec, final: Path) -> Path | None:
-    """The dependency layer the complete bundle at `final` runs on (None: its folder holds it all)."""
-    layer = json.loads((final / "meta.json").read_text())["layer"]
-    return spec.cache_dir / "layers" / layer if layer else None
-
-
-def _held_with_layer(spec: BundleSpec, final: Path) -> bool:
-    """Whether the bundle at `final` is complete with its layer, both then held for this process (neither
-    when its layer is gone: the caller rebuilds it under the bundle's exclusive lock)."""
-    if not bundle_cache.use(final):
-        return False
-    layer = _layer_dir(spec, final)
-    if layer is None or bundle_cache.use(layer):
-        return True
-    bundle_cache.release(final)
-    return False
+def _write(dest: Path, data: bytes) -> None:
+    """Write a file of the bundle's folder; a link into the layer at its place is replaced, never written
+    through."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    dest.unlink(missing_ok=True)
+    dest.write_bytes(data)
 
 
 def _build_in(
@@ -304,7 +269,9 @@ def _build_in(
     asset_hash: str,
     work: Path,
     provenance: Future[tuple[str | None, bool]],
-) -> dict[str, Any]:
+) -> None:
+    """Build the bundle into `work`: bundle/ (its own files, build_info.json and their bytecode), bundle.zip,
+    closure.json (the lazy dependency imports, with file:line, for verification) and meta.json."""
     bytecode = spec.compile_bytecode and host_can_compile(spec)
     failed: list[init_bytecode.BytecodeError] = []
     ahead = prefetch_bytecode(spec, files, contents, failed) if bytecode else None
@@ -319,58 +286,22 @@ def _build_in(
     merged = bool(layers.top_level(own) & layers.top_level(e.name for e in layer.entries))
     if merged:
         layer.link_into(bundle)
-    writes = [(rel, contents[rel]) for rel, _p in files] + [(n, p.read_bytes()) for n, p in spec.extra_files]
-    for relative, data in writes:  # an extra file may replace a source file
-        dest = bundle / relative
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        dest.unlink(missing_ok=True)  # a link into the layer is never written through
-        dest.write_bytes(data)
+    for relative, _path in files:
+        _write(bundle / relative, contents[relative])
+    for name, path in spec.extra_files:  # an extra file may replace a source file
+        _write(bundle / name, path.read_bytes())
     paths = [bundle] if merged else [bundle, layer.tree]
     closure = check_import_closure(spec, paths, files, contents)
-    # Beside the bundle (not in it): the lazy dependency imports, with file:line, for verification.
-    (work / "closure.json").write_text(
-        json.dumps(
-            {fn: [d.as_json() for d in deps] for fn, deps in sorted(closure.lazy_dependencies.items())},
-            sort_keys=True,
-        )
-    )
-    commit, dirty = provenance.result()
-    info = {
-        "code_version": asset_hash[:12],
-        "bundle_hash": asset_hash,
-        "source_hash": _sha256(
-            b"".join(rel.encode() + b"\0" + _sha256(data).encode() for rel, data in contents.items())
-        )[:12],
-        # The pins, and the local packages' sources when there are any (`make diff` tells a dependency change
-        # from a source change by this).
-        "requirements_hash": _sha256(
-            install.requirements_file(spec).read_bytes()
-            + "".join(f"\0{p.wheel.name}:{p.digest}" for p in manifest.resolve(spec).local).encode()
-        )[:12],
-        "schema_head": schema_head(spec.source_dir, spec.migrations_dir),
-        "git_commit": commit,
-        "git_dirty": dirty,
-        "runtime": spec.runtime,
-        "architecture": spec.architecture,
-        "installer": tool,
-        # What each function imports lazily from its dependencies: the probe imports exactly these.
-        "lazy_imports": closure.lazy_imports(),
-        # Source files each function imports at init / reaches lazily (what a change to a file impacts).
-        "closure": {
-            fn: {"init": closure.init_files[fn], "lazy": closure.lazy_files[fn]} for fn in closure.init_files
-        },
-        "built_wheels": [name for name, _sha in wheelhouse.wheels],
-    }
+    lazy = {fn: [d.as_json() for d in deps] for fn, deps in sorted(closure.lazy_dependencies.items())}
+    (work / "closure.json").write_text(json.dumps(lazy, sort_keys=True))
+    info = _build_info(spec, tool, wheelhouse, contents, asset_hash, closure, *provenance.result())
+    _write(bundle / "build_info.json", (json.dumps(info, indent=2, sort_keys=True) + "\n").encode())
     own.append("build_info.json")
-    (bundle / "build_info.json").unlink(missing_ok=True)
-    (bundle / "build_info.json").write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
     notices = list(layer.notices)
     written = init_bytecode.Written((), None)
     if bytecode:
-        modules, lazy, roots = _bytecode_inputs(spec, paths, closure)
-        stdlib = import_closure.stdlib_names(spec.python_version)
         try:
-            written = init_bytecode.write_bytecode(bundle, layer, modules, roots, stdlib, lazy)
+            written = init_bytecode.write_bytecode(bundle, layer, *_bytecode_inputs(spec, paths, closure))
         except init_bytecode.BytecodeError as exc:
             raise BundlingError(str(exc)) from exc
     elif spec.compile_bytecode:
@@ -399,25 +330,43 @@ def _build_in(
         "manifest": manifest.manifest_for(spec.requirements).label,
     }
     (work / "meta.json").write_text(json.dumps(meta, sort_keys=True))
-    return meta
 
 
-def _result(final: Path, asset_hash: str, tool: str, *, cache_hit: bool, started: float) -> BundleResult:
-    meta = json.loads((final / "meta.json").read_text())
-    layer = final.parent.parent / "layers" / meta["layer"] / "tree" if meta.get("layer") else None
-    return BundleResult(
-        directory=final / "bundle",
-        zip_path=final / "bundle.zip",
-        asset_hash=asset_hash,
-        tool=tool,
-        cache_hit=cache_hit,
-        seconds=time.monotonic() - started,
-        unzipped_bytes=meta["unzipped_bytes"],
-        zipped_bytes=meta["zipped_bytes"],
-        bytecode=meta["bytecode"],
-        bytecode_files=meta.get("bytecode_files", 0),
-        notices=tuple(meta.get("notices", ())) if not cache_hit else (),
-        dependencies_reused=meta.get("dependencies_reused", False),
-        layer=layer,
-        manifest=meta.get("manifest", ""),
-    )
+def _build_info(
+    spec: BundleSpec,
+    tool: str,
+    wheelhouse: Wheelhouse,
+    contents: Mapping[str, bytes],
+    asset_hash: str,
+    closure: import_closure.Closure,
+    commit: str | None,
+    dirty: bool,
+) -> dict[str, Any]:
+    """build_info.json: what the bundle is and where it came from (read by the probe, `make diff` and the
+    migrations step)."""
+    return {
+        "code_version": asset_hash[:12],
+        "bundle_hash": asset_hash,
+        "source_hash": _sha256(
+            b"".join(rel.encode() + b"\0" + _sha256(data).encode() for rel, data in contents.items())
+        )[:12],
+        # The pins, and the local packages' sources when there are any (`make diff` tells a dependency change
+        # from a source change by this).
+        "requirements_hash": _sha256(
+            install.requirements_file(spec).read_bytes()
+            + "".join(f"\0{p.wheel.name}:{p.digest}" for p in manifest.resolve(spec).local).encode()
+        )[:12],
+        "schema_head": schema_head(spec.source_dir, spec.migrations_dir),
+        "git_commit": commit,
+        "git_dirty": dirty,
+        "runtime": spec.runtime,
+        "architecture": spec.architecture,
+        "installer": tool,
+        # What each function imports lazily from its dependencies: the probe imports exactly these.
+        "lazy_imports": closure.lazy_imports(),
+        # Source files each function imports at init / reaches lazily (what a change to a file impacts).
+        "closure": {
+            fn: {"init": closure.init_files[fn], "lazy": closure.lazy_files[fn]} for fn in closure.init_files
+        },
+        "built_wheels": [name for name, _sha in wheelhouse.wheels],
+    }

@@ -6,21 +6,18 @@ process ends, however it ends):
 
 * using a complete entry holds a shared lock for as long as the process keeps it (`use`): a synth until it
   exits, `make local-api` while it serves that bundle;
-* building one holds the exclusive lock (`building`): a second build of the same inputs waits, then finds
-  the first one's entry complete, so two builds never race to rename into one place;
+* building one holds the exclusive lock (`building`, `publish`): a second build of the same inputs waits,
+  then finds the first one's entry complete, so two builds never race to rename into one place;
 * pruning takes each candidate's exclusive lock without waiting, so it skips whatever anything uses, and
   re-checks under the lock that the entry is still old before it deletes it.
 
 An entry is published by renaming a finished work folder into place, so it is complete when its marker
 file (MARKERS) is there, and the marker's mtime says when it was last used.
 
-Pruning keeps the KEEP_BUNDLES most recently used bundles, every layer one of them is built on plus the
-KEEP_LAYERS most recently used others, per layer and interpreter the KEEP_PYC_SETS most recently used
-bytecode sets (one per set of dependency imports, layers.PycSet), the KEEP_WHEELHOUSES most recently used
-sdist wheelhouses, the KEEP_LOCAL_WHEELS most recently used wheels of local packages and KEEP_PINS pins
-files (manifest.py), anything used in the last RECENT_SECONDS, and the newest KEEP_RECORDS verification
-records (`verified/`). It runs at the end of a build, in the building process: nothing outlives the
-command. uv's own cache is bounded by size when a build has just added to it (bound_uv_cache).
+Pruning, at the end of a build and in the building process (nothing outlives the command), keeps each
+folder's most recently used entries (the KEEP_* bounds; bytecode sets per layer and interpreter), every
+layer a kept bundle is built on, and anything used in the last RECENT_SECONDS. uv's own cache is bounded by
+size when a build has just added to it (bound_uv_cache).
 """
 
 from __future__ import annotations
@@ -31,9 +28,10 @@ import json
 import os
 import shutil
 import subprocess
+import tempfile
 import time
 import uuid
-from collections.abc import Container, Iterator
+from collections.abc import Callable, Container, Iterator
 from pathlib import Path
 
 KEEP_BUNDLES = 12
@@ -55,31 +53,29 @@ ABANDONED_SECONDS = 24 * 3600  # work folders of builds that died
 _held: dict[Path, int] = {}  # entry -> the descriptor holding its shared lock, for this process
 
 
+def _lock_file(entry: Path) -> Path:
+    return entry.with_name(entry.name + ".lock")
+
+
 def _locked(entry: Path, mode: int) -> int:
     """A descriptor of `entry`'s lock file holding `mode`; the file may be deleted by a pruner between open
     and lock, so the lock counts only on the file still at that path."""
     entry.parent.mkdir(parents=True, exist_ok=True)
-    lock = entry.with_name(entry.name + ".lock")
     while True:
-        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(_lock_file(entry), os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, mode)
         except OSError:
             os.close(fd)
             raise
-        try:
-            if os.fstat(fd).st_ino == os.stat(lock).st_ino:
+        with contextlib.suppress(FileNotFoundError):
+            if os.fstat(fd).st_ino == os.stat(_lock_file(entry)).st_ino:
                 return fd
-        except FileNotFoundError:
-            pass
         os.close(fd)
 
 
 def _marker(entry: Path) -> Path | None:
-    for name in MARKERS:
-        if (entry / name).is_file():
-            return entry / name
-    return None
+    return next((entry / name for name in MARKERS if (entry / name).is_file()), None)
 
 
 def complete(entry: Path) -> bool:
@@ -87,16 +83,19 @@ def complete(entry: Path) -> bool:
 
 
 def use(entry: Path) -> bool:
-    """Hold `entry` for this process, so no pruner deletes it; False (holding nothing) when it is not a
-    complete entry."""
+    """Hold `entry` for this process, so no pruner deletes it, and mark it used now; False (holding
+    nothing) when it is not a complete entry."""
     if entry not in _held:
         fd = _locked(entry, fcntl.LOCK_SH)
         if not complete(entry):
             os.close(fd)
             return False
         _held[entry] = fd
-    mark_used(entry)
-    return complete(entry)
+    marker = _marker(entry)
+    if marker is not None:
+        with contextlib.suppress(OSError):
+            os.utime(marker)
+    return marker is not None
 
 
 def release(entry: Path) -> None:
@@ -115,23 +114,41 @@ def building(entry: Path) -> Iterator[bool]:
         yield complete(entry)
     finally:
         if not complete(entry):  # a failed build leaves nothing (a waiting build finds the lock renewed)
-            entry.with_name(entry.name + ".lock").unlink(missing_ok=True)
+            _lock_file(entry).unlink(missing_ok=True)
         os.close(fd)
     use(entry)
 
 
-def mark_used(entry: Path) -> None:
-    """Record that the complete cache entry `entry` (a bundle or layer folder) was just used."""
-    marker = _marker(entry)
-    if marker is not None:
-        with contextlib.suppress(OSError):
-            os.utime(marker)
+def publish(entry: Path, make: Callable[[Path], object], usable: Callable[[], bool] = lambda: True) -> bool:
+    """Hold the complete `entry`, built first when it is missing or not `usable()` (which may hold what the
+    entry needs): under its exclusive lock, `make(work)` fills a work folder beside it, renamed into place
+    in one step. Returns whether it was built now."""
+    if use(entry):
+        if usable():
+            return False
+        release(entry)  # under the exclusive lock below, nothing else may hold it
+    with building(entry) as done:
+        if done and usable():
+            return False
+        shutil.rmtree(entry, ignore_errors=True)  # leftovers of an entry deleted half-way
+        work = Path(tempfile.mkdtemp(prefix=f".{entry.name[:12]}-", dir=entry.parent))
+        try:
+            make(work)
+            os.replace(work, entry)
+        except BaseException:
+            shutil.rmtree(work, ignore_errors=True)
+            raise
+    return True
+
+
+def _children(folder: Path) -> list[Path]:
+    return list(folder.iterdir()) if folder.is_dir() else []
 
 
 def _entries(folder: Path) -> list[tuple[float, Path]]:
     """The complete entries of `folder`, most recently used first."""
     found = []
-    for child in folder.iterdir() if folder.is_dir() else ():
+    for child in _children(folder):
         with contextlib.suppress(OSError):
             marker = _marker(child) if child.is_dir() and not child.name.startswith(".") else None
             if marker is not None:
@@ -153,7 +170,7 @@ def _delete(entry: Path, now: float) -> bool:
         aside = entry.with_name(f".pruned-{uuid.uuid4().hex}")
         with contextlib.suppress(FileNotFoundError):
             os.rename(entry, aside)  # one step: a build looking for it now finds nothing, builds it again
-        entry.with_name(entry.name + ".lock").unlink()
+        _lock_file(entry).unlink()
     except OSError:
         return False
     finally:
@@ -186,15 +203,12 @@ def prune(cache_dir: Path, *, now: float | None = None) -> list[Path]:
                 # Which modules the set loads: recomputed, with the set, when those imports come back.
                 pyc_set.with_suffix(".json").unlink(missing_ok=True)
                 deleted.append(pyc_set)
-        for folder in [
-            cache_dir / name for name in ("bundles", "layers", "wheelhouse", "local-wheels", "manifests")
-        ]:
-            for child in folder.iterdir() if folder.is_dir() else ():
-                with contextlib.suppress(OSError):
-                    if child.name.startswith(".") and now - child.lstat().st_mtime > ABANDONED_SECONDS:
-                        shutil.rmtree(child)
-                        deleted.append(child)
-        records = sorted((cache_dir / "verified").glob("*.json"), key=_mtime, reverse=True)
+        for child in [c for name in _ENTRY_FOLDERS for c in _children(cache_dir / name)]:
+            with contextlib.suppress(OSError):
+                if child.name.startswith(".") and now - child.lstat().st_mtime > ABANDONED_SECONDS:
+                    shutil.rmtree(child)
+                    deleted.append(child)
+        records = sorted((cache_dir / "verified").glob("*.json"), key=os.path.getmtime, reverse=True)
         for record in records[KEEP_RECORDS:]:
             record.unlink(missing_ok=True)
             deleted.append(record)
@@ -234,10 +248,3 @@ def bound_uv_cache(uv: str, uv_cache: Path, limit: int = UV_CACHE_LIMIT_BYTES) -
         if _size(uv_cache) <= limit:
             break
     return True
-
-
-def _mtime(path: Path) -> float:
-    try:
-        return path.stat().st_mtime
-    except OSError:
-        return 0.0

@@ -1,22 +1,16 @@
-"""What decides a bundle's identity: the input hash (the asset hash CDK deploys) and the dependency layer's
-key.
+"""What decides a bundle's identity: the input hash (the bundle cache's key and the asset hash CDK deploys)
+and the dependency layer's key.
 
-The input hash covers every file under the source folder (minus the excludes), the pins the manifest gives
-(manifest.py: requirements.txt, its lock, or what uv.lock or poetry.lock pin) and which manifest it is, the
-local packages' sources, runtime, architecture, installer, every option that changes what is built, and what
-builds it: the bundler's own source files (no version constant to bump), the exact Python that compiles the
-bytecode and the zlib that deflates the zip (both change output bytes between releases).
-It is both the bundle cache's key and the CDK asset hash, so any change gives a new asset (a new Lambda
-version and a canary) and no change gives the same one, with no rebuild. It is computed before the bundle
-is built, which is what lets an unchanged synth stop at a cache hit. The dependency layer's key
-is the subset that decides the installed dependencies, so a source-only change reuses them.
-
-Both keys live in this one module so that a new input cannot reach one without the other being reviewed.
+The input hash covers every input that can change the bundle, including what builds it (the bundler's own
+source, so there is no version constant to bump): any change gives a new asset (a new Lambda version and a
+canary) and no change gives the same one, with no rebuild. It is computed before the bundle is built, which
+is what lets an unchanged synth stop at a cache hit. The dependency layer's key is the subset that decides
+the installed dependencies, so a source-only change reuses them; the input hash is that key plus the rest,
+so no input of the layer can miss the bundle's.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import subprocess
 import sys
@@ -26,19 +20,10 @@ from collections.abc import Mapping, Sequence
 from stacks.bundling import manifest, strip
 from stacks.bundling.indexes import find_uv
 from stacks.bundling.install import requirements_file
+from stacks.bundling.layers import layer_key
 from stacks.bundling.spec import BUNDLER_DIR, BundleSpec, BundlingError, bundler_code, source_files
 
-PACKAGE_DIR = BUNDLER_DIR  # what builder_identity hashes (a test points it at a changed copy)
-
-
-def builder_identity() -> list[tuple[str, str]]:
-    """What makes the output bytes besides the inputs: the bundler's code, the exact Python (its marshal
-    and compiler write the .pyc) and zlib (its deflate writes the zip)."""
-    return [
-        ("bundler", bundler_code(PACKAGE_DIR)),
-        ("python", sys.version),
-        ("zlib", zlib.ZLIB_RUNTIME_VERSION),
-    ]
+PACKAGE_DIR = BUNDLER_DIR  # the bundler code both keys hash (a test points it at a changed copy)
 
 
 def installer_identity(spec: BundleSpec) -> tuple[str, list[str]]:
@@ -68,55 +53,40 @@ def input_hash(
     wheels: Sequence[tuple[str, str]] = (),
     sources: Mapping[str, bytes] | None = None,
 ) -> str:
-    """One digest of every input that can change the bundle (`wheels`: locally built (name, sha256);
-    `sources`: the source files' bytes by relative path, in source_files order, when already read)."""
-    digest = hashlib.sha256()
-
-    def add(label: str, value: str | bytes) -> None:
-        data = value.encode() if isinstance(value, str) else value
-        digest.update(f"{label}:{len(data)}:".encode())
-        digest.update(data)
-
-    for label, value in builder_identity():
-        add(label, value)
-    add("tool", tool)
-    add("runtime", spec.runtime)
-    add("architecture", spec.architecture)
-    add("excludes", json.dumps(sorted(spec.excludes)))
-    add("bytecode", str(spec.compile_bytecode and host_can_compile(spec)))
-    add("bytecode-modules", json.dumps(list(spec.bytecode_modules)))
-    add("dependency-excludes", json.dumps(sorted(spec.dependency_excludes)))
-    add("strip", strip.strip_identity() if spec.strip_native else "off")
-    add("migrations", spec.migrations_dir or "")
-    add("handlers", json.dumps([list(h) for h in spec.handlers]))
-    if wheels:
-        add("built-wheels", json.dumps(sorted(list(w) for w in wheels)))
-    req = requirements_file(spec)
-    add("requirements-name", req.name)
-    add("requirements", req.read_bytes())
-    for label, value in manifest.resolve(spec).identity():
-        add(label, value)
+    """One digest of every input that can change the bundle: the dependency layer's key and what the bundle
+    adds to it (`wheels`: locally built (name, sha256); `sources`: the source files' bytes by relative
+    path, in source_files order, when already read)."""
+    parts = [
+        *dependency_key(spec, tool, wheels),
+        ("excludes", json.dumps(sorted(spec.excludes))),
+        ("bytecode", str(spec.compile_bytecode and host_can_compile(spec))),
+        ("bytecode-modules", json.dumps(list(spec.bytecode_modules))),
+        ("migrations", spec.migrations_dir or ""),
+        ("handlers", json.dumps([list(h) for h in spec.handlers])),
+    ]
     if sources is None:
         sources = {rel: path.read_bytes() for rel, path in source_files(spec.source_dir, spec.excludes)}
     for relative, data in sources.items():
-        add("file", relative)
-        add("content", data)
+        parts += [("file", relative), ("content", data)]
     for name, path in sorted(spec.extra_files):
         if not path.is_file():
             raise BundlingError(f"extra bundle file {path} (for {name}) does not exist")
-        add("extra", name)
-        add("content", path.read_bytes())
-    return digest.hexdigest()
+        parts += [("extra", name), ("content", path.read_bytes())]
+    return layer_key(parts)
 
 
 def dependency_key(
     spec: BundleSpec, tool: str, wheels: Sequence[tuple[str, str]]
 ) -> list[tuple[str, str | bytes]]:
-    """The labelled parts that key the dependency layer (layers.dependency_layer hashes them): the inputs of
-    the install, prune and strip steps, and nothing from the source folder."""
+    """The labelled parts that key the dependency layer (layers.layer_key hashes them): the inputs of the
+    install, prune and strip steps, and nothing from the source folder."""
     req = requirements_file(spec)
     return [
-        *builder_identity(),
+        # What makes the output bytes besides the inputs: the bundler's code, the exact Python (its marshal
+        # and compiler write the .pyc) and zlib (its deflate writes the zip).
+        ("bundler", bundler_code(PACKAGE_DIR)),
+        ("python", sys.version),
+        ("zlib", zlib.ZLIB_RUNTIME_VERSION),
         ("tool", tool),
         ("runtime", spec.runtime),
         ("architecture", spec.architecture),

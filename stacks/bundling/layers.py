@@ -5,31 +5,24 @@ layers: this one, keyed by everything that shapes the installed tree (input_hash
 bundle's own files (source, extra files, build_info.json, their bytecode) in a folder of their own. Run
 with the bundle folder first on sys.path and this layer's tree second, the pair is what Lambda's /var/task
 holds when the two share no top-level name (build.py links the tree into the bundle folder when they do).
-A layer holds:
+A layer holds, each part built once under its lock (bundle_cache.publish):
 
 * `tree/`: the installed tree. Dependency `.pyc` are written into its `__pycache__` folders (bytecode.py):
   a dependency file never changes inside a layer, and its `.pyc` depends only on its bytes, its path and
   the compiling Python, so verification and the local API run them too;
-* `entries.bin` + `index.json`: every installed file's zip entry, deflated once (zipwrite); a bundle's zip
-  copies them as they are;
+* `entries.bin` + `index.json`: every installed file's zip entry, deflated once (zipwrite);
 * `pyc/<python>/<digest>.json` and `pyc/<python>/<digest>/`: which dependency modules one set of dependency
-  imports loads, and their `.pyc`'s zip entries deflated once (a `PycSet`), copied like the layer's own.
-
-A layer is built in a work folder under its lock (bundle_cache.building) and renamed into place in one
-step: an interrupted build never leaves a layer that looks complete, and a second build of the same key
-waits for the first and uses its layer.
+  imports loads, and their `.pyc`'s zip entries deflated once (a `PycSet`).
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import importlib.util
 import json
 import os
 import shutil
 import sys
-import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -74,12 +67,9 @@ class DependencyLayer:
 
     def link_into(self, bundle: Path) -> None:
         """Hard-link every installed file of the layer into `bundle` (copy where links are impossible)."""
-        made: set[str] = set()
+        for parent in sorted({entry.name.rpartition("/")[0] for entry in self.entries} - {""}):
+            os.makedirs(bundle / parent, exist_ok=True)
         for entry in self.entries:
-            parent = entry.name.rpartition("/")[0]
-            if parent and parent not in made:
-                os.makedirs(bundle / parent, exist_ok=True)
-                made.add(parent)
             try:
                 os.link(self.tree / entry.name, bundle / entry.name)
             except OSError:
@@ -89,19 +79,11 @@ class DependencyLayer:
         """The PycSet of `digest` (bytecode.imports_digest) for the tree-relative `relatives`, whose .pyc
         are in the tree; its entries are deflated now when no build made them before."""
         folder = self.records / digest
-        # Held like a bundle (bundle_cache.use), so a pruner never deletes it while a zip is written from it.
-        while not bundle_cache.use(folder):
-            folder.parent.mkdir(parents=True, exist_ok=True)
-            work = Path(tempfile.mkdtemp(prefix=f".{digest[:12]}-", dir=folder.parent))
-            try:
-                pycs = sorted(importlib.util.cache_from_source(r) for r in relatives)
-                zipwrite.store_entries(
-                    [(name, self.tree / name) for name in pycs], work / "entries.bin", work / "index.json"
-                )
-                with contextlib.suppress(OSError):  # lost to a concurrent build's: the same bytes
-                    os.replace(work, folder)
-            finally:
-                shutil.rmtree(work, ignore_errors=True)
+        pycs = [(name, self.tree / name) for name in sorted(map(importlib.util.cache_from_source, relatives))]
+        # Held like a bundle, so a pruner never deletes it while a zip is written from it.
+        bundle_cache.publish(
+            folder, lambda w: zipwrite.store_entries(pycs, w / "entries.bin", w / "index.json")
+        )
         entries = zipwrite.load_index(folder / "index.json")
         return PycSet(digest, zipwrite.Store(entries, folder / "entries.bin"))
 
@@ -127,14 +109,6 @@ def relative_files(directory: Path) -> list[tuple[str, str]]:
     return sorted(found)
 
 
-def load(path: Path) -> DependencyLayer:
-    meta = json.loads((path / "meta.json").read_text())
-    entries = tuple(zipwrite.load_index(path / "index.json"))
-    return DependencyLayer(
-        path, path.name.removeprefix("deps-"), entries, tuple(meta["notices"]), built=False
-    )
-
-
 def dependency_layer(
     cache_dir: Path,
     key_parts: Sequence[tuple[str, str | bytes]],
@@ -150,27 +124,21 @@ def dependency_layer(
     overlap. It is an optimisation: what it raises is ignored."""
     key = layer_key(key_parts)
     final = cache_dir / "layers" / f"deps-{key}"
-    if bundle_cache.use(final):
-        return load(final)
-    with bundle_cache.building(final) as done:
-        if done:
-            return load(final)
-        shutil.rmtree(final, ignore_errors=True)  # leftovers of an entry deleted half-way
-        work = Path(tempfile.mkdtemp(prefix=f".deps-{key[:12]}-", dir=final.parent))
-        try:
-            (work / "tree").mkdir()
-            notices = build_tree(work / "tree")
-            files = [(name, Path(path)) for name, path in relative_files(work / "tree")]
-            with ThreadPoolExecutor(max_workers=1) as side:
-                if meanwhile is not None:
-                    side.submit(meanwhile, DependencyLayer(work, key, (), tuple(notices), built=True))
-                entries = zipwrite.store_entries(files, work / "entries.bin", work / "index.json")
-            (work / "meta.json").write_text(json.dumps({"notices": notices, "files": len(files)}))
-            os.replace(work, final)
-        except BaseException:
-            shutil.rmtree(work, ignore_errors=True)
-            raise
-    return DependencyLayer(final, key, tuple(entries), tuple(notices), built=True)
+
+    def make(work: Path) -> None:
+        (work / "tree").mkdir()
+        notices = build_tree(work / "tree")
+        files = [(name, Path(path)) for name, path in relative_files(work / "tree")]
+        with ThreadPoolExecutor(max_workers=1) as side:
+            if meanwhile is not None:
+                side.submit(meanwhile, DependencyLayer(work, key, (), tuple(notices), built=True))
+            zipwrite.store_entries(files, work / "entries.bin", work / "index.json")
+        (work / "meta.json").write_text(json.dumps({"notices": notices, "files": len(files)}))
+
+    built = bundle_cache.publish(final, make)
+    notices = json.loads((final / "meta.json").read_text())["notices"]
+    entries = zipwrite.load_index(final / "index.json")
+    return DependencyLayer(final, key, tuple(entries), tuple(notices), built)
 
 
 def top_level(names: Iterable[str]) -> set[str]:

@@ -123,9 +123,8 @@ class BundleResult:
     dependencies_reused: bool = False  # built on an existing dependency layer: nothing was installed
     # The dependency layer's tree, which follows `directory` on sys.path (None: `directory` holds it all).
     layer: Path | None = None
-    manifest: str = (
-        ""  # which manifest the dependencies came from (manifest.py), e.g. "pyproject.toml + uv.lock"
-    )
+    # Which manifest the dependencies came from (manifest.py), e.g. "pyproject.toml + uv.lock".
+    manifest: str = ""
 
     @property
     def paths(self) -> tuple[Path, ...]:
@@ -165,18 +164,14 @@ def bytecode_modules_for(handlers: Iterable[str]) -> tuple[str, ...]:
 def is_excluded(relative: str, excludes: Iterable[str]) -> bool:
     """Whether a pattern matches the whole relative path or any one of its parts (fnmatch rules)."""
     pattern = _exclusion(tuple(excludes))
-    if pattern is None:
-        return False
     return bool(pattern.match(relative)) or any(pattern.match(part) for part in relative.split("/"))
 
 
 @functools.lru_cache(maxsize=64)
-def _exclusion(excludes: tuple[str, ...]) -> re.Pattern[str] | None:
+def _exclusion(excludes: tuple[str, ...]) -> re.Pattern[str]:
     # One compiled alternation instead of an fnmatch call per pattern and part: pruning an installed tree
-    # asks this of every one of its thousands of files.
-    if not excludes:
-        return None
-    return re.compile("|".join(f"(?:{fnmatch.translate(p)})" for p in excludes))
+    # asks this of every one of its thousands of files. No pattern: "(?!)", which matches nothing.
+    return re.compile("|".join(f"(?:{fnmatch.translate(p)})" for p in excludes) or "(?!)")
 
 
 def source_files(source_dir: Path, excludes: Iterable[str]) -> list[tuple[str, Path]]:
@@ -184,12 +179,8 @@ def source_files(source_dir: Path, excludes: Iterable[str]) -> list[tuple[str, P
     if not source_dir.is_dir():
         raise BundlingError(f"source folder {source_dir} does not exist (backend_root must hold src/)")
     excludes = tuple(excludes)
-    found = []
-    for path in source_dir.rglob("*"):
-        relative = path.relative_to(source_dir).as_posix()
-        if path.is_file() and not is_excluded(relative, excludes):
-            found.append((relative, path))
-    return sorted(found)
+    found = ((path.relative_to(source_dir).as_posix(), path) for path in source_dir.rglob("*"))
+    return sorted((rel, path) for rel, path in found if path.is_file() and not is_excluded(rel, excludes))
 
 
 # The bundler's own package: its code is part of every key that caches what it makes.
@@ -200,17 +191,12 @@ def bundler_code(package: Path) -> str:
     """A digest of the bundler's own source files: any change to how a bundle is made makes a new one
     (read again whenever a file's size or time changes: a long-running `make local-api` sees edits too)."""
     modules = sorted(package.rglob("*.py"))  # subpackages (import_closure/) included
-    return _digest_files(
-        tuple(
-            (str(m), m.relative_to(package).as_posix(), m.stat().st_size, m.stat().st_mtime_ns)
-            for m in modules
-        )
-    )
+    return _digest_files(package, tuple((m, m.stat().st_size, m.stat().st_mtime_ns) for m in modules))
 
 
 @functools.lru_cache(maxsize=8)
-def _digest_files(files: tuple[tuple[str, str, int, int], ...]) -> str:
+def _digest_files(package: Path, files: tuple[tuple[Path, int, int], ...]) -> str:
     digest = hashlib.sha256()
-    for path, relative, size, _mtime in files:
-        digest.update(f"{relative}:{size}:".encode() + Path(path).read_bytes())
+    for path, size, _mtime in files:
+        digest.update(f"{path.relative_to(package).as_posix()}:{size}:".encode() + path.read_bytes())
     return digest.hexdigest()
