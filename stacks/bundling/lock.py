@@ -55,13 +55,6 @@ def check_fresh(lock: Path, requirements: Path) -> None:
         )
 
 
-def uv_command() -> str:
-    found = find_uv()
-    if found is None:
-        raise RuntimeError("uv is needed to resolve the lock (pip install uv)")
-    return found
-
-
 # The Lambda architectures and the machine each runs (PEP 508's platform_machine): install.py, the lock and
 # the markers all derive the manylinux2014 platform tag from it (`platform_tag`).
 TARGET_PLATFORMS = {"x86_64": "x86_64", "arm64": "aarch64"}
@@ -138,10 +131,13 @@ def compile_lock(
     lock = requirements.with_name(LOCK_NAME)
     # The index settings of the Lambda-platform install (indexes.py): the lock resolves what it installs.
     env = installer_environment("uv", uv_cache=cache_dir)
+    uv = find_uv()
+    if uv is None:
+        raise RuntimeError("uv is needed to resolve the lock (pip install uv)")
     resolutions = []
     for version, arch in sorted(set(targets)):
         args = [
-            *(uv_command(), "pip", "compile", requirements.name),  # relative: no path of this machine
+            *(uv, "pip", "compile", requirements.name),  # relative: no path of this machine
             *("--python-platform", platform_tag(arch, "uv"), "--python-version", version),
             *("--only-binary", ":all:", "--generate-hashes"),
             "--no-header",  # uv's header names this machine's paths; ours records what matters

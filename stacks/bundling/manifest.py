@@ -34,6 +34,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 import tomllib
@@ -47,7 +48,6 @@ from urllib.parse import unquote, urlparse
 from stacks.bundling import bundle_cache
 from stacks.bundling import lock as requirements_lock
 from stacks.bundling.indexes import find_uv, installer_environment, redact
-from stacks.bundling.sdist import PURE_TAGS, build_wheel
 from stacks.bundling.spec import DEFAULT_EXCLUDES, BundleSpec, BundlingError, source_files
 
 UV = "pyproject.toml + uv.lock"
@@ -99,20 +99,28 @@ class Resolved:
 def find_manifest(root: Path) -> Manifest:
     """The manifest of backend folder `root`, in the module docstring's order; BundlingError names what is
     missing when there is none."""
-    pyproject, requirements = root / "pyproject.toml", root / "requirements.txt"
-    if pyproject.is_file() and (uv_lock_for(pyproject) or (root / "poetry.lock").is_file()):
-        return manifest_for(pyproject)
-    if requirements.is_file():
-        return manifest_for(requirements)
-    if pyproject.is_file():
+    primary = primary_file(root)
+    if primary.is_file():
+        return manifest_for(primary)
+    if (root / "pyproject.toml").is_file():
         raise BundlingError(
-            f"{pyproject} has no uv.lock or poetry.lock beside it (and {root} has no requirements.txt): "
-            "the bundle installs locked versions only. Run `uv lock` (or `poetry lock`) there and commit it"
+            f"{root / 'pyproject.toml'} has no uv.lock or poetry.lock beside it (and {root} has no "
+            "requirements.txt): the bundle installs locked versions only. Run `uv lock` (or `poetry lock`) "
+            "there and commit it"
         )
     raise BundlingError(
         f"{root} has no dependency manifest: expected pyproject.toml with uv.lock or poetry.lock, or "
         "requirements.txt (with the requirements.lock `make lock` writes)"
     )
+
+
+def primary_file(root: Path) -> Path:
+    """The file a backend's BundleSpec names: pyproject.toml when a lock is beside it (or above it, for a
+    workspace member), else requirements.txt (whose absence find_manifest and requirements_file report)."""
+    pyproject = root / "pyproject.toml"
+    if pyproject.is_file() and (uv_lock_for(pyproject) or (root / "poetry.lock").is_file()):
+        return pyproject
+    return root / "requirements.txt"
 
 
 def manifest_for(primary: Path) -> Manifest:
@@ -152,15 +160,6 @@ def uv_lock_for(pyproject: Path) -> Path | None:
         if declares:
             return folder / "uv.lock" if (folder / "uv.lock").is_file() else None
     return None
-
-
-def primary_file(root: Path) -> Path:
-    """The file a backend's BundleSpec names: its manifest's, else requirements.txt (whose absence
-    install.requirements_file reports)."""
-    try:
-        return find_manifest(root).primary
-    except BundlingError:
-        return root / "requirements.txt"
 
 
 def target_environment(python_version: str, architecture: str) -> dict[str, str]:
@@ -216,20 +215,13 @@ def uv_pins(manifest: Manifest) -> tuple[str, list[Path]]:
     with hashes, members as paths (relative to the workspace root, where uv.lock is)."""
     assert manifest.lock is not None
     root = manifest.primary.parent
-    try:
-        uv = requirements_lock.uv_command()
-    except RuntimeError as exc:
-        raise BundlingError(f"{manifest.lock}: {exc}") from None
-    args = [
-        *(
-            uv,
-            "export",
-            "--locked",
-        ),  # --locked fails, instead of writing a new lock, when pyproject.toml changed
-        *("--no-dev", "--no-emit-project"),  # the app's own code is src/, bundled as source
-        *("--no-editable", "--format", "requirements-txt", "--no-header", "--no-annotate", "--quiet"),
-        *("--color", "never"),  # its message goes into synth's
-    ]
+    uv = find_uv()
+    if uv is None:
+        raise BundlingError(f"{manifest.lock}: uv is needed to resolve the lock (pip install uv)")
+    # --locked fails, instead of writing a new lock, when pyproject.toml changed; the app's own code is
+    # src/, bundled as source; uv's message goes into synth's.
+    args = [uv, "export", "--locked", "--no-dev", "--no-emit-project", "--no-editable", "--color", "never"]
+    args += ["--format", "requirements-txt", "--no-header", "--no-annotate", "--quiet"]
     env = {**installer_environment("uv"), "UV_PYTHON_DOWNLOADS": "never"}
     proc = subprocess.run(args, cwd=root, capture_output=True, text=True, check=False, env=env)
     if proc.returncode != 0:
@@ -262,15 +254,8 @@ def poetry_content_hash(pyproject: Mapping[str, Any], *, with_dependency_groups:
         if value is None and (key not in legacy or relevant_project or groups):
             continue
         relevant_poetry[key] = value
-    content: dict[str, Any] = {}
-    if relevant_project:
-        content["project"] = relevant_project
-    if groups:
-        content["dependency-groups"] = groups
-    if content:
-        content["tool"] = {"poetry": relevant_poetry}
-    else:
-        content = relevant_poetry
+    content = {k: v for k, v in {"project": relevant_project, "dependency-groups": groups}.items() if v}
+    content = {**content, "tool": {"poetry": relevant_poetry}} if content else relevant_poetry
     return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
 
 
@@ -360,7 +345,36 @@ def read_requirements(
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Local packages: a wheel per source content.
+# Wheels built here (local packages; sdists for sdist.py), in bundle cache entries.
+
+PURE_TAGS = ("-py3-none-any.whl", "-py2.py3-none-any.whl")
+BUILD_TIMEOUT_SECONDS = 600
+
+
+def build_wheel(
+    source: Path, out: Path, *, uv: str | None, uv_cache: Path | None = None, project: Path | None = None
+) -> tuple[Path | None, str]:
+    """Build the wheel of `source` (a project folder or an sdist) into `out`, with `uv build` (run in
+    `project`, whose uv configuration, its indexes, applies) or `pip wheel`: (the wheel or None, the
+    installer's redacted output). Build isolation fetches the build backend from the index, with the same
+    index settings as the install; the wheel's file times are fixed (SOURCE_DATE_EPOCH)."""
+    if uv:
+        directory = ["--directory", str(project)] if project else []
+        # Not --quiet: uv then drops the build backend's own output, the reason a build failed.
+        args = [uv, *directory, "build", "--wheel", "--out-dir", str(out), str(source)]
+    else:
+        args = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "--disable-pip-version-check"]
+        args += ["-w", str(out), str(source)]
+    env = {
+        **installer_environment("uv" if uv else "pip", uv_cache=uv_cache),
+        "SOURCE_DATE_EPOCH": "315532800",
+    }
+    built = subprocess.run(
+        args, capture_output=True, text=True, timeout=BUILD_TIMEOUT_SECONDS, env=env, check=False
+    )
+    wheels = sorted(out.glob("*.whl")) if out.is_dir() else []
+    ok = built.returncode == 0 and len(wheels) == 1
+    return (wheels[0] if ok else None), redact(built.stdout + built.stderr)
 
 
 def source_digest(folder: Path) -> str:
@@ -385,7 +399,7 @@ def build_local_wheel(folder: Path, cache_dir: Path) -> LocalPackage:
                 f"backend\n{output[-2000:]}"
             )
 
-    home = _cache_entry(cache_dir / "local-wheels" / digest[:32], build)
+    home = cache_entry(cache_dir / "local-wheels" / digest[:32], build)
     wheel = next(home.glob("*.whl"))
     if not wheel.name.endswith(PURE_TAGS):
         raise BundlingError(
@@ -395,9 +409,10 @@ def build_local_wheel(folder: Path, cache_dir: Path) -> LocalPackage:
     return LocalPackage(folder, digest, wheel)
 
 
-def _cache_entry(entry: Path, fill: Callable[[Path], object]) -> Path:
-    """`entry` of the bundle cache, filled by `fill(folder)` when it is not complete yet: under its lock,
-    in a work folder renamed into place with its marker (meta.json) when `fill` returns; held afterwards
+def cache_entry(entry: Path, fill: Callable[[Path], object]) -> Path:
+    """`entry` of the bundle cache (a local package's wheel, a pins file, a wheelhouse), filled by
+    `fill(folder)` when it is not complete yet: under its lock, in a work folder renamed into place with its
+    marker (meta.json) when `fill` returns (nothing is kept when it raises); held afterwards
     (bundle_cache.use), so no pruner deletes it while the installer reads it."""
     if not bundle_cache.use(entry):
         with bundle_cache.building(entry) as done:
@@ -505,7 +520,7 @@ def _resolve(spec: BundleSpec, manifest: Manifest, read: list[Path]) -> Resolved
     # Every pin carries hashes, but for a plain requirements.txt: install.py requires them in a lock.
     name = "requirements.txt" if manifest.label == REQUIREMENTS else "requirements.lock"
     folder = spec.cache_dir / "manifests" / hashlib.sha256(f"{name}\0{text}".encode()).hexdigest()[:32]
-    pins = _cache_entry(folder, lambda work: (work / name).write_text(text)) / name
+    pins = cache_entry(folder, lambda work: (work / name).write_text(text)) / name
     return Resolved(manifest, pins, local)
 
 

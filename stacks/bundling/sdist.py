@@ -19,10 +19,8 @@ again. The built wheels' names and sha256 are part of the bundle's input hash.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -32,13 +30,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from stacks.bundling import bundle_cache
 from stacks.bundling.indexes import installer_environment, redact
+from stacks.bundling.manifest import BUILD_TIMEOUT_SECONDS, PURE_TAGS, build_wheel, cache_entry
 from stacks.bundling.spec import BUNDLER_DIR, BundleSpec, bundler_code
 
-PURE_TAGS = ("-py3-none-any.whl", "-py2.py3-none-any.whl")
 _MAX_ROUNDS = 20
-_BUILD_TIMEOUT_SECONDS = 600
 
 # The installer saying it found no wheel for a package: (name, version specifier or "").
 _NAME, _SPECIFIER = r"`?([A-Za-z0-9][A-Za-z0-9_.-]*)`?", r"((?:[=<>!~]=?=?)[^\s,;`]+)?"
@@ -54,6 +50,10 @@ _NO_WHEEL = (
 )
 
 
+class _Unresolved(Exception):
+    """The dry run failed for another reason than a missing wheel, or never passed."""
+
+
 class SdistError(Exception):
     """`package` has no wheel for the target and its sdist gives none that runs everywhere."""
 
@@ -67,7 +67,6 @@ class SdistError(Exception):
 class Wheelhouse:
     directory: Path
     wheels: tuple[tuple[str, str], ...]  # (wheel file name, sha256)
-    built_now: bool = False
 
 
 def _normalise(name: str) -> str:
@@ -104,32 +103,6 @@ def _pinned(requirements: Path, package: str) -> str:
     return ""
 
 
-def build_wheel(
-    source: Path, out: Path, *, uv: str | None, uv_cache: Path | None = None, project: Path | None = None
-) -> tuple[Path | None, str]:
-    """Build the wheel of `source` (a project folder or an sdist) into `out`, with `uv build` (run in
-    `project`, whose uv configuration, its indexes, applies) or `pip wheel`: (the wheel or None, the
-    installer's redacted output). Build isolation fetches the build backend from the index, with the same
-    index settings as the install; the wheel's file times are fixed (SOURCE_DATE_EPOCH)."""
-    if uv:
-        directory = ["--directory", str(project)] if project else []
-        # Not --quiet: uv then drops the build backend's own output, the reason a build failed.
-        args = [uv, *directory, "build", "--wheel", "--out-dir", str(out), str(source)]
-    else:
-        args = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "--disable-pip-version-check"]
-        args += ["-w", str(out), str(source)]
-    env = {
-        **installer_environment("uv" if uv else "pip", uv_cache=uv_cache),
-        "SOURCE_DATE_EPOCH": "315532800",
-    }
-    built = subprocess.run(
-        args, capture_output=True, text=True, timeout=_BUILD_TIMEOUT_SECONDS, env=env, check=False
-    )
-    wheels = sorted(out.glob("*.whl")) if out.is_dir() else []
-    ok = built.returncode == 0 and len(wheels) == 1
-    return (wheels[0] if ok else None), redact(built.stdout + built.stderr)
-
-
 def build_pure_wheel(
     package: str,
     specifier: str,
@@ -151,7 +124,7 @@ def build_pure_wheel(
             args,
             capture_output=True,
             text=True,
-            timeout=_BUILD_TIMEOUT_SECONDS,
+            timeout=BUILD_TIMEOUT_SECONDS,
             env=installer_environment("pip"),
             check=False,
         )
@@ -192,16 +165,10 @@ def prepare_wheelhouse(
     Raises SdistError naming the package when a needed sdist gives no pure wheel.
     `dry_run(find_links)` asks the installer whether the requirements resolve with wheels only; it returns
     (ok, output)."""
-    key = wheelhouse_key(spec, requirements, tool)
-    directory = spec.cache_dir / "wheelhouse" / key
-    if bundle_cache.use(directory):  # held: no pruner deletes it while the install reads its wheels
-        data = json.loads((directory / "manifest.json").read_text())
-        return Wheelhouse(directory / "wheels", tuple((str(n), str(h)) for n, h in data["wheels"]))
-    nothing = Wheelhouse(directory / "wheels", ())
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{key[:12]}-", dir=directory.parent))
-    built: dict[str, Path] = {}
-    try:
+    directory = spec.cache_dir / "wheelhouse" / wheelhouse_key(spec, requirements, tool)
+
+    def fill(work: Path) -> None:
+        built: dict[str, Path] = {}
         for _round in range(_MAX_ROUNDS):
             ok, output = dry_run(work / "wheels" if built else None)
             if ok:
@@ -211,14 +178,14 @@ def prepare_wheelhouse(
                 # Another failure (the index unreachable, a credential refused, a conflict): the install
                 # reports it with its own message. Nothing is cached: an empty wheelhouse kept now would
                 # hide, once the index answers, the sdists these requirements need.
-                return nothing
+                raise _Unresolved
             package, specifier = found
             specifier = _pinned(requirements, package) or specifier
             log(f"[bundle] {package}{specifier} has no wheel: building its source distribution")
-            # An SdistError leaves no manifest (`work` is removed): a failure is never cached, the next
-            # synth tries again. Downloads and builds fail for reasons the key does not cover (the index
-            # was down or refused the credentials, the build backend fetched from it was broken, a compiler
-            # was missing or present), and a cached verdict would stop every synth until someone deleted it.
+            # An SdistError leaves nothing in the cache: a failure is never cached, the next synth tries
+            # again. Downloads and builds fail for reasons the key does not cover (the index was down or
+            # refused the credentials, the build backend fetched from it was broken, a compiler was missing
+            # or present), and a cached verdict would stop every synth until someone deleted it.
             built[_normalise(package)] = build_pure_wheel(
                 package,
                 specifier,
@@ -228,13 +195,13 @@ def prepare_wheelhouse(
                 project=requirements.parent,
             )
         else:
-            return nothing  # never resolved: nothing cached either
-        wheels = tuple((p.name, hashlib.sha256(p.read_bytes()).hexdigest()) for p in sorted(built.values()))
-        (work / "manifest.json").write_text(json.dumps({"wheels": [list(w) for w in wheels]}))
-        # Renamed into place in one step; a concurrent synth's copy is as good.
-        if not directory.exists():
-            with contextlib.suppress(OSError):
-                os.replace(work, directory)
-        return Wheelhouse(directory / "wheels", wheels, built_now=bool(wheels))
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+            raise _Unresolved  # never resolved: nothing cached either
+        wheels = [(p.name, hashlib.sha256(p.read_bytes()).hexdigest()) for p in sorted(built.values())]
+        (work / "manifest.json").write_text(json.dumps({"wheels": wheels}))
+
+    try:
+        cache_entry(directory, fill)  # held: no pruner deletes it while the install reads its wheels
+    except _Unresolved:
+        return Wheelhouse(directory / "wheels", ())
+    data = json.loads((directory / "manifest.json").read_text())
+    return Wheelhouse(directory / "wheels", tuple((str(n), str(h)) for n, h in data["wheels"]))
