@@ -3,9 +3,8 @@
 * Only manylinux wheels for the target Python and architecture are installed (`--only-binary :all:` with the
   target's platform tag): a wheel for Lambda installs the same on a laptop and in CI, and nothing is compiled
   for the wrong machine. `uv` when present (hard links into its cache, no copy), pip otherwise.
-* The file installed from is what the backend's manifest pins (manifest.py: uv.lock, poetry.lock, a hashed
-  `requirements.lock` resolved from the requirements.txt beside it, or requirements.txt alone); a stale lock
-  stops synth. With a lock, every file's hash is required. Local packages are installed after, from wheels.
+* The file installed from is what the backend's manifest pins (manifest.py); with a lock, every file's hash
+  is required. Local packages are installed after, from their wheels.
 * A requirement published only as a pure-Python sdist becomes a wheel first (sdist.py); one that has no
   wheel for the target and none can be built stops synth with MissingWheelError naming the package (no
   Docker fallback: nothing built elsewhere reaches an environment unverified).
@@ -114,8 +113,8 @@ def prepare_wheelhouse(
         with tempfile.TemporaryDirectory(prefix="credmate-dry-") as target:
             proc = _run_install(spec, command, Path(target), spec.cache_dir, find_links, dry_run=True)
         output = redact(proc.stdout + proc.stderr)
-        refused = auth_refused(output, f"resolving {req} for {spec.runtime}/{spec.architecture}")
-        if proc.returncode != 0 and refused:
+        what = f"resolving {req} for {spec.runtime}/{spec.architecture}"
+        if proc.returncode != 0 and (refused := auth_refused(output, what)):
             raise refused
         return proc.returncode == 0, output
 
@@ -123,8 +122,7 @@ def prepare_wheelhouse(
     try:
         return sdist.prepare_wheelhouse(spec, req, tool, dry_run, uv=uv, log=log)
     except sdist.SdistError as exc:
-        refused = auth_refused(exc.detail, f"downloading the source distribution of {exc.package}")
-        if refused:
+        if refused := auth_refused(exc.detail, f"downloading the source distribution of {exc.package}"):
             raise refused from None
         raise MissingWheelError(exc.package, _wheel_target(spec, command), exc.detail) from None
 
@@ -180,12 +178,12 @@ def check_lock_complete(target: Path, spec: BundleSpec, lock: Path) -> None:
     for metadata in sorted(target.glob("*.dist-info/METADATA")):
         name, lines = manifest.requires_on_target(metadata.read_text(errors="replace"), environment)
         requires[canonicalize_name(name or metadata.parent.name)] = lines
-    for name, lines in sorted(requires.items()):
-        for line, required in lines:
-            if canonicalize_name(required) not in requires:
+    for name, requirements in sorted(requires.items()):
+        for needed in requirements:
+            if canonicalize_name(needed.name) not in requires:
                 named = manifest.resolve(spec).manifest
                 raise BundlingError(
-                    f"{named.lock or lock} does not pin {required}, which {name} requires ({line}) "
+                    f"{named.lock or lock} does not pin {needed.name}, which {name} requires ({needed}) "
                     f"on {spec.runtime}/{spec.architecture}: the lock is incomplete (edited by hand?). Run "
                     f"{named.refresh} and commit the new lock"
                 )

@@ -42,13 +42,16 @@ import zipfile
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlparse
 
 from stacks.bundling import bundle_cache
 from stacks.bundling import lock as requirements_lock
 from stacks.bundling.indexes import find_uv, installer_environment, redact
 from stacks.bundling.spec import DEFAULT_EXCLUDES, BundleSpec, BundlingError, source_files
+
+if TYPE_CHECKING:
+    from packaging.requirements import Requirement
 
 UV = "pyproject.toml + uv.lock"
 POETRY = "pyproject.toml + poetry.lock"
@@ -429,9 +432,9 @@ def cache_entry(entry: Path, fill: Callable[[Path], object]) -> Path:
     return entry
 
 
-def requires_on_target(metadata: str, environment: Mapping[str, str]) -> tuple[str, list[tuple[str, str]]]:
-    """The Name of a distribution's METADATA and its Requires-Dist that hold on the target, as (line, name)
-    (extras' requirements never do: the environment's `extra` is empty)."""
+def requires_on_target(metadata: str, environment: Mapping[str, str]) -> tuple[str, list[Requirement]]:
+    """The Name of a distribution's METADATA and its Requires-Dist that hold on the target (extras'
+    requirements never do: the environment's `extra` is empty)."""
     from email.parser import HeaderParser
 
     from packaging.requirements import InvalidRequirement, Requirement
@@ -444,23 +447,18 @@ def requires_on_target(metadata: str, environment: Mapping[str, str]) -> tuple[s
         except InvalidRequirement:
             continue
         if requirement.marker is None or requirement.marker.evaluate(dict(environment)):
-            found.append((line, requirement.name))
+            found.append(requirement)
     return str(headers.get("Name", "")), found
 
 
 def wheel_requirements(wheel: Path, environment: Mapping[str, str]) -> list[str]:
     """The Requires-Dist of `wheel` that hold on the target, without their markers."""
-    from packaging.requirements import Requirement
-
     with zipfile.ZipFile(wheel) as archive:
         name = next(n for n in archive.namelist() if n.endswith(".dist-info/METADATA"))
         _name, requires = requires_on_target(archive.read(name).decode(), environment)
-    out = []
-    for line, _n in requires:
-        requirement = Requirement(line)
+    for requirement in requires:
         requirement.marker = None
-        out.append(str(requirement))
-    return out
+    return [str(r) for r in requires]
 
 
 # ---------------------------------------------------------------------------------------------------------
