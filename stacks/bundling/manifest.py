@@ -103,14 +103,8 @@ def find_manifest(root: Path) -> Manifest:
     """The manifest of backend folder `root`, in the module docstring's order; BundlingError names what is
     missing when there is none."""
     primary = primary_file(root)
-    if primary.is_file():
-        return manifest_for(primary)
-    if (root / "pyproject.toml").is_file():
-        raise BundlingError(
-            f"{root / 'pyproject.toml'} has no uv.lock or poetry.lock beside it (and {root} has no "
-            "requirements.txt): the bundle installs locked versions only. Run `uv lock` (or `poetry lock`) "
-            "there and commit it"
-        )
+    if primary.is_file() or (root / "pyproject.toml").is_file():  # without a lock, manifest_for says so
+        return manifest_for(primary if primary.is_file() else root / "pyproject.toml")
     raise BundlingError(
         f"{root} has no dependency manifest: expected pyproject.toml with uv.lock or poetry.lock, or "
         "requirements.txt (with the requirements.lock `make lock` writes)"
@@ -136,8 +130,8 @@ def manifest_for(primary: Path) -> Manifest:
         if (primary.parent / "poetry.lock").is_file():
             return Manifest(POETRY, primary, primary.parent / "poetry.lock")
         raise BundlingError(
-            f"{primary} has no uv.lock or poetry.lock beside it: run `uv lock` (or `poetry lock`) in "
-            f"{primary.parent} and commit the lock"
+            f"{primary} has no uv.lock or poetry.lock beside it: the bundle installs locked versions only. "
+            f"Run `uv lock` (or `poetry lock`) in {primary.parent} and commit the lock"
         )
     lock = primary.with_name(requirements_lock.LOCK_NAME)
     return (

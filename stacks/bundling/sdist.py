@@ -30,6 +30,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from packaging.utils import canonicalize_name
+
 from stacks.bundling.indexes import installer_environment, redact
 from stacks.bundling.manifest import BUILD_TIMEOUT_SECONDS, PURE_TAGS, build_wheel, cache_entry
 from stacks.bundling.spec import BUNDLER_DIR, BundleSpec, bundler_code
@@ -69,10 +71,6 @@ class Wheelhouse:
     wheels: tuple[tuple[str, str], ...]  # (wheel file name, sha256)
 
 
-def _normalise(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name).lower()
-
-
 def wheelhouse_key(spec: BundleSpec, requirements: Path, tool: str) -> str:
     """A change to how wheels are built (the bundler's code) makes new ones, with no constant to bump."""
     digest = hashlib.sha256()
@@ -93,12 +91,12 @@ def no_wheel_requirement(output: str) -> tuple[str, str] | None:
 
 def _pinned(requirements: Path, package: str) -> str:
     """The specifier the requirements file gives `package` ("==1.2" ...), or ""."""
-    wanted = _normalise(package)
+    wanted = canonicalize_name(package)
     for line in requirements.read_text().splitlines():
         match = re.match(
             r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?\s*((?:[=<>!~]=?=?)\s*[^\s;#\\]+)?", line
         )
-        if match and _normalise(match.group(1)) == wanted and match.group(2):
+        if match and canonicalize_name(match.group(1)) == wanted and match.group(2):
             return match.group(2).replace(" ", "")
     return ""
 
@@ -174,7 +172,7 @@ def prepare_wheelhouse(
             if ok:
                 break
             found = no_wheel_requirement(output)
-            if found is None or _normalise(found[0]) in built:
+            if found is None or canonicalize_name(found[0]) in built:
                 # Another failure (the index unreachable, a credential refused, a conflict): the install
                 # reports it with its own message. Nothing is cached: an empty wheelhouse kept now would
                 # hide, once the index answers, the sdists these requirements need.
@@ -186,7 +184,7 @@ def prepare_wheelhouse(
             # again. Downloads and builds fail for reasons the key does not cover (the index was down or
             # refused the credentials, the build backend fetched from it was broken, a compiler was missing
             # or present), and a cached verdict would stop every synth until someone deleted it.
-            built[_normalise(package)] = build_pure_wheel(
+            built[canonicalize_name(package)] = build_pure_wheel(
                 package,
                 specifier,
                 work / "wheels",
