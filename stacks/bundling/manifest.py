@@ -362,10 +362,8 @@ def build_wheel(
     else:
         args = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "--disable-pip-version-check"]
         args += ["-w", str(out), str(source)]
-    env = {
-        **installer_environment("uv" if uv else "pip", uv_cache=uv_cache),
-        "SOURCE_DATE_EPOCH": "315532800",
-    }
+    env = installer_environment("uv" if uv else "pip", uv_cache=uv_cache)
+    env["SOURCE_DATE_EPOCH"] = "315532800"
     built = subprocess.run(
         args, capture_output=True, text=True, timeout=BUILD_TIMEOUT_SECONDS, env=env, check=False
     )

@@ -118,13 +118,9 @@ def build_pure_wheel(
         work = Path(tmp)
         args = [sys.executable, "-m", "pip", "download", "--no-binary", ":all:", "--no-deps", "--quiet"]
         args += ["--disable-pip-version-check", "-d", str(work / "sdist"), f"{package}{specifier}"]
+        env = installer_environment("pip")
         download = subprocess.run(
-            args,
-            capture_output=True,
-            text=True,
-            timeout=BUILD_TIMEOUT_SECONDS,
-            env=installer_environment("pip"),
-            check=False,
+            args, capture_output=True, text=True, timeout=BUILD_TIMEOUT_SECONDS, env=env, check=False
         )
         sdists = sorted((work / "sdist").glob("*")) if (work / "sdist").is_dir() else []
         if download.returncode != 0 or not sdists:
