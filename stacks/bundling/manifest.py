@@ -134,11 +134,9 @@ def manifest_for(primary: Path) -> Manifest:
             f"Run `uv lock` (or `poetry lock`) in {primary.parent} and commit the lock"
         )
     lock = primary.with_name(requirements_lock.LOCK_NAME)
-    return (
-        Manifest(REQUIREMENTS_LOCK, primary, lock)
-        if lock.is_file()
-        else Manifest(REQUIREMENTS, primary, None)
-    )
+    if lock.is_file():
+        return Manifest(REQUIREMENTS_LOCK, primary, lock)
+    return Manifest(REQUIREMENTS, primary, None)
 
 
 def uv_lock_for(pyproject: Path) -> Path | None:
