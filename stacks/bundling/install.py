@@ -90,9 +90,7 @@ def _run_install(
     args += ["--no-deps", "--require-hashes"] if locked else ([] if uv else ["--upgrade"])
     args += [*(["--find-links", str(find_links.absolute())] if find_links else []), "-r", str(req)]
     args += ["--dry-run"] if dry_run else []
-    env = (
-        installer_environment("uv", uv_cache=cache.absolute() / "uv") if uv else installer_environment("pip")
-    )
+    env = installer_environment("uv" if uv else "pip", uv_cache=cache.absolute() / "uv")
     for offline in [True, False] if locked and uv else [False]:
         shutil.rmtree(target, ignore_errors=True)
         target.mkdir(parents=True, exist_ok=True)
