@@ -32,7 +32,7 @@ import os
 import re
 import shutil
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
@@ -85,26 +85,20 @@ def installer_environment(
     variables translated where the tool's own are unset, plus uv's cache folder."""
     env = dict(os.environ if environ is None else environ)
     if tool == "uv":
-        if not _any(env, _UV_DEFAULT) and env.get("PIP_INDEX_URL"):
+        if not any(env.get(n) for n in _UV_DEFAULT) and env.get("PIP_INDEX_URL"):
             env["UV_DEFAULT_INDEX"] = env["PIP_INDEX_URL"]
-        if not _any(env, _UV_EXTRA) and env.get("PIP_EXTRA_INDEX_URL"):
+        if not any(env.get(n) for n in _UV_EXTRA) and env.get("PIP_EXTRA_INDEX_URL"):
             env["UV_EXTRA_INDEX_URL"] = env["PIP_EXTRA_INDEX_URL"]
         if uv_cache is not None:
             env["UV_CACHE_DIR"] = str(uv_cache.absolute())  # uv may run in another folder (--directory)
         return env
-    if not env.get("PIP_INDEX_URL"):
-        default = next((env[n] for n in _UV_DEFAULT if env.get(n)), "")
-        if default:
-            env["PIP_INDEX_URL"] = default.split()[0]
-    if not env.get("PIP_EXTRA_INDEX_URL"):
-        extra = [_pip_url(entry, env) for n in _UV_EXTRA for entry in env.get(n, "").split()]
-        if extra:
-            env["PIP_EXTRA_INDEX_URL"] = " ".join(extra)
+    default = next((env[n].split()[0] for n in _UV_DEFAULT if env.get(n)), "")
+    if default and not env.get("PIP_INDEX_URL"):
+        env["PIP_INDEX_URL"] = default
+    extra = [_pip_url(entry, env) for n in _UV_EXTRA for entry in env.get(n, "").split()]
+    if extra and not env.get("PIP_EXTRA_INDEX_URL"):
+        env["PIP_EXTRA_INDEX_URL"] = " ".join(extra)
     return env
-
-
-def _any(env: Mapping[str, str], names: Iterable[str]) -> bool:
-    return any(env.get(n) for n in names)
 
 
 def _pip_url(entry: str, env: Mapping[str, str]) -> str:

@@ -3,9 +3,8 @@
 * Only manylinux wheels for the target Python and architecture are installed (`--only-binary :all:` with the
   target's platform tag): a wheel for Lambda installs the same on a laptop and in CI, and nothing is compiled
   for the wrong machine. `uv` when present (hard links into its cache, no copy), pip otherwise.
-* The file installed from is what the backend's manifest pins (manifest.py: uv.lock, poetry.lock, a hashed
-  `requirements.lock` resolved from the requirements.txt beside it, or requirements.txt alone); a stale lock
-  stops synth. With a lock, every file's hash is required. Local packages are installed after, from wheels.
+* The file installed from is what the backend's manifest pins (manifest.py); with a lock, every file's hash
+  is required. Local packages are installed after, from their wheels.
 * A requirement published only as a pure-Python sdist becomes a wheel first (sdist.py); one that has no
   wheel for the target and none can be built stops synth with MissingWheelError naming the package (no
   Docker fallback: nothing built elsewhere reaches an environment unverified).
@@ -16,7 +15,6 @@
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import subprocess
 import tempfile
@@ -25,13 +23,9 @@ from pathlib import Path
 
 from stacks.bundling import manifest, sdist
 from stacks.bundling.indexes import auth_refused, installer_environment, redact
+from stacks.bundling.lock import platform_tag
 from stacks.bundling.sdist import Wheelhouse
 from stacks.bundling.spec import BundleSpec, BundlingError, MissingWheelError, is_excluded
-
-_PLATFORMS = {
-    "x86_64": ("x86_64-manylinux2014", "manylinux2014_x86_64"),
-    "arm64": ("aarch64-manylinux2014", "manylinux2014_aarch64"),
-}
 
 
 def requirements_file(spec: BundleSpec) -> Path:
@@ -53,104 +47,58 @@ def requirements_file(spec: BundleSpec) -> Path:
     return chosen
 
 
-_NO_WHEEL_PATTERNS = (
-    re.compile(r"(?:only|no) (?:source distribution|wheels?)[^\n]*?for `?([A-Za-z0-9_.-]+)", re.I),
-    re.compile(r"Because ([A-Za-z0-9_.-]+)(?:==[^ ]+)? has no (?:usable |compatible )?wheels", re.I),
-    re.compile(
-        r"`?([A-Za-z0-9_.-]+)`?(?:==\S+)? .*?can't be installed because it doesn't have a wheel", re.I
-    ),
-    re.compile(r"No matching distribution found for ([A-Za-z0-9_.-]+)", re.I),
-)
-
-
-def _no_wheel_package(output: str) -> str | None:
-    for pattern in _NO_WHEEL_PATTERNS:
-        match = pattern.search(output)
-        if match:
-            return match.group(1)
-    return None
-
-
 def _wheel_target(spec: BundleSpec, command: list[str]) -> str:
     """The platform and Python the installer is told to install for, as MissingWheelError names them."""
-    uv_platform, pip_platform = _PLATFORMS[spec.architecture]
-    platform = uv_platform if command[0].endswith("uv") else pip_platform
-    return f"{platform}/cp{spec.python_version.replace('.', '')}"
+    tool = "uv" if command[0].endswith("uv") else "pip"
+    return f"{platform_tag(spec.architecture, tool)}/cp{spec.python_version.replace('.', '')}"
 
 
-def _platform_args(spec: BundleSpec, command: list[str], target: Path) -> list[str]:
-    """What makes an install land in `target` for the Lambda platform: the target's platform tag and Python,
-    wheels only, no bytecode (bytecode.py writes its own, reproducibly)."""
-    uv_platform, pip_platform = _PLATFORMS[spec.architecture]
+def _install_args(spec: BundleSpec, command: list[str], target: Path) -> list[str]:
+    """`uv pip install` (or `pip install`) into `target` for the Lambda platform: the target's platform tag
+    and Python, wheels only, no bytecode (bytecode.py writes its own, reproducibly)."""
     if command[0].endswith("uv"):
-        return [
-            *("--target", str(target), "--python-platform", uv_platform),
-            *("--python-version", spec.python_version, "--only-binary", ":all:", "--no-compile"),
-        ]
-    return [
-        *("--target", str(target), "--platform", pip_platform, "--implementation", "cp"),
-        *("--python-version", spec.python_version, "--only-binary=:all:", "--no-compile"),
-    ]
-
-
-def _install_command(
-    spec: BundleSpec,
-    command: list[str],
-    target: Path,
-    cache: Path,
-    find_links: Path | None,
-    dry_run: bool,
-    offline: bool = False,
-) -> tuple[list[str], dict[str, str]]:
-    # Absolute: uv runs in the backend's folder (--directory), where a relative path would mean another.
-    req, target, cache = requirements_file(spec).absolute(), target.absolute(), cache.absolute()
-    find_links = find_links.absolute() if find_links else None
-    hashes = ["--require-hashes"] if req.name == "requirements.lock" else []
-    # Locally built pure-Python wheels (stacks/bundling/sdist.py), found beside the index.
-    extra = [
-        *(["--find-links", str(find_links)] if find_links else []),
-        *(["--dry-run"] if dry_run else []),
-        *(["--offline"] if offline else []),
-    ]
-    if command[0].endswith("uv"):
-        args = [
-            *command,
-            # Run as in the backend's folder: its uv.toml / pyproject.toml [tool.uv] index settings apply
-            # (indexes.py says why configuration is safe to read).
-            "--directory",
-            str(req.parent),
-            "pip",
-            "install",
-            *_platform_args(spec, command, target),
-            # Hard links into uv's cache: no 100 MB copy. Nothing edits installed files in place (strip writes
-            # a new file), so the cache is never modified through a link.
-            "--link-mode",
-            "hardlink",
-            "--no-progress",
-            "--quiet",
-            # A lock pins every distribution: resolving its dependencies again would only fetch each one's
-            # metadata from the index (seconds, on a slow one). check_lock_complete makes up for it.
-            *(["--no-deps"] if hashes else []),
-            *extra,
-            *hashes,
-            "-r",
-            str(req),
-        ]
-        env = installer_environment("uv", uv_cache=cache / "uv")
+        platform = platform_tag(spec.architecture, "uv")
+        tool = ["pip", "install", "--python-platform", platform, "--only-binary", ":all:"]
     else:
-        args = [
-            *command,
-            "install",
-            *_platform_args(spec, command, target),
-            "--no-deps" if hashes else "--upgrade",
-            "--quiet",
-            *extra,
-            *hashes,
-            "-r",
-            str(req),
-        ]
-        env = installer_environment("pip")
-    return args, env
+        tool = ["install", "--platform", platform_tag(spec.architecture, "pip"), "--implementation", "cp"]
+        tool += ["--only-binary=:all:"]
+    return [*command, *tool, "--target", str(target), "--python-version", spec.python_version, "--no-compile"]
+
+
+def _run_install(
+    spec: BundleSpec, command: list[str], target: Path, cache: Path, find_links: Path | None, *, dry_run: bool
+) -> subprocess.CompletedProcess[str]:
+    """Install requirements_file(spec) into `target` (emptied before each attempt: a failed one may leave
+    part of the tree), with the locally built wheels of `find_links` beside the index.
+
+    A lock pins every distribution with the hashes of its files (required), so its dependencies are not
+    resolved again (--no-deps: that would only fetch each one's metadata; check_lock_complete makes up for
+    it), and uv installs it from its cache alone first (--offline), asking the index only when the cache
+    lacks something: the index can change nothing about what gets installed, and asking it costs a round
+    trip per package on every dependency change. An unlocked requirements.txt always goes to the index.
+    """
+    # Absolute: uv runs in the backend's folder (--directory), where a relative path would mean another.
+    req = requirements_file(spec).absolute()
+    locked = req.name == "requirements.lock"
+    uv = command[0].endswith("uv")
+    args = [*_install_args(spec, command, target.absolute()), "--quiet"]
+    if uv:
+        # In the backend's folder: its uv.toml / pyproject.toml [tool.uv] index settings apply (indexes.py
+        # says why configuration is safe to read). Hard links into uv's cache: no 100 MB copy; nothing edits
+        # installed files in place (strip writes a new file), so the cache is never modified through a link.
+        args += ["--directory", str(req.parent), "--link-mode", "hardlink", "--no-progress"]
+    args += ["--no-deps", "--require-hashes"] if locked else ([] if uv else ["--upgrade"])
+    args += [*(["--find-links", str(find_links.absolute())] if find_links else []), "-r", str(req)]
+    args += ["--dry-run"] if dry_run else []
+    env = installer_environment("uv" if uv else "pip", uv_cache=cache.absolute() / "uv")
+    for offline in [True, False] if locked and uv else [False]:
+        shutil.rmtree(target, ignore_errors=True)
+        target.mkdir(parents=True, exist_ok=True)
+        run = [*args, "--offline"] if offline else args
+        proc = subprocess.run(run, capture_output=True, text=True, env=env, check=False)
+        if proc.returncode == 0:
+            break
+    return proc
 
 
 def prepare_wheelhouse(
@@ -161,16 +109,10 @@ def prepare_wheelhouse(
 
     def dry_run(find_links: Path | None) -> tuple[bool, str]:
         with tempfile.TemporaryDirectory(prefix="credmate-dry-") as target:
-            proc = _run_cache_first(
-                req,
-                command,
-                lambda offline: _install_command(
-                    spec, command, Path(target), spec.cache_dir, find_links, dry_run=True, offline=offline
-                ),
-            )
+            proc = _run_install(spec, command, Path(target), spec.cache_dir, find_links, dry_run=True)
         output = redact(proc.stdout + proc.stderr)
-        refused = auth_refused(output, f"resolving {req} for {spec.runtime}/{spec.architecture}")
-        if proc.returncode != 0 and refused:
+        what = f"resolving {req} for {spec.runtime}/{spec.architecture}"
+        if proc.returncode != 0 and (refused := auth_refused(output, what)):
             raise refused
         return proc.returncode == 0, output
 
@@ -178,54 +120,23 @@ def prepare_wheelhouse(
     try:
         return sdist.prepare_wheelhouse(spec, req, tool, dry_run, uv=uv, log=log)
     except sdist.SdistError as exc:
-        refused = auth_refused(exc.detail, f"downloading the source distribution of {exc.package}")
-        if refused:
+        if refused := auth_refused(exc.detail, f"downloading the source distribution of {exc.package}"):
             raise refused from None
         raise MissingWheelError(exc.package, _wheel_target(spec, command), exc.detail) from None
-
-
-def _run_cache_first(
-    req: Path,
-    command: list[str],
-    build: Callable[[bool], tuple[list[str], dict[str, str]]],
-) -> subprocess.CompletedProcess[str]:
-    """Run an install command built by `build(offline)`: from uv's cache alone first when `req` (the file
-    installed, requirements_file's choice) is a lock, then (when the cache lacks something) with the index.
-
-    A lock pins every distribution with the hashes of its files, so the index can change nothing about
-    what gets installed; asking it anyway costs a round trip per package (seconds on a slow network) on
-    every dependency change. An unlocked requirements.txt always goes to the index.
-    """
-    if req.name == "requirements.lock" and command[0].endswith("uv"):
-        args, env = build(True)
-        proc = subprocess.run(args, capture_output=True, text=True, env=env, check=False)
-        if proc.returncode == 0:
-            return proc
-    args, env = build(False)
-    return subprocess.run(args, capture_output=True, text=True, env=env, check=False)
 
 
 def install_dependencies(
     spec: BundleSpec, command: list[str], target: Path, cache: Path, find_links: Path | None = None
 ) -> None:
     req = requirements_file(spec)
-
-    def build(offline: bool) -> tuple[list[str], dict[str, str]]:
-        # Each attempt starts on an empty target: a failed one may have left part of the tree.
-        shutil.rmtree(target, ignore_errors=True)
-        target.mkdir(parents=True, exist_ok=True)
-        return _install_command(spec, command, target, cache, find_links, dry_run=False, offline=offline)
-
-    proc = _run_cache_first(req, command, build)
+    proc = _run_install(spec, command, target, cache, find_links, dry_run=False)
     if proc.returncode != 0:
         output = redact(proc.stdout + proc.stderr)
         what = f"installing {req} for {spec.runtime}/{spec.architecture}"
-        refused = auth_refused(output, what)
-        if refused:
+        if refused := auth_refused(output, what):
             raise refused
-        package = _no_wheel_package(output)
-        if package:
-            raise MissingWheelError(package, _wheel_target(spec, command), output[-2000:])
+        if found := sdist.no_wheel_requirement(output):
+            raise MissingWheelError(found[0], _wheel_target(spec, command), output[-2000:])
         raise BundlingError(f"{what} failed:\n{output[-3000:]}")
     _install_local_packages(spec, command, target)
     if req.name == "requirements.lock":
@@ -234,19 +145,15 @@ def install_dependencies(
 
 def _install_local_packages(spec: BundleSpec, command: list[str], target: Path) -> None:
     """Install the wheels of the manifest's local packages (manifest.py) into `target`, without dependencies
-    (the pins hold them) and without any index: nothing but those wheels can be installed."""
+    (the pins hold them) and without any index or configuration: nothing but those wheels can be installed."""
     resolved = manifest.resolve(spec)
     if not resolved.local:
         return
-    wheels = [str(p.wheel) for p in resolved.local]
-    if command[0].endswith("uv"):
-        args = [*command, "pip", "install", *_platform_args(spec, command, target)]
-        env = {**os.environ, "UV_NO_CONFIG": "1"}
-    else:
-        args = [*command, "install", *_platform_args(spec, command, target)]
-        env = dict(os.environ)
-    args += ["--no-deps", "--no-index", "--quiet", *wheels]
-    proc = subprocess.run(args, capture_output=True, text=True, env=env, check=False)
+    args = [*_install_args(spec, command, target), "--no-deps", "--no-index", "--quiet"]
+    env = {**os.environ, "UV_NO_CONFIG": "1"}  # pip does not read it
+    proc = subprocess.run(
+        [*args, *(str(p.wheel) for p in resolved.local)], capture_output=True, text=True, env=env, check=False
+    )
     if proc.returncode != 0:
         raise BundlingError(
             f"installing the local packages of {resolved.manifest.primary} "
@@ -262,32 +169,19 @@ def check_lock_complete(target: Path, spec: BundleSpec, lock: Path) -> None:
     otherwise ship a tree missing a package, found only when some import reaches it. Requirements of
     extras are not judged: which extras were asked for is not in the lock, only their pins.
     """
-    try:
-        from packaging.requirements import InvalidRequirement, Requirement
-        from packaging.utils import canonicalize_name
-    except ImportError:  # the synth venv pins packaging (requirements.txt); without it, no check
-        return
-    from email.parser import HeaderParser
+    from packaging.utils import canonicalize_name
 
     environment = manifest.target_environment(spec.python_version, spec.architecture)
-    requires: dict[str, list[str]] = {}
+    requires = {}
     for metadata in sorted(target.glob("*.dist-info/METADATA")):
-        headers = HeaderParser().parsestr(metadata.read_text(errors="replace"))
-        requires[canonicalize_name(headers.get("Name", metadata.parent.name))] = headers.get_all(
-            "Requires-Dist", []
-        )
-    for name, lines in sorted(requires.items()):
-        for line in lines:
-            try:
-                requirement = Requirement(line)
-            except InvalidRequirement:
-                continue
-            if requirement.marker is not None and not requirement.marker.evaluate(environment):
-                continue
-            if canonicalize_name(requirement.name) not in requires:
+        name, lines = manifest.requires_on_target(metadata.read_text(errors="replace"), environment)
+        requires[canonicalize_name(name or metadata.parent.name)] = lines
+    for name, requirements in sorted(requires.items()):
+        for needed in requirements:
+            if canonicalize_name(needed.name) not in requires:
                 named = manifest.resolve(spec).manifest
                 raise BundlingError(
-                    f"{named.lock or lock} does not pin {requirement.name}, which {name} requires ({line}) "
+                    f"{named.lock or lock} does not pin {needed.name}, which {name} requires ({needed}) "
                     f"on {spec.runtime}/{spec.architecture}: the lock is incomplete (edited by hand?). Run "
                     f"{named.refresh} and commit the new lock"
                 )

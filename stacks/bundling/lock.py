@@ -55,18 +55,16 @@ def check_fresh(lock: Path, requirements: Path) -> None:
         )
 
 
-def uv_command() -> str:
-    found = find_uv()
-    if found is None:
-        raise RuntimeError("uv is needed to resolve the lock (pip install uv)")
-    return found
+# The Lambda architectures and the machine each runs (PEP 508's platform_machine): install.py, the lock and
+# the markers all derive the manylinux2014 platform tag from it (`platform_tag`).
+TARGET_PLATFORMS = {"x86_64": "x86_64", "arm64": "aarch64"}
 
 
-# The manylinux tag the bundler installs for (install._PLATFORMS) and the marker naming that machine.
-TARGET_PLATFORMS = {
-    "x86_64": ("x86_64-manylinux2014", "x86_64"),
-    "arm64": ("aarch64-manylinux2014", "aarch64"),
-}
+def platform_tag(architecture: str, tool: str) -> str:
+    """The manylinux2014 platform of `architecture` as uv ("x86_64-manylinux2014") or pip
+    ("manylinux2014_x86_64") names it."""
+    machine = TARGET_PLATFORMS[architecture]
+    return f"{machine}-manylinux2014" if tool == "uv" else f"manylinux2014_{machine}"
 
 
 def render_header(requirements: Path, targets: Sequence[tuple[str, str]]) -> str:
@@ -99,30 +97,22 @@ def _blocks(text: str) -> dict[str, tuple[str, list[str], list[str]]]:
     return blocks
 
 
-def _render_block(pin: str, hashes: Sequence[str], comments: Sequence[str], marker: str = "") -> str:
-    head = f"{pin} ; {marker}" if marker else pin
-    lines = [head, *(f"    {h}" for h in hashes)]
-    body = " \\\n".join(lines) + "\n"
-    return body + "".join(f"{c}\n" for c in comments)
-
-
 def merge_resolutions(resolutions: Sequence[tuple[str, str]]) -> str:
     """One lock from per-target resolutions [(marker, compile output)]: a pin every target agrees on is
     written plainly (hashes united); a pin only some targets chose carries their markers."""
     parsed = [(marker, _blocks(text)) for marker, text in resolutions]
-    names = sorted({name for _m, blocks in parsed for name in blocks})
     out = []
-    for name in names:
+    for name in sorted({name for _m, blocks in parsed for name in blocks}):
         by_pin: dict[str, list[tuple[str, tuple[str, list[str], list[str]]]]] = {}
         for marker, blocks in parsed:
             if name in blocks:
                 by_pin.setdefault(blocks[name][0], []).append((marker, blocks[name]))
         for pin, found in sorted(by_pin.items()):
+            if len(found) < len(parsed):
+                pin += " ; " + " or ".join(f"({m})" for m, _b in found)
             hashes = sorted({h for _m, block in found for h in block[1]})
-            comments = found[0][1][2]
-            everywhere = len(found) == len(parsed)
-            marker = "" if everywhere else " or ".join(f"({m})" for m, _b in found)
-            out.append(_render_block(pin, hashes, comments, marker))
+            out.append(" \\\n".join([pin, *(f"    {h}" for h in hashes)]) + "\n")
+            out.extend(f"{c}\n" for c in found[0][1][2])
     return "".join(out)
 
 
@@ -141,39 +131,29 @@ def compile_lock(
     lock = requirements.with_name(LOCK_NAME)
     # The index settings of the Lambda-platform install (indexes.py): the lock resolves what it installs.
     env = installer_environment("uv", uv_cache=cache_dir)
+    uv = find_uv()
+    if uv is None:
+        raise RuntimeError("uv is needed to resolve the lock (pip install uv)")
     resolutions = []
     for version, arch in sorted(set(targets)):
-        platform, machine = TARGET_PLATFORMS[arch]
         args = [
-            uv_command(),
-            "pip",
-            "compile",
-            requirements.name,  # relative: the lock's annotations must not carry this machine's paths
-            "--python-platform",
-            platform,
-            "--python-version",
-            version,
-            "--only-binary",
-            ":all:",
-            "--generate-hashes",
+            *(uv, "pip", "compile", requirements.name),  # relative: no path of this machine
+            *("--python-platform", platform_tag(arch, "uv"), "--python-version", version),
+            *("--only-binary", ":all:", "--generate-hashes"),
             "--no-header",  # uv's header names this machine's paths; ours records what matters
             # Whatever the configuration says: index URLs (maybe with credentials) stay out of the lock.
-            "--no-emit-index-url",
-            "--no-emit-find-links",
-            "--no-emit-index-annotation",
+            *("--no-emit-index-url", "--no-emit-find-links", "--no-emit-index-annotation"),
         ]
         proc = subprocess.run(
             args, cwd=requirements.parent, capture_output=True, text=True, env=env, check=False
         )
         if proc.returncode != 0:
             what = f"resolving {requirements} for python{version}/{arch}"
-            refused = auth_refused(proc.stderr, what)
-            if refused:
+            if refused := auth_refused(proc.stderr, what):
                 raise refused
             raise RuntimeError(f"{what} failed:\n{redact(proc.stderr)[-3000:]}")
-        resolutions.append(
-            (f"python_version == '{version}' and platform_machine == '{machine}'", proc.stdout)
-        )
+        marker = f"python_version == '{version}' and platform_machine == '{TARGET_PLATFORMS[arch]}'"
+        resolutions.append((marker, proc.stdout))
     body = merge_resolutions(resolutions)
     temporary = lock.with_name(f".{LOCK_NAME}.{os.getpid()}.tmp")
     temporary.write_text(render_header(requirements, sorted(set(targets))) + body)

@@ -36,18 +36,22 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 import tomllib
 import zipfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlparse
 
 from stacks.bundling import bundle_cache
 from stacks.bundling import lock as requirements_lock
 from stacks.bundling.indexes import find_uv, installer_environment, redact
 from stacks.bundling.spec import DEFAULT_EXCLUDES, BundleSpec, BundlingError, source_files
+
+if TYPE_CHECKING:
+    from packaging.requirements import Requirement
 
 UV = "pyproject.toml + uv.lock"
 POETRY = "pyproject.toml + poetry.lock"
@@ -98,20 +102,22 @@ class Resolved:
 def find_manifest(root: Path) -> Manifest:
     """The manifest of backend folder `root`, in the module docstring's order; BundlingError names what is
     missing when there is none."""
-    pyproject, requirements = root / "pyproject.toml", root / "requirements.txt"
-    if pyproject.is_file() and (uv_lock_for(pyproject) or (root / "poetry.lock").is_file()):
-        return manifest_for(pyproject)
-    if requirements.is_file():
-        return manifest_for(requirements)
-    if pyproject.is_file():
-        raise BundlingError(
-            f"{pyproject} has no uv.lock or poetry.lock beside it (and {root} has no requirements.txt): "
-            "the bundle installs locked versions only. Run `uv lock` (or `poetry lock`) there and commit it"
-        )
+    primary = primary_file(root)
+    if primary.is_file() or (root / "pyproject.toml").is_file():  # without a lock, manifest_for says so
+        return manifest_for(primary if primary.is_file() else root / "pyproject.toml")
     raise BundlingError(
         f"{root} has no dependency manifest: expected pyproject.toml with uv.lock or poetry.lock, or "
         "requirements.txt (with the requirements.lock `make lock` writes)"
     )
+
+
+def primary_file(root: Path) -> Path:
+    """The file a backend's BundleSpec names: pyproject.toml when a lock is beside it (or above it, for a
+    workspace member), else requirements.txt (whose absence find_manifest and requirements_file report)."""
+    pyproject = root / "pyproject.toml"
+    if pyproject.is_file() and (uv_lock_for(pyproject) or (root / "poetry.lock").is_file()):
+        return pyproject
+    return root / "requirements.txt"
 
 
 def manifest_for(primary: Path) -> Manifest:
@@ -124,15 +130,13 @@ def manifest_for(primary: Path) -> Manifest:
         if (primary.parent / "poetry.lock").is_file():
             return Manifest(POETRY, primary, primary.parent / "poetry.lock")
         raise BundlingError(
-            f"{primary} has no uv.lock or poetry.lock beside it: run `uv lock` (or `poetry lock`) in "
-            f"{primary.parent} and commit the lock"
+            f"{primary} has no uv.lock or poetry.lock beside it: the bundle installs locked versions only. "
+            f"Run `uv lock` (or `poetry lock`) in {primary.parent} and commit the lock"
         )
     lock = primary.with_name(requirements_lock.LOCK_NAME)
-    return (
-        Manifest(REQUIREMENTS_LOCK, primary, lock)
-        if lock.is_file()
-        else Manifest(REQUIREMENTS, primary, None)
-    )
+    if lock.is_file():
+        return Manifest(REQUIREMENTS_LOCK, primary, lock)
+    return Manifest(REQUIREMENTS, primary, None)
 
 
 def uv_lock_for(pyproject: Path) -> Path | None:
@@ -153,21 +157,12 @@ def uv_lock_for(pyproject: Path) -> Path | None:
     return None
 
 
-def primary_file(root: Path) -> Path:
-    """The file a backend's BundleSpec names: its manifest's, else requirements.txt (whose absence
-    install.requirements_file reports)."""
-    try:
-        return find_manifest(root).primary
-    except BundlingError:
-        return root / "requirements.txt"
-
-
 def target_environment(python_version: str, architecture: str) -> dict[str, str]:
     """PEP 508 marker values on Lambda for the target Python and architecture."""
     return {
         "python_version": python_version,
         "python_full_version": f"{python_version}.0",
-        "platform_machine": {"x86_64": "x86_64", "arm64": "aarch64"}[architecture],
+        "platform_machine": requirements_lock.TARGET_PLATFORMS[architecture],
         "sys_platform": "linux",
         "platform_system": "Linux",
         "os_name": "posix",
@@ -215,32 +210,15 @@ def uv_pins(manifest: Manifest) -> tuple[str, list[Path]]:
     with hashes, members as paths (relative to the workspace root, where uv.lock is)."""
     assert manifest.lock is not None
     root = manifest.primary.parent
-    try:
-        uv = requirements_lock.uv_command()
-    except RuntimeError as exc:
-        raise BundlingError(f"{manifest.lock}: {exc}") from None
-    proc = subprocess.run(
-        [
-            uv,
-            "export",
-            "--locked",  # fails, instead of writing a new lock, when pyproject.toml changed since
-            "--no-dev",
-            "--no-emit-project",  # the app's own code is src/, bundled as source
-            "--no-editable",
-            "--format",
-            "requirements-txt",
-            "--no-header",
-            "--no-annotate",
-            "--quiet",
-            "--color",
-            "never",  # its message goes into synth's
-        ],
-        cwd=root,
-        capture_output=True,
-        text=True,
-        check=False,
-        env={**installer_environment("uv"), "UV_PYTHON_DOWNLOADS": "never"},
-    )
+    uv = find_uv()
+    if uv is None:
+        raise BundlingError(f"{manifest.lock}: uv is needed to resolve the lock (pip install uv)")
+    # --locked fails, instead of writing a new lock, when pyproject.toml changed; the app's own code is
+    # src/, bundled as source; uv's message goes into synth's.
+    args = [uv, "export", "--locked", "--no-dev", "--no-emit-project", "--no-editable", "--color", "never"]
+    args += ["--format", "requirements-txt", "--no-header", "--no-annotate", "--quiet"]
+    env = {**installer_environment("uv"), "UV_PYTHON_DOWNLOADS": "never"}
+    proc = subprocess.run(args, cwd=root, capture_output=True, text=True, check=False, env=env)
     if proc.returncode != 0:
         detail = redact(proc.stderr.strip()[-1500:])
         if "--locked" in detail or "needs to be updated" in detail:
@@ -271,15 +249,8 @@ def poetry_content_hash(pyproject: Mapping[str, Any], *, with_dependency_groups:
         if value is None and (key not in legacy or relevant_project or groups):
             continue
         relevant_poetry[key] = value
-    content: dict[str, Any] = {}
-    if relevant_project:
-        content["project"] = relevant_project
-    if groups:
-        content["dependency-groups"] = groups
-    if content:
-        content["tool"] = {"poetry": relevant_poetry}
-    else:
-        content = relevant_poetry
+    content = {k: v for k, v in {"project": relevant_project, "dependency-groups": groups}.items() if v}
+    content = {**content, "tool": {"poetry": relevant_poetry}} if content else relevant_poetry
     return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
 
 
@@ -334,22 +305,20 @@ def poetry_pins(manifest: Manifest, environment: Mapping[str, str]) -> tuple[str
     return "".join(f"{line}\n" for line in lines), local
 
 
-def requirements_pins(manifest: Manifest) -> tuple[str, list[Path]]:
-    """requirements.txt (or its lock, fresh) without local paths, which are resolved against its folder."""
-    if manifest.lock is not None:
-        requirements_lock.check_fresh(manifest.lock, manifest.primary)
-    return read_requirements(manifest.lock or manifest.primary)
-
-
 _INCLUDE = re.compile(r"^\s*(-r|--requirement|-c|--constraint)(?:\s+|=)(\S+)\s*$")
 
 
-def read_requirements(path: Path, seen: frozenset[Path] = frozenset()) -> tuple[str, list[Path]]:
+def read_requirements(
+    path: Path, seen: frozenset[Path] = frozenset(), read: list[Path] | None = None
+) -> tuple[str, list[Path]]:
     """split_local of a requirements file, with the files it includes (`-r`) inlined, each one's local paths
     resolved against its own folder. A constraints file (`-c`) keeps its place, by absolute path (only in a
-    file that is rewritten because it names a local package: then its pins are no longer beside it)."""
+    file that is rewritten because it names a local package: then its pins are no longer beside it).
+    `read`, when given, is added every file read."""
     if path in seen:
         raise BundlingError(f"{path} includes itself (through -r): remove the cycle")
+    if read is not None:
+        read.append(path)
     kept, local = split_local(path.read_text(), path.parent)
     out = []
     for line in kept.splitlines():
@@ -364,14 +333,41 @@ def read_requirements(path: Path, seen: frozenset[Path] = frozenset()) -> tuple[
         if flag in ("-c", "--constraint"):
             out.append(f"{flag} {target}\n")
             continue
-        text, more = read_requirements(target, seen | {path})
+        text, more = read_requirements(target, seen | {path}, read)
         out.append(text)
         local += more
     return "".join(out), local
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Local packages: a wheel per source content.
+# Wheels built here (local packages; sdists for sdist.py), in bundle cache entries.
+
+PURE_TAGS = ("-py3-none-any.whl", "-py2.py3-none-any.whl")
+BUILD_TIMEOUT_SECONDS = 600
+
+
+def build_wheel(
+    source: Path, out: Path, *, uv: str | None, uv_cache: Path | None = None, project: Path | None = None
+) -> tuple[Path | None, str]:
+    """Build the wheel of `source` (a project folder or an sdist) into `out`, with `uv build` (run in
+    `project`, whose uv configuration, its indexes, applies) or `pip wheel`: (the wheel or None, the
+    installer's redacted output). Build isolation fetches the build backend from the index, with the same
+    index settings as the install; the wheel's file times are fixed (SOURCE_DATE_EPOCH)."""
+    if uv:
+        directory = ["--directory", str(project)] if project else []
+        # Not --quiet: uv then drops the build backend's own output, the reason a build failed.
+        args = [uv, *directory, "build", "--wheel", "--out-dir", str(out), str(source)]
+    else:
+        args = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "--disable-pip-version-check"]
+        args += ["-w", str(out), str(source)]
+    env = installer_environment("uv" if uv else "pip", uv_cache=uv_cache)
+    env["SOURCE_DATE_EPOCH"] = "315532800"
+    built = subprocess.run(
+        args, capture_output=True, text=True, timeout=BUILD_TIMEOUT_SECONDS, env=env, check=False
+    )
+    wheels = sorted(out.glob("*.whl")) if out.is_dir() else []
+    ok = built.returncode == 0 and len(wheels) == 1
+    return (wheels[0] if ok else None), redact(built.stdout + built.stderr)
 
 
 def source_digest(folder: Path) -> str:
@@ -386,139 +382,148 @@ def build_local_wheel(folder: Path, cache_dir: Path) -> LocalPackage:
     if not folder.is_dir():
         raise BundlingError(f"local package {folder} does not exist: fix the path in the manifest naming it")
     digest = source_digest(folder)
-    home = cache_dir / "local-wheels" / digest[:32]
-    # Held like a bundle (bundle_cache.use), so no pruner deletes it while the install reads the wheel;
-    # built under its lock and renamed into place complete (meta.json), as the bundle cache's entries are.
-    if not bundle_cache.use(home):
-        with bundle_cache.building(home) as done:
-            if not done:
-                shutil.rmtree(home, ignore_errors=True)  # an interrupted build's leftovers
-                home.parent.mkdir(parents=True, exist_ok=True)
-                work = Path(tempfile.mkdtemp(prefix=f".{digest[:12]}-", dir=home.parent))
-                try:
-                    _build_wheel(folder, work, cache_dir)
-                    (work / "meta.json").write_text(json.dumps({"source": folder.name}) + "\n")
-                    os.replace(work, home)
-                finally:
-                    shutil.rmtree(work, ignore_errors=True)
-    wheels = sorted(home.glob("*.whl"))
-    if len(wheels) != 1:
-        raise BundlingError(f"building local package {folder} gave {len(wheels)} wheels, expected one")
-    if not wheels[0].name.endswith(("-py3-none-any.whl", "-py2.py3-none-any.whl")):
+
+    def build(work: Path) -> None:
+        # The build backend comes from the same indexes as every other install (private ones included).
+        wheel, output = build_wheel(folder, work, uv=find_uv(), uv_cache=cache_dir / "uv")
+        if wheel is None:
+            raise BundlingError(
+                f"building local package {folder} into a wheel failed: fix its pyproject.toml or build "
+                f"backend\n{output[-2000:]}"
+            )
+
+    home = cache_entry(cache_dir / "local-wheels" / digest[:32], build)
+    wheel = next(home.glob("*.whl"))
+    if not wheel.name.endswith(PURE_TAGS):
         raise BundlingError(
-            f"local package {folder} builds {wheels[0].name}, not a pure-Python wheel: without Docker it "
+            f"local package {folder} builds {wheel.name}, not a pure-Python wheel: without Docker it "
             "cannot be built for Lambda. Move its native part into a published package with manylinux wheels"
         )
-    return LocalPackage(folder, digest, wheels[0])
+    return LocalPackage(folder, digest, wheel)
 
 
-def _build_wheel(folder: Path, out: Path, cache_dir: Path) -> None:
-    uv = find_uv()
-    if uv is not None:
-        args = [uv, "build", "--wheel", "--quiet", "--out-dir", str(out), str(folder)]
-        # The build backend comes from the same indexes as every other install (private ones included).
-        env = installer_environment("uv", uv_cache=cache_dir / "uv")
-    else:
-        args = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", str(out), str(folder)]
-        env = installer_environment("pip")
-    proc = subprocess.run(args, capture_output=True, text=True, env=env, check=False)
-    if proc.returncode != 0:
-        raise BundlingError(
-            f"building local package {folder} into a wheel failed (`{' '.join(args[:3])}`): fix its "
-            f"pyproject.toml or build backend\n{redact((proc.stdout + proc.stderr)[-2000:])}"
-        )
+def cache_entry(entry: Path, fill: Callable[[Path], object]) -> Path:
+    """`entry` of the bundle cache (a local package's wheel, a pins file, a wheelhouse), filled by
+    `fill(folder)` when it is not complete yet: under its lock, in a work folder renamed into place with its
+    marker (meta.json) when `fill` returns (nothing is kept when it raises); held afterwards
+    (bundle_cache.use), so no pruner deletes it while the installer reads it."""
+    if not bundle_cache.use(entry):
+        with bundle_cache.building(entry) as done:
+            if not done:
+                shutil.rmtree(entry, ignore_errors=True)  # an interrupted build's leftovers
+                entry.parent.mkdir(parents=True, exist_ok=True)
+                work = Path(tempfile.mkdtemp(prefix=f".{entry.name[:12]}-", dir=entry.parent))
+                try:
+                    fill(work)
+                    (work / "meta.json").write_text("{}\n")
+                    os.replace(work, entry)
+                finally:
+                    shutil.rmtree(work, ignore_errors=True)
+    return entry
+
+
+def requires_on_target(metadata: str, environment: Mapping[str, str]) -> tuple[str, list[Requirement]]:
+    """The Name of a distribution's METADATA and its Requires-Dist that hold on the target (extras'
+    requirements never do: the environment's `extra` is empty)."""
+    from email.parser import HeaderParser
+
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    headers = HeaderParser().parsestr(metadata)
+    found = []
+    for line in headers.get_all("Requires-Dist", []):
+        try:
+            requirement = Requirement(line)
+        except InvalidRequirement:
+            continue
+        if requirement.marker is None or requirement.marker.evaluate(dict(environment)):
+            found.append(requirement)
+    return str(headers.get("Name", "")), found
 
 
 def wheel_requirements(wheel: Path, environment: Mapping[str, str]) -> list[str]:
-    """The Requires-Dist of `wheel` that hold on the target (extras' requirements never do)."""
-    from email.parser import HeaderParser
-
-    from packaging.requirements import Requirement
-
+    """The Requires-Dist of `wheel` that hold on the target, without their markers."""
     with zipfile.ZipFile(wheel) as archive:
         name = next(n for n in archive.namelist() if n.endswith(".dist-info/METADATA"))
-        headers = HeaderParser().parsestr(archive.read(name).decode())
-    out = []
-    for line in headers.get_all("Requires-Dist", []):
-        requirement = Requirement(line)
-        if requirement.marker is None or requirement.marker.evaluate(dict(environment)):
-            requirement.marker = None
-            out.append(str(requirement))
-    return out
+        _name, requires = requires_on_target(archive.read(name).decode(), environment)
+    for requirement in requires:
+        requirement.marker = None
+    return [str(r) for r in requires]
 
 
 # ---------------------------------------------------------------------------------------------------------
+# resolve: once per spec, again when a file it read changes.
+
+# spec's (requirements file, Python, architecture, cache) -> (manifest, what was read, its stamp, result).
+_RESOLVED: dict[
+    tuple[Path, str, str, Path], tuple[Manifest, tuple[Path, ...], tuple[Any, ...], Resolved]
+] = {}
+# A file written this recently may change again within its timestamp's resolution, keeping size and time:
+# what read it is not kept (as git's "racy" index entries are checked by content).
+_RACY_NS = 2_000_000_000
 
 
 def resolve(spec: BundleSpec) -> Resolved:
-    """What installing `spec`'s manifest means: the pins file and the local packages (built)."""
+    """What installing `spec`'s manifest means: the pins file and the local packages (built).
+
+    A build asks a dozen times (the install, the hashes, the checks): the answer is kept while the manifest
+    is the same and no file it read (the manifest, its lock, included files, the local packages' sources)
+    changed size or time, so a long-lived local API resolves again after an edit, and only then."""
     manifest = manifest_for(spec.requirements)
+    key = (spec.requirements.absolute(), spec.python_version, spec.architecture, spec.cache_dir.absolute())
+    kept = _RESOLVED.get(key)
+    if kept is not None and kept[0] == manifest and _stamp(kept[1]) == kept[2]:
+        return kept[3]
+    read: list[Path] = [manifest.primary, *([manifest.lock] if manifest.lock else [])]
+    resolved = _resolve(spec, manifest, read)
+    inputs = (*read, *(p.source for p in resolved.local))
+    stamp = _stamp(inputs)
+    if all(mtime < time.time_ns() - _RACY_NS for _path, _size, mtime in stamp):
+        _RESOLVED[key] = (manifest, inputs, stamp, resolved)
+    return resolved
+
+
+def _resolve(spec: BundleSpec, manifest: Manifest, read: list[Path]) -> Resolved:
+    """resolve, adding to `read` the files it reads besides the manifest, its lock and the local packages."""
     environment = target_environment(spec.python_version, spec.architecture)
     if manifest.label == UV:
-        text, folders = _uv_pins_cached(manifest)
+        assert manifest.lock is not None
+        read.append(manifest.lock.with_name("pyproject.toml"))  # the workspace's, when a member's is primary
+        text, folders = uv_pins(manifest)
     elif manifest.label == POETRY:
         text, folders = poetry_pins(manifest, environment)
+    elif not manifest.primary.is_file():
+        return Resolved(manifest, manifest.primary, ())  # requirements_file reports it
     else:
-        if not manifest.primary.is_file():
-            return Resolved(manifest, manifest.primary, ())  # requirements_file reports it
-        text, folders = requirements_pins(manifest)
-    local = tuple(build_local_wheel(folder, spec.cache_dir) for folder in _unique(folders))
-    hashed = manifest.label != REQUIREMENTS
-    if manifest.label != UV and manifest.label != POETRY and not folders:
+        if manifest.lock is not None:
+            requirements_lock.check_fresh(manifest.lock, manifest.primary)
+        # requirements.txt (or its lock) without local paths, which are resolved against its folder.
+        text, folders = read_requirements(manifest.lock or manifest.primary, read=read)
+    local = tuple(build_local_wheel(folder, spec.cache_dir) for folder in sorted(set(folders)))
+    if manifest.label in (REQUIREMENTS, REQUIREMENTS_LOCK) and not folders:
         return Resolved(manifest, manifest.lock or manifest.primary, local)  # installed as it is
-    if not hashed:
+    if manifest.label == REQUIREMENTS:
         # Resolved with the rest, the local packages' own dependencies (they are installed without).
         text += "".join(f"{r}\n" for p in local for r in wheel_requirements(p.wheel, environment))
-    pins = _write_pins(spec.cache_dir, text, "requirements.lock" if hashed else "requirements.txt")
+    # Every pin carries hashes, but for a plain requirements.txt: install.py requires them in a lock.
+    name = "requirements.txt" if manifest.label == REQUIREMENTS else "requirements.lock"
+    folder = spec.cache_dir / "manifests" / hashlib.sha256(f"{name}\0{text}".encode()).hexdigest()[:32]
+    pins = cache_entry(folder, lambda work: (work / name).write_text(text)) / name
     return Resolved(manifest, pins, local)
 
 
-def _unique(paths: Iterable[Path]) -> list[Path]:
-    return sorted(set(paths))
-
-
-_UV_EXPORTS: dict[Path, tuple[tuple[tuple[str, int, int], ...], tuple[str, list[Path]]]] = {}
-
-
 def _stamp(paths: Iterable[Path]) -> tuple[tuple[str, int, int], ...]:
+    """(path, size, mtime) of each of `paths` (-1, -1: missing), a folder's by its source files."""
     stats = []
     for path in paths:
-        try:
-            stat = path.stat()
-            stats.append((str(path), stat.st_size, stat.st_mtime_ns))
-        except OSError:
-            stats.append((str(path), -1, -1))
+        files = [p for _r, p in source_files(path, _LOCAL_EXCLUDES)] if path.is_dir() else [path]
+        for file in files:
+            try:
+                stat = file.stat()
+                stats.append((str(file), stat.st_size, stat.st_mtime_ns))
+            except OSError:
+                stats.append((str(file), -1, -1))
     return tuple(stats)
-
-
-def _uv_pins_cached(manifest: Manifest) -> tuple[str, list[Path]]:
-    """uv_pins, run again only when uv.lock or a pyproject.toml it read changed (one build asks often)."""
-    assert manifest.lock is not None
-    read = [manifest.lock, manifest.primary, manifest.lock.with_name("pyproject.toml")]
-    cached = _UV_EXPORTS.get(manifest.lock.resolve())
-    if cached is not None and cached[0] == _stamp([*read, *(m / "pyproject.toml" for m in cached[1][1])]):
-        return cached[1]
-    result = uv_pins(manifest)
-    _UV_EXPORTS[manifest.lock.resolve()] = (
-        _stamp([*read, *(m / "pyproject.toml" for m in result[1])]),
-        result,
-    )
-    return result
-
-
-def _write_pins(cache_dir: Path, text: str, name: str) -> Path:
-    """`text` as file `name` under the cache, in a folder named by its content (written once, atomically)."""
-    folder = cache_dir / "manifests" / hashlib.sha256(f"{name}\0{text}".encode()).hexdigest()[:32]
-    # Held while the installer reads it (bundle_cache.use); written under its lock (the environments of one
-    # synth resolve on several threads at once), the marker last.
-    if not bundle_cache.use(folder):
-        with bundle_cache.building(folder) as done:
-            if not done:
-                shutil.rmtree(folder, ignore_errors=True)
-                folder.mkdir(parents=True)
-                (folder / name).write_text(text)
-                (folder / "meta.json").write_text("{}\n")
-    return folder / name
 
 
 def local_module_path(spec: BundleSpec, module: str) -> Path | None:

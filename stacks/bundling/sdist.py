@@ -19,10 +19,8 @@ again. The built wheels' names and sha256 are part of the bundle's input hash.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -32,22 +30,30 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from stacks.bundling import bundle_cache
+from packaging.utils import canonicalize_name
+
 from stacks.bundling.indexes import installer_environment, redact
+from stacks.bundling.manifest import BUILD_TIMEOUT_SECONDS, PURE_TAGS, build_wheel, cache_entry
 from stacks.bundling.spec import BUNDLER_DIR, BundleSpec, bundler_code
 
-_PURE_TAGS = ("-py3-none-any.whl", "-py2.py3-none-any.whl")
 _MAX_ROUNDS = 20
-_BUILD_TIMEOUT_SECONDS = 600
 
-# "Because docopt==0.6.2 has no usable wheels" (uv), "No matching distribution found for docopt==0.6.2" (pip)
+# The installer saying it found no wheel for a package: (name, version specifier or "").
+_NAME, _SPECIFIER = r"`?([A-Za-z0-9][A-Za-z0-9_.-]*)`?", r"((?:[=<>!~]=?=?)[^\s,;`]+)?"
 _NO_WHEEL = (
-    re.compile(
-        r"Because ([A-Za-z0-9][A-Za-z0-9_.-]*)((?:[=<>!~]=?=?)[^\s,]+)? has no (?:usable |compatible )?wheels"
-    ),
-    re.compile(r"Wheels are required for `([A-Za-z0-9][A-Za-z0-9_.-]*)`()"),
-    re.compile(r"No matching distribution found for ([A-Za-z0-9][A-Za-z0-9_.-]*)((?:[=<>!~]=?=?)[^\s,;]+)?"),
+    # uv: "Because docopt==0.6.2 has no usable wheels", "docopt==0.6.2 can't be installed because it
+    # doesn't have a wheel", "Wheels are required for `docopt`", "only source distributions ... for docopt"
+    re.compile(rf"Because {_NAME}{_SPECIFIER} has no (?:usable |compatible )?wheels", re.I),
+    re.compile(rf"{_NAME}{_SPECIFIER} .*?can't be installed because it doesn't have a wheel", re.I),
+    re.compile(rf"Wheels are required for {_NAME}()", re.I),
+    re.compile(rf"(?:only|no) (?:source distribution|wheels?)[^\n]*?for {_NAME}{_SPECIFIER}", re.I),
+    # pip: "No matching distribution found for docopt==0.6.2"
+    re.compile(rf"No matching distribution found for {_NAME}{_SPECIFIER}", re.I),
 )
+
+
+class _Unresolved(Exception):
+    """The dry run failed for another reason than a missing wheel, or never passed."""
 
 
 class SdistError(Exception):
@@ -63,24 +69,12 @@ class SdistError(Exception):
 class Wheelhouse:
     directory: Path
     wheels: tuple[tuple[str, str], ...]  # (wheel file name, sha256)
-    built_now: bool = False
-
-
-def _normalise(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name).lower()
 
 
 def wheelhouse_key(spec: BundleSpec, requirements: Path, tool: str) -> str:
+    """A change to how wheels are built (the bundler's code) makes new ones, with no constant to bump."""
     digest = hashlib.sha256()
-    for part in (
-        bundler_code(
-            BUNDLER_DIR
-        ),  # a change to how wheels are built makes new ones, with no constant to bump
-        tool,
-        spec.runtime,
-        spec.architecture,
-        requirements.name,
-    ):
+    for part in (bundler_code(BUNDLER_DIR), tool, spec.runtime, spec.architecture, requirements.name):
         digest.update(part.encode() + b"\0")
     digest.update(requirements.read_bytes())
     return digest.hexdigest()
@@ -97,12 +91,12 @@ def no_wheel_requirement(output: str) -> tuple[str, str] | None:
 
 def _pinned(requirements: Path, package: str) -> str:
     """The specifier the requirements file gives `package` ("==1.2" ...), or ""."""
-    wanted = _normalise(package)
+    wanted = canonicalize_name(package)
     for line in requirements.read_text().splitlines():
         match = re.match(
             r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?\s*((?:[=<>!~]=?=?)\s*[^\s;#\\]+)?", line
         )
-        if match and _normalise(match.group(1)) == wanted and match.group(2):
+        if match and canonicalize_name(match.group(1)) == wanted and match.group(2):
             return match.group(2).replace(" ", "")
     return ""
 
@@ -122,26 +116,11 @@ def build_pure_wheel(
     Raises SdistError when the sdist cannot be had or built, or builds a platform-specific wheel."""
     with tempfile.TemporaryDirectory(prefix="credmate-sdist-") as tmp:
         work = Path(tmp)
+        args = [sys.executable, "-m", "pip", "download", "--no-binary", ":all:", "--no-deps", "--quiet"]
+        args += ["--disable-pip-version-check", "-d", str(work / "sdist"), f"{package}{specifier}"]
+        env = installer_environment("pip")
         download = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "pip",
-                "download",
-                "--no-binary",
-                ":all:",
-                "--no-deps",
-                "--quiet",
-                "--disable-pip-version-check",
-                "-d",
-                str(work / "sdist"),
-                f"{package}{specifier}",
-            ],
-            capture_output=True,
-            text=True,
-            timeout=_BUILD_TIMEOUT_SECONDS,
-            env=installer_environment("pip"),
-            check=False,
+            args, capture_output=True, text=True, timeout=BUILD_TIMEOUT_SECONDS, env=env, check=False
         )
         sdists = sorted((work / "sdist").glob("*")) if (work / "sdist").is_dir() else []
         if download.returncode != 0 or not sdists:
@@ -150,42 +129,20 @@ def build_pure_wheel(
                 f"no source distribution of {package}{specifier} could be downloaded either:\n"
                 f"{redact(download.stdout + download.stderr)[-1500:]}",
             )
-        if use_uv:
-            directory = ["--directory", str(project)] if project else []
-            # Not --quiet: uv then drops the build backend's own output, the reason a build failed.
-            args = [
-                use_uv, *directory, "build", "--wheel", "--out-dir", str(work / "wheel"),
-                str(sdists[0]),
-            ]  # fmt: skip
-        else:
-            args = [
-                sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "--disable-pip-version-check",
-                "-w", str(work / "wheel"), str(sdists[0]),
-            ]  # fmt: skip
-        # Build isolation fetches the build backend from the index: the same index settings as the install.
-        env = installer_environment("uv" if use_uv else "pip", uv_cache=uv_cache)
-        env["SOURCE_DATE_EPOCH"] = "315532800"
-        built = subprocess.run(
-            args, capture_output=True, text=True, timeout=_BUILD_TIMEOUT_SECONDS, env=env, check=False
-        )
-        wheels = sorted((work / "wheel").glob("*.whl")) if (work / "wheel").is_dir() else []
-        if built.returncode != 0 or not wheels:
+        wheel, output = build_wheel(sdists[0], work / "wheel", uv=use_uv, uv_cache=uv_cache, project=project)
+        if wheel is None:
             raise SdistError(
                 package,
-                f"its source distribution {sdists[0].name} did not build into a wheel:\n"
-                f"{redact(built.stdout + built.stderr)[-1500:]}",
+                f"its source distribution {sdists[0].name} did not build into a wheel:\n{output[-1500:]}",
             )
-        wheel = wheels[0]
-        if not wheel.name.endswith(_PURE_TAGS):
+        if not wheel.name.endswith(PURE_TAGS):
             raise SdistError(
                 package,
                 f"its source distribution {sdists[0].name} builds {wheel.name}, native code for this host, "
                 "not a pure-Python (py3-none-any) wheel",
             )
         out.mkdir(parents=True, exist_ok=True)
-        dest = out / wheel.name
-        shutil.copyfile(wheel, dest)
-        return dest
+        return Path(shutil.copyfile(wheel, out / wheel.name))
 
 
 def prepare_wheelhouse(
@@ -202,55 +159,43 @@ def prepare_wheelhouse(
     Raises SdistError naming the package when a needed sdist gives no pure wheel.
     `dry_run(find_links)` asks the installer whether the requirements resolve with wheels only; it returns
     (ok, output)."""
-    key = wheelhouse_key(spec, requirements, tool)
-    directory = spec.cache_dir / "wheelhouse" / key
-    manifest = directory / "manifest.json"
-    if bundle_cache.use(directory):  # held: no pruner deletes it while the install reads its wheels
-        data = json.loads(manifest.read_text())
-        return Wheelhouse(directory / "wheels", tuple((str(n), str(h)) for n, h in data["wheels"]))
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{key[:12]}-", dir=directory.parent))
-    wheels_dir = work / "wheels"
-    built: dict[str, Path] = {}
-    try:
+    directory = spec.cache_dir / "wheelhouse" / wheelhouse_key(spec, requirements, tool)
+
+    def fill(work: Path) -> None:
+        built: dict[str, Path] = {}
         for _round in range(_MAX_ROUNDS):
-            ok, output = dry_run(wheels_dir if built else None)
+            ok, output = dry_run(work / "wheels" if built else None)
             if ok:
                 break
             found = no_wheel_requirement(output)
-            if found is None or _normalise(found[0]) in built:
+            if found is None or canonicalize_name(found[0]) in built:
                 # Another failure (the index unreachable, a credential refused, a conflict): the install
                 # reports it with its own message. Nothing is cached: an empty wheelhouse kept now would
                 # hide, once the index answers, the sdists these requirements need.
-                return Wheelhouse(directory / "wheels", ())
+                raise _Unresolved
             package, specifier = found
             specifier = _pinned(requirements, package) or specifier
             log(f"[bundle] {package}{specifier} has no wheel: building its source distribution")
-            # An SdistError leaves no manifest (`work` is removed): a failure is never cached, the next
-            # synth tries again. Downloads and builds fail for reasons the key does not cover (the index
-            # was down or refused the credentials, the build backend fetched from it was broken, a compiler
-            # was missing or present), and a cached verdict would stop every synth until someone deleted it.
-            built[_normalise(package)] = build_pure_wheel(
+            # An SdistError leaves nothing in the cache: a failure is never cached, the next synth tries
+            # again. Downloads and builds fail for reasons the key does not cover (the index was down or
+            # refused the credentials, the build backend fetched from it was broken, a compiler was missing
+            # or present), and a cached verdict would stop every synth until someone deleted it.
+            built[canonicalize_name(package)] = build_pure_wheel(
                 package,
                 specifier,
-                wheels_dir,
+                work / "wheels",
                 use_uv=uv,
                 uv_cache=spec.cache_dir / "uv",
                 project=requirements.parent,
             )
         else:
-            return Wheelhouse(directory / "wheels", ())  # never resolved: nothing cached either
-        wheels = tuple((p.name, hashlib.sha256(p.read_bytes()).hexdigest()) for p in sorted(built.values()))
-        (work / "manifest.json").write_text(json.dumps({"wheels": [list(w) for w in wheels]}))
-        _publish(work, directory)
-        return Wheelhouse(directory / "wheels", wheels, built_now=bool(wheels))
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+            raise _Unresolved  # never resolved: nothing cached either
+        wheels = [(p.name, hashlib.sha256(p.read_bytes()).hexdigest()) for p in sorted(built.values())]
+        (work / "manifest.json").write_text(json.dumps({"wheels": wheels}))
 
-
-def _publish(work: Path, directory: Path) -> None:
-    """Rename the finished wheelhouse into place in one step; a concurrent synth's copy is as good."""
-    if directory.exists():
-        return
-    with contextlib.suppress(OSError):
-        os.replace(work, directory)
+    try:
+        cache_entry(directory, fill)  # held: no pruner deletes it while the install reads its wheels
+    except _Unresolved:
+        return Wheelhouse(directory / "wheels", ())
+    data = json.loads((directory / "manifest.json").read_text())
+    return Wheelhouse(directory / "wheels", tuple((str(n), str(h)) for n, h in data["wheels"]))
