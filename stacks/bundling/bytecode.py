@@ -32,7 +32,9 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from stacks.bundling import layers
@@ -108,26 +110,21 @@ def imports_digest(layer_key: str, dependencies: Sequence[DependencyImport]) -> 
     return hashlib.sha256(data.encode()).hexdigest()
 
 
-def dependency_imports(
-    wanted: InitImports, lazy_dependencies: Iterable[DependencyImport]
-) -> tuple[tuple[DependencyImport, ...], tuple[tuple[DependencyImport, ...], ...]]:
-    """(every dependency import, the groups dependency_modules runs side by side): init's imports, and the
-    lazy ones init does not make. A fixed split, so the record is the same for every build of a set."""
-    lazy = set(lazy_dependencies)
-    dependencies = tuple(sorted({*wanted.dependencies, *lazy}))
-    return dependencies, (wanted.dependencies, tuple(sorted(lazy - set(wanted.dependencies))))
-
-
 def prefetch(
     layer: layers.DependencyLayer,
     modules: Mapping[str, ModuleInfo],
     roots: Iterable[str],
     stdlib: frozenset[str],
     lazy_dependencies: Iterable[DependencyImport] = (),
-) -> None:
-    """Run and record the dependency imports write_bytecode will need, ahead of it (see layers.py)."""
-    dependencies, groups = dependency_imports(init_imports(modules, roots, stdlib), lazy_dependencies)
-    dependency_modules(layer, dependencies, groups)
+) -> tuple[InitImports, str, list[str]]:
+    """(init's imports, digest, loaded) of dependency_modules for init's dependency imports and the lazy
+    ones: write_bytecode's first step, which a build also runs ahead, while a new layer deflates (layers.py).
+    Init's imports and the lazy ones init does not make run side by side: a fixed split, so the record is
+    the same for every build of a set."""
+    wanted = init_imports(modules, roots, stdlib)
+    lazy = tuple(sorted(set(lazy_dependencies) - set(wanted.dependencies)))
+    dependencies = tuple(sorted({*wanted.dependencies, *lazy}))
+    return wanted, *dependency_modules(layer, dependencies, (wanted.dependencies, lazy))
 
 
 def dependency_modules(
@@ -149,53 +146,47 @@ def dependency_modules(
         if all((layer.tree / importlib.util.cache_from_source(r)).is_file() for r in loaded):
             return digest, loaded
     runs = [list(group) for group in groups if group] or [list(dependencies)]
-    command = [sys.executable, "-I", "-S", "-B", str(COMPILE_SCRIPT), str(layer.tree), str(layer.tree)]
-    env = {
-        "PATH": os.environ.get("PATH", ""),
-        "PYTHONHASHSEED": "0",
-        "AWS_REGION": "us-east-1",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }
-    procs = [
-        subprocess.Popen(
-            [*command, json.dumps([[module, list(names)] for module, names in run])],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            cwd=layer.tree,
-            env=env,
-        )
-        for run in runs
-    ]
-    found: set[str] = set()
-    try:
-        for proc, run in zip(procs, runs, strict=True):
-            names = ", ".join(module for module, _names in run)
-            try:
-                stdout, stderr = proc.communicate(timeout=COMPILE_TIMEOUT_SECONDS)
-            except subprocess.TimeoutExpired as exc:
-                raise BytecodeError(
-                    f"importing the dependencies {names} to compile their bytecode took over "
-                    f"{COMPILE_TIMEOUT_SECONDS} s: an import that waits on the network or a lock?"
-                ) from exc
-            lines = [ln for ln in stdout.splitlines() if ln.startswith("{")]
-            if not lines:
-                raise BytecodeError(
-                    f"importing the dependencies {names} to compile their bytecode crashed the interpreter "
-                    f"(exit {proc.returncode}): {stderr[-1500:]}"
-                )
-            found.update(json.loads(lines[-1])["loaded"])
-    finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-    loaded = sorted(found)
+    with ThreadPoolExecutor(len(runs)) as pool:
+        loaded = sorted({file for files in pool.map(partial(_compile, layer.tree), runs) for file in files})
     imports = [[module, list(names)] for module, names in dependencies]
     # Recorded with the failures too: they are a property of the layer, and verification reports them.
     write_atomic(str(record), json.dumps({"loaded": loaded, "imports": imports}).encode())
     return digest, loaded
+
+
+def _compile(tree: Path, run: Sequence[DependencyImport]) -> list[str]:
+    """The tree-relative module files `run`'s imports load in a fresh interpreter, compiled into `tree`."""
+    shown = ", ".join(module for module, _names in run)
+    imports = json.dumps([[module, list(names)] for module, names in run])
+    try:
+        done = subprocess.run(
+            [sys.executable, "-I", "-S", "-B", str(COMPILE_SCRIPT), str(tree), str(tree), imports],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            cwd=tree,
+            env={
+                "PATH": os.environ.get("PATH", ""),
+                "PYTHONHASHSEED": "0",
+                "AWS_REGION": "us-east-1",
+                "AWS_DEFAULT_REGION": "us-east-1",
+            },
+            timeout=COMPILE_TIMEOUT_SECONDS,
+            check=False,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise BytecodeError(
+            f"importing the dependencies {shown} to compile their bytecode took over "
+            f"{COMPILE_TIMEOUT_SECONDS} s: an import that waits on the network or a lock?"
+        ) from exc
+    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    if not lines:
+        raise BytecodeError(
+            f"importing the dependencies {shown} to compile their bytecode crashed the interpreter "
+            f"(exit {done.returncode}): {done.stderr[-1500:]}"
+        )
+    loaded: list[str] = json.loads(lines[-1])["loaded"]
+    return loaded
 
 
 @dataclass(frozen=True)
@@ -221,9 +212,7 @@ def write_bytecode(
     """Write the unchecked-hash .pyc of the bundle's own modules that `roots` import at init into `bundle`,
     and find (compiling into the layer's tree when new) those of the dependency modules they, and
     `lazy_dependencies`, load: their PycSet."""
-    wanted = init_imports(modules, roots, stdlib)
-    dependencies, groups = dependency_imports(wanted, lazy_dependencies)
-    digest, loaded = dependency_modules(layer, dependencies, groups)
+    wanted, digest, loaded = prefetch(layer, modules, roots, stdlib, lazy_dependencies)
     pyc_set = layer.pyc_set(digest, loaded) if loaded else None
     own: list[str] = []
     for relative in wanted.files:
