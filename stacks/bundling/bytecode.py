@@ -54,12 +54,6 @@ class BytecodeError(Exception):
     pass
 
 
-@dataclass(frozen=True)
-class InitImports:
-    files: tuple[str, ...]  # bundle-relative .py files of the bundle's own modules that init imports
-    dependencies: tuple[DependencyImport, ...]  # their module-level dependency imports, sorted
-
-
 def _files_for(modules: Mapping[str, ModuleInfo], module: str, names: Sequence[str] = ()) -> list[str]:
     """The files an import executes: every package __init__ along the path, the module, and for
     `from M import N` the submodule M.N when N is one."""
@@ -72,9 +66,10 @@ def _files_for(modules: Mapping[str, ModuleInfo], module: str, names: Sequence[s
 
 def init_imports(
     modules: Mapping[str, ModuleInfo], roots: Iterable[str], stdlib: frozenset[str]
-) -> InitImports:
-    """The static init closure of `roots` (module names) over the bundle's `modules`: the files it runs and
-    the dependency imports they make at module level (optional ones too: they run, and may succeed)."""
+) -> tuple[list[str], list[DependencyImport]]:
+    """The static init closure of `roots` (module names) over the bundle's `modules`: the bundle-relative
+    files it runs and the dependency imports they make at module level (optional ones too: they run, and
+    may succeed), both sorted."""
     own_tops = {name.split(".")[0] for name in modules}
     files: set[str] = set()
     dependencies: set[DependencyImport] = set()
@@ -93,7 +88,7 @@ def init_imports(
                 todo.extend(_files_for(modules, site.module, site.names))
             elif top not in stdlib:
                 dependencies.add((site.module, ("*",) if site.star else site.names))
-    return InitImports(tuple(sorted(files)), tuple(sorted(dependencies)))
+    return sorted(files), sorted(dependencies)
 
 
 def imports_digest(layer_key: str, dependencies: Sequence[DependencyImport]) -> str:
@@ -116,15 +111,14 @@ def prefetch(
     roots: Iterable[str],
     stdlib: frozenset[str],
     lazy_dependencies: Iterable[DependencyImport] = (),
-) -> tuple[InitImports, str, list[str]]:
-    """(init's imports, digest, loaded) of dependency_modules for init's dependency imports and the lazy
-    ones: write_bytecode's first step, which a build also runs ahead, while a new layer deflates (layers.py).
-    Init's imports and the lazy ones init does not make run side by side: a fixed split, so the record is
-    the same for every build of a set."""
-    wanted = init_imports(modules, roots, stdlib)
-    lazy = tuple(sorted(set(lazy_dependencies) - set(wanted.dependencies)))
-    dependencies = tuple(sorted({*wanted.dependencies, *lazy}))
-    return wanted, *dependency_modules(layer, dependencies, (wanted.dependencies, lazy))
+) -> tuple[list[str], str, list[str]]:
+    """(init's own files, then dependency_modules' digest and loaded files for init's dependency imports
+    and the lazy ones): write_bytecode's first step, which a build also runs ahead, while a new layer
+    deflates (layers.py). Init's imports and the lazy ones init does not make run side by side: a fixed
+    split, so the record is the same for every build of a set."""
+    files, init = init_imports(modules, roots, stdlib)
+    lazy = sorted(set(lazy_dependencies) - set(init))
+    return files, *dependency_modules(layer, sorted({*init, *lazy}), (init, lazy))
 
 
 def dependency_modules(
@@ -160,7 +154,7 @@ def _compile(tree: Path, run: Sequence[DependencyImport]) -> list[str]:
     imports = json.dumps([[module, list(names)] for module, names in run])
     try:
         done = subprocess.run(
-            [sys.executable, "-I", "-S", "-B", str(COMPILE_SCRIPT), str(tree), str(tree), imports],
+            [sys.executable, "-I", "-S", "-B", str(COMPILE_SCRIPT), str(tree), imports],
             stdin=subprocess.DEVNULL,
             capture_output=True,
             text=True,
@@ -212,17 +206,14 @@ def write_bytecode(
     """Write the unchecked-hash .pyc of the bundle's own modules that `roots` import at init into `bundle`,
     and find (compiling into the layer's tree when new) those of the dependency modules they, and
     `lazy_dependencies`, load: their PycSet."""
-    wanted, digest, loaded = prefetch(layer, modules, roots, stdlib, lazy_dependencies)
+    files, digest, loaded = prefetch(layer, modules, roots, stdlib, lazy_dependencies)
     pyc_set = layer.pyc_set(digest, loaded) if loaded else None
     own: list[str] = []
-    for relative in wanted.files:
+    for relative in files:
         try:
             data = pyc_data((bundle / relative).read_bytes(), relative)
         except (OSError, SyntaxError, ValueError):
             continue  # a module that does not compile: verification names it and its function
-        target = bundle / importlib.util.cache_from_source(relative)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.unlink(missing_ok=True)  # never written through a link
-        target.write_bytes(data)
+        write_atomic(str(bundle / importlib.util.cache_from_source(relative)), data)  # replaces a link
         own.append(relative)
     return Written(tuple(own), pyc_set)

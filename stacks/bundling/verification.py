@@ -19,15 +19,14 @@ import tempfile
 import threading
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from stacks.bundling import manifest, verify_cache
 from stacks.bundling.import_closure import listed_in_requirements
 from stacks.bundling.spec import BundleResult, BundleSpec, BundlingError, HandlerCheck
-
-HEALTHY = ("healthy", "ok", "pass", "up")  # as verify_in_bundle.HEALTHY_STATUSES (that file runs standalone)
+from stacks.bundling.verify_in_bundle import HEALTHY_STATUSES
 
 VERIFY_SCRIPT = Path(__file__).with_name("verify_in_bundle.py")
 VERIFY_TIMEOUT_SECONDS = 120
@@ -85,7 +84,7 @@ def hint_for(failure: Mapping[str, Any], check: HandlerCheck, spec: BundleSpec) 
     if failure["stage"] == "health":
         return (
             "the health GET through the handler did not answer 200 with a healthy status "
-            f"({', '.join(HEALTHY)}): run the backend tests"
+            f"({', '.join(HEALTHY_STATUSES)}): run the backend tests"
         )
     return "see the traceback above; the bundle's handler must import cleanly in a fresh interpreter"
 
@@ -170,16 +169,10 @@ def verify_bundle(
     carried: list[str] = []
     runs: list[tuple[HandlerCheck, dict[str, object], dict[str, str], str]] = []
     for check in checks:
-        request = {
-            "function": check.function,
-            "handler": check.handler,
-            "http_health": check.http_health,
-            "health_path": check.health_path,
-            "memory_mb": check.memory_mb,
-            "timeout_seconds": check.timeout_seconds,
-            # Without per-function closures (no BundleSpec.handlers), every lazy import.
-            "lazy": lazy.get(check.function, lazy.get("*", [])),
-        }
+        # The check's fields but its variables, and its lazy imports (all of them without per-function
+        # closures, i.e. without BundleSpec.handlers).
+        request = {k: v for k, v in asdict(check).items() if k not in ("environment", "label_variables")}
+        request["lazy"] = lazy.get(check.function, lazy.get("*", []))
         check_env = {**env, **dict(check.environment)}
         same = shared_identity(check, request, check_env)
         if same in first:
