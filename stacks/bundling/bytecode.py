@@ -124,7 +124,7 @@ def prefetch(
 def dependency_modules(
     layer: layers.DependencyLayer,
     dependencies: Sequence[DependencyImport],
-    groups: Sequence[Sequence[DependencyImport]] = (),
+    groups: Sequence[Sequence[DependencyImport]],
 ) -> tuple[str, list[str]]:
     """(digest, tree-relative module files) of what `dependencies` load, each with its .pyc in the layer's
     tree: from the layer's record of this import set, or found (and recorded) by running the imports now.
@@ -139,7 +139,7 @@ def dependency_modules(
         loaded: list[str] = json.loads(record.read_text())["loaded"]
         if all((layer.tree / importlib.util.cache_from_source(r)).is_file() for r in loaded):
             return digest, loaded
-    runs = [list(group) for group in groups if group] or [list(dependencies)]
+    runs = [group for group in groups if group]
     with ThreadPoolExecutor(len(runs)) as pool:
         loaded = sorted({file for files in pool.map(partial(_compile, layer.tree), runs) for file in files})
     imports = [[module, list(names)] for module, names in dependencies]

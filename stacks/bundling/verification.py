@@ -108,9 +108,8 @@ class Verified:
 
     def summary(self, runtime: str) -> str:
         """The one log line of a verification."""
-        parts = [f"[bundle] verified {len(self.ran)} handler(s) in isolated {runtime} interpreters"]
-        if self.ran:
-            parts[0] += f": {', '.join(self.ran)}"
+        ran = f": {', '.join(self.ran)}" if self.ran else ""
+        parts = [f"[bundle] verified {len(self.ran)} handler(s) in isolated {runtime} interpreters{ran}"]
         if self.shared:
             parts.append(
                 "shared (same handler and environment but the function label): "
@@ -137,7 +136,6 @@ def verify_bundle(
     spec: BundleSpec,
     checks: Sequence[HandlerCheck],
     *,
-    environment: Mapping[str, str] | None = None,
     interpreter: str | None = None,
     reuse: bool = True,
 ) -> Verified:
@@ -160,7 +158,6 @@ def verify_bundle(
         "AWS_EC2_METADATA_DISABLED": "true",
         "PYTHONDONTWRITEBYTECODE": "1",
         "PYTHONHASHSEED": "0",
-        **(environment or {}),
     }
     records = spec.cache_dir / "verified"
     listing = verify_cache.bundle_listing(bundle.directory, bundle.layer) if reuse else ""
