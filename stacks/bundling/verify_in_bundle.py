@@ -92,17 +92,15 @@ def failure(exc: BaseException, **context: str) -> dict[str, object]:
 
 
 def lazy_failures(imports: list[tuple[str, list[str], str]]) -> list[dict[str, object]]:
-    """Import each [module, [names], where]; for each name, an attribute or a submodule must exist."""
+    """Import each [module, [names], where] as `from module import names` does (a name is an attribute or
+    a submodule), or as `import module` without names."""
     failures = []
     for module_name, names, where in imports:
         try:
-            module = importlib.import_module(str(module_name))
-            for name in names:
-                if not hasattr(module, str(name)):
-                    try:
-                        importlib.import_module(f"{module_name}.{name}")
-                    except ModuleNotFoundError:
-                        raise ImportError(f"cannot import name '{name}' from '{module_name}'") from None
+            module = __import__(module_name, fromlist=names)  # imports the submodules among `names`
+            missing = [name for name in names if not hasattr(module, name)]
+            if missing:
+                raise ImportError(f"cannot import name '{missing[0]}' from '{module_name}'")
         except BaseException as exc:  # an import may raise anything, SystemExit included
             failures.append(failure(exc, stage="lazy", where=str(where), module=str(module_name)))
     return failures
