@@ -1,26 +1,24 @@
 """Which modules get precompiled bytecode, and writing it: a function of the inputs, cheap after an edit.
 
-The bytecode that shortens a cold start is that of what init imports; compiling every installed module
-(boto3's, tests', unused extras') nearly doubles the zip for no start-up gain. "What init imports" is taken
-in two parts, so that a source-only change never has to run the handlers:
+Bytecode shortens a cold start for what init imports only; compiling every installed module (boto3's,
+tests', unused extras') nearly doubles the zip for no start-up gain. "What init imports" comes in two
+parts, so that a source-only change never runs the handlers:
 
 * the bundle's own modules (source and extra files such as the probe wrapper): the static init closure of
-  the bytecode modules, i.e. their module-level imports (outside functions and TYPE_CHECKING), followed
-  through the bundle's modules. They are compiled here, from source, in this process;
-* dependency modules: what the dependency imports of that closure load when run in a fresh `-I -S`
-  interpreter against the dependency layer alone (compile_imported.py), together with the dependencies the
-  functions import lazily (inside functions, recorded by the import closure). Those run on the first
-  request that needs them and in every synth-time verification and probe; without bytecode each of those
-  compiles them from source (botocore alone takes about a second), on every cold start, since Lambda's
-  /var/task is read-only. That set depends on the layer, the import names and the Python only, so it is
-  recorded in the layer under a digest of the three: a source edit that imports the same dependencies
-  starts no interpreter. Their .pyc are written into the layer's tree, where verification and the local
-  API use them too.
+  the bytecode modules (module-level imports outside TYPE_CHECKING, followed through the bundle's
+  modules), compiled here from source;
+* dependency modules: what that closure's dependency imports, and the functions' lazy ones (run on the
+  first request that needs them and by every verification and probe), load in a fresh `-I -S`
+  interpreter against the dependency layer alone (compile_imported.py). Without bytecode, every cold
+  start compiles them (botocore alone takes about a second; Lambda's /var/task is read-only). That set
+  depends on the layer, the import names and the Python only, so the layer records it under a digest of
+  the three, and its .pyc in its tree (where verification and the local API use them too): a source edit
+  importing the same dependencies starts no interpreter.
 
-A clean build and a layered one go through the same steps, so they give the same bytes. What this does not
-see: dependency modules first imported while the handlers' module-level code runs (an app constructor that
-imports an optional extra) or through `importlib.import_module` with a computed name. Those are compiled
-once per sandbox at cold start, as without precompiled bytecode: a cost in start-up time, never a failure.
+A clean build and a layered one go through the same steps, so they give the same bytes. Not seen: modules
+first imported while the handlers' module-level code runs (an app constructor importing an optional extra)
+or by `importlib.import_module` with a computed name. Those compile once per sandbox at cold start, as
+without precompiled bytecode: a cost in start-up time, never a failure.
 """
 
 from __future__ import annotations

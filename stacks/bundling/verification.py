@@ -187,7 +187,7 @@ def verify_bundle(
     for (check, _request, _env, key), report in zip(runs, reports, strict=True):
         failures += [_describe(failure, check, spec) for failure in report["failures"]]
         if reuse and not report["failures"]:
-            verify_cache.remember(records, key, bundle.directory, listing, report.get("reads") or ())
+            verify_cache.remember(records, key, bundle.directory, listing, report["reads"])
     if failures:
         also = [f"{fn} (shares the check of {by})" for fn, by in shared]
         raise BundlingError(

@@ -1,19 +1,17 @@
 """Which verifications a new bundle does not need to repeat: proven by the files an earlier one read.
 
-A handler check is a fresh `-I -S` interpreter importing the handler from the bundle (verification.py). What
-it does depends only on what it is given (the interpreter, the check with its environment, the verifier
-script) and on what it finds in the bundle: the files it reads and which files exist. The verifier reports
-every bundle file it read: the modules it loaded (their source and the .pyc it ran), and every file it opened
-(`sys.addaudithook`'s "open" events: data files, build_info.json, native libraries included). So when a new
-bundle has exactly the same file names as the one a check passed on, and every file that check read has the
-same bytes, the check would run the same way: its earlier pass is carried over instead of starting an
-interpreter. A source edit then re-verifies only the functions whose checks read the edited file.
+A handler check (verification.py) depends only on what it is given (the interpreter, the check with its
+environment, the verifier script) and on what it finds in the bundle: the files it reads and which files
+exist. The verifier reports every bundle file it read: the modules it loaded (source and the .pyc it ran)
+and every file it opened (`sys.addaudithook`'s "open" events: data files, build_info.json, native
+libraries). So when a new bundle has the same file names as the one a check passed on, and every file that
+check read has the same bytes, the check would run the same way: its pass is carried over instead of
+starting an interpreter, and a source edit re-verifies only the functions whose checks read the file.
 
 What this relies on: a handler's import is deterministic given those inputs (a check that reads the clock
 or a random number at import is no more reproducible in a fresh run). Files outside the bundle (the
-standard library, /etc) are part of the interpreter and machine, as they are for any run.
-
-Only passes are recorded; a failure is always re-run.
+standard library, /etc) are part of the interpreter and machine, as they are for any run. Only passes are
+recorded; a failure is always run again.
 """
 
 from __future__ import annotations
