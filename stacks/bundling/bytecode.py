@@ -1,26 +1,24 @@
 """Which modules get precompiled bytecode, and writing it: a function of the inputs, cheap after an edit.
 
-The bytecode that shortens a cold start is that of what init imports; compiling every installed module
-(boto3's, tests', unused extras') nearly doubles the zip for no start-up gain. "What init imports" is taken
-in two parts, so that a source-only change never has to run the handlers:
+Bytecode shortens a cold start for what init imports only; compiling every installed module (boto3's,
+tests', unused extras') nearly doubles the zip for no start-up gain. "What init imports" comes in two
+parts, so that a source-only change never runs the handlers:
 
 * the bundle's own modules (source and extra files such as the probe wrapper): the static init closure of
-  the bytecode modules, i.e. their module-level imports (outside functions and TYPE_CHECKING), followed
-  through the bundle's modules. They are compiled here, from source, in this process;
-* dependency modules: what the dependency imports of that closure load when run in a fresh `-I -S`
-  interpreter against the dependency layer alone (compile_imported.py), together with the dependencies the
-  functions import lazily (inside functions, recorded by the import closure). Those run on the first
-  request that needs them and in every synth-time verification and probe; without bytecode each of those
-  compiles them from source (botocore alone takes about a second), on every cold start, since Lambda's
-  /var/task is read-only. That set depends on the layer, the import names and the Python only, so it is
-  recorded in the layer under a digest of the three: a source edit that imports the same dependencies
-  starts no interpreter. Their .pyc are written into the layer's tree, where verification and the local
-  API use them too.
+  the bytecode modules (module-level imports outside TYPE_CHECKING, followed through the bundle's
+  modules), compiled here from source;
+* dependency modules: what that closure's dependency imports, and the functions' lazy ones (run on the
+  first request that needs them and by every verification and probe), load in a fresh `-I -S`
+  interpreter against the dependency layer alone (compile_imported.py). Without bytecode, every cold
+  start compiles them (botocore alone takes about a second; Lambda's /var/task is read-only). That set
+  depends on the layer, the import names and the Python only, so the layer records it under a digest of
+  the three, and its .pyc in its tree (where verification and the local API use them too): a source edit
+  importing the same dependencies starts no interpreter.
 
-A clean build and a layered one go through the same steps, so they give the same bytes. What this does not
-see: dependency modules first imported while the handlers' module-level code runs (an app constructor that
-imports an optional extra) or through `importlib.import_module` with a computed name. Those are compiled
-once per sandbox at cold start, as without precompiled bytecode: a cost in start-up time, never a failure.
+A clean build and a layered one go through the same steps, so they give the same bytes. Not seen: modules
+first imported while the handlers' module-level code runs (an app constructor importing an optional extra)
+or by `importlib.import_module` with a computed name. Those compile once per sandbox at cold start, as
+without precompiled bytecode: a cost in start-up time, never a failure.
 """
 
 from __future__ import annotations
@@ -32,7 +30,9 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from stacks.bundling import layers
@@ -52,12 +52,6 @@ class BytecodeError(Exception):
     pass
 
 
-@dataclass(frozen=True)
-class InitImports:
-    files: tuple[str, ...]  # bundle-relative .py files of the bundle's own modules that init imports
-    dependencies: tuple[DependencyImport, ...]  # their module-level dependency imports, sorted
-
-
 def _files_for(modules: Mapping[str, ModuleInfo], module: str, names: Sequence[str] = ()) -> list[str]:
     """The files an import executes: every package __init__ along the path, the module, and for
     `from M import N` the submodule M.N when N is one."""
@@ -70,9 +64,10 @@ def _files_for(modules: Mapping[str, ModuleInfo], module: str, names: Sequence[s
 
 def init_imports(
     modules: Mapping[str, ModuleInfo], roots: Iterable[str], stdlib: frozenset[str]
-) -> InitImports:
-    """The static init closure of `roots` (module names) over the bundle's `modules`: the files it runs and
-    the dependency imports they make at module level (optional ones too: they run, and may succeed)."""
+) -> tuple[list[str], list[DependencyImport]]:
+    """The static init closure of `roots` (module names) over the bundle's `modules`: the bundle-relative
+    files it runs and the dependency imports they make at module level (optional ones too: they run, and
+    may succeed), both sorted."""
     own_tops = {name.split(".")[0] for name in modules}
     files: set[str] = set()
     dependencies: set[DependencyImport] = set()
@@ -91,7 +86,7 @@ def init_imports(
                 todo.extend(_files_for(modules, site.module, site.names))
             elif top not in stdlib:
                 dependencies.add((site.module, ("*",) if site.star else site.names))
-    return InitImports(tuple(sorted(files)), tuple(sorted(dependencies)))
+    return sorted(files), sorted(dependencies)
 
 
 def imports_digest(layer_key: str, dependencies: Sequence[DependencyImport]) -> str:
@@ -108,32 +103,26 @@ def imports_digest(layer_key: str, dependencies: Sequence[DependencyImport]) -> 
     return hashlib.sha256(data.encode()).hexdigest()
 
 
-def dependency_imports(
-    wanted: InitImports, lazy_dependencies: Iterable[DependencyImport]
-) -> tuple[tuple[DependencyImport, ...], tuple[tuple[DependencyImport, ...], ...]]:
-    """(every dependency import, the groups dependency_modules runs side by side): init's imports, and the
-    lazy ones init does not make. A fixed split, so the record is the same for every build of a set."""
-    lazy = set(lazy_dependencies)
-    dependencies = tuple(sorted({*wanted.dependencies, *lazy}))
-    return dependencies, (wanted.dependencies, tuple(sorted(lazy - set(wanted.dependencies))))
-
-
 def prefetch(
     layer: layers.DependencyLayer,
     modules: Mapping[str, ModuleInfo],
     roots: Iterable[str],
     stdlib: frozenset[str],
     lazy_dependencies: Iterable[DependencyImport] = (),
-) -> None:
-    """Run and record the dependency imports write_bytecode will need, ahead of it (see layers.py)."""
-    dependencies, groups = dependency_imports(init_imports(modules, roots, stdlib), lazy_dependencies)
-    dependency_modules(layer, dependencies, groups)
+) -> tuple[list[str], str, list[str]]:
+    """(init's own files, then dependency_modules' digest and loaded files for init's dependency imports
+    and the lazy ones): write_bytecode's first step, which a build also runs ahead, while a new layer
+    deflates (layers.py). Init's imports and the lazy ones init does not make run side by side: a fixed
+    split, so the record is the same for every build of a set."""
+    files, init = init_imports(modules, roots, stdlib)
+    lazy = sorted(set(lazy_dependencies) - set(init))
+    return files, *dependency_modules(layer, sorted({*init, *lazy}), (init, lazy))
 
 
 def dependency_modules(
     layer: layers.DependencyLayer,
     dependencies: Sequence[DependencyImport],
-    groups: Sequence[Sequence[DependencyImport]] = (),
+    groups: Sequence[Sequence[DependencyImport]],
 ) -> tuple[str, list[str]]:
     """(digest, tree-relative module files) of what `dependencies` load, each with its .pyc in the layer's
     tree: from the layer's record of this import set, or found (and recorded) by running the imports now.
@@ -148,54 +137,48 @@ def dependency_modules(
         loaded: list[str] = json.loads(record.read_text())["loaded"]
         if all((layer.tree / importlib.util.cache_from_source(r)).is_file() for r in loaded):
             return digest, loaded
-    runs = [list(group) for group in groups if group] or [list(dependencies)]
-    command = [sys.executable, "-I", "-S", "-B", str(COMPILE_SCRIPT), str(layer.tree), str(layer.tree)]
-    env = {
-        "PATH": os.environ.get("PATH", ""),
-        "PYTHONHASHSEED": "0",
-        "AWS_REGION": "us-east-1",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }
-    procs = [
-        subprocess.Popen(
-            [*command, json.dumps([[module, list(names)] for module, names in run])],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            cwd=layer.tree,
-            env=env,
-        )
-        for run in runs
-    ]
-    found: set[str] = set()
-    try:
-        for proc, run in zip(procs, runs, strict=True):
-            names = ", ".join(module for module, _names in run)
-            try:
-                stdout, stderr = proc.communicate(timeout=COMPILE_TIMEOUT_SECONDS)
-            except subprocess.TimeoutExpired as exc:
-                raise BytecodeError(
-                    f"importing the dependencies {names} to compile their bytecode took over "
-                    f"{COMPILE_TIMEOUT_SECONDS} s: an import that waits on the network or a lock?"
-                ) from exc
-            lines = [ln for ln in stdout.splitlines() if ln.startswith("{")]
-            if not lines:
-                raise BytecodeError(
-                    f"importing the dependencies {names} to compile their bytecode crashed the interpreter "
-                    f"(exit {proc.returncode}): {stderr[-1500:]}"
-                )
-            found.update(json.loads(lines[-1])["loaded"])
-    finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-    loaded = sorted(found)
+    runs = [group for group in groups if group]
+    with ThreadPoolExecutor(len(runs)) as pool:
+        loaded = sorted({file for files in pool.map(partial(_compile, layer.tree), runs) for file in files})
     imports = [[module, list(names)] for module, names in dependencies]
     # Recorded with the failures too: they are a property of the layer, and verification reports them.
     write_atomic(str(record), json.dumps({"loaded": loaded, "imports": imports}).encode())
     return digest, loaded
+
+
+def _compile(tree: Path, run: Sequence[DependencyImport]) -> list[str]:
+    """The tree-relative module files `run`'s imports load in a fresh interpreter, compiled into `tree`."""
+    shown = ", ".join(module for module, _names in run)
+    imports = json.dumps([[module, list(names)] for module, names in run])
+    try:
+        done = subprocess.run(
+            [sys.executable, "-I", "-S", "-B", str(COMPILE_SCRIPT), str(tree), imports],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            cwd=tree,
+            env={
+                "PATH": os.environ.get("PATH", ""),
+                "PYTHONHASHSEED": "0",
+                "AWS_REGION": "us-east-1",
+                "AWS_DEFAULT_REGION": "us-east-1",
+            },
+            timeout=COMPILE_TIMEOUT_SECONDS,
+            check=False,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise BytecodeError(
+            f"importing the dependencies {shown} to compile their bytecode took over "
+            f"{COMPILE_TIMEOUT_SECONDS} s: an import that waits on the network or a lock?"
+        ) from exc
+    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    if not lines:
+        raise BytecodeError(
+            f"importing the dependencies {shown} to compile their bytecode crashed the interpreter "
+            f"(exit {done.returncode}): {done.stderr[-1500:]}"
+        )
+    loaded: list[str] = json.loads(lines[-1])["loaded"]
+    return loaded
 
 
 @dataclass(frozen=True)
@@ -221,19 +204,14 @@ def write_bytecode(
     """Write the unchecked-hash .pyc of the bundle's own modules that `roots` import at init into `bundle`,
     and find (compiling into the layer's tree when new) those of the dependency modules they, and
     `lazy_dependencies`, load: their PycSet."""
-    wanted = init_imports(modules, roots, stdlib)
-    dependencies, groups = dependency_imports(wanted, lazy_dependencies)
-    digest, loaded = dependency_modules(layer, dependencies, groups)
+    files, digest, loaded = prefetch(layer, modules, roots, stdlib, lazy_dependencies)
     pyc_set = layer.pyc_set(digest, loaded) if loaded else None
     own: list[str] = []
-    for relative in wanted.files:
+    for relative in files:
         try:
             data = pyc_data((bundle / relative).read_bytes(), relative)
         except (OSError, SyntaxError, ValueError):
             continue  # a module that does not compile: verification names it and its function
-        target = bundle / importlib.util.cache_from_source(relative)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.unlink(missing_ok=True)  # never written through a link
-        target.write_bytes(data)
+        write_atomic(str(bundle / importlib.util.cache_from_source(relative)), data)  # replaces a link
         own.append(relative)
     return Written(tuple(own), pyc_set)

@@ -1,20 +1,17 @@
-"""Runs INSIDE the target interpreter: `python3.X -I -S -B compile_imported.py TREE PYC_CACHE IMPORTS_JSON`.
+"""Runs INSIDE the target interpreter: `python3.X -I -S -B compile_imported.py TREE IMPORTS_JSON`.
 
-Runs the dependency imports the bundle's own modules make at init (IMPORTS_JSON: `[[module, [names]], ...]`,
-each run as `from module import names` / `import module`) against TREE, the dependency layer's installed
-tree alone (a fresh `-I -S` interpreter, as on Lambda), and for every module file of TREE these imports load
-writes the unchecked-hash `.pyc` Lambda would use on its read-only /var/task into PYC_CACHE (same relative
-path as in a bundle). A .pyc already there is loaded, not compiled again: it depends only on its file's
-bytes, its path and this interpreter (see `pyc_data`). Why the dependencies' imports and not the handlers':
-the result is then a function of the layer and the import names alone, so a source edit that imports the
-same dependencies reuses it without starting an interpreter; the bundle's own modules are compiled from
-source by the bundler (bytecode.py) with `pyc_data`, in its own process.
-
-An import that fails is not an error here: synth-time verification reports it with the function and a hint.
-Prints one JSON line: the TREE-relative paths of the module files loaded, and the imports that failed.
-Standard library only (the bundler imports `pyc_data` from here too).
+Runs the dependency imports of the bundle's own modules (IMPORTS_JSON: `[[module, [names]], ...]`, each as
+`from module import names` / `import module`) against TREE, the dependency layer's installed tree alone (a
+fresh `-I -S` interpreter, as on Lambda), and for every module file of TREE they load writes beside it the
+unchecked-hash `.pyc` Lambda would use on its read-only /var/task; one already there is loaded, not
+compiled again (see `pyc_data`). Importing the dependencies rather than the handlers makes the result a
+function of the layer and the import names alone, which a source edit does not change (bytecode.py). An
+import that fails is not an error here: synth-time verification reports it with the function and a hint.
+Prints one JSON line: the TREE-relative paths of the module files loaded. Standard library only (the
+bundler imports `pyc_data` from here too).
 """
 
+import contextlib
 import importlib
 import importlib.abc
 import importlib.machinery
@@ -80,13 +77,12 @@ def write_atomic(path: str, data: bytes) -> None:
 
 class _CachingLoader(importlib.machinery.SourceFileLoader):
     tree = ""
-    pyc_cache = ""
     loaded: list[str] = []
 
     def get_code(self, fullname: str) -> types.CodeType:
         path = self.get_filename(fullname)
         relative = os.path.relpath(path, self.tree).replace(os.sep, "/")
-        cached = os.path.join(self.pyc_cache, importlib.util.cache_from_source(relative))
+        cached = importlib.util.cache_from_source(path)
         if os.path.isfile(cached):
             with open(cached, "rb") as handle:
                 data = handle.read()
@@ -116,20 +112,16 @@ def _tree_hook(tree: str) -> Callable[[str], importlib.abc.PathEntryFinder]:
 def main() -> None:
     tree = os.path.abspath(sys.argv[1])
     _CachingLoader.tree = tree
-    _CachingLoader.pyc_cache = os.path.abspath(sys.argv[2])
-    imports = json.loads(sys.argv[3])
+    imports = json.loads(sys.argv[2])
     sys.dont_write_bytecode = True  # only our unchecked-hash files, never the import system's own
     sys.path_hooks.insert(0, _tree_hook(tree))
     sys.path.insert(0, tree)
     sys.path_importer_cache.clear()
-    failed = {}
     for module, names in imports:
-        try:
-            __import__(module, fromlist=names)  # exactly `from module import names` (or `import module`)
-        except BaseException as exc:  # a module may raise anything at import; verification reports it
-            failed[module] = f"{type(exc).__name__}: {exc}"[:300]
-    loaded = sorted(set(_CachingLoader.loaded))
-    sys.stdout.write("\n" + json.dumps({"loaded": loaded, "failed": failed}) + "\n")
+        # Exactly `from module import names` (or `import module`); a module may raise anything at import.
+        with contextlib.suppress(BaseException):
+            __import__(module, fromlist=names)
+    sys.stdout.write("\n" + json.dumps({"loaded": sorted(set(_CachingLoader.loaded))}) + "\n")
     sys.stdout.flush()
     os._exit(0)  # skip interpreter teardown: atexit hooks of imported modules are not ours to run
 

@@ -1,19 +1,17 @@
 """Which verifications a new bundle does not need to repeat: proven by the files an earlier one read.
 
-A handler check is a fresh `-I -S` interpreter importing the handler from the bundle (verification.py). What
-it does depends only on what it is given (the interpreter, the check with its environment, the verifier
-script) and on what it finds in the bundle: the files it reads and which files exist. The verifier reports
-every bundle file it read: the modules it loaded (their source and the .pyc it ran), and every file it opened
-(`sys.addaudithook`'s "open" events: data files, build_info.json, native libraries included). So when a new
-bundle has exactly the same file names as the one a check passed on, and every file that check read has the
-same bytes, the check would run the same way: its earlier pass is carried over instead of starting an
-interpreter. A source edit then re-verifies only the functions whose checks read the edited file.
+A handler check (verification.py) depends only on what it is given (the interpreter, the check with its
+environment, the verifier script) and on what it finds in the bundle: the files it reads and which files
+exist. The verifier reports every bundle file it read: the modules it loaded (source and the .pyc it ran)
+and every file it opened (`sys.addaudithook`'s "open" events: data files, build_info.json, native
+libraries). So when a new bundle has the same file names as the one a check passed on, and every file that
+check read has the same bytes, the check would run the same way: its pass is carried over instead of
+starting an interpreter, and a source edit re-verifies only the functions whose checks read the file.
 
 What this relies on: a handler's import is deterministic given those inputs (a check that reads the clock
 or a random number at import is no more reproducible in a fresh run). Files outside the bundle (the
-standard library, /etc) are part of the interpreter and machine, as they are for any run.
-
-Only passes are recorded; a failure is always re-run.
+standard library, /etc) are part of the interpreter and machine, as they are for any run. Only passes are
+recorded; a failure is always run again.
 """
 
 from __future__ import annotations
@@ -31,14 +29,11 @@ RECORD_FORMAT = "1"
 
 
 def _sha256_file(path: str) -> str | None:
-    digest = hashlib.sha256()
     try:
         with open(path, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
+            return hashlib.file_digest(handle, "sha256").hexdigest()
     except OSError:
         return None
-    return digest.hexdigest()
 
 
 def bundle_listing(bundle: Path, layer: Path | None = None) -> str:
@@ -50,23 +45,21 @@ def bundle_listing(bundle: Path, layer: Path | None = None) -> str:
     return hashlib.sha256("\n".join(names).encode()).hexdigest()
 
 
-def _interpreter_identity(interpreter: str) -> list[object]:
-    real = os.path.realpath(interpreter)
-    try:
-        stat = os.stat(real)
-    except OSError:
-        return [real]
-    return [real, stat.st_size, stat.st_mtime_ns]
-
-
 def check_key(
     interpreter: str, script: Path, request: Mapping[str, object], environment: Mapping[str, str]
 ) -> str:
-    """Everything a check is given besides the bundle: interpreter, verifier script, request, variables."""
+    """Everything a check is given besides the bundle: interpreter (its real path, size and time), verifier
+    script, request, variables."""
+    real = os.path.realpath(interpreter)
+    try:
+        stat = os.stat(real)
+        identity: list[object] = [real, stat.st_size, stat.st_mtime_ns]
+    except OSError:
+        identity = [real]
     data = json.dumps(
         {
             "format": RECORD_FORMAT,
-            "interpreter": _interpreter_identity(interpreter),
+            "interpreter": identity,
             "verifier": _sha256_file(str(script)),
             "request": request,
             "environment": dict(sorted(environment.items())),
@@ -76,20 +69,14 @@ def check_key(
     return hashlib.sha256(data.encode()).hexdigest()
 
 
-def _record_path(records: Path, key: str) -> Path:
-    return records / f"{key}.json"
-
-
 def proven(records: Path, key: str, bundle: Path, listing: str) -> bool:
     """True when a check with `key` passed on a bundle with the same file names and, for every file it
     read, the same bytes as in `bundle`."""
     try:
-        record = json.loads(_record_path(records, key).read_text())
+        record = json.loads((records / f"{key}.json").read_text())
     except (OSError, ValueError):
         return False
-    if not isinstance(record, dict) or record.get("listing") != listing:
-        return False
-    files = record.get("files")
+    files = record.get("files") if isinstance(record, dict) and record.get("listing") == listing else None
     if not isinstance(files, dict) or not files:
         return False
     return all(_sha256_file(os.path.join(bundle, rel)) == digest for rel, digest in files.items())
@@ -104,4 +91,4 @@ def remember(records: Path, key: str, bundle: Path, listing: str, reads: Iterabl
     handle, tmp = tempfile.mkstemp(prefix=".record-", dir=records)
     with os.fdopen(handle, "w") as out:
         json.dump({"listing": listing, "files": files}, out, sort_keys=True)
-    os.replace(tmp, _record_path(records, key))
+    os.replace(tmp, records / f"{key}.json")
