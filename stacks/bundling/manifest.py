@@ -30,12 +30,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 import tomllib
 import zipfile
@@ -403,22 +400,15 @@ def build_local_wheel(folder: Path, cache_dir: Path) -> LocalPackage:
 
 
 def cache_entry(entry: Path, fill: Callable[[Path], object]) -> Path:
-    """`entry` of the bundle cache (a local package's wheel, a pins file, a wheelhouse), filled by
-    `fill(folder)` when it is not complete yet: under its lock, in a work folder renamed into place with its
-    marker (meta.json) when `fill` returns (nothing is kept when it raises); held afterwards
-    (bundle_cache.use), so no pruner deletes it while the installer reads it."""
-    if not bundle_cache.use(entry):
-        with bundle_cache.building(entry) as done:
-            if not done:
-                shutil.rmtree(entry, ignore_errors=True)  # an interrupted build's leftovers
-                entry.parent.mkdir(parents=True, exist_ok=True)
-                work = Path(tempfile.mkdtemp(prefix=f".{entry.name[:12]}-", dir=entry.parent))
-                try:
-                    fill(work)
-                    (work / "meta.json").write_text("{}\n")
-                    os.replace(work, entry)
-                finally:
-                    shutil.rmtree(work, ignore_errors=True)
+    """`entry` of the bundle cache (a local package's wheel, a pins file, a wheelhouse) held, filled by
+    `fill(folder)` first when it is not complete (bundle_cache.publish), with an empty marker (meta.json)."""
+
+    def make(work: Path) -> None:
+        fill(work)
+        (work / "meta.json").write_text("{}\n")
+
+    entry.parent.mkdir(parents=True, exist_ok=True)
+    bundle_cache.publish(entry, make)
     return entry
 
 
