@@ -4,13 +4,9 @@
 from __future__ import annotations
 
 import ast
+import math
 import operator
-from collections.abc import Callable
 from dataclasses import dataclass
-
-# `sys.platform` and `os.name` on every Lambda runtime.
-LAMBDA_PLATFORM = "linux"
-LAMBDA_OS_NAME = "posix"
 
 
 @dataclass(frozen=True)
@@ -20,8 +16,8 @@ class Target:
     undecided: both branches count."""
 
     version: tuple[int, int]
-    platform: str = LAMBDA_PLATFORM
-    os_name: str = LAMBDA_OS_NAME
+    platform: str = "linux"  # `sys.platform` and `os.name` on every Lambda runtime
+    os_name: str = "posix"
 
     @classmethod
     def for_python(cls, python_version: str) -> Target:
@@ -33,123 +29,90 @@ class Target:
         return f"python{self.version[0]}.{self.version[1]} on {self.platform}"
 
 
-def literal_strings(node: ast.expr | None) -> set[str] | None:
-    """The strings of a literal list, tuple or set of strings; None for anything else."""
-    if not isinstance(node, (ast.List, ast.Tuple, ast.Set)):
-        return None
-    values = [elt.value for elt in node.elts if isinstance(elt, ast.Constant) and isinstance(elt.value, str)]
-    return set(values) if len(values) == len(node.elts) else None
-
-
 def literal_str(node: ast.expr | None) -> str | None:
     return node.value if isinstance(node, ast.Constant) and isinstance(node.value, str) else None
-
-
-# -- tests judged against the target. Only `sys.version_info`, `sys.platform` (and `os.name`) are read,
-# spelled through `sys.` / `os.`, as type checkers judge them (PEP 484): a name imported under another
-# spelling or a flag computed from them is a runtime condition, and both of its branches count.
-
-_COMPARE: dict[type[ast.cmpop], Callable[[int, int], bool]] = {
-    ast.Eq: operator.eq,
-    ast.NotEq: operator.ne,
-    ast.Lt: operator.lt,
-    ast.LtE: operator.le,
-    ast.Gt: operator.gt,
-    ast.GtE: operator.ge,
-}
-_MIRRORED: dict[type[ast.cmpop], ast.cmpop] = {
-    ast.Eq: ast.Eq(),
-    ast.NotEq: ast.NotEq(),
-    ast.Lt: ast.Gt(),
-    ast.LtE: ast.GtE(),
-    ast.Gt: ast.Lt(),
-    ast.GtE: ast.LtE(),
-}
-
-# What a `sys.version_info` expression is on the target: (its known leading components, whether the real
-# value has more: the micro version and release level, unknown here), or one component.
-_Version = tuple[tuple[int, ...], bool] | int
-
-
-def is_attr(node: ast.expr, module: str, attr: str) -> bool:
-    return (
-        isinstance(node, ast.Attribute)
-        and node.attr == attr
-        and isinstance(node.value, ast.Name)
-        and node.value.id == module
-    )
 
 
 def literal_int(node: ast.expr | None) -> int | None:
     return node.value if isinstance(node, ast.Constant) and type(node.value) is int else None
 
 
-def _version_value(node: ast.expr, target: Target) -> _Version | None:
-    if is_attr(node, "sys", "version_info"):
-        return target.version, True
-    if isinstance(node, ast.Attribute) and is_attr(node.value, "sys", "version_info"):
-        if node.attr in ("major", "minor"):
-            return target.version[node.attr == "minor"]
+def literal_strings(node: ast.expr | None) -> set[str] | None:
+    """The strings of a literal list, tuple or set of strings; None for anything else."""
+    if not isinstance(node, (ast.List, ast.Tuple, ast.Set)):
         return None
-    if isinstance(node, ast.Subscript) and is_attr(node.value, "sys", "version_info"):
-        index = literal_int(node.slice)
-        if index in (0, 1):
-            return target.version[index]
-        if isinstance(node.slice, ast.Slice) and node.slice.lower is None and node.slice.step is None:
-            upper = literal_int(node.slice.upper)
-            if upper is not None and upper > 0:
-                return target.version[:upper], upper > len(target.version)
-    return None
+    values = [literal_str(elt) for elt in node.elts]
+    return None if None in values else {v for v in values if v is not None}
 
 
-def _version_literal(node: ast.expr) -> tuple[int, ...] | int | None:
-    if isinstance(node, ast.Tuple):
-        values = [literal_int(elt) for elt in node.elts]
-        return tuple(v for v in values if v is not None) if None not in values else None
-    return literal_int(node)
+def is_attr(node: ast.expr, module: str, attr: str) -> bool:
+    return isinstance(node, ast.Attribute) and node.attr == attr and getattr(node.value, "id", None) == module
 
 
-def _compare_version(value: _Version, op: ast.cmpop, literal: tuple[int, ...] | int) -> bool | None:
-    compare = _COMPARE[type(op)]
-    if isinstance(value, int) or isinstance(literal, int):
-        return compare(value, literal) if isinstance(value, int) and isinstance(literal, int) else None
-    known, longer = value
-    for mine, theirs in zip(known, literal, strict=False):
-        if mine != theirs:
-            return compare(mine, theirs)
-    # Equal as far as both go: tuples then order by length, unless the literal reaches the unknown micro.
-    if len(literal) > len(known):
-        return None if longer else compare(0, 1)
-    return compare(1 if longer or len(known) > len(literal) else 0, 0)
+# -- tests judged against the target. Only `sys.version_info`, `sys.platform` (and `os.name`) are read,
+# spelled through `sys.` / `os.`, as type checkers judge them (PEP 484): a name imported under another
+# spelling or a flag computed from them is a runtime condition, and both of its branches count.
+
+_ORDER = {ast.Eq: operator.eq, ast.NotEq: operator.ne, ast.Lt: operator.lt}
+_ORDER |= {ast.LtE: operator.le, ast.Gt: operator.gt, ast.GtE: operator.ge}
+
+# The target's micro version and release level are not known: a `sys.version_info` read ends with _MORE, which
+# sorts after every number, so the value sorts after any literal it starts with, as the real one does.
+_MORE = math.inf
 
 
-def _string_value(node: ast.expr, target: Target) -> str | None:
+def _read(node: ast.expr, target: Target) -> tuple[float, ...] | int | str | None:
+    """What `node` is on the target when it reads the version or the platform; None for anything else."""
     if is_attr(node, "sys", "platform"):
         return target.platform
     if is_attr(node, "os", "name"):
         return target.os_name
-    return None
+    if is_attr(node, "sys", "version_info"):
+        return (*target.version, _MORE)
+    if isinstance(node, ast.Attribute) and is_attr(node.value, "sys", "version_info"):
+        return target.version[node.attr == "minor"] if node.attr in ("major", "minor") else None
+    if not (isinstance(node, ast.Subscript) and is_attr(node.value, "sys", "version_info")):
+        return None
+    index, part = literal_int(node.slice), node.slice
+    if index in (0, 1):
+        return target.version[index]
+    upper = literal_int(part.upper) if isinstance(part, ast.Slice) and not (part.lower or part.step) else None
+    if upper is None or upper <= 0:
+        return None
+    return (*target.version[:upper], _MORE) if upper > len(target.version) else target.version[:upper]
 
 
-def _static_compare(node: ast.Compare, target: Target) -> bool | None:
+def _literal(node: ast.expr) -> tuple[int, ...] | int | str | None:
+    """An int, a str or a tuple of ints written in the source; None for anything else."""
+    if isinstance(node, ast.Tuple):
+        values = [literal_int(elt) for elt in node.elts]
+        return tuple(v for v in values if v is not None) if None not in values else None
+    return literal_int(node) if literal_str(node) is None else literal_str(node)
+
+
+def _compare(node: ast.Compare, target: Target) -> bool | None:
     if len(node.ops) != 1:
         return None
-    left, op, right = node.left, node.ops[0], node.comparators[0]
-    if type(op) in _MIRRORED and _version_value(left, target) is None and _string_value(left, target) is None:
-        left, op, right = right, _MIRRORED[type(op)], left  # `(3, 11) <= sys.version_info`
-    version = _version_value(left, target)
-    literal = _version_literal(right)
-    if version is not None and literal is not None and type(op) in _COMPARE:
-        return _compare_version(version, op, literal)
-    string = _string_value(left, target)
-    if string is None:
+    op, left, right = node.ops[0], node.left, node.comparators[0]
+    value = _read(left, target)
+    if isinstance(op, (ast.In, ast.NotIn)):
+        choices = literal_strings(right)
+        if not isinstance(value, str) or choices is None:
+            return None
+        return (value in choices) == isinstance(op, ast.In)
+    if type(op) not in _ORDER:
         return None
-    if isinstance(op, (ast.Eq, ast.NotEq)) and literal_str(right) is not None:
-        return (string == literal_str(right)) == isinstance(op, ast.Eq)
-    choices = literal_strings(right)
-    if isinstance(op, (ast.In, ast.NotIn)) and choices is not None:
-        return (string in choices) == isinstance(op, ast.In)
-    return None
+    # The target's value on either side: `(3, 11) <= sys.version_info` too.
+    known, literal = (value, _literal(right)) if value is not None else (_read(right, target), _literal(left))
+    if known is None or literal is None or type(known) is not type(literal):
+        return None  # like with like only: a version tuple, one of its numbers, a platform string
+    if isinstance(known, str) and not isinstance(op, (ast.Eq, ast.NotEq)):
+        return None
+    if isinstance(known, tuple) and isinstance(literal, tuple) and known[-1] == _MORE:
+        known_part = known[:-1]  # a literal equal to it that goes on reaches the unknown micro version
+        if len(literal) > len(known_part) and literal[: len(known_part)] == known_part:
+            return None
+    return _ORDER[type(op)](known, literal) if value is not None else _ORDER[type(op)](literal, known)
 
 
 def static_truth(test: ast.expr, target: Target) -> bool | None:
@@ -165,10 +128,10 @@ def static_truth(test: ast.expr, target: Target) -> bool | None:
             return decisive
         return None if None in values else not decisive
     if isinstance(test, ast.Compare):
-        return _static_compare(test, target)
+        return _compare(test, target)
     if isinstance(test, ast.Call) and isinstance(test.func, ast.Attribute) and test.func.attr == "startswith":
-        string = _string_value(test.func.value, target)
-        if string is None or len(test.args) != 1 or test.keywords:
+        string = _read(test.func.value, target)
+        if not isinstance(string, str) or len(test.args) != 1 or test.keywords:
             return None
         prefix = literal_str(test.args[0])
         prefixes = {prefix} if prefix is not None else literal_strings(test.args[0])
