@@ -40,11 +40,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 # Re-exported (`as`): the names the bundler, its scripts and the tests use.
-from stacks.bundling.import_closure.conditions import Target as Target
-from stacks.bundling.import_closure.conditions import static_truth as static_truth
 from stacks.bundling.import_closure.reader import ImportSite as ImportSite
 from stacks.bundling.import_closure.reader import ModuleInfo as ModuleInfo
+from stacks.bundling.import_closure.reader import Target as Target
 from stacks.bundling.import_closure.reader import read_source as read_source
+from stacks.bundling.import_closure.reader import static_truth as static_truth
 from stacks.bundling.spec import DEFAULT_EXCLUDES, source_files
 
 # Modules the Lambda Python runtime puts on sys.path itself (/var/runtime): the AWS SDK and what it depends
@@ -217,12 +217,11 @@ class _Resolver:
             return True
         seen = seen or set()
         seen.add(module)
-        for star in info.stars:
-            if self.kind(star) != "source":
-                return True  # a dependency's star export is unknown statically: accepted
-            if star not in seen and self.star_binds(star, name) and self.exports(star, name, seen):
-                return True
-        return False
+        return any(
+            self.kind(star) != "source"  # a dependency's star export is unknown statically: accepted
+            or (star not in seen and self.star_binds(star, name) and self.exports(star, name, seen))
+            for star in info.stars
+        )
 
     def star_binds(self, module: str, name: str) -> bool:
         """Whether `from module import *` binds `name` when module has it: the names of its `__all__`, or
@@ -248,17 +247,18 @@ class _Resolver:
 
     def missing_name_hint(self, module: str, name: str, target: Target) -> str:
         """What to fix when `from module import name` fails: why the name is not there, where it would be."""
-        info = self.modules.get(module)
-        file = info.file if info else module.replace(".", "/")
+        # A namespace folder (or no module at all) binds nothing.
+        info = self.modules.get(module) or ModuleInfo(module, module.replace(".", "/"), True)
+        file = info.file
         fix = "or update the importers"
-        if info is not None and name in info.deleted:
+        if name in info.deleted:
             return f"{file}:{info.deleted[name]} deletes {name} (`del`): keep it there {fix}"
-        if info is not None and name in info.type_checking_names:
+        if name in info.type_checking_names:
             return (
                 f"module {module} ({file}) binds {name} only under `if TYPE_CHECKING:`, which never runs: "
                 f"bind it outside that block {fix}"
             )
-        if info is not None and name in info.unreachable:
+        if name in info.unreachable:
             return (
                 f"{file}:{info.unreachable[name]} binds {name} only in a branch {target} never takes: "
                 f"bind it in the branch that runs there {fix}"
