@@ -1,23 +1,187 @@
 """Reading one source file as the target runs it: every import with its file and line, and the names its
-module level binds (see the package's docstring for what counts)."""
+module level binds (see the package's docstring for what counts). An `if` test is judged on the target: its
+Python version and platform checks as type checkers judge them (PEP 484), and the modules an
+`importlib.util.find_spec` guard proved."""
 
 from __future__ import annotations
 
 import ast
+import math
+import operator
 import sys
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from stacks.bundling.import_closure.conditions import (
-    Target,
-    found_by_test,
-    is_attr,
-    literal_int,
-    literal_str,
-    literal_strings,
-    static_truth,
-)
+
+@dataclass(frozen=True)
+class Target:
+    """The interpreter that runs the bundle: the version and platform checks of the source are judged against
+    it. The micro version is not known (a runtime moves through them), so a check that depends on it is left
+    undecided: both branches count."""
+
+    version: tuple[int, int]
+    platform: str = "linux"  # `sys.platform` and `os.name` on every Lambda runtime
+    os_name: str = "posix"
+
+    @classmethod
+    def for_python(cls, python_version: str) -> Target:
+        """The Lambda target of `python_version` ("3.11", as BundleSpec.python_version gives it)."""
+        major, minor = python_version.split(".")[:2]
+        return cls((int(major), int(minor)))
+
+    def __str__(self) -> str:
+        return f"python{self.version[0]}.{self.version[1]} on {self.platform}"
+
+
+def literal_str(node: ast.expr | None) -> str | None:
+    return node.value if isinstance(node, ast.Constant) and isinstance(node.value, str) else None
+
+
+def literal_int(node: ast.expr | None) -> int | None:
+    return node.value if isinstance(node, ast.Constant) and type(node.value) is int else None
+
+
+def literal_strings(node: ast.expr | None) -> set[str] | None:
+    """The strings of a literal list, tuple or set of strings; None for anything else."""
+    if not isinstance(node, (ast.List, ast.Tuple, ast.Set)):
+        return None
+    values = [literal_str(elt) for elt in node.elts]
+    return None if None in values else {v for v in values if v is not None}
+
+
+def is_attr(node: ast.expr, module: str, attr: str) -> bool:
+    return isinstance(node, ast.Attribute) and node.attr == attr and getattr(node.value, "id", None) == module
+
+
+# -- tests judged against the target. Only `sys.version_info`, `sys.platform` (and `os.name`) are read,
+# spelled through `sys.` / `os.`, as type checkers judge them (PEP 484): a name imported under another
+# spelling or a flag computed from them is a runtime condition, and both of its branches count.
+
+_ORDER = {ast.Eq: operator.eq, ast.NotEq: operator.ne, ast.Lt: operator.lt}
+_ORDER |= {ast.LtE: operator.le, ast.Gt: operator.gt, ast.GtE: operator.ge}
+
+# The target's micro version and release level are not known: a `sys.version_info` read ends with _MORE, which
+# sorts after every number, so the value sorts after any literal it starts with, as the real one does.
+_MORE = math.inf
+
+
+def _read(node: ast.expr, target: Target) -> tuple[float, ...] | int | str | None:
+    """What `node` is on the target when it reads the version or the platform; None for anything else."""
+    if is_attr(node, "sys", "platform"):
+        return target.platform
+    if is_attr(node, "os", "name"):
+        return target.os_name
+    if is_attr(node, "sys", "version_info"):
+        return (*target.version, _MORE)
+    if isinstance(node, ast.Attribute) and is_attr(node.value, "sys", "version_info"):
+        return target.version[node.attr == "minor"] if node.attr in ("major", "minor") else None
+    if not (isinstance(node, ast.Subscript) and is_attr(node.value, "sys", "version_info")):
+        return None
+    part = node.slice
+    index = literal_int(part)
+    if index in (0, 1):
+        return target.version[index]
+    if not isinstance(part, ast.Slice) or part.lower is not None or part.step is not None:
+        return None  # only `[:upper]` is read
+    upper = literal_int(part.upper)
+    if upper is None or upper <= 0:
+        return None
+    return (*target.version[:upper], _MORE) if upper > len(target.version) else target.version[:upper]
+
+
+def _literal(node: ast.expr) -> tuple[int, ...] | int | str | None:
+    """An int, a str or a tuple of ints written in the source; None for anything else."""
+    if isinstance(node, ast.Tuple):
+        values = [literal_int(elt) for elt in node.elts]
+        return tuple(v for v in values if v is not None) if None not in values else None
+    return literal_int(node) if literal_str(node) is None else literal_str(node)
+
+
+def _compare(node: ast.Compare, target: Target) -> bool | None:
+    if len(node.ops) != 1:
+        return None
+    op, left, right = node.ops[0], node.left, node.comparators[0]
+    value = _read(left, target)
+    if isinstance(op, (ast.In, ast.NotIn)):
+        choices = literal_strings(right)
+        if not isinstance(value, str) or choices is None:
+            return None
+        return (value in choices) == isinstance(op, ast.In)
+    if type(op) not in _ORDER:
+        return None
+    # The target's value on either side: `(3, 11) <= sys.version_info` too.
+    known, literal = (value, _literal(right)) if value is not None else (_read(right, target), _literal(left))
+    if known is None or literal is None or type(known) is not type(literal):
+        return None  # like with like only: a version tuple, one of its numbers, a platform string
+    if isinstance(known, str) and not isinstance(op, (ast.Eq, ast.NotEq)):
+        return None
+    if isinstance(known, tuple) and isinstance(literal, tuple) and known[-1] == _MORE:
+        known_part = known[:-1]  # a literal equal to it that goes on reaches the unknown micro version
+        if len(literal) > len(known_part) and literal[: len(known_part)] == known_part:
+            return None
+    return _ORDER[type(op)](known, literal) if value is not None else _ORDER[type(op)](literal, known)
+
+
+def static_truth(test: ast.expr, target: Target) -> bool | None:
+    """The value of an `if` test on `target` when it reads only the Python version and the platform; None
+    when it depends on anything else (then both branches may run)."""
+    if isinstance(test, ast.UnaryOp) and isinstance(test.op, ast.Not):
+        value = static_truth(test.operand, target)
+        return None if value is None else not value
+    if isinstance(test, ast.BoolOp):
+        values = [static_truth(v, target) for v in test.values]
+        decisive = isinstance(test.op, ast.Or)  # True decides an `or`, False an `and`
+        if decisive in values:
+            return decisive
+        return None if None in values else not decisive
+    if isinstance(test, ast.Compare):
+        return _compare(test, target)
+    if isinstance(test, ast.Call) and isinstance(test.func, ast.Attribute) and test.func.attr == "startswith":
+        string = _read(test.func.value, target)
+        if not isinstance(string, str) or len(test.args) != 1 or test.keywords:
+            return None
+        prefix = literal_str(test.args[0])
+        prefixes = {prefix} if prefix is not None else literal_strings(test.args[0])
+        return None if prefixes is None else string.startswith(tuple(prefixes))
+    return None
+
+
+# -- find_spec guards
+
+
+def _probed_module(node: ast.expr) -> str | None:
+    """m for `importlib.util.find_spec("m")`, `util.find_spec("m")` or `find_spec("m")` (absolute m only)."""
+    if not isinstance(node, ast.Call) or not node.args:
+        return None
+    name = node.func.id if isinstance(node.func, ast.Name) else getattr(node.func, "attr", None)
+    module = literal_str(node.args[0])
+    return module if name == "find_spec" and module and not module.startswith(".") else None
+
+
+def found_by_test(test: ast.expr) -> tuple[frozenset[str], frozenset[str]]:
+    """(modules find_spec found when the body runs, modules it found when the `else` runs)."""
+    if isinstance(test, ast.UnaryOp) and isinstance(test.op, ast.Not):
+        body, orelse = found_by_test(test.operand)
+        return orelse, body
+    if isinstance(test, ast.BoolOp):
+        parts = [found_by_test(v) for v in test.values]
+        if isinstance(test.op, ast.And):  # the body runs when every operand held
+            return frozenset().union(*(body for body, _ in parts)), frozenset()
+        return frozenset(), frozenset().union(*(orelse for _, orelse in parts))
+    if isinstance(test, ast.Compare) and len(test.ops) == 1:
+        right = test.comparators[0]
+        module = _probed_module(test.left)
+        if module and isinstance(right, ast.Constant) and right.value is None:
+            found = frozenset({module})
+            if isinstance(test.ops[0], (ast.IsNot, ast.NotEq)):
+                return found, frozenset()
+            if isinstance(test.ops[0], (ast.Is, ast.Eq)):
+                return frozenset(), found
+        return frozenset(), frozenset()
+    module = _probed_module(test)
+    return (frozenset({module}), frozenset()) if module else (frozenset(), frozenset())
+
 
 # Exception names whose handler makes an import optional (the code copes with its absence), unless the handler
 # raises (see _guards_imports).
@@ -41,6 +205,10 @@ class ImportSite:
     def where(self) -> str:
         return f"{self.file}:{self.line}"
 
+    def as_json(self) -> list[object]:
+        """As build_info.json lists a lazy dependency import for verification and the probe."""
+        return [self.module, list(self.names), self.where]
+
 
 @dataclass
 class ModuleInfo:
@@ -61,18 +229,10 @@ class ModuleInfo:
     deleted: dict[str, int] = field(default_factory=dict)
     unreachable: dict[str, int] = field(default_factory=dict)
 
-
-def _handler_names(handler: ast.ExceptHandler) -> set[str]:
-    if handler.type is None:
-        return {"BaseException"}
-    types = handler.type.elts if isinstance(handler.type, ast.Tuple) else [handler.type]
-    names = set()
-    for node in types:
-        if isinstance(node, ast.Name):
-            names.add(node.id)
-        elif isinstance(node, ast.Attribute):
-            names.add(node.attr)
-    return names
+    @property
+    def package(self) -> str:
+        """The package a relative import in this module starts from."""
+        return self.name if self.is_package else self.name.rpartition(".")[0]
 
 
 def _guards_imports(handlers: Sequence[ast.ExceptHandler]) -> bool:
@@ -80,15 +240,11 @@ def _guards_imports(handlers: Sequence[ast.ExceptHandler]) -> bool:
     Python runs; when its body raises (a bare `raise`, or `raise SomeError(...)`), the import fails the module
     as surely as with no handler. A `raise` nested in an `if` of the handler may not run: still a guard."""
     for handler in handlers:
-        if _handler_names(handler) & _OPTIONAL_HANDLERS:
+        types = handler.type.elts if isinstance(handler.type, ast.Tuple) else [handler.type]
+        names = {"BaseException" if t is None else getattr(t, "id", getattr(t, "attr", None)) for t in types}
+        if names & _OPTIONAL_HANDLERS:
             return not any(isinstance(stmt, ast.Raise) for stmt in handler.body)
     return False
-
-
-def _is_type_checking(test: ast.expr) -> bool:
-    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
-        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
-    )
 
 
 def _target_names(node: ast.expr) -> Iterable[str]:
@@ -101,111 +257,105 @@ def _target_names(node: ast.expr) -> Iterable[str]:
             yield from _target_names(elt)
 
 
-# -- literal dynamic imports
+def absolute_name(package: str, module: str | None, level: int) -> str:
+    """The module `from <level dots><module> import` names in `package`; "" when it goes beyond the top-level
+    package (level 2 needs a package two deep, as importlib's _resolve_name): Python raises ImportError."""
+    if level == 0:
+        return module or ""
+    parts = package.split(".") if package else []
+    if level > len(parts):
+        return ""
+    return ".".join([*parts[: len(parts) - (level - 1)], *([module] if module else [])])
+
+
+def _argument(call: ast.Call, index: int, keyword: str) -> ast.expr | None:
+    if len(call.args) > index:
+        return call.args[index]
+    return next((k.value for k in call.keywords if k.arg == keyword), None)
 
 
 def _dynamic_import(node: ast.Call, info: ModuleInfo) -> str | None:
     """The absolute module a literal `importlib.import_module(...)` or `__import__(...)` call imports, None
     for any other call (a computed name cannot be read statically: left to verification and the probe).
     "" when a relative name goes beyond the top-level package (an ImportError, as for `from .. import`)."""
-    func = node.func
     name = literal_str(node.args[0]) if node.args else None
     if not name:
         return None  # computed, or empty (a ValueError, not an import)
-    if isinstance(func, ast.Name) and func.id == "__import__":
+    if isinstance(node.func, ast.Name) and node.func.id == "__import__":
         # __import__(name, globals, locals, fromlist, level): a missing fromlist entry is no error, so only
         # the module itself counts.
-        level_node = (
-            node.args[4]
-            if len(node.args) > 4
-            else next((k.value for k in node.keywords if k.arg == "level"), None)
-        )
+        level_node = _argument(node, 4, "level")
         level = 0 if level_node is None else literal_int(level_node)
-        return None if level is None else absolute_name(info, name, level)
-    is_import_module = (isinstance(func, ast.Name) and func.id == "import_module") or is_attr(
-        func, "importlib", "import_module"
-    )
-    if not is_import_module:
+        return None if level is None else absolute_name(info.package, name, level)
+    if getattr(node.func, "id", None) != "import_module" and not is_attr(
+        node.func, "importlib", "import_module"
+    ):
         return None
     level = len(name) - len(name.lstrip("."))
     if level == 0:
         return name
     # import_module(".m", package): resolved against `package` as `from . import` is against a package.
-    package = (
-        node.args[1]
-        if len(node.args) > 1
-        else next((k.value for k in node.keywords if k.arg == "package"), None)
-    )
-    if isinstance(package, ast.Name) and package.id == "__package__":
-        anchor = info
-    elif isinstance(package, ast.Name) and package.id == "__name__":
-        anchor = ModuleInfo(info.name, info.file, is_package=True)
-    elif literal_str(package):
-        anchor = ModuleInfo(str(literal_str(package)), info.file, is_package=True)
+    package = _argument(node, 1, "package")
+    if isinstance(package, ast.Name) and package.id in ("__package__", "__name__"):
+        anchor: str | None = info.package if package.id == "__package__" else info.name
     else:
-        return None
-    return absolute_name(anchor, name[level:] or None, level)
+        anchor = literal_str(package) or None
+    return None if anchor is None else absolute_name(anchor, name[level:] or None, level)
+
+
+@dataclass(frozen=True)
+class _Where:
+    """Where in the file the collector is: how an import or a name bound there counts."""
+
+    lazy: bool = False  # in a function (or lambda) body: runs when it is called
+    scoped: bool = False  # in a function or class: names bound there are not module attributes
+    optional: bool = False  # in the body of a try whose handler copes with ImportError
+    type_checking: bool = False  # under `if TYPE_CHECKING:`: never runs
+    branch: bool = False  # may not run (a runtime `if`, try, loops, match): a `del` there may not happen
+    found: frozenset[str] = frozenset()  # modules a find_spec guard found
 
 
 class _Collector(ast.NodeVisitor):
     def __init__(self, info: ModuleInfo, target: Target) -> None:
         self.info = info
         self.target = target
-        self.function_depth = 0
-        self.scope_depth = 0  # functions and classes: names bound there are not module attributes
-        self.optional_depth = 0
-        self.type_checking_depth = 0
-        # Branches that may or may not run (a runtime `if`, try, loops, match): a `del` there may not happen.
-        self.flow_depth = 0
-        self.found: list[frozenset[str]] = []  # modules find_spec found, per enclosing branch
+        self.at = _Where()
         self.global_names: set[str] = set()
 
-    def collect(self, tree: ast.AST) -> None:
-        self.visit(tree)
-        # `global X` in a function makes its assignment a module attribute, whenever the function runs: a
-        # module-level `del X` before that does not remove it for good.
-        self.info.defined |= self.global_names
-
-    # -- definitions
-    def _define(self, names: Iterable[str]) -> None:
-        if self.scope_depth:
-            return
-        if self.type_checking_depth:
-            self.info.type_checking_names.update(names)  # never bound at run time: not an export
-        else:
-            self.info.defined.update(names)
+    def _visit(self, nodes: Iterable[ast.AST], at: _Where | None = None) -> None:
+        """Visit `nodes` from `at` (in a function body, a guarded try, ...), by default from where it is."""
+        outer = self.at
+        self.at = at or outer
+        for node in nodes:
+            self.visit(node)
+        self.at = outer
 
     @property
     def _module_level(self) -> bool:
-        return self.scope_depth == 0 and self.type_checking_depth == 0
+        return not self.at.scoped and not self.at.type_checking
+
+    # -- definitions
+    def _define(self, names: Iterable[str]) -> None:
+        if self.at.type_checking and not self.at.scoped:
+            self.info.type_checking_names.update(names)  # never bound at run time: not an export
+        elif not self.at.scoped:
+            self.info.defined.update(names)
 
     def visit_FunctionDef(self, node: ast.FunctionDef | ast.AsyncFunctionDef) -> None:
         self._define([node.name])
         if self._module_level and node.name == "__getattr__":
             self.info.has_getattr = True
-        for decorator in node.decorator_list:
-            self.visit(decorator)
-        self.function_depth += 1
-        self.scope_depth += 1
-        for stmt in node.body:
-            self.visit(stmt)
-        self.function_depth -= 1
-        self.scope_depth -= 1
+        self._visit(node.decorator_list)
+        self._visit(node.body, replace(self.at, lazy=True, scoped=True))
 
     visit_AsyncFunctionDef = visit_FunctionDef
 
     def visit_Lambda(self, node: ast.Lambda) -> None:
-        self.function_depth += 1
-        self.scope_depth += 1
-        self.generic_visit(node)
-        self.function_depth -= 1
-        self.scope_depth -= 1
+        self._visit(ast.iter_child_nodes(node), replace(self.at, lazy=True, scoped=True))
 
     def visit_ClassDef(self, node: ast.ClassDef) -> None:
         self._define([node.name])
-        self.scope_depth += 1
-        self.generic_visit(node)
-        self.scope_depth -= 1
+        self._visit(ast.iter_child_nodes(node), replace(self.at, scoped=True))
 
     def _dunder_all(self, target: ast.expr, names: set[str] | None, *, extend: bool) -> None:
         """`__all__` at module level, read when it is a literal list of strings (assigned, `+=`, `.extend`,
@@ -216,27 +366,19 @@ class _Collector(ast.NodeVisitor):
         if names is None:
             self.info.all_literal = False
             return
-        kept = self.info.all_names if (extend or self.flow_depth) and self.info.all_names else set()
+        kept = self.info.all_names if (extend or self.at.branch) and self.info.all_names else set()
         self.info.all_names = kept | names
 
-    def visit_Assign(self, node: ast.Assign) -> None:
-        for target in node.targets:
+    def visit_Assign(self, node: ast.Assign | ast.AnnAssign | ast.AugAssign) -> None:
+        extend = isinstance(node, ast.AugAssign)
+        for target in node.targets if isinstance(node, ast.Assign) else [node.target]:
             self._define(_target_names(target))
-            self._dunder_all(target, literal_strings(node.value), extend=False)
+            if node.value is not None:  # `__all__: list[str]` alone binds nothing
+                added = not isinstance(node, ast.AugAssign) or isinstance(node.op, ast.Add)
+                self._dunder_all(target, literal_strings(node.value) if added else None, extend=extend)
         self.generic_visit(node)
 
-    def visit_AnnAssign(self, node: ast.AnnAssign) -> None:
-        self._define(_target_names(node.target))
-        if node.value is not None:
-            self._dunder_all(node.target, literal_strings(node.value), extend=False)
-        self.generic_visit(node)
-
-    def visit_AugAssign(self, node: ast.AugAssign) -> None:
-        self._define(_target_names(node.target))
-        self._dunder_all(
-            node.target, literal_strings(node.value) if isinstance(node.op, ast.Add) else None, extend=True
-        )
-        self.generic_visit(node)
+    visit_AnnAssign = visit_AugAssign = visit_Assign
 
     def visit_Expr(self, node: ast.Expr) -> None:
         call = node.value
@@ -254,20 +396,13 @@ class _Collector(ast.NodeVisitor):
         self._define(_target_names(node.target))
         self.generic_visit(node)
 
-    def visit_For(self, node: ast.For | ast.AsyncFor) -> None:
-        self._define(_target_names(node.target))
-        self.flow_depth += 1
-        self.generic_visit(node)
-        self.flow_depth -= 1
+    def visit_While(self, node: ast.While | ast.Match | ast.For | ast.AsyncFor) -> None:
+        """Loops and `match`: their bodies may or may not run."""
+        if isinstance(node, (ast.For, ast.AsyncFor)):
+            self._define(_target_names(node.target))
+        self._visit(ast.iter_child_nodes(node), replace(self.at, branch=True))
 
-    visit_AsyncFor = visit_For
-
-    def visit_While(self, node: ast.While) -> None:
-        self.flow_depth += 1
-        self.generic_visit(node)
-        self.flow_depth -= 1
-
-    visit_Match = visit_While  # type: ignore[assignment]
+    visit_For = visit_AsyncFor = visit_Match = visit_While
 
     def visit_With(self, node: ast.With | ast.AsyncWith) -> None:
         for item in node.items:
@@ -279,11 +414,10 @@ class _Collector(ast.NodeVisitor):
 
     def visit_Delete(self, node: ast.Delete) -> None:
         # Only a `del` that surely runs removes a name; one in a branch may not, and the name then stays.
-        if self.scope_depth == 0 and self.flow_depth == 0:
-            for target in node.targets:
-                for name in _target_names(target):
-                    self.info.defined.discard(name)
-                    self.info.deleted[name] = node.lineno
+        if not self.at.scoped and not self.at.branch:
+            for name in (name for target in node.targets for name in _target_names(target)):
+                self.info.defined.discard(name)
+                self.info.deleted[name] = node.lineno
         self.generic_visit(node)
 
     def visit_Call(self, node: ast.Call) -> None:
@@ -297,76 +431,50 @@ class _Collector(ast.NodeVisitor):
         self.generic_visit(node)
 
     def visit_Global(self, node: ast.Global) -> None:
+        # `global X` in a function makes its assignment a module attribute, whenever the function runs: a
+        # module-level `del X` before that does not remove it for good (added after the whole file is read).
         self.global_names.update(node.names)
 
     # -- guards
-    def visit_Try(self, node: ast.Try) -> None:
-        optional = _guards_imports(node.handlers)
-        self.flow_depth += 1
-        self.optional_depth += optional
-        for stmt in node.body:
-            self.visit(stmt)
-        self.optional_depth -= optional
-        for part in (*node.handlers, *node.orelse, *node.finalbody):
-            self.visit(part)
-        self.flow_depth -= 1
+    def visit_Try(self, node: ast.Try | ast.TryStar) -> None:
+        guarded = self.at.optional or _guards_imports(node.handlers)
+        self._visit(node.body, replace(self.at, branch=True, optional=guarded))
+        self._visit([*node.handlers, *node.orelse, *node.finalbody], replace(self.at, branch=True))
 
-    visit_TryStar = visit_Try  # type: ignore[assignment]
+    visit_TryStar = visit_Try
 
     def visit_If(self, node: ast.If) -> None:
         self.visit(node.test)
         taken = static_truth(node.test, self.target)
-        if taken is not None:
-            # Judged as the target runs it: the branch it never takes is not read (its imports never run,
-            # its names are never bound), and the one it takes is read as unconditional code.
-            live, dead = (node.body, node.orelse) if taken else (node.orelse, node.body)
-            self._unreachable(dead, node.lineno)
-            for stmt in live:
-                self.visit(stmt)
+        if taken is None:
+            body_found, else_found = found_by_test(node.test)
+            type_checking = self.at.type_checking or _is_type_checking(node.test)
+            body = replace(
+                self.at, branch=True, type_checking=type_checking, found=self.at.found | body_found
+            )
+            self._visit(node.body, body)
+            self._visit(node.orelse, replace(self.at, branch=True, found=self.at.found | else_found))
             return
-        body_found, else_found = found_by_test(node.test)
-        type_checking = _is_type_checking(node.test)
-        self.flow_depth += 1
-        self.type_checking_depth += type_checking
-        self._branch(node.body, body_found)
-        self.type_checking_depth -= type_checking
-        self._branch(node.orelse, else_found)
-        self.flow_depth -= 1
-
-    def _branch(self, body: Sequence[ast.stmt], found: frozenset[str]) -> None:
-        self.found.append(found)
-        for stmt in body:
-            self.visit(stmt)
-        self.found.pop()
-
-    def _unreachable(self, body: Sequence[ast.stmt], line: int) -> None:
-        """Note what a skipped branch would bind at module level, so a hint can say why a name is missing."""
-        if not (self._module_level and body):
-            return
-        scratch = ModuleInfo(self.info.name, self.info.file, self.info.is_package)
-        collector = _Collector(scratch, self.target)
-        for stmt in body:
-            collector.visit(stmt)
-        for name in scratch.defined:
-            self.info.unreachable.setdefault(name, line)
+        # Judged as the target runs it: the branch it never takes is not read (its imports never run, its
+        # names are never bound), and the one it takes is read as unconditional code.
+        live, dead = (node.body, node.orelse) if taken else (node.orelse, node.body)
+        if self._module_level and dead:  # what it would bind, so a hint can say why a name is missing
+            scratch = ModuleInfo(self.info.name, self.info.file, self.info.is_package)
+            _Collector(scratch, self.target)._visit(dead)
+            for name in scratch.defined:
+                self.info.unreachable.setdefault(name, node.lineno)
+        self._visit(live)
 
     # -- imports
     def _site(
         self, node: ast.stmt | ast.expr, module: str, names: tuple[str, ...], star: bool = False
     ) -> None:
-        found = any(module == m or module.startswith(m + ".") for frame in self.found for m in frame)
-        self.info.sites.append(
-            ImportSite(
-                file=self.info.file,
-                line=node.lineno,
-                module=module,
-                names=names,
-                lazy=self.function_depth > 0,
-                optional=self.optional_depth > 0 or self.type_checking_depth > 0 or found,
-                type_checking=self.type_checking_depth > 0,
-                star=star,
-            )
+        found = any(module == m or module.startswith(m + ".") for m in self.at.found)
+        optional = self.at.optional or self.at.type_checking or found
+        site = ImportSite(
+            self.info.file, node.lineno, module, names, self.at.lazy, optional, self.at.type_checking, star
         )
+        self.info.sites.append(site)
 
     def visit_Import(self, node: ast.Import) -> None:
         for alias in node.names:
@@ -374,7 +482,7 @@ class _Collector(ast.NodeVisitor):
             self._site(node, alias.name, ())
 
     def visit_ImportFrom(self, node: ast.ImportFrom) -> None:
-        module = absolute_name(self.info, node.module, node.level)
+        module = absolute_name(self.info.package, node.module, node.level)
         star = any(a.name == "*" for a in node.names)
         names = tuple(a.name for a in node.names if a.name != "*")
         self._define(a.asname or a.name for a in node.names if a.name != "*")
@@ -383,24 +491,8 @@ class _Collector(ast.NodeVisitor):
         self._site(node, module, names, star)
 
 
-def absolute_name(info: ModuleInfo, module: str | None, level: int) -> str:
-    if level == 0:
-        return module or ""
-    package = info.name if info.is_package else info.name.rpartition(".")[0]
-    parts = package.split(".") if package else []
-    if level > len(parts):
-        # beyond the top (level 2 needs a package two deep, as importlib's _resolve_name): Python raises
-        # ImportError; reported as unresolvable
-        return ""
-    base = parts[: len(parts) - (level - 1)]
-    return ".".join([*base, *([module] if module else [])])
-
-
-def _module_name(relative: str) -> tuple[str, bool]:
-    parts = relative[: -len(".py")].split("/")
-    if parts[-1] == "__init__":
-        return ".".join(parts[:-1]), True
-    return ".".join(parts), False
+def _is_type_checking(test: ast.expr) -> bool:
+    return getattr(test, "id", None) == "TYPE_CHECKING" or getattr(test, "attr", None) == "TYPE_CHECKING"
 
 
 def read_source(
@@ -415,25 +507,21 @@ def read_source(
 
     `contents`: the files' bytes where the caller has already read them; `target`: the bundle's Python
     (default: this interpreter's version, on Lambda)."""
-    if target is None:
-        target = Target(sys.version_info[:2])
+    target = target or Target(sys.version_info[:2])
     modules: dict[str, ModuleInfo] = {}
-    for relative, path in files:
-        if not relative.endswith(".py"):
-            continue
-        name, is_package = _module_name(relative)
+    for relative, path in (f for f in files if f[0].endswith(".py")):
+        parts = relative.removesuffix(".py").split("/")
+        is_package = parts[-1] == "__init__"
+        name = ".".join(parts[:-1] if is_package else parts)
         if not name or not all(part.isidentifier() for part in name.split(".")):
             continue  # not importable by name (e.g. migrations/versions/0001_x.py): loaded by path, if at all
         data = contents[relative] if contents is not None and relative in contents else path.read_bytes()
-        modules[name] = _parse(name, relative, is_package, data, target)
+        info = modules[name] = ModuleInfo(name, relative, is_package)
+        try:
+            tree = ast.parse(data, filename=relative)
+        except (SyntaxError, ValueError):
+            continue
+        collector = _Collector(info, target)
+        collector.visit(tree)
+        info.defined |= collector.global_names
     return modules
-
-
-def _parse(name: str, relative: str, is_package: bool, data: bytes, target: Target) -> ModuleInfo:
-    info = ModuleInfo(name=name, file=relative, is_package=is_package)
-    try:
-        tree = ast.parse(data, filename=relative)
-    except (SyntaxError, ValueError):
-        return info
-    _Collector(info, target).collect(tree)
-    return info
