@@ -118,7 +118,7 @@ def test_every_kind_of_input_change_changes_the_hash(mini_backend: Path, tmp_pat
     assert input_hash(spec_for(mini_backend, tmp_path), "uv 0.14.0") != baseline, "installer version"
 
 
-@pytest.mark.parametrize("module", ["build.py", "import_closure/reader.py"])
+@pytest.mark.parametrize("module", ["build.py", "import_reader.py"])
 def test_a_change_to_the_bundlers_code_changes_the_hash_with_no_constant_bumped(
     mini_backend: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, module: str
 ) -> None:

@@ -1,4 +1,4 @@
-"""The static import closure (stacks/bundling/import_closure/), pure-Python sdists, and verification of a
+"""The static import closure (stacks/bundling/import_closure.py), pure-Python sdists, and verification of a
 backend laid out unlike the sample (tests/fixtures/layout_backend): dotted handler modules, a namespace
 package, an import-time setting, a lazily imported dependency published only as an sdist."""
 

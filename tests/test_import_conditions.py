@@ -1,4 +1,4 @@
-"""The source read as the target runs it (stacks/bundling/import_closure/reader.py): version
+"""The source read as the target runs it (stacks/bundling/import_reader.py): version
 and platform branches judged against the target, find_spec guards, literal dynamic imports, and what is not an
 export (TYPE_CHECKING, `__all__`, `del`); each case in both directions where both exist."""
 

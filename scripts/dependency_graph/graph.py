@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Which functions reach which shared source modules: the dependency graph of the incident report.
 
-From the bundle's static import closure (stacks/bundling/import_closure/), for one environment's catalog:
+From the bundle's static import closure (stacks/bundling/import_closure.py), for one environment's catalog:
 every backend module that two or more functions reach, and which functions import it at init (a broken
 export there fails their cold start, as `goals_common` failed every login) or reach it lazily (the first
 request that runs that code fails). Written as Markdown with a Mermaid flowchart, which GitHub renders:

@@ -4,6 +4,7 @@ One module per job: spec.py (shared types and file selection), input_hash.py (as
 manifest.py (which dependency manifest, its pins and local packages), indexes.py (package index settings,
 redaction), install.py (dependencies), build.py (orchestration), layers.py and zipwrite.py (cached
 dependency layer, zip), bundle_cache.py (locks, and pruning what has not been used for a while),
-import_closure/, verification.py and verify_cache.py (import checks, and which carry over), bytecode.py
-(init and lazy-import bytecode), sdist.py, lock.py and strip.py.
+import_closure.py with import_reader.py (static import checks), verification.py and verify_cache.py
+(import checks in the bundle, and which carry over), bytecode.py (init and lazy-import bytecode), sdist.py,
+lock.py and strip.py.
 """

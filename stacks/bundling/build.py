@@ -89,7 +89,7 @@ def check_import_closure(
 ) -> import_closure.Closure:
     """The static import closure of the source, resolved against the bundle (`paths`: its folders, as on
     sys.path); raises BundlingError naming file:line, module or name, and the functions reaching the file
-    (see import_closure/). `files`, `contents`: the source listing and bytes when already read."""
+    (see import_closure.py). `files`, `contents`: the source listing and bytes when already read."""
     if files is None:
         files = source_files(spec.source_dir, spec.excludes)
     tops = {rel.split("/")[0].removesuffix(".py") for rel, _p in files}

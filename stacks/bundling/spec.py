@@ -2,7 +2,7 @@
 the source folder a bundle takes.
 
 Kept apart from the steps that use them (input_hash.py, install.py, build.py, verification.py, lock.py,
-sdist.py, import_closure/), and importing none of them, so every step can import these at module level
+sdist.py, import_closure.py), and importing none of them, so every step can import these at module level
 without a cycle. Plain Python, no CDK: the benchmark, the local harness and the scripts use it too.
 """
 
@@ -190,7 +190,7 @@ BUNDLER_DIR = Path(__file__).resolve().parent
 def bundler_code(package: Path) -> str:
     """A digest of the bundler's own source files: any change to how a bundle is made makes a new one
     (read again whenever a file's size or time changes: a long-running `make local-api` sees edits too)."""
-    modules = sorted(package.rglob("*.py"))  # subpackages (import_closure/) included
+    modules = sorted(package.rglob("*.py"))  # subpackages included, should one be added
     return _digest_files(package, tuple((m, m.stat().st_size, m.stat().st_mtime_ns) for m in modules))
 
 

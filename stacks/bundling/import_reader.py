@@ -1,6 +1,6 @@
 """Reading one source file as the target runs it: every import with its file and line, and the names its
-module level binds (see the package's docstring for what counts). An `if` test is judged on the target: its
-Python version and platform checks as type checkers judge them (PEP 484), and the modules an
+module level binds (import_closure.py's docstring says what counts). An `if` test is judged on the target:
+its Python version and platform checks as type checkers judge them (PEP 484), and the modules an
 `importlib.util.find_spec` guard proved."""
 
 from __future__ import annotations
