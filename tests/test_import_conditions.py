@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from stacks.bundling import import_closure
+from stacks.bundling import import_reader
 from tests.test_import_closure import _analyze, _problems
 
 TOML = """
@@ -78,8 +78,8 @@ def test_version_check_on_the_unknown_micro_version_keeps_both_branches(tmp_path
 )
 def test_static_truth_of_version_and_platform_tests(expression: str, on_311: bool, on_310: bool) -> None:
     test = ast.parse(expression, mode="eval").body
-    assert import_closure.static_truth(test, import_closure.Target.for_python("3.11")) is on_311
-    assert import_closure.static_truth(test, import_closure.Target.for_python("3.10")) is on_310
+    assert import_reader.static_truth(test, import_reader.Target.for_python("3.11")) is on_311
+    assert import_reader.static_truth(test, import_reader.Target.for_python("3.10")) is on_310
 
 
 def test_platform_branches_lambda_never_takes_are_dead(tmp_path: Path) -> None:

@@ -28,7 +28,16 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from stacks.bundling import bundle_cache, import_closure, install, layers, manifest, strip, zipwrite
+from stacks.bundling import (
+    bundle_cache,
+    import_closure,
+    import_reader,
+    install,
+    layers,
+    manifest,
+    strip,
+    zipwrite,
+)
 from stacks.bundling import bytecode as init_bytecode
 from stacks.bundling.input_hash import dependency_key, host_can_compile, input_hash, installer_identity
 from stacks.bundling.sdist import Wheelhouse
@@ -143,7 +152,7 @@ def local_package_problems(spec: BundleSpec, installed: set[str]) -> list[import
 def _bytecode_inputs(
     spec: BundleSpec, paths: Sequence[Path], closure: import_closure.Closure
 ) -> tuple[
-    dict[str, import_closure.ModuleInfo],
+    dict[str, import_reader.ModuleInfo],
     tuple[str, ...],
     frozenset[str],
     list[init_bytecode.DependencyImport],
@@ -152,7 +161,7 @@ def _bytecode_inputs(
     extra files), the modules whose init imports get bytecode (the handlers' when the spec names none), the
     standard library's names and the functions' lazy dependency imports."""
     extra = [(name, path) for name, path in spec.extra_files if name.endswith(".py")]
-    modules = {**closure.modules, **import_closure.read_source(paths[0], extra)}
+    modules = {**closure.modules, **import_reader.read_source(paths[0], extra)}
     lazy = {(d.module, d.names) for deps in closure.lazy_dependencies.values() for d in deps}
     roots = spec.bytecode_modules or bytecode_modules_for(h for _fn, h in spec.handlers) or tuple(modules)
     return modules, roots, import_closure.stdlib_names(spec.python_version), sorted(lazy)

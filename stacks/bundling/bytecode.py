@@ -37,7 +37,7 @@ from pathlib import Path
 
 from stacks.bundling import layers
 from stacks.bundling.compile_imported import pyc_data, write_atomic
-from stacks.bundling.import_closure import ModuleInfo
+from stacks.bundling.import_reader import ModuleInfo
 
 # Bump when the rules for which modules get bytecode change (part of the cached import sets' digest).
 BYTECODE_FORMAT = "3"

@@ -39,12 +39,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-# Re-exported (`as`): the names the bundler, its scripts and the tests use.
-from stacks.bundling.import_reader import ImportSite as ImportSite
-from stacks.bundling.import_reader import ModuleInfo as ModuleInfo
-from stacks.bundling.import_reader import Target as Target
-from stacks.bundling.import_reader import read_source as read_source
-from stacks.bundling.import_reader import static_truth as static_truth
+from stacks.bundling.import_reader import ImportSite, ModuleInfo, Target, read_source
 from stacks.bundling.spec import DEFAULT_EXCLUDES, source_files
 
 # Modules the Lambda Python runtime puts on sys.path itself (/var/runtime): the AWS SDK and what it depends
