@@ -5,12 +5,15 @@ export (TYPE_CHECKING, `__all__`, `del`); each case in both directions where bot
 from __future__ import annotations
 
 import ast
+import sys
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from stacks.bundling import import_reader
+from stacks.bundling.spec import BundlingError
 from tests.test_import_closure import _analyze, _problems
 
 TOML = """
@@ -294,3 +297,37 @@ def test_deleted_name_is_not_present(tmp_path: Path) -> None:
     (problem,) = _analyze(files, tmp_path / "gone").problems
     assert (problem.site.where, problem.message) == ("app.py:2", "cannot import name 'GONE' from 'shared'")
     assert problem.hint == "shared.py:4 deletes GONE (`del`): keep it there or update the importers"
+
+
+# A generated module (a lookup table) can nest deeper than the default recursion limit lets a visitor go.
+DEEP = "import json\nTABLE = 1" + " + 1" * 1500 + "\nfrom os import path\n"
+
+
+@pytest.fixture
+def default_recursion_limit() -> Iterator[None]:
+    """The interpreter's default limit, whatever an earlier test in this worker raised it to."""
+    before = sys.getrecursionlimit()
+    sys.setrecursionlimit(1000)
+    yield
+    sys.setrecursionlimit(before)
+
+
+@pytest.mark.usefixtures("default_recursion_limit")
+def test_a_deeply_nested_valid_module_is_read_once_whole(tmp_path: Path) -> None:
+    # GIVEN a module Python compiles whose one expression nests 1,500 levels deep
+    compile(DEEP, "table.py", "exec")
+    (tmp_path / "table.py").write_text(DEEP)
+    # WHEN it is read, THEN its imports on both sides of the expression are found, each once
+    info = import_reader.read_source(tmp_path, [("table.py", tmp_path / "table.py")])["table"]
+    assert [site.module for site in info.sites] == ["json", "os"]
+    assert {"json", "TABLE", "path"} <= info.defined
+
+
+@pytest.mark.usefixtures("default_recursion_limit")
+def test_a_module_deeper_than_the_raised_limit_is_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(import_reader, "DEEP_RECURSION_LIMIT", 1200)
+    (tmp_path / "table.py").write_text(DEEP)
+    with pytest.raises(BundlingError, match=r"^table\.py: nested too deeply for the static import check"):
+        import_reader.read_source(tmp_path, [("table.py", tmp_path / "table.py")])

@@ -13,6 +13,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from stacks.bundling.spec import BundlingError
+
 
 @dataclass(frozen=True)
 class Target:
@@ -516,12 +518,36 @@ def read_source(
         if not name or not all(part.isidentifier() for part in name.split(".")):
             continue  # not importable by name (e.g. migrations/versions/0001_x.py): loaded by path, if at all
         data = contents[relative] if contents is not None and relative in contents else path.read_bytes()
-        info = modules[name] = ModuleInfo(name, relative, is_package)
-        try:
-            tree = ast.parse(data, filename=relative)
-        except (SyntaxError, ValueError):
-            continue
-        collector = _Collector(info, target)
-        collector.visit(tree)
-        info.defined |= collector.global_names
+        modules[name] = _read_module(name, relative, is_package, data, target)
     return modules
+
+
+# A valid module can nest deeper than the visitor's recursion allows at the default limit (a generated
+# lookup table: one expression of a thousand terms). The limit is then raised for the whole process (never
+# lowered again, so two threads reading at once cannot undo each other; Python-to-Python calls take no C
+# stack since 3.11) and the file read again. One deeper still is named instead of crashing synth.
+DEEP_RECURSION_LIMIT = 100_000
+
+
+def _read_module(name: str, relative: str, is_package: bool, data: bytes, target: Target) -> ModuleInfo:
+    for attempt in range(2):
+        info = ModuleInfo(name, relative, is_package)  # a failed attempt's partial reading is dropped
+        try:
+            tree = ast.parse(data, filename=info.file)
+        except (SyntaxError, ValueError):
+            return info  # verification names it
+        except RecursionError:
+            pass
+        else:
+            collector = _Collector(info, target)
+            try:
+                collector.visit(tree)
+            except RecursionError:
+                pass
+            else:
+                info.defined |= collector.global_names
+                return info
+        if attempt or sys.getrecursionlimit() >= DEEP_RECURSION_LIMIT:
+            break
+        sys.setrecursionlimit(DEEP_RECURSION_LIMIT)
+    raise BundlingError(f"{relative}: nested too deeply for the static import check; split the expression")
