@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import subprocess
+import time
 import tomllib
 from pathlib import Path
 
@@ -295,6 +296,57 @@ def test_a_local_packages_lazy_import_is_checked_like_the_sources(
     with pytest.raises(BundlingError) as caught:
         build_bundle(spec)
     assert "libs/common/credmate_common/hashing.py:2: No module named 'passlib.context'" in str(caught.value)
+
+
+def test_a_resolution_kept_in_a_long_lived_process_makes_its_cache_files_again(tmp_path: Path) -> None:
+    # GIVEN a backend whose files are older than the racy window, resolved once (kept for the process)
+    backend = _copy("poetry_backend", tmp_path / "backend")
+    past = time.time() - 60
+    for path in backend.rglob("*"):
+        os.utime(path, (past, past))
+    spec = _spec(backend, tmp_path / "cache")
+    first = manifest.resolve(spec)
+    assert manifest.resolve(spec) is first, "nothing it read changed: kept"
+    # WHEN the cache is deleted under it (`make clean` while `make local-api` runs)
+    shutil.rmtree(tmp_path / "cache")
+    # THEN the next resolution makes the pins and the local package's wheel again
+    again = manifest.resolve(spec)
+    assert again.pins.is_file() and again.local and all(p.wheel.is_file() for p in again.local)
+
+
+HANGING_BACKEND = """
+import os, time
+
+def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
+    with open(os.environ["HANG_PID_FILE"], "w") as out:
+        out.write(str(os.getpid()))
+    time.sleep(120)
+"""
+
+
+def test_a_hung_local_package_build_is_named_and_killed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN a local package whose build backend never returns
+    package = tmp_path / "libs" / "stuck"
+    package.mkdir(parents=True)
+    (package / "pyproject.toml").write_text(
+        '[project]\nname = "stuck"\nversion = "1.0"\n\n'
+        '[build-system]\nrequires = []\nbuild-backend = "hang"\nbackend-path = ["."]\n'
+    )
+    (package / "hang.py").write_text(HANGING_BACKEND)
+    pid_file = tmp_path / "backend.pid"
+    monkeypatch.setenv("HANG_PID_FILE", str(pid_file))
+    monkeypatch.setattr(manifest, "BUILD_TIMEOUT_SECONDS", 5)
+    # WHEN it is built, THEN the error names the package and the time limit, and the backend is gone
+    with pytest.raises(BundlingError, match=rf"(?s)building local package {package} .*within 5 s"):
+        manifest.build_local_wheel(package, tmp_path / "cache")
+    stat = Path(f"/proc/{pid_file.read_text()}/stat")
+    # Gone, or a zombie of the sandbox's init (killed; its parent, uv, was killed with it)
+    assert not stat.exists() or stat.read_text().split(") ")[1].startswith("Z"), "the build backend lives on"
+    assert not (tmp_path / "cache" / "local-wheels").exists() or not any(
+        (tmp_path / "cache" / "local-wheels").glob("*/meta.json")
+    ), "a failed build is never cached"
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -30,7 +30,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -359,12 +361,19 @@ def build_wheel(
         args += ["-w", str(out), str(source)]
     env = installer_environment("uv" if uv else "pip", uv_cache=uv_cache)
     env["SOURCE_DATE_EPOCH"] = "315532800"
-    built = subprocess.run(
-        args, capture_output=True, text=True, timeout=BUILD_TIMEOUT_SECONDS, env=env, check=False
-    )
+    # In a session of its own: a hung build is killed with the build backend uv or pip started under it.
+    with subprocess.Popen(
+        args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, start_new_session=True
+    ) as build:
+        try:
+            output = build.communicate(timeout=BUILD_TIMEOUT_SECONDS)[0]
+        except subprocess.TimeoutExpired:  # the caller names the package
+            os.killpg(build.pid, signal.SIGKILL)
+            build.communicate()
+            return None, f"the build did not finish within {BUILD_TIMEOUT_SECONDS} s"
     wheels = sorted(out.glob("*.whl")) if out.is_dir() else []
-    ok = built.returncode == 0 and len(wheels) == 1
-    return (wheels[0] if ok else None), redact(built.stdout + built.stderr)
+    ok = build.returncode == 0 and len(wheels) == 1
+    return (wheels[0] if ok else None), redact(output)
 
 
 def source_digest(folder: Path) -> str:
@@ -390,7 +399,9 @@ def build_local_wheel(folder: Path, cache_dir: Path) -> LocalPackage:
             )
 
     home = cache_entry(cache_dir / "local-wheels" / digest[:32], build)
-    wheel = next(home.glob("*.whl"))
+    wheel = next(home.glob("*.whl"), None)
+    if wheel is None:  # emptied by hand; another build may hold it, so it is not deleted here
+        raise BundlingError(f"{home} holds no wheel of local package {folder}: delete that folder")
     if not wheel.name.endswith(PURE_TAGS):
         raise BundlingError(
             f"local package {folder} builds {wheel.name}, not a pure-Python wheel: without Docker it "
@@ -462,7 +473,14 @@ def resolve(spec: BundleSpec) -> Resolved:
     manifest = manifest_for(spec.requirements)
     key = (spec.requirements.absolute(), spec.python_version, spec.architecture, spec.cache_dir.absolute())
     kept = _RESOLVED.get(key)
-    if kept is not None and kept[0] == manifest and _stamp(kept[1]) == kept[2]:
+    # The pins and wheels it names live in the cache: one deleted since (`make clean` under a running local
+    # API) is made again.
+    if (
+        kept is not None
+        and kept[0] == manifest
+        and _stamp(kept[1]) == kept[2]
+        and all(path.is_file() for path in (kept[3].pins, *(p.wheel for p in kept[3].local)))
+    ):
         return kept[3]
     read: list[Path] = [manifest.primary, *([manifest.lock] if manifest.lock else [])]
     resolved = _resolve(spec, manifest, read)
