@@ -373,6 +373,29 @@ def test_a_dependency_import_that_hangs_stops_the_build_naming_it(
         bytecode.dependency_modules(layer, [("fine", ()), ("hangs", ())], [[("fine", ())], [("hangs", ())]])
 
 
+def test_a_crashing_import_group_is_reported_and_ends_the_group_still_running(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN one import group that would hang and one whose interpreter dies at import
+    layer_dir = tmp_path / "deps-x"
+    (layer_dir / "tree").mkdir(parents=True)
+    pid_file = tmp_path / "hangs.pid"
+    (layer_dir / "tree" / "hangs.py").write_text(
+        f"import os, time\n\nopen({str(pid_file)!r}, 'w').write(str(os.getpid()))\ntime.sleep(60)\n"
+    )
+    (layer_dir / "tree" / "crashes.py").write_text("import os, time\n\ntime.sleep(1)\nos._exit(3)\n")
+    layer = layers.DependencyLayer(layer_dir, "x", (), (), built=False)
+    monkeypatch.setattr(bytecode, "COMPILE_TIMEOUT_SECONDS", 50)
+    # WHEN its bytecode is compiled, THEN the crash is what stops the build, not the hang's time limit
+    with pytest.raises(bytecode.BytecodeError, match=r"crashes to compile their bytecode crashed"):
+        bytecode.dependency_modules(
+            layer, [("crashes", ()), ("hangs", ())], [[("hangs", ())], [("crashes", ())]]
+        )
+    # AND the hanging interpreter was ended with it (gone, or a zombie waiting for the sandbox's init)
+    stat = Path(f"/proc/{pid_file.read_text()}/stat")
+    assert not stat.exists() or stat.read_text().split(") ")[1].startswith("Z")
+
+
 def test_a_dependency_import_that_hung_while_the_layer_was_made_is_reported_not_awaited_again(
     mini_backend: Path, shared_cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -30,9 +30,8 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 
 from stacks.bundling import layers
@@ -138,44 +137,58 @@ def dependency_modules(
         if all((layer.tree / importlib.util.cache_from_source(r)).is_file() for r in loaded):
             return digest, loaded
     runs = [group for group in groups if group]
+    processes = [_start(layer.tree, run) for run in runs]
     with ThreadPoolExecutor(len(runs)) as pool:
-        loaded = sorted({file for files in pool.map(partial(_compile, layer.tree), runs) for file in files})
+        futures = [pool.submit(_finish, process, run) for process, run in zip(processes, runs, strict=True)]
+        try:
+            found = [future.result() for future in as_completed(futures)]
+        finally:  # the first group that fails ends the others: its error is the one reported
+            for process in processes:
+                if process.poll() is None:
+                    process.kill()
+    loaded = sorted({file for files in found for file in files})
     imports = [[module, list(names)] for module, names in dependencies]
     # Recorded with the failures too: they are a property of the layer, and verification reports them.
     write_atomic(str(record), json.dumps({"loaded": loaded, "imports": imports}).encode())
     return digest, loaded
 
 
-def _compile(tree: Path, run: Sequence[DependencyImport]) -> list[str]:
-    """The tree-relative module files `run`'s imports load in a fresh interpreter, compiled into `tree`."""
-    shown = ", ".join(module for module, _names in run)
+def _start(tree: Path, run: Sequence[DependencyImport]) -> subprocess.Popen[str]:
+    """A fresh interpreter that imports `run` and compiles what it loads into `tree` (compile_imported.py)."""
     imports = json.dumps([[module, list(names)] for module, names in run])
+    return subprocess.Popen(
+        [sys.executable, "-I", "-S", "-B", str(COMPILE_SCRIPT), str(tree), imports],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=tree,
+        env={
+            "PATH": os.environ.get("PATH", ""),
+            "PYTHONHASHSEED": "0",
+            "AWS_REGION": "us-east-1",
+            "AWS_DEFAULT_REGION": "us-east-1",
+        },
+    )
+
+
+def _finish(process: subprocess.Popen[str], run: Sequence[DependencyImport]) -> list[str]:
+    """The tree-relative module files `run`'s imports loaded, once its interpreter has ended."""
+    shown = ", ".join(module for module, _names in run)
     try:
-        done = subprocess.run(
-            [sys.executable, "-I", "-S", "-B", str(COMPILE_SCRIPT), str(tree), imports],
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            cwd=tree,
-            env={
-                "PATH": os.environ.get("PATH", ""),
-                "PYTHONHASHSEED": "0",
-                "AWS_REGION": "us-east-1",
-                "AWS_DEFAULT_REGION": "us-east-1",
-            },
-            timeout=COMPILE_TIMEOUT_SECONDS,
-            check=False,
-        )
+        stdout, stderr = process.communicate(timeout=COMPILE_TIMEOUT_SECONDS)
     except subprocess.TimeoutExpired as exc:
+        process.kill()
+        process.communicate()
         raise BytecodeError(
             f"importing the dependencies {shown} to compile their bytecode took over "
             f"{COMPILE_TIMEOUT_SECONDS} s: an import that waits on the network or a lock?"
         ) from exc
-    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    lines = [line for line in stdout.splitlines() if line.startswith("{")]
     if not lines:
         raise BytecodeError(
             f"importing the dependencies {shown} to compile their bytecode crashed the interpreter "
-            f"(exit {done.returncode}): {done.stderr[-1500:]}"
+            f"(exit {process.returncode}): {stderr[-1500:]}"
         )
     loaded: list[str] = json.loads(lines[-1])["loaded"]
     return loaded
