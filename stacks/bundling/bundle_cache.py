@@ -122,7 +122,8 @@ def building(entry: Path) -> Iterator[bool]:
 def publish(entry: Path, make: Callable[[Path], object], usable: Callable[[], bool] = lambda: True) -> bool:
     """Hold the complete `entry`, built first when it is missing or not `usable()` (which may hold what the
     entry needs): under its exclusive lock, `make(work)` fills a work folder beside it, renamed into place
-    in one step. Returns whether it was built now."""
+    in one step (with an empty meta.json when `make` wrote none of MARKERS: a pins file, a local package's
+    wheel). Returns whether it was built now."""
     if use(entry):
         if usable():
             return False
@@ -134,6 +135,8 @@ def publish(entry: Path, make: Callable[[Path], object], usable: Callable[[], bo
         work = Path(tempfile.mkdtemp(prefix=f".{entry.name[:12]}-", dir=entry.parent))
         try:
             make(work)
+            if not complete(work):
+                (work / "meta.json").write_text("{}\n")
             os.replace(work, entry)
         except BaseException:
             shutil.rmtree(work, ignore_errors=True)

@@ -38,7 +38,7 @@ import sys
 import time
 import tomllib
 import zipfile
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -398,7 +398,8 @@ def build_local_wheel(folder: Path, cache_dir: Path) -> LocalPackage:
                 f"backend\n{output[-2000:]}"
             )
 
-    home = cache_entry(cache_dir / "local-wheels" / digest[:32], build)
+    home = cache_dir / "local-wheels" / digest[:32]
+    bundle_cache.publish(home, build)  # held: no pruner deletes it while the install reads the wheel
     wheel = next(home.glob("*.whl"), None)
     if wheel is None:  # emptied by hand; another build may hold it, so it is not deleted here
         raise BundlingError(f"{home} holds no wheel of local package {folder}: delete that folder")
@@ -408,19 +409,6 @@ def build_local_wheel(folder: Path, cache_dir: Path) -> LocalPackage:
             "cannot be built for Lambda. Move its native part into a published package with manylinux wheels"
         )
     return LocalPackage(folder, digest, wheel)
-
-
-def cache_entry(entry: Path, fill: Callable[[Path], object]) -> Path:
-    """`entry` of the bundle cache (a local package's wheel, a pins file, a wheelhouse) held, filled by
-    `fill(folder)` first when it is not complete (bundle_cache.publish), with an empty marker (meta.json)."""
-
-    def make(work: Path) -> None:
-        fill(work)
-        (work / "meta.json").write_text("{}\n")
-
-    entry.parent.mkdir(parents=True, exist_ok=True)
-    bundle_cache.publish(entry, make)
-    return entry
 
 
 def requires_on_target(metadata: str, environment: Mapping[str, str]) -> tuple[str, list[Requirement]]:
@@ -516,7 +504,8 @@ def _resolve(spec: BundleSpec, manifest: Manifest, read: list[Path]) -> Resolved
     # Every pin carries hashes, but for a plain requirements.txt: install.py requires them in a lock.
     name = "requirements.txt" if manifest.label == REQUIREMENTS else "requirements.lock"
     folder = spec.cache_dir / "manifests" / hashlib.sha256(f"{name}\0{text}".encode()).hexdigest()[:32]
-    pins = cache_entry(folder, lambda work: (work / name).write_text(text)) / name
+    bundle_cache.publish(folder, lambda work: (work / name).write_text(text))
+    pins = folder / name
     return Resolved(manifest, pins, local)
 
 

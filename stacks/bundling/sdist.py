@@ -32,8 +32,9 @@ from pathlib import Path
 
 from packaging.utils import canonicalize_name
 
+from stacks.bundling import bundle_cache
 from stacks.bundling.indexes import installer_environment, redact
-from stacks.bundling.manifest import BUILD_TIMEOUT_SECONDS, PURE_TAGS, build_wheel, cache_entry
+from stacks.bundling.manifest import BUILD_TIMEOUT_SECONDS, PURE_TAGS, build_wheel
 from stacks.bundling.spec import BUNDLER_DIR, BundleSpec, bundler_code
 
 _MAX_ROUNDS = 20
@@ -194,7 +195,7 @@ def prepare_wheelhouse(
         (work / "manifest.json").write_text(json.dumps({"wheels": wheels}))
 
     try:
-        cache_entry(directory, fill)  # held: no pruner deletes it while the install reads its wheels
+        bundle_cache.publish(directory, fill)  # held: no pruner deletes it while the install reads its wheels
     except _Unresolved:
         return Wheelhouse(directory / "wheels", ())
     data = json.loads((directory / "manifest.json").read_text())
