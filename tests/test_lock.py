@@ -233,3 +233,11 @@ def test_a_lock_missing_a_dependency_stops_the_build_naming_it(mini_backend: Pat
     shutil.rmtree(target / "beta.pkg-1.0.dist-info")
     with pytest.raises(BundlingError, match=r"requirements.lock does not pin beta_pkg, which alpha requires"):
         check_lock_complete(target, spec, lock)
+
+
+def test_without_uv_make_lock_names_the_lock_it_cannot_write(
+    mini_backend: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("stacks.bundling.indexes.find_uv", lambda: None)
+    with pytest.raises(BundlingError, match=r"requirements\.lock: uv is needed to resolve the lock"):
+        lock.compile_lock(mini_backend / "requirements.txt", [("3.11", "x86_64")], cache_dir=tmp_path / "uv")

@@ -384,3 +384,11 @@ def test_each_backend_serves_health_through_make_local_invoke(
     assert proc.returncode == 0, proc.stderr[-3000:]
     response = json.loads(proc.stdout[proc.stdout.index("{") :])
     assert response["statusCode"] == 200 and json.loads(response["body"]) == HEALTHY
+
+
+def test_without_uv_a_uv_project_names_its_lock(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    backend = _copy("uv_workspace_backend", tmp_path / "backend")
+    monkeypatch.setattr("stacks.bundling.indexes.find_uv", lambda: None)
+    spec = _spec(backend, tmp_path / "cache")
+    with pytest.raises(BundlingError, match=r"uv\.lock: uv is needed to resolve the lock \(pip install uv\)"):
+        manifest.resolve(spec)

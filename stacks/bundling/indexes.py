@@ -57,6 +57,15 @@ def find_uv() -> str | None:
     return found if Path(found).exists() else None
 
 
+def uv_to_resolve(lock: Path) -> str:
+    """find_uv where resolving `lock` (a uv.lock to export, a requirements.lock to write) cannot do without
+    it; BundlingError naming the lock otherwise."""
+    uv = find_uv()
+    if uv is None:
+        raise BundlingError(f"{lock}: uv is needed to resolve the lock (pip install uv)")
+    return uv
+
+
 def redact(text: str, environ: Mapping[str, str] | None = None) -> str:
     """`text` with URL credentials replaced by `***`, and every secret value of `environ` too."""
     text = _USERINFO.sub(r"\1***@", text)

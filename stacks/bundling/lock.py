@@ -18,7 +18,7 @@ import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
-from stacks.bundling.indexes import auth_refused, find_uv, installer_environment, redact
+from stacks.bundling.indexes import auth_refused, installer_environment, redact, uv_to_resolve
 from stacks.bundling.spec import BundlingError
 
 LOCK_NAME = "requirements.lock"
@@ -131,9 +131,7 @@ def compile_lock(
     lock = requirements.with_name(LOCK_NAME)
     # The index settings of the Lambda-platform install (indexes.py): the lock resolves what it installs.
     env = installer_environment("uv", uv_cache=cache_dir)
-    uv = find_uv()
-    if uv is None:
-        raise RuntimeError("uv is needed to resolve the lock (pip install uv)")
+    uv = uv_to_resolve(lock)
     resolutions = []
     for version, arch in sorted(set(targets)):
         args = [

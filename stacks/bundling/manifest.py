@@ -46,7 +46,7 @@ from urllib.parse import unquote, urlparse
 
 from stacks.bundling import bundle_cache
 from stacks.bundling import lock as requirements_lock
-from stacks.bundling.indexes import find_uv, installer_environment, redact
+from stacks.bundling.indexes import find_uv, installer_environment, redact, uv_to_resolve
 from stacks.bundling.spec import DEFAULT_EXCLUDES, BundleSpec, BundlingError, source_files
 
 if TYPE_CHECKING:
@@ -209,9 +209,7 @@ def uv_pins(manifest: Manifest) -> tuple[str, list[Path]]:
     with hashes, members as paths (relative to the workspace root, where uv.lock is)."""
     assert manifest.lock is not None
     root = manifest.primary.parent
-    uv = find_uv()
-    if uv is None:
-        raise BundlingError(f"{manifest.lock}: uv is needed to resolve the lock (pip install uv)")
+    uv = uv_to_resolve(manifest.lock)
     # --locked fails, instead of writing a new lock, when pyproject.toml changed; the app's own code is
     # src/, bundled as source; uv's message goes into synth's.
     args = [uv, "export", "--locked", "--no-dev", "--no-emit-project", "--no-editable", "--color", "never"]
