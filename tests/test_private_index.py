@@ -23,7 +23,7 @@ import pytest
 
 from stacks.bundling import install, lock
 from stacks.bundling.build import build_bundle
-from stacks.bundling.indexes import installer_environment, redact
+from stacks.bundling.indexes import installer_environment, redact, run_bounded
 from stacks.bundling.input_hash import input_hash, installer_identity
 from stacks.bundling.spec import BundleSpec, BundlingError, MissingWheelError
 from tests.private_index import PrivateIndex, write_flaky_sdist, write_wheel
@@ -390,3 +390,23 @@ def test_the_index_settings_never_enter_the_asset_hash(
     monkeypatch.setenv("UV_INDEX_CORP_PASSWORD", "rotated")
     monkeypatch.setenv("PIP_INDEX_URL", "https://me:secret@mirror.example/simple")
     assert input_hash(spec, "uv 0.13.9") == before
+
+
+def test_an_installer_step_that_hangs_is_killed_with_what_it_started(tmp_path: Path) -> None:
+    # GIVEN a step that starts a process of its own (as uv starts a build backend) which never returns
+    pid_file = tmp_path / "child.pid"
+    child = f"import os, time; open({str(pid_file)!r}, 'w').write(str(os.getpid())); time.sleep(120)"
+    parent = (
+        f"import subprocess, sys, time; subprocess.Popen([sys.executable, '-c', {child!r}]); time.sleep(120)"
+    )
+    # WHEN it runs bounded, THEN it is reported as unfinished and nothing it started lives on
+    status, output = run_bounded([sys.executable, "-c", parent], os.environ, 3)
+    assert status is None and output == "it did not finish within 3 s"
+    stat = Path(f"/proc/{pid_file.read_text()}/stat")
+    assert not stat.exists() or stat.read_text().split(") ")[1].startswith("Z"), "the child lives on"
+
+
+def test_an_installer_step_reports_its_status_and_redacted_output() -> None:
+    script = "import sys; print('fetching https://user:s3cret@index.example/simple'); sys.exit(3)"
+    status, output = run_bounded([sys.executable, "-c", script], os.environ, 30)
+    assert status == 3 and "s3cret" not in output and "index.example" in output

@@ -31,6 +31,8 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
+import subprocess
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -55,6 +57,22 @@ def find_uv() -> str | None:
     requirements.txt pins it); None when there is neither."""
     found = shutil.which("uv") or str(Path(sys.executable).with_name("uv"))
     return found if Path(found).exists() else None
+
+
+def run_bounded(args: list[str], env: Mapping[str, str], timeout: float) -> tuple[int | None, str]:
+    """Run an installer step that may start processes of its own (a build backend): (its exit status, or
+    None when it did not finish within `timeout` seconds, and its redacted output). It runs in a session of
+    its own, so a hung step is killed with everything it started."""
+    with subprocess.Popen(
+        args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, start_new_session=True
+    ) as process:
+        try:
+            output = process.communicate(timeout=timeout)[0]
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.communicate()
+            return None, f"it did not finish within {timeout:g} s"
+    return process.returncode, redact(output)
 
 
 def uv_to_resolve(lock: Path) -> str:

@@ -30,9 +30,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
-import signal
 import subprocess
 import sys
 import time
@@ -46,7 +44,7 @@ from urllib.parse import unquote, urlparse
 
 from stacks.bundling import bundle_cache
 from stacks.bundling import lock as requirements_lock
-from stacks.bundling.indexes import find_uv, installer_environment, redact, uv_to_resolve
+from stacks.bundling.indexes import find_uv, installer_environment, redact, run_bounded, uv_to_resolve
 from stacks.bundling.spec import DEFAULT_EXCLUDES, BundleSpec, BundlingError, source_files
 
 if TYPE_CHECKING:
@@ -359,19 +357,9 @@ def build_wheel(
         args += ["-w", str(out), str(source)]
     env = installer_environment("uv" if uv else "pip", uv_cache=uv_cache)
     env["SOURCE_DATE_EPOCH"] = "315532800"
-    # In a session of its own: a hung build is killed with the build backend uv or pip started under it.
-    with subprocess.Popen(
-        args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, start_new_session=True
-    ) as build:
-        try:
-            output = build.communicate(timeout=BUILD_TIMEOUT_SECONDS)[0]
-        except subprocess.TimeoutExpired:  # the caller names the package
-            os.killpg(build.pid, signal.SIGKILL)
-            build.communicate()
-            return None, f"the build did not finish within {BUILD_TIMEOUT_SECONDS} s"
+    status, output = run_bounded(args, env, BUILD_TIMEOUT_SECONDS)
     wheels = sorted(out.glob("*.whl")) if out.is_dir() else []
-    ok = build.returncode == 0 and len(wheels) == 1
-    return (wheels[0] if ok else None), redact(output)
+    return (wheels[0] if status == 0 and len(wheels) == 1 else None), output
 
 
 def source_digest(folder: Path) -> str:

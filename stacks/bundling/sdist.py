@@ -23,7 +23,6 @@ import hashlib
 import json
 import re
 import shutil
-import subprocess
 import sys
 import tempfile
 from collections.abc import Callable
@@ -33,7 +32,7 @@ from pathlib import Path
 from packaging.utils import canonicalize_name
 
 from stacks.bundling import bundle_cache
-from stacks.bundling.indexes import installer_environment, redact
+from stacks.bundling.indexes import installer_environment, run_bounded
 from stacks.bundling.manifest import BUILD_TIMEOUT_SECONDS, PURE_TAGS, build_wheel
 from stacks.bundling.spec import BUNDLER_DIR, BundleSpec, bundler_code
 
@@ -120,15 +119,13 @@ def build_pure_wheel(
         args = [sys.executable, "-m", "pip", "download", "--no-binary", ":all:", "--no-deps", "--quiet"]
         args += ["--disable-pip-version-check", "-d", str(work / "sdist"), f"{package}{specifier}"]
         env = installer_environment("pip")
-        download = subprocess.run(
-            args, capture_output=True, text=True, timeout=BUILD_TIMEOUT_SECONDS, env=env, check=False
-        )
+        status, output = run_bounded(args, env, BUILD_TIMEOUT_SECONDS)
         sdists = sorted((work / "sdist").glob("*")) if (work / "sdist").is_dir() else []
-        if download.returncode != 0 or not sdists:
+        if status != 0 or not sdists:
             raise SdistError(
                 package,
                 f"no source distribution of {package}{specifier} could be downloaded either:\n"
-                f"{redact(download.stdout + download.stderr)[-1500:]}",
+                f"{output[-1500:]}",
             )
         wheel, output = build_wheel(sdists[0], work / "wheel", uv=use_uv, uv_cache=uv_cache, project=project)
         if wheel is None:
