@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import os
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +17,23 @@ from scripts.local.postgres import LocalPostgres, scratch_folder  # noqa: E402
 
 # jsii spawns `node` from PATH: the one pinned in package.json, as under make, even when pytest runs alone.
 os.environ["PATH"] = os.pathsep.join([str(REPO_ROOT / "node_modules" / ".bin"), os.environ.get("PATH", "")])
+
+
+def process_ended(pid_file: Path, within: float = 10.0) -> bool:
+    """Whether the process whose pid `pid_file` holds ends within `within` seconds (a SIGKILL takes effect
+    when the process is next scheduled): gone, or a zombie (a killed process whose parent was killed with
+    it belongs to the sandbox's init, which may reap it late)."""
+    stat = Path(f"/proc/{pid_file.read_text().strip()}/stat")
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            if stat.read_text().split(") ")[1].startswith("Z"):
+                return True
+        except (FileNotFoundError, ProcessLookupError):
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
 
 
 @pytest.fixture(scope="session")
