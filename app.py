@@ -38,11 +38,11 @@ def backend_root(app: cdk.App) -> Path:
     raw = app.node.try_get_context("backend_root") or DEFAULT_BACKEND_ROOT
     root = Path(raw)
     root = root if root.is_absolute() else (REPO_ROOT / root)
-    if not (root / "src").is_dir():
+    if not root.is_dir():
         raise ConfigError(
-            f"cdk context backend_root={raw!r}: {root / 'src'} does not exist; backend_root must be a "
-            "folder holding src/ and a dependency manifest (pyproject.toml with uv.lock or poetry.lock, or "
-            "requirements.txt)"
+            f"cdk context backend_root={raw!r}: {root} is not a folder; backend_root must be the backend's "
+            "project folder, holding its dependency manifest (pyproject.toml with uv.lock or poetry.lock, or "
+            "requirements.txt) and its code, in src/ or beside the manifest"
         )
     try:
         find_manifest(root)

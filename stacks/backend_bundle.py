@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from stacks.bundling import manifest
-from stacks.bundling.spec import DEFAULT_EXCLUDES, BundleSpec, HandlerCheck, bytecode_modules_for
+from stacks.bundling.spec import DEFAULT_EXCLUDES, BundleSpec, HandlerCheck, bytecode_modules_for, source_root
 from stacks.config import ConfigError, EnvironmentConfig, FunctionConfig
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -95,23 +95,23 @@ def bundle_spec(
     cache_dir: Path,
     extra_files: Mapping[str, Path] | None = None,
 ) -> BundleSpec:
-    """One bundle of `backend_root/src` (plus the probe wrapper, and the migration runner when the
-    environment runs migrations), with the dependencies its manifest locks, serves every function of the
-    catalog."""
+    """One bundle of the backend's source folder (`backend_root/src`, or `backend_root` itself in the flat
+    layout: spec.source_root) plus the probe wrapper, and the migration runner when the environment runs
+    migrations, with the dependencies its manifest locks, serves every function of the catalog."""
     fn_settings = config.function
     extra = {"credmate_probe.py": PROBE_MODULE, **(extra_files or {})}
     migrations = config.migrations.directory
+    source = source_root(backend_root)
     if config.migrations.enabled:
-        if not (backend_root / "src" / migrations / "env.py").is_file():
+        if not (source / migrations / "env.py").is_file():
             raise ConfigError(
                 f"cdk.json context environments.{config.name}.migrations.directory: "
-                f"{backend_root / 'src' / migrations} has no Alembic env.py; set the folder of the "
-                "backend's Alembic scripts (relative to src/), or migrations.enabled false for a backend "
-                "without Alembic"
+                f"{source / migrations} has no Alembic env.py; set the folder of the backend's Alembic "
+                f"scripts (relative to {source}), or migrations.enabled false for a backend without Alembic"
             )
         extra["credmate_migrate.py"] = MIGRATE_MODULE
     return BundleSpec(
-        source_dir=backend_root / "src",
+        source_dir=source,
         # pyproject.toml (uv or Poetry) or requirements.txt, in manifest.py's order.
         requirements=manifest.primary_file(backend_root),
         cache_dir=cache_dir,

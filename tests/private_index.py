@@ -136,14 +136,17 @@ class PrivateIndex:
         return Handler
 
 
-def write_wheel(folder: Path, name: str, version: str, files: dict[str, str]) -> Path:
-    """A pure-Python wheel of `files` (path in the wheel -> text), written with fixed timestamps."""
+def write_wheel(
+    folder: Path, name: str, version: str, files: dict[str, str], tag: str = "py3-none-any"
+) -> Path:
+    """A wheel of `files` (path in the wheel -> text) tagged `tag`, written with fixed timestamps."""
     dist = f"{name.replace('-', '_')}-{version}"
-    wheel = folder / f"{dist}-py3-none-any.whl"
+    wheel = folder / f"{dist}-{tag}.whl"
+    purelib = "true" if tag.endswith("-any") else "false"
     metadata = {
         f"{dist}.dist-info/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n",
-        f"{dist}.dist-info/WHEEL": "Wheel-Version: 1.0\nGenerator: credmate-tests\nRoot-Is-Purelib: true\n"
-        "Tag: py3-none-any\n",
+        f"{dist}.dist-info/WHEEL": "Wheel-Version: 1.0\nGenerator: credmate-tests\n"
+        f"Root-Is-Purelib: {purelib}\nTag: {tag}\n",
     }
     entries = {**files, **metadata}
     record = "".join(

@@ -267,7 +267,8 @@ def test_bad_backend_root_is_a_config_error(tmp_path: Path) -> None:
     from app import build_app
     from stacks.config import ConfigError
 
-    with pytest.raises(ConfigError, match=r"backend_root=.*src does not exist"):
+    # A folder without a dependency manifest: the error names the manifests it looks for
+    with pytest.raises(ConfigError, match=r"backend_root=.*requirements\.txt"):
         build_app(cdk.App(context=_context(tmp_path)))
 
 

@@ -6,8 +6,8 @@
     python -m scripts.bundle.lock --check [PATHS]      # exit 1 when a lock is missing or stale
 
 Resolved (`uv pip compile --generate-hashes --only-binary :all:`) for every Python runtime of cdk.json's
-`environments.*.function.runtime`, on both Lambda architectures, each for its manylinux2014 platform as the
-bundler installs it; the header records the sha256 of the requirements.txt it came from, which
+`environments.*.function.runtime`, on both Lambda architectures, each for its runtime's manylinux platform
+as the bundler installs it; the header records the sha256 of the requirements.txt it came from, which
 synth checks (stacks/bundling/lock.py). uv's wheel cache is the bundler's (.cache/uv), so a re-lock after a
 small change is fast.
 """

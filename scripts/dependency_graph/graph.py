@@ -23,6 +23,7 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 from stacks.bundling.import_closure import source_reach  # noqa: E402
+from stacks.bundling.spec import source_root  # noqa: E402
 from stacks.config import ConfigError, EnvironmentConfig, parse_environments  # noqa: E402
 
 Graph = dict[str, dict[str, list[str]]]  # module file -> {"init": [functions], "lazy": [functions]}
@@ -85,7 +86,7 @@ def load(env: str) -> tuple[EnvironmentConfig, Path]:
             f"--env {env}: no such environment in cdk.json (environments: {', '.join(configs)})"
         )
     backend = REPO_ROOT / str(context.get("backend_root") or "apps/backend-api")
-    return configs[env], backend / "src"
+    return configs[env], source_root(backend)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -65,7 +65,7 @@ from scripts.local.stack import (
     synthesize,
 )
 from stacks.bundling import manifest
-from stacks.bundling.spec import BundlingError
+from stacks.bundling.spec import BundlingError, source_root
 
 
 @dataclass(frozen=True)
@@ -107,9 +107,9 @@ def describe(deployment: Deployment, base_url: str) -> list[str]:
 
 
 def watched_inputs(options: Options, edits: EditLoop | None) -> list[Path]:
-    """What a rebuild depends on besides src/: cdk.json, the dependency manifest and its lock, and the
-    local packages it installs (their folders). Resolved again after each rebuild: a manifest edit may
-    add or drop a local package."""
+    """What a rebuild depends on besides the source folder: cdk.json, the dependency manifest and its lock,
+    and the local packages it installs (their folders). Resolved again after each rebuild: a manifest edit
+    may add or drop a local package."""
     root = backend_root(options.context)
     inputs = [REPO_ROOT / "cdk.json"]
     with contextlib.suppress(BundlingError):  # no manifest: the rebuild says so
@@ -124,7 +124,7 @@ def watched_inputs(options: Options, edits: EditLoop | None) -> list[Path]:
 def watched_files(options: Options, inputs: Sequence[Path] = ()) -> dict[Path, float]:
     root = backend_root(options.context)
     files: list[Path] = []
-    for path in [root / "src", *inputs]:
+    for path in [source_root(root), *inputs]:
         if path.is_dir():
             files += [p for p in path.rglob("*") if p.is_file() and "__pycache__" not in p.parts]
         elif path.is_file():
@@ -141,7 +141,7 @@ def watched_files(options: Options, inputs: Sequence[Path] = ()) -> dict[Path, f
 def watch(gateway: Gateway, options: Options, stop: threading.Event, *, interval: float = 0.02) -> None:
     log = gateway.log
     root = backend_root(options.context)
-    log(f"[local-api] watching {root / 'src'} (and the manifest, its local packages, cdk.json) for changes")
+    log(f"[local-api] watching {source_root(root)} (and the manifest, its local packages, cdk.json)")
     edits = (
         EditLoop(options.context, options.environment, options.cache_dir, log) if not options.code else None
     )
@@ -163,7 +163,7 @@ def watch(gateway: Gateway, options: Options, stop: threading.Event, *, interval
             str(p.relative_to(REPO_ROOT) if p.is_relative_to(REPO_ROOT) else p) for p in changed[:5]
         )
         log(f"[local-api] change detected ({shown}{' ...' if len(changed) > 5 else ''}): rebuilding")
-        if edits is not None and source_only(changed, options.context):
+        if edits is not None and source_only(changed, options.context, inputs):
             old = gateway.deployment
             served = edits.rebuild(old.runtimes, sorted(old.api.functions), options.env)
             gateway.replace(
@@ -218,7 +218,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--data-dir", type=Path, help="local PostgreSQL folder (default .cache/local-postgres/ENV)"
     )
-    parser.add_argument("--migrations-dir", default="migrations", help="Alembic scripts, relative to src/")
+    parser.add_argument("--migrations-dir", default="migrations", help="Alembic scripts, under the source")
     return parser.parse_args(argv)
 
 
@@ -234,7 +234,7 @@ def with_database(
     url = env.get("DATABASE_URL") or resources.enter_context(
         local_database(folder, url=args.database_url, log=stderr_log)
     )
-    summary = migrate(url, backend_root(options.context) / "src", args.migrations_dir)
+    summary = migrate(url, source_root(backend_root(options.context)), args.migrations_dir)
     stderr_log(f"[local-db] migrations: {summary['migration']}, at {summary.get('to')}")
     return {**env, "DATABASE_URL": url}
 

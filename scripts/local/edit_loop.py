@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import platform
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -29,7 +29,7 @@ from scripts.local.zygote import Zygote
 from stacks.backend_bundle import bundle_spec, handler_checks
 from stacks.bundling import bundle_cache
 from stacks.bundling.build import build_bundle
-from stacks.bundling.spec import BundleResult, BundlingError
+from stacks.bundling.spec import BundleResult, BundlingError, source_root
 from stacks.bundling.verification import verify_bundle
 
 Log = Callable[[str], None]
@@ -117,7 +117,11 @@ def _with_code(fn: LocalFunction, result: BundleResult) -> LocalFunction:
     return replace(fn, code=directory, layers=tuple(rest))
 
 
-def source_only(changed: list[Path], context: Mapping[str, str]) -> bool:
-    """Whether every changed file is backend source (anything else needs a synth)."""
-    src = backend_root(context) / "src"
-    return bool(changed) and all(path.is_relative_to(src) for path in changed)
+def source_only(changed: list[Path], context: Mapping[str, str], inputs: Sequence[Path]) -> bool:
+    """Whether every changed file is backend source (anything else needs a synth). `inputs`: what a rebuild
+    depends on besides the source (api.watched_inputs); in the flat layout the manifest, its lock and local
+    packages can sit inside the source folder, and a change to them is not a source edit."""
+    src = source_root(backend_root(context))
+    return bool(changed) and all(
+        path.is_relative_to(src) and not any(path.is_relative_to(i) for i in inputs) for path in changed
+    )

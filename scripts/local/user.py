@@ -22,6 +22,7 @@ from pathlib import Path
 from scripts.local.database import DEFAULT_ROOT, local_database, migrate
 from scripts.local.postgres import PostgresError
 from scripts.local.stack import LocalStackError, backend_root, parse_context
+from stacks.bundling.spec import source_root
 
 # Runs in the backend's own source folder (its `app` package), reading the password from stdin.
 CREATE_USER = """
@@ -55,7 +56,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--data-dir", type=Path, help="local PostgreSQL folder (default .cache/local-postgres/ENV)"
     )
-    parser.add_argument("--migrations-dir", default="migrations", help="Alembic scripts, relative to src/")
+    parser.add_argument("--migrations-dir", default="migrations", help="Alembic scripts, under the source")
     parser.add_argument("-c", "--context", action="append", default=[], metavar="KEY=VALUE")
     return parser.parse_args(argv)
 
@@ -74,7 +75,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("local-user: the password is empty (PASSWORD=...)", file=sys.stderr)
         return 2
     try:
-        src = backend_root(parse_context(args.context)) / "src"
+        src = source_root(backend_root(parse_context(args.context)))
         folder = args.data_dir or DEFAULT_ROOT / args.environment
         with local_database(folder, url=args.database_url) as url:
             migrate(url, src, args.migrations_dir)

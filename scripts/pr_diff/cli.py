@@ -43,6 +43,7 @@ from scripts.pr_diff import migration_diff, source_impact
 from scripts.pr_diff.inputs import DiffInputError, load_asset_info, load_policy, load_template
 from scripts.pr_diff.library import CfnDiffError, run_cfn_diff
 from scripts.pr_diff.summary import summarize
+from stacks.bundling.spec import source_root
 from stacks.config import ConfigError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -312,8 +313,9 @@ def extra_sections(options: Options, head: Path, comparison: Comparison) -> list
         config = next((c for c in configs.values() if c.stack_name == comparison.stack), None)
         if config is None:
             return []
-        sections = [source_impact.render_markdown(source_impact.source_impact(backend / "src", config, base))]
-        versions = backend / "src" / config.migrations.directory / "versions"
+        source = source_root(backend)
+        sections = [source_impact.render_markdown(source_impact.source_impact(source, config, base))]
+        versions = source / config.migrations.directory / "versions"
         if versions.is_dir():
             migrations = migration_diff.render_markdown(
                 migration_diff.migration_changes(backend, base, migrations_dir=config.migrations.directory)

@@ -25,6 +25,8 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from stacks.bundling.spec import source_root
+
 DEFAULT_MIGRATIONS_DIR = "migrations"
 # `revision = "abc"`, `revision: str = 'abc'`; down_revision may be None, a string or a tuple of strings.
 _ASSIGN = r"^{name}\s*(?::[^=\n]+)?=\s*(?P<value>.+?)\s*(?:#.*)?$"
@@ -109,13 +111,16 @@ def _upgrade_order(migrations: list[Migration]) -> list[Migration]:
 def migration_changes(
     backend_root: Path, base: str, *, migrations_dir: str = DEFAULT_MIGRATIONS_DIR
 ) -> MigrationChanges:
-    """Migration files added, modified and removed under `<backend>/src/<migrations_dir>/versions` between
-    `base` and the working tree (what a deploy from this checkout synthesizes), untracked files included."""
-    versions = (backend_root / "src" / migrations_dir / "versions").resolve()
+    """Migration files added, modified and removed under `<source folder>/<migrations_dir>/versions` (the
+    source folder: spec.source_root) between `base` and the working tree (what a deploy from this checkout
+    synthesizes), untracked files included."""
+    source = source_root(backend_root)
+    versions = (source / migrations_dir / "versions").resolve()
     if not versions.is_dir():
         raise MigrationDiffError(
-            f"{versions} is not a folder: the backend's Alembic versions/ must be under src/{migrations_dir} "
-            "(set the migrations directory, or turn migrations off for this backend)"
+            f"{versions} is not a folder: the backend's Alembic versions/ must be under "
+            f"{source / migrations_dir} (set the migrations directory, or turn migrations off for this "
+            "backend)"
         )
     repo = Path(run_git(versions, "rev-parse", "--show-toplevel").strip())
     run_git(repo, "rev-parse", "--verify", "--quiet", f"{base}^{{commit}}")
@@ -184,9 +189,9 @@ def _bullets(heading: str, items: Sequence[str]) -> list[str]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    parser.add_argument("--backend", type=Path, required=True, help="backend root (holds src/)")
+    parser.add_argument("--backend", type=Path, required=True, help="backend root (holds the manifest)")
     parser.add_argument("--base", required=True, help="git ref to compare with (e.g. origin/main)")
-    parser.add_argument("--migrations-dir", default=DEFAULT_MIGRATIONS_DIR, help="relative to src/")
+    parser.add_argument("--migrations-dir", default=DEFAULT_MIGRATIONS_DIR, help="in the source folder")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     args = parser.parse_args(argv)
     try:

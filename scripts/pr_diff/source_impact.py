@@ -23,7 +23,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 from scripts.pr_diff.migration_diff import MigrationDiffError, run_git  # noqa: E402
 from stacks.bundling.import_closure import impact  # noqa: E402
-from stacks.bundling.spec import DEFAULT_EXCLUDES, is_excluded  # noqa: E402
+from stacks.bundling.spec import DEFAULT_EXCLUDES, is_excluded, source_root  # noqa: E402
 from stacks.config import ConfigError, EnvironmentConfig, parse_environments  # noqa: E402
 
 
@@ -101,7 +101,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         configs, backend = environments(REPO_ROOT)
         if args.env not in configs:
             raise ConfigError(f"cdk.json has no environment {args.env!r} (known: {', '.join(configs)})")
-        text = render_markdown(source_impact(backend / "src", configs[args.env], args.base))
+        text = render_markdown(source_impact(source_root(backend), configs[args.env], args.base))
     except (ConfigError, MigrationDiffError) as err:
         print(f"source_impact: {err}", file=sys.stderr)
         return 2

@@ -41,7 +41,14 @@ from stacks.bundling import (
 from stacks.bundling import bytecode as init_bytecode
 from stacks.bundling.input_hash import dependency_key, host_can_compile, input_hash, installer_identity
 from stacks.bundling.sdist import Wheelhouse
-from stacks.bundling.spec import BundleResult, BundleSpec, BundlingError, bytecode_modules_for, source_files
+from stacks.bundling.spec import (
+    BundleResult,
+    BundleSpec,
+    BundlingError,
+    bytecode_modules_for,
+    source_files,
+    source_root,
+)
 
 
 def _sha256(data: bytes) -> str:
@@ -129,7 +136,7 @@ def local_package_problems(spec: BundleSpec, installed: set[str]) -> list[import
         return []  # the install reports it
     problems = []
     for package in local:
-        base = package.source / "src" if (package.source / "src").is_dir() else package.source
+        base = source_root(package.source)
         files = [(rel, path) for rel, path in source_files(base, spec.excludes) if rel.endswith(".py")]
         tops = {rel.split("/")[0].removesuffix(".py") for rel, _p in files}
         pyproject = package.source / "pyproject.toml"
@@ -200,9 +207,7 @@ def dependency_layer(
     """The installed, pruned, stripped dependencies for `spec`, from the layer cache or built now."""
 
     def build(tree: Path) -> list[str]:
-        install.install_dependencies(
-            spec, command, tree, spec.cache_dir, wheelhouse.directory if wheelhouse.wheels else None
-        )
+        install.install_dependencies(spec, command, tree, spec.cache_dir, wheelhouse)
         install.prune_installed(tree, spec.dependency_excludes)
         if command[0].endswith("uv"):  # only a new layer adds to uv's cache
             bundle_cache.bound_uv_cache(command[0], spec.cache_dir / "uv")

@@ -208,7 +208,7 @@ class _Resolver:
         info = self.modules.get(module)
         if info is None:
             return False  # a namespace folder exports only its submodules
-        if name in info.defined or info.has_getattr:
+        if name in info.defined or info.has_getattr or info.unread:
             return True
         seen = seen or set()
         seen.add(module)

@@ -220,6 +220,10 @@ class ModuleInfo:
     defined: set[str] = field(default_factory=set)
     stars: list[str] = field(default_factory=list)  # modules this one does `from X import *` from
     has_getattr: bool = False  # a module __getattr__ or module-level globals(): any name is accepted
+    # Not parsed by this Python: a syntax newer than it (`type X = ...` read by 3.11 for a 3.12 target) or
+    # broken. Any name is accepted; verification imports the module with the target's own interpreter,
+    # which names a real syntax error with its line.
+    unread: bool = False
     sites: list[ImportSite] = field(default_factory=list)
     # `__all__` as a literal list of strings: the names `from M import *` binds. None: no `__all__` (the star
     # binds the public names). all_literal False: `__all__` is built in a way not read here (any name passes).
@@ -504,8 +508,8 @@ def read_source(
     contents: Mapping[str, bytes] | None = None,
     target: Target | None = None,
 ) -> dict[str, ModuleInfo]:
-    """Every .py file of the source, parsed as `target` runs it. A syntax error is left to verification (which
-    names it).
+    """Every .py file of the source, parsed as `target` runs it. A file this Python cannot parse is left to
+    verification (ModuleInfo.unread).
 
     `contents`: the files' bytes where the caller has already read them; `target`: the bundle's Python
     (default: this interpreter's version, on Lambda)."""
@@ -535,7 +539,8 @@ def _read_module(name: str, relative: str, is_package: bool, data: bytes, target
         try:
             tree = ast.parse(data, filename=info.file)
         except (SyntaxError, ValueError):
-            return info  # verification names it
+            info.unread = True
+            return info
         except RecursionError:
             pass
         else:

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from stacks.bundling import manifest, sdist
 from stacks.bundling.indexes import auth_refused, installer_environment, redact
-from stacks.bundling.lock import platform_tag
+from stacks.bundling.lock import platform_args, platform_tag
 from stacks.bundling.sdist import Wheelhouse
 from stacks.bundling.spec import BundleSpec, BundlingError, MissingWheelError, is_excluded
 
@@ -47,29 +47,36 @@ def requirements_file(spec: BundleSpec) -> Path:
     return chosen
 
 
-def _wheel_target(spec: BundleSpec, command: list[str]) -> str:
+def _wheel_target(spec: BundleSpec) -> str:
     """The platform and Python the installer is told to install for, as MissingWheelError names them."""
-    tool = "uv" if command[0].endswith("uv") else "pip"
-    return f"{platform_tag(spec.architecture, tool)}/cp{spec.python_version.replace('.', '')}"
+    return f"{platform_tag(spec.architecture, spec.python_version)}/cp{spec.python_version.replace('.', '')}"
 
 
 def _install_args(spec: BundleSpec, command: list[str], target: Path) -> list[str]:
-    """`uv pip install` (or `pip install`) into `target` for the Lambda platform: the target's platform tag
-    and Python, wheels only, no bytecode (bytecode.py writes its own, reproducibly)."""
-    if command[0].endswith("uv"):
-        platform = platform_tag(spec.architecture, "uv")
-        tool = ["pip", "install", "--python-platform", platform, "--only-binary", ":all:"]
-    else:
-        tool = ["install", "--platform", platform_tag(spec.architecture, "pip"), "--implementation", "cp"]
-        tool += ["--only-binary=:all:"]
+    """`uv pip install` (or `pip install`) into `target` for the Lambda platform: the runtime's manylinux
+    platform and Python, wheels only, no bytecode (bytecode.py writes its own, reproducibly)."""
+    uv = command[0].endswith("uv")
+    tool = ["pip", "install"] if uv else ["install", "--implementation", "cp"]
+    tool += [
+        *platform_args(spec.architecture, spec.python_version, "uv" if uv else "pip"),
+        "--only-binary=:all:",
+    ]
     return [*command, *tool, "--target", str(target), "--python-version", spec.python_version, "--no-compile"]
 
 
 def _run_install(
-    spec: BundleSpec, command: list[str], target: Path, cache: Path, find_links: Path | None, *, dry_run: bool
+    spec: BundleSpec,
+    command: list[str],
+    target: Path,
+    cache: Path,
+    find_links: Path | None,
+    *,
+    dry_run: bool,
+    pins: Path | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """Install requirements_file(spec) into `target` (emptied before each attempt: a failed one may leave
-    part of the tree), with the locally built wheels of `find_links` beside the index.
+    """Install requirements_file(spec) (or `pins`: those with the local wheels' hashes, sdist.py) into
+    `target` (emptied before each attempt: a failed one may leave part of the tree), with the locally built
+    wheels of `find_links` beside the index.
 
     A lock pins every distribution with the hashes of its files (required), so its dependencies are not
     resolved again (--no-deps: that would only fetch each one's metadata; check_lock_complete makes up for
@@ -78,7 +85,7 @@ def _run_install(
     trip per package on every dependency change. An unlocked requirements.txt always goes to the index.
     """
     # Absolute: uv runs in the backend's folder (--directory), where a relative path would mean another.
-    req = requirements_file(spec).absolute()
+    req = (pins or requirements_file(spec)).absolute()
     locked = req.name == "requirements.lock"
     uv = command[0].endswith("uv")
     args = [*_install_args(spec, command, target.absolute()), "--quiet"]
@@ -86,7 +93,13 @@ def _run_install(
         # In the backend's folder: its uv.toml / pyproject.toml [tool.uv] index settings apply (indexes.py
         # says why configuration is safe to read). Hard links into uv's cache: no 100 MB copy; nothing edits
         # installed files in place (strip writes a new file), so the cache is never modified through a link.
-        args += ["--directory", str(req.parent), "--link-mode", "hardlink", "--no-progress"]
+        args += [
+            "--directory",
+            str(requirements_file(spec).parent.absolute()),
+            "--link-mode",
+            "hardlink",
+            "--no-progress",
+        ]
     args += ["--no-deps", "--require-hashes"] if locked else ([] if uv else ["--upgrade"])
     args += [*(["--find-links", str(find_links.absolute())] if find_links else []), "-r", str(req)]
     args += ["--dry-run"] if dry_run else []
@@ -107,9 +120,11 @@ def prepare_wheelhouse(
     """Pure-Python wheels built from the sdists the requirements need (usually none): cached, see sdist.py."""
     req = requirements_file(spec)
 
-    def dry_run(find_links: Path | None) -> tuple[bool, str]:
+    def dry_run(find_links: Path | None, pins: Path | None) -> tuple[bool, str]:
         with tempfile.TemporaryDirectory(prefix="credmate-dry-") as target:
-            proc = _run_install(spec, command, Path(target), spec.cache_dir, find_links, dry_run=True)
+            proc = _run_install(
+                spec, command, Path(target), spec.cache_dir, find_links, dry_run=True, pins=pins
+            )
         output = redact(proc.stdout + proc.stderr)
         what = f"resolving {req} for {spec.runtime}/{spec.architecture}"
         if proc.returncode != 0 and (refused := auth_refused(output, what)):
@@ -122,21 +137,23 @@ def prepare_wheelhouse(
     except sdist.SdistError as exc:
         if refused := auth_refused(exc.detail, f"downloading the source distribution of {exc.package}"):
             raise refused from None
-        raise MissingWheelError(exc.package, _wheel_target(spec, command), exc.detail) from None
+        raise MissingWheelError(exc.package, _wheel_target(spec), exc.detail) from None
 
 
 def install_dependencies(
-    spec: BundleSpec, command: list[str], target: Path, cache: Path, find_links: Path | None = None
+    spec: BundleSpec, command: list[str], target: Path, cache: Path, wheelhouse: Wheelhouse | None = None
 ) -> None:
-    req = requirements_file(spec)
-    proc = _run_install(spec, command, target, cache, find_links, dry_run=False)
+    pins = wheelhouse.pins if wheelhouse else None
+    req = pins or requirements_file(spec)
+    find_links = wheelhouse.directory if wheelhouse and wheelhouse.wheels else None
+    proc = _run_install(spec, command, target, cache, find_links, dry_run=False, pins=pins)
     if proc.returncode != 0:
         output = redact(proc.stdout + proc.stderr)
         what = f"installing {req} for {spec.runtime}/{spec.architecture}"
         if refused := auth_refused(output, what):
             raise refused
         if found := sdist.no_wheel_requirement(output):
-            raise MissingWheelError(found[0], _wheel_target(spec, command), output[-2000:])
+            raise MissingWheelError(found[0], _wheel_target(spec), output[-2000:])
         raise BundlingError(f"{what} failed:\n{output[-3000:]}")
     _install_local_packages(spec, command, target)
     if req.name == "requirements.lock":

@@ -45,7 +45,7 @@ from urllib.parse import unquote, urlparse
 from stacks.bundling import bundle_cache
 from stacks.bundling import lock as requirements_lock
 from stacks.bundling.indexes import find_uv, installer_environment, redact, run_bounded, uv_to_resolve
-from stacks.bundling.spec import DEFAULT_EXCLUDES, BundleSpec, BundlingError, source_files
+from stacks.bundling.spec import DEFAULT_EXCLUDES, BundleSpec, BundlingError, source_files, source_root
 
 if TYPE_CHECKING:
     from packaging.requirements import Requirement
@@ -518,7 +518,7 @@ def local_module_path(spec: BundleSpec, module: str) -> Path | None:
         return None
     top = module.split(".")[0]
     for package in local:
-        for base in (package.source, package.source / "src"):
-            if (base / top).is_dir() or (base / f"{top}.py").is_file():
-                return base / module.replace(".", "/")
+        base = source_root(package.source)
+        if (base / top).is_dir() or (base / f"{top}.py").is_file():
+            return base / module.replace(".", "/")
     return None

@@ -11,6 +11,11 @@ installable on any platform. Then the dry run is repeated with `--find-links` to
 passes. An sdist whose build gives a platform-specific wheel, or that does not build, stops with
 `MissingWheelError` naming the package, which stops synth.
 
+A hashed lock (uv.lock and poetry.lock pin an sdist-only package by its sdist's hash) keeps its guarantee:
+the downloaded sdist must have one of the hashes the lock gives its package, and the wheel built from it
+is then added to that package's hashes in a copy of the pins kept with the wheelhouse (`Wheelhouse.pins`),
+which the install reads instead.
+
 The wheelhouse is cached under the bundle cache by the requirements content, runtime, architecture,
 installer and the bundler's own code: a synth with unchanged requirements reads its manifest and does
 nothing else. Only a complete wheelhouse is cached, never a failure: the next synth downloads and builds
@@ -69,6 +74,50 @@ class SdistError(Exception):
 class Wheelhouse:
     directory: Path
     wheels: tuple[tuple[str, str], ...]  # (wheel file name, sha256)
+    pins: Path | None = None  # the hashed pins with the built wheels' hashes added (None: install the pins)
+
+
+_HASH = re.compile(r"--hash=sha256:([0-9a-f]{64})")
+
+
+def _blocks(text: str) -> list[tuple[str, list[int]]]:
+    """(canonical name, line numbers) of each requirement of a pins file, continuation lines included."""
+    blocks: list[tuple[str, list[int]]] = []
+    continued = False
+    for number, line in enumerate(text.splitlines()):
+        name = re.match(r"([A-Za-z0-9][A-Za-z0-9._-]*)", line)
+        if continued and blocks:
+            blocks[-1][1].append(number)
+        elif name:
+            blocks.append((canonicalize_name(name.group(1)), [number]))
+        continued = line.rstrip().endswith("\\")
+    return blocks
+
+
+def locked_hashes(requirements: Path, package: str) -> set[str]:
+    """The sha256 hashes a hashed pins file allows for `package` (empty: not hashed there)."""
+    lines = requirements.read_text().splitlines()
+    wanted = canonicalize_name(package)
+    return {
+        h
+        for name, numbers in _blocks("\n".join(lines))
+        if name == wanted
+        for n in numbers
+        for h in _HASH.findall(lines[n])
+    }
+
+
+def with_wheel_hashes(text: str, built: dict[str, str]) -> str:
+    """`text` (hashed pins) with each built package's wheel hash added to its requirement: {name: sha256}."""
+    lines = text.splitlines()
+    for name, numbers in _blocks(text):
+        if name in built:
+            first = lines[numbers[0]].rstrip()
+            option = f"--hash=sha256:{built[name]}"
+            # Options follow the requirement and its marker: before the continuation, or at the end.
+            cut = first.endswith("\\")
+            lines[numbers[0]] = f"{first[:-1].rstrip()} {option} \\" if cut else f"{first} {option}"
+    return "\n".join(lines) + "\n"
 
 
 def wheelhouse_key(spec: BundleSpec, requirements: Path, tool: str) -> str:
@@ -109,11 +158,14 @@ def build_pure_wheel(
     use_uv: str | None,
     uv_cache: Path | None = None,
     project: Path | None = None,
+    hashes: set[str] | frozenset[str] = frozenset(),
 ) -> Path:
     """Download `package specifier` as an sdist and build it into a wheel in `out`; return the wheel.
-    `project`: the backend's folder, whose uv configuration (its indexes) the build reads.
+    `project`: the backend's folder, whose uv configuration (its indexes) the build reads. `hashes`: what a
+    lock allows for the sdist (empty: no lock to check against).
 
-    Raises SdistError when the sdist cannot be had or built, or builds a platform-specific wheel."""
+    Raises SdistError when the sdist cannot be had, is not the locked file, does not build, or builds a
+    platform-specific wheel."""
     with tempfile.TemporaryDirectory(prefix="credmate-sdist-") as tmp:
         work = Path(tmp)
         args = [sys.executable, "-m", "pip", "download", "--no-binary", ":all:", "--no-deps", "--quiet"]
@@ -126,6 +178,13 @@ def build_pure_wheel(
                 package,
                 f"no source distribution of {package}{specifier} could be downloaded either:\n"
                 f"{output[-1500:]}",
+            )
+        digest = hashlib.sha256(sdists[0].read_bytes()).hexdigest()
+        if hashes and digest not in hashes:
+            raise SdistError(
+                package,
+                f"the downloaded source distribution {sdists[0].name} has sha256 {digest}, which the lock "
+                "does not list for it: the index serves another file than the one locked",
             )
         wheel, output = build_wheel(sdists[0], work / "wheel", uv=use_uv, uv_cache=uv_cache, project=project)
         if wheel is None:
@@ -147,7 +206,7 @@ def prepare_wheelhouse(
     spec: BundleSpec,
     requirements: Path,
     tool: str,
-    dry_run: Callable[[Path | None], tuple[bool, str]],
+    dry_run: Callable[[Path | None, Path | None], tuple[bool, str]],
     *,
     uv: str | None,
     log: Callable[[str], None] = lambda _m: None,
@@ -155,14 +214,21 @@ def prepare_wheelhouse(
     """The wheelhouse of locally built pure wheels these requirements need (often none), cached.
 
     Raises SdistError naming the package when a needed sdist gives no pure wheel.
-    `dry_run(find_links)` asks the installer whether the requirements resolve with wheels only; it returns
-    (ok, output)."""
+    `dry_run(find_links, pins)` asks the installer whether the requirements (`pins` when not None) resolve
+    with wheels only; it returns (ok, output)."""
     directory = spec.cache_dir / "wheelhouse" / wheelhouse_key(spec, requirements, tool)
+    hashed = bool(_HASH.search(requirements.read_text()))
 
     def fill(work: Path) -> None:
         built: dict[str, Path] = {}
         for _round in range(_MAX_ROUNDS):
-            ok, output = dry_run(work / "wheels" if built else None)
+            pins = work / "requirements.lock" if built and hashed else None
+            if pins:
+                digests = {
+                    name: hashlib.sha256(wheel.read_bytes()).hexdigest() for name, wheel in built.items()
+                }
+                pins.write_text(with_wheel_hashes(requirements.read_text(), digests))
+            ok, output = dry_run(work / "wheels" if built else None, pins)
             if ok:
                 break
             found = no_wheel_requirement(output)
@@ -185,6 +251,7 @@ def prepare_wheelhouse(
                 use_uv=uv,
                 uv_cache=spec.cache_dir / "uv",
                 project=requirements.parent,
+                hashes=locked_hashes(requirements, package),
             )
         else:
             raise _Unresolved  # never resolved: nothing cached either
@@ -196,4 +263,6 @@ def prepare_wheelhouse(
     except _Unresolved:
         return Wheelhouse(directory / "wheels", ())
     data = json.loads((directory / "manifest.json").read_text())
-    return Wheelhouse(directory / "wheels", tuple((str(n), str(h)) for n, h in data["wheels"]))
+    pins = directory / "requirements.lock"
+    wheels = tuple((str(n), str(h)) for n, h in data["wheels"])
+    return Wheelhouse(directory / "wheels", wheels, pins if pins.is_file() else None)

@@ -174,10 +174,18 @@ def _exclusion(excludes: tuple[str, ...]) -> re.Pattern[str]:
     return re.compile("|".join(f"(?:{fnmatch.translate(p)})" for p in excludes) or "(?!)")
 
 
+def source_root(project: Path) -> Path:
+    """Where a project's importable code lives: `src/` when it has one (the src layout), else the project
+    folder itself (the flat layout: `app/` beside pyproject.toml), as setuptools and hatchling find packages.
+    One rule for the backend and its local packages."""
+    src = project / "src"
+    return src if src.is_dir() else project
+
+
 def source_files(source_dir: Path, excludes: Iterable[str]) -> list[tuple[str, Path]]:
     """Every file the bundle takes from the source folder, sorted by relative POSIX path."""
     if not source_dir.is_dir():
-        raise BundlingError(f"source folder {source_dir} does not exist (backend_root must hold src/)")
+        raise BundlingError(f"source folder {source_dir} does not exist")
     excludes = tuple(excludes)
     found = ((path.relative_to(source_dir).as_posix(), path) for path in source_dir.rglob("*"))
     return sorted((rel, path) for rel, path in found if path.is_file() and not is_excluded(rel, excludes))

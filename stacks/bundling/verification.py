@@ -10,6 +10,7 @@ closure.json beside it), each reported with the file:line of its import.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import re
@@ -38,15 +39,34 @@ CHECK_NICENESS = 10
 
 
 def target_interpreter(spec: BundleSpec) -> str:
-    """The target Python (python3.11 for runtime python3.11), found on PATH; never silently another one."""
+    """The target Python (python3.11 for runtime python3.11), found on PATH; never silently another one.
+    Its own executable, not a version manager's shim: checks run it with a scrubbed environment."""
     name = f"python{spec.python_version}"
     found = shutil.which(name)
-    if not found:
+    executable, problem = _executable(found, spec.python_version) if found else ("", "is not on PATH")
+    if problem:
         raise BundlingError(
-            f"cannot verify the bundle: {name} (the {spec.runtime} runtime's interpreter) is not on PATH. "
+            f"cannot verify the bundle: {name} (the {spec.runtime} runtime's interpreter) {problem}. "
             f"Install it, or skip verification loudly with -c skip_bundle_verification=true"
         )
-    return found
+    return executable
+
+
+@functools.lru_cache(maxsize=8)
+def _executable(path: str, version: str) -> tuple[str, str]:
+    """(the interpreter `path` runs, "") when it runs as Python `version`, else ("", why not). A version
+    manager's shim is on PATH for every version it knows but runs only those selected (pyenv: exit 127);
+    without this check every handler check would fail as if the handler had crashed."""
+    script = "import sys; print('%d.%d' % sys.version_info[:2]); print(sys.executable)"
+    try:
+        ran = subprocess.run([path, "-I", "-S", "-c", script], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return "", f"at {path} does not start ({exc})"
+    said = ran.stdout.split()
+    if ran.returncode != 0 or said[:1] != [version] or len(said) < 2:
+        first = (ran.stderr.strip() or ran.stdout.strip()).splitlines()[:1]
+        return "", f"at {path} does not run as Python {version} (exit {ran.returncode}: {' '.join(first)})"
+    return said[1], ""
 
 
 def hint_for(failure: Mapping[str, Any], check: HandlerCheck, spec: BundleSpec) -> str:

@@ -29,7 +29,7 @@ from stacks.config.catalog import (
 )
 from stacks.config.environment import DeploymentSettings, EnvironmentConfig, FunctionSettings
 from stacks.config.environment_parser import DEPLOYMENT_CONFIG_ALLOWED, deployment_config, parse_thresholds
-from stacks.config.reader import PATH_RE, ConfigError, FunctionReader, catalog_key, fail
+from stacks.config.reader import PATH_RE, REQUEST_PATH_RE, ConfigError, FunctionReader, catalog_key, fail
 from stacks.hook_budget import check_fits
 
 FUNCTION_NAME_RE = r"[A-Z][A-Za-z0-9]{0,47}"
@@ -163,7 +163,7 @@ def _parse_catalog_entry(
         raise r.fail(("handler",), None, "required: module.function, e.g. handlers.auth.main")
     trigger = _parse_trigger(r)
     is_api = isinstance(trigger, ApiTrigger)
-    health_path = r.text(("health_path",), PATH_RE, "a path like /health", None)
+    health_path = r.text(("health_path",), REQUEST_PATH_RE, "a path like /health or /health/", None)
     if health_path is not None and not is_api:
         raise r.fail(("health_path",), health_path, "only for functions with an api trigger")
     if is_api:
@@ -177,7 +177,12 @@ def _parse_catalog_entry(
         PostTrafficSettings(
             login_path=r.text(("post_traffic", "login_path"), PATH_RE, "a path like /auth/login", None),
             login_body=r.text(("post_traffic", "login_body"), "json|form", "json or form", "json"),  # type: ignore[arg-type]
-            health_path=r.text(("post_traffic", "health_path"), PATH_RE, "a path like /goals/health", None),
+            health_path=r.text(
+                ("post_traffic", "health_path"),
+                REQUEST_PATH_RE,
+                "a path like /goals/health or /goals/health/",
+                None,
+            ),
         )
         if is_api
         else None

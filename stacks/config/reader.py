@@ -15,8 +15,11 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 # A literal API path as the client calls it: leading slash, no trailing slash, no {parameters}. Routed
-# prefixes, health and login paths, and throttled routes all use it.
+# prefixes, login paths and throttled routes use it: each names an API Gateway resource too.
 PATH_RE = r"(/[A-Za-z0-9._~-]+)+"
+# A path only requested (health checks): also the root, or with a trailing slash. FastAPI serves a route
+# declared with one (`@router.get("/health-check/")`) only with it; without it the check gets a redirect.
+REQUEST_PATH_RE = r"/|(/[A-Za-z0-9._~-]+)+/?"
 
 
 class ConfigError(ValueError):

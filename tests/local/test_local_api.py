@@ -440,4 +440,4 @@ def test_watch_sees_the_manifest_and_its_local_packages_and_resynthesizes_for_th
     changed = [p for p in after if after[p] != before.get(p)]
     # THEN both are seen, and neither is a source-only edit: the bundle's dependencies are rebuilt
     assert set(changed) == {module, requirements}
-    assert not source_only(changed, context)
+    assert not source_only(changed, context, inputs)
