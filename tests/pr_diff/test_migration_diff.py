@@ -13,7 +13,7 @@ import pytest
 
 from scripts.pr_diff import migration_diff
 
-SCRIPT = Path(migration_diff.__file__)
+REPO_ROOT = Path(migration_diff.__file__).resolve().parents[2]
 
 
 def git(repo: Path, *args: str) -> str:
@@ -118,13 +118,24 @@ def test_bad_inputs_name_what_to_fix(repo, tmp_path):
 
 def test_cli(repo):
     (versions(repo) / "c3.py").write_text(revision_file("c3", "b2", "Third"))
-    args = [sys.executable, str(SCRIPT), "--backend", str(backend(repo)), "--base", "main"]
-    done = subprocess.run([*args, "--migrations-dir", "db", "--json"], capture_output=True, text=True)
+    # As its docstring runs it: `python -m scripts.pr_diff.migration_diff` from the repository
+    args = [
+        sys.executable,
+        "-m",
+        "scripts.pr_diff.migration_diff",
+        "--backend",
+        str(backend(repo)),
+        "--base",
+        "main",
+    ]
+    done = subprocess.run(
+        [*args, "--migrations-dir", "db", "--json"], capture_output=True, text=True, cwd=REPO_ROOT
+    )
     assert done.returncode == 0, done.stderr
     assert [m["revision"] for m in json.loads(done.stdout)["added"]] == ["c3"]
-    done = subprocess.run([*args, "--migrations-dir", "db"], capture_output=True, text=True)
+    done = subprocess.run([*args, "--migrations-dir", "db"], capture_output=True, text=True, cwd=REPO_ROOT)
     assert done.returncode == 0 and "`c3`" in done.stdout
-    done = subprocess.run(args, capture_output=True, text=True)
+    done = subprocess.run(args, capture_output=True, text=True, cwd=REPO_ROOT)
     assert done.returncode == 1 and "is not a folder" in done.stderr
 
 
