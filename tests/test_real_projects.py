@@ -312,3 +312,34 @@ def test_a_working_shim_gives_the_interpreter_it_runs(
     spec = BundleSpec(source_dir=tmp_path, requirements=tmp_path / "requirements.txt", cache_dir=tmp_path)
     found = target_interpreter(spec)
     assert found != str(shim) and Path(found).is_file()
+
+
+# --- a project for a Python this machine does not have ------------------------------------------------------
+
+
+def test_python314_is_a_runtime_and_gets_amazon_linux_2023_wheels() -> None:
+    from stacks.config import parse_environments
+    from tests.conftest import REPO_ROOT
+
+    environments = json.loads((REPO_ROOT / "cdk.json").read_text())["context"]["environments"]
+    environments["prod"]["function"] = {**environments["prod"].get("function", {}), "runtime": "python3.14"}
+    assert parse_environments(environments, _catalog("/health"))["prod"].function.runtime == "python3.14"
+    assert lock.platform_args("x86_64", "3.14", "uv") == ["--python-platform", "x86_64-manylinux_2_34"]
+
+
+def test_a_uv_project_whose_python_is_not_installed_says_to_install_it(tmp_path: Path) -> None:
+    from stacks.bundling import manifest
+    from tests.test_manifests import _copy
+    from tests.test_manifests import _spec as manifest_spec
+
+    # GIVEN a uv project whose requires-python no interpreter here accepts (fastapi's template wants 3.14)
+    backend = _copy("uv_workspace_backend", tmp_path / "backend")
+    pyproject = backend / "pyproject.toml"
+    pyproject.write_text(
+        pyproject.read_text().replace('requires-python = ">=3.11"', 'requires-python = ">=3.99"')
+    )
+    # WHEN its lock is exported, THEN the error says what to install, not to re-lock
+    with pytest.raises(
+        BundlingError, match=r"needs a Python that .*pyproject\.toml's requires-python accepts"
+    ):
+        manifest.resolve(manifest_spec(backend, tmp_path / "cache"))

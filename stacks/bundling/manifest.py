@@ -221,6 +221,13 @@ def uv_pins(manifest: Manifest) -> tuple[str, list[Path]]:
                 f"{manifest.lock} is stale: {manifest.primary} (or a workspace member's pyproject.toml) "
                 f"changed since it was locked. Run {manifest.refresh} and commit uv.lock"
             )
+        if "No interpreter found" in detail:
+            # uv checks a lock against the project with an interpreter its requires-python accepts.
+            raise BundlingError(
+                f"`uv export` of {manifest.lock} needs a Python that {manifest.primary}'s requires-python "
+                "accepts, to check the lock is current, and this machine has none: install it (the "
+                f"runtime's Python also verifies the bundle).\n{detail}"
+            )
         raise BundlingError(f"`uv export` of {manifest.lock} failed (fix it, then run `uv lock`):\n{detail}")
     return split_local(proc.stdout, manifest.lock.parent)
 

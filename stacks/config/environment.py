@@ -19,7 +19,7 @@ Architecture = Literal["x86_64", "arm64"]
 SchemaMismatchPolicy = Literal["fail", "warn"]
 
 ENVIRONMENT_NAMES = ("staging", "prod")
-SUPPORTED_RUNTIMES = ("python3.11", "python3.12", "python3.13")
+SUPPORTED_RUNTIMES = ("python3.11", "python3.12", "python3.13", "python3.14")
 # CloudWatch Logs accepts only these retention periods (days).
 LOG_RETENTION_DAYS = (
     1,
