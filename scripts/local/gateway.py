@@ -72,8 +72,10 @@ class Gateway:
         if not segments or segments[0] != api.stage:
             return _json_response(403, "Forbidden", request_id), None, False
         parts = tuple(segments[1:])
-        if parts == ("",):
-            parts = ()
+        if parts and parts[-1] == "":
+            # API Gateway routes `/items/` as `/items` (FastAPI declares many routes with the slash); the
+            # event's path keeps it, so the app sees what the client sent.
+            parts = parts[:-1]
         matched = api.match(parts)
         if matched is None:
             return _json_response(403, "Missing Authentication Token", request_id), None, False

@@ -64,6 +64,30 @@ def test_unknown_route_and_method_answer_missing_authentication_token():
         assert json.loads(answer.body) == {"message": "Missing Authentication Token"}
 
 
+def test_a_trailing_slash_routes_like_the_path_without_it_and_reaches_the_app():
+    api = _api()
+    gateway_routes = {"/v1/items/": "/items", "/v1/a/b/": "/{proxy+}", "/v1/": "/"}
+    for path, resource_path in gateway_routes.items():
+        parts = tuple(path.split("/")[2:])
+        parts = parts[:-1] if parts and parts[-1] == "" else parts
+        resource, params = api.match(parts)
+        assert resource.path == resource_path
+        event, _ = local_proxy.proxy_event(api, _request(path), resource, params, "rid")
+        assert event["path"] == path.removeprefix("/v1"), "the slash reaches the app (FastAPI routes on it)"
+    # AND through the gateway: `/v1/items/` reaches the `/items` resource's integration (a MOCK here)
+    mock = local_routes.Integration("mock", mock=local_routes.MockResponse(204, {}, (), False))
+    items = local_routes.Api(
+        "Api", "v1", (local_routes.Resource("/items", ("items",), {"GET": mock}),), (), None
+    )
+    no_template: Any = None
+    gateway = local_gateway.Gateway(
+        local_gateway.Deployment(items, local_stack.Runtimes({}), no_template), log=lambda _m: None
+    )
+    for path in ("/v1/items", "/v1/items/"):
+        answer = gateway.handle(local_proxy.Request("GET", path, [], b"", "127.0.0.1", "127.0.0.1", 1))
+        assert answer.status == 204, path
+
+
 def test_event_carries_everything_api_gateway_sends():
     api = _api(binary=("image/*",))
     resource, params = api.match(("items", "a%20b"))
