@@ -35,6 +35,8 @@ from types import TracebackType
 from typing import Any
 
 from scripts.local import fetch_rie as fetch_rie_script  # re-exported: the tests and fixtures use it
+from stacks.bundling import bundle_cache
+from stacks.bundling.indexes import find_uv
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -55,9 +57,13 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def runtime_path(cache_dir: Path = fetch_rie_script.DEFAULT_CACHE) -> Path:
-    """A folder with only awslambdaric, its C extension and its dependencies (symlinks into this venv)."""
-    target = cache_dir / f"runtime-py{sys.version_info.major}{sys.version_info.minor}"
+def runtime_path(cache_dir: Path = fetch_rie_script.DEFAULT_CACHE, python_version: str | None = None) -> Path:
+    """A folder with only awslambdaric, its C extension and its dependencies: symlinks into this venv for
+    this Python, else the same versions installed for `python_version` (once, by uv, cached)."""
+    host = f"{sys.version_info.major}.{sys.version_info.minor}"
+    if python_version not in (None, host):
+        return _installed_runtime(cache_dir, str(python_version))
+    target = cache_dir / f"runtime-py{host.replace('.', '')}"
     target.mkdir(parents=True, exist_ok=True)
     for name in RUNTIME_DISTRIBUTIONS:
         try:
@@ -75,6 +81,26 @@ def runtime_path(cache_dir: Path = fetch_rie_script.DEFAULT_CACHE) -> Path:
             if source.exists() and not link.exists():
                 with contextlib.suppress(FileExistsError):  # a parallel test worker made it first
                     link.symlink_to(source)
+    return target
+
+
+def _installed_runtime(cache_dir: Path, python_version: str) -> Path:
+    pins = [f"{name}=={importlib.metadata.version(name)}" for name in RUNTIME_DISTRIBUTIONS]
+    versions = "-".join(pin.partition("==")[2] for pin in pins)
+    target = cache_dir / f"runtime-py{python_version.replace('.', '')}-{versions}"
+
+    def install(work: Path) -> None:
+        uv = find_uv()
+        if uv is None:
+            raise HarnessError(f"uv is needed to install awslambdaric for Python {python_version}")
+        args = [uv, "pip", "install", "--target", str(work), "--python-version", python_version, "--quiet"]
+        done = subprocess.run([*args, "--only-binary", ":all:", *pins], capture_output=True, text=True)
+        if done.returncode != 0:
+            raise HarnessError(
+                f"installing {' '.join(pins)} for Python {python_version} failed:\n{done.stderr[-2000:]}"
+            )
+
+    bundle_cache.publish(target, install)  # complete or absent, whoever installs it at the same time
     return target
 
 
@@ -106,6 +132,7 @@ class LambdaEmulator:
         timeout_seconds: int = 30,
         rie: Path | None = None,
         python: str = sys.executable,
+        python_version: str | None = None,  # `python`'s X.Y when it is not this interpreter
         start_timeout: float = 15.0,
         bootstrap: Sequence[str] = (),
     ) -> None:
@@ -119,6 +146,7 @@ class LambdaEmulator:
         self.timeout_seconds = timeout_seconds
         self.rie = rie
         self.python = python
+        self.python_version = python_version
         self.start_timeout = start_timeout
         # The runtime's command before the handler (default: `python -S -B -m awslambdaric`).
         self.bootstrap = list(bootstrap) or [python, "-S", "-B", "-m", "awslambdaric"]
@@ -137,7 +165,9 @@ class LambdaEmulator:
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
             "LANG": "C.UTF-8",
             "TZ": "UTC",
-            "PYTHONPATH": os.pathsep.join(map(str, [self.bundle, *self.paths, runtime_path()])),
+            "PYTHONPATH": os.pathsep.join(
+                map(str, [self.bundle, *self.paths, runtime_path(python_version=self.python_version)])
+            ),
             "PYTHONNOUSERSITE": "1",
             "PYTHONDONTWRITEBYTECODE": "1",
             "LAMBDA_TASK_ROOT": str(self.bundle),

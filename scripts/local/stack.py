@@ -39,6 +39,8 @@ from scripts.local import assets
 from scripts.local.emulator import HarnessError as HarnessError
 from scripts.local.emulator import InvokeResult, LambdaEmulator
 from stacks.bundling import bundle_cache
+from stacks.bundling.spec import BundlingError
+from stacks.bundling.verification import interpreter_for
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -433,10 +435,19 @@ class Runtimes:
                 "native libraries may not load here"
             )
         host_runtime = f"python{sys.version_info.major}.{sys.version_info.minor}"
+        python, version, bootstrap = sys.executable, None, self.bootstrap
         if fn.runtime and fn.runtime != host_runtime:
-            self.log(
-                f"[local] WARNING {fn.label}: runtime {fn.runtime} runs under this host's {host_runtime}"
-            )
+            # Its own Python when this machine has it: a bundle's native extensions load only there. The
+            # zygote serves this interpreter only, so such a function starts without it.
+            version = fn.runtime.removeprefix("python")
+            try:
+                python, bootstrap = interpreter_for(version), ()
+            except BundlingError as exc:
+                version = None
+                self.log(
+                    f"[local] WARNING {fn.label}: runtime {fn.runtime} runs under this host's "
+                    f"{host_runtime}; its native extensions may not load: {exc}"
+                )
         for item in fn.unresolved:
             self.log(f"[local] {fn.label}: environment {item} has no local value: set to a {UNRESOLVED} "
                      "placeholder (override with --set-env NAME=VALUE)")  # fmt: skip
@@ -453,7 +464,9 @@ class Runtimes:
             handler=fn.handler,
             function_name=fn.label,
             timeout_seconds=fn.timeout_seconds,
-            bootstrap=self.bootstrap,
+            python=python,
+            python_version=version,
+            bootstrap=bootstrap,
         )
         emulator.start()
         slot.emulator, slot.invocations, slot.log_offset = emulator, 0, 0

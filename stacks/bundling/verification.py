@@ -39,16 +39,24 @@ CHECK_NICENESS = 10
 
 
 def target_interpreter(spec: BundleSpec) -> str:
-    """The target Python (python3.11 for runtime python3.11), found on PATH; never silently another one.
-    Its own executable, not a version manager's shim: checks run it with a scrubbed environment."""
-    name = f"python{spec.python_version}"
-    found = shutil.which(name)
-    executable, problem = _executable(found, spec.python_version) if found else ("", "is not on PATH")
-    if problem:
+    """The target Python (python3.11 for runtime python3.11), found on PATH; never silently another one."""
+    try:
+        return interpreter_for(spec.python_version)
+    except BundlingError as exc:
         raise BundlingError(
-            f"cannot verify the bundle: {name} (the {spec.runtime} runtime's interpreter) {problem}. "
-            f"Install it, or skip verification loudly with -c skip_bundle_verification=true"
-        )
+            f"cannot verify the bundle: {exc}. Install it, or skip verification loudly with "
+            "-c skip_bundle_verification=true"
+        ) from None
+
+
+def interpreter_for(version: str) -> str:
+    """The executable of `python{version}` on PATH: its own, not a version manager's shim (checks and local
+    runtimes run it with a scrubbed environment). Raises BundlingError saying why there is none."""
+    name = f"python{version}"
+    found = shutil.which(name)
+    executable, problem = _executable(found, version) if found else ("", "is not on PATH")
+    if problem:
+        raise BundlingError(f"{name} (the python{version} runtime's interpreter) {problem}")
     return executable
 
 
