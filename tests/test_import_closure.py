@@ -529,6 +529,13 @@ def test_sdist_that_builds_native_code_stops_naming_the_package(
         caught.value.detail,
     ), caught.value.detail
     assert not (tmp_path / "out").exists(), "nothing enters the wheelhouse"
+    # AND the same process does not compile it again (a synth bundles both environments from one lock): with
+    # the sdist gone from the index, the verdict still comes back
+    for archive in index.glob("*.tar.gz"):
+        archive.unlink()
+    with pytest.raises(sdist.SdistError) as again:
+        sdist.build_pure_wheel("credmate-native-fixture", "==0.1", tmp_path / "out", use_uv=uv)
+    assert again.value is caught.value
 
 
 def test_no_wheel_requirement_parsing() -> None:

@@ -343,3 +343,48 @@ def test_a_uv_project_whose_python_is_not_installed_says_to_install_it(tmp_path:
         BundlingError, match=r"needs a Python that .*pyproject\.toml's requires-python accepts"
     ):
         manifest.resolve(manifest_spec(backend, tmp_path / "cache"))
+
+
+# --- a Poetry 1.x lock --------------------------------------------------------------------------------------
+
+
+def _as_poetry_1_lock(text: str) -> str:
+    """The fixture's lock as Poetry 1.x wrote it: `category` for groups, each package's files under
+    [metadata.files] (the layout fastapi-realworld-example-app's lock has)."""
+    files: list[str] = []
+    out: list[str] = []
+    name = ""
+    lines = iter(text.splitlines())
+    for line in lines:
+        if line.startswith("name = "):
+            name = line.split('"')[1]
+        if line == "files = []":  # a local folder's
+            continue
+        if line == "files = [":
+            block = [f"{name} = ["]
+            for inner in lines:
+                block.append(inner)
+                if inner == "]":
+                    break
+            files.append("\n".join(block))
+            continue
+        if line.startswith("groups = "):
+            line = f'category = "{"main" if "main" in line else "dev"}"'
+        out.append(line.replace('lock-version = "2.1"', 'lock-version = "1.1"'))
+    return "\n".join([*out, "", "[metadata.files]", *files]) + "\n"
+
+
+def test_a_poetry_1_lock_pins_its_packages_with_the_hashes_of_its_metadata_files(tmp_path: Path) -> None:
+    from stacks.bundling import manifest
+    from tests.test_manifests import _copy
+    from tests.test_manifests import _spec as manifest_spec
+
+    # GIVEN a Poetry 1.x lock (hashes under [metadata.files], not beside each package)
+    backend = _copy("poetry_backend", tmp_path / "backend")
+    lock_file = backend / "poetry.lock"
+    lock_file.write_text(_as_poetry_1_lock(lock_file.read_text()))
+    assert "\nfiles = [" not in lock_file.read_text()
+    # WHEN it is resolved, THEN every main package is pinned with its hashes, and dev ones are left out
+    text = manifest.resolve(manifest_spec(backend, tmp_path / "cache")).pins.read_text()
+    assert "fastapi==0.115.6" in text and text.count("--hash=sha256:") > 10
+    assert "pytest" not in text

@@ -259,6 +259,7 @@ def poetry_content_hash(pyproject: Mapping[str, Any], *, with_dependency_groups:
 def poetry_pins(manifest: Manifest, environment: Mapping[str, str]) -> tuple[str, list[Path]]:
     """The main group's packages of poetry.lock that install on the target, each pinned with its hashes."""
     from packaging.markers import Marker
+    from packaging.utils import canonicalize_name as canonical
 
     assert manifest.lock is not None
     root = manifest.primary.parent
@@ -280,6 +281,8 @@ def poetry_pins(manifest: Manifest, environment: Mapping[str, str]) -> tuple[str
         )
     lines: list[str] = []
     local: list[Path] = []
+    # Locks before lock-version 2.0 (Poetry 1.x) list each package's files under [metadata.files].
+    old_files = {canonical(k): v for k, v in locked.get("metadata", {}).get("files", {}).items()}
     for package in locked.get("package", []):
         name, version = package["name"], package["version"]
         # lock-version 2.1 lists groups; older locks a category.
@@ -300,7 +303,8 @@ def poetry_pins(manifest: Manifest, environment: Mapping[str, str]) -> tuple[str
                 f"{manifest.lock} takes {name} from a {kind} source ({source.get('url')}): the bundle "
                 "installs registry packages and local folders only. Publish it, or depend on its folder"
             )
-        hashes = [f["hash"] for f in package.get("files", []) if f.get("hash")]
+        files = package.get("files") or old_files.get(canonical(name), [])
+        hashes = [f["hash"] for f in files if f.get("hash")]
         if not hashes:
             raise BundlingError(f"{manifest.lock} records no file hash for {name} {version}. {fix}")
         lines.append(" \\\n".join([f"{name}=={version}", *(f"    --hash={h}" for h in sorted(hashes))]))

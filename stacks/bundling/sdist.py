@@ -64,9 +64,10 @@ class _Unresolved(Exception):
 class SdistError(Exception):
     """`package` has no wheel for the target and its sdist gives none that runs everywhere."""
 
-    def __init__(self, package: str, detail: str) -> None:
+    def __init__(self, package: str, detail: str, *, native: bool = False) -> None:
         self.package = package
         self.detail = detail
+        self.native = native  # it built, into native code: the same sdist on this host always will
         super().__init__(f"{package}: {detail}")
 
 
@@ -150,6 +151,13 @@ def _pinned(requirements: Path, package: str) -> str:
     return ""
 
 
+# The sdists that built into native code in this process: one synth builds the bundles of both environments
+# from the same requirements, and a native sdist (asyncpg's: a minute of compiling) need not be built for
+# each. In memory only, and never another failure (a download or a build may fail for a moment): the next
+# synth, or the next rebuild of a long-running local API, tries those again.
+_NATIVE: dict[tuple[str, str, frozenset[str]], SdistError] = {}
+
+
 def build_pure_wheel(
     package: str,
     specifier: str,
@@ -166,6 +174,26 @@ def build_pure_wheel(
 
     Raises SdistError when the sdist cannot be had, is not the locked file, does not build, or builds a
     platform-specific wheel."""
+    key = (canonicalize_name(package), specifier, frozenset(hashes))
+    if key in _NATIVE:
+        raise _NATIVE[key]
+    try:
+        return _build_pure_wheel(package, specifier, out, use_uv, uv_cache, project, frozenset(hashes))
+    except SdistError as exc:
+        if exc.native:
+            _NATIVE[key] = exc
+        raise
+
+
+def _build_pure_wheel(
+    package: str,
+    specifier: str,
+    out: Path,
+    use_uv: str | None,
+    uv_cache: Path | None,
+    project: Path | None,
+    hashes: frozenset[str],
+) -> Path:
     with tempfile.TemporaryDirectory(prefix="credmate-sdist-") as tmp:
         work = Path(tmp)
         args = [sys.executable, "-m", "pip", "download", "--no-binary", ":all:", "--no-deps", "--quiet"]
@@ -197,6 +225,7 @@ def build_pure_wheel(
                 package,
                 f"its source distribution {sdists[0].name} builds {wheel.name}, native code for this host, "
                 "not a pure-Python (py3-none-any) wheel",
+                native=True,
             )
         out.mkdir(parents=True, exist_ok=True)
         return Path(shutil.copyfile(wheel, out / wheel.name))
