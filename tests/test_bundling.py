@@ -420,8 +420,9 @@ def test_dependency_excludes_drop_test_suites_and_stubs(tmp_path: Path) -> None:
 
 
 def _reference_zip(directory: Path | BundleResult, zip_path: Path) -> None:
-    """The zip as `zipfile` writes it for the same entries: write_zip must produce these exact bytes. For a
-    bundle, the files its zip names, read from its folders as they are on disk."""
+    """The zip as `zipfile` writes it for the same entries (each deflated or stored as zipwrite.compress_type
+    says): write_zip must produce these exact bytes. For a bundle, the files its zip names, read from its
+    folders as they are on disk."""
     import stat
 
     if isinstance(directory, BundleResult):
@@ -436,11 +437,12 @@ def _reference_zip(directory: Path | BundleResult, zip_path: Path) -> None:
             info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
             executable = path.stat().st_mode & stat.S_IXUSR
             info.external_attr = (0o100755 if executable else 0o100644) << 16
-            info.compress_type = zipfile.ZIP_DEFLATED
+            info.compress_type = zipwrite.compress_type(name)
             archive.writestr(info, path.read_bytes(), compresslevel=6)
 
 
 def test_parallel_zip_is_byte_identical_to_zipfile(tmp_path: Path) -> None:
+    import gzip
     import os
 
     tree = tmp_path / "tree"
@@ -449,6 +451,7 @@ def test_parallel_zip_is_byte_identical_to_zipfile(tmp_path: Path) -> None:
     (tree / "pkg" / "sub" / "é-unicode.txt").write_text("non-ascii name")
     (tree / "pkg" / "empty").write_bytes(b"")
     (tree / "pkg" / "blob.bin").write_bytes(os.urandom(200_000))
+    (tree / "pkg" / "data.json.gz").write_bytes(gzip.compress(b'{"a": 1}' * 1000))
     (tree / "run.sh").write_text("#!/bin/sh\n")
     (tree / "run.sh").chmod(0o755)
     zipwrite.write_zip(tree, tmp_path / "ours.zip")
@@ -458,6 +461,9 @@ def test_parallel_zip_is_byte_identical_to_zipfile(tmp_path: Path) -> None:
         assert archive.testzip() is None
         assert archive.read("pkg/sub/é-unicode.txt") == b"non-ascii name"
         assert archive.getinfo("run.sh").external_attr >> 16 == 0o100755
+        # Already compressed: stored as it is; everything else deflated.
+        assert archive.getinfo("pkg/data.json.gz").compress_type == zipfile.ZIP_STORED
+        assert archive.getinfo("a.py").compress_type == zipfile.ZIP_DEFLATED
 
 
 def test_real_bundle_zip_matches_zipfile(built: BundleResult, tmp_path: Path) -> None:

@@ -24,46 +24,28 @@ import types
 from collections.abc import Callable
 
 _HASH_BASED_UNCHECKED = (1).to_bytes(4, "little")  # PEP 552 flags: hash-based, do not check the source
-# Code object attributes that hold strings marshal writes (co_qualname exists on newer Pythons only).
-_CODE_PARTS = (
-    "co_consts", "co_names", "co_varnames", "co_cellvars", "co_freevars", "co_filename", "co_name",
-    "co_qualname",
-)  # fmt: skip
-
-
-def _marshal_stable(code: types.CodeType) -> bytes:
-    """marshal.dumps(code), independent of what else the process ran.
-
-    marshal marks interned strings as such, and the empty and one-character strings are shared singletons,
-    interned or not depending on what the process did before: `"?"` in a constant gets a different mark in a
-    fresh interpreter and in one that imported a module using it as a name. Interning those first makes the
-    mark the same in every process; everything else marshal writes is the code's own (its back-references
-    depend only on the code, interned strings always being referenced; sets are written sorted since 3.11,
-    the oldest runtime the config accepts). The bytes are then a function of the source, the path and the
-    Python alone.
-    """
-    todo: list[object] = [code]
-    while todo:
-        obj = todo.pop()
-        if isinstance(obj, types.CodeType):
-            todo.extend(getattr(obj, part) for part in _CODE_PARTS if hasattr(obj, part))
-        elif isinstance(obj, (tuple, frozenset)):
-            todo.extend(obj)
-        elif type(obj) is str and len(obj) <= 1:
-            sys.intern(obj)
-    return marshal.dumps(code)
+# marshal marks interned strings as such, and the empty and one-character (Latin-1) strings are shared
+# singletons, interned or not depending on what the process did before: `"?"` in a constant would get a
+# different mark in a fresh interpreter and in one that imported a module using it as a name. Interning
+# them all once, here, makes the mark the same in every process (cheaper than walking each code object for
+# the ones it holds); everything else marshal writes is the code's own (its back-references depend only on
+# the code, interned strings always being referenced; sets are written sorted since 3.11, the oldest runtime
+# the config accepts). The bytes are then a function of the source, the path and the Python alone (a
+# test compiles them in a fresh and in a busy interpreter).
+for _char in ("", *map(chr, range(256))):
+    sys.intern(_char)
 
 
 def pyc_data(source: bytes, relative: str) -> bytes:
     """The unchecked-hash .pyc of `source` at /var/task/`relative`, as `compileall -s BUNDLE -p /var/task
-    --invalidation-mode unchecked-hash` would write it (with `_marshal_stable`'s reference marks).
+    --invalidation-mode unchecked-hash` would write it (with the reference marks above).
     Raises SyntaxError/ValueError for a file that does not compile."""
     code = compile(source, "/var/task/" + relative, "exec", dont_inherit=True, optimize=0)
     return (
         importlib.util.MAGIC_NUMBER
         + _HASH_BASED_UNCHECKED
         + importlib.util.source_hash(source)
-        + _marshal_stable(code)
+        + marshal.dumps(code)
     )
 
 
