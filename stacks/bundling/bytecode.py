@@ -33,7 +33,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from stacks.bundling import layers
+from stacks.bundling import import_closure, layers
 from stacks.bundling.compile_imported import pyc_data, write_atomic
 from stacks.bundling.import_reader import ModuleInfo
 
@@ -50,40 +50,26 @@ class BytecodeError(Exception):
     pass
 
 
-def _files_for(modules: Mapping[str, ModuleInfo], module: str, names: Sequence[str] = ()) -> list[str]:
-    """The files an import executes: every package __init__ along the path, the module, and for
-    `from M import N` the submodule M.N when N is one."""
-    parts = module.split(".")
-    paths = (".".join(parts[:i]) for i in range(1, len(parts) + 1))
-    files = [modules[path].file for path in paths if path in modules]
-    files.extend(modules[f"{module}.{name}"].file for name in names if f"{module}.{name}" in modules)
-    return files
-
-
 def init_imports(
     modules: Mapping[str, ModuleInfo], roots: Iterable[str], stdlib: frozenset[str]
 ) -> tuple[list[str], list[DependencyImport]]:
-    """The static init closure of `roots` (module names) over the bundle's `modules`: the bundle-relative
-    files it runs and the dependency imports they make at module level (optional ones too: they run, and
-    may succeed), both sorted."""
-    own_tops = {name.split(".")[0] for name in modules}
-    files: set[str] = set()
-    dependencies: set[DependencyImport] = set()
-    todo = [file for root in roots for file in _files_for(modules, root)]
-    by_file = {info.file: info for info in modules.values()}
-    while todo:
-        file = todo.pop()
-        if file in files:
-            continue
-        files.add(file)
-        for site in by_file[file].sites:
-            if site.lazy or site.type_checking or not site.module:
-                continue
-            top = site.module.split(".")[0]
-            if top in own_tops:
-                todo.extend(_files_for(modules, site.module, site.names))
-            elif top not in stdlib:
-                dependencies.add((site.module, ("*",) if site.star else site.names))
+    """The static init closure of `roots` (module names) over the bundle's `modules`, walked as the import
+    check walks a handler's (import_closure.Resolver.reach): the bundle-relative files it runs and the
+    dependency imports they make at module level (optional ones too: they run, and may succeed), both
+    sorted."""
+    # No file listing: it only adds namespace folders, and the modules' names already give every top-level
+    # name of the bundle. No installed set: whatever is neither the bundle's nor the standard library's is
+    # a dependency here.
+    resolver = import_closure.Resolver(modules, (), stdlib, None)
+    files: set[str] = set().union(*(resolver.reach(root, lazy=False) for root in roots))
+    dependencies = {
+        (site.module, ("*",) if site.star else site.names)
+        for file in files
+        for site in resolver.by_file[file].sites
+        if site.module
+        and not (site.lazy or site.type_checking)
+        and resolver.kind(site.module) == "dependency"
+    }
     return sorted(files), sorted(dependencies)
 
 
