@@ -208,7 +208,7 @@ def test_merged_zip_equals_zipfile_for_interleaved_replaced_and_new_entries(tmp_
     (tree / "c" / "__pycache__").mkdir()
     (tree / "c" / "__pycache__" / "three.pyc").write_bytes(b"\x00" * 100)
     (tree / "c" / "three.py").write_text("replaced\n")
-    # AND a second store (a PycSet's) with entries sorted between the layer's, one of them replacing a layer
+    # AND a second store (the .pyc's) with entries sorted between the layer's, one of them replacing a layer
     # file, and one replaced in turn by a new entry
     second = {"a/__pycache__/one.pyc": b"\x01" * 80, "c/z.bin": b"from the second store", "e/run.sh": b"no"}
     second_tree = tmp_path / "second"

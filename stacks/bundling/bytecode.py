@@ -33,7 +33,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from stacks.bundling import import_closure, layers
+from stacks.bundling import import_closure, layers, zipwrite
 from stacks.bundling.compile_imported import pyc_data, write_atomic
 from stacks.bundling.import_reader import ModuleInfo
 
@@ -168,11 +168,11 @@ class Written:
     """What write_bytecode wrote into a bundle."""
 
     own: tuple[str, ...]  # bundle-relative .py files of the bundle's own modules compiled into it
-    pyc_set: layers.PycSet | None  # the dependency .pyc the bundle's zip takes from the layer
+    pyc_store: zipwrite.Store | None  # the dependency .pyc the bundle's zip takes from the layer
 
     @property
     def files(self) -> list[str]:
-        return sorted({*self.own, *(self.pyc_set.names if self.pyc_set else ())})
+        return sorted({*self.own, *(e.name for e in (self.pyc_store.entries if self.pyc_store else ()))})
 
 
 def write_bytecode(
@@ -185,9 +185,9 @@ def write_bytecode(
 ) -> Written:
     """Write the unchecked-hash .pyc of the bundle's own modules that `roots` import at init into `bundle`,
     and find (compiling into the layer's tree when new) those of the dependency modules they, and
-    `lazy_dependencies`, load: their PycSet."""
+    `lazy_dependencies`, load: the Store of their zip entries."""
     files, digest, loaded = prefetch(layer, modules, roots, stdlib, lazy_dependencies)
-    pyc_set = layer.pyc_set(digest, loaded) if loaded else None
+    pyc_store = layer.pyc_store(digest, loaded) if loaded else None
     own: list[str] = []
     for relative in files:
         try:
@@ -196,4 +196,4 @@ def write_bytecode(
             continue  # a module that does not compile: verification names it and its function
         write_atomic(str(bundle / importlib.util.cache_from_source(relative)), data)  # replaces a link
         own.append(relative)
-    return Written(tuple(own), pyc_set)
+    return Written(tuple(own), pyc_store)
