@@ -208,7 +208,7 @@ def test_merged_zip_equals_zipfile_for_interleaved_replaced_and_new_entries(tmp_
     (tree / "c" / "__pycache__").mkdir()
     (tree / "c" / "__pycache__" / "three.pyc").write_bytes(b"\x00" * 100)
     (tree / "c" / "three.py").write_text("replaced\n")
-    # AND a second store (a PycSet's) with entries sorted between the layer's, one of them replacing a layer
+    # AND a second store (the .pyc's) with entries sorted between the layer's, one of them replacing a layer
     # file, and one replaced in turn by a new entry
     second = {"a/__pycache__/one.pyc": b"\x01" * 80, "c/z.bin": b"from the second store", "e/run.sh": b"no"}
     second_tree = tmp_path / "second"
@@ -312,7 +312,7 @@ def test_a_new_layer_compiles_the_dependency_bytecode_while_it_deflates_with_the
 ) -> None:
     import threading
 
-    # GIVEN a clean build, recording which thread starts each bytecode-compiling interpreter
+    # GIVEN a clean build, recording which thread starts a bytecode-compiling interpreter
     starts: list[str] = []
     real_popen = subprocess.Popen
 
@@ -324,9 +324,9 @@ def test_a_new_layer_compiles_the_dependency_bytecode_while_it_deflates_with_the
     with monkeypatch.context() as patch:
         patch.setattr(subprocess, "Popen", recording_popen)
         ahead = build_bundle(_spec(mini_backend, _cache_sharing_wheels(tmp_path / "ahead", shared_cache)))
-    # THEN the interpreters ran beside the layer's deflating (not on the build's own thread), init's imports
-    # and the lazy ones side by side, and the build's own bytecode step found their record
-    assert starts and all(name != "MainThread" for name in starts), starts
+    # THEN one interpreter, for init's imports and the lazy ones together, ran beside the layer's deflating
+    # (not on the build's own thread), and the build's own bytecode step found its record
+    assert len(starts) == 1 and starts[0] != "MainThread", starts
     # AND the bytes are those of a clean build that compiles in turn
     with monkeypatch.context() as patch:
         patch.setattr(build, "prefetch_bytecode", lambda *_a: None)
@@ -359,41 +359,47 @@ def test_a_source_importing_an_extra_file_at_init_still_gets_its_dependency_byte
     )
 
 
-def test_a_dependency_import_that_hangs_stops_the_build_naming_it(
+def test_a_dependency_import_that_hangs_stops_the_build_naming_it_and_its_interpreter_is_ended(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # GIVEN a layer whose dependency waits forever at import (a network call at module level, say)
-    layer_dir = tmp_path / "deps-x"
-    (layer_dir / "tree").mkdir(parents=True)
-    (layer_dir / "tree" / "hangs.py").write_text("import time\n\ntime.sleep(60)\n")
-    (layer_dir / "tree" / "fine.py").write_text("VALUE = 1\n")
-    layer = layers.DependencyLayer(layer_dir, "x", (), (), built=False)
-    monkeypatch.setattr(bytecode, "COMPILE_TIMEOUT_SECONDS", 2)
-    # WHEN its bytecode is compiled, THEN the build stops, naming the imports and the time allowed
-    with pytest.raises(bytecode.BytecodeError, match=r"hangs.*took over 2 s"):
-        bytecode.dependency_modules(layer, [("fine", ()), ("hangs", ())], [[("fine", ())], [("hangs", ())]])
-
-
-def test_a_crashing_import_group_is_reported_and_ends_the_group_still_running(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # GIVEN one import group that would hang and one whose interpreter dies at import
     layer_dir = tmp_path / "deps-x"
     (layer_dir / "tree").mkdir(parents=True)
     pid_file = tmp_path / "hangs.pid"
     (layer_dir / "tree" / "hangs.py").write_text(
         f"import os, time\n\nopen({str(pid_file)!r}, 'w').write(str(os.getpid()))\ntime.sleep(60)\n"
     )
-    (layer_dir / "tree" / "crashes.py").write_text("import os, time\n\ntime.sleep(1)\nos._exit(3)\n")
+    (layer_dir / "tree" / "fine.py").write_text("VALUE = 1\n")
+    layer = layers.DependencyLayer(layer_dir, "x", (), (), built=False)
+    monkeypatch.setattr(bytecode, "COMPILE_TIMEOUT_SECONDS", 2)
+    # WHEN its bytecode is compiled, THEN the build stops, naming the imports and the time allowed
+    with pytest.raises(bytecode.BytecodeError, match=r"dependencies fine, hangs to .* took over 2 s"):
+        bytecode.dependency_modules(layer, [("fine", ()), ("hangs", ())])
+    # AND the interpreter is gone, and no record claims the imports were compiled
+    assert process_ended(pid_file)
+    assert not list(layer_dir.glob("pyc/*/*.json"))
+
+
+def test_a_dependency_import_that_crashes_the_interpreter_stops_the_build_naming_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN a layer whose dependency ends the interpreter at import, before another one is imported
+    layer_dir = tmp_path / "deps-x"
+    (layer_dir / "tree").mkdir(parents=True)
+    pid_file = tmp_path / "crashes.pid"
+    (layer_dir / "tree" / "crashes.py").write_text(
+        f"import os\n\nopen({str(pid_file)!r}, 'w').write(str(os.getpid()))\nos._exit(3)\n"
+    )
+    (layer_dir / "tree" / "fine.py").write_text("VALUE = 1\n")
     layer = layers.DependencyLayer(layer_dir, "x", (), (), built=False)
     monkeypatch.setattr(bytecode, "COMPILE_TIMEOUT_SECONDS", 50)
-    # WHEN its bytecode is compiled, THEN the crash is what stops the build, not the hang's time limit
-    with pytest.raises(bytecode.BytecodeError, match=r"crashes to compile their bytecode crashed"):
-        bytecode.dependency_modules(
-            layer, [("crashes", ()), ("hangs", ())], [[("hangs", ())], [("crashes", ())]]
-        )
-    # AND the hanging interpreter was ended with it
+    # WHEN its bytecode is compiled, THEN the crash stops the build at once (not the time limit), naming the
+    # imports and the exit status
+    with pytest.raises(bytecode.BytecodeError, match=r"crashes, fine to compile .* crashed the .*\(exit 3\)"):
+        bytecode.dependency_modules(layer, [("crashes", ()), ("fine", ())])
+    # AND the interpreter is gone, and no record claims the imports were compiled
     assert process_ended(pid_file)
+    assert not list(layer_dir.glob("pyc/*/*.json"))
 
 
 def test_a_dependency_import_that_hung_while_the_layer_was_made_is_reported_not_awaited_again(

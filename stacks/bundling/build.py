@@ -326,7 +326,7 @@ def _build_in(
     own_pyc = [importlib.util.cache_from_source(rel) for rel in written.own]
     new = zipwrite.NewEntries()
     new.add_files([(name, bundle / name) for name in sorted({*own, *own_pyc})])
-    stores = [layer.store, *([written.pyc_set.store] if written.pyc_set else [])]
+    stores = [layer.store, *([written.pyc_store] if written.pyc_store else [])]
     # A bundle file over a layer file replaces it, and its bytecode the layer file's.
     replaced = {*own, *(importlib.util.cache_from_source(r) for r in own if r.endswith(".py"))}
     zipped = zipwrite.write_merged(work / "bundle.zip", stores, new, replaced=replaced)

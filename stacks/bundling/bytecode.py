@@ -30,11 +30,10 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
-from stacks.bundling import layers
+from stacks.bundling import import_closure, layers, zipwrite
 from stacks.bundling.compile_imported import pyc_data, write_atomic
 from stacks.bundling.import_reader import ModuleInfo
 
@@ -51,40 +50,26 @@ class BytecodeError(Exception):
     pass
 
 
-def _files_for(modules: Mapping[str, ModuleInfo], module: str, names: Sequence[str] = ()) -> list[str]:
-    """The files an import executes: every package __init__ along the path, the module, and for
-    `from M import N` the submodule M.N when N is one."""
-    parts = module.split(".")
-    paths = (".".join(parts[:i]) for i in range(1, len(parts) + 1))
-    files = [modules[path].file for path in paths if path in modules]
-    files.extend(modules[f"{module}.{name}"].file for name in names if f"{module}.{name}" in modules)
-    return files
-
-
 def init_imports(
     modules: Mapping[str, ModuleInfo], roots: Iterable[str], stdlib: frozenset[str]
 ) -> tuple[list[str], list[DependencyImport]]:
-    """The static init closure of `roots` (module names) over the bundle's `modules`: the bundle-relative
-    files it runs and the dependency imports they make at module level (optional ones too: they run, and
-    may succeed), both sorted."""
-    own_tops = {name.split(".")[0] for name in modules}
-    files: set[str] = set()
-    dependencies: set[DependencyImport] = set()
-    todo = [file for root in roots for file in _files_for(modules, root)]
-    by_file = {info.file: info for info in modules.values()}
-    while todo:
-        file = todo.pop()
-        if file in files:
-            continue
-        files.add(file)
-        for site in by_file[file].sites:
-            if site.lazy or site.type_checking or not site.module:
-                continue
-            top = site.module.split(".")[0]
-            if top in own_tops:
-                todo.extend(_files_for(modules, site.module, site.names))
-            elif top not in stdlib:
-                dependencies.add((site.module, ("*",) if site.star else site.names))
+    """The static init closure of `roots` (module names) over the bundle's `modules`, walked as the import
+    check walks a handler's (import_closure.Resolver.reach): the bundle-relative files it runs and the
+    dependency imports they make at module level (optional ones too: they run, and may succeed), both
+    sorted."""
+    # No file listing: it only adds namespace folders, and the modules' names already give every top-level
+    # name of the bundle. No installed set: whatever is neither the bundle's nor the standard library's is
+    # a dependency here.
+    resolver = import_closure.Resolver(modules, (), stdlib, None)
+    files: set[str] = set().union(*(resolver.reach(root, lazy=False) for root in roots))
+    dependencies = {
+        (site.module, ("*",) if site.star else site.names)
+        for file in files
+        for site in resolver.by_file[file].sites
+        if site.module
+        and not (site.lazy or site.type_checking)
+        and resolver.kind(site.module) == "dependency"
+    }
     return sorted(files), sorted(dependencies)
 
 
@@ -111,23 +96,22 @@ def prefetch(
 ) -> tuple[list[str], str, list[str]]:
     """(init's own files, then dependency_modules' digest and loaded files for init's dependency imports
     and the lazy ones): write_bytecode's first step, which a build also runs ahead, while a new layer
-    deflates (layers.py). Init's imports and the lazy ones init does not make run side by side: a fixed
-    split, so the record is the same for every build of a set."""
+    deflates (layers.py)."""
     files, init = init_imports(modules, roots, stdlib)
-    lazy = sorted(set(lazy_dependencies) - set(init))
-    return files, *dependency_modules(layer, sorted({*init, *lazy}), (init, lazy))
+    return files, *dependency_modules(layer, sorted({*init, *lazy_dependencies}))
 
 
 def dependency_modules(
-    layer: layers.DependencyLayer,
-    dependencies: Sequence[DependencyImport],
-    groups: Sequence[Sequence[DependencyImport]],
+    layer: layers.DependencyLayer, dependencies: Sequence[DependencyImport]
 ) -> tuple[str, list[str]]:
     """(digest, tree-relative module files) of what `dependencies` load, each with its .pyc in the layer's
     tree: from the layer's record of this import set, or found (and recorded) by running the imports now.
-    `groups` (which together hold `dependencies`) run in interpreters of their own, side by side:
-    importing is mostly compiling, one core each. Modules two groups share are compiled twice, to the same
-    bytes. A record whose .pyc went missing (a partly cleared cache) is made again."""
+    A record whose .pyc went missing (a partly cleared cache) is made again.
+
+    One interpreter runs init's imports and the lazy ones together. Two side by side (one per group) start
+    and load the standard library twice, and measured no faster on a cold build, where this runs while the
+    layer's entries deflate on the same cores; after an edit the .pyc already in the tree are loaded, not
+    compiled."""
     digest = imports_digest(layer.key, dependencies)
     if not dependencies:
         return digest, []
@@ -136,59 +120,44 @@ def dependency_modules(
         loaded: list[str] = json.loads(record.read_text())["loaded"]
         if all((layer.tree / importlib.util.cache_from_source(r)).is_file() for r in loaded):
             return digest, loaded
-    runs = [group for group in groups if group]
-    processes = [_start(layer.tree, run) for run in runs]
-    with ThreadPoolExecutor(len(runs)) as pool:
-        futures = [pool.submit(_finish, process, run) for process, run in zip(processes, runs, strict=True)]
-        try:
-            found = [future.result() for future in as_completed(futures)]
-        finally:  # the first group that fails ends the others: its error is the one reported
-            for process in processes:
-                if process.poll() is None:
-                    process.kill()
-    loaded = sorted({file for files in found for file in files})
+    loaded = _compile(layer.tree, dependencies)
     imports = [[module, list(names)] for module, names in dependencies]
     # Recorded with the failures too: they are a property of the layer, and verification reports them.
     write_atomic(str(record), json.dumps({"loaded": loaded, "imports": imports}).encode())
     return digest, loaded
 
 
-def _start(tree: Path, run: Sequence[DependencyImport]) -> subprocess.Popen[str]:
-    """A fresh interpreter that imports `run` and compiles what it loads into `tree` (compile_imported.py)."""
-    imports = json.dumps([[module, list(names)] for module, names in run])
-    return subprocess.Popen(
-        [sys.executable, "-I", "-S", "-B", str(COMPILE_SCRIPT), str(tree), imports],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=tree,
-        env={
-            "PATH": os.environ.get("PATH", ""),
-            "PYTHONHASHSEED": "0",
-            "AWS_REGION": "us-east-1",
-            "AWS_DEFAULT_REGION": "us-east-1",
-        },
-    )
-
-
-def _finish(process: subprocess.Popen[str], run: Sequence[DependencyImport]) -> list[str]:
-    """The tree-relative module files `run`'s imports loaded, once its interpreter has ended."""
-    shown = ", ".join(module for module, _names in run)
+def _compile(tree: Path, dependencies: Sequence[DependencyImport]) -> list[str]:
+    """The tree-relative module files `dependencies` load, in a fresh interpreter that imports them and
+    compiles what they load into `tree` (compile_imported.py)."""
+    shown = ", ".join(dict.fromkeys(module for module, _names in dependencies))
+    imports = json.dumps([[module, list(names)] for module, names in dependencies])
     try:
-        stdout, stderr = process.communicate(timeout=COMPILE_TIMEOUT_SECONDS)
-    except subprocess.TimeoutExpired as exc:
-        process.kill()
-        process.communicate()
+        process = subprocess.run(
+            [sys.executable, "-I", "-S", "-B", str(COMPILE_SCRIPT), str(tree), imports],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            cwd=tree,
+            env={
+                "PATH": os.environ.get("PATH", ""),
+                "PYTHONHASHSEED": "0",
+                "AWS_REGION": "us-east-1",
+                "AWS_DEFAULT_REGION": "us-east-1",
+            },
+            timeout=COMPILE_TIMEOUT_SECONDS,
+            check=False,
+        )
+    except subprocess.TimeoutExpired as exc:  # subprocess.run has killed the interpreter
         raise BytecodeError(
             f"importing the dependencies {shown} to compile their bytecode took over "
             f"{COMPILE_TIMEOUT_SECONDS} s: an import that waits on the network or a lock?"
         ) from exc
-    lines = [line for line in stdout.splitlines() if line.startswith("{")]
+    lines = [line for line in process.stdout.splitlines() if line.startswith("{")]
     if not lines:
         raise BytecodeError(
             f"importing the dependencies {shown} to compile their bytecode crashed the interpreter "
-            f"(exit {process.returncode}): {stderr[-1500:]}"
+            f"(exit {process.returncode}): {process.stderr[-1500:]}"
         )
     loaded: list[str] = json.loads(lines[-1])["loaded"]
     return loaded
@@ -199,11 +168,11 @@ class Written:
     """What write_bytecode wrote into a bundle."""
 
     own: tuple[str, ...]  # bundle-relative .py files of the bundle's own modules compiled into it
-    pyc_set: layers.PycSet | None  # the dependency .pyc the bundle's zip takes from the layer
+    pyc_store: zipwrite.Store | None  # the dependency .pyc the bundle's zip takes from the layer
 
     @property
     def files(self) -> list[str]:
-        return sorted({*self.own, *(self.pyc_set.names if self.pyc_set else ())})
+        return sorted({*self.own, *(e.name for e in (self.pyc_store.entries if self.pyc_store else ()))})
 
 
 def write_bytecode(
@@ -216,9 +185,9 @@ def write_bytecode(
 ) -> Written:
     """Write the unchecked-hash .pyc of the bundle's own modules that `roots` import at init into `bundle`,
     and find (compiling into the layer's tree when new) those of the dependency modules they, and
-    `lazy_dependencies`, load: their PycSet."""
+    `lazy_dependencies`, load: the Store of their zip entries."""
     files, digest, loaded = prefetch(layer, modules, roots, stdlib, lazy_dependencies)
-    pyc_set = layer.pyc_set(digest, loaded) if loaded else None
+    pyc_store = layer.pyc_store(digest, loaded) if loaded else None
     own: list[str] = []
     for relative in files:
         try:
@@ -227,4 +196,4 @@ def write_bytecode(
             continue  # a module that does not compile: verification names it and its function
         write_atomic(str(bundle / importlib.util.cache_from_source(relative)), data)  # replaces a link
         own.append(relative)
-    return Written(tuple(own), pyc_set)
+    return Written(tuple(own), pyc_store)

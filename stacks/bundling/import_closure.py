@@ -132,7 +132,7 @@ def listed_in_requirements(requirements: Path | None, top: str) -> bool:
     return False
 
 
-class _Resolver:
+class Resolver:
     """The source's modules against the bundle: what an import names, which source files it runs, and which
     names a source module exports."""
 
@@ -278,7 +278,7 @@ def _handler_module(handler: str) -> str:
 
 
 def _check(
-    resolver: _Resolver, site: ImportSite, requirements: Path | None, source_dir: Path, target: Target
+    resolver: Resolver, site: ImportSite, requirements: Path | None, source_dir: Path, target: Target
 ) -> tuple[str, str] | None:
     """(message, hint) when the import fails on Lambda, None when it resolves (or is left to verification)."""
     if not site.module:
@@ -337,7 +337,7 @@ def analyze(
     """
     target = Target.for_python(python_version)
     modules = read_source(source_dir, files, contents=contents, target=target)
-    resolver = _Resolver(modules, files, stdlib_names(python_version), installed)
+    resolver = Resolver(modules, files, stdlib_names(python_version), installed)
     problems: list[ImportProblem] = []
     for function, handler in handlers:
         module = _handler_module(handler)
@@ -411,4 +411,4 @@ def source_reach(
     files relative to `source_dir`: the dependency graph of `make graph` and of the PR diff's impact.
     Source only."""
     files = source_files(source_dir, DEFAULT_EXCLUDES if excludes is None else excludes)
-    return _Resolver(read_source(source_dir, files), files, frozenset(), None).closures(handlers)
+    return Resolver(read_source(source_dir, files), files, frozenset(), None).closures(handlers)

@@ -12,7 +12,7 @@ A layer holds, each part built once under its lock (bundle_cache.publish):
   the compiling Python, so verification and the local API run them too;
 * `entries.bin` + `index.json`: every installed file's zip entry, deflated once (zipwrite);
 * `pyc/<python>/<digest>.json` and `pyc/<python>/<digest>/`: which dependency modules one set of dependency
-  imports loads, and their `.pyc`'s zip entries deflated once (a `PycSet`).
+  imports loads, and their `.pyc`'s zip entries deflated once (`DependencyLayer.pyc_store`).
 """
 
 from __future__ import annotations
@@ -29,18 +29,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from stacks.bundling import bundle_cache, zipwrite
-
-
-@dataclass(frozen=True)
-class PycSet:
-    """The dependency .pyc one set of imports loads (bytecode.py), with their zip entries deflated once."""
-
-    digest: str
-    store: zipwrite.Store
-
-    @property
-    def names(self) -> list[str]:
-        return [e.name for e in self.store.entries]
 
 
 @dataclass(frozen=True)
@@ -75,9 +63,9 @@ class DependencyLayer:
             except OSError:
                 shutil.copy2(self.tree / entry.name, bundle / entry.name)
 
-    def pyc_set(self, digest: str, relatives: Sequence[str]) -> PycSet:
-        """The PycSet of `digest` (bytecode.imports_digest) for the tree-relative `relatives`, whose .pyc
-        are in the tree; its entries are deflated now when no build made them before."""
+    def pyc_store(self, digest: str, relatives: Sequence[str]) -> zipwrite.Store:
+        """The zip entries of the .pyc of the tree-relative `relatives` (in the tree), the import set
+        `digest` (bytecode.imports_digest) loads: deflated now when no build made them before."""
         folder = self.records / digest
         pycs = [(name, self.tree / name) for name in sorted(map(importlib.util.cache_from_source, relatives))]
         # Held like a bundle, so a pruner never deletes it while a zip is written from it.
@@ -85,7 +73,7 @@ class DependencyLayer:
             folder, lambda w: zipwrite.store_entries(pycs, w / "entries.bin", w / "index.json")
         )
         entries = zipwrite.load_index(folder / "index.json")
-        return PycSet(digest, zipwrite.Store(entries, folder / "entries.bin"))
+        return zipwrite.Store(entries, folder / "entries.bin")
 
 
 def layer_key(parts: Sequence[tuple[str, str | bytes]]) -> str:
