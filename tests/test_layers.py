@@ -26,6 +26,7 @@ from tests.test_bundling import HANDLERS, _reference_zip, spec_for
 def _cache_sharing_wheels(root: Path, shared_cache: Path) -> Path:
     """An empty bundle cache (no bundles, no layers) that shares uv's wheel cache: clean, but offline."""
     root.mkdir(parents=True)
+    (shared_cache / "uv").mkdir(exist_ok=True)  # a fresh clone has none until some build made it
     (root / "uv").symlink_to(shared_cache / "uv", target_is_directory=True)
     return root
 
