@@ -4,6 +4,8 @@ naming the command that refreshes it; local packages count in the asset hash and
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import shutil
@@ -356,12 +358,28 @@ def test_a_hung_local_package_build_is_named_and_killed(
 def synthesized_backend(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> tuple[str, Path, str]:
-    """(fixture name, assembly folder, synth log) of one backend, synthesized once for this module."""
+    """(fixture name, assembly folder, synth log) of one backend, synthesized once for this module.
+
+    In this process, as the session's full synth is (tests/conftest.py), not through `cdk synth`: a CLI synth
+    starts Node, Python and a jsii runtime and imports aws_cdk again, most of its 11 s (3 to 5 s here, once
+    this worker's jsii runtime is up). The CLI's own path (cdk.json's app command, its context, app.main) is
+    covered by the stale-lock tests above and by the local runtime's shared assembly
+    (tests/local/local_api_server.py)."""
+    import aws_cdk as cdk
+
+    from app import build_app, write_policies
+
     name: str = request.param
     outdir = tmp_path_factory.mktemp(f"out-{name}")
-    proc = _synth(FIXTURES / name, outdir)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return name, outdir, proc.stdout + proc.stderr
+    context = json.loads((REPO_ROOT / "cdk.json").read_text())["context"]
+    app = cdk.App(context={**context, "backend_root": str(FIXTURES / name)}, outdir=str(outdir))
+    # The bundler logs to sys.stderr (verification threads included), as `cdk synth` shows it.
+    log = io.StringIO()
+    with contextlib.redirect_stderr(log):
+        _stacks, policies = build_app(app)  # bundling and its verification joined: raises on a failure
+        app.synth()  # cdk-nag included
+    write_policies(outdir, policies)
+    return name, outdir, log.getvalue()
 
 
 def test_each_backend_synthesizes_verified_and_names_its_manifest(

@@ -1,7 +1,7 @@
 """scripts/checkov_gate/gate.py and checkov_skip: unexplained findings fail, reasoned skips pass.
 
-The first two tests run the real, pinned checkov (requirements-checkov.txt, through `uv tool run`: the first
-run on a machine installs it from PyPI, about 10 s); the others use a stand-in checkov command.
+The first two tests gate the real, pinned checkov's findings (requirements-checkov.txt, through `uv tool run`:
+the first run on a machine installs it from PyPI, about 10 s); the others use a stand-in checkov command.
 """
 
 from __future__ import annotations
@@ -43,11 +43,51 @@ def _write(directory: Path, name: str, template: dict[str, Any]) -> Path:
     return path
 
 
+# Replays the real checkov's report of the module's shared run for the templates named with -f, as checkov
+# would have reported them alone: their failed checks only (the gate runs checkov --quiet, which reports
+# nothing else), exit 1 when one failed. argv[1]: the templates that run scanned and its report.
+REPLAY = """
+import json, os, sys
+recorded = json.loads(open(sys.argv[1]).read())
+args = sys.argv[2:]
+files = {os.path.realpath(args[i + 1]) for i, a in enumerate(args) if a == "-f"}
+scanned = {os.path.realpath(t) for t in recorded["templates"]}
+if not files or not files <= scanned:
+    sys.exit(f"replay: {sorted(files - scanned)} not scanned by the real checkov run")
+reports = recorded["reports"]
+for r in reports:
+    failed = r["results"].get("failed_checks") or []
+    r["results"] = {"failed_checks": [c for c in failed if os.path.realpath(c["file_abs_path"]) in files]}
+print(json.dumps(reports))
+sys.exit(1 if any(r["results"]["failed_checks"] for r in reports) else 0)
+"""
+
+
+@pytest.fixture(scope="module")
+def real_checkov(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The real, pinned checkov run once over both tests' templates, each in its own folder; each test's
+    gate run replays that report for its own templates. Starting checkov is most of a run (about 5 s of
+    CPU): one start instead of two."""
+    base = tmp_path_factory.mktemp("real-checkov")
+    failing = _write(base / "failing", "app", _queues_template(skipped=True, failing=True))
+    clean = _write(base / "clean", "app", _queues_template(skipped=True, failing=False))
+    reports = checkov_gate.run_checkov(checkov_gate.checkov_command(None), [failing, clean])
+    recorded = base / "report.json"
+    recorded.write_text(json.dumps({"templates": [str(failing), str(clean)], "reports": reports}))
+    replay = base / "replay.py"
+    replay.write_text(REPLAY)
+    return {
+        "failing": failing.parent,
+        "clean": clean.parent,
+        "checkov": f"{sys.executable} {replay} {recorded}",
+    }
+
+
 def test_real_checkov_fails_on_an_unskipped_finding_and_names_it(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    real_checkov: dict[str, Any], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    _write(tmp_path, "app", _queues_template(skipped=True, failing=True))
-    assert checkov_gate.main(["--dir", str(tmp_path), "--summary"]) == 1
+    argv = ["--dir", str(real_checkov["failing"]), "--summary", "--checkov", real_checkov["checkov"]]
+    assert checkov_gate.main(argv) == 1
     out = capsys.readouterr().out
     failed = [line for line in out.splitlines() if line.startswith("FAILED ")]
     assert failed == [
@@ -59,10 +99,10 @@ def test_real_checkov_fails_on_an_unskipped_finding_and_names_it(
 
 
 def test_real_checkov_passes_a_skip_with_its_reason(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    real_checkov: dict[str, Any], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    _write(tmp_path, "app", _queues_template(skipped=True, failing=False))
-    assert checkov_gate.main(["--dir", str(tmp_path)]) == 0
+    argv = ["--dir", str(real_checkov["clean"]), "--checkov", real_checkov["checkov"]]
+    assert checkov_gate.main(argv) == 0
     assert "no unexplained findings in app.template.json" in capsys.readouterr().out
 
 
