@@ -441,3 +441,45 @@ def test_dependency_bytecode_lost_from_the_cache_is_made_again(
     assert lost.read_bytes() == before and pyc in _shipped_pyc(rebuilt)
     clean = build_bundle(_spec(mini_backend, _cache_sharing_wheels(tmp_path / "clean", shared_cache)))
     assert rebuilt.zip_path.read_bytes() == clean.zip_path.read_bytes()
+
+
+def _damage(path: Path) -> None:
+    """A few bytes in the middle overwritten, as a disk error or a hand edit would leave them."""
+    with path.open("r+b") as data:
+        data.seek(path.stat().st_size // 2)
+        data.write(b"\x00" * 64)
+
+
+def _crc_failures(zip_path: Path) -> str | None:
+    with zipfile.ZipFile(zip_path) as archive:
+        return archive.testzip()
+
+
+def test_a_damaged_cache_entry_is_made_again_never_copied_into_a_deployed_zip(
+    mini_backend: Path, shared_cache: Path, tmp_path: Path
+) -> None:
+    cache = _cache_sharing_wheels(tmp_path / "cache", shared_cache)
+    first = build_bundle(_spec(mini_backend, cache))
+    assert _crc_failures(first.zip_path) is None
+    # GIVEN the cached bundle's zip damaged: THEN the next synth builds it again instead of deploying it
+    _damage(first.zip_path)
+    again = build_bundle(_spec(mini_backend, cache))
+    assert not again.cache_hit and again.asset_hash == first.asset_hash
+    assert _crc_failures(again.zip_path) is None
+    # GIVEN the dependency layer's stored entries damaged, and a source edit that merges them into a new zip
+    layer = next((cache / "layers").glob("deps-*/entries.bin"))
+    _damage(layer)
+    handler = mini_backend / "src" / "handler.py"
+    handler.write_text(handler.read_text() + "\n# one more line\n")
+    edited = build_bundle(_spec(mini_backend, cache))
+    # THEN the layer is made again, and the zip is whole, byte for byte what a clean build writes
+    assert not edited.dependencies_reused
+    assert _crc_failures(edited.zip_path) is None
+    clean = build_bundle(_spec(mini_backend, _cache_sharing_wheels(tmp_path / "clean", shared_cache)))
+    assert clean.zip_path.read_bytes() == edited.zip_path.read_bytes()
+    # GIVEN, last, a bytecode set's stored entries damaged, and another edit: THEN the set is deflated again
+    pyc_set = next((cache / "layers").glob("deps-*/pyc/*/*/entries.bin"))
+    _damage(pyc_set)
+    handler.write_text(handler.read_text() + "# and another\n")
+    assert _crc_failures(build_bundle(_spec(mini_backend, cache)).zip_path) is None
+    assert zipwrite.intact(pyc_set)

@@ -229,9 +229,10 @@ def build_bundle(spec: BundleSpec, *, log: Callable[[str], None] = lambda _m: No
     asset_hash = input_hash(spec, tool, wheelhouse.wheels, contents)
     final = spec.cache_dir / "bundles" / asset_hash
 
-    def layer_held() -> bool:  # a complete bundle whose layer is gone is built again
+    def usable() -> bool:  # a complete bundle whose zip was damaged or whose layer is gone is built again
         layer = json.loads((final / "meta.json").read_text())["layer"]
-        return not layer or bundle_cache.use(spec.cache_dir / "layers" / layer)
+        held = not layer or bundle_cache.use(spec.cache_dir / "layers" / layer)
+        return held and zipwrite.intact(final / "bundle.zip")
 
     def make(work: Path) -> None:
         # Informational (two git calls), so asked on the side while the bundle is built.
@@ -239,7 +240,7 @@ def build_bundle(spec: BundleSpec, *, log: Callable[[str], None] = lambda _m: No
             provenance = side.submit(git_commit, _provenance_paths(spec))
             _build_in(spec, tool, command, wheelhouse, files, contents, asset_hash, work, provenance)
 
-    built = bundle_cache.publish(final, make, usable=layer_held)
+    built = bundle_cache.publish(final, make, usable=usable)
     meta = json.loads((final / "meta.json").read_text())  # the result's fields a cache hit reads back
     if built:
         for notice in meta["notices"]:
@@ -330,6 +331,7 @@ def _build_in(
     # A bundle file over a layer file replaces it, and its bytecode the layer file's.
     replaced = {*own, *(importlib.util.cache_from_source(r) for r in own if r.endswith(".py"))}
     zipped = zipwrite.write_merged(work / "bundle.zip", stores, new, replaced=replaced)
+    zipwrite.seal(work / "bundle.zip")
     sizes = {e.name: e.size for store in stores for e in store.entries if e.name not in replaced}
     sizes.update({e.name: e.size for e in new.entries})
     meta = {

@@ -70,7 +70,9 @@ class DependencyLayer:
         pycs = [(name, self.tree / name) for name in sorted(map(importlib.util.cache_from_source, relatives))]
         # Held like a bundle, so a pruner never deletes it while a zip is written from it.
         bundle_cache.publish(
-            folder, lambda w: zipwrite.store_entries(pycs, w / "entries.bin", w / "index.json")
+            folder,
+            lambda w: zipwrite.store_entries(pycs, w / "entries.bin", w / "index.json"),
+            usable=lambda: zipwrite.intact(folder / "entries.bin"),
         )
         entries = zipwrite.load_index(folder / "index.json")
         return zipwrite.Store(entries, folder / "entries.bin")
@@ -123,7 +125,7 @@ def dependency_layer(
             zipwrite.store_entries(files, work / "entries.bin", work / "index.json")
         (work / "meta.json").write_text(json.dumps({"notices": notices, "files": len(files)}))
 
-    built = bundle_cache.publish(final, make)
+    built = bundle_cache.publish(final, make, usable=lambda: zipwrite.intact(final / "entries.bin"))
     notices = json.loads((final / "meta.json").read_text())["notices"]
     entries = zipwrite.load_index(final / "index.json")
     return DependencyLayer(final, key, tuple(entries), tuple(notices), built)

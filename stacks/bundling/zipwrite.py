@@ -11,6 +11,7 @@ clean builds give the same zip, and CDK uploads a .zip asset as it is.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -122,14 +123,44 @@ class NewEntries:
 
 
 def store_entries(files: Sequence[tuple[str, Path]], blob_path: Path, index_path: Path) -> list[Entry]:
-    """Deflate `files` (sorted) into one blob file and write its index; returns the index."""
+    """Deflate `files` (sorted) into one blob file, sealed, and write its index; returns the index."""
     entries = []
+    digest = hashlib.sha256()
     with blob_path.open("wb") as out:
         for blob, entry in _deflate_all(files):
             entries.append(replace(entry, offset=out.tell()))
             out.write(blob)
+            digest.update(blob)
+    seal(blob_path, digest.hexdigest())
     index_path.write_text(json.dumps([list(e.__dict__.values()) for e in entries], separators=(",", ":")))
     return entries
+
+
+def seal(path: Path, digest: str | None = None) -> None:
+    """Record `path`'s sha256 beside it (`digest` when its writer computed it), for `intact`."""
+    _seal_of(path).write_text(digest or _sha256(path))
+
+
+def intact(path: Path) -> bool:
+    """Whether `path` still has the sha256 `seal` recorded. Stored blobs are copied into zips as they are,
+    unchecked: a cached blob or bundle zip damaged since it was written (a disk error, a hand edit) would
+    otherwise deploy as a zip whose entries fail their CRC. The caches make such an entry again."""
+    try:
+        return _seal_of(path).read_text() == _sha256(path)
+    except OSError:
+        return False
+
+
+def _seal_of(path: Path) -> Path:
+    return path.with_name(f"{path.name}.sha256")
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as data:
+        while chunk := data.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def load_index(index_path: Path) -> list[Entry]:
