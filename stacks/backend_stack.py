@@ -156,6 +156,7 @@ class BackendStack(Stack):
             "CredmateBundles": [
                 {
                     "asset_hash": bundle.result.asset_hash,
+                    "zip_sha256": bundle.result.zip_sha256,
                     "verified": bundle.verified,
                     "functions": [f.name for f in config.functions],
                 }

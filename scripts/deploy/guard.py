@@ -28,6 +28,7 @@ Exit status: 0 allowed, 2 refused (with one line per reason on stderr).
 from __future__ import annotations
 
 import fnmatch
+import hashlib
 import json
 import sys
 from collections.abc import Sequence
@@ -226,15 +227,35 @@ def bundle_problems(template_path: Path, stack: str) -> list[str]:
             "missing or empty): synthesized by an older or modified app; synthesize again with this one"
         ]
     problems = []
+    zips = _zip_assets(template_path.parent, stack)
     for i, entry in enumerate(bundles):
         if not isinstance(entry, dict):
             problems.append(f"{stack}: Metadata.{BUNDLES_METADATA_KEY}[{i}] is not an object: {entry!r}")
             continue
-        problems += _entry_problems(stack, entry)
+        problems += _entry_problems(stack, entry, zips)
     return problems
 
 
-def _entry_problems(stack: str, entry: dict[str, Any]) -> list[str]:
+def _zip_assets(assembly: Path, stack: str) -> set[str]:
+    """The sha256 of every zip file the assembly uploads for `stack` (its `<stack>.assets.json`)."""
+    try:
+        files = json.loads((assembly / f"{stack}.assets.json").read_text()).get("files", {})
+    except (OSError, ValueError, AttributeError):
+        return set()
+    digests = set()
+    for asset in files.values() if isinstance(files, dict) else ():
+        source = asset.get("source", {}) if isinstance(asset, dict) else {}
+        path = assembly / str(source.get("path", ""))
+        if source.get("packaging") == "file" and path.suffix == ".zip" and path.is_file():
+            digest = hashlib.sha256()
+            with path.open("rb") as data:
+                while chunk := data.read(1 << 20):
+                    digest.update(chunk)
+            digests.add(digest.hexdigest())
+    return digests
+
+
+def _entry_problems(stack: str, entry: dict[str, Any], zips: set[str]) -> list[str]:
     functions = entry.get("functions")
     names = ", ".join(str(f) for f in functions) if isinstance(functions, list) and functions else "?"
     asset = str(entry.get("asset_hash") or "?")[:12]
@@ -244,6 +265,15 @@ def _entry_problems(stack: str, entry: dict[str, Any]) -> list[str]:
         problems.append(
             f"{what} was not verified at synth (synthesized with {SKIP_VERIFICATION_CONTEXT}, or not "
             "importable-checked)"
+        )
+    # Verified means these bytes: a zip damaged or replaced in cdk.out after synth is not what was checked.
+    digest = entry.get("zip_sha256")
+    if not isinstance(digest, str) or not digest:
+        problems.append(f"{what} records no zip digest: synthesized by an older or modified app")
+    elif digest not in zips:
+        problems.append(
+            f"{what}: no zip the assembly uploads is the one verified (sha256 {digest[:12]}); its asset in "
+            f"{stack}.assets.json was damaged or replaced after synth"
         )
     return problems
 

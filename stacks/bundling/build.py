@@ -255,6 +255,7 @@ def build_bundle(spec: BundleSpec, *, log: Callable[[str], None] = lambda _m: No
         cache_hit=not built,
         seconds=time.monotonic() - started,
         layer=spec.cache_dir / "layers" / layer / "tree" if layer else None,
+        zip_sha256=zipwrite.sealed(final / "bundle.zip"),
         **meta,
     )
 

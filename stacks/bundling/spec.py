@@ -125,6 +125,7 @@ class BundleResult:
     layer: Path | None = None
     # Which manifest the dependencies came from (manifest.py), e.g. "pyproject.toml + uv.lock".
     manifest: str = ""
+    zip_sha256: str = ""  # of zip_path: the deploy guard finds these very bytes in the assembly
 
     @property
     def paths(self) -> tuple[Path, ...]:

@@ -151,6 +151,11 @@ def intact(path: Path) -> bool:
         return False
 
 
+def sealed(path: Path) -> str:
+    """The sha256 `seal` recorded for `path`."""
+    return _seal_of(path).read_text()
+
+
 def _seal_of(path: Path) -> Path:
     return path.with_name(f"{path.name}.sha256")
 

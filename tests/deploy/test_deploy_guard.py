@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 import sys
@@ -84,9 +85,13 @@ def test_the_make_target_invocation_blocks_before_cdk_runs():
 # Bundle verification in the synthesized assembly: prod refuses what staging only warns about
 
 
+ZIP = b"PK the bundle's zip"
+
+
 def verified(functions=("BackendApi", "Worker"), **overrides):
     return {
         "asset_hash": "5f27264bd8f6a1b2c3d4e5f60718293a4b5c6d7e8f9012345678",
+        "zip_sha256": hashlib.sha256(ZIP).hexdigest(),
         "verified": True,
         "functions": list(functions),
         **overrides,
@@ -94,12 +99,16 @@ def verified(functions=("BackendApi", "Worker"), **overrides):
 
 
 def write_template(assembly: Path, stack: str, bundles=None, *, metadata: bool = True) -> Path:
+    """A synthesized stack as `cdk synth` writes it: its template, and the zip it uploads (asset manifest)."""
     assembly.mkdir(parents=True, exist_ok=True)
     template: dict[str, object] = {"Resources": {"Fn": {"Type": "AWS::Lambda::Function"}}}
     if metadata:
         template["Metadata"] = {"CredmateBundles": bundles if bundles is not None else [verified()]}
     path = assembly / f"{stack}.template.json"
     path.write_text(json.dumps(template))
+    (assembly / "asset.abc.zip").write_bytes(ZIP)
+    assets = {"files": {"abc": {"source": {"path": "asset.abc.zip", "packaging": "file"}}}}
+    (assembly / f"{stack}.assets.json").write_text(json.dumps(assets))
     return path
 
 
@@ -131,6 +140,27 @@ def test_prod_refuses_an_unverified_assembly(tmp_path, capsys, bundles, metadata
     assert deploy_guard.main(["--assembly", str(tmp_path), "credmate-backend-prod"]) == 2
     err = capsys.readouterr().err
     assert "refusing to deploy" in err and expected in err
+
+
+def test_prod_refuses_a_zip_damaged_after_synth_or_a_bundle_without_its_digest(tmp_path):
+    # GIVEN a verified assembly whose bundle zip in cdk.out changed after synth (a disk error, a hand edit)
+    write_template(tmp_path, "credmate-backend-prod")
+    assert deploy_guard.check_assembly(tmp_path, ["credmate-backend-prod"]) == ([], [])
+    (tmp_path / "asset.abc.zip").write_bytes(ZIP + b"!")
+    # THEN prod refuses it: verified means these bytes
+    (refusal,) = deploy_guard.check_assembly(tmp_path, ["credmate-backend-prod"])[0]
+    assert "no zip the assembly uploads is the one verified" in refusal.reason
+    # AND a bundle entry recording no digest is refused too (an older or modified app wrote it)
+    write_template(tmp_path, "credmate-backend-prod", [{**verified(), "zip_sha256": None}])
+    (refusal,) = deploy_guard.check_assembly(tmp_path, ["credmate-backend-prod"])[0]
+    assert "records no zip digest" in refusal.reason
+
+
+def test_the_synthesized_bundle_zip_is_what_the_template_records(synthesized):
+    # The real app: the zip each stack uploads has the digest its template's metadata records
+    outdir = synthesized["outdir"]
+    for stack in ("credmate-backend-prod", "credmate-backend-staging"):
+        assert deploy_guard.bundle_problems(outdir / f"{stack}.template.json", stack) == []
 
 
 def test_refusal_names_the_functions_and_asset(tmp_path):
