@@ -374,7 +374,9 @@ def test_a_dependency_import_that_hangs_stops_the_build_naming_it_and_its_interp
     layer = layers.DependencyLayer(layer_dir, "x", (), (), built=False)
     monkeypatch.setattr(bytecode, "COMPILE_TIMEOUT_SECONDS", 2)
     # WHEN its bytecode is compiled, THEN the build stops, naming the imports and the time allowed
-    with pytest.raises(bytecode.BytecodeError, match=r"dependencies fine, hangs to .* took over 2 s"):
+    with pytest.raises(
+        bytecode.BytecodeError, match=r"dependencies fine, hangs to .* took over 2 s, in `hangs`"
+    ):
         bytecode.dependency_modules(layer, [("fine", ()), ("hangs", ())])
     # AND the interpreter is gone, and no record claims the imports were compiled
     assert process_ended(pid_file)
@@ -396,7 +398,9 @@ def test_a_dependency_import_that_crashes_the_interpreter_stops_the_build_naming
     monkeypatch.setattr(bytecode, "COMPILE_TIMEOUT_SECONDS", 50)
     # WHEN its bytecode is compiled, THEN the crash stops the build at once (not the time limit), naming the
     # imports and the exit status
-    with pytest.raises(bytecode.BytecodeError, match=r"crashes, fine to compile .* crashed the .*\(exit 3\)"):
+    with pytest.raises(
+        bytecode.BytecodeError, match=r"crashes, fine to compile .* crashed the .*\(exit 3\), in `crashes`"
+    ):
         bytecode.dependency_modules(layer, [("crashes", ()), ("fine", ())])
     # AND the interpreter is gone, and no record claims the imports were compiled
     assert process_ended(pid_file)

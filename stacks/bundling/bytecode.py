@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from stacks.bundling import import_closure, layers, zipwrite
-from stacks.bundling.compile_imported import pyc_data, write_atomic
+from stacks.bundling.compile_imported import IMPORTING, pyc_data, write_atomic
 from stacks.bundling.import_reader import ModuleInfo
 
 # Bump when the rules for which modules get bytecode change (part of the cached import sets' digest).
@@ -151,16 +151,25 @@ def _compile(tree: Path, dependencies: Sequence[DependencyImport]) -> list[str]:
     except subprocess.TimeoutExpired as exc:  # subprocess.run has killed the interpreter
         raise BytecodeError(
             f"importing the dependencies {shown} to compile their bytecode took over "
-            f"{COMPILE_TIMEOUT_SECONDS} s: an import that waits on the network or a lock?"
+            f"{COMPILE_TIMEOUT_SECONDS} s{_in_import(exc.stderr)}: an import that waits on the network or a "
+            "lock?"
         ) from exc
     lines = [line for line in process.stdout.splitlines() if line.startswith("{")]
     if not lines:
+        said = "\n".join(line for line in process.stderr.splitlines() if not line.startswith(IMPORTING))
         raise BytecodeError(
             f"importing the dependencies {shown} to compile their bytecode crashed the interpreter "
-            f"(exit {process.returncode}): {process.stderr[-1500:]}"
+            f"(exit {process.returncode}){_in_import(process.stderr)}: {said[-1500:]}"
         )
     loaded: list[str] = json.loads(lines[-1])["loaded"]
     return loaded
+
+
+def _in_import(stderr: str | bytes | None) -> str:
+    """ ", in `module`" for the import the interpreter was in (its last IMPORTING line), or ""."""
+    text = stderr.decode(errors="replace") if isinstance(stderr, bytes) else stderr or ""
+    started = [line.removeprefix(IMPORTING) for line in text.splitlines() if line.startswith(IMPORTING)]
+    return f", in `{started[-1]}`" if started else ""
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,9 @@ import sys
 import types
 from collections.abc import Callable
 
+# The line written to stderr before each import (bytecode.py names the import a crash or hang was in).
+IMPORTING = "credmate-compile: importing "
+
 _HASH_BASED_UNCHECKED = (1).to_bytes(4, "little")  # PEP 552 flags: hash-based, do not check the source
 # marshal marks interned strings as such, and the empty and one-character (Latin-1) strings are shared
 # singletons, interned or not depending on what the process did before: `"?"` in a constant would get a
@@ -100,6 +103,9 @@ def main() -> None:
     sys.path.insert(0, tree)
     sys.path_importer_cache.clear()
     for module, names in imports:
+        # Said first, so a crash or a hang names the import it happened in (bytecode.py reads the last one).
+        sys.stderr.write(f"{IMPORTING}{module}\n")
+        sys.stderr.flush()
         # Exactly `from module import names` (or `import module`); a module may raise anything at import.
         with contextlib.suppress(BaseException):
             __import__(module, fromlist=names)
