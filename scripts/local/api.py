@@ -16,10 +16,11 @@ path outside the stage 403 {"message": "Forbidden"}, an integration running past
 
 The database, by default: DATABASE_URL when set (or --database-url), else a local PostgreSQL whose data
 persists in .cache/local-postgres/<env>/ (scripts/local/database.py; `make clean` removes it), migrated to
-head with the deploy's own runner before the first request. The functions get its DATABASE_URL and a
-JWT_SECRET for this run (unless --set-env gives them). `make local-user EMAIL=.. PASSWORD=..` creates a
-user that can log in. --no-database serves without one (every login then answers 401). Ctrl-C stops the
-emulators and the PostgreSQL server this started.
+head with the deploy's own runner before the first request, run from the served bundle under its runtime's
+Python (the backend's own dependencies, as in the deploy), with the environment's migrations.directory.
+The functions get its DATABASE_URL and a JWT_SECRET for this run (unless --set-env gives them).
+`make local-user EMAIL=.. PASSWORD=..` creates a user that can log in. --no-database serves without one
+(every login then answers 401). Ctrl-C stops the emulators and the PostgreSQL server this started.
 
 --watch polls the backend's source (and cdk.json, requirements) for changes. A source edit is rebuilt by
 the bundler directly and served by new runtimes, usually within a second (scripts/local/edit_loop.py: a bundle
@@ -45,6 +46,7 @@ from pathlib import Path
 
 from scripts.local.database import DEFAULT_ROOT, local_database, migrate
 from scripts.local.edit_loop import EditLoop, source_only
+from scripts.local.environment import environment_config
 from scripts.local.gateway import LOOPBACK, Deployment, Gateway, make_server
 from scripts.local.postgres import PostgresError
 from scripts.local.routes import load_api
@@ -66,6 +68,7 @@ from scripts.local.stack import (
 )
 from stacks.bundling import manifest
 from stacks.bundling.spec import BundlingError, source_root
+from stacks.bundling.verification import interpreter_for
 
 
 @dataclass(frozen=True)
@@ -218,14 +221,17 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--data-dir", type=Path, help="local PostgreSQL folder (default .cache/local-postgres/ENV)"
     )
-    parser.add_argument("--migrations-dir", default="migrations", help="Alembic scripts, under the source")
+    parser.add_argument(
+        "--migrations-dir",
+        help="Alembic scripts under the source (default: the environment's migrations.directory)",
+    )
     return parser.parse_args(argv)
 
 
 def with_database(
     args: argparse.Namespace, options: Options, resources: contextlib.ExitStack
 ) -> dict[str, str]:
-    """DATABASE_URL (a local server started into `resources`, migrated to head) and a JWT secret."""
+    """DATABASE_URL (a local server started into `resources`) and a JWT secret."""
     env = dict(options.env)
     env.setdefault("JWT_SECRET", secrets.token_urlsafe(32))  # tokens of this run only
     if args.no_database:
@@ -234,9 +240,30 @@ def with_database(
     url = env.get("DATABASE_URL") or resources.enter_context(
         local_database(folder, url=args.database_url, log=stderr_log)
     )
-    summary = migrate(url, source_root(backend_root(options.context)), args.migrations_dir)
-    stderr_log(f"[local-db] migrations: {summary['migration']}, at {summary.get('to')}")
     return {**env, "DATABASE_URL": url}
+
+
+def migrate_to_head(args: argparse.Namespace, options: Options, deployment: Deployment) -> None:
+    """The local database migrated to head by the deploy's runner, run from the served bundle with its
+    runtime's Python (as the deploy runs it): the backend's own dependencies, not this machine's venv.
+    The scripts are the environment's `migrations.directory` (or --migrations-dir); a backend without
+    them uses the database as it is."""
+    url = options.env.get("DATABASE_URL")
+    if args.no_database or not url or not deployment.api.functions:
+        return
+    fn = deployment.runtimes.function(sorted(deployment.api.functions)[0])
+    directory = (
+        args.migrations_dir or environment_config(options.context, options.environment).migrations.directory
+    )
+    if not (fn.code / directory / "env.py").is_file():
+        stderr_log(f"[local-db] no Alembic scripts at {fn.code / directory}: the database is used as it is")
+        return
+    try:
+        python = interpreter_for(fn.runtime.removeprefix("python"))
+    except BundlingError:
+        python = sys.executable  # the runtimes run under it too, and say so
+    summary = migrate(url, fn.code, directory, bundle=[fn.code, *fn.layers], python=python)
+    stderr_log(f"[local-db] migrations: {summary['migration']}, at {summary.get('to')}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -257,6 +284,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             synthesize(options.outdir, options.context)
         options = replace(options, env=with_database(args, options, resources))
         deployment = load_deployment(options)
+        migrate_to_head(args, options, deployment)
     except (LocalStackError, PostgresError) as exc:
         resources.close()
         print(f"local-api: {exc}", file=sys.stderr)

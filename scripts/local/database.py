@@ -15,7 +15,7 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from scripts.local.postgres import LocalPostgres, PostgresError
@@ -82,17 +82,29 @@ def local_database(
         log("[local-db] PostgreSQL stopped")
 
 
-def migrate(url: str, backend_src: Path, migrations_dir: str = "migrations") -> dict[str, object]:
-    """The deploy's migration runner (credmate_migrate.handler) on the backend's source, against `url`."""
+def migrate(
+    url: str,
+    backend_src: Path,
+    migrations_dir: str = "migrations",
+    *,
+    bundle: Sequence[Path] = (),
+    python: str = sys.executable,
+) -> dict[str, object]:
+    """The deploy's migration runner (credmate_migrate.handler) against `url`. With `bundle` (its folders, as
+    /var/task holds them) and its runtime's `python`, as the deploy runs it: the backend's own dependencies
+    (alembic, its driver, what env.py imports), whatever this machine's venv has. Else on the backend's
+    source with this interpreter's packages."""
     code = "import json, credmate_migrate; print('RESULT ' + json.dumps(credmate_migrate.handler({}, None)))"
+    root = bundle[0] if bundle else backend_src
     done = subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=backend_src,
+        # -S: no site-packages, so the bundle's dependencies are the only ones (PYTHONPATH still applies).
+        [python, *(["-S"] if bundle else []), "-c", code],
+        cwd=root,
         env={
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-            "PYTHONPATH": str(RUNNER),
+            "PYTHONPATH": os.pathsep.join(map(str, [*bundle, RUNNER])),
             "PYTHONDONTWRITEBYTECODE": "1",
-            "LAMBDA_TASK_ROOT": str(backend_src),
+            "LAMBDA_TASK_ROOT": str(root),
             "CREDMATE_MIGRATIONS_DIR": migrations_dir,
             "DATABASE_URL": url,
         },
