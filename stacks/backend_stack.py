@@ -203,7 +203,7 @@ class BackendStack(Stack):
             code=self.bundle.code,
             runtime=self.runtime,
             architecture=self.architecture,
-            environment=base_environment(config),
+            environment={**base_environment(config), **dict(config.migrations.environment)},
             timeout=Duration.minutes(MIGRATION_TIMEOUT_MINUTES),
             log_retention_days=config.log_retention_days,
             execute_after=[u.guarded.function for u in main.units],

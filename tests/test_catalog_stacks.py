@@ -127,7 +127,13 @@ def four_functions(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     }
     # Prod also runs the backend's migrations in the deploy (they need the database secret).
     context["environments"]["prod"]["secret_arn"] = SECRET
-    context["environments"]["prod"]["migrations"] = {"enabled": True, "directory": "migrations"}
+    context["environments"]["prod"]["migrations"] = {
+        "enabled": True,
+        "directory": "migrations",
+        "environment": {
+            "SETTINGS_MODULE": "app.settings"
+        },  # what an env.py importing the app's settings needs
+    }
     return _synth(tmp_path_factory, {**context, "functions": json.dumps(functions)}, "four-functions")
 
 
@@ -146,7 +152,8 @@ def test_migrations_run_after_every_new_version_and_before_any_alias_moves(
     # The runner ships in the very bundle the functions run.
     (api_fn,) = _ids(tpl, "AWS::Lambda::Function", "BackendApiFunction")
     assert res[runner]["Properties"]["Code"] == res[api_fn]["Properties"]["Code"]
-    assert res[runner]["Properties"]["Environment"]["Variables"]["COMBINED_SECRET_ARN"] == SECRET
+    variables = res[runner]["Properties"]["Environment"]["Variables"]
+    assert variables["COMBINED_SECRET_ARN"] == SECRET and variables["SETTINGS_MODULE"] == "app.settings"
     after = res[trigger].get("DependsOn", [])
     for name in ("BackendApi", "Worker", "CampaignScheduler", "Reminders"):
         (fn_id,) = _ids(tpl, "AWS::Lambda::Function", f"{name}Function")

@@ -324,7 +324,22 @@ BAD_VALUES: list[tuple[str, dict[str, Any], list[str]]] = [
     (
         "migrations folder outside src",
         {"migrations": {"enabled": False, "directory": "../alembic"}},
-        ["migrations.directory", "../alembic", "inside src/"],
+        ["migrations.directory", "../alembic", "inside the source folder"],
+    ),
+    (
+        "migrations variable the stack sets itself",
+        {"migrations": {"environment": {"COMBINED_SECRET_ARN": "x"}}},
+        ["migrations.environment.COMBINED_SECRET_ARN", "the stack does not set itself"],
+    ),
+    (
+        "migrations variable not a string",
+        {"migrations": {"environment": {"POOL_SIZE": 5}}},
+        ["migrations.environment.POOL_SIZE", "5", "a string"],
+    ),
+    (
+        "migrations environment not an object",
+        {"migrations": {"environment": ["SECRET_KEY"]}},
+        ["migrations.environment", "an object of environment variables"],
     ),
     (
         "threshold not finite",

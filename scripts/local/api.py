@@ -246,15 +246,14 @@ def with_database(
 def migrate_to_head(args: argparse.Namespace, options: Options, deployment: Deployment) -> None:
     """The local database migrated to head by the deploy's runner, run from the served bundle with its
     runtime's Python (as the deploy runs it): the backend's own dependencies, not this machine's venv.
-    The scripts are the environment's `migrations.directory` (or --migrations-dir); a backend without
-    them uses the database as it is."""
+    The scripts are the environment's `migrations.directory` (or --migrations-dir), run with its
+    `migrations.environment`; a backend without them uses the database as it is."""
     url = options.env.get("DATABASE_URL")
     if args.no_database or not url or not deployment.api.functions:
         return
     fn = deployment.runtimes.function(sorted(deployment.api.functions)[0])
-    directory = (
-        args.migrations_dir or environment_config(options.context, options.environment).migrations.directory
-    )
+    settings = environment_config(options.context, options.environment).migrations
+    directory = args.migrations_dir or settings.directory
     if not (fn.code / directory / "env.py").is_file():
         stderr_log(f"[local-db] no Alembic scripts at {fn.code / directory}: the database is used as it is")
         return
@@ -262,7 +261,10 @@ def migrate_to_head(args: argparse.Namespace, options: Options, deployment: Depl
         python = interpreter_for(fn.runtime.removeprefix("python"))
     except BundlingError:
         python = sys.executable  # the runtimes run under it too, and say so
-    summary = migrate(url, fn.code, directory, bundle=[fn.code, *fn.layers], python=python)
+    bundle = [fn.code, *fn.layers]
+    summary = migrate(
+        url, fn.code, directory, bundle=bundle, python=python, environment=dict(settings.environment)
+    )
     stderr_log(f"[local-db] migrations: {summary['migration']}, at {summary.get('to')}")
 
 

@@ -15,7 +15,7 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 from scripts.local.postgres import LocalPostgres, PostgresError
@@ -89,11 +89,13 @@ def migrate(
     *,
     bundle: Sequence[Path] = (),
     python: str = sys.executable,
+    environment: Mapping[str, str] | None = None,
 ) -> dict[str, object]:
     """The deploy's migration runner (credmate_migrate.handler) against `url`. With `bundle` (its folders, as
     /var/task holds them) and its runtime's `python`, as the deploy runs it: the backend's own dependencies
     (alembic, its driver, what env.py imports), whatever this machine's venv has. Else on the backend's
-    source with this interpreter's packages."""
+    source with this interpreter's packages. `environment`: the migration step's own variables
+    (`migrations.environment`)."""
     code = "import json, credmate_migrate; print('RESULT ' + json.dumps(credmate_migrate.handler({}, None)))"
     root = bundle[0] if bundle else backend_src
     done = subprocess.run(
@@ -101,6 +103,7 @@ def migrate(
         [python, *(["-S"] if bundle else []), "-c", code],
         cwd=root,
         env={
+            **(environment or {}),
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
             "PYTHONPATH": os.pathsep.join(map(str, [*bundle, RUNNER])),
             "PYTHONDONTWRITEBYTECODE": "1",

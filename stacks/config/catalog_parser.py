@@ -29,16 +29,22 @@ from stacks.config.catalog import (
 )
 from stacks.config.environment import DeploymentSettings, EnvironmentConfig, FunctionSettings
 from stacks.config.environment_parser import DEPLOYMENT_CONFIG_ALLOWED, deployment_config, parse_thresholds
-from stacks.config.reader import PATH_RE, REQUEST_PATH_RE, ConfigError, FunctionReader, catalog_key, fail
+from stacks.config.reader import (
+    ENV_VAR_RE,
+    PATH_RE,
+    REQUEST_PATH_RE,
+    RESERVED_ENV_PREFIXES,
+    RESERVED_ENV_VARS,
+    ConfigError,
+    FunctionReader,
+    catalog_key,
+    fail,
+)
 from stacks.hook_budget import check_fits
 
 FUNCTION_NAME_RE = r"[A-Z][A-Za-z0-9]{0,47}"
 HANDLER_RE = r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+"
 SCHEDULE_RE = r"rate\(\d+ (minute|minutes|hour|hours|day|days)\)|cron\(\S+ \S+ \S+ \S+ \S+ \S+\)"
-ENV_VAR_RE = r"[A-Za-z_][A-Za-z0-9_]*"
-# Set by the stack on every function: a catalog `environment` may not redefine them.
-RESERVED_ENV_VARS = ("ENVIRONMENT", "CORS_ALLOWED_ORIGINS", "COMBINED_SECRET_ARN")
-RESERVED_ENV_PREFIXES = ("CREDMATE_", "AWS_", "LAMBDA_", "_")
 # The keys a catalog entry may have, one a line (a list like others, e.g. canary.py's TRIGGER_EVENTS).
 FUNCTION_KEYS = (
     "handler",

@@ -153,8 +153,11 @@ class MigrationSettings:
     moves (expand/contract: docs/runbook-procedures.md#migrations). Off for backends without Alembic."""
 
     enabled: bool = False
-    # The Alembic script folder, relative to the backend's src/ (where env.py and versions/ live).
+    # The Alembic script folder, relative to the backend's source folder (where env.py and versions/ live).
     directory: str = "migrations"
+    # Variables the migration step runs with besides the stack's own (ENVIRONMENT, COMBINED_SECRET_ARN...):
+    # what the backend's env.py needs when it imports the app's settings (fastapi's template: SECRET_KEY).
+    environment: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,9 @@ from stacks.config.environment import (
 
 # The reader's checks this parser uses; security.py's list is alike because both read settings the same way.
 from stacks.config.reader import (
+    ENV_VAR_RE,
+    RESERVED_ENV_PREFIXES,
+    RESERVED_ENV_VARS,
     ConfigError,
     Reader,
     boolean,
@@ -223,13 +226,45 @@ def _parse_migrations(r: Reader) -> MigrationSettings:
         directory=r.get(
             "directory",
             "migrations",
-            pattern(e, r"[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*", "a folder relative to src/, like migrations"),
+            pattern(
+                e,
+                r"[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*",
+                "a folder relative to the source folder, like migrations",
+            ),
         ),
+        environment=r.get("environment", (), _variables(e)),
     )
     r.finish([f.name for f in fields(MigrationSettings)])
     if ".." in result.directory.split("/"):
-        raise fail(e, r.key("directory"), result.directory, "a folder inside src/ (no ..)")
+        raise fail(e, r.key("directory"), result.directory, "a folder inside the source folder (no ..)")
     return result
+
+
+def _variables(env: str) -> Callable[[str, Any], tuple[tuple[str, str], ...]]:
+    """An object of environment variables, checked as a function's `environment` is."""
+
+    def check(key: str, value: Any) -> tuple[tuple[str, str], ...]:
+        if not isinstance(value, dict):
+            raise fail(env, key, value, 'an object of environment variables, like {"SECRET_KEY": "..."}')
+        for name, text in value.items():
+            if (
+                not re.fullmatch(ENV_VAR_RE, name)
+                or name in RESERVED_ENV_VARS
+                or name.startswith(RESERVED_ENV_PREFIXES)
+            ):
+                raise fail(
+                    env,
+                    f"{key}.{name}",
+                    name,
+                    "a variable name the stack does not set itself (reserved: "
+                    f"{', '.join(RESERVED_ENV_VARS)} and names starting with "
+                    f"{', '.join(RESERVED_ENV_PREFIXES)})",
+                )
+            if not isinstance(text, str):
+                raise fail(env, f"{key}.{name}", text, "a string (Lambda environment values are strings)")
+        return tuple(sorted(value.items()))
+
+    return check
 
 
 def _parse_mapped_api(r: Reader) -> MappedApi | None:

@@ -20,6 +20,11 @@ PATH_RE = r"(/[A-Za-z0-9._~-]+)+"
 # A path only requested (health checks): also the root, or with a trailing slash. FastAPI serves a route
 # declared with one (`@router.get("/health-check/")`) only with it; without it the check gets a redirect.
 REQUEST_PATH_RE = r"/|(/[A-Za-z0-9._~-]+)+/?"
+ENV_VAR_RE = r"[A-Za-z_][A-Za-z0-9_]*"
+# Set by the stack on every function and the migration step: a catalog `environment` (or the migrations')
+# may not redefine them.
+RESERVED_ENV_VARS = ("ENVIRONMENT", "CORS_ALLOWED_ORIGINS", "COMBINED_SECRET_ARN")
+RESERVED_ENV_PREFIXES = ("CREDMATE_", "AWS_", "LAMBDA_", "_")
 
 
 class ConfigError(ValueError):

@@ -5,6 +5,7 @@ machine's venv does not have), and the scripts of the environment's `migrations.
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -27,10 +28,17 @@ def test_the_runner_sees_the_bundle_and_nothing_of_this_venv(tmp_path: Path) -> 
         "def handler(event, context):\n"
         "    found = lambda name: importlib.util.find_spec(name) is not None\n"
         "    return {'migration': 'probed', 'layer': found('only_in_the_layer'), 'pytest': found('pytest'),\n"
-        "            'cwd': os.getcwd(), 'url': os.environ['DATABASE_URL']}\n"
+        "            'cwd': os.getcwd(), 'url': os.environ['DATABASE_URL'],\n"
+        "            'key': os.environ['SECRET_KEY']}\n"
     )
     # WHEN it runs as the local API runs it
-    result = database.migrate("postgresql://x", tmp_path / "src", "migrations", bundle=[bundle, layer])
+    result = database.migrate(
+        "postgresql://x",
+        tmp_path / "src",
+        "migrations",
+        bundle=[bundle, layer],
+        environment={"SECRET_KEY": "k"},
+    )
     # THEN the bundle's folders are its packages, and this venv's (pytest's, alembic's) are not
     assert result == {
         "migration": "probed",
@@ -38,6 +46,7 @@ def test_the_runner_sees_the_bundle_and_nothing_of_this_venv(tmp_path: Path) -> 
         "pytest": False,
         "cwd": str(bundle),
         "url": "postgresql://x",
+        "key": "k",
     }
 
 
@@ -68,7 +77,11 @@ def test_the_served_bundle_is_migrated_with_its_runtime_python_and_the_environme
         return {"migration": "upgraded"}
 
     monkeypatch.setattr(local_api, "migrate", recording_migrate)
-    options = local_api.Options("s", tmp_path, {}, None, (), {"DATABASE_URL": "postgresql://db"}, tmp_path)
+    # GIVEN the environment's migrations need a variable (as an env.py importing the app's settings does)
+    context = {"environments": json.dumps(_with_migration_variable())}
+    options = local_api.Options(
+        "s", tmp_path, context, None, (), {"DATABASE_URL": "postgresql://db"}, tmp_path
+    )
     local_api.migrate_to_head(_args(), options, _deployment(code))
     assert calls == [
         {
@@ -76,8 +89,20 @@ def test_the_served_bundle_is_migrated_with_its_runtime_python_and_the_environme
             "dir": "migrations",
             "bundle": [code, tmp_path / "layer"],
             "python": "/opt/python3.12",
+            "environment": {"SECRET_KEY": "local"},
         }
     ]
+
+
+def _with_migration_variable() -> dict[str, Any]:
+    from tests.conftest import REPO_ROOT
+
+    environments: dict[str, Any] = json.loads((REPO_ROOT / "cdk.json").read_text())["context"]["environments"]
+    environments["staging"]["migrations"] = {
+        **environments["staging"].get("migrations", {}),
+        "environment": {"SECRET_KEY": "local"},
+    }
+    return environments
 
 
 def test_a_bundle_without_alembic_scripts_uses_the_database_as_it_is(
