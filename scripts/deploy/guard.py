@@ -247,11 +247,8 @@ def _zip_assets(assembly: Path, stack: str) -> set[str]:
         source = asset.get("source", {}) if isinstance(asset, dict) else {}
         path = assembly / str(source.get("path", ""))
         if source.get("packaging") == "file" and path.suffix == ".zip" and path.is_file():
-            digest = hashlib.sha256()
             with path.open("rb") as data:
-                while chunk := data.read(1 << 20):
-                    digest.update(chunk)
-            digests.add(digest.hexdigest())
+                digests.add(hashlib.file_digest(data, "sha256").hexdigest())
     return digests
 
 
