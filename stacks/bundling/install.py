@@ -85,7 +85,8 @@ def _run_install(
     trip per package on every dependency change. An unlocked requirements.txt always goes to the index.
     """
     # Absolute: uv runs in the backend's folder (--directory), where a relative path would mean another.
-    req = (pins or requirements_file(spec)).absolute()
+    chosen = requirements_file(spec).absolute()
+    req = pins.absolute() if pins else chosen
     locked = req.name == "requirements.lock"
     uv = command[0].endswith("uv")
     args = [*_install_args(spec, command, target.absolute()), "--quiet"]
@@ -93,13 +94,7 @@ def _run_install(
         # In the backend's folder: its uv.toml / pyproject.toml [tool.uv] index settings apply (indexes.py
         # says why configuration is safe to read). Hard links into uv's cache: no 100 MB copy; nothing edits
         # installed files in place (strip writes a new file), so the cache is never modified through a link.
-        args += [
-            "--directory",
-            str(requirements_file(spec).parent.absolute()),
-            "--link-mode",
-            "hardlink",
-            "--no-progress",
-        ]
+        args += ["--directory", str(chosen.parent), "--link-mode", "hardlink", "--no-progress"]
     args += ["--no-deps", "--require-hashes"] if locked else ([] if uv else ["--upgrade"])
     args += [*(["--find-links", str(find_links.absolute())] if find_links else []), "-r", str(req)]
     args += ["--dry-run"] if dry_run else []
