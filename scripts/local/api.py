@@ -63,12 +63,12 @@ from scripts.local.stack import (
     override_code,
     parse_context,
     parse_env,
+    runtime_python,
     stderr_log,
     synthesize,
 )
 from stacks.bundling import manifest
 from stacks.bundling.spec import BundlingError, source_root
-from stacks.bundling.verification import interpreter_for
 
 
 @dataclass(frozen=True)
@@ -257,10 +257,7 @@ def migrate_to_head(args: argparse.Namespace, options: Options, deployment: Depl
     if not (fn.code / directory / "env.py").is_file():
         stderr_log(f"[local-db] no Alembic scripts at {fn.code / directory}: the database is used as it is")
         return
-    try:
-        python = interpreter_for(fn.runtime.removeprefix("python"))
-    except BundlingError:
-        python = sys.executable  # the runtimes run under it too, and say so
+    python, _version, _why = runtime_python(fn.runtime)  # the runtimes say when it is not the runtime's
     bundle = [fn.code, *fn.layers]
     summary = migrate(
         url, fn.code, directory, bundle=bundle, python=python, environment=dict(settings.environment)

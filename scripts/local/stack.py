@@ -395,6 +395,19 @@ class _Slot:
     log_offset: int = 0
 
 
+def runtime_python(runtime: str) -> tuple[str, str | None, str]:
+    """How a function of `runtime` runs here: (its interpreter, that interpreter's X.Y when it is not this
+    one, why this one stands in for the runtime's: "" when it does not). The runtime's own Python when this
+    machine has it: a bundle's native extensions load only under the Python they were built for."""
+    if not runtime or runtime == f"python{sys.version_info.major}.{sys.version_info.minor}":
+        return sys.executable, None, ""
+    version = runtime.removeprefix("python")
+    try:
+        return interpreter_for(version), version, ""
+    except BundlingError as exc:
+        return sys.executable, None, str(exc)
+
+
 @dataclass(frozen=True)
 class Invocation:
     result: InvokeResult
@@ -434,20 +447,13 @@ class Runtimes:
                 f"[local] WARNING {fn.label}: an {fn.architecture} function on an {_HOST_ARCH} host; its "
                 "native libraries may not load here"
             )
-        host_runtime = f"python{sys.version_info.major}.{sys.version_info.minor}"
-        python, version, bootstrap = sys.executable, None, self.bootstrap
-        if fn.runtime and fn.runtime != host_runtime:
-            # Its own Python when this machine has it: a bundle's native extensions load only there. The
-            # zygote serves this interpreter only, so such a function starts without it.
-            version = fn.runtime.removeprefix("python")
-            try:
-                python, bootstrap = interpreter_for(version), ()
-            except BundlingError as exc:
-                version = None
-                self.log(
-                    f"[local] WARNING {fn.label}: runtime {fn.runtime} runs under this host's "
-                    f"{host_runtime}; its native extensions may not load: {exc}"
-                )
+        python, version, why = runtime_python(fn.runtime)
+        if why:
+            self.log(
+                f"[local] WARNING {fn.label}: runtime {fn.runtime} runs under this host's "
+                f"python{sys.version_info.major}.{sys.version_info.minor}; its native extensions may not "
+                f"load: {why}"
+            )
         for item in fn.unresolved:
             self.log(f"[local] {fn.label}: environment {item} has no local value: set to a {UNRESOLVED} "
                      "placeholder (override with --set-env NAME=VALUE)")  # fmt: skip
@@ -466,7 +472,7 @@ class Runtimes:
             timeout_seconds=fn.timeout_seconds,
             python=python,
             python_version=version,
-            bootstrap=bootstrap,
+            bootstrap=self.bootstrap if version is None else (),  # the zygote serves this interpreter only
         )
         emulator.start()
         slot.emulator, slot.invocations, slot.log_offset = emulator, 0, 0

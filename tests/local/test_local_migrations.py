@@ -14,6 +14,7 @@ import pytest
 
 from scripts.local import api as local_api
 from scripts.local import database
+from scripts.local import stack as local_stack
 from scripts.local.stack import LocalFunction
 
 
@@ -70,7 +71,7 @@ def test_the_served_bundle_is_migrated_with_its_runtime_python_and_the_environme
     (code / "migrations").mkdir(parents=True)
     (code / "migrations" / "env.py").write_text("")
     calls: list[dict[str, Any]] = []
-    monkeypatch.setattr(local_api, "interpreter_for", lambda version: f"/opt/python{version}")
+    monkeypatch.setattr(local_stack, "interpreter_for", lambda version: f"/opt/python{version}")
 
     def recording_migrate(url: str, _src: Path, directory: str, **kw: Any) -> dict[str, object]:
         calls.append({"url": url, "dir": directory, **kw})
