@@ -360,18 +360,26 @@ def test_a_source_importing_an_extra_file_at_init_still_gets_its_dependency_byte
     )
 
 
+def _layer_with_a_failing_import(
+    tmp_path: Path, module: str, then: str
+) -> tuple[layers.DependencyLayer, Path]:
+    """A layer holding `fine` and `module`, which records its interpreter's pid at import, then runs `then`;
+    and that pid file."""
+    tree = tmp_path / "deps-x" / "tree"
+    tree.mkdir(parents=True)
+    pid_file = tmp_path / f"{module}.pid"
+    (tree / f"{module}.py").write_text(
+        f"import os, time\n\nopen({str(pid_file)!r}, 'w').write(str(os.getpid()))\n{then}\n"
+    )
+    (tree / "fine.py").write_text("VALUE = 1\n")
+    return layers.DependencyLayer(tree.parent, "x", (), (), built=False), pid_file
+
+
 def test_a_dependency_import_that_hangs_stops_the_build_naming_it_and_its_interpreter_is_ended(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # GIVEN a layer whose dependency waits forever at import (a network call at module level, say)
-    layer_dir = tmp_path / "deps-x"
-    (layer_dir / "tree").mkdir(parents=True)
-    pid_file = tmp_path / "hangs.pid"
-    (layer_dir / "tree" / "hangs.py").write_text(
-        f"import os, time\n\nopen({str(pid_file)!r}, 'w').write(str(os.getpid()))\ntime.sleep(60)\n"
-    )
-    (layer_dir / "tree" / "fine.py").write_text("VALUE = 1\n")
-    layer = layers.DependencyLayer(layer_dir, "x", (), (), built=False)
+    layer, pid_file = _layer_with_a_failing_import(tmp_path, "hangs", "time.sleep(60)")
     monkeypatch.setattr(bytecode, "COMPILE_TIMEOUT_SECONDS", 2)
     # WHEN its bytecode is compiled, THEN the build stops, naming the imports and the time allowed
     with pytest.raises(
@@ -380,21 +388,14 @@ def test_a_dependency_import_that_hangs_stops_the_build_naming_it_and_its_interp
         bytecode.dependency_modules(layer, [("fine", ()), ("hangs", ())])
     # AND the interpreter is gone, and no record claims the imports were compiled
     assert process_ended(pid_file)
-    assert not list(layer_dir.glob("pyc/*/*.json"))
+    assert not list(layer.path.glob("pyc/*/*.json"))
 
 
 def test_a_dependency_import_that_crashes_the_interpreter_stops_the_build_naming_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # GIVEN a layer whose dependency ends the interpreter at import, before another one is imported
-    layer_dir = tmp_path / "deps-x"
-    (layer_dir / "tree").mkdir(parents=True)
-    pid_file = tmp_path / "crashes.pid"
-    (layer_dir / "tree" / "crashes.py").write_text(
-        f"import os\n\nopen({str(pid_file)!r}, 'w').write(str(os.getpid()))\nos._exit(3)\n"
-    )
-    (layer_dir / "tree" / "fine.py").write_text("VALUE = 1\n")
-    layer = layers.DependencyLayer(layer_dir, "x", (), (), built=False)
+    layer, pid_file = _layer_with_a_failing_import(tmp_path, "crashes", "os._exit(3)")
     monkeypatch.setattr(bytecode, "COMPILE_TIMEOUT_SECONDS", 50)
     # WHEN its bytecode is compiled, THEN the crash stops the build at once (not the time limit), naming the
     # imports and the exit status
@@ -404,7 +405,7 @@ def test_a_dependency_import_that_crashes_the_interpreter_stops_the_build_naming
         bytecode.dependency_modules(layer, [("crashes", ()), ("fine", ())])
     # AND the interpreter is gone, and no record claims the imports were compiled
     assert process_ended(pid_file)
-    assert not list(layer_dir.glob("pyc/*/*.json"))
+    assert not list(layer.path.glob("pyc/*/*.json"))
 
 
 def test_a_dependency_import_that_hung_while_the_layer_was_made_is_reported_not_awaited_again(
